@@ -1,0 +1,183 @@
+"""The site database: engine factory, declarative ``Base`` and the ``site_info`` table.
+
+A site keeps its catalog in one relational database: a SQLite file in WAL
+mode by default, or PostgreSQL for sites that scale out.  Every table of
+obsflow is declared on :class:`Base` (later modules add theirs), so
+``Base.metadata.create_all`` creates the whole schema.
+
+This module owns only what every site needs from day one: the engine
+settings and a small key/value ``site_info`` table that records the schema
+version, when the site was created, by which obsflow version and with which
+observatory profile.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, String, Text, create_engine, event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from obsflow import __version__
+from obsflow.exceptions import ConfigError, SiteError, UnknownOptionError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLITE_BUSY_TIMEOUT_S",
+    "SUPPORTED_BACKENDS",
+    "Base",
+    "SiteInfo",
+    "backend_name",
+    "init_schema",
+    "make_engine",
+    "read_site_info",
+    "sqlite_path",
+]
+
+SCHEMA_VERSION = 1
+"""Version of the database schema this obsflow writes and expects."""
+
+SUPPORTED_BACKENDS = ("postgresql", "sqlite")
+"""Database backends obsflow runs on (the part of the URL before ``://`` or ``+``)."""
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite connection waits for a lock held by another writer, seconds."""
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every obsflow table (SQLAlchemy 2 style)."""
+
+
+class SiteInfo(Base):
+    """One key/value fact about the site (``schema_version``, ``created``, ...)."""
+
+    __tablename__ = "site_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def backend_name(url: str) -> str:
+    """Return the backend of a database URL (``"sqlite"`` or ``"postgresql"``).
+
+    Raises
+    ------
+    ConfigError
+        ``url`` is not a database URL at all.
+    UnknownOptionError
+        The backend is not one of :data:`SUPPORTED_BACKENDS`.
+    """
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {url!r} (expected e.g. sqlite:///path)") from exc
+    if backend not in SUPPORTED_BACKENDS:
+        raise UnknownOptionError("database backend", backend, SUPPORTED_BACKENDS)
+    return backend
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the database file of a SQLite URL, or None (other backends, in-memory)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    """Set WAL journal mode, foreign keys and busy timeout on each new connection."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create the SQLAlchemy engine for a site database.
+
+    For SQLite the parent folder of the file is created, and every connection
+    gets WAL journal mode (concurrent readers, one writer), foreign keys on,
+    and a busy timeout of :data:`SQLITE_BUSY_TIMEOUT_S`.  PostgreSQL URLs are
+    passed through unchanged (with ``pool_pre_ping``).
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy database URL, e.g. ``sqlite:////data/site/obsflow.db`` or
+        ``postgresql+psycopg://user@host/obsflow``.
+
+    Returns
+    -------
+    sqlalchemy.Engine
+        The engine; call ``dispose()`` when done with it.
+    """
+    if backend_name(url) != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def read_site_info(engine: Engine) -> dict[str, str]:
+    """Return every row of ``site_info`` as a dict (empty if the table is empty)."""
+    with Session(engine) as session:
+        rows = session.execute(select(SiteInfo.key, SiteInfo.value)).all()
+    return {key: value for key, value in rows}
+
+
+def init_schema(engine: Engine, *, profile: str | None = None) -> None:
+    """Create every table declared on :class:`Base` and fill ``site_info``.
+
+    Idempotent: tables that exist are left alone, and ``schema_version``,
+    ``created`` and ``obsflow_version`` are written only when absent.  The
+    ``profile`` row is written when ``profile`` is given and differs.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        Engine from :func:`make_engine`.
+    profile : str, optional
+        Name (or path) of the site's observatory profile.
+
+    Raises
+    ------
+    SiteError
+        The database was created by an obsflow with another schema version.
+    """
+    Base.metadata.create_all(engine)
+    wanted = {
+        "schema_version": str(SCHEMA_VERSION),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "obsflow_version": __version__,
+    }
+    with Session(engine) as session, session.begin():
+        existing = {row.key: row for row in session.scalars(select(SiteInfo))}
+        found = existing.get("schema_version")
+        if found is not None and found.value != str(SCHEMA_VERSION):
+            raise SiteError(
+                f"database {engine.url.render_as_string(hide_password=True)} has schema "
+                f"version {found.value}; this obsflow expects {SCHEMA_VERSION}"
+            )
+        for key, value in wanted.items():
+            if key not in existing:
+                session.add(SiteInfo(key=key, value=value))
+        if profile is not None:
+            row = existing.get("profile")
+            if row is None:
+                session.add(SiteInfo(key="profile", value=profile))
+            elif row.value != profile:
+                row.value = profile

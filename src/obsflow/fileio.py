@@ -1,0 +1,46 @@
+"""Atomic file writing: a product is either whole under its final name or absent.
+
+Every writer in obsflow writes to a temporary name in the destination folder
+and renames it into place (``os.replace`` is atomic on POSIX), so a crash
+never leaves half a file that looks whole, and re-running a job is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "sha256_file"]
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it to ``final`` on success.
+
+    The temporary name starts with ``.`` and ends with ``.part`` so pollers and
+    globbing for products never pick it up.  On an exception the temporary file
+    is removed and ``final`` is left untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def sha256_file(path: Path, chunk_bytes: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in chunks of ``chunk_bytes``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,100 @@
+"""Level-1 ``_uncal.fits``: the raw ramp cube of one exposure of one detector.
+
+Layout (JWST-compatible)::
+
+    PRIMARY   header: exposure metadata (see ExposureMeta), engineering values,
+              ephemeris, software version; no data
+    SCI       uint16 (nints, ngroups, ny, nx), BUNIT='DN', celestial WCS
+    GROUPDQ   uint8  (nints, ngroups, ny, nx), only when some data is missing
+              (DROPOUT | DO_NOT_USE on rows that never arrived)
+    RAWFILES  table of the level-0 files the cube was rebuilt from
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from obsflow.fileio import atomic_path
+from obsflow.models.metadata import ExposureMeta
+
+__all__ = ["Level1", "read_uncal", "write_uncal"]
+
+
+@dataclass
+class Level1:
+    """An uncalibrated ramp product in memory.
+
+    Attributes
+    ----------
+    data : ndarray, uint16, shape (nints, ngroups, ny, nx)
+        Raw ramp samples, DN.
+    meta : ExposureMeta
+    wcs : astropy.wcs.WCS or None
+    groupdq : ndarray, uint8, same shape as ``data``, or None
+    raw_files : list of str
+        Names of the level-0 files the cube came from.
+    header_extra : dict
+        Extra primary-header keywords (engineering values, ephemeris), name -> value.
+    """
+
+    data: np.ndarray
+    meta: ExposureMeta
+    wcs: WCS | None = None
+    groupdq: np.ndarray | None = None
+    raw_files: list[str] = field(default_factory=list)
+    header_extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = self.meta
+        expected = (m.nints, m.ngroups, m.subsize2, m.subsize1)
+        if self.data.shape != expected or self.data.dtype != np.uint16:
+            raise ValueError(
+                f"Level-1 data must be uint16 {expected} (nints, ngroups, ny, nx) for "
+                f"{m.basename}, got {self.data.dtype} {self.data.shape}"
+            )
+        if self.groupdq is not None and self.groupdq.shape != expected:
+            raise ValueError(f"GROUPDQ shape {self.groupdq.shape} != data shape {expected}")
+
+
+def write_uncal(path: Path, product: Level1) -> Path:
+    """Write ``product`` to ``path`` atomically (temporary name, then rename)."""
+    from obsflow import __version__
+
+    primary = fits.PrimaryHDU()
+    product.meta.to_header(primary.header)
+    primary.header["DATAMODL"] = ("Level1", "obsflow product type")
+    primary.header["CAL_VER"] = (__version__, "obsflow version that wrote this file")
+    for key, value in product.header_extra.items():
+        primary.header[key] = value
+    sci = fits.ImageHDU(product.data, name="SCI")
+    sci.header["BUNIT"] = "DN"
+    if product.wcs is not None:
+        sci.header.update(product.wcs.to_header())
+    hdus = [primary, sci]
+    if product.groupdq is not None:
+        hdus.append(fits.ImageHDU(product.groupdq.astype(np.uint8), name="GROUPDQ"))
+    names = np.array(product.raw_files or [""], dtype="U255")
+    hdus.append(fits.BinTableHDU.from_columns(
+        [fits.Column(name="FILENAME", format="255A", array=names[: len(product.raw_files)])],
+        name="RAWFILES",
+    ))
+    with atomic_path(Path(path)) as tmp:
+        fits.HDUList(hdus).writeto(tmp, checksum=True)
+    return Path(path)
+
+
+def read_uncal(path: Path) -> Level1:
+    """Read a Level-1 product written by :func:`write_uncal`."""
+    with fits.open(path, memmap=False) as hdul:
+        meta = ExposureMeta.from_header(hdul[0].header)
+        data = np.asarray(hdul["SCI"].data, dtype=np.uint16)
+        wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
+        groupdq = np.asarray(hdul["GROUPDQ"].data) if "GROUPDQ" in hdul else None
+        raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []
+    return Level1(data=data, meta=meta, wcs=wcs, groupdq=groupdq, raw_files=raw)

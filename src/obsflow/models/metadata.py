@@ -1,0 +1,144 @@
+"""Exposure metadata and its mapping to JWST-style FITS keywords.
+
+:class:`ExposureMeta` is the one description of an exposure that the
+simulator writes into the observation log, ingest writes into the Level-1
+product, and calibration and the archive read back.  Keyword names follow
+JWST wherever one exists, so astronomers' scripts work unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from astropy.io import fits
+
+__all__ = ["ExposureMeta", "product_basename"]
+
+# attribute -> (FITS keyword, comment)
+_KEYWORDS: dict[str, tuple[str, str]] = {
+    "telescope": ("TELESCOP", "telescope used to acquire the data"),
+    "instrument": ("INSTRUME", "instrument used to acquire the data"),
+    "detector": ("DETECTOR", "detector name"),
+    "filter": ("FILTER", "filter element"),
+    "program": ("PROGRAM", "program number"),
+    "observation": ("OBSERVTN", "observation number"),
+    "visit": ("VISIT", "visit number"),
+    "exposure": ("EXPOSURE", "exposure number within the visit"),
+    "exposure_id": ("EXP_ID", "onboard exposure id (packet secondary header)"),
+    "pi_name": ("PI_NAME", "principal investigator"),
+    "title": ("TITLE", "program title"),
+    "target": ("TARGNAME", "target name"),
+    "target_ra": ("TARG_RA", "[deg] target right ascension (ICRS)"),
+    "target_dec": ("TARG_DEC", "[deg] target declination (ICRS)"),
+    "ra_v1": ("RA_V1", "[deg] boresight right ascension"),
+    "dec_v1": ("DEC_V1", "[deg] boresight declination"),
+    "pa_v3": ("PA_V3", "[deg] position angle of V3 axis"),
+    "dither_pattern": ("PATTTYPE", "dither pattern"),
+    "dither_position": ("PATT_NUM", "position number within the dither pattern"),
+    "dither_npoints": ("NUMDTHPT", "number of dither points"),
+    "readpatt": ("READPATT", "readout pattern"),
+    "nints": ("NINTS", "number of integrations"),
+    "ngroups": ("NGROUPS", "groups per integration"),
+    "nframes": ("NFRAMES", "frames averaged per group"),
+    "groupgap": ("GROUPGAP", "frames dropped between groups"),
+    "frame_time": ("TFRAME", "[s] time between frames"),
+    "group_time": ("TGROUP", "[s] time between groups"),
+    "subarray": ("SUBARRAY", "subarray name"),
+    "substrt1": ("SUBSTRT1", "starting pixel in axis 1 (full-frame, 1-based)"),
+    "substrt2": ("SUBSTRT2", "starting pixel in axis 2 (full-frame, 1-based)"),
+    "subsize1": ("SUBSIZE1", "number of pixels in axis 1"),
+    "subsize2": ("SUBSIZE2", "number of pixels in axis 2"),
+    "expstart": ("EXPSTART", "[MJD UTC] exposure start"),
+    "expmid": ("EXPMID", "[MJD UTC] exposure mid-point"),
+    "expend": ("EXPEND", "[MJD UTC] exposure end"),
+    "exposure_duration": ("EFFEXPTM", "[s] exposure duration"),
+    "status": ("EXPSTAT", "observation log status"),
+}
+
+
+@dataclass(frozen=True)
+class ExposureMeta:
+    """Everything known about one exposure of one detector (one Level-1 product).
+
+    Angles in degrees, times in MJD (UTC), durations in seconds.
+    """
+
+    telescope: str
+    instrument: str
+    detector: str
+    filter: str
+    program: str
+    observation: int
+    visit: int
+    exposure: int
+    exposure_id: int
+    pi_name: str
+    title: str
+    target: str
+    target_ra: float
+    target_dec: float
+    ra_v1: float
+    dec_v1: float
+    pa_v3: float
+    dither_pattern: str
+    dither_position: int
+    dither_npoints: int
+    readpatt: str
+    nints: int
+    ngroups: int
+    nframes: int
+    groupgap: int
+    frame_time: float
+    group_time: float
+    subarray: str
+    substrt1: int
+    substrt2: int
+    subsize1: int
+    subsize2: int
+    expstart: float
+    expmid: float
+    expend: float
+    exposure_duration: float
+    status: str = "executed"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def basename(self) -> str:
+        """Product file stem without the suffix, e.g. ``01234001001_00002_wra1``."""
+        return product_basename(self.program, self.observation, self.visit, self.exposure,
+                                self.detector)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the observation-log record form)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExposureMeta:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown exposure metadata fields {sorted(unknown)}")
+        return cls(**data)
+
+    def to_header(self, header: fits.Header | None = None) -> fits.Header:
+        """Write the JWST-style keywords (and ``extra`` as given) into a header."""
+        header = fits.Header() if header is None else header
+        for name, (key, comment) in _KEYWORDS.items():
+            header[key] = (getattr(self, name), comment)
+        for key, value in self.extra.items():
+            header[key.upper()[:8]] = value
+        return header
+
+    @classmethod
+    def from_header(cls, header: fits.Header) -> ExposureMeta:
+        """Read back what :meth:`to_header` wrote (``extra`` is left empty)."""
+        values = {name: header[key] for name, (key, _) in _KEYWORDS.items()}
+        return cls(**values)
+
+
+def product_basename(program: str, observation: int, visit: int, exposure: int,
+                     detector: str) -> str:
+    """``<program:5><obs:03d><visit:03d>_<exposure:05d>_<detector lower>``."""
+    return f"{int(program):05d}{observation:03d}{visit:03d}_{exposure:05d}_{detector.lower()}"

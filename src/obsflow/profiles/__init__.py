@@ -1,0 +1,251 @@
+"""Observatory profiles: everything mission-specific, read from a TOML file.
+
+A profile names the telescope, its instruments, detectors, filters, readout
+patterns, subarrays, packet APIDs and the environment (cosmic rays,
+engineering channels, ephemeris).  Nothing in obsflow's code is specific to
+one telescope: the simulator, ingest and calibration all read this object.
+
+Two profiles ship with the package (see :func:`builtin_profiles`):
+``webb_like`` (four 2048x2048 H2RG detectors, NIRCam-like readout patterns)
+and ``smallsat`` (one 256x256 detector).  Any other TOML file of the same
+shape can be passed by path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from obsflow.exceptions import ProfileError, UnknownOptionError
+
+__all__ = [
+    "Detector",
+    "Filter",
+    "Instrument",
+    "Profile",
+    "ReadoutPattern",
+    "Subarray",
+    "builtin_profiles",
+    "load_profile",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Mission(_Frozen):
+    name: str
+    telescope: str
+    description: str = ""
+    time_epoch_tai: str = Field(description="ISO time (TAI) of mission time zero")
+    default_exclusive_access_months: int = Field(ge=0)
+    primary_area_m2: float = Field(gt=0)
+
+
+class Apids(_Frozen):
+    engineering: int = Field(ge=0, le=2046)
+    housekeeping: int = Field(ge=0, le=2046)
+
+
+class Packets(_Frozen):
+    target_payload_bytes: int = Field(gt=0, le=65000, description="science payload per packet, bytes")
+
+
+class Engineering(_Frozen):
+    period_s: float = Field(gt=0)
+    channels: list[str]
+    nominal: list[float]
+    noise: list[float]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Engineering:
+        if not (len(self.channels) == len(self.nominal) == len(self.noise)):
+            raise ValueError("engineering channels, nominal and noise must have the same length")
+        return self
+
+
+class Ephemeris(_Frozen):
+    period_s: float = Field(gt=0)
+    orbit: str
+
+
+class CosmicRays(_Frozen):
+    rate_per_cm2_s: float = Field(ge=0, description="primary hits per cm^2 per second")
+    pixel_pitch_um: float = Field(gt=0)
+    charge_median_e: float = Field(gt=0, description="median deposited charge, electrons")
+    charge_sigma_dex: float = Field(ge=0, description="lognormal width, dex")
+    snowball_fraction: float = Field(ge=0, le=1)
+    snowball_radius_px: tuple[float, float]
+
+
+class Detector(_Frozen):
+    """One detector: geometry, electronics and defects.
+
+    Charges are in electrons (e-), signals in data numbers (DN).
+    """
+
+    name: str
+    apid: int = Field(ge=0, le=2046, description="science APID")
+    nx: int = Field(gt=8)
+    ny: int = Field(gt=8)
+    ref_border: int = Field(ge=0, description="reference-pixel border width on each side, px")
+    gain_e_per_dn: float = Field(gt=0)
+    read_noise_cds_e: float = Field(gt=0, description="correlated double sample read noise, e-")
+    dark_current_e_s: float = Field(ge=0)
+    full_well_e: float = Field(gt=0)
+    adc_max_dn: int = Field(gt=0, le=65535)
+    bias_dn: float
+    bias_rms_dn: float = Field(ge=0)
+    nonlinearity: list[float] = Field(
+        min_length=2, description="measured DN = sum_k c_k * linear_DN**k (c_1 = 1)"
+    )
+    amplifiers: int = Field(ge=1)
+    hot_pixel_fraction: float = Field(ge=0, le=1)
+    dead_pixel_fraction: float = Field(ge=0, le=1)
+    flat_rms: float = Field(ge=0)
+    refpix_drift_dn: float = Field(ge=0, description="per-group amplifier bias drift rms, DN")
+    row_noise_dn: float = Field(default=0.0, ge=0, description="1/f-like per-row offset rms, DN")
+    v2_arcsec: float
+    v3_arcsec: float
+    rotation_deg: float
+
+    @property
+    def read_noise_single_e(self) -> float:
+        """Single-read noise in electrons (CDS noise / sqrt 2)."""
+        return self.read_noise_cds_e / 2**0.5
+
+    @model_validator(mode="after")
+    def _amps_divide(self) -> Detector:
+        if self.nx % self.amplifiers:
+            raise ValueError(f"nx={self.nx} is not divisible by amplifiers={self.amplifiers}")
+        return self
+
+
+class Filter(_Frozen):
+    name: str
+    pivot_um: float = Field(gt=0)
+    width_um: float = Field(gt=0)
+    zeropoint_ab: float = Field(description="AB magnitude giving 1 e-/s in total")
+    background_mjy_sr: float = Field(ge=0)
+
+
+class ReadoutPattern(_Frozen):
+    name: str
+    nframes: int = Field(ge=1)
+    groupgap: int = Field(ge=0)
+    max_ngroups: int = Field(ge=1)
+
+
+class Subarray(_Frozen):
+    name: str
+    nx: int = Field(gt=0)
+    ny: int = Field(gt=0)
+    xstart: int = Field(ge=1, description="1-based first column in full-frame pixels")
+    ystart: int = Field(ge=1)
+    frame_time_s: float = Field(gt=0)
+
+
+def _by_name(items: list, what: str, name: str):  # type: ignore[no-untyped-def]
+    for item in items:
+        if item.name == name:
+            return item
+    raise UnknownOptionError(what, name, [i.name for i in items])
+
+
+class Instrument(_Frozen):
+    name: str
+    pixel_scale_arcsec: float = Field(gt=0)
+    psf_fwhm_pix_per_um: float = Field(gt=0)
+    detectors: list[Detector] = Field(min_length=1)
+    filters: list[Filter] = Field(min_length=1)
+    readout_patterns: list[ReadoutPattern] = Field(min_length=1)
+    subarrays: list[Subarray] = Field(min_length=1)
+
+    def detector(self, name: str) -> Detector:
+        return _by_name(self.detectors, "detector", name)  # type: ignore[no-any-return]
+
+    def filter(self, name: str) -> Filter:
+        return _by_name(self.filters, "filter", name)  # type: ignore[no-any-return]
+
+    def readout(self, name: str) -> ReadoutPattern:
+        return _by_name(self.readout_patterns, "readout pattern", name)  # type: ignore[no-any-return]
+
+    def subarray(self, name: str) -> Subarray:
+        return _by_name(self.subarrays, "subarray", name)  # type: ignore[no-any-return]
+
+    @model_validator(mode="after")
+    def _subarrays_fit(self) -> Instrument:
+        for sub in self.subarrays:
+            for det in self.detectors:
+                if sub.xstart - 1 + sub.nx > det.nx or sub.ystart - 1 + sub.ny > det.ny:
+                    raise ValueError(f"subarray {sub.name} does not fit detector {det.name}")
+        return self
+
+
+class Profile(_Frozen):
+    """A whole observatory profile (see module docstring)."""
+
+    mission: Mission
+    apids: Apids
+    packets: Packets
+    engineering: Engineering
+    ephemeris: Ephemeris
+    cosmic_rays: CosmicRays
+    instruments: list[Instrument] = Field(min_length=1)
+
+    def instrument(self, name: str) -> Instrument:
+        return _by_name(self.instruments, "instrument", name)  # type: ignore[no-any-return]
+
+    def science_apids(self) -> dict[int, tuple[str, str]]:
+        """Map each science APID to its (instrument, detector) names."""
+        return {d.apid: (i.name, d.name) for i in self.instruments for d in i.detectors}
+
+    @model_validator(mode="after")
+    def _apids_unique(self) -> Profile:
+        apids = [self.apids.engineering, self.apids.housekeeping]
+        apids += [d.apid for i in self.instruments for d in i.detectors]
+        if len(set(apids)) != len(apids):
+            raise ValueError(f"APIDs must be unique, got {apids}")
+        return self
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the profiles shipped with obsflow."""
+    files = resources.files("obsflow.profiles").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a built-in profile by name or any profile TOML file by path.
+
+    Raises
+    ------
+    ProfileError
+        The file is not valid TOML or does not match the profile schema; the
+        message names the file and every bad key with what was expected.
+    UnknownOptionError
+        ``name_or_path`` is neither a file nor a built-in profile name.
+    """
+    path = Path(name_or_path)
+    if path.suffix == ".toml" and path.is_file():
+        text, label = path.read_text(), str(path)
+    elif str(name_or_path) in builtin_profiles():
+        res = resources.files("obsflow.profiles") / f"{name_or_path}.toml"
+        text, label = res.read_text(), f"builtin profile {name_or_path}"
+    else:
+        raise UnknownOptionError("profile", str(name_or_path), builtin_profiles() + ["<path>.toml"])
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{label}: not valid TOML: {exc}") from exc
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ProfileError(f"{label}: {problems}") from exc

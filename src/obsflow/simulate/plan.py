@@ -1,0 +1,217 @@
+"""The observing plan: programs, targets, dithers and the exposure sequence.
+
+A plan is drawn from the profile and a seed: a few programs (one of them
+public at once), each with a target, filters, a readout pattern and a
+dither pattern, laid out in time with slews and overheads.  Each planned
+exposure becomes one :class:`~obsflow.models.ExposureMeta` per detector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from astropy import units as u
+from astropy.time import Time
+
+from obsflow.exceptions import UnknownOptionError
+from obsflow.models.metadata import ExposureMeta
+from obsflow.profiles import Instrument, Profile
+
+__all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan"]
+
+
+@dataclass(frozen=True)
+class Program:
+    """A science program. ``exclusive_months`` 0 means public at once."""
+
+    program: str
+    pi_name: str
+    title: str
+    exclusive_months: int
+    target: str
+    filters_wanted: int
+    readpatt: str
+    ngroups: int
+    nints: int
+    dither_points: int
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What to plan.
+
+    Attributes
+    ----------
+    seed : int
+    exposures : int or None
+        Number of pointed exposures to plan (each covers one detector on a
+        subarray, all detectors on FULL); 6 when neither this nor ``hours``.
+    hours : float or None
+        Alternatively, plan exposures until this much time is filled.
+    subarray : str
+        Subarray name from the profile (``FULL`` for full frames).
+    instrument : str or None
+        Instrument name; the profile's first when None.
+    """
+
+    seed: int = 1
+    exposures: int | None = None
+    hours: float | None = None
+    subarray: str = "FULL"
+    instrument: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    programs: list[Program]
+    targets: list[Target]
+    exposures: list[ExposureMeta]
+    start_utc: str
+    end_utc: str
+
+    def to_dict(self) -> dict:  # type: ignore[type-arg]
+        return {
+            "programs": [dataclasses.asdict(p) for p in self.programs],
+            "targets": [dataclasses.asdict(t) for t in self.targets],
+            "exposures": [e.to_dict() for e in self.exposures],
+            "start_utc": self.start_utc,
+            "end_utc": self.end_utc,
+        }
+
+
+_PROGRAM_TEMPLATES = [
+    ("01234", "A. Rivera", "A deep field in every filter", 12, "DEEP-FIELD-1", (53.16, -27.78),
+     99, ("MEDIUM8", "SHALLOW4", "RAPID"), 8, 1, 4),
+    ("02345", "K. Osei", "Resolved stars of a globular cluster", 12, "CLUSTER-7", (201.70, -47.48),
+     2, ("BRIGHT2", "RAPID"), 6, 1, 3),
+    ("03456", "M. Chen", "Public calibration field", 0, "CAL-FIELD", (80.49, -69.50),
+     1, ("RAPID",), 5, 2, 2),
+]
+_OVERHEAD_S = 45.0
+_SLEW_S = 900.0
+_DITHER_ARCSEC = 1.7
+
+
+def _programs(instrument: Instrument, rng: np.random.Generator) -> tuple[list[Program], list[Target]]:
+    programs, targets = [], []
+    known = {r.name for r in instrument.readout_patterns}
+    for (pid, pi, title, months, tname, (ra, dec), nfilt, readouts, ngroups, nints,
+         ndither) in _PROGRAM_TEMPLATES:
+        readpatt = next((r for r in readouts if r in known), instrument.readout_patterns[0].name)
+        maxg = instrument.readout(readpatt).max_ngroups
+        programs.append(Program(pid, pi, title, months, tname, min(nfilt, len(instrument.filters)),
+                                readpatt, min(ngroups, maxg), nints, ndither))
+        jitter = rng.normal(0.0, 0.01, 2)
+        targets.append(Target(tname, float(ra + jitter[0]), float(dec + jitter[1])))
+    return programs, targets
+
+
+def _exposure_sequence(programs: list[Program], total: int | None) -> list[tuple[int, int, str, int]]:
+    """(program index, observation, filter index, dither position) in execution order.
+
+    Programs take turns: each round gives every program one observation (one
+    filter, its whole dither pattern), cycling through the program's filters.
+    """
+    seq: list[tuple[int, int, str, int]] = []
+    limit = total if total is not None else 10_000
+    rnd = 0
+    while len(seq) < limit:
+        for ip, prog in enumerate(programs):
+            for d in range(1, prog.dither_points + 1):
+                seq.append((ip, rnd + 1, str(rnd % prog.filters_wanted), d))
+        rnd += 1
+    return seq[:limit]
+
+
+def make_plan(profile: Profile, options: PlanOptions) -> Plan:
+    """Draw a plan from the profile and ``options`` (deterministic in the seed)."""
+    if options.exposures is not None and options.hours is not None:
+        raise ValueError("give exposures or hours, not both")
+    n_exposures = options.exposures if options.hours is None else None
+    if n_exposures is None and options.hours is None:
+        n_exposures = 6
+    rng = np.random.default_rng([options.seed, 101])
+    inst = profile.instrument(options.instrument) if options.instrument else profile.instruments[0]
+    sub = inst.subarray(options.subarray)
+    full = sub.nx == inst.detectors[0].nx and sub.ny == inst.detectors[0].ny
+    detectors = inst.detectors if full else inst.detectors[:1]
+    programs, targets = _programs(inst, rng)
+    epoch = Time(profile.mission.time_epoch_tai, scale="tai")
+    start = (epoch + (300 + options.seed % 30) * u.day).utc
+    t = start
+    budget_s = options.hours * 3600.0 if options.hours is not None else None
+    exposures: list[ExposureMeta] = []
+    next_id, exp_counter, last_prog = 1, {}, -1
+    for ip, obs, ifilt, dpos in _exposure_sequence(programs, n_exposures):
+        prog, target = programs[ip], targets[ip]
+        readout = inst.readout(prog.readpatt)
+        tgroup = (readout.nframes + readout.groupgap) * sub.frame_time_s
+        ramp_frames = prog.ngroups * (readout.nframes + readout.groupgap) - readout.groupgap
+        duration = prog.nints * (ramp_frames + 1) * sub.frame_time_s
+        if ip != last_prog:
+            t = t + _SLEW_S * u.s
+        if budget_s is not None and (t + duration * u.s - start).to_value(u.s) > budget_s:
+            break
+        last_prog = ip
+        key = (prog.program, obs)
+        exp_counter[key] = exp_counter.get(key, 0) + 1
+        dx, dy = _dither_offset(dpos, prog.dither_points)
+        ra_v1 = target.ra + dx / 3600.0 / np.cos(np.deg2rad(target.dec))
+        dec_v1 = target.dec + dy / 3600.0
+        tstart, tend = t, t + duration * u.s
+        for det in detectors:
+            exposures.append(ExposureMeta(
+                telescope=profile.mission.telescope, instrument=inst.name, detector=det.name,
+                filter=inst.filters[int(ifilt)].name, program=prog.program, observation=obs,
+                visit=1, exposure=exp_counter[key], exposure_id=next_id, pi_name=prog.pi_name,
+                title=prog.title, target=target.name, target_ra=target.ra, target_dec=target.dec,
+                ra_v1=float(ra_v1), dec_v1=float(dec_v1), pa_v3=float(ip * 37.0 + 12.0),
+                dither_pattern=f"{prog.dither_points}-POINT", dither_position=dpos,
+                dither_npoints=prog.dither_points, readpatt=readout.name, nints=prog.nints,
+                ngroups=prog.ngroups, nframes=readout.nframes, groupgap=readout.groupgap,
+                frame_time=sub.frame_time_s, group_time=tgroup, subarray=sub.name,
+                substrt1=sub.xstart, substrt2=sub.ystart, subsize1=sub.nx, subsize2=sub.ny,
+                expstart=float(tstart.mjd), expmid=float((tstart + duration / 2 * u.s).mjd),
+                expend=float(tend.mjd), exposure_duration=float(duration),
+            ))
+            next_id += 1
+        t = tend + _OVERHEAD_S * u.s
+    exposures = _mark_status(exposures, rng)
+    return Plan(programs, targets, exposures, start.isot, t.isot)
+
+
+def _dither_offset(position: int, npoints: int) -> tuple[float, float]:
+    """Dither offset in arcsec for a 1-based position in an n-point box/line pattern."""
+    angle = 2 * np.pi * (position - 1) / max(npoints, 1)
+    radius = 0.0 if npoints == 1 else _DITHER_ARCSEC
+    return float(radius * np.cos(angle) + 0.13 * position), float(radius * np.sin(angle))
+
+
+def _mark_status(exposures: list[ExposureMeta], rng: np.random.Generator) -> list[ExposureMeta]:
+    """Mark a few pointings skipped or failed (as a real observation log would)."""
+    ids = sorted({(e.program, e.observation, e.exposure) for e in exposures})
+    if len(ids) < 6:
+        return exposures
+    status: dict[tuple[str, int, int], str] = {}
+    picks = rng.choice(np.arange(1, len(ids)), size=max(1, len(ids) // 12), replace=False)
+    for n, i in enumerate(sorted(picks)):
+        status[ids[int(i)]] = "skipped" if n % 2 == 0 else "failed"
+    return [
+        dataclasses.replace(e, status=status.get((e.program, e.observation, e.exposure), "executed"))
+        for e in exposures
+    ]
+
+
+def check_subarray(instrument: Instrument, name: str) -> None:
+    """Raise UnknownOptionError unless ``name`` is one of the instrument's subarrays."""
+    if name not in {s.name for s in instrument.subarrays}:
+        raise UnknownOptionError("subarray", name, [s.name for s in instrument.subarrays])

@@ -1,0 +1,148 @@
+"""The sky: a source catalogue per target and its image through a detector's WCS.
+
+Stars are point sources with a Moffat PSF (beta = 2.5, FWHM from the
+filter's pivot wavelength); galaxies are Sersic profiles blurred by a
+Gaussian of the PSF's FWHM; the zodiacal background is the filter's
+surface brightness with a gentle gradient.  Fluxes are AB magnitudes turned
+into electrons per second with the filter's zero point (the AB magnitude
+giving 1 e-/s).  Images are in e-/s per pixel, *before* the flat field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.ndimage import gaussian_filter
+
+from obsflow.profiles import Filter, Instrument
+
+__all__ = ["SceneOptions", "background_e_s", "make_catalog", "render_scene"]
+
+_MOFFAT_BETA = 2.5
+_OVERSAMPLE = 3
+_ARCSEC_PER_RAD = 206264.80624709636
+_AB_JY = 3631.0
+
+
+class SceneOptions:
+    """Source densities (per square arcminute) and magnitude ranges (AB)."""
+
+    star_density = 30.0
+    galaxy_density = 60.0
+    star_mag = (18.0, 27.0)
+    galaxy_mag = (20.0, 27.5)
+
+
+def background_e_s(filt: Filter, scale_arcsec: float) -> float:
+    """Zodiacal background in e-/s per pixel from ``background_mjy_sr``."""
+    omega = (scale_arcsec / _ARCSEC_PER_RAD) ** 2
+    jy_per_e_s = _AB_JY * 10 ** (-0.4 * filt.zeropoint_ab)
+    return filt.background_mjy_sr * 1e6 * omega / jy_per_e_s
+
+
+def make_catalog(ra: float, dec: float, radius_arcsec: float, filters: list[Filter],
+                 rng: np.random.Generator, options: SceneOptions | None = None) -> Table:
+    """Stars and galaxies uniformly spread within ``radius_arcsec`` of (ra, dec).
+
+    Columns: ``id``, ``kind`` (star|galaxy), ``ra``, ``dec`` (deg), ``mag_<F>``
+    (AB) per filter, and for galaxies ``r_eff_arcsec``, ``sersic_n``,
+    ``axis_ratio``, ``theta_deg``.
+    """
+    opts = options or SceneOptions()
+    area = np.pi * (radius_arcsec / 60.0) ** 2
+    nstar = rng.poisson(opts.star_density * area)
+    ngal = rng.poisson(opts.galaxy_density * area)
+    n = nstar + ngal
+    r = radius_arcsec * np.sqrt(rng.uniform(0, 1, n))
+    phi = rng.uniform(0, 2 * np.pi, n)
+    dec_s = dec + r * np.sin(phi) / 3600.0
+    ra_s = ra + r * np.cos(phi) / 3600.0 / np.cos(np.deg2rad(dec))
+    kind = np.array(["star"] * nstar + ["galaxy"] * ngal)
+    # power-law number counts: N(<m) ~ 10^(0.3 m)
+    lo = np.where(kind == "star", opts.star_mag[0], opts.galaxy_mag[0])
+    hi = np.where(kind == "star", opts.star_mag[1], opts.galaxy_mag[1])
+    u = rng.uniform(0, 1, n)
+    mag = np.log10(10 ** (0.3 * lo) + u * (10 ** (0.3 * hi) - 10 ** (0.3 * lo))) / 0.3
+    colour = rng.normal(0.0, 0.3, n)
+    table = Table({"id": np.arange(1, n + 1), "kind": kind, "ra": ra_s, "dec": dec_s})
+    pivot0 = filters[0].pivot_um
+    for f in filters:
+        table[f"mag_{f.name}"] = mag + colour * np.log10(f.pivot_um / pivot0) * 2.5
+    gal = kind == "galaxy"
+    table["r_eff_arcsec"] = np.where(gal, 10 ** rng.normal(-0.6, 0.25, n), 0.0)
+    table["sersic_n"] = np.where(gal, rng.uniform(0.8, 4.0, n), 0.0)
+    table["axis_ratio"] = np.where(gal, rng.uniform(0.3, 1.0, n), 1.0)
+    table["theta_deg"] = np.where(gal, rng.uniform(0, 180, n), 0.0)
+    return table
+
+
+def _moffat_stamp(dx: float, dy: float, half: int, fwhm: float) -> np.ndarray:
+    """Pixel-integrated unit-flux Moffat on a (2*half+1)^2 stamp, centre offset (dx, dy) px."""
+    alpha = fwhm / (2.0 * np.sqrt(2 ** (1 / _MOFFAT_BETA) - 1))
+    sub = (np.arange(_OVERSAMPLE) + 0.5) / _OVERSAMPLE - 0.5
+    grid = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
+    yy, xx = np.meshgrid(grid - dy, grid - dx, indexing="ij")
+    prof = (1 + (xx**2 + yy**2) / alpha**2) ** (-_MOFFAT_BETA)
+    size = 2 * half + 1
+    stamp = prof.reshape(size, _OVERSAMPLE, size, _OVERSAMPLE).sum(axis=(1, 3))
+    enclosed = 1 - (1 + (half + 0.5) ** 2 / alpha**2) ** (1 - _MOFFAT_BETA)
+    return stamp * (enclosed / stamp.sum())
+
+
+def _sersic_stamp(dx: float, dy: float, half: int, r_eff: float, n: float, q: float,
+                  theta: float, blur: float) -> np.ndarray:
+    """Unit-flux Sersic profile (r_eff in px) on a stamp, blurred by a Gaussian sigma ``blur`` px."""
+    b_n = 2 * n - 1 / 3 + 4 / (405 * n)
+    sub = (np.arange(_OVERSAMPLE) + 0.5) / _OVERSAMPLE - 0.5
+    grid = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
+    yy, xx = np.meshgrid(grid - dy, grid - dx, indexing="ij")
+    c, s = np.cos(theta), np.sin(theta)
+    xr, yr = xx * c + yy * s, -xx * s + yy * c
+    rr = np.sqrt(xr**2 + (yr / q) ** 2)
+    prof = np.exp(-b_n * ((rr / r_eff) ** (1 / n) - 1))
+    size = 2 * half + 1
+    stamp = prof.reshape(size, _OVERSAMPLE, size, _OVERSAMPLE).sum(axis=(1, 3))
+    stamp = gaussian_filter(stamp, blur, mode="constant")
+    return stamp / stamp.sum()
+
+
+def _add_stamp(image: np.ndarray, stamp: np.ndarray, x0: int, y0: int) -> None:
+    """Add ``stamp`` centred on pixel (x0, y0) into ``image`` in place, clipped at the edges."""
+    half = stamp.shape[0] // 2
+    ny, nx = image.shape
+    ya, yb = max(0, y0 - half), min(ny, y0 + half + 1)
+    xa, xb = max(0, x0 - half), min(nx, x0 + half + 1)
+    if ya >= yb or xa >= xb:
+        return
+    image[ya:yb, xa:xb] += stamp[ya - (y0 - half):yb - (y0 - half),
+                                 xa - (x0 - half):xb - (x0 - half)]
+
+
+def render_scene(catalog: Table, wcs: WCS, shape: tuple[int, int], filt: Filter,
+                 instrument: Instrument) -> np.ndarray:
+    """Image of ``catalog`` plus background in e-/s per pixel, float32, shape (ny, nx)."""
+    ny, nx = shape
+    scale = instrument.pixel_scale_arcsec
+    fwhm = instrument.psf_fwhm_pix_per_um * filt.pivot_um
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    bkg = background_e_s(filt, scale)
+    image = (bkg * (1 + 0.02 * (xx / nx - 0.5) + 0.01 * (yy / ny - 0.5))).astype(np.float64)
+    x, y = wcs.world_to_pixel_values(np.asarray(catalog["ra"]), np.asarray(catalog["dec"]))
+    flux = 10 ** (-0.4 * (np.asarray(catalog[f"mag_{filt.name}"]) - filt.zeropoint_ab))
+    margin = 40
+    inside = (x > -margin) & (x < nx + margin) & (y > -margin) & (y < ny + margin)
+    for i in np.flatnonzero(inside):
+        x0, y0 = int(np.floor(x[i] + 0.5)), int(np.floor(y[i] + 0.5))
+        dx, dy = x[i] - x0, y[i] - y0
+        if catalog["kind"][i] == "star":
+            half = int(min(40, max(8, 4 * fwhm * np.sqrt(flux[i] / 100.0))))
+            stamp = _moffat_stamp(dx, dy, half, fwhm)
+        else:
+            r_eff = max(0.5, catalog["r_eff_arcsec"][i] / scale)
+            half = int(min(60, max(8, 5 * r_eff)))
+            stamp = _sersic_stamp(dx, dy, half, r_eff, catalog["sersic_n"][i],
+                                  catalog["axis_ratio"][i], np.deg2rad(catalog["theta_deg"][i]),
+                                  fwhm / 2.3548)
+        _add_stamp(image, flux[i] * stamp, x0, y0)
+    return image.astype(np.float32)
