@@ -9,12 +9,22 @@ command exits with status 2 (no traceback; ``-v`` adds one to the log).
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -23,6 +33,9 @@ from obsflow.config import CONFIG_FILENAME, SiteConfig, default_site_root, load_
 from obsflow.db import sqlite_path
 from obsflow.exceptions import ObsflowError
 from obsflow.profiles import Profile, builtin_profiles, load_profile
+from obsflow.simulate.downlink import FAULTS, parse_faults
+from obsflow.simulate.run import SimOptions, SimResult, simulate
+from obsflow.simulate.summary import summarize_downlink
 from obsflow.site import init_site
 
 __all__ = ["ObsflowGroup", "main"]
@@ -140,3 +153,109 @@ def profiles() -> None:
     for name in builtin_profiles():
         table.add_row(*_profile_row(name, load_profile(name)))
     _console().print(table)
+
+
+def _progress_callback(progress: Progress) -> Callable[[str, int, int], None]:
+    tasks: dict[str, TaskID] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return report
+
+
+def _run_simulation(out: Path, options: SimOptions) -> SimResult:
+    columns = (TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+        return simulate(out, options, progress=_progress_callback(progress))
+
+
+def _simulation_table(result: SimResult) -> Table:
+    plan = result.plan
+    table = Table(title=f"simulated downlink in {result.out}")
+    table.add_column("item")
+    table.add_column("value")
+    status = {s: sum(e.status == s for e in plan.exposures) for s in ("executed", "skipped", "failed")}
+    table.add_row("programs", ", ".join(p.program for p in plan.programs))
+    table.add_row("products planned", f"{len(plan.exposures)} ({status})")
+    table.add_row("pixel-frames", f"{result.pixel_frames:,}")
+    table.add_row("packets", f"{result.packets:,} ({result.bytes / 1e6:.1f} MB)")
+    table.add_row("faults", ", ".join(f"{k}: {v}" for k, v in sorted(result.faults.items())) or "none")
+    table.add_row("downlink files", "\n".join(result.downlink_files))
+    return table
+
+
+@main.command(name="simulate")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Folder to write downlink/, truth/, refs/ (and level1/) into.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed.")
+@click.option("--profile", default="webb_like", show_default=True,
+              help="Observatory profile: built-in name or .toml path.")
+@click.option("--exposures", type=click.IntRange(min=1), default=None,
+              help="Number of pointed exposures (default 6).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Plan exposures filling this many hours instead.")
+@click.option("--subarray", default="FULL", show_default=True, help="Subarray name from the profile.")
+@click.option("--faults", default="none", show_default=True,
+              help=f"none, all, or a comma list of: {', '.join(FAULTS)}.")
+@click.option("--dumps", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Recorder dumps (files) to cut the stream into.")
+@click.option("--level1", is_flag=True, help="Also write the Level-1 _uncal.fits products.")
+def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,
+                 subarray: str, faults: str, dumps: int, level1: bool) -> None:
+    """Run the virtual observatory and write a downlink with its truth.
+
+    Same options and seed give byte-identical files.
+    """
+    if exposures is not None and hours is not None:
+        raise click.UsageError("give --exposures or --hours, not both")
+    options = SimOptions(seed=seed, profile=profile, exposures=exposures, hours=hours,
+                         subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1)
+    result = _run_simulation(out, options)
+    _console().print(_simulation_table(result))
+
+
+def _downlink_table(folder: Path, profile: Profile) -> Table:
+    summaries, nfiles, skipped = summarize_downlink(folder, profile)
+    table = Table(title=f"{nfiles} downlink files in {folder} ({skipped} bytes skipped)")
+    for column in ("APID", "kind", "packets", "CRC failures", "missing", "duplicates",
+                   "out of order", "exposures"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for apid, s in sorted(summaries.items()):
+        table.add_row(str(apid), s.kind, f"{s.packets:,}", str(s.crc_failures), str(s.missing),
+                      str(s.duplicates), str(s.out_of_order), str(len(s.exposures)))
+    return table
+
+
+@main.command()
+@click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
+              help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--exposures", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--no-serve", is_flag=True, help="Do not start the web server at the end.")
+def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> None:
+    """Run the whole chain on a simulated downlink, on the embedded default.
+
+    Creates the site, simulates a small downlink (subarray exposures, every
+    fault switched on, a retransmission dump), drops it in the incoming
+    folder like a ground station would, and summarises what arrived.  Later
+    stages (ingest, calibration, archive) join the chain as they land.
+    """
+    root = (site_dir or default_site_root()).expanduser().resolve()
+    cfg = init_site(root)
+    profile = cfg.load_profile()
+    sub = min(profile.instruments[0].subarrays, key=lambda s: abs(s.nx - 160)).name
+    options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
+                         faults=parse_faults("all"), level1=True)
+    result = _run_simulation(root / "simulation", options)
+    _console().print(_simulation_table(result))
+    for name in result.downlink_files:
+        shutil.copy2(result.out / "downlink" / name, cfg.incoming_dir / name)
+    for ref in sorted((result.out / "refs").glob("*.fits")):
+        shutil.copy2(ref, cfg.refs_dir / ref.name)
+    _console().print(_downlink_table(cfg.incoming_dir, profile))
+    _console().print(f"site ready at {root}; incoming files: {len(result.downlink_files)}; "
+                     f"truth in {result.out / 'truth'}")

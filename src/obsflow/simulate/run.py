@@ -261,6 +261,7 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
         report("reference files", k, len(used))
         write_reference_files(out / "refs", profile, inst, ctx.detector(det),
                               useafter=f"{useafter[:10]}T00:00:00")
+    report("reference files", len(used), len(used))
     catalogs = _catalogs(ctx, plan)
     executed = [m for m in plan.exposures if m.status == "executed"]
     batches = []
