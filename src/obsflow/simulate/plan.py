@@ -150,7 +150,8 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     t = start
     budget_s = options.hours * 3600.0 if options.hours is not None else None
     exposures: list[ExposureMeta] = []
-    next_id, exp_counter, last_prog = 1, {}, -1
+    next_id, last_prog = 1, -1
+    exp_counter: dict[tuple[str, int], int] = {}
     for ip, obs, ifilt, dpos in _exposure_sequence(programs, n_exposures):
         prog, target = programs[ip], targets[ip]
         readout = inst.readout(prog.readpatt)

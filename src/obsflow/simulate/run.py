@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.table import Table
@@ -27,7 +28,13 @@ from obsflow.simulate.cosmic_rays import ReadoutTiming, sample_deposits
 from obsflow.simulate.detector import DetectorModel, realize_detector
 from obsflow.simulate.downlink import make_dumps
 from obsflow.simulate.environment import engineering_samples, ephemeris_table
-from obsflow.simulate.packetize import Batch, assemble, rows_per_packet, science_batch
+from obsflow.simulate.packetize import (
+    Batch,
+    PacketStream,
+    assemble,
+    rows_per_packet,
+    science_batch,
+)
 from obsflow.simulate.plan import Plan, PlanOptions, check_subarray, make_plan
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_reference_files
@@ -202,10 +209,12 @@ def _write_bytes(path: Path, data: np.ndarray) -> None:
         data.tofile(tmp)
 
 
-def _write_downlink(ctx: _Context, stream, plan: Plan, result: SimResult) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+def _write_downlink(ctx: _Context, stream: PacketStream, plan: Plan,
+                    result: SimResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Write dumps and the ephemeris; return (file manifest, packet fault records)."""
     science = set(ctx.profile.science_apids())
     dumps, fates = make_dumps(stream, science, ctx.options.faults, ctx.options.dumps, ctx.rng(300))
-    manifest = []
+    manifest: list[dict[str, Any]] = []
     downlink = ctx.out / "downlink"
     for d in dumps:
         last = float(stream.time.max()) + 12 * 3600.0 if d.retransmission else float(
@@ -217,7 +226,7 @@ def _write_downlink(ctx: _Context, stream, plan: Plan, result: SimResult) -> lis
                          "bytes": (downlink / name).stat().st_size,
                          "sha256": sha256_file(downlink / name)})
         result.downlink_files.append(name)
-        result.bytes += manifest[-1]["bytes"]
+        result.bytes += int(manifest[-1]["bytes"])
     t0 = float(stream.time.min())
     ephem = ephemeris_table(ctx.profile, t0, float(stream.time.max()),
                             lambda s: mjd_utc(s, ctx.epoch))
@@ -230,7 +239,7 @@ def _write_downlink(ctx: _Context, stream, plan: Plan, result: SimResult) -> lis
         f["file"] = names.get(f.get("dump", -1), "")
         f.setdefault("dump", 0)
         result.faults[f["fault"]] = result.faults.get(f["fault"], 0) + 1
-    return manifest + [{"file": name, "kind": "ephemeris"}], fates  # type: ignore[return-value]
+    return manifest + [{"file": name, "kind": "ephemeris"}], fates
 
 
 def _write_json(path: Path, data: object) -> None:
