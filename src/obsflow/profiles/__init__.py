@@ -65,6 +65,10 @@ class Engineering(_Frozen):
     def _same_length(self) -> Engineering:
         if not (len(self.channels) == len(self.nominal) == len(self.noise)):
             raise ValueError("engineering channels, nominal and noise must have the same length")
+        for name in self.channels:
+            if not (1 <= len(name) <= 8 and name.replace("_", "").isalnum() and name.isupper()):
+                raise ValueError(f"engineering channel {name!r} must be an upper-case FITS "
+                                 "keyword of at most 8 characters")
         return self
 
 

@@ -1,0 +1,205 @@
+"""Rebuilding an exposure's ramp cube from its packet ranges and writing Level 1.
+
+The cube is preallocated once; each :class:`~obsflow.ingest.tables.PacketRange`
+maps to one contiguous slice of it (packets are numbered in cube order), so
+assembly is a strided copy per range straight from the raw files, with no
+second decode.  Missing packets (a partial exposure) get
+``DROPOUT | DO_NOT_USE`` in GROUPDQ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from sqlalchemy import Engine, select
+
+from obsflow.config import SiteConfig
+from obsflow.ingest.accounting import coverage
+from obsflow.ingest.ledger import writer
+from obsflow.ingest.rawstore import transaction, utcnow
+from obsflow.ingest.tables import (
+    EngineeringSample,
+    EphemerisPoint,
+    Event,
+    ExposureLedger,
+    ObservationLog,
+    PacketRange,
+    RawFile,
+)
+from obsflow.models.dq import DQ
+from obsflow.models.level1 import Level1, write_uncal
+from obsflow.models.metadata import ExposureMeta
+from obsflow.models.pointing import detector_wcs
+from obsflow.profiles import Profile
+from obsflow.telemetry import HEADER_SIZE
+
+__all__ = ["Assembled", "assemble_exposure", "due_exposures", "scatter_ranges"]
+
+
+def scatter_ranges(out: np.ndarray, buffer: np.ndarray, ranges: np.ndarray,
+                   pixels_per_packet: int) -> None:
+    """Copy packet payloads into a flat uint16 cube, in place (``out`` is the output).
+
+    Parameters
+    ----------
+    out : (nints * ngroups * ny * nx,) uint16
+        The flat cube; packet ``k`` fills ``out[k * P:(k + 1) * P]``.
+    buffer : (nbytes,) uint8
+        A raw file's bytes.
+    ranges : (R, 4) int
+        ``first``, ``last``, byte ``offset`` of packet ``first``, packet ``size``.
+    pixels_per_packet : int
+        P, big-endian uint16 pixels in each payload.
+    """
+    nbytes = 2 * pixels_per_packet
+    for first, last, offset, size in np.asarray(ranges, np.int64):
+        n = int(last - first + 1)
+        block = buffer[offset:offset + n * size].reshape(n, size)[:, HEADER_SIZE:HEADER_SIZE + nbytes]
+        out[first * pixels_per_packet:(last + 1) * pixels_per_packet] = (
+            block.view(">u2").reshape(-1))
+
+
+@dataclass(frozen=True)
+class Assembled:
+    exposure_id: int
+    path: Path
+    version: int
+    partial: bool
+
+
+def due_exposures(engine: Engine, deadline_hours: float) -> list[tuple[int, bool]]:
+    """(exposure_id, partial) of exposures whose product is missing or out of date."""
+    limit = utcnow() - timedelta(hours=deadline_hours)
+    with transaction(engine) as session:
+        rows = session.execute(select(ExposureLedger).where(
+            ExposureLedger.expected > 0,
+            ExposureLedger.received > ExposureLedger.product_received)).scalars().all()
+    due = []
+    for row in rows:
+        assert row.expected is not None
+        if row.received >= row.expected:
+            due.append((row.exposure_id, False))
+        elif row.first_seen <= limit:
+            due.append((row.exposure_id, True))
+    return due
+
+
+def _interp_at(engine: Engine, mjd: float) -> dict[str, Any]:
+    """Engineering channels and ephemeris interpolated at ``mjd`` (header keywords)."""
+    window = 1.0 / 24
+    extra: dict[str, Any] = {}
+    with transaction(engine) as session:
+        eng = session.execute(select(EngineeringSample).where(
+            EngineeringSample.mjd_utc.between(mjd - window, mjd + window))).scalars().all()
+        eph = session.execute(select(EphemerisPoint).where(
+            EphemerisPoint.mjd_utc.between(mjd - 1, mjd + 1))).scalars().all()
+    for channel in sorted({e.channel for e in eng}):
+        pts = sorted((e.mjd_utc, e.value) for e in eng if e.channel == channel)
+        t, v = np.array(pts).T
+        extra[channel] = (round(float(np.interp(mjd, t, v)), 6), "engineering value at EXPMID")
+    if len(eph) >= 2:
+        pts = sorted(((p.mjd_utc, p.x_km, p.y_km, p.z_km, p.vx_km_s, p.vy_km_s, p.vz_km_s)
+                      for p in eph))
+        arr = np.array(pts)
+        for k, key in enumerate(("OBS_X", "OBS_Y", "OBS_Z", "OBS_VX", "OBS_VY", "OBS_VZ"), 1):
+            unit = "km" if k <= 3 else "km/s"
+            extra[key] = (float(np.interp(mjd, arr[:, 0], arr[:, k])), f"[{unit}] observatory at EXPMID")
+    return extra
+
+
+def _load_inputs(engine: Engine, exposure_id: int) -> tuple[ExposureLedger, ObservationLog,
+                                                             list[tuple[Any, ...]]]:
+    with transaction(engine) as session:
+        ledger = session.get(ExposureLedger, exposure_id)
+        log = session.get(ObservationLog, exposure_id)
+        if ledger is None or log is None:
+            raise LookupError(f"exposure {exposure_id} has no ledger row or observation-log record")
+        ranges = session.execute(
+            select(PacketRange.first, PacketRange.last, PacketRange.offset, PacketRange.packet_size,
+                   RawFile.raw_path, RawFile.name)
+            .join(RawFile, RawFile.id == PacketRange.raw_file_id)
+            .where(PacketRange.exposure_id == exposure_id)
+            .order_by(RawFile.id, PacketRange.first)).all()
+    return ledger, log, [tuple(r) for r in ranges]
+
+
+def _cube(cfg: SiteConfig, meta: ExposureMeta, log: ObservationLog,
+          ranges: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    shape = (meta.nints, meta.ngroups, meta.subsize2, meta.subsize1)
+    flat = np.zeros(int(np.prod(shape)), np.uint16)
+    ppp = log.rows_per_packet * meta.subsize1
+    files: list[str] = []
+    for raw_path in dict.fromkeys(r[4] for r in ranges):
+        buffer = np.fromfile(cfg.raw_dir / raw_path, np.uint8)
+        mine = np.array([r[:4] for r in ranges if r[4] == raw_path], np.int64)
+        scatter_ranges(flat, buffer, mine, ppp)
+        files.append(next(r[5] for r in ranges if r[4] == raw_path))
+    have = coverage(np.array([r[:2] for r in ranges], np.int64).reshape(-1, 2),
+                    log.packets_expected)
+    groupdq = None
+    if not have.all():
+        missing = np.repeat(~have, ppp)
+        groupdq = np.where(missing, np.uint8(DQ.DROPOUT | DQ.DO_NOT_USE), np.uint8(0))
+        groupdq = groupdq.astype(np.uint8).reshape(shape)
+    return flat.reshape(shape), groupdq, files
+
+
+def _supersede(path: Path, committed_version: int) -> None:
+    """Keep the committed previous product under ``superseded/`` before replacing it."""
+    if committed_version < 1 or not path.exists():
+        return
+    with fits.open(path) as hdul:
+        version = hdul[0].header.get("PRODVER", 0)
+    if version == committed_version:
+        target = path.parent.parent / "superseded" / path.name.replace(
+            "_uncal.fits", f"_uncal_v{version}.fits")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+
+
+def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
+                      exposure_id: int, partial: bool) -> Assembled:
+    """Rebuild, write and record one exposure's Level-1 product (idempotent)."""
+    ledger, log, ranges = _load_inputs(engine, exposure_id)
+    meta = ExposureMeta.from_dict(dict(log.meta))
+    cube, groupdq, files = _cube(cfg, meta, log, ranges)
+    inst = profile.instrument(meta.instrument)
+    det = inst.detector(meta.detector)
+    wcs = detector_wcs(meta.ra_v1, meta.dec_v1, meta.pa_v3,
+                       (det.v2_arcsec, det.v3_arcsec, det.rotation_deg), inst.pixel_scale_arcsec,
+                       (det.nx, det.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2))
+    version = ledger.product_version + 1
+    extra = _interp_at(engine, meta.expmid)
+    extra |= {"PRODVER": (version, "Level-1 product version"),
+              "PARTIAL": (partial, "assembled with packets missing"),
+              "NPKTEXP": (log.packets_expected, "science packets expected"),
+              "NPKTRCV": (ledger.received, "science packets received")}
+    path = cfg.products_dir / "level1" / f"{meta.basename}_uncal.fits"
+    _supersede(path, ledger.product_version)
+    write_uncal(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq, raw_files=files,
+                             header_extra=extra))
+    _commit(engine, exposure_id, ledger.received, version, partial, path, cfg)
+    return Assembled(exposure_id, path, version, partial)
+
+
+def _commit(engine: Engine, exposure_id: int, received: int, version: int, partial: bool,
+            path: Path, cfg: SiteConfig) -> None:
+    with writer(engine) as session:
+        row = session.get(ExposureLedger, exposure_id)
+        assert row is not None
+        row.product = str(path.relative_to(cfg.products_dir))
+        row.product_version, row.product_received = version, received
+        row.state = "partial" if partial else "complete"
+        row.updated = utcnow()
+        key = f"{path.name}:v{version}"
+        if session.execute(select(Event).where(Event.kind == "exposure_ready",
+                                               Event.key == key)).first() is None:
+            session.add(Event(kind="exposure_ready", key=key, created=utcnow(),
+                              payload={"exposure_id": exposure_id, "product": row.product,
+                                       "version": version, "partial": partial}))

@@ -1,0 +1,167 @@
+"""Writing one parsed raw file into the accounting ledger, in one transaction.
+
+Everything a file contributes — observation-log records, engineering
+samples, per-exposure packet ranges, duplicate and CRC counts, the file's
+own state — is committed together or not at all, so a crash mid-file
+leaves the file ``archived`` and the next run parses it again without
+counting anything twice.  Writers serialise on the one-row ``ledger_lock``
+table (a write lock on SQLite, a row lock on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Integer, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from obsflow.db import Base
+from obsflow.ingest.accounting import coverage, new_packets, packet_runs
+from obsflow.ingest.rawstore import utcnow
+from obsflow.ingest.tables import (
+    EngineeringSample,
+    EphemerisPoint,
+    ExposureLedger,
+    ObservationLog,
+    PacketRange,
+    RawFile,
+)
+from obsflow.telemetry import PacketTable
+
+__all__ = ["FileContent", "LedgerLock", "record_file", "writer"]
+
+
+class LedgerLock(Base):
+    """One row; every ledger writer updates it first to serialise writers."""
+
+    __tablename__ = "ledger_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+@contextmanager
+def writer(engine: Engine) -> Iterator[Session]:
+    """A transaction holding the ledger write lock until commit."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        done = session.execute(update(LedgerLock).where(LedgerLock.id == 1)
+                               .values(generation=LedgerLock.generation + 1))
+        if not done.rowcount:  # type: ignore[attr-defined]
+            session.add(LedgerLock(id=1, generation=1))
+            session.flush()
+        yield session
+
+
+@dataclass
+class FileContent:
+    """What one raw file contributes, ready to record (built by the parser)."""
+
+    science: dict[int, PacketTable] = field(default_factory=dict)  # apid -> packets
+    obslog: list[dict[str, Any]] = field(default_factory=list)
+    engineering: list[dict[str, Any]] = field(default_factory=list)
+    ephemeris: list[dict[str, float]] = field(default_factory=list)
+    packets: int = 0
+    crc_failures: int = 0
+    skipped_bytes: int = 0
+
+
+def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, silently skipping those whose primary key exists (re-sent samples)."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    for start in range(0, len(rows), 500):
+        stmt = module.insert(table).values(rows[start:start + 500]).on_conflict_do_nothing()
+        session.execute(stmt)
+
+
+def _ledger_row(session: Session, exposure_id: int, apid: int) -> ExposureLedger:
+    row = session.get(ExposureLedger, exposure_id)
+    if row is None:
+        now = utcnow()
+        log = session.get(ObservationLog, exposure_id)
+        row = ExposureLedger(exposure_id=exposure_id, apid=apid, received=0, duplicates=0,
+                             crc_failures=0, state="waiting", first_seen=now, updated=now,
+                             expected=log.packets_expected if log else None,
+                             product_version=0, product_received=0)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def _received_mask(session: Session, exposure_id: int, size: int) -> np.ndarray:
+    ranges = session.execute(select(PacketRange.first, PacketRange.last)
+                             .where(PacketRange.exposure_id == exposure_id)).all()
+    return coverage(np.array(ranges, np.int64).reshape(-1, 2), size)
+
+
+def _record_exposure(session: Session, file_id: int, apid: int, exposure_id: int,
+                     packets: PacketTable) -> None:
+    row = _ledger_row(session, exposure_id, apid)
+    good = packets.select(packets.crc_ok)
+    row.crc_failures += int((~packets.crc_ok).sum())
+    if len(good):
+        size = int(max(row.expected or 0, int(good.packet_index.max()) + 1))
+        fresh = new_packets(good.packet_index, _received_mask(session, exposure_id, size))
+        row.duplicates += int((~fresh).sum())
+        row.received += int(fresh.sum())
+        row.packet_size = int(good.length[0])
+        runs = packet_runs(good.packet_index[fresh], good.offset[fresh], good.length[fresh])
+        session.add_all([PacketRange(exposure_id=exposure_id, first=int(a), last=int(b),
+                                     raw_file_id=file_id, offset=int(o), packet_size=int(s))
+                         for a, b, o, s in runs])
+    row.updated = utcnow()
+
+
+def _record_obslog(session: Session, file_id: int, rows: list[dict[str, Any]]) -> None:
+    for rec in rows:
+        if session.get(ObservationLog, rec["exposure_id"]) is not None:
+            continue
+        basename = _basename(rec["meta"])
+        session.add(ObservationLog(raw_file_id=file_id, basename=basename, **rec))
+        ledger = session.get(ExposureLedger, rec["exposure_id"])
+        if ledger is not None and ledger.expected is None:
+            ledger.expected = rec["packets_expected"]
+        if ledger is None and rec["status"] != "executed":
+            now = utcnow()
+            session.add(ExposureLedger(exposure_id=rec["exposure_id"], apid=rec["apid"],
+                                       expected=0, received=0, duplicates=0, crc_failures=0,
+                                       state="skipped", first_seen=now, updated=now,
+                                       product_version=0, product_received=0))
+    session.flush()
+
+
+def _basename(meta: dict[str, Any]) -> str:
+    from obsflow.models.metadata import product_basename
+
+    return product_basename(meta["program"], meta["observation"], meta["visit"],
+                            meta["exposure"], meta["detector"])
+
+
+def record_file(engine: Engine, file_id: int, content: FileContent) -> None:
+    """Commit everything ``content`` says about raw file ``file_id``, atomically."""
+    with writer(engine) as session:
+        raw = session.get(RawFile, file_id)
+        if raw is None or raw.state == "parsed":
+            return  # already recorded (re-run after a crash past the commit)
+        _record_obslog(session, file_id, content.obslog)
+        _insert_ignore(session, EngineeringSample.__table__, content.engineering)
+        _insert_ignore(session, EphemerisPoint.__table__, content.ephemeris)
+        for apid, packets in content.science.items():
+            exp_ids = packets.exposure_id
+            trusted = set(np.unique(exp_ids[packets.crc_ok]).tolist())
+            for exposure_id in np.unique(exp_ids).tolist():
+                # a CRC failure's header is not vouched for: attribute it only to an
+                # exposure known from good packets or the observation log
+                if exposure_id in trusted or session.get(ExposureLedger, exposure_id) or \
+                        session.get(ObservationLog, exposure_id):
+                    _record_exposure(session, file_id, apid, int(exposure_id),
+                                     packets.select(exp_ids == exposure_id))
+        raw.state, raw.parsed_at = "parsed", utcnow()
+        raw.packets, raw.crc_failures = content.packets, content.crc_failures
+        raw.skipped_bytes = content.skipped_bytes

@@ -1,0 +1,43 @@
+"""Turning a raw file's bytes into what it contributes to the ledger (no database here)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from obsflow.ingest.ledger import FileContent
+from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation_log_rows
+from obsflow.profiles import Profile
+from obsflow.telemetry import decode
+
+__all__ = ["parse_file"]
+
+
+def parse_file(data: bytes, name: str, kind: str, profile: Profile) -> FileContent:
+    """Parse one raw file.
+
+    Raises
+    ------
+    ValueError
+        The file holds nothing obsflow can read (no valid packet, a bad
+        ephemeris table, an unknown kind); the message names the file and,
+        where it applies, the byte offset.
+    """
+    if kind == "ephemeris":
+        return FileContent(ephemeris=ephemeris_rows(data, name))
+    if kind != "packets":
+        raise ValueError(f"{name}: unknown file type (expected .ccsds packets or .ecsv ephemeris)")
+    table = decode(np.frombuffer(data, np.uint8), source=name, tolerant=True)
+    if not len(table):
+        raise ValueError(f"{name}: no valid CCSDS packet in {len(data)} bytes "
+                         f"({'; '.join(s.reason for s in table.skipped[:3])})")
+    content = FileContent(packets=len(table), crc_failures=int((~table.crc_ok).sum()),
+                          skipped_bytes=sum(s.nbytes for s in table.skipped))
+    science = profile.science_apids()
+    for apid, packets in table.split_by_apid().items():
+        if apid in science:
+            content.science[apid] = packets
+        elif apid == profile.apids.housekeeping:
+            content.obslog = observation_log_rows(packets)
+        elif apid == profile.apids.engineering:
+            content.engineering = engineering_rows(packets, profile)
+    return content

@@ -1,0 +1,206 @@
+"""Level-0 raw archive: claim an incoming file, checksum it, move it in, never lose it.
+
+The order of operations makes every crash safe to re-run:
+
+1. *claim* the incoming file in the database (one process wins);
+2. read it once, computing its sha256;
+3. a file whose bytes are already registered is a re-delivery: it is
+   counted and moved to ``raw/redelivered/`` (kept, never deleted);
+4. otherwise a ``raw_files`` row is committed in state ``archiving`` with the
+   final raw path, the file is renamed there, and the row becomes
+   ``archived`` — :func:`recover` finishes either half after a crash.
+
+Quarantine never moves a raw file: it hard-links (or copies) it into the
+quarantine folder beside a ``.reason.txt``, and marks the row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from obsflow.ingest.tables import Claim, RawFile
+
+__all__ = ["Taken", "archive_file", "owner_id", "quarantine", "ready_files", "recover"]
+
+PART_SUFFIX = ".part"
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A short session in one transaction: committed on success, rolled back on error."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def utcnow() -> datetime:
+    """Naive UTC now (the ledger stores naive UTC datetimes)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def owner_id() -> str:
+    """This process as ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's claim: trust it
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ready_files(incoming: Path, settle_seconds: float, now: float) -> list[Path]:
+    """Files in ``incoming`` ready to take, oldest first.
+
+    Skipped: hidden files, names ending ``.part`` (still being written by
+    convention), and files modified less than ``settle_seconds`` ago.
+    """
+    found = []
+    for entry in os.scandir(incoming):
+        if not entry.is_file() or entry.name.startswith(".") or entry.name.endswith(PART_SUFFIX):
+            continue
+        st = entry.stat()
+        if now - st.st_mtime >= settle_seconds:
+            found.append((st.st_mtime, entry.name))
+    return [incoming / name for _, name in sorted(found)]
+
+
+def _claim(engine: Engine, key: str, owner: str) -> bool:
+    """Try to claim ``key``; steal a claim whose owner process is gone."""
+    try:
+        with transaction(engine) as session:
+            session.add(Claim(key=key, owner=owner, claimed_at=utcnow()))
+        return True
+    except IntegrityError:
+        pass
+    with transaction(engine) as session:
+        claim = session.get(Claim, key)
+        if claim is None or claim.owner == owner:
+            return claim is not None
+        if _owner_alive(claim.owner):
+            return False
+        result = session.execute(update(Claim).where(Claim.key == key, Claim.owner == claim.owner)
+                                 .values(owner=owner, claimed_at=utcnow()))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _release(engine: Engine, key: str) -> None:
+    with transaction(engine) as session:
+        session.execute(delete(Claim).where(Claim.key == key))
+
+
+def _kind(name: str) -> str:
+    if name.endswith(".ecsv"):
+        return "ephemeris"
+    return "packets" if name.endswith((".ccsds", ".pkt", ".bin", ".dat")) else "unknown"
+
+
+@dataclass(frozen=True)
+class Taken:
+    """An incoming file now in the raw archive: its row id and its bytes."""
+
+    raw_file_id: int
+    data: bytes | None  # None for a re-delivery (nothing new to parse)
+
+
+def archive_file(engine: Engine, path: Path, raw_dir: Path, owner: str) -> Taken | None:
+    """Claim, checksum and archive one incoming file; ``None`` if another process has it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    key = f"{path.name}|{st.st_size}|{st.st_mtime_ns}"
+    if not _claim(engine, key, owner):
+        return None
+    try:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None  # taken and finished by another process meanwhile
+        sha = hashlib.sha256(data).hexdigest()
+        with transaction(engine) as session:
+            known = session.execute(select(RawFile).where(RawFile.sha256 == sha)).scalar_one_or_none()
+            if known is not None:
+                known.deliveries += 1
+                target = raw_dir / "redelivered" / f"{utcnow():%Y%m%dT%H%M%S%f}_{path.name}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                return Taken(known.id, None)
+            rel = f"{utcnow():%Y/%m/%d}/{sha[:16]}_{path.name}"
+            row = RawFile(name=path.name, sha256=sha, size=len(data), kind=_kind(path.name),
+                          raw_path=rel, state="archiving", received_at=utcnow())
+            session.add(row)
+        _move_into_archive(engine, row, path, raw_dir)
+        return Taken(row.id, data)
+    finally:
+        _release(engine, key)
+
+
+def _move_into_archive(engine: Engine, row: RawFile, source: Path, raw_dir: Path) -> None:
+    target = raw_dir / row.raw_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, target)
+    with transaction(engine) as session:
+        session.execute(update(RawFile).where(RawFile.id == row.id).values(state="archived"))
+
+
+def recover(engine: Engine, incoming: Path, raw_dir: Path) -> int:
+    """Finish archiving interrupted by a crash; drop claims of dead processes. Returns rows fixed."""
+    fixed = 0
+    with transaction(engine) as session:
+        for claim in session.execute(select(Claim)).scalars().all():
+            if not _owner_alive(claim.owner):
+                session.delete(claim)
+        ids = session.execute(select(RawFile.id).where(RawFile.state == "archiving")).scalars().all()
+    for row_id in ids:
+        with transaction(engine) as session:
+            row = session.get(RawFile, row_id)
+            assert row is not None
+            target, source = raw_dir / row.raw_path, incoming / row.name
+            if target.exists():
+                row.state = "archived"
+            elif source.exists() and hashlib.sha256(source.read_bytes()).hexdigest() == row.sha256:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+                row.state = "archived"
+            else:
+                row.state, row.reason = "quarantined", "file vanished while being archived"
+        fixed += 1
+    return fixed
+
+
+def quarantine(engine: Engine, row_id: int, raw_dir: Path, quarantine_dir: Path,
+               reason: str) -> None:
+    """Mark a raw file unparseable and link it into the quarantine folder with the reason."""
+    with transaction(engine) as session:
+        row = session.get(RawFile, row_id)
+        assert row is not None
+        row.state, row.reason, row.parsed_at = "quarantined", reason, utcnow()
+        source = raw_dir / row.raw_path
+        target = quarantine_dir / f"{row.sha256[:16]}_{row.name}"
+        quarantine_dir.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copy2(source, target)
+        target.with_name(target.name + ".reason.txt").write_text(reason + "\n")

@@ -1,0 +1,133 @@
+"""The ingest loop: poll, archive, parse, account, assemble.
+
+:func:`ingest_once` does one pass over the incoming folder and the ledger;
+:func:`watch` repeats it every ``ingest.poll_seconds``.  Each step is safe to
+interrupt anywhere and re-run (see :mod:`obsflow.ingest.rawstore` and
+:mod:`obsflow.ingest.ledger`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select
+
+from obsflow.config import SiteConfig
+from obsflow.db import Base, make_engine
+from obsflow.ingest import tables  # noqa: F401  (registers the ledger tables)
+from obsflow.ingest.assemble import Assembled, assemble_exposure, due_exposures
+from obsflow.ingest.ledger import LedgerLock, record_file
+from obsflow.ingest.parse import parse_file
+from obsflow.ingest.rawstore import (
+    archive_file,
+    owner_id,
+    quarantine,
+    ready_files,
+    recover,
+    transaction,
+)
+from obsflow.ingest.tables import RawFile
+from obsflow.profiles import Profile
+
+__all__ = ["IngestReport", "ensure_schema", "ingest_once", "watch"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one pass did."""
+
+    archived: list[str] = field(default_factory=list)
+    redelivered: list[str] = field(default_factory=list)
+    parsed: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    assembled: list[Assembled] = field(default_factory=list)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the ledger tables if absent (idempotent)."""
+    tables_ = [t for name, t in Base.metadata.tables.items()
+               if name in {"raw_files", "ingest_claims", "observation_log", "ledger_exposures",
+                           "ledger_packet_ranges", "engineering", "ephemeris", "events",
+                           LedgerLock.__tablename__}]
+    Base.metadata.create_all(engine, tables=tables_)
+
+
+def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
+               data: bytes | None, report: IngestReport) -> None:
+    with transaction(engine) as session:
+        row = session.get(RawFile, file_id)
+        assert row is not None
+        name, kind, raw_path = row.name, row.kind, row.raw_path
+    if data is None:
+        data = (cfg.raw_dir / raw_path).read_bytes()
+    try:
+        content = parse_file(data, name, kind, profile)
+    except ValueError as exc:
+        quarantine(engine, file_id, cfg.raw_dir, cfg.quarantine_dir, str(exc))
+        report.quarantined.append(name)
+        log.warning("quarantined %s: %s", name, exc)
+        return
+    record_file(engine, file_id, content)
+    report.parsed.append(name)
+
+
+def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
+                progress: Progress | None = None, assemble: bool = True) -> IngestReport:
+    """One pass: take ready incoming files, parse what is archived, assemble what is due."""
+    own_engine = engine is None
+    engine = engine or make_engine(cfg.database_url)
+    profile = cfg.load_profile()
+    report = IngestReport()
+    tick = progress or (lambda stage, done, total: None)
+    try:
+        ensure_schema(engine)
+        recover(engine, cfg.incoming_dir, cfg.raw_dir)
+        files = ready_files(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
+        owner = owner_id()
+        for k, path in enumerate(files):
+            tick("files", k, len(files))
+            taken = archive_file(engine, path, cfg.raw_dir, owner)
+            if taken is None:
+                continue
+            if taken.data is None:
+                report.redelivered.append(path.name)
+                continue
+            report.archived.append(path.name)
+            _parse_one(engine, cfg, profile, taken.raw_file_id, taken.data, report)
+        tick("files", len(files), len(files))
+        with transaction(engine) as session:
+            pending = session.execute(select(RawFile.id).where(RawFile.state == "archived")
+                                      .order_by(RawFile.id)).scalars().all()
+        for file_id in pending:
+            _parse_one(engine, cfg, profile, file_id, None, report)
+        if assemble:
+            due = due_exposures(engine, cfg.ingest.partial_deadline_hours)
+            for k, (exposure_id, partial) in enumerate(due):
+                tick("exposures", k, len(due))
+                report.assembled.append(assemble_exposure(engine, cfg, profile, exposure_id, partial))
+            tick("exposures", len(due), len(due))
+    finally:
+        if own_engine:
+            engine.dispose()
+    return report
+
+
+def watch(cfg: SiteConfig, *, stop: Callable[[], bool] | None = None,
+          on_report: Callable[[IngestReport], None] | None = None) -> None:
+    """Repeat :func:`ingest_once` every ``poll_seconds`` until ``stop()`` is true."""
+    engine = make_engine(cfg.database_url)
+    try:
+        while not (stop and stop()):
+            report = ingest_once(cfg, engine=engine)
+            if on_report:
+                on_report(report)
+            time.sleep(cfg.ingest.poll_seconds)
+    finally:
+        engine.dispose()
