@@ -218,7 +218,7 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
     _console().print(_simulation_table(result))
 
 
-def _downlink_table(folder: Path, profile: Profile) -> Table:
+def downlink_table(folder: Path, profile: Profile) -> Table:
     summaries, nfiles, skipped = summarize_downlink(folder, profile)
     table = Table(title=f"{nfiles} downlink files in {folder} ({skipped} bytes skipped)")
     for column in ("APID", "kind", "packets", "CRC failures", "missing", "duplicates",
@@ -240,22 +240,19 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
     """Run the whole chain on a simulated downlink, on the embedded default.
 
     Creates the site, simulates a small downlink (subarray exposures, every
-    fault switched on, a retransmission dump), drops it in the incoming
-    folder like a ground station would, and summarises what arrived.  Later
-    stages (ingest, calibration, archive) join the chain as they land.
+    fault switched on, a retransmission dump), drops the dumps in the incoming
+    folder like a ground station would, ingests them, shows what is missing,
+    delivers the retransmission, ingests again and shows the accounting.
     """
+    from obsflow.demo import run_demo
+
     root = (site_dir or default_site_root()).expanduser().resolve()
-    cfg = init_site(root)
-    profile = cfg.load_profile()
-    sub = min(profile.instruments[0].subarrays, key=lambda s: abs(s.nx - 160)).name
-    options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
-                         faults=parse_faults("all"), level1=True)
-    result = _run_simulation(root / "simulation", options)
-    _console().print(_simulation_table(result))
-    for name in result.downlink_files:
-        shutil.copy2(result.out / "downlink" / name, cfg.incoming_dir / name)
-    for ref in sorted((result.out / "refs").glob("*.fits")):
-        shutil.copy2(ref, cfg.refs_dir / ref.name)
-    _console().print(_downlink_table(cfg.incoming_dir, profile))
-    _console().print(f"site ready at {root}; incoming files: {len(result.downlink_files)}; "
-                     f"truth in {result.out / 'truth'}")
+    run_demo(root, seed=seed, exposures=exposures, serve=not no_serve,
+             simulate_with_progress=_run_simulation, console=_console())
+
+
+from obsflow.ingest.cli import accounting_group, ingest_cmd, status_cmd  # noqa: E402
+
+main.add_command(ingest_cmd)
+main.add_command(status_cmd)
+main.add_command(accounting_group)

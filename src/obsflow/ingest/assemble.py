@@ -100,12 +100,12 @@ def _interp_at(engine: Engine, mjd: float) -> dict[str, Any]:
         eph = session.execute(select(EphemerisPoint).where(
             EphemerisPoint.mjd_utc.between(mjd - 1, mjd + 1))).scalars().all()
     for channel in sorted({e.channel for e in eng}):
-        pts = sorted((e.mjd_utc, e.value) for e in eng if e.channel == channel)
-        t, v = np.array(pts).T
+        samples = sorted((e.mjd_utc, e.value) for e in eng if e.channel == channel)
+        t, v = np.array(samples).T
         extra[channel] = (round(float(np.interp(mjd, t, v)), 6), "engineering value at EXPMID")
     if len(eph) >= 2:
-        pts = sorted(((p.mjd_utc, p.x_km, p.y_km, p.z_km, p.vx_km_s, p.vy_km_s, p.vz_km_s)
-                      for p in eph))
+        pts = sorted((p.mjd_utc, p.x_km, p.y_km, p.z_km, p.vx_km_s, p.vy_km_s, p.vz_km_s)
+                      for p in eph)
         arr = np.array(pts)
         for k, key in enumerate(("OBS_X", "OBS_Y", "OBS_Z", "OBS_VX", "OBS_VY", "OBS_VZ"), 1):
             unit = "km" if k <= 3 else "km/s"

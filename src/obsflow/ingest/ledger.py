@@ -158,8 +158,9 @@ def record_file(engine: Engine, file_id: int, content: FileContent) -> None:
             for exposure_id in np.unique(exp_ids).tolist():
                 # a CRC failure's header is not vouched for: attribute it only to an
                 # exposure known from good packets or the observation log
-                if exposure_id in trusted or session.get(ExposureLedger, exposure_id) or \
-                        session.get(ObservationLog, exposure_id):
+                known = (session.get(ExposureLedger, exposure_id) is not None
+                         or session.get(ObservationLog, exposure_id) is not None)
+                if exposure_id in trusted or known:
                     _record_exposure(session, file_id, apid, int(exposure_id),
                                      packets.select(exp_ids == exposure_id))
         raw.state, raw.parsed_at = "parsed", utcnow()

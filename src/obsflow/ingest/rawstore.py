@@ -20,12 +20,11 @@ import hashlib
 import os
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
