@@ -80,7 +80,11 @@ def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
 
 def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
                 progress: Progress | None = None, assemble: bool = True) -> IngestReport:
-    """One pass: take ready incoming files, parse what is archived, assemble what is due."""
+    """One pass: parse what is archived, take ready incoming files, assemble what is due.
+
+    Files archived but not parsed (a crash) are parsed first, in arrival
+    order, so an interrupted run ends exactly like an uninterrupted one.
+    """
     own_engine = engine is None
     engine = engine or make_engine(cfg.database_url)
     profile = cfg.load_profile()
@@ -89,6 +93,11 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
     try:
         ensure_schema(engine)
         recover(engine, cfg.incoming_dir, cfg.raw_dir)
+        with transaction(engine) as session:
+            pending = session.execute(select(RawFile.id).where(RawFile.state == "archived")
+                                      .order_by(RawFile.id)).scalars().all()
+        for file_id in pending:
+            _parse_one(engine, cfg, profile, file_id, None, report)
         files = ready_files(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
         owner = owner_id()
         for k, path in enumerate(files):
@@ -102,11 +111,6 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
             report.archived.append(path.name)
             _parse_one(engine, cfg, profile, taken.raw_file_id, taken.data, report)
         tick("files", len(files), len(files))
-        with transaction(engine) as session:
-            pending = session.execute(select(RawFile.id).where(RawFile.state == "archived")
-                                      .order_by(RawFile.id)).scalars().all()
-        for file_id in pending:
-            _parse_one(engine, cfg, profile, file_id, None, report)
         if assemble:
             due = due_exposures(engine, cfg.ingest.partial_deadline_hours)
             for k, (exposure_id, partial) in enumerate(due):
