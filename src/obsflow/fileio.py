@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file"]
+from astropy.io import fits
+
+__all__ = ["atomic_path", "sha256_file", "write_fits"]
 
 
 @contextlib.contextmanager
@@ -35,6 +37,20 @@ def atomic_path(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
+    """Write ``hdul`` atomically with FITS CHECKSUM/DATASUM cards on every HDU.
+
+    The checksum cards' comments carry ``stamp`` instead of the current time
+    (astropy's default), so the same content always gives the same bytes.
+    """
+    for hdu in hdul:
+        hdu.add_datasum(when=stamp)
+        hdu.add_checksum(when=stamp, override_datasum=True)
+    with atomic_path(Path(path)) as tmp:
+        hdul.writeto(tmp, checksum=False)
+    return Path(path)
 
 
 def sha256_file(path: Path, chunk_bytes: int = 8 << 20) -> str:

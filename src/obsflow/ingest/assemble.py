@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from obsflow.config import SiteConfig
 from obsflow.ingest.accounting import coverage
@@ -113,19 +114,18 @@ def _interp_at(engine: Engine, mjd: float) -> dict[str, Any]:
     return extra
 
 
-def _load_inputs(engine: Engine, exposure_id: int) -> tuple[ExposureLedger, ObservationLog,
-                                                             list[tuple[Any, ...]]]:
-    with transaction(engine) as session:
-        ledger = session.get(ExposureLedger, exposure_id)
-        log = session.get(ObservationLog, exposure_id)
-        if ledger is None or log is None:
-            raise LookupError(f"exposure {exposure_id} has no ledger row or observation-log record")
-        ranges = session.execute(
-            select(PacketRange.first, PacketRange.last, PacketRange.offset, PacketRange.packet_size,
-                   RawFile.raw_path, RawFile.name)
-            .join(RawFile, RawFile.id == PacketRange.raw_file_id)
-            .where(PacketRange.exposure_id == exposure_id)
-            .order_by(RawFile.id, PacketRange.first)).all()
+def _load_inputs(session: Session, exposure_id: int) -> tuple[ExposureLedger, ObservationLog,
+                                                               list[tuple[Any, ...]]]:
+    ledger = session.get(ExposureLedger, exposure_id)
+    log = session.get(ObservationLog, exposure_id)
+    if ledger is None or log is None:
+        raise LookupError(f"exposure {exposure_id} has no ledger row or observation-log record")
+    ranges = session.execute(
+        select(PacketRange.first, PacketRange.last, PacketRange.offset, PacketRange.packet_size,
+               RawFile.raw_path, RawFile.name)
+        .join(RawFile, RawFile.id == PacketRange.raw_file_id)
+        .where(PacketRange.exposure_id == exposure_id)
+        .order_by(RawFile.id, PacketRange.first)).all()
     return ledger, log, [tuple(r) for r in ranges]
 
 
@@ -164,42 +164,47 @@ def _supersede(path: Path, committed_version: int) -> None:
 
 
 def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
-                      exposure_id: int, partial: bool) -> Assembled:
-    """Rebuild, write and record one exposure's Level-1 product (idempotent)."""
-    ledger, log, ranges = _load_inputs(engine, exposure_id)
-    meta = ExposureMeta.from_dict(dict(log.meta))
-    cube, groupdq, files = _cube(cfg, meta, log, ranges)
-    inst = profile.instrument(meta.instrument)
-    det = inst.detector(meta.detector)
-    wcs = detector_wcs(meta.ra_v1, meta.dec_v1, meta.pa_v3,
-                       (det.v2_arcsec, det.v3_arcsec, det.rotation_deg), inst.pixel_scale_arcsec,
-                       (det.nx, det.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2))
-    version = ledger.product_version + 1
-    extra = _interp_at(engine, meta.expmid)
-    extra |= {"PRODVER": (version, "Level-1 product version"),
-              "PARTIAL": (partial, "assembled with packets missing"),
-              "NPKTEXP": (log.packets_expected, "science packets expected"),
-              "NPKTRCV": (ledger.received, "science packets received")}
-    path = cfg.products_dir / "level1" / f"{meta.basename}_uncal.fits"
-    _supersede(path, ledger.product_version)
-    write_uncal(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq, raw_files=files,
-                             header_extra=extra))
-    _commit(engine, exposure_id, ledger.received, version, partial, path, cfg)
+                      exposure_id: int, partial: bool) -> Assembled | None:
+    """Rebuild, write and record one exposure's Level-1 product (idempotent).
+
+    Runs under the ledger write lock, so two ingesters never assemble the same
+    data twice; returns None when the product is already up to date.
+    """
+    with writer(engine) as session:
+        ledger, log, ranges = _load_inputs(session, exposure_id)
+        if ledger.received <= ledger.product_received:
+            return None
+        meta = ExposureMeta.from_dict(dict(log.meta))
+        cube, groupdq, files = _cube(cfg, meta, log, ranges)
+        inst = profile.instrument(meta.instrument)
+        det = inst.detector(meta.detector)
+        wcs = detector_wcs(meta.ra_v1, meta.dec_v1, meta.pa_v3,
+                           (det.v2_arcsec, det.v3_arcsec, det.rotation_deg), inst.pixel_scale_arcsec,
+                           (det.nx, det.ny, meta.substrt1, meta.substrt2, meta.subsize1,
+                            meta.subsize2))
+        version = ledger.product_version + 1
+        extra = _interp_at(engine, meta.expmid)
+        extra |= {"PRODVER": (version, "Level-1 product version"),
+                  "PARTIAL": (partial, "assembled with packets missing"),
+                  "NPKTEXP": (log.packets_expected, "science packets expected"),
+                  "NPKTRCV": (ledger.received, "science packets received")}
+        path = cfg.products_dir / "level1" / f"{meta.basename}_uncal.fits"
+        _supersede(path, ledger.product_version)
+        write_uncal(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq, raw_files=files,
+                                 header_extra=extra))
+        _record(session, ledger, version, partial, path, cfg)
     return Assembled(exposure_id, path, version, partial)
 
 
-def _commit(engine: Engine, exposure_id: int, received: int, version: int, partial: bool,
-            path: Path, cfg: SiteConfig) -> None:
-    with writer(engine) as session:
-        row = session.get(ExposureLedger, exposure_id)
-        assert row is not None
-        row.product = str(path.relative_to(cfg.products_dir))
-        row.product_version, row.product_received = version, received
-        row.state = "partial" if partial else "complete"
-        row.updated = utcnow()
-        key = f"{path.name}:v{version}"
-        if session.execute(select(Event).where(Event.kind == "exposure_ready",
-                                               Event.key == key)).first() is None:
-            session.add(Event(kind="exposure_ready", key=key, created=utcnow(),
-                              payload={"exposure_id": exposure_id, "product": row.product,
-                                       "version": version, "partial": partial}))
+def _record(session: Session, row: ExposureLedger, version: int, partial: bool, path: Path,
+            cfg: SiteConfig) -> None:
+    row.product = str(path.relative_to(cfg.products_dir))
+    row.product_version, row.product_received = version, row.received
+    row.state = "partial" if partial else "complete"
+    row.updated = utcnow()
+    key = f"{path.name}:v{version}"
+    if session.execute(select(Event).where(Event.kind == "exposure_ready",
+                                           Event.key == key)).first() is None:
+        session.add(Event(kind="exposure_ready", key=key, created=utcnow(),
+                          payload={"exposure_id": row.exposure_id, "product": row.product,
+                                   "version": version, "partial": partial}))

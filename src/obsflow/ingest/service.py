@@ -115,7 +115,9 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
             due = due_exposures(engine, cfg.ingest.partial_deadline_hours)
             for k, (exposure_id, partial) in enumerate(due):
                 tick("exposures", k, len(due))
-                report.assembled.append(assemble_exposure(engine, cfg, profile, exposure_id, partial))
+                done = assemble_exposure(engine, cfg, profile, exposure_id, partial)
+                if done is not None:
+                    report.assembled.append(done)
             tick("exposures", len(due), len(due))
     finally:
         if own_engine:

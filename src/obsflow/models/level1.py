@@ -20,7 +20,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from obsflow.fileio import atomic_path
+from obsflow.fileio import write_fits
 from obsflow.models.metadata import ExposureMeta
 
 __all__ = ["Level1", "read_uncal", "write_uncal"]
@@ -84,9 +84,7 @@ def write_uncal(path: Path, product: Level1) -> Path:
         [fits.Column(name="FILENAME", format="255A", array=names[: len(product.raw_files)])],
         name="RAWFILES",
     ))
-    with atomic_path(Path(path)) as tmp:
-        fits.HDUList(hdus).writeto(tmp, checksum=True)
-    return Path(path)
+    return write_fits(fits.HDUList(hdus), Path(path))
 
 
 def read_uncal(path: Path) -> Level1:

@@ -127,6 +127,7 @@ def make_dumps(stream: PacketStream, science_apids: set[int], faults: frozenset[
         dumps.append(Dump(k + 1, ids, flips=flips))
     if "truncate" in faults and dumps and len(dumps[0].ids) > 20:
         fates += _truncate(stream, dumps[0], rng)
+        fates = _drop_cut_duplicates(fates, dumps[0], stream)
     for d in dumps:
         present = set(d.ids.tolist())
         for f in fates:
@@ -169,12 +170,30 @@ def _flip_bit(stream: PacketStream, i: int, rng: np.random.Generator) -> int:
 
 
 def _truncate(stream: PacketStream, dump: Dump, rng: np.random.Generator) -> list[dict]:  # type: ignore[type-arg]
-    """Cut the dump inside one of its last packets; return fates of the packets cut."""
+    """Cut the dump inside one of its last packets; return fates of the packets lost by it.
+
+    A packet counts as truncated only when no copy of it was delivered before
+    the cut (a duplicate's earlier copy still arrived intact).
+    """
     cut_pos = len(dump.ids) - int(rng.integers(2, 8))
     sizes = stream.size[dump.ids]
     start = int(sizes[:cut_pos].sum())
     dump.truncate_at = start + int(rng.integers(1, int(sizes[cut_pos])))
-    return [_fate(stream, "truncated", int(i)) | {"dump": dump.index} for i in dump.ids[cut_pos:]]
+    before = set(dump.ids[:cut_pos].tolist())
+    lost = dict.fromkeys(i for i in dump.ids[cut_pos:].tolist() if i not in before)
+    return [_fate(stream, "truncated", int(i)) | {"dump": dump.index} for i in lost]
+
+
+def _drop_cut_duplicates(fates: list[dict], dump: Dump, stream: PacketStream) -> list[dict]:  # type: ignore[type-arg]
+    """Remove "duplicated" records of packets that did not arrive twice because of the cut."""
+    assert dump.truncate_at is not None
+    ends = np.cumsum(stream.size[dump.ids])
+    whole = dump.ids[ends <= dump.truncate_at].tolist()
+    counts: dict[int, int] = {}
+    for i in whole:
+        counts[i] = counts.get(i, 0) + 1
+    return [f for f in fates if f["fault"] != "duplicated" or f["packet"] not in dump.ids.tolist()
+            or counts.get(f["packet"], 0) >= 2]
 
 
 def _missing(stream: PacketStream, dumps: list[Dump]) -> np.ndarray:

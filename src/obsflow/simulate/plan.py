@@ -17,7 +17,8 @@ from astropy.time import Time
 
 from obsflow.exceptions import UnknownOptionError
 from obsflow.models.metadata import ExposureMeta
-from obsflow.profiles import Instrument, Profile
+from obsflow.models.pointing import detector_wcs
+from obsflow.profiles import Instrument, Profile, Subarray
 
 __all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan"]
 
@@ -165,9 +166,12 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
         last_prog = ip
         key = (prog.program, obs)
         exp_counter[key] = exp_counter.get(key, 0) + 1
-        dx, dy = _dither_offset(dpos, prog.dither_points)
-        ra_v1 = target.ra + dx / 3600.0 / np.cos(np.deg2rad(target.dec))
-        dec_v1 = target.dec + dy / 3600.0
+        radius = min(_DITHER_ARCSEC, 0.08 * min(sub.nx, sub.ny) * inst.pixel_scale_arcsec)
+        dx, dy = _dither_offset(dpos, prog.dither_points, radius)
+        pa_v3 = float(ip * 37.0 + 12.0)
+        aim_ra, aim_dec = (target.ra, target.dec) if full else _aim(target, pa_v3, inst, sub)
+        ra_v1 = aim_ra + dx / 3600.0 / np.cos(np.deg2rad(target.dec))
+        dec_v1 = aim_dec + dy / 3600.0
         tstart, tend = t, t + duration * u.s
         for det in detectors:
             exposures.append(ExposureMeta(
@@ -175,7 +179,7 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
                 filter=inst.filters[int(ifilt)].name, program=prog.program, observation=obs,
                 visit=1, exposure=exp_counter[key], exposure_id=next_id, pi_name=prog.pi_name,
                 title=prog.title, target=target.name, target_ra=target.ra, target_dec=target.dec,
-                ra_v1=float(ra_v1), dec_v1=float(dec_v1), pa_v3=float(ip * 37.0 + 12.0),
+                ra_v1=float(ra_v1), dec_v1=float(dec_v1), pa_v3=pa_v3,
                 dither_pattern=f"{prog.dither_points}-POINT", dither_position=dpos,
                 dither_npoints=prog.dither_points, readpatt=readout.name, nints=prog.nints,
                 ngroups=prog.ngroups, nframes=readout.nframes, groupgap=readout.groupgap,
@@ -190,11 +194,21 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     return Plan(programs, targets, exposures, start.isot, t.isot)
 
 
-def _dither_offset(position: int, npoints: int) -> tuple[float, float]:
-    """Dither offset in arcsec for a 1-based position in an n-point box/line pattern."""
+def _aim(target: Target, pa_v3: float, inst: Instrument, sub: Subarray) -> tuple[float, float]:
+    """Boresight putting the target at the centre of ``sub`` on the first detector."""
+    det = inst.detectors[0]
+    wcs = detector_wcs(target.ra, target.dec, pa_v3, (det.v2_arcsec, det.v3_arcsec, det.rotation_deg),
+                       inst.pixel_scale_arcsec, (det.nx, det.ny, sub.xstart, sub.ystart, sub.nx, sub.ny))
+    ra_c, dec_c = wcs.pixel_to_world_values((sub.nx - 1) / 2, (sub.ny - 1) / 2)
+    d_ra = (float(ra_c) - target.ra + 180.0) % 360.0 - 180.0
+    return (target.ra - d_ra) % 360.0, target.dec - (float(dec_c) - target.dec)
+
+
+def _dither_offset(position: int, npoints: int, radius: float) -> tuple[float, float]:
+    """Dither offset in arcsec for a 1-based position on an n-point circle of ``radius`` arcsec."""
     angle = 2 * np.pi * (position - 1) / max(npoints, 1)
-    radius = 0.0 if npoints == 1 else _DITHER_ARCSEC
-    return float(radius * np.cos(angle) + 0.13 * position), float(radius * np.sin(angle))
+    r = 0.0 if npoints == 1 else radius
+    return float(r * np.cos(angle) + 0.07 * radius * position), float(r * np.sin(angle))
 
 
 def _mark_status(exposures: list[ExposureMeta], rng: np.random.Generator) -> list[ExposureMeta]:

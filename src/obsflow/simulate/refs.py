@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from obsflow.fileio import atomic_path
+from obsflow.fileio import write_fits
 from obsflow.models.dq import DQ
 from obsflow.profiles import Instrument, Profile
 from obsflow.simulate.detector import DetectorModel
@@ -57,9 +57,7 @@ def _header(profile: Profile, inst: Instrument, model: DetectorModel, reftype: s
 
 
 def _write(path: Path, header: fits.Header, hdus: list[fits.hdu.base.ExtensionHDU]) -> Path:
-    with atomic_path(path) as tmp:
-        fits.HDUList([fits.PrimaryHDU(header=header), *hdus]).writeto(tmp, checksum=True)
-    return path
+    return write_fits(fits.HDUList([fits.PrimaryHDU(header=header), *hdus]), path)
 
 
 def write_reference_files(folder: Path, profile: Profile, inst: Instrument,

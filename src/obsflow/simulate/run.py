@@ -134,7 +134,7 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
                        ctx.inst.filter(meta.filter), ctx.inst)
     inputs, rate = _exposure_inputs(ctx, meta, sky)
     timing = ReadoutTiming(meta.ngroups, meta.nframes, meta.groupgap, meta.frame_time)
-    rng = ctx.rng(1000 + meta.exposure_id)
+    rng = ctx.rng(1, meta.exposure_id)
     sensitive = inputs.illum_e_s > 0
     deposits = sample_deposits(ctx.profile.cosmic_rays, sensitive.shape, meta.nints, timing,
                                sensitive, rng)
@@ -161,14 +161,14 @@ def _catalogs(ctx: _Context, plan: Plan) -> dict[str, Table]:
     catalogs = {}
     for k, target in enumerate(plan.targets):
         table = make_catalog(target.ra, target.dec, _field_radius_arcsec(ctx.inst),
-                             list(ctx.inst.filters), ctx.rng(500 + k))
+                             list(ctx.inst.filters), ctx.rng(2, k))
         table.write(ctx.out / "truth" / f"sources_{target.name}.ecsv", overwrite=True)
         catalogs[target.name] = table
     return catalogs
 
 
 def _engineering_batch(ctx: _Context, t0: float, t1: float) -> tuple[Batch, Table]:
-    times, values = engineering_samples(ctx.profile, t0, t1, ctx.rng(200))
+    times, values = engineering_samples(ctx.profile, t0, t1, ctx.rng(3))
     n = times.size
     payloads = values.astype(">f4").view(np.uint8).reshape(n, -1)
     table = Table({"mjd_utc": mjd_utc(times, ctx.epoch), "mission_s": times})
@@ -213,7 +213,7 @@ def _write_downlink(ctx: _Context, stream: PacketStream, plan: Plan,
                     result: SimResult) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Write dumps and the ephemeris; return (file manifest, packet fault records)."""
     science = set(ctx.profile.science_apids())
-    dumps, fates = make_dumps(stream, science, ctx.options.faults, ctx.options.dumps, ctx.rng(300))
+    dumps, fates = make_dumps(stream, science, ctx.options.faults, ctx.options.dumps, ctx.rng(4))
     manifest: list[dict[str, Any]] = []
     downlink = ctx.out / "downlink"
     for d in dumps:
@@ -282,7 +282,7 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     t0 = float(mission_seconds(Time(plan.start_utc).mjd, ctx.epoch))
     eng, eng_table = _engineering_batch(ctx, t0, float(t_all.max()))
     batches += [eng, _obslog_batch(ctx, plan)]
-    counts = {a: int(ctx.rng(400 + a).integers(0, 16384)) for a in
+    counts = {a: int(ctx.rng(5, a).integers(0, 16384)) for a in
               [*profile.science_apids(), profile.apids.engineering, profile.apids.housekeeping]}
     report("packets", 0, 1)
     stream = assemble(batches, counts)

@@ -21,7 +21,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from obsflow.fileio import atomic_path
+from obsflow.fileio import write_fits
 from obsflow.models.metadata import ExposureMeta
 from obsflow.simulate.cosmic_rays import Deposits
 
@@ -54,9 +54,7 @@ def write_truth(path: Path, meta: ExposureMeta, cube: np.ndarray, rate: np.ndarr
                          fits.ImageHDU(sky.astype(np.float32), name="SKY"), hits])
     hdus["RATE"].header["BUNIT"] = "DN/s"
     hdus["SKY"].header["BUNIT"] = "electron/s"
-    with atomic_path(path) as tmp:
-        hdus.writeto(tmp)
-    return path
+    return write_fits(hdus, path)
 
 
 def read_truth(path: Path) -> TruthExposure:
