@@ -25,7 +25,8 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/python -m pytest -n 2 -q
+	url="$$(bash .ci/postgres.sh)" && \
+	OBSFLOW_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_simulator.py

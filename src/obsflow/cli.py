@@ -9,7 +9,6 @@ command exits with status 2 (no traceback; ``-v`` adds one to the log).
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -256,3 +255,16 @@ from obsflow.ingest.cli import accounting_group, ingest_cmd, status_cmd  # noqa:
 main.add_command(ingest_cmd)
 main.add_command(status_cmd)
 main.add_command(accounting_group)
+
+from obsflow.archive.cli import archive, serve, tokens, users  # noqa: E402
+
+main.add_command(archive)
+main.add_command(users)
+main.add_command(tokens)
+main.add_command(serve)
+
+
+from obsflow.calibrate.cli import calibrate_cmd, refs_group  # noqa: E402
+
+main.add_command(calibrate_cmd)
+main.add_command(refs_group)

@@ -42,6 +42,7 @@ from obsflow.profiles import Profile, load_profile
 
 __all__ = [
     "CONFIG_FILENAME",
+    "ArchiveSection",
     "DEFAULT_PROFILE",
     "ENV_PREFIX",
     "DatabaseSection",
@@ -175,6 +176,16 @@ class ServerSection(_Section):
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
 
 
+class ArchiveSection(_Section):
+    """``[archive]``: the product store of the archive."""
+
+    store_url: str | None = Field(
+        default=None,
+        description="fsspec URL of the product store (e.g. s3://bucket/obsflow); "
+        "default: the local [paths] products folder",
+    )
+
+
 _FOLDERS = ("incoming", "raw", "products", "refs", "quarantine", "logs")
 
 
@@ -192,6 +203,7 @@ class SiteConfig(_Section):
     ingest: IngestSection = IngestSection()
     executor: ExecutorSection = ExecutorSection()
     server: ServerSection = ServerSection()
+    archive: ArchiveSection = ArchiveSection()
 
     @classmethod
     def for_root(cls, root: Path, *, profile: str = DEFAULT_PROFILE) -> SiteConfig:

@@ -142,6 +142,11 @@ def read_site_info(engine: Engine) -> dict[str, str]:
 def init_schema(engine: Engine, *, profile: str | None = None) -> None:
     """Create every table declared on :class:`Base` and fill ``site_info``.
 
+    Tables marked ``info={"obsflow_migrated": True}`` (the archive catalog)
+    are created and upgraded by their Alembic migrations
+    (:func:`obsflow.archive.migrations.upgrade_database`), every other table
+    by ``create_all``.
+
     Idempotent: tables that exist are left alone, and ``schema_version``,
     ``created`` and ``obsflow_version`` are written only when absent.  The
     ``profile`` row is written when ``profile`` is given and differs.
@@ -158,7 +163,11 @@ def init_schema(engine: Engine, *, profile: str | None = None) -> None:
     SiteError
         The database was created by an obsflow with another schema version.
     """
-    Base.metadata.create_all(engine)
+    from obsflow.archive.migrations import upgrade_database  # migrations own those tables
+
+    plain = [t for t in Base.metadata.sorted_tables if not t.info.get("obsflow_migrated")]
+    Base.metadata.create_all(engine, tables=plain)
+    upgrade_database(engine)
     wanted = {
         "schema_version": str(SCHEMA_VERSION),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -1,0 +1,1 @@
+"""The archive: catalog, product store, access policy, search and the HTTP API."""

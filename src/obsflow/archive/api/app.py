@@ -1,0 +1,114 @@
+"""The app factory: routers, error handlers and state of the archive's HTTP API.
+
+Every error answers JSON ``{"error": "<message>", "status": <code>}``;
+validation errors add ``"details"``.  Other packages (VO endpoints, web
+pages) add their routers with ``create_app(archive, routers=[...])``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from obsflow import __version__
+from obsflow.archive.api import composites, products, search
+from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, ViewerDep
+from obsflow.archive.api.download import ChecksumCache
+from obsflow.archive.context import Archive
+from obsflow.archive.errors import (
+    ArchiveError,
+    AuthenticationError,
+    ChecksumMismatchError,
+    ProductNotFoundError,
+)
+
+__all__ = ["create_app", "error_response"]
+
+logger = logging.getLogger(__name__)
+
+meta = APIRouter(prefix="/api", tags=["service"])
+
+
+@meta.get("/health", summary="Liveness check")
+def health() -> dict[str, str]:
+    """``{"status": "ok"}`` while the server runs."""
+    return {"status": "ok", "version": __version__}
+
+
+@meta.get("/whoami", summary="Who the credentials belong to")
+def whoami(viewer: ViewerDep) -> dict[str, Any]:
+    """The caller's user name, admin flag and programs (anonymous: name null)."""
+    return {"name": viewer.name, "is_admin": viewer.is_admin,
+            "programs": sorted(viewer.programs)}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> JSONResponse:
+    """The JSON error every endpoint answers."""
+    return JSONResponse({"error": message, "status": status, **extra}, status_code=status,
+                        headers=headers)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"invalid parameter {where}: {first.get('msg', 'invalid')}"
+        return error_response(422, message, details=errors)
+
+    @app.exception_handler(ProductNotFoundError)
+    async def _missing(_: Request, exc: ProductNotFoundError) -> JSONResponse:
+        return error_response(404, str(exc))
+
+    @app.exception_handler(AuthenticationError)
+    async def _auth(_: Request, exc: AuthenticationError) -> JSONResponse:
+        return error_response(401, str(exc), {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(ChecksumMismatchError)
+    async def _corrupt(_: Request, exc: ChecksumMismatchError) -> JSONResponse:
+        logger.error("refusing to serve a corrupted product: %s", exc)
+        return error_response(503, "the stored product failed its checksum check; "
+                                   "the archive operators must restore it")
+
+    @app.exception_handler(ArchiveError)
+    async def _archive(_: Request, exc: ArchiveError) -> JSONResponse:
+        return error_response(400, str(exc))
+
+
+def create_app(archive: Archive, settings: ApiSettings | None = None, *,
+               routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """Build the archive's FastAPI app.
+
+    Parameters
+    ----------
+    archive : Archive
+        The catalog and store to serve (not closed by the app).
+    settings : ApiSettings, optional
+        Clock, rate limits, page size.
+    routers : sequence of APIRouter
+        Extra routers (e.g. ``/vo``, web pages) included after the API's own.
+    """
+    settings = settings or ApiSettings()
+    app = FastAPI(title="obsflow archive", version=__version__,
+                  description="Search, metadata, previews and downloads of obsflow products.")
+    app.state.archive = archive
+    app.state.api_settings = settings
+    app.state.limiter = BadTokenLimiter(settings.bad_token_limit, settings.bad_token_window_s)
+    app.state.checksums = ChecksumCache()
+    for router in (meta, search.router, products.router, composites.router, *routers):
+        app.include_router(router)
+    _install_handlers(app)
+    return app

@@ -1,0 +1,121 @@
+"""The archive of a site: its database engine, product store and settings.
+
+:class:`Archive` is what the pipeline, the commands and the HTTP API hold;
+build it from a site with :meth:`Archive.from_site` (or by hand in tests) and
+:meth:`Archive.close` it when done.  Functions that write to the catalog take
+an ``Archive``, a :class:`~obsflow.config.SiteConfig`, or a caller's open
+SQLAlchemy ``Session`` plus the :class:`ArchiveSettings` (then the caller
+commits); :func:`unit_of_work` turns any of the three into a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from obsflow.archive.errors import ArchiveError
+from obsflow.archive.store import ProductStore
+from obsflow.db import init_schema, make_engine
+from obsflow.profiles import Profile
+
+if TYPE_CHECKING:
+    from obsflow.config import SiteConfig
+
+__all__ = ["Archive", "ArchiveSettings", "unit_of_work"]
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """What registration needs besides the database.
+
+    Attributes
+    ----------
+    store : ProductStore
+        Where product files and previews go.
+    default_exclusive_months : int
+        Exclusive-access period of a program first seen in a product header.
+    profile : Profile or None
+        Observatory profile (filter bands, resolution); None leaves
+        ``em_min``/``em_max``/``s_resolution`` empty.
+    authority : str
+        IVOA authority of publisher DIDs: ``ivo://<authority>/obsflow?<product_id>``.
+    """
+
+    store: ProductStore
+    default_exclusive_months: int = 12
+    profile: Profile | None = None
+    authority: str = "obsflow.local"
+
+
+@dataclass
+class Archive:
+    """A site's archive: engine, session factory and :class:`ArchiveSettings`."""
+
+    engine: Engine
+    settings: ArchiveSettings
+
+    def __post_init__(self) -> None:
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_site(cls, cfg: SiteConfig) -> Archive:
+        """Open the archive of a site (runs pending migrations)."""
+        profile = cfg.load_profile()
+        store_root = cfg.archive.store_url or cfg.products_dir
+        settings = ArchiveSettings(
+            store=ProductStore(store_root),
+            default_exclusive_months=profile.mission.default_exclusive_access_months,
+            profile=profile,
+            authority=f"{cfg.site.name or 'obsflow'}.obsflow",
+        )
+        engine = make_engine(cfg.database_url)
+        init_schema(engine, profile=cfg.profile.name)
+        return cls(engine, settings)
+
+    @classmethod
+    def from_url(cls, url: str, settings: ArchiveSettings) -> Archive:
+        """Open (and migrate) the archive in the database at ``url``."""
+        engine = make_engine(url)
+        init_schema(engine)
+        return cls(engine, settings)
+
+    def session(self) -> Session:
+        """A new ORM session (use as a context manager)."""
+        return self._sessions()
+
+    def close(self) -> None:
+        """Dispose of the engine's connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+
+@contextmanager
+def unit_of_work(target: Archive | SiteConfig | Session,
+                 settings: ArchiveSettings | None = None
+                 ) -> Iterator[tuple[Session, ArchiveSettings]]:
+    """A session and settings for ``target``; commits at the end unless the caller owns it."""
+    if isinstance(target, Session):
+        if settings is None:
+            raise ArchiveError("pass settings=ArchiveSettings(...) when registering "
+                               "through your own Session (the store is needed)")
+        yield target, settings
+        target.flush()
+        return
+    archive = target if isinstance(target, Archive) else Archive.from_site(target)
+    try:
+        with archive.session() as session, session.begin():
+            yield session, settings or archive.settings
+    finally:
+        if archive is not target:
+            archive.close()

@@ -1,0 +1,22 @@
+"""Alembic environment: runs on the connection handed over by ``upgrade_database``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from obsflow.archive import schema  # noqa: F401  (registers the tables on Base)
+from obsflow.db import Base
+
+_config = context.config
+_connection = _config.attributes.get("connection")
+if _connection is None:  # pragma: no cover - only reachable from the alembic CLI
+    raise RuntimeError("run the archive migrations through obsflow.archive.migrations")
+
+context.configure(
+    connection=_connection,
+    target_metadata=Base.metadata,
+    version_table=_config.get_main_option("version_table") or "alembic_version_archive",
+    render_as_batch=_connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,87 @@
+"""Access policy: who may see which exposure, product, preview or composite.
+
+* The release date of an exposure is its end (``EXPEND``, MJD UTC) plus its
+  program's exclusive-access months (calendar months; 0 = public at once).
+* Data whose release date has passed is public: anyone sees it.
+* Before that only the program's members and admins see it.
+
+The same rule is given twice: :func:`visible_clause` as a SQL condition for
+queries (search, ObsCore, SIA2, TAP) and :func:`can_see` for one row.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import ColumnElement, or_, true
+
+from obsflow.archive.schema import Exposure
+
+__all__ = [
+    "ANONYMOUS",
+    "MJD_EPOCH",
+    "Viewer",
+    "add_months",
+    "can_see",
+    "mjd_to_datetime",
+    "release_date",
+    "utcnow",
+    "visible_clause",
+]
+
+MJD_EPOCH = datetime(1858, 11, 17)
+"""MJD 0 as a naive UTC datetime."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: anonymous, a user (with the programs they belong to) or an admin."""
+
+    name: str | None = None
+    user_id: int | None = None
+    is_admin: bool = False
+    programs: frozenset[str] = field(default_factory=frozenset)
+
+
+ANONYMOUS = Viewer()
+"""The viewer of a request without credentials."""
+
+
+def utcnow() -> datetime:
+    """Now as a naive UTC datetime (the form the catalog stores)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def mjd_to_datetime(mjd: float) -> datetime:
+    """MJD (UTC) -> naive UTC datetime, to the microsecond."""
+    return MJD_EPOCH + timedelta(days=float(mjd))
+
+
+def add_months(when: datetime, months: int) -> datetime:
+    """``when`` plus calendar months; the day is clamped to the month's length."""
+    index = when.month - 1 + months
+    year, month = when.year + index // 12, index % 12 + 1
+    day = min(when.day, calendar.monthrange(year, month)[1])
+    return when.replace(year=year, month=month, day=day)
+
+
+def release_date(expend_mjd: float, exclusive_months: int) -> datetime:
+    """End of exposure plus the exclusive-access period (naive UTC)."""
+    return add_months(mjd_to_datetime(expend_mjd), exclusive_months)
+
+
+def can_see(viewer: Viewer, program: str, released: datetime, now: datetime) -> bool:
+    """True if ``viewer`` may see data of ``program`` released at ``released``."""
+    return released <= now or viewer.is_admin or program in viewer.programs
+
+
+def visible_clause(viewer: Viewer, now: datetime) -> ColumnElement[bool]:
+    """SQL condition on :class:`Exposure` rows that ``viewer`` may see at ``now``."""
+    if viewer.is_admin:
+        return true()
+    public = Exposure.release_date <= now
+    if not viewer.programs:
+        return public
+    return or_(public, Exposure.program.in_(sorted(viewer.programs)))

@@ -1,0 +1,94 @@
+"""Preview images: asinh-stretched PNG and JPEG, thumbnails and colour composites.
+
+Pure image functions (array in, bytes out); :mod:`obsflow.archive.register`
+decides which products get previews and writes them to the store.
+A 2-D ``SCI`` image is shown as is; a 4-D ramp cube (Level 1) as the last
+group minus the first of integration 0 (the signal collected in between).
+Images are flipped so that north-up FITS images look north-up on screen
+(FITS row 1 is the bottom row).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.visualization import AsinhStretch, PercentileInterval
+from PIL import Image
+
+__all__ = ["PREVIEW_KINDS", "THUMB_SIZE", "Rendered", "composite_rgb", "preview_array",
+           "render_previews", "stretch"]
+
+THUMB_SIZE = 256
+"""Longest side of a thumbnail, pixels."""
+
+PREVIEW_KINDS = {"png": "image/png", "jpeg": "image/jpeg", "thumb": "image/jpeg"}
+"""Preview kinds and their media types."""
+
+_PERCENT = 99.5
+_ASINH_A = 0.1
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One encoded preview image."""
+
+    kind: str
+    data: bytes
+    width: int
+    height: int
+
+
+def preview_array(sci: np.ndarray) -> np.ndarray:
+    """The 2-D float image to preview from a SCI array (2-D image or 4-D ramp cube)."""
+    if sci.ndim == 2:
+        return np.asarray(sci, dtype=np.float64)
+    if sci.ndim == 4 and sci.shape[1] >= 1:
+        cube = np.asarray(sci[0], dtype=np.float64)
+        return cube[-1] - cube[0]
+    raise ValueError(f"cannot preview a SCI array of shape {sci.shape}: expected 2-D or 4-D")
+
+
+def stretch(image: np.ndarray) -> np.ndarray:
+    """Percentile-clipped asinh stretch to 0..255 uint8 (NaNs become 0)."""
+    finite = np.isfinite(image)
+    if not finite.any():
+        return np.zeros(image.shape, np.uint8)
+    clean = np.where(finite, image, np.nanmin(np.where(finite, image, np.inf)))
+    scaled = PercentileInterval(_PERCENT)(clean)
+    scaled = AsinhStretch(a=_ASINH_A)(np.clip(scaled, 0.0, 1.0))
+    return np.asarray(np.round(np.clip(scaled, 0.0, 1.0) * 255.0), dtype=np.uint8)
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "PNG":
+        image.save(buffer, format="PNG", optimize=True)
+    else:
+        image.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _encode_all(image: Image.Image) -> list[Rendered]:
+    thumb = image.copy()
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    out = [Rendered("png", _encode(image, "PNG"), *image.size),
+           Rendered("jpeg", _encode(image, "JPEG"), *image.size),
+           Rendered("thumb", _encode(thumb, "JPEG"), *thumb.size)]
+    return out
+
+
+def render_previews(sci: np.ndarray) -> list[Rendered]:
+    """PNG, JPEG and thumbnail (JPEG) of a SCI array."""
+    pixels = stretch(preview_array(sci))[::-1]
+    return _encode_all(Image.fromarray(np.ascontiguousarray(pixels)))
+
+
+def composite_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> list[Rendered]:
+    """Colour composite (PNG, JPEG, thumbnail) of three 2-D images, cropped to a common size."""
+    ny = min(a.shape[0] for a in (red, green, blue))
+    nx = min(a.shape[1] for a in (red, green, blue))
+    planes = [stretch(np.asarray(a, np.float64)[:ny, :nx])[::-1] for a in (red, green, blue)]
+    image = Image.fromarray(np.ascontiguousarray(np.stack(planes, axis=-1)))
+    return _encode_all(image)

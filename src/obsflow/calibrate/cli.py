@@ -1,0 +1,60 @@
+"""``obsflow calibrate FILE... [--set step.param=value] [--skip STEP] [--out DIR]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from obsflow.calibrate.pipeline import RefSource, calibrate_product
+from obsflow.exceptions import ConfigError
+from obsflow.profiles import load_profile
+from obsflow.refdata.cli import open_site_option, refs_group, site_option
+from obsflow.refdata.registry import FolderRefs, SiteRefs
+
+__all__ = ["calibrate_cmd", "refs_group"]
+
+
+def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or "." not in key:
+            raise ConfigError(f"--set expects step.param=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.command("calibrate")
+@site_option
+@click.option("--refs", "refs_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Use a plain folder of reference files instead of the site "
+                                 "registry (needs --profile).")
+@click.option("--profile", default=None, help="Observatory profile with --refs.")
+@click.option("--set", "sets", multiple=True, metavar="STEP.PARAM=VALUE",
+              help="Override a step parameter (repeatable).")
+@click.option("--skip", multiple=True, metavar="STEP", help="Skip a step (repeatable).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: beside each input).")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | None,
+                  sets: tuple[str, ...], skip: tuple[str, ...], out_dir: Path | None,
+                  files: tuple[Path, ...]) -> None:
+    """Run Level-1 FILES through their recipe: write _rate, _rateints and _cal products."""
+    source: RefSource
+    if refs_dir is not None:
+        if profile is None:
+            raise ConfigError("--refs needs --profile (the observatory profile of the files)")
+        prof = load_profile(profile)
+        source = FolderRefs(refs_dir, prof)
+    else:
+        cfg = open_site_option(site_dir)
+        prof = cfg.load_profile()
+        source = SiteRefs(cfg.database_url, cfg.refs_dir)
+    overrides = _overrides(sets)
+    console = Console(highlight=False)
+    for path in files:
+        written = calibrate_product(path, source, prof, overrides=overrides, skip=skip,
+                                    out_dir=out_dir)
+        console.print(f"{path.name} -> {', '.join(p.name for p in written)}")

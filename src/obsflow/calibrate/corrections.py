@@ -1,0 +1,156 @@
+"""Stage-1 group corrections: DQ initialisation, saturation, superbias, linearity, dark.
+
+Pure array functions.  Each returns a new array; the ``..._inplace``
+variants (used by the pipeline, which owns its working copy of the cube)
+change the array they are given and say so in their name.  Shapes:
+``data`` float32 (nints, ngroups, ny, nx) in DN, ``groupdq`` uint8 same
+shape, ``pixeldq`` uint32 (ny, nx), reference images (ny, nx).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from obsflow.models.dq import DQ
+
+__all__ = [
+    "correct_linearity_inplace",
+    "dq_init",
+    "flag_saturation",
+    "group_mean_times",
+    "linearize",
+    "subtract_dark",
+    "subtract_dark_inplace",
+    "subtract_superbias",
+    "subtract_superbias_inplace",
+]
+
+
+def dq_init(mask: np.ndarray, groupdq: np.ndarray | None,
+            shape: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Start the DQ arrays of an exposure.
+
+    Parameters
+    ----------
+    mask : ndarray, uint32, (ny, nx)
+        Bad-pixel mask (MASK reference file, JWST bits).
+    groupdq : ndarray, uint8, (nints, ngroups, ny, nx), or None
+        Group DQ that came with the Level-1 product (missing data), if any.
+    shape : tuple
+        (nints, ngroups, ny, nx) of the cube.
+
+    Returns
+    -------
+    pixeldq : ndarray, uint32, (ny, nx)
+        A copy of the mask.
+    groupdq : ndarray, uint8, shape
+        A copy of the input group DQ (zeros if none).
+    """
+    if mask.shape != shape[2:]:
+        raise ValueError(f"mask shape {mask.shape} != detector shape {shape[2:]}")
+    gdq = np.zeros(shape, np.uint8) if groupdq is None else np.array(groupdq, np.uint8, copy=True)
+    return np.array(mask, np.uint32, copy=True), gdq
+
+
+def flag_saturation(data: np.ndarray, groupdq: np.ndarray, saturation: np.ndarray,
+                    pixeldq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flag groups at or above the saturation level, and every later group of the integration.
+
+    Parameters
+    ----------
+    data : ndarray, (nints, ngroups, ny, nx)
+        Raw group values, DN (bias included, as SATURATION is).
+    groupdq : ndarray, uint8, same shape
+    saturation : ndarray, float32, (ny, nx)
+        Raw saturation level, DN; NaN means unknown.
+    pixeldq : ndarray, uint32, (ny, nx)
+
+    Returns
+    -------
+    groupdq : ndarray, uint8
+        New group DQ with SATURATED | DO_NOT_USE.
+    pixeldq : ndarray, uint32
+        New pixel DQ with NO_SAT_CHECK where the level is unknown.
+    """
+    unknown = ~np.isfinite(saturation)
+    level = np.where(unknown, np.inf, saturation).astype(np.float32)
+    out = np.array(groupdq, np.uint8, copy=True)
+    flag = np.uint8(DQ.SATURATED | DQ.DO_NOT_USE)
+    for i in range(data.shape[0]):
+        seen = np.zeros(level.shape, bool)
+        for g in range(data.shape[1]):
+            seen |= data[i, g] >= level
+            out[i, g][seen] |= flag
+    pdq = np.array(pixeldq, np.uint32, copy=True)
+    pdq[unknown] |= np.uint32(DQ.NO_SAT_CHECK)
+    return out, pdq
+
+
+def subtract_superbias_inplace(data: np.ndarray, superbias: np.ndarray) -> None:
+    """Subtract the superbias (DN, (ny, nx)) from every group of ``data``, in place."""
+    for i in range(data.shape[0]):
+        data[i] -= superbias[None, :, :]
+
+
+def subtract_superbias(data: np.ndarray, superbias: np.ndarray) -> np.ndarray:
+    """Return ``data - superbias`` (float32 copy); see :func:`subtract_superbias_inplace`."""
+    out = np.array(data, np.float32, copy=True)
+    subtract_superbias_inplace(out, superbias)
+    return out
+
+
+def correct_linearity_inplace(data: np.ndarray, coeffs: np.ndarray) -> None:
+    """Replace measured DN by linear DN, ``sum_k coeffs[k] * data**k``, in place.
+
+    Parameters
+    ----------
+    data : ndarray, float32, (nints, ngroups, ny, nx)
+        Bias-subtracted DN; modified.
+    coeffs : ndarray, (ncoeffs,) or (ncoeffs, ny, nx)
+        Polynomial coefficients, lowest order first (LINEARITY COEFFS).
+    """
+    c = np.asarray(coeffs, np.float32)
+    for i in range(data.shape[0]):
+        for g in range(data.shape[1]):
+            plane = data[i, g]
+            acc = np.full_like(plane, 0.0) + c[-1]
+            for k in range(len(c) - 2, -1, -1):
+                acc *= plane
+                acc += c[k]
+            plane[...] = acc
+
+
+def linearize(data: np.ndarray, coeffs: np.ndarray) -> np.ndarray:
+    """Return linearised data (float32 copy); see :func:`correct_linearity_inplace`."""
+    out = np.array(data, np.float32, copy=True)
+    correct_linearity_inplace(out, coeffs)
+    return out
+
+
+def group_mean_times(ngroups: int, frame_time: float, nframes: int, groupgap: int) -> np.ndarray:
+    """Mean read time of each group since reset, seconds, shape (ngroups,)."""
+    g = np.arange(ngroups, dtype=np.float64)
+    return frame_time * (g * (nframes + groupgap) + (nframes + 1) / 2.0)
+
+
+def subtract_dark_inplace(data: np.ndarray, dark_rate: np.ndarray, times: np.ndarray) -> None:
+    """Subtract accumulated dark ``dark_rate * times[g]`` from each group, in place.
+
+    Parameters
+    ----------
+    data : ndarray, float32, (nints, ngroups, ny, nx), DN; modified.
+    dark_rate : ndarray, (ny, nx)
+        Dark current, DN/s (DARK reference).
+    times : ndarray, (ngroups,)
+        Mean read time of each group since reset, s (:func:`group_mean_times`).
+    """
+    rate = np.nan_to_num(np.asarray(dark_rate, np.float32))
+    for g, t in enumerate(times):
+        data[:, g] -= np.float32(t) * rate
+
+
+def subtract_dark(data: np.ndarray, dark_rate: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Return dark-subtracted data (float32 copy); see :func:`subtract_dark_inplace`."""
+    out = np.array(data, np.float32, copy=True)
+    subtract_dark_inplace(out, dark_rate, times)
+    return out

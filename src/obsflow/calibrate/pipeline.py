@@ -1,0 +1,225 @@
+"""Recipes and the calibration pipeline: ``_uncal`` -> ``_rate``, ``_rateints``, ``_cal``.
+
+A recipe is a TOML file in ``obsflow/calibrate/recipes/`` (``name``,
+``description``, ``steps`` in order, ``[params.<step>]``); ``index.toml``
+chooses one from the product's metadata (instrument, number of
+integrations).  Parameters are overridden with ``"step.param" -> value``
+(values given as strings are parsed as TOML literals and must have the
+default's type); steps can be skipped (not ``ramp_fit``).  Unknown step or
+parameter names raise :class:`~obsflow.exceptions.UnknownOptionError` with
+the allowed names.
+
+:func:`calibrate_product` is the entry point for the CLI and the
+orchestrator; every product it writes records its provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from obsflow import __version__
+from obsflow.calibrate.steps import STEPS, Work
+from obsflow.exceptions import ConfigError, UnknownOptionError
+from obsflow.fileio import sha256_file
+from obsflow.models.level1 import read_uncal
+from obsflow.models.level2 import (
+    CalImage,
+    Provenance,
+    RateImage,
+    RateInts,
+    write_cal,
+    write_rate,
+    write_rateints,
+)
+from obsflow.models.metadata import ExposureMeta
+from obsflow.profiles import Profile
+from obsflow.refdata.select import best_reference
+from obsflow.refdata.validate import RefRecord
+
+__all__ = ["Recipe", "RefSource", "calibrate_product", "choose_recipe", "load_recipe",
+           "resolve_parameters"]
+
+logger = logging.getLogger(__name__)
+
+
+class RefSource(Protocol):
+    """Anything that lists reference-file records (a site registry or a folder)."""
+
+    def records(self) -> list[RefRecord]: ...
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A recipe: ordered step names and per-step parameter overrides."""
+
+    name: str
+    description: str
+    steps: tuple[str, ...]
+    params: dict[str, dict[str, Any]]
+
+
+def load_recipe(name: str) -> Recipe:
+    """Load a built-in recipe by name, checking every step and parameter name."""
+    folder = resources.files("obsflow.calibrate.recipes")
+    names = sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".toml")
+                   and f.name != "index.toml")
+    if name not in names:
+        raise UnknownOptionError("recipe", name, names)
+    data = tomllib.loads((folder / f"{name}.toml").read_text())
+    recipe = Recipe(data["name"], data.get("description", ""), tuple(data["steps"]),
+                    data.get("params", {}))
+    for step in recipe.steps:
+        if step not in STEPS:
+            raise UnknownOptionError(f"step in recipe {name}", step, STEPS)
+    resolve_parameters(recipe, {})
+    return recipe
+
+
+def choose_recipe(meta: ExposureMeta) -> Recipe:
+    """The first rule of ``recipes/index.toml`` matching the product's metadata."""
+    text = (resources.files("obsflow.calibrate.recipes") / "index.toml").read_text()
+    for rule in tomllib.loads(text)["rule"]:
+        if rule.get("instrument", "*") not in ("*", meta.instrument):
+            continue
+        if meta.nints < int(rule.get("min_nints", 0)):
+            continue
+        return load_recipe(rule["recipe"])
+    raise ConfigError(f"no recipe rule matches {meta.basename} ({meta.instrument}, "
+                      f"nints={meta.nints})")
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{key}: cannot read {value!r} as a {type(default).__name__}") from exc
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ConfigError(f"{key} must be a {type(default).__name__}, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(default)):
+        raise ConfigError(f"{key} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def resolve_parameters(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each step's parameters: defaults, then the recipe's, then ``overrides`` ("step.param")."""
+    params = {s: dict(STEPS[s].defaults) for s in recipe.steps}
+    layers = [(f"{s}.{k}", v) for s, d in recipe.params.items() for k, v in d.items()]
+    layers += list(overrides.items())
+    for key, value in layers:
+        step, _, name = key.partition(".")
+        if step not in params:
+            raise UnknownOptionError("step", step, recipe.steps)
+        if name not in params[step]:
+            allowed = [f"{step}.{k}" for k in params[step]] or [f"({step} has no parameters)"]
+            raise UnknownOptionError("parameter", key, allowed)
+        params[step][name] = _coerce(key, value, STEPS[step].defaults[name])
+    return params
+
+
+def _select_refs(recipe: Recipe, meta: ExposureMeta, source: RefSource,
+                 skip: set[str]) -> dict[str, RefRecord]:
+    records = source.records()
+    needed = sorted({r for s in recipe.steps if s not in skip for r in STEPS[s].reftypes})
+    chosen: dict[str, RefRecord] = {}
+    missing = []
+    for reftype in needed:
+        sel = best_reference(records, meta, reftype)
+        if sel.chosen is None:
+            missing.append(reftype)
+        else:
+            chosen[reftype] = sel.chosen
+    if missing:
+        raise ConfigError(f"{meta.basename}: no matching reference file of type "
+                          f"{', '.join(missing)} (run `obsflow refs best` for details)")
+    return chosen
+
+
+def _provenance(recipe: Recipe, path: Path, refs: dict[str, RefRecord]) -> Provenance:
+    prov = Provenance(recipe.name, __version__, path.name, sha256_file(path))
+    for reftype, rec in sorted(refs.items()):
+        prov.references.append((reftype, rec.name, rec.sha256 or sha256_file(rec.path)))
+    return prov
+
+
+def _write_outputs(work: Work, prov: Provenance, out: Path, stage2: bool) -> list[Path]:
+    assert work.fit is not None and work.pixeldq is not None
+    m, fit, base = work.meta, work.fit, work.meta.basename
+    stage1 = {k: v for k, v in work.header.items() if k not in ("PHOTMJSR", "BUNIT",
+                                                                 "BKGLEVEL", "BKGRMS")}
+    rate = RateImage(fit.slope, fit.err, fit.dq | work.pixeldq, fit.var_poisson, fit.var_rnoise,
+                     m, prov, stage1)
+    ints = RateInts(fit.slope_ints, fit.err_ints, fit.dq_ints | work.pixeldq[None],
+                    fit.var_poisson_ints, fit.var_rnoise_ints, m, prov, stage1)
+    paths = [write_rate(out / f"{base}_rate.fits", rate),
+             write_rateints(out / f"{base}_rateints.fits", ints)]
+    if stage2 and work.image is not None:
+        img = work.image
+        cal = CalImage(img.sci, img.err, img.dq, img.var_poisson, img.var_rnoise, m, prov,
+                       work.header, wcs=work.wcs)
+        paths.append(write_cal(out / f"{base}_cal.fits", cal))
+    return paths
+
+
+def calibrate_product(path: Path, refs: RefSource, profile: Profile, *,
+                      overrides: Mapping[str, Any] | None = None,
+                      skip: Sequence[str] = (), out_dir: Path | None = None) -> list[Path]:
+    """Run one Level-1 product through its recipe; return the products written.
+
+    Parameters
+    ----------
+    path : Path
+        ``_uncal.fits`` product.
+    refs : RefSource
+        :class:`obsflow.refdata.SiteRefs` (a site's registry) or
+        :class:`obsflow.refdata.FolderRefs` (a folder of reference files).
+    profile : Profile
+        The observatory profile (detector geometry, pixel scale).
+    overrides : mapping, optional
+        ``{"step.param": value}`` parameter overrides.
+    skip : sequence of str
+        Steps to skip (recorded as SKIPPED in the provenance).
+    out_dir : Path, optional
+        Output folder (default: beside the input).
+
+    Returns
+    -------
+    list of Path
+        ``_rate.fits``, ``_rateints.fits`` and, when stage 2 ran, ``_cal.fits``.
+    """
+    path = Path(path)
+    level1 = read_uncal(path)
+    meta = level1.meta
+    recipe = choose_recipe(meta)
+    params = resolve_parameters(recipe, overrides or {})
+    skipping = set(skip)
+    for name in skipping:
+        if name not in recipe.steps or name == "ramp_fit":
+            raise UnknownOptionError("step to skip", name,
+                                     [s for s in recipe.steps if s != "ramp_fit"])
+    chosen = _select_refs(recipe, meta, refs, skipping)
+    prov = _provenance(recipe, path, chosen)
+    work = Work(meta, profile.instrument(meta.instrument),
+                level1.data.astype(np.float32), level1.groupdq, chosen)
+    del level1
+    if "dq_init" in skipping:
+        work.pixeldq = np.zeros(work.data.shape[2:], np.uint32)
+        work.groupdq = np.zeros(work.data.shape, np.uint8) if work.groupdq is None else work.groupdq
+    for name in recipe.steps:
+        status = "SKIPPED: by request" if name in skipping else STEPS[name].run(work, params[name])
+        prov.steps.append((name, status, params[name]))
+        logger.info("%s: %s %s", meta.basename, name, status)
+        if name == "ramp_fit":
+            work.data = np.empty((0,), np.float32)  # the cube is no longer needed
+    stage2 = any(STEPS[s].stage == 2 and s not in skipping for s in recipe.steps)
+    return _write_outputs(work, prov, Path(out_dir) if out_dir else path.parent, stage2)

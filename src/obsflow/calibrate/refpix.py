@@ -1,0 +1,103 @@
+"""Reference-pixel correction: per-amplifier bias drifts, odd/even columns, side pixels.
+
+H2RG detectors carry a border of reference pixels that see no light but
+share the bias drifts of their amplifier.  For every group of every
+integration, in place:
+
+1. for each amplifier and each column parity (odd/even), the mean of the
+   reference rows (the top and bottom border rows that fall inside the
+   array) is subtracted from all pixels of those columns;
+2. optionally (``side_smoothing > 0``), the mean of the left and right
+   reference columns of each row, smoothed by a running mean over
+   ``side_smoothing`` rows, is subtracted from the row (1/f noise).
+
+Which rows and columns are reference pixels is read from the pixel DQ
+(REFERENCE_PIXEL bits from the MASK reference file), so subarrays work
+unchanged; :func:`reference_layout` reports what is available.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from obsflow.models.dq import DQ
+
+__all__ = ["RefpixLayout", "correct_reference_pixels_inplace", "reference_layout"]
+
+
+@dataclass(frozen=True)
+class RefpixLayout:
+    """Reference rows (ny,) and columns (nx,) of an array, and the amplifier of each column."""
+
+    rows: np.ndarray
+    columns: np.ndarray
+    amp_of_column: np.ndarray
+    parity: np.ndarray
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.rows.size)
+
+    @property
+    def has_columns(self) -> bool:
+        return bool(self.columns.size)
+
+
+def reference_layout(pixeldq: np.ndarray, first_column: int, amp_width: int) -> RefpixLayout:
+    """Find reference rows/columns from the pixel DQ.
+
+    Parameters
+    ----------
+    pixeldq : ndarray, uint32, (ny, nx)
+    first_column : int
+        0-based full-frame column of the array's first column (SUBSTRT1 - 1).
+    amp_width : int
+        Columns per amplifier, full frame.
+    """
+    ref = (pixeldq & np.uint32(DQ.REFERENCE_PIXEL)) != 0
+    columns = np.arange(first_column, first_column + pixeldq.shape[1])
+    return RefpixLayout(rows=np.flatnonzero(ref.all(axis=1)),
+                        columns=np.flatnonzero(ref.all(axis=0)),
+                        amp_of_column=(columns // amp_width).astype(np.intp),
+                        parity=(columns % 2).astype(np.intp))
+
+
+def _running_mean(values: np.ndarray, length: int) -> np.ndarray:
+    kernel = np.ones(length) / length
+    padded = np.pad(values, length // 2, mode="edge")
+    return np.convolve(padded, kernel, mode="valid")[: values.size]
+
+
+def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
+                                     odd_even: bool = True, side_smoothing: int = 11) -> None:
+    """Apply the correction described in the module docstring to ``data`` in place.
+
+    Parameters
+    ----------
+    data : ndarray, float32, (nints, ngroups, ny, nx)
+        Bias-subtracted DN; modified.
+    layout : RefpixLayout
+        From :func:`reference_layout`; without reference rows step 1 is not
+        possible and the caller must not call this (see ``layout.has_rows``).
+    odd_even : bool
+        Separate offsets for odd and even columns.
+    side_smoothing : int
+        Running-mean length (rows) of the side-pixel correction; 0 disables it.
+    """
+    if not layout.has_rows:
+        raise ValueError("no reference rows in this array: reference-pixel correction impossible")
+    label = layout.amp_of_column * 2 + (layout.parity if odd_even else 0)
+    nlab = int(label.max()) + 1
+    counts = np.bincount(label, minlength=nlab).astype(np.float64)
+    sides = layout.columns
+    for i in range(data.shape[0]):
+        for g in range(data.shape[1]):
+            plane = data[i, g]
+            colmean = plane[layout.rows].mean(axis=0, dtype=np.float64)
+            offsets = np.bincount(label, weights=colmean, minlength=nlab) / np.maximum(counts, 1)
+            plane -= offsets[label].astype(np.float32)[None, :]
+            if side_smoothing > 0 and sides.size:
+                rowmean = plane[:, sides].mean(axis=1, dtype=np.float64)
+                plane -= _running_mean(rowmean, side_smoothing).astype(np.float32)[:, None]

@@ -1,0 +1,192 @@
+"""Steps: thin wrappers that feed an exposure's working arrays and references to the algorithms.
+
+Each step has a name, its parameters with defaults (types are checked on
+override), and the reference types it needs.  A step function takes the
+:class:`Work` state and its parameters and returns a status string
+(``COMPLETE`` or ``SKIPPED: why``).  The pipeline owns ``Work.data`` (its
+own float32 copy of the cube), so steps use the ``..._inplace`` algorithms.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from obsflow.calibrate import corrections as cor
+from obsflow.calibrate.image import ImageArrays, apply_flat, apply_photom, estimate_background
+from obsflow.calibrate.jumps import JumpOptions, detect_jumps
+from obsflow.calibrate.ramps import RampFit, fit_ramps
+from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
+from obsflow.models.metadata import ExposureMeta
+from obsflow.models.pointing import detector_wcs
+from obsflow.profiles import Instrument
+from obsflow.refdata.validate import RefRecord
+
+__all__ = ["STEPS", "StepSpec", "Work"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Work:
+    """The state of one exposure going through a recipe."""
+
+    meta: ExposureMeta
+    instrument: Instrument
+    data: np.ndarray
+    groupdq: np.ndarray | None
+    refs: dict[str, RefRecord]
+    pixeldq: np.ndarray | None = None
+    fit: RampFit | None = None
+    image: ImageArrays | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    wcs: Any = None
+
+    def ref(self, reftype: str) -> np.ndarray:
+        """The reference array of ``reftype``, cut to this exposure's subarray window."""
+        rec = self.refs[reftype]
+        with fits.open(rec.path, memmap=False) as hdul:
+            ext = {"MASK": "DQ", "LINEARITY": "COEFFS"}.get(reftype, "SCI")
+            arr = np.asarray(hdul[ext].data)
+        if reftype == "LINEARITY" and arr.ndim == 1:
+            return arr
+        if rec.subarray == "FULL" and self.meta.subarray != "FULL":
+            m = self.meta
+            arr = arr[..., m.substrt2 - 1:m.substrt2 - 1 + m.subsize2,
+                      m.substrt1 - 1:m.substrt1 - 1 + m.subsize1]
+        return arr
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step: its function, parameter defaults and the reference types it reads."""
+
+    run: Callable[[Work, dict[str, Any]], str]
+    defaults: dict[str, Any]
+    reftypes: tuple[str, ...] = ()
+    stage: int = 1
+
+
+def _dq_init(w: Work, p: dict[str, Any]) -> str:
+    w.pixeldq, w.groupdq = cor.dq_init(w.ref("MASK"), w.groupdq, w.data.shape)
+    return "COMPLETE"
+
+
+def _saturation(w: Work, p: dict[str, Any]) -> str:
+    assert w.groupdq is not None and w.pixeldq is not None
+    w.groupdq, w.pixeldq = cor.flag_saturation(w.data, w.groupdq, w.ref("SATURATION"), w.pixeldq)
+    return "COMPLETE"
+
+
+def _superbias(w: Work, p: dict[str, Any]) -> str:
+    cor.subtract_superbias_inplace(w.data, w.ref("SUPERBIAS").astype(np.float32))
+    return "COMPLETE"
+
+
+def _refpix(w: Work, p: dict[str, Any]) -> str:
+    assert w.pixeldq is not None
+    det = w.instrument.detector(w.meta.detector)
+    layout = reference_layout(w.pixeldq, w.meta.substrt1 - 1, det.nx // det.amplifiers)
+    if not layout.has_rows:
+        logger.warning("%s: no reference rows in subarray %s; refpix skipped", w.meta.basename,
+                       w.meta.subarray)
+        return "SKIPPED: no reference rows in this subarray"
+    correct_reference_pixels_inplace(w.data, layout, bool(p["odd_even"]), int(p["side_smoothing"]))
+    return "COMPLETE" if layout.has_columns or not p["side_smoothing"] else \
+        "COMPLETE: no side reference columns, rows only"
+
+
+def _linearity(w: Work, p: dict[str, Any]) -> str:
+    cor.correct_linearity_inplace(w.data, w.ref("LINEARITY"))
+    return "COMPLETE"
+
+
+def _dark(w: Work, p: dict[str, Any]) -> str:
+    m = w.meta
+    times = cor.group_mean_times(m.ngroups, m.frame_time, m.nframes, m.groupgap)
+    cor.subtract_dark_inplace(w.data, w.ref("DARK"), times)
+    return "COMPLETE"
+
+
+def _jump(w: Work, p: dict[str, Any]) -> str:
+    assert w.groupdq is not None
+    opts = JumpOptions(**{k: v for k, v in p.items() if k != "threshold"})
+    w.groupdq = detect_jumps(w.data, w.groupdq, read_noise=w.ref("READNOISE"),
+                             gain=w.ref("GAIN"), nframes=w.meta.nframes,
+                             threshold=float(p["threshold"]), options=opts)
+    return "COMPLETE"
+
+
+def _ramp_fit(w: Work, p: dict[str, Any]) -> str:
+    assert w.groupdq is not None and w.pixeldq is not None
+    m = w.meta
+    w.fit = fit_ramps(w.data, w.groupdq, read_noise=w.ref("READNOISE"), gain=w.ref("GAIN"),
+                      frame_time=m.frame_time, group_time=m.group_time, nframes=m.nframes,
+                      groupgap=m.groupgap)
+    dq = w.fit.dq | w.pixeldq
+    w.image = ImageArrays(w.fit.slope, w.fit.err, w.fit.var_poisson, w.fit.var_rnoise, dq)
+    return "COMPLETE"
+
+
+def _flat_field(w: Work, p: dict[str, Any]) -> str:
+    assert w.image is not None
+    w.image = apply_flat(w.image, w.ref("FLAT"))
+    return "COMPLETE"
+
+
+def _photom(w: Work, p: dict[str, Any]) -> str:
+    assert w.image is not None
+    with fits.open(w.refs["PHOTOM"].path, memmap=False) as hdul:
+        table = hdul["PHOTOM"].data
+        rows = [r for r in table if str(r["FILTER"]).strip() == w.meta.filter]
+    if not rows:
+        raise ValueError(f"PHOTOM {w.refs['PHOTOM'].name} has no row for filter {w.meta.filter}")
+    photmjsr = float(rows[0]["PHOTMJSR"])
+    w.image = apply_photom(w.image, photmjsr)
+    w.header["PHOTMJSR"] = (photmjsr, "[MJy/sr / (DN/s)] flux conversion applied")
+    w.header["BUNIT"] = "MJy/sr"
+    return "COMPLETE"
+
+
+def _wcs(w: Work, p: dict[str, Any]) -> str:
+    m, det = w.meta, w.instrument.detector(w.meta.detector)
+    w.wcs = detector_wcs(m.ra_v1, m.dec_v1, m.pa_v3, (det.v2_arcsec, det.v3_arcsec,
+                                                      det.rotation_deg),
+                         w.instrument.pixel_scale_arcsec,
+                         (det.nx, det.ny, m.substrt1, m.substrt2, m.subsize1, m.subsize2))
+    return "COMPLETE"
+
+
+def _background(w: Work, p: dict[str, Any]) -> str:
+    assert w.image is not None
+    bkg = estimate_background(w.image.sci, w.image.dq, float(p["sigma"]))
+    w.header["BKGLEVEL"] = (bkg.level, "sigma-clipped median background, SCI units")
+    w.header["BKGRMS"] = (bkg.rms, "sigma-clipped background scatter, SCI units")
+    return "COMPLETE"
+
+
+_JUMP_DEFAULTS: dict[str, Any] = {"threshold": 4.0, "threshold_3": 5.0, "threshold_2": 6.0,
+                                  "flag_neighbors": True, "neighbor_min": 10.0,
+                                  "neighbor_max": 1000.0, "large_events": False,
+                                  "large_event_min_area": 20, "large_event_expand": 2.0}
+
+STEPS: dict[str, StepSpec] = {
+    "dq_init": StepSpec(_dq_init, {}, ("MASK",)),
+    "saturation": StepSpec(_saturation, {}, ("SATURATION",)),
+    "superbias": StepSpec(_superbias, {}, ("SUPERBIAS",)),
+    "refpix": StepSpec(_refpix, {"odd_even": True, "side_smoothing": 11}),
+    "linearity": StepSpec(_linearity, {}, ("LINEARITY",)),
+    "dark": StepSpec(_dark, {}, ("DARK",)),
+    "jump": StepSpec(_jump, _JUMP_DEFAULTS, ("READNOISE", "GAIN")),
+    "ramp_fit": StepSpec(_ramp_fit, {}, ("READNOISE", "GAIN")),
+    "flat_field": StepSpec(_flat_field, {}, ("FLAT",), stage=2),
+    "photom": StepSpec(_photom, {}, ("PHOTOM",), stage=2),
+    "wcs": StepSpec(_wcs, {}, (), stage=2),
+    "background": StepSpec(_background, {"sigma": 3.0}, (), stage=2),
+}
+"""Every step obsflow knows, by name."""

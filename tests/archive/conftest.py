@@ -1,0 +1,68 @@
+"""Archive fixtures: an :class:`Archive` on each backend and a live uvicorn server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from obsflow.archive.context import Archive, ArchiveSettings
+from obsflow.archive.store import ProductStore
+from obsflow.profiles import load_profile
+
+
+def make_archive(url: str, store_root: Path | str) -> Archive:
+    """A migrated archive with the smallsat profile (6 months default exclusive access)."""
+    settings = ArchiveSettings(store=ProductStore(store_root), default_exclusive_months=6,
+                               profile=load_profile("smallsat"))
+    return Archive.from_url(url, settings)
+
+
+@pytest.fixture
+def archive(db_url: str, tmp_path: Path) -> Iterator[Archive]:
+    """An empty archive on each backend, store in ``tmp_path/store``."""
+    arch = make_archive(db_url, tmp_path / "store")
+    yield arch
+    arch.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def fitsverify(path: Path) -> None:
+    """Assert that Debian's fitsverify finds no error (nor warning) in ``path``."""
+    result = subprocess.run(["fitsverify", "-q", str(path)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and "verification OK" in result.stdout, result.stdout + result.stderr
