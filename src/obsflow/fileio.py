@@ -46,8 +46,7 @@ def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
     (astropy's default), so the same content always gives the same bytes.
     """
     for hdu in hdul:
-        hdu.add_datasum(when=stamp)
-        hdu.add_checksum(when=stamp, override_datasum=True)
+        hdu.add_checksum(when=stamp)  # sets DATASUM too, computing it once
     with atomic_path(Path(path)) as tmp:
         hdul.writeto(tmp, checksum=False)
     return Path(path)

@@ -34,7 +34,7 @@ from obsflow.ingest.tables import (
     RawFile,
 )
 from obsflow.models.dq import DQ
-from obsflow.models.level1 import Level1, write_uncal
+from obsflow.models.level1 import Level1, write_uncal_inplace
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Profile
@@ -129,6 +129,24 @@ def _load_inputs(session: Session, exposure_id: int) -> tuple[ExposureLedger, Ob
     return ledger, log, [tuple(r) for r in ranges]
 
 
+_CHUNK_BYTES = 8 << 20
+
+
+def _scatter_file(flat: np.ndarray, path: Path, ranges: np.ndarray, ppp: int) -> None:
+    """Scatter ``ranges`` of one raw file into ``flat``, reading at most ~8 MB at a time."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for first, last, offset, size in ranges:
+            step = max(1, _CHUNK_BYTES // int(size))
+            for a in range(int(first), int(last) + 1, step):
+                b = min(int(last), a + step - 1)
+                start = int(offset) + (a - int(first)) * int(size)
+                chunk = np.frombuffer(os.pread(fd, (b - a + 1) * int(size), start), np.uint8)
+                scatter_ranges(flat, chunk, np.array([[a, b, 0, size]]), ppp)
+    finally:
+        os.close(fd)
+
+
 def _cube(cfg: SiteConfig, meta: ExposureMeta, log: ObservationLog,
           ranges: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     shape = (meta.nints, meta.ngroups, meta.subsize2, meta.subsize1)
@@ -136,9 +154,8 @@ def _cube(cfg: SiteConfig, meta: ExposureMeta, log: ObservationLog,
     ppp = log.rows_per_packet * meta.subsize1
     files: list[str] = []
     for raw_path in dict.fromkeys(r[4] for r in ranges):
-        buffer = np.fromfile(cfg.raw_dir / raw_path, np.uint8)
         mine = np.array([r[:4] for r in ranges if r[4] == raw_path], np.int64)
-        scatter_ranges(flat, buffer, mine, ppp)
+        _scatter_file(flat, cfg.raw_dir / raw_path, mine, ppp)
         files.append(next(r[5] for r in ranges if r[4] == raw_path))
     have = coverage(np.array([r[:2] for r in ranges], np.int64).reshape(-1, 2),
                     log.packets_expected)
@@ -190,8 +207,9 @@ def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
                   "NPKTRCV": (ledger.received, "science packets received")}
         path = cfg.products_dir / "level1" / f"{meta.basename}_uncal.fits"
         _supersede(path, ledger.product_version)
-        write_uncal(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq, raw_files=files,
-                                 header_extra=extra))
+        write_uncal_inplace(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq,
+                                         raw_files=files, header_extra=extra))
+        del cube
         _record(session, ledger, version, partial, path, cfg)
     return Assembled(exposure_id, path, version, partial)
 

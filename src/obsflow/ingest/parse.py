@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 
 from obsflow.ingest.ledger import FileContent
@@ -12,7 +14,7 @@ from obsflow.telemetry import decode
 __all__ = ["parse_file"]
 
 
-def parse_file(data: bytes, name: str, kind: str, profile: Profile) -> FileContent:
+def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) -> FileContent:
     """Parse one raw file.
 
     Raises
@@ -23,7 +25,7 @@ def parse_file(data: bytes, name: str, kind: str, profile: Profile) -> FileConte
         where it applies, the byte offset.
     """
     if kind == "ephemeris":
-        return FileContent(ephemeris=ephemeris_rows(data, name))
+        return FileContent(ephemeris=ephemeris_rows(bytes(data), name))
     if kind != "packets":
         raise ValueError(f"{name}: unknown file type (expected .ccsds packets or .ecsv ephemeris)")
     table = decode(np.frombuffer(data, np.uint8), source=name, tolerant=True)

@@ -17,6 +17,7 @@ quarantine folder beside a ``.reason.txt``, and marks the row.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import shutil
 import socket
@@ -113,12 +114,20 @@ def _kind(name: str) -> str:
     return "packets" if name.endswith((".ccsds", ".pkt", ".bin", ".dat")) else "unknown"
 
 
+def _map(path: Path) -> bytes | mmap.mmap:
+    """The file's bytes, memory-mapped read-only (no copy; stays valid after a rename)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 @dataclass(frozen=True)
 class Taken:
     """An incoming file now in the raw archive: its row id and its bytes."""
 
     raw_file_id: int
-    data: bytes | None  # None for a re-delivery (nothing new to parse)
+    data: bytes | mmap.mmap | None  # None for a re-delivery (nothing new to parse)
 
 
 def archive_file(engine: Engine, path: Path, raw_dir: Path, owner: str) -> Taken | None:
@@ -132,7 +141,7 @@ def archive_file(engine: Engine, path: Path, raw_dir: Path, owner: str) -> Taken
         return None
     try:
         try:
-            data = path.read_bytes()
+            data = _map(path)
         except FileNotFoundError:
             return None  # taken and finished by another process meanwhile
         sha = hashlib.sha256(data).hexdigest()

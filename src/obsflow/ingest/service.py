@@ -9,9 +9,11 @@ interrupt anywhere and re-run (see :mod:`obsflow.ingest.rawstore` and
 from __future__ import annotations
 
 import logging
+import mmap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import Engine, select
 
@@ -60,7 +62,7 @@ def ensure_schema(engine: Engine) -> None:
 
 
 def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
-               data: bytes | None, report: IngestReport) -> None:
+               data: bytes | mmap.mmap | None, report: IngestReport) -> None:
     with transaction(engine) as session:
         row = session.get(RawFile, file_id)
         assert row is not None
@@ -76,6 +78,19 @@ def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
         return
     record_file(engine, file_id, content)
     report.parsed.append(name)
+
+
+def _take(engine: Engine, cfg: SiteConfig, profile: Profile, path: Path, owner: str,
+          report: IngestReport) -> None:
+    """Archive one incoming file and parse it (its bytes are released on return)."""
+    taken = archive_file(engine, path, cfg.raw_dir, owner)
+    if taken is None:
+        return
+    if taken.data is None:
+        report.redelivered.append(path.name)
+        return
+    report.archived.append(path.name)
+    _parse_one(engine, cfg, profile, taken.raw_file_id, taken.data, report)
 
 
 def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
@@ -102,14 +117,7 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
         owner = owner_id()
         for k, path in enumerate(files):
             tick("files", k, len(files))
-            taken = archive_file(engine, path, cfg.raw_dir, owner)
-            if taken is None:
-                continue
-            if taken.data is None:
-                report.redelivered.append(path.name)
-                continue
-            report.archived.append(path.name)
-            _parse_one(engine, cfg, profile, taken.raw_file_id, taken.data, report)
+            _take(engine, cfg, profile, path, owner, report)
         tick("files", len(files), len(files))
         if assemble:
             due = due_exposures(engine, cfg.ingest.partial_deadline_hours)

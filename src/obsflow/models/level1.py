@@ -23,7 +23,7 @@ from astropy.wcs import WCS
 from obsflow.fileio import write_fits
 from obsflow.models.metadata import ExposureMeta
 
-__all__ = ["Level1", "read_uncal", "write_uncal"]
+__all__ = ["Level1", "read_uncal", "write_uncal", "write_uncal_inplace"]
 
 
 @dataclass
@@ -62,8 +62,18 @@ class Level1:
             raise ValueError(f"GROUPDQ shape {self.groupdq.shape} != data shape {expected}")
 
 
-def write_uncal(path: Path, product: Level1) -> Path:
-    """Write ``product`` to ``path`` atomically (temporary name, then rename)."""
+def _disk_form(data: np.ndarray) -> np.ndarray:
+    """Turn native uint16 ``data`` *in place* into FITS's on-disk form, returned as '>i2'.
+
+    FITS stores uint16 as big-endian int16 with BZERO = 32768: flipping the
+    top bit subtracts 32768, then a byte swap makes it big-endian.
+    """
+    data ^= np.uint16(0x8000)
+    data.byteswap(inplace=True)
+    return data.view(np.dtype(">i2"))
+
+
+def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
     from obsflow import __version__
 
     primary = fits.PrimaryHDU()
@@ -72,7 +82,9 @@ def write_uncal(path: Path, product: Level1) -> Path:
     primary.header["CAL_VER"] = (__version__, "obsflow version that wrote this file")
     for key, value in product.header_extra.items():
         primary.header[key] = value
-    sci = fits.ImageHDU(product.data, name="SCI")
+    sci = fits.ImageHDU(data=disk, do_not_scale_image_data=True, name="SCI")
+    sci.header["BZERO"] = (32768, "data are unsigned 16-bit integers")
+    sci.header["BSCALE"] = 1
     sci.header["BUNIT"] = "DN"
     if product.wcs is not None:
         sci.header.update(product.wcs.to_header())
@@ -84,7 +96,22 @@ def write_uncal(path: Path, product: Level1) -> Path:
         [fits.Column(name="FILENAME", format="255A", array=names[: len(product.raw_files)])],
         name="RAWFILES",
     ))
-    return write_fits(fits.HDUList(hdus), Path(path))
+    return fits.HDUList(hdus)
+
+
+def write_uncal(path: Path, product: Level1) -> Path:
+    """Write ``product`` to ``path`` atomically (temporary name, then rename)."""
+    return write_fits(_hdus(product, _disk_form(product.data.copy())), Path(path))
+
+
+def write_uncal_inplace(path: Path, product: Level1) -> Path:
+    """Like :func:`write_uncal` without copying the cube: ``product.data`` is
+    converted in place to FITS's on-disk form and is garbage afterwards.
+
+    For writers of large cubes (ingest assembly) that drop the product after
+    writing it: peak memory stays at one cube.
+    """
+    return write_fits(_hdus(product, _disk_form(product.data)), Path(path))
 
 
 def read_uncal(path: Path) -> Level1:

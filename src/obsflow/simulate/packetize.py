@@ -9,10 +9,12 @@ the packets end to end as a :class:`PacketStream`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 
+from obsflow.models.metadata import ExposureMeta
 from obsflow.telemetry import (
     MIN_PACKET_SIZE,
     SECONDARY_HEADER_DTYPE,
@@ -21,7 +23,8 @@ from obsflow.telemetry import (
     encode_variable_packets,
 )
 
-__all__ = ["Batch", "PacketStream", "assemble", "rows_per_packet", "science_batch"]
+__all__ = ["Batch", "PacketStream", "assemble", "obslog_record", "rows_per_packet",
+           "science_batch"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,15 @@ def rows_per_packet(nx: int, ny: int, target_payload_bytes: int) -> int:
         if ny % r == 0 and r * nx * 2 <= target_payload_bytes:
             best = r
     return best
+
+
+def obslog_record(meta: ExposureMeta, apid: int, target_payload_bytes: int) -> bytes:
+    """The observation-log JSON record of one planned product (housekeeping payload)."""
+    rpp = rows_per_packet(meta.subsize1, meta.subsize2, target_payload_bytes)
+    expected = meta.nints * meta.ngroups * meta.subsize2 // rpp if meta.status == "executed" else 0
+    record = {"record": "exposure", "apid": apid, "packets_expected": expected,
+              "rows_per_packet": rpp, **meta.to_dict()}
+    return json.dumps(record, sort_keys=True).encode()
 
 
 def science_batch(cube: np.ndarray, apid: int, exposure_id: int, group_times: np.ndarray,

@@ -32,7 +32,7 @@ from obsflow.simulate.packetize import (
     Batch,
     PacketStream,
     assemble,
-    rows_per_packet,
+    obslog_record,
     science_batch,
 )
 from obsflow.simulate.plan import Plan, PlanOptions, check_subarray, make_plan
@@ -183,12 +183,8 @@ def _obslog_batch(ctx: _Context, plan: Plan) -> Batch:
     """One variable-length JSON record per planned product, at its start time."""
     records, times = [], []
     for meta in plan.exposures:
-        det = ctx.inst.detector(meta.detector)
-        rpp = rows_per_packet(meta.subsize1, meta.subsize2, ctx.profile.packets.target_payload_bytes)
-        expected = meta.nints * meta.ngroups * meta.subsize2 // rpp if meta.status == "executed" else 0
-        record = {"record": "exposure", "apid": det.apid, "packets_expected": expected,
-                  "rows_per_packet": rpp, **meta.to_dict()}
-        records.append(json.dumps(record, sort_keys=True).encode())
+        apid = ctx.inst.detector(meta.detector).apid
+        records.append(obslog_record(meta, apid, ctx.profile.packets.target_payload_bytes))
         times.append(float(mission_seconds(meta.expstart, ctx.epoch)))
     n = len(records)
     zeros = np.zeros(n, np.int64)

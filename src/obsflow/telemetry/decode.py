@@ -147,9 +147,9 @@ def _walk(buf: np.ndarray, tolerant: bool) -> tuple:  # pragma: no cover
             size = _packet_size(buf, pos)
             if (
                 tolerant
-                and not _crc_matches(buf, pos, size)
                 and pos + size < n
                 and _implausible_next(buf, pos + size, n)
+                and not _crc_matches(buf, pos, size)
             ):
                 code = _UNFRAMED_CRC
             else:
