@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from obsflow.config import SiteConfig, load_config
+from obsflow.config import SiteConfig
 from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult, simulate
 from obsflow.site import init_site
@@ -27,14 +27,19 @@ def downlink(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
     return simulate(tmp_path_factory.mktemp("sim"), SIM_OPTIONS)
 
 
-def make_site(root: Path, **ingest: float) -> SiteConfig:
-    """A new site at ``root`` with ``[ingest]`` settings overridden (settle 0 by default)."""
+def make_site(root: Path, database_url: str | None = None, **ingest: float) -> SiteConfig:
+    """A new site at ``root`` with ``[ingest]`` settings overridden (settle 0 by default).
+
+    ``database_url`` points the ledger at another database (e.g. PostgreSQL).
+    """
     init_site(root, profile="webb_like", env={})
     path = root / "obsflow.toml"
     data = tomllib.loads(path.read_text())
     data["ingest"].update({"settle_seconds": 0.0, **ingest})
+    if database_url is not None:
+        data["database"] = {"url": database_url}
     path.write_text(tomli_w.dumps(data))
-    return load_config(root, env={})
+    return init_site(root, env={})  # creates the schema in the configured database
 
 
 def deliver(files: list[Path], incoming: Path) -> list[Path]:
@@ -50,11 +55,12 @@ def deliver(files: list[Path], incoming: Path) -> list[Path]:
 
 
 @pytest.fixture
-def site_factory(tmp_path: Path) -> Callable[..., SiteConfig]:
+def site_factory(tmp_path: Path, db_url: str) -> Callable[..., SiteConfig]:
+    """New sites whose ledger lives in ``db_url`` (every test runs on SQLite and PostgreSQL)."""
     counter = iter(range(100))
 
     def factory(**ingest: float) -> SiteConfig:
-        return make_site(tmp_path / f"site{next(counter)}", **ingest)
+        return make_site(tmp_path / f"site{next(counter)}", db_url, **ingest)
 
     return factory
 

@@ -107,11 +107,11 @@ def test_sigkill_at_random_points_ends_like_an_uninterrupted_run(downlink, tmp_p
     assert kills >= 3
 
 
-def test_two_ingesters_on_one_site_do_not_double_count(downlink, tmp_path) -> None:
+def test_two_ingesters_on_one_site_do_not_double_count(downlink, tmp_path, db_url) -> None:
     reference = make_site(tmp_path / "reference")
     deliver(dump_files(downlink), reference.incoming_dir)
     ingest_once(reference)
-    cfg = make_site(tmp_path / "shared")
+    cfg = make_site(tmp_path / "shared", db_url)
     deliver(dump_files(downlink), cfg.incoming_dir)
     procs = [_ingest_process(cfg.root) for _ in range(2)]
     for p in procs:
