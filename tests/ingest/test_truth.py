@@ -203,3 +203,45 @@ def test_cube_scatter_is_pure(tmp_path: Path) -> None:
     assert np.array_equal(out[:32], pixels.reshape(-1)[:32])
     assert np.all(out[32:48] == 0)
     assert np.array_equal(out[48:], pixels.reshape(-1)[48:])
+
+
+def test_sequence_continuity_per_file_matches_the_faults(downlink, site_factory) -> None:
+    """Wrap-around is not a gap; drops, duplicates and disorder are counted per file and APID."""
+    from obsflow.ingest.tables import ApidContinuity, RawFile
+    from obsflow.telemetry import decode_file, unwrap_sequence
+
+    cfg = site_factory()
+    files = dump_files(downlink, retransmission=False)
+    deliver(files, cfg.incoming_dir)
+    ingest_once(cfg)
+    engine = make_engine(cfg.database_url)
+    with Session(engine) as s:
+        rows = s.execute(select(ApidContinuity, RawFile.name)
+                         .join(RawFile, RawFile.id == ApidContinuity.raw_file_id)).all()
+    engine.dispose()
+    assert rows
+    by_key = {(name, c.apid): c for c, name in rows}
+    for path in files:
+        if not path.name.endswith(".ccsds"):
+            continue
+        table = decode_file(path, tolerant=True)
+        for apid, packets in table.split_by_apid().items():
+            counts = packets.seq_count[packets.crc_ok]
+            u = unwrap_sequence(counts)
+            expected_missing = int(np.unique(u).size and (u.max() - u.min() + 1 - np.unique(u).size))
+            row = by_key[(path.name, int(apid))]
+            assert row.missing == expected_missing
+            assert row.duplicates == counts.size - np.unique(u).size
+
+
+def test_continuity_across_the_14_bit_wrap() -> None:
+    """ccsdspy mis-handles the wrap and ignores duplicates: ours counts exactly."""
+    from obsflow.ingest.parse import _continuity
+
+    counts = (16300 + np.arange(200)) % 16384
+    counts = np.delete(counts, [120, 150, 151])  # 16420 -> 36, 50, 51 lost after the wrap
+    counts = np.insert(counts, 10, counts[9])  # one duplicate
+    counts[[30, 31]] = counts[[31, 30]]  # one swap
+    row = _continuity(1025, counts)
+    assert row == {"apid": 1025, "packets": 198, "first_count": 0, "last_count": 199,
+                   "missing": 3, "duplicates": 1, "out_of_order": 1}

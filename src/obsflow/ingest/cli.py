@@ -74,6 +74,14 @@ def _status_tables(status: dict[str, Any]) -> list[Table]:
     summary.add_row("open gaps", f"{status['open_gaps']['packets']} packets in "
                                  f"{status['open_gaps']['exposures']} exposures")
     tables = [summary]
+    if status.get("sequence_counts"):
+        seq = Table(title="sequence counts per APID (within files, 14-bit wrap handled)")
+        for col in ("APID", "packets", "missing", "duplicates", "out of order"):
+            seq.add_column(col, justify="right")
+        for row in status["sequence_counts"]:
+            seq.add_row(str(row["apid"]), f"{row['packets']:,}", str(row["missing_within_files"]),
+                        str(row["duplicates_within_files"]), str(row["out_of_order"]))
+        tables.append(seq)
     if status["quarantined"]:
         q = Table(title="quarantined files")
         q.add_column("file")

@@ -24,6 +24,7 @@ from obsflow.db import Base
 from obsflow.ingest.accounting import coverage, new_packets, packet_runs
 from obsflow.ingest.rawstore import utcnow
 from obsflow.ingest.tables import (
+    ApidContinuity,
     EngineeringSample,
     EphemerisPoint,
     ExposureLedger,
@@ -64,6 +65,7 @@ class FileContent:
     obslog: list[dict[str, Any]] = field(default_factory=list)
     engineering: list[dict[str, Any]] = field(default_factory=list)
     ephemeris: list[dict[str, float]] = field(default_factory=list)
+    continuity: list[dict[str, int]] = field(default_factory=list)
     packets: int = 0
     crc_failures: int = 0
     skipped_bytes: int = 0
@@ -152,6 +154,8 @@ def record_file(engine: Engine, file_id: int, content: FileContent) -> None:
         _record_obslog(session, file_id, content.obslog)
         _insert_ignore(session, EngineeringSample.__table__, content.engineering)
         _insert_ignore(session, EphemerisPoint.__table__, content.ephemeris)
+        _insert_ignore(session, ApidContinuity.__table__,
+                       [{"raw_file_id": file_id, **c} for c in content.continuity])
         for apid, packets in content.science.items():
             exp_ids = packets.exposure_id
             trusted = set(np.unique(exp_ids[packets.crc_ok]).tolist())

@@ -9,9 +9,19 @@ import numpy as np
 from obsflow.ingest.ledger import FileContent
 from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation_log_rows
 from obsflow.profiles import Profile
-from obsflow.telemetry import decode
+from obsflow.telemetry import continuity, decode
 
 __all__ = ["parse_file"]
+
+
+def _continuity(apid: int, seq_count: np.ndarray) -> dict[str, int]:
+    """Sequence-count continuity of one APID's CRC-good packets in one file."""
+    report = continuity(seq_count)
+    u = report.unwrapped - (report.unwrapped[0] if report.unwrapped.size else 0)
+    return {"apid": apid, "packets": report.n_packets,
+            "first_count": int(u.min()) if u.size else 0, "last_count": int(u.max()) if u.size else 0,
+            "missing": report.n_missing, "duplicates": report.n_duplicates,
+            "out_of_order": report.n_out_of_order}
 
 
 def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) -> FileContent:
@@ -36,6 +46,7 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
                           skipped_bytes=sum(s.nbytes for s in table.skipped))
     science = profile.science_apids()
     for apid, packets in table.split_by_apid().items():
+        content.continuity.append(_continuity(int(apid), packets.seq_count[packets.crc_ok]))
         if apid in science:
             content.science[apid] = packets
         elif apid == profile.apids.housekeeping:

@@ -56,7 +56,7 @@ def ensure_schema(engine: Engine) -> None:
     """Create the ledger tables if absent (idempotent)."""
     tables_ = [t for name, t in Base.metadata.tables.items()
                if name in {"raw_files", "ingest_claims", "observation_log", "ledger_exposures",
-                           "ledger_packet_ranges", "engineering", "ephemeris", "events",
+                           "ledger_packet_ranges", "engineering", "ephemeris", "events", "apid_continuity",
                            LedgerLock.__tablename__}]
     Base.metadata.create_all(engine, tables=tables_)
 

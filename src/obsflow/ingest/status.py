@@ -10,7 +10,13 @@ from sqlalchemy import Engine, func, select
 
 from obsflow.ingest.accounting import gap_ranges
 from obsflow.ingest.rawstore import transaction, utcnow
-from obsflow.ingest.tables import ExposureLedger, ObservationLog, PacketRange, RawFile
+from obsflow.ingest.tables import (
+    ApidContinuity,
+    ExposureLedger,
+    ObservationLog,
+    PacketRange,
+    RawFile,
+)
 
 __all__ = ["accounting_status", "gap_report", "retransmission_request"]
 
@@ -23,6 +29,11 @@ def accounting_status(engine: Engine, now: datetime | None = None) -> dict[str, 
         files = session.execute(select(RawFile)).scalars().all()
         states = dict(session.execute(select(ExposureLedger.state, func.count())
                                       .group_by(ExposureLedger.state)).all())
+        per_apid = session.execute(
+            select(ApidContinuity.apid, func.sum(ApidContinuity.packets),
+                   func.sum(ApidContinuity.missing), func.sum(ApidContinuity.duplicates),
+                   func.sum(ApidContinuity.out_of_order))
+            .group_by(ApidContinuity.apid).order_by(ApidContinuity.apid)).all()
     gaps = gap_report(engine)
     return {
         "files": {
@@ -40,6 +51,9 @@ def accounting_status(engine: Engine, now: datetime | None = None) -> dict[str, 
         "open_gaps": {"exposures": len(gaps), "packets": sum(g["packets_missing"] for g in gaps)},
         "quarantined": [{"name": f.name, "reason": f.reason} for f in files
                         if f.state == "quarantined"],
+        "sequence_counts": [{"apid": a, "packets": int(p), "missing_within_files": int(m),
+                             "duplicates_within_files": int(d), "out_of_order": int(o)}
+                            for a, p, m, d, o in per_apid],
     }
 
 

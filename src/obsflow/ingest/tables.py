@@ -16,6 +16,7 @@ ledger_packet_ranges received packet runs (exposure, first..last, file, offset)
 engineering        engineering samples (time, channel, value)
 ephemeris          observatory position and velocity (time)
 events             "exposure_ready" and friends, for the orchestrator
+apid_continuity    per file and APID: sequence-count gaps, duplicates, disorder
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from obsflow.db import Base
 
 __all__ = [
+    "ApidContinuity",
     "Claim",
     "EngineeringSample",
     "EphemerisPoint",
@@ -124,6 +126,20 @@ class PacketRange(Base):
     offset: Mapped[int] = mapped_column(BigInteger)  # byte offset of packet `first`
     packet_size: Mapped[int] = mapped_column(Integer)
     __table_args__ = (Index("ix_ledger_packet_ranges_exposure", "exposure_id", "first"),)
+
+
+class ApidContinuity(Base):
+    """Per file and APID: 14-bit sequence-count continuity (wrap-around aware)."""
+
+    __tablename__ = "apid_continuity"
+    raw_file_id: Mapped[int] = mapped_column(ForeignKey("raw_files.id"), primary_key=True)
+    apid: Mapped[int] = mapped_column(Integer, primary_key=True)
+    packets: Mapped[int] = mapped_column(Integer)
+    first_count: Mapped[int] = mapped_column(Integer)  # unwrapped, relative to the file's first
+    last_count: Mapped[int] = mapped_column(Integer)
+    missing: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    out_of_order: Mapped[int] = mapped_column(Integer)
 
 
 class EngineeringSample(Base):
