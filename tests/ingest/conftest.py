@@ -27,12 +27,13 @@ def downlink(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
     return simulate(tmp_path_factory.mktemp("sim"), SIM_OPTIONS)
 
 
-def make_site(root: Path, database_url: str | None = None, **ingest: float) -> SiteConfig:
+def make_site(root: Path, database_url: str | None = None, profile: str = "webb_like",
+              **ingest: float) -> SiteConfig:
     """A new site at ``root`` with ``[ingest]`` settings overridden (settle 0 by default).
 
     ``database_url`` points the ledger at another database (e.g. PostgreSQL).
     """
-    init_site(root, profile="webb_like", env={})
+    init_site(root, profile=profile, env={})
     path = root / "obsflow.toml"
     data = tomllib.loads(path.read_text())
     data["ingest"].update({"settle_seconds": 0.0, **ingest})

@@ -245,3 +245,22 @@ def test_continuity_across_the_14_bit_wrap() -> None:
     row = _continuity(1025, counts)
     assert row == {"apid": 1025, "packets": 198, "first_count": 0, "last_count": 199,
                    "missing": 3, "duplicates": 1, "out_of_order": 1}
+
+
+def test_smallsat_profile_ingests_to_truth(tmp_path_factory, tmp_path) -> None:
+    """The small mission (one 256x256 detector, its own APIDs) goes through ingest too."""
+    from obsflow.simulate.downlink import parse_faults
+    from obsflow.simulate.run import SimOptions, simulate
+
+    from .conftest import make_site
+
+    sim = simulate(tmp_path_factory.mktemp("smallsat"),
+                   SimOptions(seed=4, profile="smallsat", exposures=3, faults=parse_faults("all")))
+    cfg = make_site(tmp_path / "site", profile="smallsat")
+    assert cfg.profile.name == "smallsat"
+    deliver([sim.out / "downlink" / n for n in sim.downlink_files], cfg.incoming_dir)
+    report = ingest_once(cfg)
+    assert not report.quarantined and report.assembled
+    for item in report.assembled:
+        truth = read_truth(sim.out / "truth" / item.path.name.replace("_uncal", "_truth"))
+        assert np.array_equal(read_uncal(item.path).data, truth.cube)
