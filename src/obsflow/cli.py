@@ -197,7 +197,8 @@ def _simulation_table(result: SimResult) -> Table:
               help="Number of pointed exposures (default 6).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Plan exposures filling this many hours instead.")
-@click.option("--subarray", default="FULL", show_default=True, help="Subarray name from the profile.")
+@click.option("--subarray", default="FULL", show_default=True,
+              help="Subarray name from the profile, or the size of a square one (e.g. 160).")
 @click.option("--faults", default="none", show_default=True,
               help=f"none, all, or a comma list of: {', '.join(FAULTS)}.")
 @click.option("--dumps", default=3, show_default=True, type=click.IntRange(min=1),
@@ -239,9 +240,10 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
     """Run the whole chain on a simulated downlink, on the embedded default.
 
     Creates the site, simulates a small downlink (subarray exposures, every
-    fault switched on, a retransmission dump), drops the dumps in the incoming
-    folder like a ground station would, ingests them, shows what is missing,
-    delivers the retransmission, ingests again and shows the accounting.
+    fault switched on, a retransmission dump), delivers the reference files,
+    drops the dumps in the incoming folder like a ground station would, runs
+    ingest -> calibrate -> archive, shows what is missing, delivers the
+    retransmission, runs again and serves the web archive on 127.0.0.1:8000.
     """
     from obsflow.demo import run_demo
 
@@ -268,3 +270,9 @@ from obsflow.calibrate.cli import calibrate_cmd, refs_group  # noqa: E402
 
 main.add_command(calibrate_cmd)
 main.add_command(refs_group)
+
+
+from obsflow.orchestrate.cli import jobs_group, run_cmd  # noqa: E402
+
+main.add_command(run_cmd)
+main.add_command(jobs_group)

@@ -8,7 +8,7 @@ from astropy.time import Time
 
 from obsflow.exceptions import UnknownOptionError
 from obsflow.profiles import load_profile
-from obsflow.simulate.plan import PlanOptions, check_subarray, make_plan
+from obsflow.simulate.plan import PlanOptions, make_plan, resolve_subarray
 from obsflow.simulate.run import SimOptions, simulate
 
 
@@ -91,7 +91,10 @@ def test_unknown_subarray_raises_with_the_allowed_names(tmp_path) -> None:  # ty
         make_plan(prof, PlanOptions(seed=1, subarray="SUB999"))
     assert set(info.value.allowed) == {"FULL", "SUB64"}
     with pytest.raises(UnknownOptionError, match="SUB64"):
-        check_subarray(prof.instruments[0], "SUB999")
+        resolve_subarray(prof.instruments[0], "SUB999")
+    assert resolve_subarray(prof.instruments[0], "64") == "SUB64"
+    assert resolve_subarray(prof.instruments[0], "sub64") == "SUB64"
+    assert resolve_subarray(prof.instruments[0], "256") == "FULL"
     with pytest.raises(UnknownOptionError, match="SUB999"):
         simulate(tmp_path / "out", SimOptions(profile="smallsat", subarray="SUB999"))
     assert not (tmp_path / "out").exists()

@@ -226,7 +226,15 @@ def _mark_status(exposures: list[ExposureMeta], rng: np.random.Generator) -> lis
     ]
 
 
-def check_subarray(instrument: Instrument, name: str) -> None:
-    """Raise UnknownOptionError unless ``name`` is one of the instrument's subarrays."""
-    if name not in {s.name for s in instrument.subarrays}:
-        raise UnknownOptionError("subarray", name, [s.name for s in instrument.subarrays])
+def resolve_subarray(instrument: Instrument, name_or_size: str) -> str:
+    """The subarray named ``name_or_size``, or the square one of that size in pixels.
+
+    Raises UnknownOptionError listing the names and sizes allowed.
+    """
+    for sub in instrument.subarrays:
+        if name_or_size.upper() == sub.name or (
+                name_or_size.isdigit() and sub.nx == sub.ny == int(name_or_size)):
+            return sub.name
+    allowed = [s.name for s in instrument.subarrays] + [
+        str(s.nx) for s in instrument.subarrays if s.nx == s.ny]
+    raise UnknownOptionError("subarray", name_or_size, allowed)

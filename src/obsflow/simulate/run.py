@@ -35,7 +35,7 @@ from obsflow.simulate.packetize import (
     obslog_record,
     science_batch,
 )
-from obsflow.simulate.plan import Plan, PlanOptions, check_subarray, make_plan
+from obsflow.simulate.plan import Plan, PlanOptions, make_plan, resolve_subarray
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_reference_files
 from obsflow.simulate.sky import make_catalog, render_scene
@@ -251,12 +251,12 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     """
     profile = load_profile(options.profile)
     inst = profile.instruments[0]
-    check_subarray(inst, options.subarray)
+    subarray = resolve_subarray(inst, options.subarray)
     out = Path(out)
     for sub in ("downlink", "truth", "refs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     plan = make_plan(profile, PlanOptions(seed=options.seed, exposures=options.exposures,
-                                          hours=options.hours, subarray=options.subarray))
+                                          hours=options.hours, subarray=subarray))
     ctx = _Context(profile, inst, options, out)
     result = SimResult(out, plan)
     report = progress or (lambda stage, done, total: None)
