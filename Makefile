@@ -25,6 +25,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 test: lint
+	bash .ci/chromium.sh
 	url="$$(bash .ci/postgres.sh)" && \
 	OBSFLOW_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -n 2 -q
 

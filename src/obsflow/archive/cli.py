@@ -124,14 +124,16 @@ def _check_loopback(host: str) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
               help="Port (default [server] port, 8000).")
 def serve(site_dir: Path | None, host: str | None, port: int | None) -> None:
-    """Serve the archive's HTTP API (OpenAPI at /docs)."""
+    """Serve the archive: web pages at /, HTTP API at /api (OpenAPI at /docs), VO at /vo."""
     import uvicorn
 
+    from obsflow.archive import vo, web
     from obsflow.archive.api import create_app
 
     cfg = _site(site_dir)
     host = host or cfg.server.host
     _check_loopback(host)
     with Archive.from_site(cfg) as arch:
-        uvicorn.run(create_app(arch), host=host, port=port or cfg.server.port,
+        app = create_app(arch, routers=[*vo.routers(), *web.routers()])
+        uvicorn.run(app, host=host, port=port or cfg.server.port,
                     log_level="info")

@@ -7,7 +7,8 @@
         ├── ProductNotFoundError(LookupError) no such product, or one the caller may not see
         ├── ProductFileError(ValueError)     a file that cannot be registered (what is missing)
         ├── ChecksumMismatchError            stored bytes differ from the recorded sha256
-        └── AuthenticationError(PermissionError) unknown, expired or malformed credentials
+        ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
+        └── VOQueryError(ValueError)         a bad SIA2 / TAP (ADQL) request (VOTable error, 400)
 
 The HTTP layer maps them to 404, 400, 503 and 401.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ProductFileError",
     "ProductNotFoundError",
+    "VOQueryError",
 ]
 
 
@@ -43,3 +45,14 @@ class ChecksumMismatchError(ArchiveError):
 
 class AuthenticationError(ArchiveError, PermissionError):
     """Unknown, expired or malformed credentials."""
+
+
+class VOQueryError(ArchiveError, ValueError):
+    """A Virtual Observatory request the archive cannot answer: bad parameter or ADQL.
+
+    ``status`` is the HTTP status of the VOTable error document (400 unless set).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status

@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 
 from obsflow.config import SiteConfig
 from obsflow.ingest.accounting import coverage
-from obsflow.ingest.ledger import writer
-from obsflow.ingest.rawstore import transaction, utcnow
+from obsflow.ingest.locking import transaction, utcnow, writer
 from obsflow.ingest.tables import (
     EngineeringSample,
     EphemerisPoint,

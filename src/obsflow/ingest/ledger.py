@@ -10,19 +10,15 @@ table (a write lock on SQLite, a row lock on PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, Integer, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
-from obsflow.db import Base
 from obsflow.ingest.accounting import coverage, new_packets, packet_runs
-from obsflow.ingest.rawstore import utcnow
+from obsflow.ingest.locking import insert_ignore, utcnow, writer
 from obsflow.ingest.tables import (
     ApidContinuity,
     EngineeringSample,
@@ -34,27 +30,7 @@ from obsflow.ingest.tables import (
 )
 from obsflow.telemetry import PacketTable
 
-__all__ = ["FileContent", "LedgerLock", "record_file", "writer"]
-
-
-class LedgerLock(Base):
-    """One row; every ledger writer updates it first to serialise writers."""
-
-    __tablename__ = "ledger_lock"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    generation: Mapped[int] = mapped_column(Integer, default=0)
-
-
-@contextmanager
-def writer(engine: Engine) -> Iterator[Session]:
-    """A transaction holding the ledger write lock until commit."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        done = session.execute(update(LedgerLock).where(LedgerLock.id == 1)
-                               .values(generation=LedgerLock.generation + 1))
-        if not done.rowcount:  # type: ignore[attr-defined]
-            session.add(LedgerLock(id=1, generation=1))
-            session.flush()
-        yield session
+__all__ = ["FileContent", "record_file"]
 
 
 @dataclass
@@ -69,17 +45,6 @@ class FileContent:
     packets: int = 0
     crc_failures: int = 0
     skipped_bytes: int = 0
-
-
-def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert rows, silently skipping those whose primary key exists (re-sent samples)."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    for start in range(0, len(rows), 500):
-        stmt = module.insert(table).values(rows[start:start + 500]).on_conflict_do_nothing()
-        session.execute(stmt)
 
 
 def _ledger_row(session: Session, exposure_id: int, apid: int) -> ExposureLedger:
@@ -152,9 +117,9 @@ def record_file(engine: Engine, file_id: int, content: FileContent) -> None:
         if raw is None or raw.state == "parsed":
             return  # already recorded (re-run after a crash past the commit)
         _record_obslog(session, file_id, content.obslog)
-        _insert_ignore(session, EngineeringSample.__table__, content.engineering)
-        _insert_ignore(session, EphemerisPoint.__table__, content.ephemeris)
-        _insert_ignore(session, ApidContinuity.__table__,
+        insert_ignore(session, EngineeringSample.__table__, content.engineering)
+        insert_ignore(session, EphemerisPoint.__table__, content.ephemeris)
+        insert_ignore(session, ApidContinuity.__table__,
                        [{"raw_file_id": file_id, **c} for c in content.continuity])
         for apid, packets in content.science.items():
             exp_ids = packets.exposure_id

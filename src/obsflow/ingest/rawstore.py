@@ -21,33 +21,18 @@ import mmap
 import os
 import shutil
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from obsflow.ingest.locking import utcnow, writer
 from obsflow.ingest.tables import Claim, RawFile
 
 __all__ = ["Taken", "archive_file", "owner_id", "quarantine", "ready_files", "recover"]
 
 PART_SUFFIX = ".part"
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """A short session in one transaction: committed on success, rolled back on error."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        yield session
-
-
-def utcnow() -> datetime:
-    """Naive UTC now (the ledger stores naive UTC datetimes)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def owner_id() -> str:
@@ -87,12 +72,12 @@ def ready_files(incoming: Path, settle_seconds: float, now: float) -> list[Path]
 def _claim(engine: Engine, key: str, owner: str) -> bool:
     """Try to claim ``key``; steal a claim whose owner process is gone."""
     try:
-        with transaction(engine) as session:
+        with writer(engine) as session:
             session.add(Claim(key=key, owner=owner, claimed_at=utcnow()))
         return True
     except IntegrityError:
         pass
-    with transaction(engine) as session:
+    with writer(engine) as session:
         claim = session.get(Claim, key)
         if claim is None or claim.owner == owner:
             return claim is not None
@@ -104,7 +89,7 @@ def _claim(engine: Engine, key: str, owner: str) -> bool:
 
 
 def _release(engine: Engine, key: str) -> None:
-    with transaction(engine) as session:
+    with writer(engine) as session:
         session.execute(delete(Claim).where(Claim.key == key))
 
 
@@ -145,7 +130,7 @@ def archive_file(engine: Engine, path: Path, raw_dir: Path, owner: str) -> Taken
         except FileNotFoundError:
             return None  # taken and finished by another process meanwhile
         sha = hashlib.sha256(data).hexdigest()
-        with transaction(engine) as session:
+        with writer(engine) as session:
             known = session.execute(select(RawFile).where(RawFile.sha256 == sha)).scalar_one_or_none()
             if known is not None:
                 known.deliveries += 1
@@ -167,20 +152,20 @@ def _move_into_archive(engine: Engine, row: RawFile, source: Path, raw_dir: Path
     target = raw_dir / row.raw_path
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
-    with transaction(engine) as session:
+    with writer(engine) as session:
         session.execute(update(RawFile).where(RawFile.id == row.id).values(state="archived"))
 
 
 def recover(engine: Engine, incoming: Path, raw_dir: Path) -> int:
     """Finish archiving interrupted by a crash; drop claims of dead processes. Returns rows fixed."""
     fixed = 0
-    with transaction(engine) as session:
+    with writer(engine) as session:
         for claim in session.execute(select(Claim)).scalars().all():
             if not _owner_alive(claim.owner):
                 session.delete(claim)
         ids = session.execute(select(RawFile.id).where(RawFile.state == "archiving")).scalars().all()
     for row_id in ids:
-        with transaction(engine) as session:
+        with writer(engine) as session:
             row = session.get(RawFile, row_id)
             assert row is not None
             target, source = raw_dir / row.raw_path, incoming / row.name
@@ -199,7 +184,7 @@ def recover(engine: Engine, incoming: Path, raw_dir: Path) -> int:
 def quarantine(engine: Engine, row_id: int, raw_dir: Path, quarantine_dir: Path,
                reason: str) -> None:
     """Mark a raw file unparseable and link it into the quarantine folder with the reason."""
-    with transaction(engine) as session:
+    with writer(engine) as session:
         row = session.get(RawFile, row_id)
         assert row is not None
         row.state, row.reason, row.parsed_at = "quarantined", reason, utcnow()

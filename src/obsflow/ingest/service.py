@@ -21,7 +21,8 @@ from obsflow.config import SiteConfig
 from obsflow.db import Base, make_engine
 from obsflow.ingest import tables  # noqa: F401  (registers the ledger tables)
 from obsflow.ingest.assemble import Assembled, assemble_exposure, due_exposures
-from obsflow.ingest.ledger import LedgerLock, record_file
+from obsflow.ingest.ledger import record_file
+from obsflow.ingest.locking import LedgerLock, ensure_lock_row, transaction
 from obsflow.ingest.parse import parse_file
 from obsflow.ingest.rawstore import (
     archive_file,
@@ -29,7 +30,6 @@ from obsflow.ingest.rawstore import (
     quarantine,
     ready_files,
     recover,
-    transaction,
 )
 from obsflow.ingest.tables import RawFile
 from obsflow.profiles import Profile
@@ -59,6 +59,7 @@ def ensure_schema(engine: Engine) -> None:
                            "ledger_packet_ranges", "engineering", "ephemeris", "events", "apid_continuity",
                            LedgerLock.__tablename__}]
     Base.metadata.create_all(engine, tables=tables_)
+    ensure_lock_row(engine)
 
 
 def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import Engine, func, select
 
 from obsflow.ingest.accounting import gap_ranges
-from obsflow.ingest.rawstore import transaction, utcnow
+from obsflow.ingest.locking import transaction, utcnow
 from obsflow.ingest.tables import (
     ApidContinuity,
     ExposureLedger,

@@ -1,0 +1,125 @@
+"""What the SIA2 and TAP routers share: parameters, the caller, MAXREC, VOTable answers.
+
+VO clients cannot read the API's JSON errors, so every failure of a VO
+request — bad parameter, bad ADQL, bad or rate-limited credentials, even an
+unexpected bug — answers a VOTable with ``QUERY_STATUS=ERROR`` (HTTP 400,
+401, 429 or 500).  The caller is found exactly like the API's
+``ViewerDep`` (bearer token or session cookie, same bad-token limiter).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, get_archive, secret_from_request
+from obsflow.archive.context import Archive
+from obsflow.archive.errors import AuthenticationError, VOQueryError
+from obsflow.archive.policy import Viewer
+from obsflow.archive.users import viewer_for_secret
+from obsflow.archive.vo.votable import VOTABLE_TYPE, error_votable
+
+__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "parse_maxrec", "read_params",
+           "vo_answer", "xml_response"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAXREC = 10_000
+"""Rows returned when the request gives no MAXREC."""
+
+MAX_MAXREC = 100_000
+"""Largest MAXREC honoured (larger values are lowered to it)."""
+
+MAX_PARAM_LENGTH = 20_000
+"""Longest parameter value accepted, characters."""
+
+
+@dataclass(frozen=True)
+class VoCall:
+    """One VO request: parameters (upper-case names), the archive, who asks, when, where."""
+
+    params: dict[str, list[str]]
+    archive: Archive
+    viewer: Viewer
+    now: datetime
+    base_url: str
+
+
+async def read_params(request: Request) -> dict[str, list[str]]:
+    """Query-string and form parameters, names upper-cased, values in order."""
+    items = list(request.query_params.multi_items())
+    if request.method == "POST":
+        form = await request.form()
+        items += [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    params: dict[str, list[str]] = {}
+    for key, value in items:
+        if len(value) > MAX_PARAM_LENGTH:
+            raise VOQueryError(f"{key.upper()}: value longer than {MAX_PARAM_LENGTH} characters")
+        params.setdefault(key.upper(), []).append(value)
+    return params
+
+
+def parse_maxrec(params: dict[str, list[str]]) -> int:
+    """MAXREC (default :data:`DEFAULT_MAXREC`, at most :data:`MAX_MAXREC`)."""
+    values = params.get("MAXREC")
+    if not values:
+        return DEFAULT_MAXREC
+    try:
+        maxrec = int(values[-1].strip())
+    except ValueError:
+        raise VOQueryError(f"MAXREC: {values[-1]!r} is not a whole number") from None
+    if maxrec < 0:
+        raise VOQueryError("MAXREC must be >= 0")
+    return min(maxrec, MAX_MAXREC)
+
+
+def _viewer(request: Request, archive: Archive, now: datetime) -> Viewer:
+    limiter: BadTokenLimiter = request.app.state.limiter
+    client = request.client.host if request.client else "unknown"
+    try:
+        secret = secret_from_request(request)
+        if secret is not None and limiter.blocked(client):
+            raise VOQueryError("too many bad tokens from this address; try again later", 429)
+        with archive.session() as session:
+            return viewer_for_secret(session, secret, now)
+    except AuthenticationError as exc:
+        limiter.record_failure(client)
+        raise VOQueryError(str(exc), 401) from exc
+
+
+def _error(exc: VOQueryError) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return Response(error_votable(str(exc)), status_code=exc.status, media_type=VOTABLE_TYPE,
+                    headers=headers)
+
+
+async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Response:
+    """Run ``handler`` (in a worker thread) and answer its VOTable, or a VOTable error."""
+    try:
+        params = await read_params(request)
+        archive = get_archive(request)
+        settings: ApiSettings = request.app.state.api_settings
+        now = settings.clock()
+        viewer = await run_in_threadpool(_viewer, request, archive, now)
+        call = VoCall(params, archive, viewer, now, str(request.base_url).rstrip("/"))
+        body = await run_in_threadpool(handler, call)
+    except VOQueryError as exc:
+        return _error(exc)
+    except HTTPException as exc:  # e.g. a malformed form body
+        return _error(VOQueryError(str(exc.detail), exc.status_code))
+    except Exception:  # a VO client can only read VOTable errors
+        logger.exception("VO request %s failed", request.url.path)
+        return _error(VOQueryError("internal error of the archive; see the server log", 500))
+    return Response(body, media_type=VOTABLE_TYPE)
+
+
+def xml_response(body: bytes) -> Response:
+    """A VOSI document."""
+    return Response(body, media_type="text/xml")

@@ -1,0 +1,70 @@
+"""``/vo/sia2``: SIA v2 image search over the ObsCore view, with its VOSI documents.
+
+pyvo's ``SIA2Service(url)`` reads ``{url}/capabilities`` and then queries
+the absolute ``accessURL`` it finds there (built from this request's own
+host and port); the query answers a VOTable of ObsCore rows, or a VOTable
+error (400 for a bad parameter).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from obsflow.archive.errors import VOQueryError
+from obsflow.archive.schema import Exposure, Product
+from obsflow.archive.vo.common import (
+    DEFAULT_MAXREC,
+    MAX_MAXREC,
+    VoCall,
+    parse_maxrec,
+    vo_answer,
+    xml_response,
+)
+from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
+from obsflow.archive.vo.sia2 import sia2_conditions
+from obsflow.archive.vo.tap_sql import result_columns
+from obsflow.archive.vo.votable import availability_xml, capabilities_xml, results_votable
+
+__all__ = ["router", "sia2_query"]
+
+router = APIRouter(prefix="/vo/sia2", tags=["vo"])
+
+_RESPONSE_FORMATS = {"votable", "application/x-votable+xml", "text/xml",
+                     "application/x-votable+xml;content=datalink"}
+
+
+def sia2_query(call: VoCall) -> bytes:
+    """Run one SIA2 query (parameters in ``call``) and return the VOTable."""
+    fmt = call.params.get("RESPONSEFORMAT", ["votable"])[-1].strip().lower()
+    if fmt not in _RESPONSE_FORMATS:
+        raise VOQueryError(f"RESPONSEFORMAT {fmt!r} is not supported; use votable")
+    maxrec = parse_maxrec(call.params)
+    exprs = obscore_columns(call.base_url, call.archive.settings.authority)
+    names = [c.name for c in COLUMNS]
+    stmt = (obscore_select([exprs[n].label(n) for n in names], call.viewer, call.now)
+            .where(*sia2_conditions(call.params, exprs))
+            .order_by(Exposure.t_min, Product.id).limit(maxrec + 1))
+    with call.archive.session() as session:
+        rows = [tuple(row) for row in session.execute(stmt)]
+    return results_votable(result_columns(names), rows[:maxrec], overflow=len(rows) > maxrec)
+
+
+@router.api_route("/query", methods=["GET", "POST"], response_class=Response,
+                  summary="SIA v2 query (VOTable)")
+async def query(request: Request) -> Response:
+    """POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... (see docs/archive.md)."""
+    return await vo_answer(request, sia2_query)
+
+
+@router.get("/capabilities", response_class=Response, summary="VOSI capabilities")
+def capabilities(request: Request) -> Response:
+    """The SIA2 query endpoint's absolute URL, for clients such as pyvo."""
+    base = str(request.base_url).rstrip("/") + router.prefix
+    return xml_response(capabilities_xml("sia2", base, (DEFAULT_MAXREC, MAX_MAXREC)))
+
+
+@router.get("/availability", response_class=Response, summary="VOSI availability")
+def availability() -> Response:
+    """Always available while the server runs."""
+    return xml_response(availability_xml())

@@ -1,0 +1,88 @@
+"""``/vo/tap``: TAP sync queries in ADQL over ``ivoa.ObsCore``, with the VOSI documents.
+
+``POST`` (form-encoded) or ``GET`` ``/vo/tap/sync`` with ``REQUEST=doQuery``,
+``LANG=ADQL``, ``QUERY``, optional ``FORMAT``/``RESPONSEFORMAT`` (votable)
+and ``MAXREC``; parameter names in any case.  Rows the caller may not see
+are not in the view the query reads.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from obsflow.archive.errors import VOQueryError
+from obsflow.archive.vo.common import (
+    DEFAULT_MAXREC,
+    MAX_MAXREC,
+    VoCall,
+    parse_maxrec,
+    vo_answer,
+    xml_response,
+)
+from obsflow.archive.vo.tap_sql import TapRequest, run_adql
+from obsflow.archive.vo.votable import (
+    availability_xml,
+    capabilities_xml,
+    results_votable,
+    tables_xml,
+)
+
+__all__ = ["router", "tap_sync"]
+
+router = APIRouter(prefix="/vo/tap", tags=["vo"])
+
+_FORMATS = {"votable", "application/x-votable+xml", "text/xml", "votable/td"}
+_LANGS = {"ADQL", "ADQL-2.0", "ADQL-2.1"}
+
+
+def _single(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1].strip() if values else None
+
+
+def tap_sync(call: VoCall) -> bytes:
+    """Check the TAP parameters, run the ADQL and return the VOTable."""
+    request = _single(call.params, "REQUEST")
+    if request is not None and request.lower() != "doquery":
+        raise VOQueryError(f"REQUEST={request!r} is not supported; use REQUEST=doQuery")
+    lang = _single(call.params, "LANG") or "ADQL"
+    if lang.upper() not in _LANGS:
+        raise VOQueryError(f"LANG={lang!r} is not supported; use LANG=ADQL")
+    fmt = _single(call.params, "RESPONSEFORMAT") or _single(call.params, "FORMAT") or "votable"
+    if fmt.lower() not in _FORMATS:
+        raise VOQueryError(f"FORMAT={fmt!r} is not supported; use votable")
+    query = _single(call.params, "QUERY")
+    if not query:
+        raise VOQueryError("QUERY is missing")
+    tap = TapRequest(call.viewer, call.now, call.base_url, call.archive.settings.authority,
+                     parse_maxrec(call.params))
+    with call.archive.session() as session:
+        result = run_adql(session, query, tap)
+    return results_votable(result.columns, result.rows, result.overflow)
+
+
+@router.api_route("/sync", methods=["GET", "POST"], response_class=Response,
+                  summary="TAP sync query (ADQL -> VOTable)")
+async def sync(request: Request) -> Response:
+    """Run an ADQL query synchronously."""
+    return await vo_answer(request, tap_sync)
+
+
+@router.get("/capabilities", response_class=Response, summary="VOSI capabilities")
+def capabilities(request: Request) -> Response:
+    """TAP, tables, availability and capabilities endpoints (absolute URLs)."""
+    base = str(request.base_url).rstrip("/") + router.prefix
+    return xml_response(capabilities_xml("tap", base, (DEFAULT_MAXREC, MAX_MAXREC)))
+
+
+@router.get("/availability", response_class=Response, summary="VOSI availability")
+def availability() -> Response:
+    """Always available while the server runs."""
+    return xml_response(availability_xml())
+
+
+@router.get("/tables", response_class=Response, summary="VOSI tables")
+def tables() -> Response:
+    """Schema ``ivoa``: table ``ivoa.ObsCore`` and its columns."""
+    return xml_response(tables_xml())

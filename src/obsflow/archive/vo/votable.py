@@ -1,0 +1,185 @@
+"""VOTable and VOSI documents of the VO endpoints.
+
+* :func:`results_votable`: query results (astropy.io.votable), with
+  ``<INFO name="QUERY_STATUS" value="OK">`` (``OVERFLOW`` when MAXREC cut
+  the result) and every field's UCD, utype and unit from the ObsCore columns.
+* :func:`error_votable`: ``QUERY_STATUS=ERROR`` with the message, what
+  pyvo turns into ``DALQueryError``.
+* :func:`capabilities_xml`, :func:`availability_xml`, :func:`tables_xml`:
+  the VOSI documents; every URL in them is absolute (built from the request's
+  own base URL) so clients follow it to the right host and port.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTableFile
+
+from obsflow import __version__
+from obsflow.archive.vo.obscore import COLUMNS, ColumnSpec
+
+__all__ = ["VOTABLE_TYPE", "availability_xml", "capabilities_xml", "error_votable",
+           "results_votable", "tables_xml"]
+
+VOTABLE_TYPE = "application/x-votable+xml"
+"""Media type of every VOTable answer."""
+
+_NUMPY = {"double": np.float64, "long": np.int64, "int": np.int32}
+
+
+def _column_values(spec: ColumnSpec, values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    mask = np.array([v is None for v in values], dtype=bool)
+    if spec.datatype == "char":
+        out = np.empty(len(values), dtype=object)
+        out[:] = ["" if v is None else v.isoformat() if isinstance(v, datetime) else str(v)
+                  for v in values]
+        return out, mask
+    fill = 0 if spec.datatype != "double" else np.nan
+    return np.array([fill if v is None else v for v in values], dtype=_NUMPY[spec.datatype]), mask
+
+
+def _field(vot: VOTableFile, spec: ColumnSpec, name: str) -> Field:
+    return Field(vot, name=name, ID=None, datatype=spec.datatype, arraysize=spec.arraysize,
+                 ucd=spec.ucd or None, utype=spec.utype or None, unit=spec.unit or None)
+
+
+def results_votable(columns: Sequence[tuple[ColumnSpec, str]], rows: Sequence[Sequence[Any]],
+                    overflow: bool = False) -> bytes:
+    """A results VOTable: one field per ``(column, output name)``, one row per row."""
+    vot = VOTableFile(version="1.4")
+    resource = Resource(type="results")
+    vot.resources.append(resource)
+    status = "OVERFLOW" if overflow else "OK"
+    resource.infos.append(Info(name="QUERY_STATUS", value=status))
+    resource.infos.append(Info(name="SERVICE_PROTOCOL", value="obsflow " + __version__))
+    table = TableElement(vot)
+    resource.tables.append(table)
+    table.fields.extend(_field(vot, spec, name) for spec, name in columns)
+    table.create_arrays(len(rows))
+    for j, (spec, name) in enumerate(columns):
+        data, mask = _column_values(spec, [row[j] for row in rows])
+        table.array[name] = data
+        table.array.mask[name] = mask
+        if table.fields[j].description is None and spec.description:
+            table.fields[j].description = spec.description
+    buf = io.BytesIO()
+    vot.to_xml(buf)
+    return buf.getvalue()
+
+
+def error_votable(message: str) -> bytes:
+    """A VOTable saying ``QUERY_STATUS=ERROR`` with ``message`` (DALI)."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'
+            ' <RESOURCE type="results">\n'
+            f'  <INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>\n'
+            ' </RESOURCE>\n'
+            '</VOTABLE>\n').encode()
+
+
+_CAPS_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<vosi:capabilities xmlns:vosi="http://www.ivoa.net/xml/VOSICapabilities/v1.0"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    xmlns:vr="http://www.ivoa.net/xml/VOResource/v1.0"
+    xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1"
+    xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0">
+"""
+
+_TAP_BODY = """  <language>
+   <name>ADQL</name>
+   <version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>
+   <description>ADQL 2.0 subset: SELECT [TOP] columns FROM ivoa.ObsCore WHERE comparisons,
+     AND/OR/NOT, BETWEEN, LIKE, IN, IS NULL, CONTAINS(POINT, CIRCLE); ORDER BY</description>
+   <languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">
+    <feature><form>POINT</form></feature>
+    <feature><form>CIRCLE</form></feature>
+    <feature><form>CONTAINS</form></feature>
+   </languageFeatures>
+  </language>
+  <outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-td">
+   <mime>application/x-votable+xml</mime>
+   <alias>votable</alias>
+  </outputFormat>
+  <outputLimit>
+   <default unit="row">{default}</default>
+   <hard unit="row">{hard}</hard>
+  </outputLimit>
+"""
+
+
+def _capability(standard_id: str, url: str, extra_type: str = "", body: str = "",
+                role: str = "") -> str:
+    xsi = f' xsi:type="{extra_type}"' if extra_type else ""
+    role_attr = f' role="{role}"' if role else ""
+    return (f"  <capability standardID={quoteattr(standard_id)}{xsi}>\n"
+            f'   <interface xsi:type="vs:ParamHTTP"{role_attr}>\n'
+            f'    <accessURL use="base">{escape(url)}</accessURL>\n'
+            "   </interface>\n"
+            f"{body}"
+            "  </capability>\n")
+
+
+def capabilities_xml(service: str, base: str, maxrec: tuple[int, int]) -> bytes:
+    """VOSI capabilities of ``service`` (``sia2`` or ``tap``) mounted at ``base`` (absolute)."""
+    parts = [_CAPS_HEAD,
+             _capability("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities"),
+             _capability("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability")]
+    if service == "sia2":
+        parts.append(_capability("ivo://ivoa.net/std/SIA#query-2.0", f"{base}/query",
+                                 role="std"))
+    else:
+        parts.append(_capability("ivo://ivoa.net/std/VOSI#tables", f"{base}/tables"))
+        parts.append(_capability("ivo://ivoa.net/std/TAP", base, "tr:TableAccess",
+                                 _TAP_BODY.format(default=maxrec[0], hard=maxrec[1]),
+                                 role="std"))
+    parts.append("</vosi:capabilities>\n")
+    return "".join(parts).encode()
+
+
+def availability_xml(note: str = "service is accepting queries") -> bytes:
+    """VOSI availability: always available while the server runs."""
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<vosi:availability xmlns:vosi="http://www.ivoa.net/xml/VOSIAvailability/v1.0">\n'
+            "  <vosi:available>true</vosi:available>\n"
+            f"  <vosi:note>{escape(note)}</vosi:note>\n"
+            "</vosi:availability>\n").encode()
+
+
+def _column_xml(spec: ColumnSpec) -> str:
+    std = ' std="true"' if spec.utype else ""
+    parts = [f"    <column{std}>",
+             f"<name>{spec.name}</name>",
+             f"<description>{escape(spec.description)}</description>"]
+    if spec.unit:
+        parts.append(f"<unit>{spec.unit}</unit>")
+    parts.append(f"<ucd>{spec.ucd}</ucd>")
+    if spec.utype:
+        parts.append(f"<utype>{spec.utype}</utype>")
+    size = ' arraysize="*"' if spec.arraysize else ""
+    parts.append(f'<dataType xsi:type="vs:VOTableType"{size}>{spec.datatype}</dataType>')
+    if spec.principal:
+        parts.append("<flag>principal</flag>")
+    parts.append("</column>\n")
+    return "".join(parts)
+
+
+def tables_xml() -> bytes:
+    """VOSI tables: schema ``ivoa`` with ``ivoa.ObsCore`` and its columns."""
+    columns = "".join(_column_xml(c) for c in COLUMNS)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0"\n'
+            '    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
+            '    xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1">\n'
+            " <schema>\n  <name>ivoa</name>\n"
+            "  <description>IVOA-defined tables</description>\n"
+            '  <table type="table">\n   <name>ivoa.ObsCore</name>\n'
+            "   <description>ObsCore 1.1: one row per latest product</description>\n"
+            '   <utype>ivo://ivoa.net/std/obscore#core-1.1</utype>\n'
+            f"{columns}"
+            "  </table>\n </schema>\n</vosi:tableset>\n").encode()

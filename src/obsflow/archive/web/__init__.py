@@ -1,0 +1,17 @@
+"""The archive's web pages: gallery, search, product pages and login (server-rendered HTML).
+
+``routers()`` gives the routers to pass to :func:`obsflow.archive.api.create_app`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["routers"]
+
+
+def routers() -> list[APIRouter]:
+    """The page router (``/``, ``/search``, ``/products/{id}``) and the login router."""
+    from obsflow.archive.web import auth, pages
+
+    return [pages.router, auth.router]

@@ -1,0 +1,83 @@
+"""``/login`` and ``/logout``: the web session (a cookie) of an archive user.
+
+``POST /login`` checks the password with :func:`~obsflow.archive.users.login`
+and sets the session cookie (``HttpOnly``, ``SameSite=Lax``: other sites'
+forms cannot send it); ``POST /logout`` deletes the session row and the
+cookie.  Bad passwords count against the same per-address limiter as bad
+API tokens (429 after too many).  ``next`` may only be a local path.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from obsflow.archive.api.deps import BadTokenLimiter, get_archive
+from obsflow.archive.errors import AuthenticationError
+from obsflow.archive.users import SESSION_COOKIE, SESSION_HOURS, login, logout
+from obsflow.archive.web.common import render, web_caller
+
+__all__ = ["router", "safe_next"]
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` if it is a path on this site (``/...``, not ``//host``), else ``/``."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/"
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> HTMLResponse:
+    """The login form."""
+    caller = await run_in_threadpool(web_caller, request)
+    return render(request, caller, "login.html", error=None,
+                  next=safe_next(request.query_params.get("next")))
+
+
+def _open_session(request: Request, name: str, password: str) -> str:
+    with get_archive(request).session() as session, session.begin():
+        return login(session, name, password, now=request.app.state.api_settings.clock())
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login_submit(request: Request) -> Response:
+    """Check name and password; set the session cookie and go to ``next``."""
+    form = await request.form()
+    name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))[:256]
+    target = safe_next(str(form.get("next", "/")))
+    limiter: BadTokenLimiter = request.app.state.limiter
+    client = request.client.host if request.client else "unknown"
+    caller = await run_in_threadpool(web_caller, request)
+    if limiter.blocked(client):
+        return render(request, caller, "login.html", status=429, next=target,
+                      error="Too many failed logins from this address; try again later.")
+    try:
+        secret = await run_in_threadpool(_open_session, request, name, password)
+    except AuthenticationError:
+        limiter.record_failure(client)
+        return render(request, caller, "login.html", status=401, next=target,
+                      error="Wrong user name or password.")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(SESSION_COOKIE, secret, max_age=SESSION_HOURS * 3600, httponly=True,
+                        samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+def _close_session(request: Request, secret: str) -> None:
+    with get_archive(request).session() as session, session.begin():
+        logout(session, secret)
+
+
+@router.post("/logout")
+async def logout_submit(request: Request) -> Response:
+    """End the web session and drop the cookie."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        await run_in_threadpool(_close_session, request, secret)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

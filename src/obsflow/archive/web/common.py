@@ -1,0 +1,67 @@
+"""What the web routers share: templates, the logged-in viewer, HTML answers.
+
+The browser's identity is the session cookie only (:data:`SESSION_COOKIE`,
+set by the login form, ``HttpOnly`` and ``SameSite=Lax``; changes of state
+are ``POST`` forms).  A stale or unknown cookie makes the visitor anonymous
+and is cleared, instead of the API's 401.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from obsflow import __version__
+from obsflow.archive.api.deps import ApiSettings, get_archive
+from obsflow.archive.errors import AuthenticationError
+from obsflow.archive.policy import ANONYMOUS, Viewer
+from obsflow.archive.users import SESSION_COOKIE, viewer_for_secret
+
+__all__ = ["TEMPLATES", "WebCaller", "now_of", "render", "web_caller"]
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+"""The page templates (autoescaped)."""
+
+
+class WebCaller:
+    """The visitor of one page: viewer, whether their cookie must be cleared, now."""
+
+    def __init__(self, viewer: Viewer, stale_cookie: bool, now: datetime) -> None:
+        self.viewer = viewer
+        self.stale_cookie = stale_cookie
+        self.now = now
+
+
+def now_of(request: Request) -> datetime:
+    """Now, from the app's clock."""
+    settings: ApiSettings = request.app.state.api_settings
+    return settings.clock()
+
+
+def web_caller(request: Request) -> WebCaller:
+    """The visitor: their session cookie's user, else anonymous (a stale cookie is dropped)."""
+    now = now_of(request)
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret is None:
+        return WebCaller(ANONYMOUS, False, now)
+    try:
+        with get_archive(request).session() as session:
+            return WebCaller(viewer_for_secret(session, secret, now), False, now)
+    except AuthenticationError:
+        return WebCaller(ANONYMOUS, True, now)
+
+
+def render(request: Request, caller: WebCaller, template: str, status: int = 200,
+           **context: Any) -> HTMLResponse:
+    """Render ``template`` with the visitor and ``context``."""
+    response = TEMPLATES.TemplateResponse(
+        request, template, {"viewer": caller.viewer, "now": caller.now, "version": __version__,
+                            **context}, status_code=status)
+    if caller.stale_cookie:
+        response.delete_cookie(SESSION_COOKIE)
+    return response

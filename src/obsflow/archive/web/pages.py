@@ -1,0 +1,183 @@
+"""Pages: ``/`` gallery, ``/search`` form and results, ``/products/{id}`` metadata and downloads.
+
+Everything shown goes through the access policy with the visitor's viewer
+(anonymous unless logged in): proprietary products, previews and
+composites appear only to the program's members and admins; a hidden
+product's page is the same 404 as a missing one.  Images are the API's
+preview URLs, which apply the same rule with the same cookie.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse
+
+from obsflow.archive.api.deps import get_archive
+from obsflow.archive.api.products import check_product_id
+from obsflow.archive.errors import ProductNotFoundError
+from obsflow.archive.policy import MJD_EPOCH
+from obsflow.archive.schema import Exposure, Preview, Product
+from obsflow.archive.search import (
+    Cone,
+    SearchQuery,
+    get_product,
+    list_composites,
+    product_dict,
+    search_products,
+    visible_products,
+)
+from obsflow.archive.web.common import WebCaller, render, web_caller
+
+__all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
+
+router = APIRouter(tags=["web"], include_in_schema=False)
+
+GALLERY_LIMIT = 300
+"""Most thumbnails on the gallery page (newest first within each target)."""
+
+PAGE_SIZE = 50
+"""Search results per page."""
+
+
+def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
+    stmt = (visible_products(caller.viewer, caller.now)
+            .join(Preview, (Preview.product_pk == Product.id) & (Preview.kind == "thumb"))
+            .where(Product.is_latest.is_(True))
+            .order_by(Exposure.target_name, Exposure.t_min.desc(), Product.id)
+            .limit(GALLERY_LIMIT))
+    with get_archive(request).session() as session:
+        rows = [product_dict(p, e) for p, e in session.execute(stmt)]
+        composites: dict[str, list[dict[str, Any]]] = {}
+        for c in list_composites(session, caller.viewer, caller.now):
+            composites.setdefault(c.target_name, []).append(
+                {"id": c.id, "filters": c.filters.replace(",", " / "), "program": c.program})
+    groups = [{"target": target, "products": list(items), "composites": composites.get(target, [])}
+              for target, items in itertools.groupby(rows, key=lambda r: r["target_name"])]
+    return {"groups": groups, "count": len(rows)}
+
+
+@router.get("/", response_class=HTMLResponse)
+async def gallery(request: Request) -> HTMLResponse:
+    """Thumbnails grouped by target, colour composites first."""
+    caller = await run_in_threadpool(web_caller, request)
+    context = await run_in_threadpool(_gallery, request, caller)
+    return render(request, caller, "gallery.html", **context)
+
+
+@dataclass(frozen=True)
+class SearchForm:
+    """The search form as typed: every field a string (echoed back into the form)."""
+
+    target: str = ""
+    ra: str = ""
+    dec: str = ""
+    radius: str = ""
+    filter: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    page: str = "1"
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing was asked (the page shows only the form)."""
+        return not any((self.target, self.ra, self.dec, self.radius, self.filter,
+                        self.date_from, self.date_to))
+
+
+def _number(text: str, name: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def _mjd(text: str, name: str) -> float:
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{name} must be a date (YYYY-MM-DD)") from None
+    return (datetime(day.year, day.month, day.day) - MJD_EPOCH).total_seconds() / 86400.0
+
+
+def _query(form: SearchForm) -> SearchQuery:
+    """The catalog query of a filled-in form; ValueError with a message for bad fields."""
+    cone = None
+    if form.ra or form.dec or form.radius:
+        if not (form.ra and form.dec):
+            raise ValueError("a cone search needs RA and Dec (degrees)")
+        cone = Cone(_number(form.ra, "RA", 0, 360), _number(form.dec, "Dec", -90, 90),
+                    _number(form.radius or "0.1", "radius", 1e-6, 10))
+    t_min = _mjd(form.date_from, "from") if form.date_from else None
+    t_max = _mjd(form.date_to, "to") + 1.0 if form.date_to else None
+    if t_min is not None and t_max is not None and t_min >= t_max:
+        raise ValueError("the start date must not be after the end date")
+    for text, name in ((form.target, "target"), (form.filter, "filter")):
+        if len(text) > 128:
+            raise ValueError(f"{name} is too long")
+    page = int(_number(form.page or "1", "page", 1, 1_000_000))
+    return SearchQuery(target=form.target.strip() or None, cone=cone,
+                       filter=form.filter.strip() or None, t_min=t_min, t_max=t_max,
+                       page=page, page_size=PAGE_SIZE)
+
+
+def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int, dict[str, Any]]:
+    with get_archive(request).session() as session:
+        filters = sorted(session.scalars(select(Exposure.filter).distinct()).all())
+        context: dict[str, Any] = {"form": form, "page": None, "error": None,
+                                   "filters": filters}
+        if form.empty:
+            return 200, context
+        try:
+            query = _query(form)
+        except ValueError as exc:
+            return 400, {**context, "error": str(exc)}
+        page = search_products(session, query, caller.viewer, caller.now)
+    return 200, {**context, "page": page, "pages": max(1, math.ceil(page.total / PAGE_SIZE))}
+
+
+@router.get("/search", response_class=HTMLResponse)
+async def search(request: Request) -> HTMLResponse:
+    """The search form; with any field filled, the matching products too."""
+    fields = SearchForm.__dataclass_fields__
+    form = SearchForm(**{k: v[:200] for k, v in request.query_params.items() if k in fields})
+    caller = await run_in_threadpool(web_caller, request)
+    status, context = await run_in_threadpool(_search, request, caller, form)
+    return render(request, caller, "search.html", status=status, **context)
+
+
+def _product(request: Request, caller: WebCaller, product_id: str) -> dict[str, Any]:
+    with get_archive(request).session() as session:
+        product, exposure = get_product(session, check_product_id(product_id), caller.viewer,
+                                        caller.now)
+        kinds = set(session.scalars(select(Preview.kind)
+                                    .where(Preview.product_pk == product.id)).all())
+        versions = session.execute(
+            select(Product.product_id, Product.version, Product.created)
+            .where(Product.exposure_id == product.exposure_id, Product.kind == product.kind)
+            .order_by(Product.version)).all()
+        meta = product_dict(product, exposure)
+    return {"p": meta, "has_preview": "png" in kinds, "versions": versions,
+            "proprietary": exposure.release_date > caller.now}
+
+
+@router.get("/products/{product_id}", response_class=HTMLResponse)
+async def product_page(product_id: str, request: Request) -> HTMLResponse:
+    """Metadata, provenance, preview and download links of one product (404 if hidden)."""
+    caller = await run_in_threadpool(web_caller, request)
+    try:
+        context = await run_in_threadpool(_product, request, caller, product_id)
+    except ProductNotFoundError:
+        return render(request, caller, "error.html", status=404,
+                      message="No such product (or you are not allowed to see it).")
+    return render(request, caller, "product.html", **context)

@@ -1,0 +1,153 @@
+"""The web pages: plain HTTP checks, then real headless Chromium (Debian's) through Selenium.
+
+Chromium and chromedriver come from Debian (``.ci/chromium.sh``, run by
+``make test``); this test installs nothing and fails, never skips, when
+they are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.archive.conftest import live_server, make_archive
+from tests.archive.factories import meta, write_product
+
+from obsflow.archive.api import ApiSettings, create_app
+from obsflow.archive.register import register_product, register_program
+from obsflow.archive.users import SESSION_COOKIE, add_user
+from obsflow.archive.web import routers
+from obsflow.archive.web.auth import safe_next
+
+NOW = datetime(2026, 6, 1)
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOT = Path(tempfile.gettempdir()) / "obsflow-gallery.png"
+
+
+@dataclass
+class WebSite:
+    url: str
+    ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
+    folder = tmp_path_factory.mktemp("web")
+    archive = make_archive(f"sqlite:///{folder / 'web.db'}", folder / "store")
+    with archive.session() as session, session.begin():
+        add_user(session, "alice", password="alice-pw")
+        add_user(session, "bob", password="bob-pw")
+    register_program(archive, "01234", pi_name="A. Rivera", exclusive_months=12,
+                     members=["alice"])
+    register_program(archive, "03456", exclusive_months=0)
+    cal = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}
+    files = {"secret": write_product(folder / "in", meta(), seed=1)}
+    for n, band in enumerate("JHK", start=1):
+        files[band] = write_product(folder / "in", meta(**cal, filter=band, exposure=n), seed=n)
+    files["other"] = write_product(folder / "in", meta(program="03456", ra_v1=150.1,
+                                                       dec_v1=2.2, target="COSMOS", exposure=9))
+    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
+    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
+                     routers=routers())
+    with live_server(app) as url:
+        yield WebSite(url, ids)
+    archive.close()
+
+
+def test_pages_over_http(web: WebSite) -> None:
+    page = httpx.get(web.url + "/")
+    assert page.status_code == 200 and "CAL-FIELD" in page.text and "colour composite" in page.text
+    assert web.ids["secret"] not in page.text
+    assert httpx.get(f"{web.url}/products/{web.ids['secret']}").status_code == 404
+    assert httpx.get(f"{web.url}/products/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    bad = httpx.get(web.url + "/search", params={"ra": "abc", "dec": "1"})
+    assert bad.status_code == 400 and "RA must be a number" in bad.text
+    xss = httpx.get(web.url + "/search", params={"target": "<script>alert(1)</script>"})
+    assert xss.status_code == 200 and "<script>alert(1)" not in xss.text
+    wrong = httpx.post(web.url + "/login", data={"name": "alice", "password": "nope"})
+    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+    good = httpx.post(web.url + "/login", data={"name": "alice", "password": "alice-pw",
+                                                "next": "//evil.example/"})
+    assert good.status_code == 303 and good.headers["location"] == "/"
+    cookie = good.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and SESSION_COOKIE in cookie
+    stale = httpx.get(web.url + "/", cookies={SESSION_COOKIE: "obf_" + "x" * 43})
+    assert stale.status_code == 200 and 'Max-Age=0' in stale.headers.get("set-cookie", "")
+    assert safe_next("/search?x=1") == "/search?x=1" and safe_next("https://x/") == "/"
+
+
+def _driver(profile: Path):  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: run `bash .ci/chromium.sh` (make test does)",
+                    pytrace=False)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 "--window-size=1280,1000",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+_IMAGES_LOADED = ("return Array.from(document.images).every("
+                  "i => i.complete && i.naturalWidth > 0) && document.images.length")
+
+
+def _cards(driver) -> set[str]:  # type: ignore[no-untyped-def]
+    return {e.get_attribute("data-product") for e in
+            driver.find_elements("css selector", "[data-product]")}
+
+
+def test_browser_gallery_search_and_login(web: WebSite, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(tmp_path / "profile")
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(web.url + "/")
+        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) >= 5
+        driver.save_screenshot(str(SCREENSHOT))
+        public = {web.ids[k] for k in ("J", "H", "K", "other")}
+        assert _cards(driver) == public
+        driver.get(web.url + "/search")
+        driver.find_element("name", "target").send_keys("CAL-FIELD")
+        driver.find_element("id", "search-button").click()
+        wait.until(lambda d: d.find_elements("id", "result-count"))
+        assert driver.find_element("id", "result-count").text == "3 products"
+        assert _cards(driver) == {web.ids[k] for k in "JHK"}
+        driver.get(f"{web.url}/search?ra=53.16&dec=-27.78&radius=0.1")
+        assert driver.find_element("id", "result-count").text == "0 products"
+        driver.get(f"{web.url}/products/{web.ids['secret']}")
+        assert "Not found" in driver.find_element("tag name", "h1").text
+        driver.get(web.url + "/login")
+        driver.find_element("id", "name").send_keys("alice")
+        driver.find_element("id", "password").send_keys("alice-pw")
+        driver.find_element("id", "login-button").click()
+        wait.until(lambda d: d.find_elements("id", "whoami"))
+        assert driver.find_element("id", "whoami").text == "alice"
+        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) >= 6
+        assert _cards(driver) == public | {web.ids["secret"]}
+        driver.get(f"{web.url}/products/{web.ids['secret']}")
+        assert web.ids["secret"] in driver.find_element("id", "product-id").text
+        assert "DEEP-FIELD-1" in driver.find_element("id", "metadata").text
+        assert driver.execute_script(_IMAGES_LOADED) == 1
+        href = driver.find_element("id", "download").get_attribute("href")
+        assert href.endswith(f"/api/products/{web.ids['secret']}/download")
+        driver.find_element("id", "logout").click()
+        wait.until(lambda d: d.find_elements("id", "login-link"))
+        assert _cards(driver) == public
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
