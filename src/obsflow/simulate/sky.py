@@ -90,9 +90,13 @@ def _moffat_stamp(dx: float, dy: float, half: int, fwhm: float) -> np.ndarray:
     return stamp * (enclosed / stamp.sum())
 
 
-def _sersic_stamp(dx: float, dy: float, half: int, r_eff: float, n: float, q: float,
-                  theta: float, blur: float) -> np.ndarray:
-    """Unit-flux Sersic profile (r_eff in px) on a stamp, blurred by a Gaussian sigma ``blur`` px."""
+def _sersic_stamp(dx: float, dy: float, half: int, shape: tuple[float, float, float, float],
+                  blur: float) -> np.ndarray:
+    """Unit-flux Sersic profile on a stamp, blurred by a Gaussian sigma ``blur`` px.
+
+    ``shape`` is (effective radius px, Sersic index, axis ratio, position angle rad).
+    """
+    r_eff, n, q, theta = shape
     b_n = 2 * n - 1 / 3 + 4 / (405 * n)
     sub = (np.arange(_OVERSAMPLE) + 0.5) / _OVERSAMPLE - 0.5
     grid = (np.arange(-half, half + 1)[:, None] + sub[None, :]).ravel()
@@ -141,8 +145,8 @@ def render_scene(catalog: Table, wcs: WCS, shape: tuple[int, int], filt: Filter,
         else:
             r_eff = max(0.5, catalog["r_eff_arcsec"][i] / scale)
             half = int(min(60, max(8, 5 * r_eff)))
-            stamp = _sersic_stamp(dx, dy, half, r_eff, catalog["sersic_n"][i],
-                                  catalog["axis_ratio"][i], np.deg2rad(catalog["theta_deg"][i]),
-                                  fwhm / 2.3548)
+            galaxy = (r_eff, float(catalog["sersic_n"][i]), float(catalog["axis_ratio"][i]),
+                      float(np.deg2rad(catalog["theta_deg"][i])))
+            stamp = _sersic_stamp(dx, dy, half, galaxy, fwhm / 2.3548)
         _add_stamp(image, flux[i] * stamp, x0, y0)
     return image.astype(np.float32)
