@@ -162,6 +162,12 @@ class ExecutorSection(_Section):
     dask_scheduler: str | None = Field(
         default=None, description="Dask scheduler address (kind = dask), e.g. tcp://host:8786"
     )
+    max_attempts: int = Field(
+        default=3, ge=1, description="tries of a job before it is marked failed"
+    )
+    retry_backoff_seconds: float = Field(
+        default=2.0, ge=0, description="wait after a job's first failed try, doubled after each, s"
+    )
 
     @property
     def worker_count(self) -> int:

@@ -1,10 +1,21 @@
 """``obsflow demo``: the whole chain on a simulated downlink, on the embedded default.
 
-Each stage that has landed joins here; the demo is the README's promise.
+1. create (or reuse) the site: ``$OBSFLOW_HOME`` or ``./obsflow-site``;
+2. simulate a small downlink (about a dozen subarray exposures of three
+   programs, every packet fault, a retransmission dump);
+3. deliver the simulator's reference files into the site registry and
+   record the programs of the plan (PI, title, exclusive-access months);
+4. drop the first dumps in ``incoming/`` like a ground station and run the
+   chain (ingest -> calibrate -> register in the archive) until idle, with
+   progress; show what is still missing;
+5. drop the retransmission dump and run again;
+6. print the archive's address and serve it on 127.0.0.1:8000 (unless
+   ``serve`` is False).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -12,16 +23,26 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from obsflow.config import SiteConfig
 from obsflow.db import make_engine
-from obsflow.ingest.cli import _report_line, _status_tables
-from obsflow.ingest.service import ingest_once
-from obsflow.ingest.status import accounting_status, gap_report
+from obsflow.exceptions import ReferenceFileError
+from obsflow.ingest.status import gap_report
+from obsflow.orchestrate.cli import progress_display, summary_line
+from obsflow.orchestrate.handlers import program_spec
+from obsflow.orchestrate.jobs import enqueue_all
+from obsflow.orchestrate.runner import RunSummary, run_site
+from obsflow.orchestrate.worker import policy_of
 from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult
 from obsflow.site import init_site
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_SUBARRAY_WIDTH", "run_demo"]
+
+DEMO_SUBARRAY_WIDTH = 160
+"""The demo observes on the profile's subarray closest to this width (pixels)."""
 
 
 def _drop(files: list[Path], incoming: Path) -> None:
@@ -32,14 +53,49 @@ def _drop(files: list[Path], incoming: Path) -> None:
         part.rename(incoming / src.name)
 
 
-def _gap_table(engine_url: str) -> Table:
-    engine = make_engine(engine_url)
+def _deliver_refs(cfg: SiteConfig, folder: Path) -> int:
+    """Deliver every reference file of ``folder`` to the site registry; return how many were new."""
+    from obsflow.refdata.registry import ReferenceFile, deliver
+
+    profile = cfg.load_profile()
+    engine = make_engine(cfg.database_url)
+    delivered = 0
+    try:
+        ReferenceFile.metadata.create_all(engine, tables=[ReferenceFile.__table__])  # type: ignore[list-item]
+        for path in sorted(folder.glob("*.fits")):
+            with Session(engine) as session, session.begin():
+                try:
+                    deliver(session, cfg.refs_dir, path, profile)
+                    delivered += 1
+                except ReferenceFileError as exc:
+                    if "already delivered" not in str(exc):
+                        raise
+    finally:
+        engine.dispose()
+    return delivered
+
+
+def _record_programs(cfg: SiteConfig, plan_file: Path) -> int:
+    """Enqueue a program job per program of the simulator's plan (with its exclusive months)."""
+    plan = json.loads(plan_file.read_text())
+    specs = [program_spec(str(p["program"]), str(p.get("pi_name", "")), str(p.get("title", "")),
+                          int(p["exclusive_months"])) for p in plan["programs"]]
+    engine = make_engine(cfg.database_url)
+    try:
+        return enqueue_all(engine, specs, policy_of(cfg))
+    finally:
+        engine.dispose()
+
+
+def _gap_table(cfg: SiteConfig) -> Table:
+    engine = make_engine(cfg.database_url)
     try:
         gaps = gap_report(engine)
     finally:
         engine.dispose()
-    table = Table(title=f"open gaps after the first contacts: {sum(g['packets_missing'] for g in gaps)}"
-                        " packets to re-send")
+    missing = sum(g["packets_missing"] for g in gaps)
+    table = Table(title=f"waiting for the retransmission: {missing} packets of {len(gaps)} "
+                        "exposures missing")
     for col in ("product", "expected", "received", "missing packet ranges"):
         table.add_column(col)
     for g in gaps:
@@ -48,36 +104,71 @@ def _gap_table(engine_url: str) -> Table:
     return table
 
 
-def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
-             simulate_with_progress: Callable[[Path, SimOptions], SimResult],
-             console: Console) -> None:
-    """Init a site at ``root``, simulate, ingest (with a retransmission) and report."""
-    cfg = init_site(root)
-    profile = cfg.load_profile()
-    sub = min(profile.instruments[0].subarrays, key=lambda s: abs(s.nx - 160)).name
-    options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
-                         faults=parse_faults("all"))
-    started = time.perf_counter()
-    result = simulate_with_progress(root / "simulation", options)
-    for ref in sorted((result.out / "refs").glob("*.fits")):
-        shutil.copy2(ref, cfg.refs_dir / ref.name)
-    downlink = result.out / "downlink"
-    first = [downlink / n for n in result.downlink_files if "_retx" not in n]
-    retx = [downlink / n for n in result.downlink_files if "_retx" in n]
-    _drop(first, cfg.incoming_dir)
-    time.sleep(cfg.ingest.settle_seconds)
-    console.print(f"ingest (first contacts): {_report_line(ingest_once(cfg))}")
-    console.print(_gap_table(cfg.database_url))
-    _drop(retx, cfg.incoming_dir)
-    time.sleep(cfg.ingest.settle_seconds)
-    console.print(f"ingest (retransmission): {_report_line(ingest_once(cfg))}")
+def _run_chain(cfg: SiteConfig, console: Console, title: str) -> RunSummary:
+    console.rule(title)
+    with progress_display(console) as update:
+        summary = run_site(cfg, progress=update)
+    console.print(f"jobs: {summary_line(summary)}")
+    return summary
+
+
+def _archive_table(cfg: SiteConfig) -> Table:
+    from obsflow.archive.schema import Exposure, Product, Program
+
     engine = make_engine(cfg.database_url)
+    table = Table(title="the archive")
+    for col in ("program", "PI", "exclusive months", "exposures", "products"):
+        table.add_column(col)
     try:
-        for table in _status_tables(accounting_status(engine)):
-            console.print(table)
+        with Session(engine) as session:
+            for prog in session.scalars(select(Program).order_by(Program.program)):
+                exposures = session.scalar(select(func.count()).select_from(Exposure)
+                                           .where(Exposure.program == prog.program))
+                products = session.scalar(select(func.count()).select_from(Product).join(
+                    Exposure, Exposure.id == Product.exposure_id)
+                    .where(Exposure.program == prog.program))
+                table.add_row(prog.program, prog.pi_name, str(prog.exclusive_months),
+                              str(exposures), str(products))
     finally:
         engine.dispose()
-    console.print(f"demo chain done in {time.perf_counter() - started:.1f} s; site {root}; "
-                  f"Level-1 products in {cfg.products_dir / 'level1'}")
+    return table
+
+
+def _serve(cfg: SiteConfig) -> None:
+    from obsflow.archive.cli import serve
+
+    serve.main(["--site", str(cfg.root)], standalone_mode=False)
+
+
+def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
+             simulate_with_progress: Callable[[Path, SimOptions], SimResult],
+             console: Console) -> float:
+    """Run the demo at ``root`` (see the module docstring); return the chain's seconds."""
+    started = time.perf_counter()
+    cfg = init_site(root)
+    profile = cfg.load_profile()
+    sub = min(profile.instruments[0].subarrays,
+              key=lambda s: abs(s.nx - DEMO_SUBARRAY_WIDTH)).name
+    options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
+                         faults=parse_faults("all"))
+    result = simulate_with_progress(root / "simulation", options)
+    new_refs = _deliver_refs(cfg, result.out / "refs")
+    _record_programs(cfg, result.out / "truth" / "plan.json")
+    console.print(f"site {cfg.root}: {new_refs} reference files delivered to the registry, "
+                  f"programs {', '.join(p.program for p in result.plan.programs)} recorded")
+    downlink = result.out / "downlink"
+    _drop([downlink / n for n in result.downlink_files if "_retx" not in n], cfg.incoming_dir)
+    _run_chain(cfg, console, "first contacts: ingest -> calibrate -> archive")
+    console.print(_gap_table(cfg))
+    _drop([downlink / n for n in result.downlink_files if "_retx" in n], cfg.incoming_dir)
+    summary = _run_chain(cfg, console, "retransmission: ingest -> calibrate -> archive")
+    console.print(_archive_table(cfg))
+    seconds = time.perf_counter() - started
+    url = f"http://{cfg.server.host}:{cfg.server.port}/"
+    console.print(f"demo chain done in {seconds:.1f} s "
+                  f"({summary.total('failed')} failed jobs; `obsflow jobs` lists them all)")
+    console.print(f"web archive: {url}  (API {url}api/search, OpenAPI {url}docs)")
     if serve:
-        console.print("(the web archive joins the demo when the archive stage lands)")
+        console.print(f"serving the archive on {url}; Ctrl-C stops")
+        _serve(cfg)
+    return seconds

@@ -1,0 +1,140 @@
+"""Benchmark of the job layer: scaling from 1 to 2 workers, and the per-job overhead.
+
+Run: ``.venv/bin/python benchmarks/bench_orchestrate.py [--exposures 16]``
+
+1. A batch of Level-1 products (webb_like SUB160, ingested once into a template
+   site whose ``exposure_ready`` events are left unconsumed) is calibrated and
+   registered with 1 and then 2 workers, on the local executor and on a Dask
+   cluster (``dask scheduler`` + N ``dask worker`` processes on 127.0.0.1).
+   Each run starts from a fresh copy of the template and includes the
+   executor's start-up.
+2. Per-job overhead: 200 ``noop`` jobs (sleep 0) on one worker; the wall time
+   divided by the number of jobs is what the executor and the job bookkeeping
+   (claim, attempt, commit) cost per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import tomli_w
+
+from obsflow.config import SiteConfig, load_config
+from obsflow.db import make_engine
+from obsflow.demo import _deliver_refs
+from obsflow.ingest.service import ingest_once
+from obsflow.orchestrate import run_site
+from obsflow.orchestrate.jobs import JobSpec, RetryPolicy, enqueue_all
+from obsflow.simulate.run import SimOptions, simulate
+from obsflow.site import init_site
+
+DASK = str(Path(sys.executable).parent / "dask")
+
+
+def _configure(root: Path, **executor: object) -> SiteConfig:
+    path = root / "obsflow.toml"
+    data = tomllib.loads(path.read_text())
+    data["ingest"]["settle_seconds"] = 0.0
+    data["executor"].update(executor)
+    path.write_text(tomli_w.dumps(data))
+    return load_config(root, env={})
+
+
+def _template(folder: Path, exposures: int) -> Path:
+    sim = simulate(folder / "sim", SimOptions(seed=3, exposures=exposures, subarray="SUB160"))
+    root = folder / "template"
+    init_site(root, env={})
+    cfg = _configure(root)
+    _deliver_refs(cfg, sim.out / "refs")
+    for name in sim.downlink_files:
+        shutil.copyfile(sim.out / "downlink" / name, cfg.incoming_dir / name)
+    ingest_once(cfg)
+    return root
+
+
+def _cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    info = folder / f"scheduler-{workers}.json"
+    common = ["--dashboard-address", "127.0.0.1:0"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--scheduler-file", str(info), *common], **quiet)]
+    while not info.exists():
+        time.sleep(0.1)
+    for _ in range(workers):
+        procs.append(subprocess.Popen([DASK, "worker", "--scheduler-file", str(info), "--host",
+                                       "127.0.0.1", "--nthreads", "1", *common], **quiet))
+    from distributed import Client
+
+    with Client(scheduler_file=str(info), timeout=30) as client:
+        client.wait_for_workers(workers, timeout=60)
+        client.run(lambda: __import__("obsflow.calibrate.pipeline"))  # warm imports, as a pool
+        return client.scheduler.address, procs
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        proc.wait()
+
+
+def _run(template: Path, folder: Path, name: str, noop: int = 0, **executor: object) -> float:
+    root = folder / name
+    shutil.copytree(template, root)
+    cfg = _configure(root, **executor)
+    if noop:
+        engine = make_engine(cfg.database_url)
+        with engine.begin() as conn:  # only the noop jobs: mark the events consumed
+            conn.exec_driver_sql("UPDATE events SET consumed_at = created")
+        enqueue_all(engine, [JobSpec("noop", f"noop:{k}", {"seconds": 0}) for k in range(noop)],
+                    RetryPolicy())
+        engine.dispose()
+    started = time.perf_counter()
+    summary = run_site(cfg)
+    seconds = time.perf_counter() - started
+    assert summary.total("failed") == 0, summary.counts
+    shutil.rmtree(root)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exposures", type=int, default=16)
+    parser.add_argument("--noop", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        template = _template(folder, args.exposures)
+        rows = []
+        for workers in (1, 2):
+            rows.append(("local", workers, _run(template, folder, f"l{workers}", workers=workers)))
+        noop_local = _run(template, folder, "nl", noop=args.noop, workers=1)
+        for workers in (1, 2):
+            address, procs = _cluster(folder, workers)
+            try:
+                rows.append(("dask", workers, _run(template, folder, f"d{workers}", kind="dask",
+                                                   dask_scheduler=address)))
+                if workers == 1:
+                    noop_dask = _run(template, folder, "nd", noop=args.noop, kind="dask",
+                                     dask_scheduler=address)
+            finally:
+                _stop(procs)
+    print(f"batch: {args.exposures} planned exposures (webb_like SUB160), calibrate + register")
+    print("| executor | workers | wall time (s) | speed-up |")
+    print("| --- | --- | --- | --- |")
+    base = {kind: s for kind, w, s in rows if w == 1}
+    for kind, workers, seconds in rows:
+        print(f"| {kind} | {workers} | {seconds:.1f} | {base[kind] / seconds:.2f}x |")
+    print(f"per-job overhead ({args.noop} noop jobs, 1 worker): local "
+          f"{1000 * noop_local / args.noop:.1f} ms, dask {1000 * noop_dask / args.noop:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The job layer: jobs in the site database, an event-driven chain, three executors.
+
+Public surface::
+
+    from obsflow.orchestrate import run_site, Orchestrator, make_executor
+    summary = run_site(cfg)                 # ingest -> calibrate -> register, until idle
+
+See ``docs/architecture.md`` (the job layer) and ``docs/operations.md``
+(``obsflow run``, a Dask cluster, HTCondor).
+"""
+
+from __future__ import annotations
+
+from obsflow.orchestrate.errors import (
+    ExecutorError,
+    JobNotFoundError,
+    JobStateError,
+    OrchestrateError,
+)
+from obsflow.orchestrate.executors import (
+    Completion,
+    DaskExecutor,
+    Executor,
+    InlineExecutor,
+    LocalExecutor,
+    make_executor,
+)
+from obsflow.orchestrate.jobs import JobSpec, JobView, RetryPolicy, get_job, retry, state_counts
+from obsflow.orchestrate.runner import Orchestrator, RunSummary, run_site
+from obsflow.orchestrate.tables import STATES, Job, JobAttempt
+from obsflow.orchestrate.worker import Outcome, execute_job
+
+__all__ = [
+    "STATES",
+    "Completion",
+    "DaskExecutor",
+    "Executor",
+    "ExecutorError",
+    "InlineExecutor",
+    "Job",
+    "JobAttempt",
+    "JobNotFoundError",
+    "JobSpec",
+    "JobStateError",
+    "JobView",
+    "LocalExecutor",
+    "OrchestrateError",
+    "Orchestrator",
+    "Outcome",
+    "RetryPolicy",
+    "RunSummary",
+    "execute_job",
+    "get_job",
+    "make_executor",
+    "retry",
+    "run_site",
+    "state_counts",
+]

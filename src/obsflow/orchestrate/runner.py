@@ -1,0 +1,327 @@
+"""The orchestrator: turns arrivals and events into jobs and feeds them to an executor.
+
+One loop (:meth:`Orchestrator.run`), each turn:
+
+1. every :data:`ORPHAN_CHECK_SECONDS`, re-queue running jobs of dead orchestrators;
+2. enqueue an ``ingest`` job when the incoming folder has settled files, or
+   raw files wait to be parsed, or exposures wait to be assembled (one
+   ingest job at a time: ingest is sequential by nature);
+3. consume ``exposure_ready`` events: one ``calibrate`` job per Level-1
+   product version and one ``program`` job per program first seen (both in
+   the transaction that marks the event consumed, so nothing is lost or
+   done twice);
+4. claim pending jobs whose backoff has passed and submit them, up to the
+   executor's capacity;
+5. record what the executor lost (a dead worker) as a failed attempt.
+
+``register`` jobs are enqueued by the calibrate job itself when it commits.
+Without ``watch`` the loop ends when the chain is idle: no pending or
+running job, no unconsumed event and nothing in the incoming folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select, update
+
+from obsflow.config import SiteConfig
+from obsflow.db import init_schema, make_engine
+from obsflow.ingest.tables import Event, ObservationLog, RawFile
+from obsflow.orchestrate.executors import Completion, Executor
+from obsflow.orchestrate.handlers import calibrate_spec, program_spec
+from obsflow.orchestrate.htcondor import Workflow
+from obsflow.orchestrate.jobs import (
+    JobSpec,
+    claim,
+    enqueue,
+    ensure_tables,
+    fail_attempt,
+    heartbeat,
+    process_id,
+    requeue_orphans,
+    state_counts,
+    transaction,
+    utcnow,
+)
+from obsflow.orchestrate.tables import Job
+from obsflow.orchestrate.worker import policy_of
+
+__all__ = ["Orchestrator", "RunSummary", "run_site"]
+
+logger = logging.getLogger(__name__)
+
+ORPHAN_CHECK_SECONDS = 10.0
+"""How often running jobs of dead orchestrators are looked for, seconds."""
+
+HEARTBEAT_SECONDS = 5.0
+"""How often the orchestrator refreshes the heartbeat of the jobs it runs, seconds."""
+
+LEASE_SECONDS = 120.0
+"""A running job whose heartbeat is older than this is taken to be orphaned, seconds."""
+
+TICK_SECONDS = 0.2
+"""Longest wait for a completion in one turn of the loop, seconds."""
+
+_GROUP_LOOKAHEAD = 64
+"""Extra pending jobs looked at when some are held back by their group."""
+
+Progress = Callable[[dict[str, dict[str, int]]], None]
+
+
+@dataclass
+class RunSummary:
+    """What one run did: job counts by kind and state at the end, and the time taken."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    requeued: list[int] = field(default_factory=list)
+    workflow: Workflow | None = None
+    """The HTCondor DAG written (``executor.kind = "htcondor"``), else None."""
+
+    def total(self, state: str) -> int:
+        """Number of jobs in ``state`` over every kind."""
+        return sum(by_state.get(state, 0) for by_state in self.counts.values())
+
+
+def _incoming_files(cfg: SiteConfig) -> bool:
+    """True if the incoming folder holds a file ingest will take (settled or not yet)."""
+    for entry in cfg.incoming_dir.iterdir():
+        if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(".part"):
+            return True
+    return False
+
+
+class Orchestrator:
+    """Runs the chain of one site on one executor (see the module docstring)."""
+
+    def __init__(self, cfg: SiteConfig, executor: Executor, *,
+                 progress: Progress | None = None, engine: Engine | None = None,
+                 kinds: frozenset[str] | None = None) -> None:
+        self.cfg, self.executor, self.progress = cfg, executor, progress
+        self.kinds = kinds  # None: every kind; else only these are run here
+        self.engine = engine or make_engine(cfg.database_url)
+        self.me = process_id()
+        self.policy = policy_of(cfg)
+        self.summary = RunSummary()
+        self._ingest_failed = False
+        self._my_ingests: set[int] = set()
+        self._groups: dict[int, str] = {}  # running job id -> its group
+        self._last_orphan_check = self._last_beat = 0.0
+
+    def close(self) -> None:
+        """Dispose of the database engine (the executor is the caller's)."""
+        self.engine.dispose()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, *, watch: bool = False, stop: Callable[[], bool] | None = None) -> RunSummary:
+        """Run until idle (or, with ``watch``, until ``stop()`` is true)."""
+        started = time.perf_counter()
+        ensure_tables(self.engine)
+        init_schema(self.engine, profile=self.cfg.profile.name)  # archive migrations, once
+        while True:
+            self.step(watch=watch)
+            if stop is not None and stop():
+                break
+            if not watch and self.idle():
+                break
+        self.summary.counts = state_counts(self.engine)
+        self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+    def step(self, *, watch: bool = False) -> None:
+        """One turn of the loop (see the module docstring)."""
+        now = time.monotonic()
+        if now - self._last_orphan_check >= ORPHAN_CHECK_SECONDS:
+            self._last_orphan_check = now
+            self.summary.requeued += requeue_orphans(self.engine, self.me, LEASE_SECONDS)
+        self._maybe_ingest(watch)
+        self.consume_events()
+        submitted = self._submit_ready()
+        completions = self.executor.wait(TICK_SECONDS if self.executor.running() else 0)
+        for completion in completions:
+            self._record(completion)
+        if not submitted and not completions and not self.executor.running():
+            time.sleep(TICK_SECONDS)  # nothing to do: wait for arrivals or a backoff
+        if now - self._last_beat >= HEARTBEAT_SECONDS:
+            self._last_beat = now
+            heartbeat(self.engine, self.me)
+        if self.progress is not None:
+            self.progress(state_counts(self.engine))
+
+    # -- ingest -----------------------------------------------------------------------
+
+    def _ingest_work(self) -> bool:
+        from obsflow.ingest.assemble import due_exposures
+        from obsflow.ingest.rawstore import ready_files
+
+        if ready_files(self.cfg.incoming_dir, self.cfg.ingest.settle_seconds, time.time()):
+            return True
+        with transaction(self.engine) as session:
+            if session.scalar(select(exists().where(RawFile.state.in_(("archiving", "archived"))))):
+                return True
+        return bool(due_exposures(self.engine, self.cfg.ingest.partial_deadline_hours))
+
+    def _maybe_ingest(self, watch: bool) -> None:
+        with transaction(self.engine) as session:
+            last = session.scalars(select(Job).where(Job.kind == "ingest")
+                                   .order_by(Job.id.desc()).limit(1)).first()
+            if last is not None and last.state in ("pending", "running"):
+                return
+            if last is not None and last.state == "failed" and last.id in self._my_ingests:
+                self._ingest_failed = True
+                if not watch:
+                    return
+        if not self._ingest_work():
+            return
+        with transaction(self.engine) as session:
+            key = f"ingest:{utcnow():%Y%m%dT%H%M%S.%f}:{uuid.uuid4().hex[:8]}"
+            job = enqueue(session, JobSpec("ingest", key, {}), self.policy)
+            if job is not None:
+                self._my_ingests.add(job.id)
+
+    # -- events -----------------------------------------------------------------------
+
+    def consume_events(self, limit: int = 500) -> int:
+        """Turn unconsumed ``exposure_ready`` events into jobs; return how many were consumed."""
+        consumed = 0
+        with transaction(self.engine) as session:
+            events = session.scalars(select(Event).where(
+                Event.kind == "exposure_ready", Event.consumed_at.is_(None))
+                .order_by(Event.id).limit(limit)).all()
+            for event in events:
+                taken = session.execute(update(Event).where(
+                    Event.id == event.id, Event.consumed_at.is_(None)).values(consumed_at=utcnow()))
+                if not taken.rowcount:  # type: ignore[attr-defined]
+                    continue
+                consumed += 1
+                for spec in self._jobs_for(session, dict(event.payload)):
+                    enqueue(session, spec, self.policy)
+        return consumed
+
+    def _jobs_for(self, session: Any, payload: dict[str, Any]) -> list[JobSpec]:
+        product, version = str(payload["product"]), int(payload["version"])
+        exposure_id = int(payload["exposure_id"])
+        specs = [calibrate_spec(product, version, exposure_id)]
+        log = session.get(ObservationLog, exposure_id)
+        if log is not None and log.meta.get("program"):
+            meta = log.meta
+            specs.insert(0, program_spec(str(meta["program"]), str(meta.get("pi_name", "")),
+                                         str(meta.get("title", "")), None))
+        prefix = f"calibrate:{product}:v"
+        older = session.scalars(select(Job).where(Job.kind == "calibrate", Job.state == "pending",
+                                                  Job.key.startswith(prefix))).all()
+        for job in older:
+            if int(job.inputs.get("version", 0)) < version:
+                job.state, job.finished = "done", utcnow()
+                job.outputs = {"superseded": True, "products": []}
+        return specs
+
+    # -- submission and results ---------------------------------------------------------
+
+    def _submit_ready(self) -> int:
+        """Claim and submit what the executor has room for; return how many were submitted."""
+        free = self.executor.capacity - self.executor.running()
+        if free <= 0:
+            return 0
+        submitted = 0
+        now = utcnow()
+        query = select(Job.id).where(Job.state == "pending",
+                                     or_(Job.not_before.is_(None), Job.not_before <= now))
+        if self.kinds is not None:
+            query = query.where(Job.kind.in_(sorted(self.kinds)))
+        with transaction(self.engine) as session:
+            rows = session.execute(select(Job.id, Job.inputs).where(Job.id.in_(
+                query.order_by(Job.id).limit(free + _GROUP_LOOKAHEAD))).order_by(Job.id)).all()
+        busy = set(self._groups.values())
+        for job_id, inputs in rows:
+            group = inputs.get("group") if isinstance(inputs, dict) else None
+            if free <= 0:
+                break
+            if group is not None and group in busy:
+                continue
+            token = claim(self.engine, job_id, self.me)
+            if token is None:
+                continue
+            self.executor.submit(job_id, token)
+            free, submitted = free - 1, submitted + 1
+            if group is not None:
+                self._groups[job_id] = group
+                busy.add(group)
+        return submitted
+
+    def _record(self, completion: Completion) -> None:
+        self._groups.pop(completion.job_id, None)
+        if completion.lost is not None:
+            logger.warning("job %d lost by the %s executor: %s", completion.job_id,
+                           self.executor.name, completion.lost)
+            fail_attempt(self.engine, completion.job_id, completion.token, None,
+                         f"lost by the {self.executor.name} executor: {completion.lost}", "",
+                         self.policy)
+        elif completion.outcome is not None and completion.outcome.state == "failed":
+            logger.warning("job %d failed: %s", completion.job_id, completion.outcome.error)
+
+    def idle(self) -> bool:
+        """No job pending or running, no event unconsumed, nothing waiting in incoming."""
+        if self.executor.running():
+            return False
+        active: ColumnElement[bool] = Job.state.in_(("pending", "running"))
+        if self.kinds is not None:
+            active = and_(active, Job.kind.in_(sorted(self.kinds)))
+        with transaction(self.engine) as session:
+            busy = session.scalar(select(exists().where(active)))
+            unread = session.scalar(select(exists().where(Event.kind == "exposure_ready",
+                                                          Event.consumed_at.is_(None))))
+        if busy or unread:
+            return False
+        if self._ingest_failed:
+            return True
+        return not _incoming_files(self.cfg) and not self._ingest_work()
+
+
+def run_site(cfg: SiteConfig, *, watch: bool = False, workers: int | None = None,
+             progress: Progress | None = None,
+             stop: Callable[[], bool] | None = None) -> RunSummary:
+    """Run the chain of a site on its configured executor (``executor.kind``).
+
+    ``local`` and ``dask`` run every job through their pool until idle (or
+    ``stop()`` with ``watch``).  ``htcondor`` runs ingest and program jobs
+    here, then writes the calibrate/register jobs as a DAG under
+    ``<logs>/htcondor/`` and submits it when a schedd is reachable
+    (:mod:`obsflow.orchestrate.htcondor`).
+    """
+    from obsflow.orchestrate.executors import InlineExecutor, make_executor
+
+    if cfg.executor.kind == "htcondor":
+        return _run_htcondor(cfg, progress, InlineExecutor(cfg))
+    executor = make_executor(cfg, workers)
+    orchestrator = Orchestrator(cfg, executor, progress=progress)
+    try:
+        return orchestrator.run(watch=watch, stop=stop)
+    finally:
+        executor.close()
+        orchestrator.close()
+
+
+def _run_htcondor(cfg: SiteConfig, progress: Progress | None, executor: Executor) -> RunSummary:
+    from obsflow.orchestrate.htcondor import submit_workflow, write_workflow
+
+    orchestrator = Orchestrator(cfg, executor, progress=progress,
+                                kinds=frozenset({"ingest", "program"}))
+    try:
+        summary = orchestrator.run()
+        dag_dir = cfg.logs_dir / "htcondor" / f"dag-{utcnow():%Y%m%dT%H%M%S%f}"
+        workflow = write_workflow(cfg, orchestrator.engine, dag_dir)
+        if workflow is not None:
+            summary.workflow = submit_workflow(workflow)
+        summary.counts = state_counts(orchestrator.engine)
+        return summary
+    finally:
+        executor.close()
+        orchestrator.close()

@@ -1,0 +1,179 @@
+"""Run one job in this process: the code every executor calls on its workers.
+
+:func:`execute_job` is what the local process pool, a Dask worker and an
+HTCondor node run.  It records the attempt, runs the handler with its log
+captured, and commits the result under the job's lease token (see
+:mod:`obsflow.orchestrate.jobs`).  It never raises for a failing job: the
+failure is recorded (retry later, or ``failed`` after the last attempt).
+
+By hand, or from an HTCondor DAG node::
+
+    python -m obsflow.orchestrate.worker --site SITE --job ID [--token TOKEN]
+    python -m obsflow.orchestrate.worker --site SITE --children-of ID
+
+Without ``--token`` the job must be ``pending``; it is claimed first.
+``--children-of`` runs every pending job whose parent is ``ID`` (the
+register jobs of a calibrate job).  Exit status 0 when every job run is
+done, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+
+from obsflow.config import SiteConfig
+from obsflow.db import make_engine
+from obsflow.orchestrate.handlers import JobContext, run_handler
+from obsflow.orchestrate.jobs import (
+    RetryPolicy,
+    begin_attempt,
+    claim,
+    fail_attempt,
+    finish_attempt,
+    process_id,
+    transaction,
+)
+from obsflow.orchestrate.tables import Job
+
+__all__ = ["Outcome", "execute_job", "main", "policy_of"]
+
+_LOG_LIMIT = 200_000
+"""Characters of log kept per attempt."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one execution: the job's new state (or ``stale``) and its duration."""
+
+    job_id: int
+    kind: str
+    state: str  # done | pending (will retry) | failed | stale
+    seconds: float
+    error: str | None = None
+
+
+def policy_of(cfg: SiteConfig) -> RetryPolicy:
+    """The retry policy configured in ``[executor]``."""
+    return RetryPolicy(cfg.executor.max_attempts, cfg.executor.retry_backoff_seconds)
+
+
+@contextmanager
+def _captured_log() -> Iterator[io.StringIO]:
+    """Collect obsflow's log records and warnings of the current job into a buffer."""
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("obsflow")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield buffer
+        for w in caught:
+            buffer.write(f"warning: {w.category.__name__}: {w.message}\n")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def execute_job(cfg: SiteConfig, job_id: int, token: str) -> Outcome:
+    """Run job ``job_id`` under lease ``token`` and record the result (never raises for the job)."""
+    started = time.perf_counter()
+    engine = make_engine(cfg.database_url)
+    policy = policy_of(cfg)
+    try:
+        begun = begin_attempt(engine, job_id, token, process_id())
+        if begun is None:
+            return Outcome(job_id, "?", "stale", 0.0)
+        job, number = begun
+        log = ""
+        try:
+            with _captured_log() as buffer:
+                try:
+                    result = run_handler(job.kind, JobContext(cfg, engine), job.inputs)
+                finally:
+                    log = buffer.getvalue()
+        except Exception as exc:  # every job failure is recorded, never raised
+            log = (log + traceback.format_exc())[-_LOG_LIMIT:]
+            state = fail_attempt(engine, job_id, token, number, _describe(exc), log, policy)
+            return Outcome(job_id, job.kind, state or "stale", time.perf_counter() - started,
+                           _describe(exc))
+        ok = finish_attempt(engine, job_id, token, number, result.outputs, result.children,
+                            log[-_LOG_LIMIT:], policy)
+        return Outcome(job_id, job.kind, "done" if ok else "stale",
+                       time.perf_counter() - started)
+    finally:
+        engine.dispose()
+
+
+def _run_by_hand(cfg: SiteConfig, job_id: int, token: str | None, owner: str) -> Outcome:
+    """Run a job: claim it if pending (with ``token`` when given), else it must hold ``token``."""
+    engine = make_engine(cfg.database_url)
+    try:
+        with transaction(engine) as session:
+            job = session.get(Job, job_id)
+            state = job.state if job is not None else "missing"
+        if state == "pending":
+            token = claim(engine, job_id, owner, token)
+    finally:
+        engine.dispose()
+    if token is None:
+        return Outcome(job_id, "?", "stale", 0.0, f"job {job_id} is {state}, not pending")
+    return execute_job(cfg, job_id, token)
+
+
+def _children(cfg: SiteConfig, parent: int) -> list[int]:
+    engine = make_engine(cfg.database_url)
+    try:
+        with transaction(engine) as session:
+            return list(session.scalars(select(Job.id).where(
+                Job.parent_id == parent, Job.state == "pending").order_by(Job.id)))
+    finally:
+        engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry: run one job (or the pending children of one); 0 if all are done."""
+    from obsflow.site import open_site
+
+    parser = argparse.ArgumentParser(prog="python -m obsflow.orchestrate.worker",
+                                     description="Run obsflow jobs in this process.")
+    parser.add_argument("--site", required=True, type=Path, help="site folder")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--job", type=int, help="id of the job to run")
+    group.add_argument("--children-of", type=int, help="run the pending children of this job")
+    parser.add_argument("--token", default=None, help="lease token of a claimed job")
+    args = parser.parse_args(argv)
+    cfg = open_site(args.site)
+    owner = f"htcondor:{process_id()}" if args.token or args.children_of else process_id()
+    if args.job is not None:
+        outcomes = [_run_by_hand(cfg, args.job, args.token, owner)]
+    else:
+        outcomes = [_run_by_hand(cfg, child, None, owner)
+                    for child in _children(cfg, args.children_of)]
+    for outcome in outcomes:
+        print(f"job {outcome.job_id} ({outcome.kind}): {outcome.state} in "
+              f"{outcome.seconds:.2f} s" + (f": {outcome.error}" if outcome.error else ""))
+    return 0 if all(o.state == "done" for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
