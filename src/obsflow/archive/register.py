@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
@@ -124,11 +125,14 @@ def _read_product(path: Path) -> tuple[fits.Header, fits.Header, np.ndarray]:
                 header, shape = sci.header.copy(), sci.shape
                 if len(shape) == 2:
                     data = np.asarray(sci.section[:, :])
+                elif len(shape) == 3:  # per-integration images (_rateints): the first
+                    data = np.asarray(sci.section[0])
                 elif len(shape) == 4:
                     data = np.stack([sci.section[0, 0], sci.section[0, shape[1] - 1]])[None]
                 else:
                     raise ProductFileError(f"{path.name}: SCI has shape {shape}; "
-                                           "expected a 2-D image or a 4-D ramp cube")
+                                           "expected a 2-D image, a 3-D stack of "
+                                           "integrations or a 4-D ramp cube")
     except OSError as exc:
         raise ProductFileError(f"{path}: not a readable FITS file ({exc})") from exc
     bad = [str(w.message) for w in caught if "checksum" in str(w.message).lower()]
@@ -270,7 +274,7 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     path : path-like
         A FITS product named ``<stem>_<kind>.fits`` (``kind`` in :data:`KINDS`)
         with the :class:`~obsflow.models.ExposureMeta` primary keywords and a
-        ``SCI`` extension (2-D image or 4-D ramp cube).
+        ``SCI`` extension (2-D image, 3-D per-integration stack or 4-D ramp cube).
     provenance : Provenance, optional
         Default: ``CAL_VER``, ``RECIPE`` and ``R_*`` keywords of the header.
     now : datetime, optional
@@ -291,12 +295,32 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     meta = _meta(path, primary)
     incoming = _Incoming(path, kind, sha256_file(path), provenance or _provenance(primary),
                          int(sci_header["NAXIS"]))
+    attempts = 1 if isinstance(target, Session) else _CONFLICT_RETRIES
+    for attempt in range(attempts):
+        try:
+            return _register(target, settings, meta, incoming, sci_header, primary, data, now)
+        except (IntegrityError, OperationalError) as exc:
+            # another process registered the same exposure or version at the same
+            # moment (or held SQLite's write lock): its rows are committed now, so
+            # the next attempt sees them
+            transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
+            if not transient or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_CONFLICT_RETRIES = 5
+
+
+def _register(target: Archive | SiteConfig | Session, settings: ArchiveSettings | None,
+              meta: ExposureMeta, incoming: _Incoming, sci_header: fits.Header,
+              primary: fits.Header, data: np.ndarray, now: datetime | None) -> ProductRecord:
     with unit_of_work(target, settings) as (session, cfg):
         program = _ensure_program(session, meta, cfg)
         values = _exposure_values(meta, footprint_from_header(sci_header, primary), program, cfg)
         exposure = _upsert_exposure(session, meta, values)
         same = session.scalar(select(Product).where(
-            Product.exposure_id == exposure.id, Product.kind == kind,
+            Product.exposure_id == exposure.id, Product.kind == incoming.kind,
             Product.sha256 == incoming.sha256))
         if same is not None:
             return _record(same, exposure, created=False)
