@@ -25,7 +25,7 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
     products = archive_products(site)
     assert len(products) == n * len(ARCHIVED_SUFFIXES)
     assert {version for _, _, version in products} == {1}
-    assert {kind for _, kind, _ in products} == {"rate", "cal"}
+    assert {kind for _, kind, _ in products} == {"uncal", "rate", "rateints", "cal"}
     for job in jobs_of(site):  # every job has its timings and one successful attempt logged
         assert job.started is not None and job.finished is not None and job.attempts == 1
         (attempt,) = attempts_of(site, job.id)

@@ -45,9 +45,8 @@ __all__ = ["HANDLERS", "JobContext", "Result", "calibrate_spec", "program_spec",
 LEVEL2_FOLDER = "level2"
 """Sub-folder of the products folder where calibrated products are written."""
 
-ARCHIVED_SUFFIXES = ("_rate.fits", "_cal.fits")
-"""Calibrated products registered in the archive.  ``_rateints`` stays in ``level2/``:
-the archive takes 2-D images and 4-D ramps, not the 3-D per-integration cube."""
+ARCHIVED_SUFFIXES = ("_uncal.fits", "_rate.fits", "_rateints.fits", "_cal.fits")
+"""Products registered in the archive: the Level-1 input and every calibrated output."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +162,9 @@ def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
                                 cfg.load_profile(), out_dir=out_dir)
     products = [str(p.relative_to(cfg.products_dir)) for p in written]
     program = str(fits.getval(path, "PROGRAM", 0))
+    level1 = str(path.relative_to(cfg.products_dir))
     children = [register_spec(rel, sha256_file(cfg.products_dir / rel)[:16], program)
-                for rel in products if rel.endswith(ARCHIVED_SUFFIXES)]
+                for rel in [level1, *products] if rel.endswith(ARCHIVED_SUFFIXES)]
     return Result({"products": products}, children)
 
 
