@@ -41,7 +41,7 @@ from obsflow.site import init_site
 
 __all__ = ["DEMO_SUBARRAY_WIDTH", "run_demo"]
 
-DEMO_SUBARRAY_WIDTH = 160
+DEMO_SUBARRAY_WIDTH = 320
 """The demo observes on the profile's subarray closest to this width (pixels)."""
 
 

@@ -19,6 +19,7 @@ from obsflow.exceptions import UnknownOptionError
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, Subarray
+from obsflow.simulate.sky import SceneOptions
 
 __all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan"]
 
@@ -41,9 +42,12 @@ class Program:
 
 @dataclass(frozen=True)
 class Target:
+    """A pointing target; ``scene`` is what its field holds (see ``sky.SceneOptions``)."""
+
     name: str
     ra: float
     dec: float
+    scene: SceneOptions = SceneOptions()
 
 
 @dataclass(frozen=True)
@@ -89,13 +93,19 @@ class Plan:
         }
 
 
+_SCENES = {
+    "DEEP-FIELD-1": SceneOptions(star_density=10.0, galaxy_density=400.0),
+    "CLUSTER-7": SceneOptions(star_density=30.0, galaxy_density=20.0, cluster_stars=20000,
+                              cluster_core_arcsec=25.0, star_mag=(17.0, 27.0)),
+    "CAL-FIELD": SceneOptions(star_density=2000.0, galaxy_density=60.0, star_mag=(15.0, 23.0)),
+}
 _PROGRAM_TEMPLATES = [
     ("01234", "A. Rivera", "A deep field in every filter", 12, "DEEP-FIELD-1", (53.16, -27.78),
      99, ("MEDIUM8", "SHALLOW4", "RAPID"), 8, 1, 4),
     ("02345", "K. Osei", "Resolved stars of a globular cluster", 12, "CLUSTER-7", (201.70, -47.48),
      2, ("BRIGHT2", "RAPID"), 6, 1, 3),
     ("03456", "M. Chen", "Public calibration field", 0, "CAL-FIELD", (80.49, -69.50),
-     1, ("RAPID",), 5, 2, 2),
+     1, ("RAPID",), 10, 2, 2),
 ]
 _OVERHEAD_S = 45.0
 _SLEW_S = 900.0
@@ -112,7 +122,8 @@ def _programs(instrument: Instrument, rng: np.random.Generator) -> tuple[list[Pr
         programs.append(Program(pid, pi, title, months, tname, min(nfilt, len(instrument.filters)),
                                 readpatt, min(ngroups, maxg), nints, ndither))
         jitter = rng.normal(0.0, 0.01, 2)
-        targets.append(Target(tname, float(ra + jitter[0]), float(dec + jitter[1])))
+        targets.append(Target(tname, float(ra + jitter[0]), float(dec + jitter[1]),
+                              _SCENES.get(tname, SceneOptions())))
     return programs, targets
 
 

@@ -161,7 +161,7 @@ def _catalogs(ctx: _Context, plan: Plan) -> dict[str, Table]:
     catalogs = {}
     for k, target in enumerate(plan.targets):
         table = make_catalog(target.ra, target.dec, _field_radius_arcsec(ctx.inst),
-                             list(ctx.inst.filters), ctx.rng(2, k))
+                             list(ctx.inst.filters), ctx.rng(2, k), target.scene)
         table.write(ctx.out / "truth" / f"sources_{target.name}.ecsv", overwrite=True)
         catalogs[target.name] = table
     return catalogs

@@ -10,6 +10,8 @@ giving 1 e-/s).  Images are in e-/s per pixel, *before* the flat field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
@@ -25,13 +27,17 @@ _ARCSEC_PER_RAD = 206264.80624709636
 _AB_JY = 3631.0
 
 
+@dataclass(frozen=True)
 class SceneOptions:
-    """Source densities (per square arcminute) and magnitude ranges (AB)."""
+    """What a field holds: uniform densities (per square arcminute), magnitude ranges
+    (AB), and optionally a star cluster (Plummer profile) centred on the target."""
 
-    star_density = 30.0
-    galaxy_density = 60.0
-    star_mag = (18.0, 27.0)
-    galaxy_mag = (20.0, 27.5)
+    star_density: float = 30.0
+    galaxy_density: float = 60.0
+    star_mag: tuple[float, float] = (18.0, 27.0)
+    galaxy_mag: tuple[float, float] = (20.0, 27.5)
+    cluster_stars: int = 0
+    cluster_core_arcsec: float = 20.0
 
 
 def background_e_s(filt: Filter, scale_arcsec: float) -> float:
@@ -53,8 +59,14 @@ def make_catalog(ra: float, dec: float, radius_arcsec: float, filters: list[Filt
     area = np.pi * (radius_arcsec / 60.0) ** 2
     nstar = rng.poisson(opts.star_density * area)
     ngal = rng.poisson(opts.galaxy_density * area)
+    r = radius_arcsec * np.sqrt(rng.uniform(0, 1, nstar + ngal))
+    if opts.cluster_stars:  # Plummer radii, cut at the field edge
+        u = rng.uniform(0, 1, opts.cluster_stars)
+        rc = opts.cluster_core_arcsec / np.sqrt(np.maximum(u, 1e-12) ** (-2 / 3) - 1)
+        rc = rc[rc < radius_arcsec]
+        nstar += rc.size
+        r = np.concatenate([r[:nstar - rc.size], rc, r[nstar - rc.size:]])
     n = nstar + ngal
-    r = radius_arcsec * np.sqrt(rng.uniform(0, 1, n))
     phi = rng.uniform(0, 2 * np.pi, n)
     dec_s = dec + r * np.sin(phi) / 3600.0
     ra_s = ra + r * np.cos(phi) / 3600.0 / np.cos(np.deg2rad(dec))
