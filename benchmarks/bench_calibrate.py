@@ -3,9 +3,13 @@
 Each case runs in its own subprocess (so peak memory, VmHWM, is per case)
 on identical synthetic data: full frame 2048x2048 with 10 groups, 50 groups,
 and a many-integration time series.  Prints times, peak memory over the
-input cube (float32 data + uint8 group DQ) and the speed ratio.
+input cube (float32 data + uint8 group DQ) and the speed ratio.  Then
+stage 1 + stage 2 with files in and out (``calibrate_product``) on one
+full-frame webb_like exposure from the simulator (simulated once into
+``--sim``, not timed): read ``_uncal``, every step, write ``_rate``,
+``_rateints`` and ``_cal``.
 
-    .venv/bin/python benchmarks/bench_calibrate.py [--quick] [--no-stcal]
+    .venv/bin/python benchmarks/bench_calibrate.py [--quick] [--no-stcal] [--no-files]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -31,6 +36,15 @@ def _vmhwm_mb() -> float:
     return float("nan")
 
 
+def _reset_vmhwm() -> None:
+    """Reset the peak-RSS mark to the current RSS (Linux: write 5 to clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
 def _data(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(1)
     nints, ng, ny, nx = shape
@@ -41,7 +55,9 @@ def _data(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
             data[i, g] = rate * 10.0 * (g + 1) + rng.normal(0, 6.0, (ny, nx)).astype(np.float32)
     hits = rng.random((nints, ng, ny, nx), dtype=np.float32) < 2e-4
     data += np.cumsum(hits * np.float32(500.0), axis=1, dtype=np.float32)
-    return data, np.zeros(shape, np.uint8)
+    gdq = np.empty(shape, np.uint8)
+    gdq.fill(0)  # resident now (np.zeros pages would only become resident when flagged)
+    return data, gdq
 
 
 def run_case(name: str, which: str) -> dict[str, float]:
@@ -51,26 +67,29 @@ def run_case(name: str, which: str) -> dict[str, float]:
     rn = np.full((ny, nx), 6.0, np.float32)
     gain = np.full((ny, nx), 2.0, np.float32)
     readout = {"frame_time": 10.0, "group_time": 10.0, "nframes": 1, "groupgap": 0}
-    base = _vmhwm_mb()
     cube_mb = (data.nbytes + gdq.nbytes) / 2**20
-    t0 = time.perf_counter()
     if which == "obsflow":
         from obsflow.calibrate.jumps import detect_jumps
         from obsflow.calibrate.ramps import fit_ramps
 
-        # compile outside the timing, on a tiny cube
-        fit_ramps(data[:1, :, :2, :2].copy(), gdq[:1, :, :2, :2].copy(), read_noise=6.0,
-                  gain=2.0, **readout)
-        detect_jumps(data[:1, :, :2, :2].copy(), gdq[:1, :, :2, :2].copy(), read_noise=6.0,
-                     gain=2.0, nframes=1)
-        t0 = time.perf_counter()
-        gdq = detect_jumps(data, gdq, read_noise=rn, gain=gain, nframes=1)
-        t1 = time.perf_counter()
-        fit_ramps(data, gdq, read_noise=rn, gain=gain, **readout)
+        # compile (or load from numba's cache) outside the timing, on a tiny cube
+        # with exactly the argument types of the timed call
+        tiny = (slice(None), slice(None), slice(0, 4), slice(0, 4))
+        small = {"read_noise": rn[:4, :4].copy(), "gain": gain[:4, :4].copy()}
+        tgdq = detect_jumps(data[tiny].copy(), gdq[tiny].copy(), nframes=1, **small)
+        fit_ramps(data[tiny].copy(), tgdq, **small, **readout)
     else:
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "calibrate"))
         from stcal_oracle import stcal_jumps, stcal_ramp_fit
-
+    _reset_vmhwm()
+    base = _vmhwm_mb()
+    t0 = time.perf_counter()
+    if which == "obsflow":
+        # flag in place, as stcal does (the pipeline owns its DQ copy the same way)
+        gdq = detect_jumps(data, gdq, read_noise=rn, gain=gain, nframes=1, out=gdq)
+        t1 = time.perf_counter()
+        fit_ramps(data, gdq, read_noise=rn, gain=gain, **readout)
+    else:
         gdq = stcal_jumps(data, gdq, rn, gain, 1)
         t1 = time.perf_counter()
         stcal_ramp_fit(data, gdq, rn, gain, readout)
@@ -80,14 +99,72 @@ def run_case(name: str, which: str) -> dict[str, float]:
             "peak_over_cube": (peak - base + cube_mb) / cube_mb, "peak_mb": peak}
 
 
+def _ten_groups(uncal: Path, folder: Path) -> Path:
+    """A 10-group copy of an exposure: groups appended with each pixel's mean slope (+ noise)."""
+    import dataclasses
+
+    from obsflow.models.level1 import Level1, read_uncal, write_uncal
+
+    l1 = read_uncal(uncal)
+    ng = l1.meta.ngroups
+    if ng >= 10:
+        return uncal
+    data = l1.data.astype(np.float32)
+    step = (data[:, -1] - data[:, 0]) / (ng - 1)
+    rng = np.random.default_rng(2)
+    extra = [data[:, -1] + step * k + rng.normal(0, 3.0, step.shape) for k in range(1, 11 - ng)]
+    cube = np.clip(np.rint(np.concatenate([data, np.stack(extra, axis=1)], axis=1)), 0, 65535)
+    meta = dataclasses.replace(l1.meta, ngroups=10)
+    return write_uncal(folder / uncal.name, Level1(cube.astype(np.uint16), meta, l1.wcs, None,
+                                                   l1.raw_files, l1.header_extra))
+
+
+def run_files(sim: str) -> dict[str, float]:
+    """Stage 1 + 2, files in and out, one full-frame exposure; first and second run."""
+    import tempfile
+
+    from astropy.io import fits
+
+    from obsflow.calibrate.pipeline import calibrate_product
+    from obsflow.profiles import load_profile
+    from obsflow.refdata import FolderRefs
+
+    prof = load_profile("webb_like")
+    refs = FolderRefs(Path(sim) / "refs", prof)
+    result: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sim_uncal = sorted((Path(sim) / "level1").glob("*_uncal.fits"))[0]
+        for label, uncal in (("sim", sim_uncal), ("ten", _ten_groups(sim_uncal, Path(tmp)))):
+            times = []
+            for k in range(2):
+                out = Path(tmp) / f"{label}{k}"
+                out.mkdir()
+                t0 = time.perf_counter()
+                calibrate_product(uncal, refs, prof, out_dir=out)
+                times.append(time.perf_counter() - t0)
+            h = fits.getheader(uncal)
+            result.update({f"{label}_first_s": times[0], f"{label}_second_s": times[1],
+                           f"{label}_ngroups": h["NGROUPS"]})
+        result.update({"nframes": h["NFRAMES"], "ny": h["SUBSIZE2"], "nx": h["SUBSIZE1"],
+                       "peak_mb": _vmhwm_mb()})
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only the 10-group full frame")
     parser.add_argument("--no-stcal", action="store_true")
+    parser.add_argument("--no-files", action="store_true", help="skip the files-in/out case")
+    parser.add_argument("--sim", default="/tmp/obsflow_bench_sim",
+                        help="simulation folder for the files case (made once if missing)")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--files", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(*args.case)))
+        return
+    if args.files:
+        print(json.dumps(run_files(args.files)))
         return
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1")
     names = ["full_10"] if args.quick else list(CASES)
@@ -105,6 +182,18 @@ def main() -> None:
             ours = results["obsflow"]["jump_s"] + results["obsflow"]["fit_s"]
             theirs = results["stcal"]["jump_s"] + results["stcal"]["fit_s"]
             print(f"{name:16s} speed-up jump+fit: {theirs / ours:.1f}x")
+    if not args.no_files:
+        if not (Path(args.sim) / "level1").is_dir():
+            from obsflow.simulate.run import SimOptions, simulate
+
+            simulate(Path(args.sim), SimOptions(profile="webb_like", exposures=1, level1=True))
+        out = subprocess.run([sys.executable, __file__, "--files", args.sim], env=env,
+                             capture_output=True, text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        for label in ("sim", "ten"):
+            print(f"files_stage1+2   obsflow {r['ny']}x{r['nx']} {r[label + '_ngroups']} groups x "
+                  f"{r['nframes']} frames: first run {r[label + '_first_s']:.2f} s, second "
+                  f"{r[label + '_second_s']:.2f} s (peak of the process {r['peak_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The hierarchy::
     ├── UnknownOptionError(ValueError) an option outside its allowed values (lists them)
     ├── PacketError(ValueError)       malformed CCSDS stream (file, byte offset, what)
     │   └── TruncatedPacketError      a packet runs past the end of the data
+    ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     └── SiteError(RuntimeError)       a site folder that is missing or inconsistent
 
 Domain errors also inherit the matching built-in, so ``except ValueError``
@@ -23,6 +24,7 @@ __all__ = [
     "ObsflowError",
     "PacketError",
     "ProfileError",
+    "ReferenceFileError",
     "SiteError",
     "TruncatedPacketError",
     "UnknownOptionError",
@@ -73,6 +75,10 @@ class PacketError(ObsflowError, ValueError):
 
 class TruncatedPacketError(PacketError):
     """A packet's length field points past the end of the stream."""
+
+
+class ReferenceFileError(ObsflowError, ValueError):
+    """A reference file is unreadable, incomplete or does not fit the profile."""
 
 
 class SiteError(ObsflowError, RuntimeError):

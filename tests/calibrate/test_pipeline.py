@@ -55,24 +55,51 @@ def test_rates_against_truth(calibrated: list[Path], sim: Path) -> None:
     hit[truth.hits["Y"], truth.hits["X"]] = True
     ok = (rate.dq == 0) & ~hit
     pull = ((rate.sci - truth.rate) / rate.err)[ok]
-    assert abs(np.median(pull)) < 0.02
+    # one exposure's median carries a shared offset (reference-pixel estimation noise,
+    # ~0.04 sigma rms); the +/-0.02 bias criterion is tested over many exposures below
+    assert abs(np.median(pull)) < 0.1
     flagged = [rate.dq[y, x] for y, x, q in zip(truth.hits["Y"], truth.hits["X"],
                                                  truth.hits["CHARGE"], strict=True) if q > 500]
     assert np.mean([bool(f & 4) for f in flagged]) > 0.95
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "simulator data: std of (fit - true)/err is 1.021-1.024 on smallsat (within 1.000 +/- 0.005 "
-    "on exact synthetic ramps, test_ramps.py); the simulated group differences carry ~1.2% "
-    "more variance than read noise + Poisson + quantization (row noise 0.3 DN per row and "
-    "group, not removable with one amplifier), the rest is not yet explained"))
+@pytest.fixture(scope="session")
+def many(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
+    """(rate product, truth file) of 16 smallsat exposures with independent noise."""
+    out = tmp_path_factory.mktemp("many")
+    simulate(out, SimOptions(seed=21, profile="smallsat", exposures=16, level1=True))
+    prof = load_profile("smallsat")
+    refs = FolderRefs(out / "refs", prof)
+    pairs = []
+    for uncal in sorted((out / "level1").glob("*_uncal.fits")):
+        rate = calibrate_product(uncal, refs, prof, out_dir=out / "cal")[0]
+        pairs.append((rate, out / "truth" / uncal.name.replace("_uncal", "_truth")))
+    return pairs
+
+
+def test_rates_unbiased_over_many_exposures(many: list[tuple[Path, Path]]) -> None:
+    """Issue 4: median of (fit - true)/err within +/-0.02 on unsaturated, unhit pixels."""
+    pulls = []
+    for rate_path, truth_path in many:
+        rate, truth = read_rate(rate_path), read_truth(truth_path)
+        hit = np.zeros(rate.sci.shape, bool)
+        hit[truth.hits["Y"], truth.hits["X"]] = True
+        ok = (rate.dq == 0) & ~hit
+        pulls.append(((rate.sci - truth.rate) / rate.err)[ok])
+    assert len(pulls) >= 12
+    pooled = np.concatenate(pulls)
+    assert abs(np.median(pooled)) < 0.02
+    assert abs(np.std(pooled) - 1) < 0.02
+
+
 def test_error_spread_against_truth(calibrated: list[Path], sim: Path) -> None:
     rate = read_rate(calibrated[0])
     truth = read_truth(sim / "truth" / f"{rate.meta.basename}_truth.fits")
     hit = np.zeros(rate.sci.shape, bool)
     hit[truth.hits["Y"], truth.hits["X"]] = True
     ok = (rate.dq == 0) & ~hit
-    assert abs(np.std(((rate.sci - truth.rate) / rate.err)[ok]) - 1) < 0.02
+    assert ok.sum() > 50000
+    assert abs(np.std(((rate.sci - truth.rate) / rate.err)[ok]) - 1) < 0.02  # measured 1.005
 
 
 def test_unknown_step_and_parameter_list_allowed() -> None:
@@ -98,3 +125,11 @@ def test_cli_calibrate_with_set_and_skip(sim: Path, tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["calibrate", "--refs", str(sim / "refs"), "--profile",
                                      "smallsat", "--skip", "nosuch", str(uncal)])
     assert bad.exit_code == 2 and "allowed" in bad.output
+
+
+def test_products_byte_reproducible(calibrated: list[Path], sim: Path, tmp_path: Path) -> None:
+    prof = load_profile("smallsat")
+    uncal = sorted((sim / "level1").glob("*_uncal.fits"))[0]
+    again = calibrate_product(uncal, FolderRefs(sim / "refs", prof), prof, out_dir=tmp_path)
+    assert [p.name for p in again] == [p.name for p in calibrated]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(again, calibrated, strict=True))

@@ -25,12 +25,21 @@ combination ``sum_k c_k y_k`` of the group values, so its variance is
 computed exactly from the read-noise covariance (``rn**2 / nframes`` per
 group average) and the Poisson covariance of group averages of
 ``nframes`` frames (``Cov(A_j, A_k) = lambda t_j`` for ``j < k`` and
-``Var(A_j) = lambda (t_j - tframe (m**2 - 1) / (6 m))``), with the rate
-``lambda`` estimated, as in stcal, by the median of the pixel's clean first
-differences.  The combined variances carry the actual combination weights.
+``Var(A_j) = lambda (t_j - tframe (m**2 - 1) / (6 m))``).  The combined
+variances carry the actual combination weights.
 
-Pixels are processed row by row in compiled code (numba), so memory beyond
-the input cube is only the outputs.
+The photon rate ``lambda`` in the Poisson variance is *not* the pixel's own
+median first difference (stcal) nor its own slope: both are noisy and
+correlated with the pixel's error (a ramp that fluctuates low gets a small
+error), which widens the pull distribution by 1-2% at low signal.  It is
+the mean slope of the pixel's 8 neighbours, unless the pixel is brighter
+than them by more than 3 sigma (a source), where its own slope is used.
+
+Pixels are processed row by row in compiled code (numba).  Pixels with no
+flagged group (the vast majority) take a fast path: one segment per
+integration, with the coefficients of each optimal-weight power
+precomputed once per call; the others go through the general segment
+code.  Memory beyond the input cube is only the outputs.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from obsflow.calibrate._numeric import as_pixel_map, nan_median_sorted, sort_inplace
+from obsflow.calibrate._numeric import as_pixel_map
 from obsflow.models.dq import DQ
 
 __all__ = ["RampFit", "fit_ramps"]
@@ -73,6 +82,8 @@ class RampFit:
     slope_ints, err_ints, var_poisson_ints, var_rnoise_ints : ndarray, float32, (nints, ny, nx)
         The same per integration (the ``_rateints`` product).
     dq_ints : ndarray, uint32, (nints, ny, nx)
+        With one integration, the ``..._ints`` arrays are views of the
+        exposure arrays (same memory, shape (1, ny, nx)).
     """
 
     slope: np.ndarray
@@ -88,89 +99,50 @@ class RampFit:
 
 
 @njit(cache=True, nogil=True)
-def _snr_power(snr: float) -> float:  # pragma: no cover - compiled
+def _power_index(snr: float) -> int:  # pragma: no cover - compiled
+    """Index of the optimal-weight power (0, 0.4, 1, 3, 6, 10 at SNR < 5, 10, 20, 50, 100, more)."""
     if snr < 5.0:
-        return 0.0
+        return 0
     if snr < 10.0:
-        return 0.4
+        return 1
     if snr < 20.0:
-        return 1.0
+        return 2
     if snr < 50.0:
-        return 3.0
+        return 3
     if snr < 100.0:
-        return 6.0
-    return 10.0
+        return 4
+    return 5
 
 
 @njit(cache=True, nogil=True)
-def _median_rate(v: np.ndarray, dq: np.ndarray, tg: float, t0: float,
-                 scratch: np.ndarray) -> float:  # pragma: no cover - compiled
-    """stcal's median rate: mean over integrations of the median clean first difference / tgroup."""
-    nints, ng = v.shape
-    acc = 0.0
-    for i in range(nints):
-        if ng == 1:
-            acc += v[i, 0] / t0
-            continue
-        n = 0
-        for k in range(ng - 1):
-            if (dq[i, k + 1] & _JUMP) or (dq[i, k] & _DNU) or (dq[i, k + 1] & _DNU):
-                continue
-            scratch[n] = (v[i, k + 1] - v[i, k]) / tg
-            n += 1
-        if n == 0:
-            m = v[i, 0] / tg if not (dq[i, 0] & _DNU) else 0.0
-        else:
-            sort_inplace(scratch, n)
-            m = nan_median_sorted(scratch, n)
-        if np.isfinite(m):
-            acc += m
-    return acc / nints
+def _segment(y: np.ndarray, s: int, n: int, pars: tuple,
+             tables: tuple) -> tuple:  # pragma: no cover - compiled
+    """Fit one segment ``y[s:s+n]``: (slope, stcal weight variance, var_p, var_r), DN/s units.
 
-
-@njit(cache=True, nogil=True)
-def _segment(y: np.ndarray, s: int, n: int, pars: tuple, rate: float,
-             c: np.ndarray) -> tuple:  # pragma: no cover - compiled
-    """Fit one segment ``y[s:s+n]``: (slope, stcal weight variance, var_p, var_r), DN/s units."""
+    ``var_p`` is per unit photon rate (1 e-/s): the caller scales it by the rate.
+    The coefficients of a segment depend only on its length and weight power
+    (a shift of the group index does not change a slope), so they come from
+    ``tables`` (:func:`_weight_tables`).
+    """
     rn, gain, ft, tg, nfr, gap = pars
+    ctab, sc2tab, st2tab = tables
     rn2 = rn * rn / nfr
     delta = ft * (nfr * nfr - 1.0) / (6.0 * nfr)
-    lam = rate / gain if rate > 0.0 else 0.0
     if n == 1:
         t = ft * (s * (nfr + gap) + (nfr + 1.0) / 2.0)
-        c[0] = 1.0 / t
-        return y[s] / t, 2.0 * rn2 / (t * t), lam * (t - delta) / (t * t), rn2 / (t * t)
+        return y[s] / t, 2.0 * rn2 / (t * t), (t - delta) / (t * t), rn2 / (t * t)
     if n == 2:
         vr = 2.0 * rn2 / (tg * tg)
-        return (y[s + 1] - y[s]) / tg, vr, lam * (tg - 2.0 * delta) / (tg * tg), vr
+        return (y[s + 1] - y[s]) / tg, vr, (tg - 2.0 * delta) / (tg * tg), vr
     sig = (y[s + n - 1] - y[s]) * gain
     den = rn2 * gain * gain + sig
     snr = sig / np.sqrt(den) if den > 0.0 else 0.0
-    power = _snr_power(max(snr, 0.0))
-    mid = (n - 1) / 2.0
-    sw = sx = sxx = sy = sxy = 0.0
+    p = _power_index(max(snr, 0.0))
+    slope = 0.0
     for k in range(n):
-        w = abs((k - mid) / mid) ** power
-        c[k] = w
-        x = float(k + s)
-        sw += w
-        sx += w * x
-        sxx += w * x * x
-        sy += w * y[s + k]
-        sxy += w * x * y[s + k]
-    d = sw * sxx - sx * sx
-    slope = (sw * sxy - sx * sy) / d / tg
-    sc2 = 0.0
-    for k in range(n):
-        c[k] = c[k] * (sw * (k + s) - sx) / d / tg
-        sc2 += c[k] * c[k]
-    tail = 0.0
-    st2 = 0.0
-    for k in range(n - 1, 0, -1):
-        tail += c[k]
-        st2 += tail * tail
+        slope += ctab[n, p, k] * y[s + k]
     vw = 12.0 * rn2 / ((n * n * n - n) * tg * tg)
-    return slope, vw, lam * (tg * st2 - delta * sc2), rn2 * sc2
+    return slope, vw, tg * st2tab[n, p] - delta * sc2tab[n, p], rn2 * sc2tab[n, p]
 
 
 @njit(cache=True, nogil=True)
@@ -210,17 +182,16 @@ def _segments(dq: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int:  # p
 
 
 @njit(cache=True, nogil=True)
-def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, work: tuple,
+def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, tables: tuple, work: tuple,
                ints_out: np.ndarray) -> tuple:  # pragma: no cover - compiled
     """Fit one pixel; writes (slope, var_p, var_r, dq) per integration into ``ints_out``.
 
-    Returns the exposure (slope, var_p, var_r, dq).
+    Returns the exposure (slope, var_p, var_r, dq); the Poisson variances are
+    per unit photon rate (1 e-/s), scaled by :func:`_poisson_scale` afterwards.
     """
     rn, gain, ft, tg, nfr, gap = pars
-    scratch, c, starts, lens = work
+    starts, lens = work
     nints, ng = v.shape
-    t0 = ft * (nfr + 1.0) / 2.0
-    rate = _median_rate(v, dq, tg, t0, scratch)
     e_num = e_w = e_p = e_r = 0.0
     e_dq = np.uint32(0)
     n_dnu = 0
@@ -240,7 +211,7 @@ def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, work: tuple,
         nseg = 0 if (dq[i, 0] & _SAT) or ndnusat == ng else _segments(dq[i], starts, lens)
         num = wsum = vp = vr = 0.0
         for j in range(nseg):
-            slope, vw, sp, sr = _segment(v[i], starts[j], lens[j], pars, rate, c)
+            slope, vw, sp, sr = _segment(v[i], starts[j], lens[j], pars, tables)
             w = 1.0 / vw
             num += slope * w
             wsum += w
@@ -271,28 +242,61 @@ def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, work: tuple,
     return e_num / e_w, e_p / (e_w * e_w), e_r / (e_w * e_w), e_dq
 
 
+def _weight_tables(ng: int, group_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment coefficients for every length ``n <= ng`` and optimal-weight power.
+
+    Returns ``c`` (ng + 1, 6, ng) with ``slope = sum_k c[n, p, k] y_{s+k}``
+    (DN/s per DN) for a segment of ``n >= 3`` groups, ``sum_k c**2`` and
+    ``sum_{k >= 1} (sum_{j >= k} c_j)**2`` (ng + 1, 6), for the powers
+    ``P`` = 0, 0.4, 1, 3, 6, 10 of the weights ``|(k - mid) / mid| ** P``
+    (:func:`_power_index`); rows ``n < 3`` are zero.
+    """
+    c = np.zeros((ng + 1, 6, ng))
+    for n in range(3, ng + 1):
+        k = np.arange(n, dtype=np.float64)
+        mid = (n - 1) / 2.0
+        for p, power in enumerate((0.0, 0.4, 1.0, 3.0, 6.0, 10.0)):
+            w = np.abs((k - mid) / mid) ** power
+            sw, sx, sxx = w.sum(), (w * k).sum(), (w * k * k).sum()
+            c[n, p, :n] = w * (sw * k - sx) / (sw * sxx - sx * sx) / group_time
+    tails = np.cumsum(c[:, :, ::-1], axis=2)[:, :, ::-1][:, :, 1:]
+    return c, (c * c).sum(axis=2), (tails * tails).sum(axis=2)
+
+
 @njit(cache=True, nogil=True)
 def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarray,
-              timing: tuple, out: tuple) -> None:  # pragma: no cover - compiled
-    """Fit every pixel, one detector row at a time (the row's groups copied contiguously)."""
+              timing: tuple, tables: tuple, out: tuple) -> None:  # pragma: no cover - compiled
+    """Fit every pixel, one detector row at a time (the row's groups copied contiguously).
+
+    Pixels whose groups all carry no flag (but PERSISTENCE) take the fast
+    path: one segment per integration, slope and variances from the
+    precomputed coefficient tables; every other pixel goes through
+    :func:`_fit_pixel` (segments, the general case).
+    """
     ft, tg, nfr, gap = timing
+    ctab, sc2tab, st2tab = tables
     slope, vpo, vro, dqo, si, vpi, vri, dqi = out
     nints, ng, ny, nx = data.shape
-    vbuf = np.empty((nints, ng, nx), np.float64)
+    vbuf = np.empty((nints, ng, nx), np.float32)
     dbuf = np.empty((nints, ng, nx), np.uint8)
+    clean = np.empty(nx, np.bool_)
     pv = np.empty((nints, ng), np.float64)
     pd = np.empty((nints, ng), np.uint8)
-    work = (np.empty(nints * ng, np.float64), np.empty(ng, np.float64),
-            np.empty(ng, np.int64), np.empty(ng, np.int64))
+    work = (np.empty(ng, np.int64), np.empty(ng, np.int64))
     ints_out = np.empty((nints, 4), np.float64)
+    delta = ft * (nfr * nfr - 1.0) / (6.0 * nfr)
     for y in range(ny):
+        for x in range(nx):
+            clean[x] = ng >= 3
         for i in range(nints):
             for g in range(ng):
                 vbuf[i, g, :] = data[i, g, y, :]
-                dbuf[i, g, :] = gdq[i, g, y, :]
+                drow = dbuf[i, g]
+                drow[:] = gdq[i, g, y, :]
+                for x in range(nx):
+                    if drow[x] & _NOT_PERS:
+                        clean[x] = False
         for x in range(nx):
-            pv[:, :] = vbuf[:, :, x]
-            pd[:, :] = dbuf[:, :, x]
             gx = float(gain[y, x])
             if not (gx > 0.0):
                 slope[y, x] = np.nan
@@ -303,14 +307,106 @@ def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarra
                     vpi[i, y, x] = vri[i, y, x] = 0.0
                     dqi[i, y, x] = _PDQ_DNU | _PDQ_NGV
                 continue
-            pars = (float(rn[y, x]), gx, ft, tg, nfr, gap)
-            s, p, r, d = _fit_pixel(pv, pd, pars, work, ints_out)
-            slope[y, x], vpo[y, x], vro[y, x], dqo[y, x] = s, p, r, d
+            rnx = float(rn[y, x])
+            if clean[x] and rnx > 0.0:
+                rn2 = rnx * rnx / nfr
+                e_s = e_p = e_r = 0.0
+                for i in range(nints):
+                    sig = (float(vbuf[i, ng - 1, x]) - float(vbuf[i, 0, x])) * gx
+                    den = rn2 * gx * gx + sig
+                    snr = sig / np.sqrt(den) if den > 0.0 else 0.0
+                    p = _power_index(max(snr, 0.0))
+                    acc = 0.0
+                    for k in range(ng):
+                        acc += ctab[ng, p, k] * vbuf[i, k, x]
+                    si[i, y, x] = acc
+                    vpi[i, y, x] = tg * st2tab[ng, p] - delta * sc2tab[ng, p]  # per e-/s, scaled below
+                    vri[i, y, x] = rn2 * sc2tab[ng, p]
+                    dqi[i, y, x] = 0
+                    e_s += acc
+                    e_p += vpi[i, y, x]
+                    e_r += vri[i, y, x]
+                slope[y, x] = e_s / nints
+                vpo[y, x] = e_p / (nints * nints)
+                vro[y, x] = e_r / (nints * nints)
+                dqo[y, x] = 0
+                continue
+            for i in range(nints):
+                for g in range(ng):
+                    pv[i, g] = vbuf[i, g, x]
+                    pd[i, g] = dbuf[i, g, x]
+            pars = (rnx, gx, ft, tg, nfr, gap)
+            s, p_, r, d = _fit_pixel(pv, pd, pars, tables, work, ints_out)
+            slope[y, x], vpo[y, x], vro[y, x], dqo[y, x] = s, p_, r, d
             for i in range(nints):
                 si[i, y, x] = ints_out[i, 0]
                 vpi[i, y, x] = ints_out[i, 1]
                 vri[i, y, x] = ints_out[i, 2]
                 dqi[i, y, x] = np.uint32(ints_out[i, 3])
+
+
+@njit(cache=True, nogil=True)
+def _poisson_scale(slope: np.ndarray, vp: np.ndarray, vr: np.ndarray, gain: np.ndarray,
+                   lam: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Photon rate (e-/s, >= 0) that sets each pixel's Poisson variance, into ``lam`` (ny, nx).
+
+    A pixel's own slope is a noisy rate estimate correlated with its own
+    error (a low slope would get a small error): that widens the pull
+    distribution by 1-2% at low signal.  So the rate is the mean slope of
+    the pixel's finite 8 neighbours, independent of its own noise, unless
+    the pixel is brighter than them by more than 3 sigma (a source, where
+    its own slope is the better estimate); pixels without finite neighbours
+    use their own slope.  ``vp`` is the Poisson variance per unit photon rate.
+    """
+    ny, nx = slope.shape
+    hsum = np.zeros((3, nx), np.float64)  # ring of per-row 3-pixel sums of finite slopes
+    hcnt = np.zeros((3, nx), np.float64)
+    val = np.empty(nx, np.float64)
+    fin = np.empty(nx, np.float64)
+
+    def _hrow(r: int, k: int) -> None:
+        for x in range(nx):
+            v = float(slope[r, x])
+            ok = np.isfinite(v)
+            val[x] = v if ok else 0.0
+            fin[x] = 1.0 if ok else 0.0
+        for x in range(nx):
+            t = val[x]
+            c = fin[x]
+            if x > 0:
+                t += val[x - 1]
+                c += fin[x - 1]
+            if x < nx - 1:
+                t += val[x + 1]
+                c += fin[x + 1]
+            hsum[k, x] = t
+            hcnt[k, x] = c
+
+    _hrow(0, 0)
+    for y in range(ny):
+        if y + 1 < ny:
+            _hrow(y + 1, (y + 1) % 3)
+        for x in range(nx):
+            own = float(slope[y, x])
+            g = float(gain[y, x])
+            if not (g > 0.0) or not np.isfinite(own):
+                lam[y, x] = 0.0
+                continue
+            total = hsum[y % 3, x] - own
+            count = hcnt[y % 3, x] - 1.0
+            if y > 0:
+                total += hsum[(y - 1) % 3, x]
+                count += hcnt[(y - 1) % 3, x]
+            if y + 1 < ny:
+                total += hsum[(y + 1) % 3, x]
+                count += hcnt[(y + 1) % 3, x]
+            rate = own
+            if count > 0.5:
+                near = total / count
+                sigma = np.sqrt(float(vr[y, x]) + float(vp[y, x]) * max(near, 0.0) / g)
+                if not own - near > 3.0 * sigma:
+                    rate = near
+            lam[y, x] = max(rate, 0.0) / g
 
 
 def fit_ramps(
@@ -334,7 +430,9 @@ def fit_ramps(
     groupdq : ndarray, uint8, same shape
         Group DQ (JWST bits: DO_NOT_USE, SATURATED, JUMP_DET, ...).  Not modified.
     read_noise : float or ndarray (ny, nx)
-        Single-read noise, DN.
+        Single-read noise, DN (any other noise that is white from group to
+        group, such as quantization, folded in as
+        ``sqrt(rn**2 + nframes * extra_variance_per_group)``).
     gain : float or ndarray (ny, nx)
         e-/DN; pixels with gain <= 0 or NaN get DO_NOT_USE | NO_GAIN_VALUE.
     frame_time, group_time : float
@@ -353,18 +451,28 @@ def fit_ramps(
     if nframes < 1 or groupgap < 0 or frame_time <= 0 or group_time <= 0:
         raise ValueError(f"bad readout timing: nframes={nframes}, groupgap={groupgap}, "
                          f"frame_time={frame_time}, group_time={group_time}")
-    nints, _, ny, nx = data.shape
+    nints, ngroups, ny, nx = data.shape
     rn = as_pixel_map(read_noise, (ny, nx), "read_noise")
     gn = as_pixel_map(gain, (ny, nx), "gain")
-    img = [np.empty((ny, nx), np.float32) for _ in range(3)]
-    ints = [np.empty((nints, ny, nx), np.float32) for _ in range(3)]
+    img = [np.empty((ny, nx), np.float32) for _ in range(4)]
     dq = np.empty((ny, nx), np.uint32)
-    dq_ints = np.empty((nints, ny, nx), np.uint32)
+    if nints == 1:  # the integration is the exposure: share the arrays
+        ints, dq_ints = [a[None] for a in img], dq[None]
+    else:
+        ints = [np.empty((nints, ny, nx), np.float32) for _ in range(4)]
+        dq_ints = np.empty((nints, ny, nx), np.uint32)
     timing = (float(frame_time), float(group_time), float(nframes), float(groupgap))
-    _fit_rows(data, groupdq.astype(np.uint8, copy=False), rn, gn, timing,
+    tables = _weight_tables(max(ngroups, 3), float(group_time))
+    _fit_rows(data, groupdq.astype(np.uint8, copy=False), rn, gn, timing, tables,
               (img[0], img[1], img[2], dq, ints[0], ints[1], ints[2], dq_ints))
-    err = np.sqrt(img[1] + img[2])
-    err_ints = np.sqrt(ints[1] + ints[2])
-    return RampFit(slope=img[0], err=err, var_poisson=img[1], var_rnoise=img[2], dq=dq,
-                   slope_ints=ints[0], err_ints=err_ints, var_poisson_ints=ints[1],
+    lam = img[3]  # borrowed as scratch: the error is computed last
+    _poisson_scale(img[0], img[1], img[2], gn, lam)
+    if nints > 1:
+        ints[1] *= lam[None]
+    img[1] *= lam
+    for v in (img, ints) if nints > 1 else (img,):
+        np.add(v[1], v[2], out=v[3])
+        np.sqrt(v[3], out=v[3])
+    return RampFit(slope=img[0], err=img[3], var_poisson=img[1], var_rnoise=img[2], dq=dq,
+                   slope_ints=ints[0], err_ints=ints[3], var_poisson_ints=ints[1],
                    var_rnoise_ints=ints[2], dq_ints=dq_ints)

@@ -24,7 +24,8 @@ import numpy as np
 
 from obsflow.models.dq import DQ
 
-__all__ = ["RefpixLayout", "correct_reference_pixels_inplace", "reference_layout"]
+__all__ = ["RefpixLayout", "correct_reference_pixels_inplace", "correction_variance",
+           "reference_layout"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,38 @@ def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
             if side_smoothing > 0 and sides.size:
                 rowmean = plane[:, sides].mean(axis=1, dtype=np.float64)
                 plane -= _running_mean(rowmean, side_smoothing).astype(np.float32)[:, None]
+
+
+def correction_variance(read_noise: np.ndarray, layout: RefpixLayout, nframes: int,
+                        odd_even: bool = True, side_smoothing: int = 11) -> float:
+    """Variance the correction adds to every science pixel of every group, DN**2.
+
+    The offsets are estimated from reference pixels that have read noise of
+    their own (``rn**2 / nframes`` per group average): the per-amplifier
+    (and parity) mean of the reference rows adds ``rn**2 / (nframes N_rows)``
+    with ``N_rows`` reference-row pixels per label, and the side-pixel row
+    correction adds ``rn**2 / (nframes N_side L)`` for ``N_side`` side
+    columns averaged over ``L = side_smoothing`` rows.  Both are white from
+    group to group, exactly like read noise, so they belong in the read-noise
+    variance of the ramp fit.  (Row noise that the correction cannot remove
+    is not included.)
+
+    Parameters
+    ----------
+    read_noise : ndarray, (ny, nx)
+        Single-read noise, DN (READNOISE).
+    layout : RefpixLayout
+        From :func:`reference_layout` (needs reference rows).
+    nframes : int
+        Frames averaged per group.
+    odd_even, side_smoothing
+        As :func:`correct_reference_pixels_inplace`.
+    """
+    rn2 = np.asarray(read_noise, np.float64) ** 2 / nframes
+    label = layout.amp_of_column * 2 + (layout.parity if odd_even else 0)
+    per_label = np.bincount(label, minlength=int(label.max()) + 1)
+    n_rows = layout.rows.size * int(per_label[per_label > 0].min())
+    var = float(np.nanmean(rn2[layout.rows])) / max(n_rows, 1)
+    if side_smoothing > 0 and layout.columns.size:
+        var += float(np.nanmean(rn2[:, layout.columns])) / (layout.columns.size * side_smoothing)
+    return var

@@ -21,13 +21,20 @@ from obsflow.calibrate import corrections as cor
 from obsflow.calibrate.image import ImageArrays, apply_flat, apply_photom, estimate_background
 from obsflow.calibrate.jumps import JumpOptions, detect_jumps
 from obsflow.calibrate.ramps import RampFit, fit_ramps
-from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
+from obsflow.calibrate.refpix import (
+    correct_reference_pixels_inplace,
+    correction_variance,
+    reference_layout,
+)
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument
 from obsflow.refdata.validate import RefRecord
 
-__all__ = ["STEPS", "StepSpec", "Work"]
+__all__ = ["QUANTIZATION_VAR", "STEPS", "StepSpec", "Work"]
+
+QUANTIZATION_VAR = 1.0 / 12.0
+"""Variance of rounding a group average to whole DN, DN**2 (uniform error of 1 DN width)."""
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +53,37 @@ class Work:
     image: ImageArrays | None = None
     header: dict[str, Any] = field(default_factory=dict)
     wcs: Any = None
+    group_var_extra: float = QUANTIZATION_VAR
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def read_noise(self) -> np.ndarray:
+        """Effective single-read noise, DN (ny, nx), for jump detection and ramp fitting.
+
+        READNOISE plus the white per-group noise the raw data and the
+        corrections carry on top of it (``group_var_extra``, DN**2 per group
+        average: rounding to whole DN, reference-pixel correction noise),
+        folded in as ``sqrt(rn**2 + nframes * group_var_extra)`` so that the
+        per-group variance ``rn**2 / nframes`` comes out right.
+        """
+        key = f"effective READNOISE {self.group_var_extra!r}"
+        if key not in self._arrays:
+            rn = self.ref("READNOISE").astype(np.float64)
+            self._arrays[key] = np.sqrt(rn**2 + self.meta.nframes * self.group_var_extra
+                                        ).astype(np.float32)
+        return self._arrays[key]
 
     def ref(self, reftype: str) -> np.ndarray:
-        """The reference array of ``reftype``, cut to this exposure's subarray window."""
+        """The reference array of ``reftype``, cut to this exposure's subarray window.
+
+        Read once per exposure (kept for the later steps); treat it as read-only.
+        """
+        if reftype not in self._arrays:
+            arr = self._read_ref(reftype)
+            arr.flags.writeable = False
+            self._arrays[reftype] = arr
+        return self._arrays[reftype]
+
+    def _read_ref(self, reftype: str) -> np.ndarray:
         rec = self.refs[reftype]
         with fits.open(rec.path, memmap=False) as hdul:
             ext = {"MASK": "DQ", "LINEARITY": "COEFFS"}.get(reftype, "SCI")
@@ -97,6 +132,8 @@ def _refpix(w: Work, p: dict[str, Any]) -> str:
                        w.meta.subarray)
         return "SKIPPED: no reference rows in this subarray"
     correct_reference_pixels_inplace(w.data, layout, bool(p["odd_even"]), int(p["side_smoothing"]))
+    w.group_var_extra += correction_variance(w.ref("READNOISE"), layout, w.meta.nframes,
+                                             bool(p["odd_even"]), int(p["side_smoothing"]))
     return "COMPLETE" if layout.has_columns or not p["side_smoothing"] else \
         "COMPLETE: no side reference columns, rows only"
 
@@ -116,16 +153,17 @@ def _dark(w: Work, p: dict[str, Any]) -> str:
 def _jump(w: Work, p: dict[str, Any]) -> str:
     assert w.groupdq is not None
     opts = JumpOptions(**{k: v for k, v in p.items() if k != "threshold"})
-    w.groupdq = detect_jumps(w.data, w.groupdq, read_noise=w.ref("READNOISE"),
+    w.groupdq = detect_jumps(w.data, w.groupdq, read_noise=w.read_noise(),
                              gain=w.ref("GAIN"), nframes=w.meta.nframes,
-                             threshold=float(p["threshold"]), options=opts)
+                             groupgap=w.meta.groupgap,
+                             threshold=float(p["threshold"]), options=opts, out=w.groupdq)
     return "COMPLETE"
 
 
 def _ramp_fit(w: Work, p: dict[str, Any]) -> str:
     assert w.groupdq is not None and w.pixeldq is not None
     m = w.meta
-    w.fit = fit_ramps(w.data, w.groupdq, read_noise=w.ref("READNOISE"), gain=w.ref("GAIN"),
+    w.fit = fit_ramps(w.data, w.groupdq, read_noise=w.read_noise(), gain=w.ref("GAIN"),
                       frame_time=m.frame_time, group_time=m.group_time, nframes=m.nframes,
                       groupgap=m.groupgap)
     dq = w.fit.dq | w.pixeldq
@@ -173,7 +211,8 @@ def _background(w: Work, p: dict[str, Any]) -> str:
 _JUMP_DEFAULTS: dict[str, Any] = {"threshold": 4.0, "threshold_3": 5.0, "threshold_2": 6.0,
                                   "flag_neighbors": True, "neighbor_min": 10.0,
                                   "neighbor_max": 1000.0, "large_events": False,
-                                  "large_event_min_area": 20, "large_event_expand": 2.0}
+                                  "large_event_min_area": 20, "large_event_expand": 2.0,
+                                  "stcal_sigma": False}
 
 STEPS: dict[str, StepSpec] = {
     "dq_init": StepSpec(_dq_init, {}, ("MASK",)),

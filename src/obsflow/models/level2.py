@@ -28,7 +28,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from obsflow.fileio import atomic_path
+from obsflow.fileio import write_fits
 from obsflow.models.metadata import ExposureMeta
 
 __all__ = [
@@ -180,9 +180,7 @@ def _write(path: Path, product: _Level2) -> Path:
     cols = [fits.Column(name=n, format="256A", array=np.array([r[k] for r in rows], dtype="U256"))
             for k, n in enumerate(("CATEGORY", "NAME", "KEY", "VALUE"))]
     hdus.append(fits.BinTableHDU.from_columns(cols, name="PROVENANCE"))
-    with atomic_path(Path(path)) as tmp:
-        fits.HDUList(hdus).writeto(tmp, checksum=True)
-    return Path(path)
+    return write_fits(fits.HDUList(hdus), Path(path))
 
 
 def _read(path: Path, cls: type[_Level2]) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from obsflow.exceptions import ObsflowError, UnknownOptionError
+from obsflow.exceptions import ReferenceFileError, UnknownOptionError
 from obsflow.profiles import Profile
 
 __all__ = ["REFTYPES", "RefRecord", "ReferenceFileError", "read_record"]
@@ -30,10 +30,6 @@ REFTYPES: dict[str, str] = {
 
 REQUIRED = ("REFTYPE", "TELESCOP", "INSTRUME", "DETECTOR", "USEAFTER")
 ANY = "ANY"
-
-
-class ReferenceFileError(ObsflowError, ValueError):
-    """A reference file is unreadable, incomplete or does not fit the profile."""
 
 
 @dataclass(frozen=True)
@@ -69,24 +65,27 @@ def _parse_time(value: str, path: Path) -> str:
 
 
 def _check_shape(hdul: fits.HDUList, reftype: str, shape: tuple[int, int], path: Path) -> None:
+    """Check the data extension from its header alone (the data are not read)."""
     ext = REFTYPES[reftype]
     if ext not in hdul:
         raise ReferenceFileError(f"{path}: {reftype} needs a {ext} extension")
-    data = hdul[ext].data
+    hdu = hdul[ext]
     if reftype == "PHOTOM":
-        names = set(hdul[ext].columns.names)
+        names = set(hdu.columns.names)
         if not {"FILTER", "PHOTMJSR"} <= names:
             raise ReferenceFileError(f"{path}: PHOTOM table needs FILTER and PHOTMJSR columns")
         return
-    if data is None:
+    naxis = int(hdu.header.get("NAXIS", 0))
+    dshape = tuple(int(hdu.header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+    if not dshape or 0 in dshape:
         raise ReferenceFileError(f"{path}: {ext} extension is empty")
     if reftype == "LINEARITY":
-        if data.ndim == 1 or (data.ndim == 3 and data.shape[1:] == shape):
+        if len(dshape) == 1 or (len(dshape) == 3 and dshape[1:] == shape):
             return
         raise ReferenceFileError(f"{path}: COEFFS must be (ncoeffs,) or (ncoeffs, {shape[0]}, "
-                                 f"{shape[1]}), got {data.shape}")
-    if data.shape != shape:
-        raise ReferenceFileError(f"{path}: {ext} shape {data.shape} != expected {shape}")
+                                 f"{shape[1]}), got {dshape}")
+    if dshape != shape:
+        raise ReferenceFileError(f"{path}: {ext} shape {dshape} != expected {shape}")
 
 
 def read_record(path: Path, profile: Profile, sha256: str = "") -> RefRecord:
