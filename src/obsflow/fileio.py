@@ -15,7 +15,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["atomic_path", "sha256_file", "write_fits"]
+__all__ = ["atomic_path", "remove_stale_parts", "sha256_file", "write_fits"]
 
 
 @contextlib.contextmanager
@@ -37,6 +37,31 @@ def atomic_path(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Delete temporary files left in ``folder`` by writers that were killed.
+
+    Only names made by :func:`atomic_path` (``.<name>.<pid>.part``) whose
+    process no longer runs are removed; returns what was removed.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.part"):
+        pid = path.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
