@@ -9,7 +9,19 @@ The hierarchy::
     ├── PacketError(ValueError)       malformed CCSDS stream (file, byte offset, what)
     │   └── TruncatedPacketError      a packet runs past the end of the data
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
-    └── SiteError(RuntimeError)       a site folder that is missing or inconsistent
+    ├── SiteError(RuntimeError)       a site folder that is missing or inconsistent
+    ├── ArchiveError(RuntimeError)    anything the archive refuses
+    │   ├── ProductNotFoundError(LookupError)  no such product, or one the caller may not see
+    │   ├── ProductFileError(ValueError)       a file that cannot be registered (what is missing)
+    │   ├── ChecksumMismatchError              stored bytes differ from the recorded sha256
+    │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
+    │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
+    └── OrchestrateError(RuntimeError) the job layer cannot do what was asked
+        ├── JobNotFoundError(LookupError)      no job with that id
+        ├── JobStateError                      the job's state does not allow it
+        └── ExecutorError                      an executor cannot start (no scheduler, no schedd)
+
+The archive's HTTP layer maps its errors to 404, 400, 503 and 401.
 
 Domain errors also inherit the matching built-in, so ``except ValueError``
 in a caller's script still catches a bad packet.
@@ -20,8 +32,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "ArchiveError",
+    "AuthenticationError",
+    "ChecksumMismatchError",
     "ConfigError",
+    "ExecutorError",
+    "JobNotFoundError",
+    "JobStateError",
     "ObsflowError",
+    "OrchestrateError",
+    "ProductFileError",
+    "ProductNotFoundError",
+    "VOQueryError",
     "PacketError",
     "ProfileError",
     "ReferenceFileError",
@@ -83,3 +105,50 @@ class ReferenceFileError(ObsflowError, ValueError):
 
 class SiteError(ObsflowError, RuntimeError):
     """A site folder is missing, incomplete or inconsistent."""
+
+
+class ArchiveError(ObsflowError, RuntimeError):
+    """Base of every archive error."""
+
+
+class ProductNotFoundError(ArchiveError, LookupError):
+    """No such product, or one the caller may not see (the two are never told apart)."""
+
+
+class ProductFileError(ArchiveError, ValueError):
+    """A file that cannot be registered; the message says what is missing or wrong."""
+
+
+class ChecksumMismatchError(ArchiveError):
+    """A stored file's sha256 differs from the one recorded at registration."""
+
+
+class AuthenticationError(ArchiveError, PermissionError):
+    """Unknown, expired or malformed credentials."""
+
+
+class VOQueryError(ArchiveError, ValueError):
+    """A Virtual Observatory request the archive cannot answer: bad parameter or ADQL.
+
+    ``status`` is the HTTP status of the VOTable error document (400 unless set).
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OrchestrateError(ObsflowError, RuntimeError):
+    """The job layer cannot do what was asked."""
+
+
+class JobNotFoundError(OrchestrateError, LookupError):
+    """No job has the given id."""
+
+
+class JobStateError(OrchestrateError):
+    """The job's state does not allow the operation (e.g. retrying a running job)."""
+
+
+class ExecutorError(OrchestrateError):
+    """An executor cannot start: no Dask scheduler at the address, bad settings, ..."""
