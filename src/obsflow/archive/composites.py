@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 from astropy.io import fits
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from obsflow.archive.context import ArchiveSettings
@@ -30,7 +30,8 @@ def _best_per_filter(session: Session, program: str, target: str) -> list[tuple[
     rows = session.execute(
         select(Product, Exposure).join(Exposure, Product.exposure_id == Exposure.id)
         .where(Exposure.program == program, Exposure.target_name == target, Product.is_latest)
-        .order_by(Product.calib_level.desc(), Product.created.desc(), Product.id.desc())
+        .order_by(case((Product.dataproduct_type == "image", 0), else_=1),
+                  Product.calib_level.desc(), Product.created.desc(), Product.id.desc())
     ).all()
     best: dict[str, tuple[Product, Exposure]] = {}
     for product, exposure in rows:
@@ -48,6 +49,8 @@ def _image(settings: ArchiveSettings, key: str) -> np.ndarray:
         sci = hdul["SCI"]
         if sci.data.ndim == 4:
             return preview_array(np.stack([sci.section[0, 0], sci.section[0, -1]])[None])
+        if sci.data.ndim == 3:  # per-integration stack: the first integration
+            return preview_array(np.asarray(sci.section[0]))
         return preview_array(np.asarray(sci.data))
 
 

@@ -31,7 +31,7 @@ from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, unit_of_work
 from obsflow.archive.errors import ArchiveError, ProductFileError
 from obsflow.archive.policy import release_date, utcnow
-from obsflow.archive.previews import render_previews
+from obsflow.archive.previews import Rendered, render_previews
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, Program
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
 from obsflow.config import SiteConfig
@@ -215,9 +215,9 @@ def _upsert_exposure(session: Session, meta: ExposureMeta, values: dict[str, Any
 
 
 def _store_previews(session: Session, settings: ArchiveSettings, row: Product,
-                    data: np.ndarray) -> None:
+                    images: list[Rendered]) -> None:
     ext = {"png": "png", "jpeg": "jpg", "thumb": "thumb.jpg"}
-    for image in render_previews(data):
+    for image in images:
         key = f"previews/{row.product_id}.{ext[image.kind]}"
         settings.store.put_bytes(image.data, key)
         session.add(Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
@@ -295,10 +295,12 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     meta = _meta(path, primary)
     incoming = _Incoming(path, kind, sha256_file(path), provenance or _provenance(primary),
                          int(sci_header["NAXIS"]))
+    previews = render_previews(data)  # outside the transaction: it is the slow part
     attempts = 1 if isinstance(target, Session) else _CONFLICT_RETRIES
     for attempt in range(attempts):
         try:
-            return _register(target, settings, meta, incoming, sci_header, primary, data, now)
+            return _register(target, settings, meta, incoming, sci_header, primary, previews,
+                             now)
         except (IntegrityError, OperationalError) as exc:
             # another process registered the same exposure or version at the same
             # moment (or held SQLite's write lock): its rows are committed now, so
@@ -314,7 +316,8 @@ _CONFLICT_RETRIES = 5
 
 def _register(target: Archive | SiteConfig | Session, settings: ArchiveSettings | None,
               meta: ExposureMeta, incoming: _Incoming, sci_header: fits.Header,
-              primary: fits.Header, data: np.ndarray, now: datetime | None) -> ProductRecord:
+              primary: fits.Header, previews: list[Rendered],
+              now: datetime | None) -> ProductRecord:
     with unit_of_work(target, settings) as (session, cfg):
         program = _ensure_program(session, meta, cfg)
         values = _exposure_values(meta, footprint_from_header(sci_header, primary), program, cfg)
@@ -325,6 +328,6 @@ def _register(target: Archive | SiteConfig | Session, settings: ArchiveSettings 
         if same is not None:
             return _record(same, exposure, created=False)
         row = _add_version(session, cfg, exposure, incoming, now or utcnow())
-        _store_previews(session, cfg, row, data)
+        _store_previews(session, cfg, row, previews)
         refresh_composite(session, cfg, exposure.program, exposure.target_name)
         return _record(row, exposure, created=True)

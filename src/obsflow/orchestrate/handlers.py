@@ -74,12 +74,11 @@ def calibrate_spec(product: str, version: int, exposure_id: int) -> JobSpec:
 def register_spec(product: str, sha_hint: str, program: str) -> JobSpec:
     """The register job of one product file (``sha_hint`` tells versions apart).
 
-    Register jobs of one program share a ``group``: the orchestrator runs one
-    at a time, as the archive's exposure and composite rows of a program are
-    upserted without a lock.
+    Register jobs run in parallel: ``register_product`` retries a registration
+    that collided with a concurrent one.  ``program`` is recorded for the log.
     """
     return JobSpec("register", f"register:{product}:{sha_hint}",
-                   {"product": product, "group": f"archive:{program}"})
+                   {"product": product, "program": program})
 
 
 def program_spec(program: str, pi_name: str, title: str,
