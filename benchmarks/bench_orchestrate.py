@@ -1,6 +1,7 @@
 """Benchmark of the job layer: scaling from 1 to 2 workers, and the per-job overhead.
 
-Run: ``.venv/bin/python benchmarks/bench_orchestrate.py [--exposures 16] [--subarray SUB640]``
+Run: ``.venv/bin/python benchmarks/bench_orchestrate.py [--exposures 16] [--subarray SUB640]
+[--postgres URL]``
 
 1. A batch of Level-1 products (webb_like SUB640 by default, ingested once into a template
    site whose ``exposure_ready`` events are left unconsumed) is calibrated and
@@ -22,10 +23,14 @@ import sys
 import tempfile
 import time
 import tomllib
+import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import tomli_w
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from obsflow.config import SiteConfig, load_config
 from obsflow.db import make_engine
@@ -48,16 +53,51 @@ def _configure(root: Path, **executor: object) -> SiteConfig:
     return load_config(root, env={})
 
 
-def _template(folder: Path, exposures: int, subarray: str) -> Path:
-    sim = simulate(folder / "sim", SimOptions(seed=3, exposures=exposures, subarray=subarray))
-    root = folder / "template"
+def _ingested_site(root: Path, sim_out: Path, files: list[str], database: str | None) -> Path:
+    """A site at ``root`` (database: its SQLite file, or ``database``) with the sim ingested."""
     init_site(root, env={})
+    if database is not None:
+        path = root / "obsflow.toml"
+        data = tomllib.loads(path.read_text())
+        data["database"] = {"url": database}
+        path.write_text(tomli_w.dumps(data))
+        init_site(root, env={})
     cfg = _configure(root)
-    _deliver_refs(cfg, sim.out / "refs")
-    for name in sim.downlink_files:
-        shutil.copyfile(sim.out / "downlink" / name, cfg.incoming_dir / name)
+    _deliver_refs(cfg, sim_out / "refs")
+    for name in files:
+        shutil.copyfile(sim_out / "downlink" / name, cfg.incoming_dir / name)
     ingest_once(cfg)
     return root
+
+
+def _fresh_schema(base: str) -> str:
+    """A new empty schema on the PostgreSQL server ``base``; its URL."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return make_url(base).update_query_dict(
+        {"options": f"-csearch_path={schema},public"}).render_as_string(hide_password=False)
+
+
+def _preparer(folder: Path, exposures: int, subarray: str,
+              postgres: str | None) -> Callable[[Path], None]:
+    """A function making a freshly ingested site at a given path (SQLite: copy a template)."""
+    sim = simulate(folder / "sim", SimOptions(seed=3, exposures=exposures, subarray=subarray))
+    if postgres is not None:
+        base = postgres
+
+        def fresh(root: Path) -> None:
+            _ingested_site(root, sim.out, sim.downlink_files, _fresh_schema(base))
+
+        return fresh
+    template = _ingested_site(folder / "template", sim.out, sim.downlink_files, None)
+
+    def copy(root: Path) -> None:
+        shutil.copytree(template, root)
+
+    return copy
 
 
 def _cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
@@ -97,11 +137,11 @@ def _span(cfg: SiteConfig) -> float:
     return (parse(str(last)) - parse(str(first))).total_seconds()
 
 
-def _run(template: Path, folder: Path, name: str, noop: int = 0,
+def _run(prepare: Callable[[Path], None], folder: Path, name: str, noop: int = 0,
          **executor: object) -> tuple[float, float]:
     """(wall seconds including the executor's start-up, seconds of job processing)."""
     root = folder / name
-    shutil.copytree(template, root)
+    prepare(root)
     cfg = _configure(root, **executor)
     if noop:
         engine = make_engine(cfg.database_url)
@@ -124,10 +164,13 @@ def main() -> None:
     parser.add_argument("--exposures", type=int, default=16)
     parser.add_argument("--subarray", default="SUB640")
     parser.add_argument("--noop", type=int, default=200)
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="run the sites on this PostgreSQL server (a schema each) "
+                             "instead of SQLite")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        template = _template(folder, args.exposures, args.subarray)
+        template = _preparer(folder, args.exposures, args.subarray, args.postgres)
         rows = []
         for workers in (1, 2):
             rows.append(("local", workers, _run(template, folder, f"l{workers}", workers=workers)))
@@ -143,7 +186,7 @@ def main() -> None:
             finally:
                 _stop(procs)
     print(f"batch: {args.exposures} planned exposures (webb_like {args.subarray}), "
-          "calibrate + register")
+          f"calibrate + register, database: {'PostgreSQL' if args.postgres else 'SQLite'}")
     print("| executor | workers | processing (s) | speed-up | wall incl. start-up (s) | speed-up |")
     print("| --- | --- | --- | --- | --- | --- |")
     base = {kind: t for kind, w, t in rows if w == 1}
