@@ -5,11 +5,5 @@ set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "chromium.sh: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq "${need[@]}" >&2; then
-    apt-get update -qq >&2
-    apt-get install -y -qq "${need[@]}" >&2
-  fi
-fi
+. "$(dirname "$0")/apt.sh"
+apt_install_missing chromium.sh ${need[@]+"${need[@]}"}

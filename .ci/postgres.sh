@@ -11,14 +11,8 @@ need=()
 command -v fitsverify >/dev/null 2>&1 || need+=(fitsverify)
 [ -x "$BIN/pg_ctl" ] || need+=(postgresql-15)
 [ -f /usr/share/postgresql/15/extension/pg_sphere.control ] || need+=(postgresql-15-pgsphere)
-if [ "${#need[@]}" -gt 0 ]; then
-  echo "postgres.sh: installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -qq "${need[@]}" >&2; then
-    apt-get update -qq >&2
-    apt-get install -y -qq "${need[@]}" >&2
-  fi
-fi
+. "$(dirname "$0")/apt.sh"
+apt_install_missing postgres.sh ${need[@]+"${need[@]}"}
 
 if [ "$(id -u)" = 0 ]; then
   AS=(runuser -u postgres --)
