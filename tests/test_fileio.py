@@ -26,7 +26,7 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
 def test_stale_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    stale = tmp_path / f".a_uncal.fits.{dead.stdout.strip()}.part"
+    stale = tmp_path / f".a_uncal.fits.{dead.stdout.strip()}-7.part"
     live = tmp_path / f".b_uncal.fits.{os.getpid()}.part"
     other = tmp_path / "c.part"
     for path in (stale, live, other):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,13 +23,14 @@ __all__ = ["atomic_path", "remove_stale_parts", "sha256_file", "write_fits"]
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success.
 
-    The temporary name starts with ``.`` and ends with ``.part`` so pollers and
-    globbing for products never pick it up.  On an exception the temporary file
+    The temporary name (``.<name>.<pid>-<thread id>.part``) starts with ``.`` and
+    ends with ``.part`` so pollers and globbing for products never pick it up;
+    two threads or processes writing the same file never share it.  On an exception the temporary file
     is removed and ``final`` is left untouched.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    tmp = final.with_name(f".{final.name}.{os.getpid()}-{threading.get_native_id()}.part")
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -52,12 +54,12 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_parts(folder: Path) -> list[Path]:
     """Delete temporary files left in ``folder`` by writers that were killed.
 
-    Only names made by :func:`atomic_path` (``.<name>.<pid>.part``) whose
-    process no longer runs are removed; returns what was removed.
+    Only names made by :func:`atomic_path` (``.<name>.<pid>-<thread id>.part``)
+    whose process no longer runs are removed; returns what was removed.
     """
     removed = []
     for path in Path(folder).glob(".*.part"):
-        pid = path.name.rsplit(".", 2)[-2]
+        pid = path.name.rsplit(".", 2)[-2].partition("-")[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)

@@ -50,7 +50,7 @@ def test_register_is_idempotent_and_versions(archive: Archive, tmp_path: Path) -
     assert register_product(archive, path) == dataclass_replace(first, created=False)
     stored = archive.settings.store.local_path(first.store_key)
     assert stored.read_bytes() == path.read_bytes()
-    assert first.store_key == "01234/001/v1/01234001001_00001_ssd1_cal.fits"
+    assert first.store_key == f"01234/001/{first.sha256[:16]}/01234001001_00001_ssd1_cal.fits"
     second = register_product(archive, write_product(tmp_path / "in", meta(), seed=1))
     assert (second.version, second.created) == (2, True)
     assert stored.read_bytes() != archive.settings.store.local_path(second.store_key).read_bytes()

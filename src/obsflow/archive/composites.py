@@ -4,20 +4,29 @@ Red is the longest wavelength, blue the shortest, green the middle filter;
 for each filter the product of the highest calibration level (then the
 newest) is used.  A composite is visible only to whoever may see all three
 inputs: it carries the latest release date of them.
+
+The images are stored under a key naming the three inputs
+(``composites/<program>_<target>_<digest>``), so two registrations refreshing
+the same composite at once never overwrite each other's images; the row is
+switched to the new images only if its inputs are still the best ones when
+it is written, and the images it pointed to before are then deleted.  The
+renders happen outside any database transaction.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
 from astropy.io import fits
 from sqlalchemy import case, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from obsflow.archive.context import ArchiveSettings
+from obsflow.archive.context import Archive, ArchiveSettings
 from obsflow.archive.policy import utcnow
-from obsflow.archive.previews import composite_rgb, preview_array
+from obsflow.archive.previews import Rendered, composite_rgb, preview_array
 from obsflow.archive.schema import Composite, Exposure, Product
 
 __all__ = ["COMPOSITE_EXTENSIONS", "refresh_composite"]
@@ -25,8 +34,13 @@ __all__ = ["COMPOSITE_EXTENSIONS", "refresh_composite"]
 COMPOSITE_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
 """Store-key suffix of each composite image kind (appended to ``Composite.path``)."""
 
+_ATTEMPTS = 5
+"""How often a refresh re-reads the inputs when another registration changed them meanwhile."""
 
-def _best_per_filter(session: Session, program: str, target: str) -> list[tuple[Product, Exposure]]:
+Picks = list[tuple[Product, Exposure]]
+
+
+def _best_per_filter(session: Session, program: str, target: str) -> Picks:
     rows = session.execute(
         select(Product, Exposure).join(Exposure, Product.exposure_id == Exposure.id)
         .where(Exposure.program == program, Exposure.target_name == target, Product.is_latest)
@@ -44,6 +58,23 @@ def _wavelength(item: tuple[Product, Exposure]) -> tuple[float, str]:
     return (exposure.em_min if exposure.em_min is not None else 0.0, exposure.filter)
 
 
+def _picks(session: Session, program: str, target: str) -> Picks:
+    """(red, green, blue) inputs of the composite, or [] with fewer than three filters."""
+    chosen = sorted(_best_per_filter(session, program, target), key=_wavelength)
+    if len(chosen) < 3:
+        return []
+    return [chosen[-1], chosen[len(chosen) // 2], chosen[0]]
+
+
+def _ids(picks: Picks) -> str:
+    return ",".join(p.product_id for p, _ in picks)
+
+
+def _current(session: Session, program: str, target: str) -> Composite | None:
+    return session.scalar(select(Composite).where(Composite.program == program,
+                                                  Composite.target_name == target))
+
+
 def _image(settings: ArchiveSettings, key: str) -> np.ndarray:
     with settings.store.open(key) as handle, fits.open(handle) as hdul:
         sci = hdul["SCI"]
@@ -54,29 +85,72 @@ def _image(settings: ArchiveSettings, key: str) -> np.ndarray:
         return preview_array(np.asarray(sci.data))
 
 
-def refresh_composite(session: Session, settings: ArchiveSettings, program: str,
-                      target: str) -> Composite | None:
-    """Make (or remake) the composite of ``target`` when it has >= 3 filters."""
-    chosen = sorted(_best_per_filter(session, program, target), key=_wavelength)
-    if len(chosen) < 3:
-        return None
-    picks = [chosen[-1], chosen[len(chosen) // 2], chosen[0]]
-    ids = ",".join(p.product_id for p, _ in picks)
-    row = session.scalar(select(Composite).where(Composite.program == program,
-                                                 Composite.target_name == target))
-    if row is not None and row.product_ids == ids:
-        return row
+def _render(settings: ArchiveSettings, program: str, target: str,
+            picks: Picks) -> tuple[str, list[Rendered]]:
+    """Render and store the images of ``picks``; return their store-key base and the images."""
     images = composite_rgb(*(_image(settings, p.path) for p, _ in picks))
-    base = "composites/" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{program}_{target}")
+    digest = hashlib.sha256(_ids(picks).encode()).hexdigest()[:12]
+    base = "composites/" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{program}_{target}") + f"_{digest}"
     for image in images:
         settings.store.put_bytes(image.data, base + COMPOSITE_EXTENSIONS[image.kind])
+    return base, images
+
+
+def _apply(session: Session, row: Composite | None, program: str, target: str, picks: Picks,
+           base: str, images: list[Rendered]) -> tuple[Composite, str | None]:
+    """Point the composite row at ``base``; return it and the key base it pointed to before."""
     if row is None:
         row = Composite(program=program, target_name=target)
         session.add(row)
+    old = row.path if row.path != base else None
     row.filters = ",".join(e.filter for _, e in picks)
-    row.product_ids, row.path = ids, base
+    row.product_ids, row.path = _ids(picks), base
     row.width, row.height = images[0].width, images[0].height
     row.release_date = max(e.release_date for _, e in picks)
     row.created = utcnow()
     session.flush()
-    return row
+    return row, old
+
+
+def _delete_images(settings: ArchiveSettings, base: str | None) -> None:
+    if base:
+        for ext in COMPOSITE_EXTENSIONS.values():
+            settings.store.delete(base + ext)
+
+
+def refresh_composite(target: Archive | Session, settings: ArchiveSettings, program: str,
+                      target_name: str) -> None:
+    """Make (or remake) the composite of ``target_name`` when it has >= 3 filters.
+
+    With a ``Session`` everything happens in the caller's transaction.  With an
+    :class:`Archive` the images are rendered outside any transaction and the
+    row is written in a short one that first checks the inputs are still the
+    best (else the refresh starts again), so concurrent registrations never
+    leave a composite of stale inputs and never hold the database while
+    rendering.
+    """
+    if isinstance(target, Session):
+        picks = _picks(target, program, target_name)
+        row = _current(target, program, target_name)
+        if picks and (row is None or row.product_ids != _ids(picks)):
+            _apply(target, row, program, target_name, picks,
+                   *_render(settings, program, target_name, picks))
+        return  # the images replaced stay: the caller may still roll back
+    for _ in range(_ATTEMPTS):
+        with target.session() as session:
+            picks = _picks(session, program, target_name)
+            row = _current(session, program, target_name)
+            if not picks or (row is not None and row.product_ids == _ids(picks)):
+                return
+        base, images = _render(settings, program, target_name, picks)
+        try:
+            with target.session() as session, session.begin():
+                now = _picks(session, program, target_name)
+                if _ids(now) != _ids(picks):  # a newer input arrived meanwhile
+                    continue
+                _, old = _apply(session, _current(session, program, target_name), program,
+                                target_name, picks, base, images)
+        except IntegrityError:  # another refresh created the row first: look again
+            continue
+        _delete_images(settings, old)
+        return

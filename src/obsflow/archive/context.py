@@ -26,7 +26,7 @@ from obsflow.profiles import Profile
 if TYPE_CHECKING:
     from obsflow.config import SiteConfig
 
-__all__ = ["Archive", "ArchiveSettings", "unit_of_work"]
+__all__ = ["Archive", "ArchiveSettings", "opened", "unit_of_work"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,17 @@ class Archive:
 
 
 @contextmanager
+def opened(target: Archive | SiteConfig) -> Iterator[Archive]:
+    """``target`` itself when it is an :class:`Archive`, else the site's archive (closed after)."""
+    archive = target if isinstance(target, Archive) else Archive.from_site(target)
+    try:
+        yield archive
+    finally:
+        if archive is not target:
+            archive.close()
+
+
+@contextmanager
 def unit_of_work(target: Archive | SiteConfig | Session,
                  settings: ArchiveSettings | None = None
                  ) -> Iterator[tuple[Session, ArchiveSettings]]:
@@ -112,10 +123,5 @@ def unit_of_work(target: Archive | SiteConfig | Session,
         yield target, settings
         target.flush()
         return
-    archive = target if isinstance(target, Archive) else Archive.from_site(target)
-    try:
-        with archive.session() as session, session.begin():
-            yield session, settings or archive.settings
-    finally:
-        if archive is not target:
-            archive.close()
+    with opened(target) as archive, archive.session() as session, session.begin():
+        yield session, settings or archive.settings

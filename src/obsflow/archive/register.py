@@ -3,10 +3,11 @@
 :func:`register_product` is idempotent: the same bytes registered twice give
 the same :class:`ProductRecord`; different bytes for the same exposure and
 kind give a new version (the old one stays, no longer ``is_latest``).  The
-file is copied to the store under a temporary name and renamed, its stored
-copy is checked against the source's sha256 (and the FITS ``CHECKSUM``
-keywords, when present), previews are written, and only then are the rows
-committed (by the caller when it passed its own ``Session``).
+file is read and checked (sha256, the FITS ``CHECKSUM`` keywords when
+present), its previews rendered, and it is copied into the store under a key
+named by its content, its stored copy checked against the source's sha256 —
+all before the catalog transaction, which only writes the rows (and is
+committed by the caller when it passed its own ``Session``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from obsflow import __version__
 from obsflow.archive.composites import refresh_composite
-from obsflow.archive.context import Archive, ArchiveSettings, unit_of_work
+from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
 from obsflow.archive.errors import ArchiveError, ProductFileError
 from obsflow.archive.policy import release_date, utcnow
 from obsflow.archive.previews import Rendered, render_previews
@@ -214,14 +215,9 @@ def _upsert_exposure(session: Session, meta: ExposureMeta, values: dict[str, Any
     return row
 
 
-def _store_previews(session: Session, settings: ArchiveSettings, row: Product,
-                    images: list[Rendered]) -> None:
-    ext = {"png": "png", "jpeg": "jpg", "thumb": "thumb.jpg"}
-    for image in images:
-        key = f"previews/{row.product_id}.{ext[image.kind]}"
-        settings.store.put_bytes(image.data, key)
-        session.add(Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
-                            height=image.height))
+def _preview_rows(row: Product, staged: _Staged) -> list[Preview]:
+    return [Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
+                    height=image.height) for image, key in staged.previews]
 
 
 @dataclass(frozen=True)
@@ -233,16 +229,54 @@ class _Incoming:
     ndim: int
 
 
-def _add_version(session: Session, settings: ArchiveSettings, exposure: Exposure,
-                 incoming: _Incoming, when: datetime) -> Product:
-    versions = session.scalars(select(Product.version).where(
-        Product.exposure_id == exposure.id, Product.kind == incoming.kind)).all()
-    version = max(versions, default=0) + 1
-    key = f"{exposure.program}/{exposure.observation:03d}/v{version}/{incoming.path.name}"
+@dataclass(frozen=True)
+class _Staged:
+    """Where the product and its previews were put in the store, before any row exists."""
+
+    key: str
+    previews: list[tuple[Rendered, str]]
+
+
+_PREVIEW_EXT = {"png": "png", "jpeg": "jpg", "thumb": "thumb.jpg"}
+
+
+def _stage(settings: ArchiveSettings, meta: ExposureMeta, incoming: _Incoming,
+           previews: list[Rendered]) -> _Staged:
+    """Copy the product and write its previews under keys named by its content.
+
+    The keys depend on the bytes only (``<program>/<observation>/<sha256[:16]>/<file>``),
+    not on the version the catalog will give them, so this happens before the
+    catalog transaction: the database is never held while files are copied.
+    Staging the same bytes again rewrites the same keys.
+    """
+    digest = incoming.sha256[:16]
+    key = f"{meta.program}/{meta.observation:03d}/{digest}/{incoming.path.name}"
     stored = settings.store.put_file(incoming.path, key)
     if stored != incoming.sha256:
         raise ProductFileError(f"{incoming.path.name}: the stored copy has sha256 {stored}, "
                                f"the source {incoming.sha256} (changed while copying?)")
+    keys = []
+    for image in previews:
+        preview_key = f"previews/{meta.basename}_{incoming.kind}_{digest}.{_PREVIEW_EXT[image.kind]}"
+        settings.store.put_bytes(image.data, preview_key)
+        keys.append((image, preview_key))
+    return _Staged(key, keys)
+
+
+def _same_bytes(session: Session, meta: ExposureMeta, incoming: _Incoming) -> ProductRecord | None:
+    """The record of these very bytes when they are registered already."""
+    found = session.execute(select(Product, Exposure).join(
+        Exposure, Product.exposure_id == Exposure.id).where(
+        Exposure.obs_id == meta.basename, Product.kind == incoming.kind,
+        Product.sha256 == incoming.sha256)).first()
+    return None if found is None else _record(found[0], found[1], created=False)
+
+
+def _add_version(session: Session, exposure: Exposure, incoming: _Incoming, staged: _Staged,
+                 when: datetime) -> Product:
+    versions = session.scalars(select(Product.version).where(
+        Product.exposure_id == exposure.id, Product.kind == incoming.kind)).all()
+    version = max(versions, default=0) + 1
     session.execute(update(Product).where(Product.exposure_id == exposure.id,
                                           Product.kind == incoming.kind).values(is_latest=False))
     level, calib = KINDS[incoming.kind]
@@ -250,13 +284,14 @@ def _add_version(session: Session, settings: ArchiveSettings, exposure: Exposure
     row = Product(
         product_id=f"{exposure.obs_id}_{incoming.kind}_v{version}", exposure_id=exposure.id,
         kind=incoming.kind, level=level, calib_level=calib, version=version, is_latest=True,
-        dataproduct_type="image" if incoming.ndim == 2 else "cube", filename=incoming.path.name, path=key,
-        size=incoming.path.stat().st_size, sha256=stored, created=when,
-        software_version=prov.software_version[:32], recipe=prov.recipe[:128],
+        dataproduct_type="image" if incoming.ndim == 2 else "cube", filename=incoming.path.name,
+        path=staged.key, size=incoming.path.stat().st_size, sha256=incoming.sha256,
+        created=when, software_version=prov.software_version[:32], recipe=prov.recipe[:128],
         reference_files=json.dumps(list(prov.reference_files)),
     )
     session.add(row)
     session.flush()
+    session.add_all(_preview_rows(row, staged))
     return row
 
 
@@ -265,6 +300,13 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
                      settings: ArchiveSettings | None = None,
                      now: datetime | None = None) -> ProductRecord:
     """Register a product file (idempotent; new bytes make a new version).
+
+    The slow part (reading and checking the file, rendering previews, copying
+    into the store) runs before the catalog transaction, which then only
+    writes rows; the colour composite of the target is refreshed after it
+    commits (see :func:`obsflow.archive.composites.refresh_composite`).  So
+    registrations in parallel processes overlap almost entirely, even on
+    SQLite's single writer.
 
     Parameters
     ----------
@@ -295,39 +337,54 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     meta = _meta(path, primary)
     incoming = _Incoming(path, kind, sha256_file(path), provenance or _provenance(primary),
                          int(sci_header["NAXIS"]))
-    previews = render_previews(data)  # outside the transaction: it is the slow part
-    attempts = 1 if isinstance(target, Session) else _CONFLICT_RETRIES
-    for attempt in range(attempts):
-        try:
-            return _register(target, settings, meta, incoming, sci_header, primary, previews,
-                             now)
-        except (IntegrityError, OperationalError) as exc:
-            # another process registered the same exposure or version at the same
-            # moment (or held SQLite's write lock): its rows are committed now, so
-            # the next attempt sees them
-            transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
-            if not transient or attempt == attempts - 1:
-                raise
-    raise AssertionError("unreachable")
+    footprint = footprint_from_header(sci_header, primary)
+    if isinstance(target, Session):
+        with unit_of_work(target, settings) as (session, cfg):
+            found = _same_bytes(session, meta, incoming)
+            if found is not None:
+                return found
+            staged = _stage(cfg, meta, incoming, render_previews(data))
+            record = _commit(session, cfg, meta, incoming, footprint, staged, now)
+            refresh_composite(session, cfg, meta.program, meta.target)
+            return record
+    with opened(target) as archive:
+        cfg = settings or archive.settings
+        with archive.session() as session:
+            found = _same_bytes(session, meta, incoming)
+        if found is not None:
+            return found
+        staged = _stage(cfg, meta, incoming, render_previews(data))
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                with archive.session() as session, session.begin():
+                    record = _commit(session, cfg, meta, incoming, footprint, staged, now)
+                break
+            except (IntegrityError, OperationalError) as exc:
+                # another process registered the same exposure or version at the same
+                # moment (or held SQLite's write lock): its rows are committed now, so
+                # the next attempt sees them
+                transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
+                if not transient or attempt == _CONFLICT_RETRIES - 1:
+                    raise
+        if record.created:
+            refresh_composite(archive, cfg, meta.program, meta.target)
+        return record
 
 
 _CONFLICT_RETRIES = 5
 
 
-def _register(target: Archive | SiteConfig | Session, settings: ArchiveSettings | None,
-              meta: ExposureMeta, incoming: _Incoming, sci_header: fits.Header,
-              primary: fits.Header, previews: list[Rendered],
-              now: datetime | None) -> ProductRecord:
-    with unit_of_work(target, settings) as (session, cfg):
-        program = _ensure_program(session, meta, cfg)
-        values = _exposure_values(meta, footprint_from_header(sci_header, primary), program, cfg)
-        exposure = _upsert_exposure(session, meta, values)
-        same = session.scalar(select(Product).where(
-            Product.exposure_id == exposure.id, Product.kind == incoming.kind,
-            Product.sha256 == incoming.sha256))
-        if same is not None:
-            return _record(same, exposure, created=False)
-        row = _add_version(session, cfg, exposure, incoming, now or utcnow())
-        _store_previews(session, cfg, row, previews)
-        refresh_composite(session, cfg, exposure.program, exposure.target_name)
-        return _record(row, exposure, created=True)
+def _commit(session: Session, settings: ArchiveSettings, meta: ExposureMeta,
+            incoming: _Incoming, footprint: Footprint, staged: _Staged,
+            now: datetime | None) -> ProductRecord:
+    """The catalog rows of a staged product (a new version, or the record of the same bytes)."""
+    program = _ensure_program(session, meta, settings)
+    exposure = _upsert_exposure(session, meta,
+                                _exposure_values(meta, footprint, program, settings))
+    same = session.scalar(select(Product).where(
+        Product.exposure_id == exposure.id, Product.kind == incoming.kind,
+        Product.sha256 == incoming.sha256))
+    if same is not None:
+        return _record(same, exposure, created=False)
+    row = _add_version(session, exposure, incoming, staged, now or utcnow())
+    return _record(row, exposure, created=True)

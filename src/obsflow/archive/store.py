@@ -1,7 +1,8 @@
 """The product store: where product files and previews live.
 
 By default a local folder (the site's ``paths.products``), laid out as
-``<program>/<observation>/v<version>/<file name>``; any fsspec filesystem
+``<program>/<observation>/<sha256[:16]>/<file name>`` (a key names the bytes, so a
+product is stored before the catalog decides its version); any fsspec filesystem
 when ``archive.store_url`` names one (``s3://bucket/prefix``,
 ``memory://archive``, ...).  Paths handed around are *store keys*: relative,
 ``/``-separated, never containing ``..``; :meth:`ProductStore.local_path`
@@ -97,6 +98,13 @@ class ProductStore:
         temp = f"{self._remote(key)}.{uuid.uuid4().hex}.part"
         self._fs.pipe_file(temp, data)
         self._fs.mv(temp, self._remote(key))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` from the store (nothing happens when it is not there)."""
+        if self._local is not None:
+            self.local_path(key).unlink(missing_ok=True)
+        elif self._fs.exists(self._remote(key)):
+            self._fs.rm_file(self._remote(key))
 
     def exists(self, key: str) -> bool:
         """True if ``key`` is in the store."""
