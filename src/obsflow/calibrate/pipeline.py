@@ -45,7 +45,7 @@ from obsflow.refdata.select import best_reference
 from obsflow.refdata.validate import RefRecord
 
 __all__ = ["Recipe", "RefSource", "calibrate_product", "choose_recipe", "load_recipe",
-           "resolve_parameters"]
+           "resolve_parameters", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,3 +223,23 @@ def calibrate_product(path: Path, refs: RefSource, profile: Profile, *,
             work.data = np.empty((0,), np.float32)  # the cube is no longer needed
     stage2 = any(STEPS[s].stage == 2 and s not in skipping for s in recipe.steps)
     return _write_outputs(work, prov, Path(out_dir) if out_dir else path.parent, stage2)
+
+
+def warm_up() -> None:
+    """Load the compiled kernels of jump detection and ramp fitting into this process.
+
+    Numba loads a cached kernel on its first call in a process (~0.3 s for
+    all of them); a worker calls this once at start so its first exposure
+    does not pay for it.  Runs both on a tiny synthetic ramp with the array
+    types real data has (float32 cube, uint8 DQ, float32 maps).
+    """
+    from obsflow.calibrate.jumps import detect_jumps
+    from obsflow.calibrate.ramps import fit_ramps
+
+    shape = (1, 6, 4, 4)
+    data = np.cumsum(np.full(shape, 10.0, dtype=np.float32), axis=1)
+    groupdq = np.zeros(shape, dtype=np.uint8)
+    noise, gain = np.full(shape[2:], 5.0, np.float32), np.full(shape[2:], 2.0, np.float32)
+    detect_jumps(data, groupdq, read_noise=noise, gain=gain, nframes=1)
+    fit_ramps(data, groupdq, read_noise=noise, gain=gain, frame_time=10.0, group_time=10.0,
+              nframes=1, groupgap=0)
