@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -32,10 +32,11 @@ from obsflow.config import CONFIG_FILENAME, SiteConfig, default_site_root, load_
 from obsflow.db import sqlite_path
 from obsflow.exceptions import ObsflowError
 from obsflow.profiles import Profile, builtin_profiles, load_profile
-from obsflow.simulate.downlink import FAULTS, parse_faults
-from obsflow.simulate.run import SimOptions, SimResult, simulate
-from obsflow.simulate.summary import summarize_downlink
+from obsflow.simulate.faults import FAULTS, parse_faults
 from obsflow.site import init_site
+
+if TYPE_CHECKING:
+    from obsflow.simulate.run import SimOptions, SimResult
 
 __all__ = ["ObsflowGroup", "main"]
 
@@ -166,6 +167,8 @@ def _progress_callback(progress: Progress) -> Callable[[str, int, int], None]:
 
 
 def _run_simulation(out: Path, options: SimOptions) -> SimResult:
+    from obsflow.simulate.run import simulate
+
     columns = (TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
@@ -212,6 +215,8 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
     """
     if exposures is not None and hours is not None:
         raise click.UsageError("give --exposures or --hours, not both")
+    from obsflow.simulate.run import SimOptions
+
     options = SimOptions(seed=seed, profile=profile, exposures=exposures, hours=hours,
                          subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1)
     result = _run_simulation(out, options)
@@ -219,6 +224,8 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
 
 
 def downlink_table(folder: Path, profile: Profile) -> Table:
+    from obsflow.simulate.summary import summarize_downlink
+
     summaries, nfiles, skipped = summarize_downlink(folder, profile)
     table = Table(title=f"{nfiles} downlink files in {folder} ({skipped} bytes skipped)")
     for column in ("APID", "kind", "packets", "CRC failures", "missing", "duplicates",

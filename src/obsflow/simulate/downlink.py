@@ -22,27 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from obsflow.exceptions import UnknownOptionError
+from obsflow.simulate.faults import FAULTS, parse_faults
 from obsflow.simulate.packetize import PacketStream
 from obsflow.telemetry import CRC_SIZE, HEADER_SIZE
 
 __all__ = ["FAULTS", "Dump", "make_dumps", "parse_faults"]
-
-FAULTS = ("reorder", "split", "duplicate", "drop", "bitflip", "truncate")
-
-
-def parse_faults(spec: str) -> frozenset[str]:
-    """``none``, ``all`` or a comma-separated list of :data:`FAULTS`."""
-    spec = spec.strip().lower()
-    if spec in ("", "none"):
-        return frozenset()
-    if spec == "all":
-        return frozenset(FAULTS)
-    names = frozenset(s.strip() for s in spec.split(",") if s.strip())
-    for name in names:
-        if name not in FAULTS:
-            raise UnknownOptionError("fault", name, (*FAULTS, "all", "none"))
-    return names
 
 
 @dataclass
