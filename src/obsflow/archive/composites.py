@@ -16,12 +16,13 @@ renders happen outside any database transaction.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 import numpy as np
 from astropy.io import fits
 from sqlalchemy import case, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from obsflow.archive.context import Archive, ArchiveSettings
@@ -30,6 +31,8 @@ from obsflow.archive.previews import Rendered, composite_rgb, preview_array
 from obsflow.archive.schema import Composite, Exposure, Product
 
 __all__ = ["COMPOSITE_EXTENSIONS", "refresh_composite"]
+
+logger = logging.getLogger(__name__)
 
 COMPOSITE_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
 """Store-key suffix of each composite image kind (appended to ``Composite.path``)."""
@@ -145,12 +148,24 @@ def refresh_composite(target: Archive | Session, settings: ArchiveSettings, prog
         base, images = _render(settings, program, target_name, picks)
         try:
             with target.session() as session, session.begin():
-                now = _picks(session, program, target_name)
-                if _ids(now) != _ids(picks):  # a newer input arrived meanwhile
-                    continue
-                _, old = _apply(session, _current(session, program, target_name), program,
-                                target_name, picks, base, images)
-        except IntegrityError:  # another refresh created the row first: look again
+                row = _current(session, program, target_name)
+                if _ids(_picks(session, program, target_name)) != _ids(picks):
+                    # a newer input arrived meanwhile: these images are of no use
+                    # (unless another refresh of the same inputs points at them)
+                    old = base if row is None or row.path != base else None
+                    switched = False
+                else:
+                    _, old = _apply(session, row, program, target_name, picks, base, images)
+                    switched = True
+        except (IntegrityError, OperationalError) as exc:
+            # another refresh created the row first, or (SQLite) wrote since this
+            # transaction's first read: look again
+            if isinstance(exc, OperationalError) and "locked" not in str(exc):
+                raise
             continue
         _delete_images(settings, old)
-        return
+        if switched:
+            return
+    logger.warning("composite of %s/%s not refreshed: its inputs kept changing over %d "
+                   "attempts (the next registration of the target refreshes it)",
+                   program, target_name, _ATTEMPTS)

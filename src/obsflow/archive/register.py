@@ -351,7 +351,8 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         cfg = settings or archive.settings
         with archive.session() as session:
             found = _same_bytes(session, meta, incoming)
-        if found is not None:
+        if found is not None:  # (its composite too: a crash may have come in between)
+            refresh_composite(archive, cfg, meta.program, meta.target)
             return found
         staged = _stage(cfg, meta, incoming, render_previews(data))
         for attempt in range(_CONFLICT_RETRIES):
@@ -366,8 +367,7 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
                 transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
                 if not transient or attempt == _CONFLICT_RETRIES - 1:
                     raise
-        if record.created:
-            refresh_composite(archive, cfg, meta.program, meta.target)
+        refresh_composite(archive, cfg, meta.program, meta.target)
         return record
 
 
