@@ -73,9 +73,12 @@ def _ids(picks: Picks) -> str:
     return ",".join(p.product_id for p, _ in picks)
 
 
-def _current(session: Session, program: str, target: str) -> Composite | None:
-    return session.scalar(select(Composite).where(Composite.program == program,
-                                                  Composite.target_name == target))
+def _current(session: Session, program: str, target: str, *,
+             lock: bool = False) -> Composite | None:
+    """The composite row; ``lock`` takes it FOR UPDATE (PostgreSQL) before the picks are read."""
+    query = select(Composite).where(Composite.program == program,
+                                    Composite.target_name == target)
+    return session.scalar(query.with_for_update() if lock else query)
 
 
 def _image(settings: ArchiveSettings, key: str) -> np.ndarray:
@@ -148,7 +151,9 @@ def refresh_composite(target: Archive | Session, settings: ArchiveSettings, prog
         base, images = _render(settings, program, target_name, picks)
         try:
             with target.session() as session, session.begin():
-                row = _current(session, program, target_name)
+                # locked first: two refreshes switch the row one after the other,
+                # each after reading the picks committed before it
+                row = _current(session, program, target_name, lock=True)
                 if _ids(_picks(session, program, target_name)) != _ids(picks):
                     # a newer input arrived meanwhile: these images are of no use
                     # (unless another refresh of the same inputs points at them)

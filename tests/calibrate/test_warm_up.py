@@ -1,0 +1,77 @@
+"""warm_up() loads every kernel specialization a real exposure needs (no compile on job 1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+_PROBE = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+
+    import numpy as np
+    from astropy.io import fits
+
+    from obsflow.calibrate import jumps, ramps
+    from obsflow.calibrate.pipeline import warm_up
+    from obsflow.calibrate.steps import QUANTIZATION_VAR
+
+    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows,
+               "_poisson_scale": ramps._poisson_scale}
+
+    def signatures():
+        return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
+
+    before = signatures()
+    warm_up()
+    warmed = signatures()
+
+    # references as the pipeline reads them (steps.Work.ref): full-frame maps written by
+    # astropy (big-endian on disk and in memory), cut to the subarray, made read-only
+    folder = Path(sys.argv[1])
+    for name, value in (("gain", 1.8), ("readnoise", 6.0)):
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.full((64, 64), value, np.float32),
+                                                       name="SCI")]).writeto(folder / name)
+    def ref(name):
+        with fits.open(folder / name, memmap=False) as hdul:
+            arr = np.asarray(hdul["SCI"].data)[8:24, 8:24]
+        arr.flags.writeable = False
+        return arr
+    gain = ref("gain")
+    nframes = 1
+    read_noise = np.sqrt(ref("readnoise").astype(np.float64) ** 2
+                         + nframes * QUANTIZATION_VAR).astype(np.float32)  # Work.read_noise
+
+    rng = np.random.default_rng(3)
+    found, finite = 0, True
+    for shape in ((1, 5, 16, 16), (2, 4, 16, 16)):  # one integration, and several
+        counts = np.cumsum(rng.poisson(40.0, shape), axis=1) + 9000  # raw DN
+        data = counts.astype(np.uint16).astype(np.float32)  # level1.data.astype(np.float32)
+        data[:, 2:, 5, 7] += 800.0  # a cosmic ray in every integration
+        groupdq = np.zeros(data.shape, np.uint8)
+        groupdq = jumps.detect_jumps(data, groupdq, read_noise=read_noise, gain=gain,
+                                     nframes=nframes, groupgap=0, threshold=4.0,
+                                     options=jumps.JumpOptions(), out=groupdq)
+        fit = ramps.fit_ramps(data, groupdq, read_noise=read_noise, gain=gain,
+                              frame_time=10.0, group_time=10.0, nframes=nframes, groupgap=0)
+        found += int((groupdq != 0).sum())
+        finite = finite and bool(np.isfinite(fit.slope).all())
+    print(json.dumps({"before": before, "warmed": warmed, "after": signatures(),
+                      "gain_dtype": gain.dtype.str, "jumps": found, "finite": finite}))
+""")
+
+
+def test_warm_up_compiles_what_real_data_uses(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path)], capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_poisson_scale": []}
+    assert all(len(sigs) >= 1 for sigs in got["warmed"].values()), got["warmed"]
+    assert got["after"] == got["warmed"]  # nothing new compiled for the real call
+    # the probe is the real thing: big-endian references, a jump found, rates fitted
+    assert got["gain_dtype"] == ">f4"
+    assert got["jumps"] >= 3 and got["finite"]
