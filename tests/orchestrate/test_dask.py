@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +21,7 @@ from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.simulate.run import SimResult
 
 from .conftest import archive_products, attempts_of, executed, jobs_of, make_site, wait_for
-
-DASK = str(Path(sys.executable).parent / "dask")
+from .dask_cluster import DaskCluster
 
 
 def _listening(pid: int) -> list[tuple[str, int]]:
@@ -40,34 +37,12 @@ def _listening(pid: int) -> list[tuple[str, int]]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[int]]]:
     """(scheduler address, pids) of ``dask scheduler`` + two ``dask worker`` processes."""
-    folder = tmp_path_factory.mktemp("dask")
-    info = folder / "scheduler.json"
-    common = ["--dashboard-address", "127.0.0.1:0"]
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--scheduler-file", str(info), *common],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    running = DaskCluster(tmp_path_factory.mktemp("dask"))
     try:
-        wait_for(info.exists, 30, "the Dask scheduler")
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [DASK, "worker", "--scheduler-file", str(info), "--host", "127.0.0.1",
-                 "--nthreads", "1", "--local-directory", str(folder), *common],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        from distributed import Client
-
-        with Client(scheduler_file=str(info), timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-            address = client.scheduler.address
-        yield address, [p.pid for p in procs]
+        running.start(2)
+        yield running.address, running.pids
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        running.stop()
 
 
 def test_every_port_of_the_cluster_is_on_loopback(cluster: tuple[str, list[int]]) -> None:

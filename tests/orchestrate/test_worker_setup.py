@@ -8,7 +8,6 @@ fixtures, which do): the local pool's processes import it to run
 from __future__ import annotations
 
 import gc
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,8 @@ from obsflow.orchestrate.jobs import (
 from obsflow.orchestrate.tables import Job
 from obsflow.site import init_site
 
-DASK = str(Path(sys.executable).parent / "dask")
+from .dask_cluster import DaskCluster
+
 POLICY = RetryPolicy(max_attempts=1, backoff_seconds=0.0)
 KERNELS = "obsflow.calibrate.jumps"
 
@@ -148,40 +148,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory
     Yields the scheduler address, a function starting one more worker, and
     each first worker's ``gc.get_freeze_count()`` before anyone registered a plugin.
     """
-    folder = tmp_path_factory.mktemp("dask")
-    info = folder / "scheduler.json"
-    common = ["--dashboard-address", "127.0.0.1:0"]
-    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--scheduler-file", str(info), *common],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-
-    def start_worker() -> None:
-        procs.append(subprocess.Popen(
-            [DASK, "worker", "--scheduler-file", str(info), "--host", "127.0.0.1",
-             "--nthreads", "1", "--local-directory", str(folder), *common],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
+    running = DaskCluster(tmp_path_factory.mktemp("dask"))
     try:
-        _wait_for(info.exists, 30, "the Dask scheduler")
-        start_worker()
+        running.start(1)
         from distributed import Client
 
-        with Client(scheduler_file=str(info), timeout=30, set_as_default=False) as client:
-            client.wait_for_workers(1, timeout=60)
-            address = client.scheduler.address
+        with Client(running.address, timeout=30, set_as_default=False) as client:
             before = client.run(gc.get_freeze_count)
-        yield address, start_worker, before
+        yield running.address, running.add_worker, before
     finally:
-        # workers first, while the scheduler can still take their goodbyes
-        for group in (procs[1:], procs[:1]):
-            for proc in group:
-                proc.terminate()
-            for proc in group:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        running.stop()
 
 
 def test_dask_plugin_prepares_present_and_future_workers(
