@@ -3,10 +3,11 @@
 One loop (:meth:`Orchestrator.run`), each turn:
 
 1. every :data:`ORPHAN_CHECK_SECONDS`, re-queue running jobs of dead orchestrators;
-2. enqueue an ``ingest`` job when the incoming folder has settled files, or
-   raw files wait to be parsed, or exposures wait to be assembled (one
-   ingest job at a time: ingest is sequential by nature);
-3. consume ``exposure_ready`` events: one ``calibrate`` job per Level-1
+2. (every :data:`SCAN_SECONDS`, and at once after an ingest job) enqueue an
+   ``ingest`` job when the incoming folder has settled files, or raw files
+   wait to be parsed, or exposures wait to be assembled (one ingest job at
+   a time: ingest is sequential by nature);
+3. (likewise) consume ``exposure_ready`` events: one ``calibrate`` job per Level-1
    product version and one ``program`` job per program first seen (both in
    the transaction that marks the event consumed, so nothing is lost or
    done twice);
@@ -68,6 +69,11 @@ LEASE_SECONDS = 120.0
 TICK_SECONDS = 0.2
 """Longest wait for a completion in one turn of the loop, seconds."""
 
+SCAN_SECONDS = 0.5
+"""How often a busy loop looks for arrivals and unconsumed events, seconds (at once after an
+ingest job ends): the turns between only claim and submit, which keeps the orchestrator's
+share of the CPU small while jobs complete every few milliseconds."""
+
 _GROUP_LOOKAHEAD = 64
 """Extra pending jobs looked at when some are held back by their group."""
 
@@ -112,7 +118,8 @@ class Orchestrator:
         self._ingest_failed = False
         self._my_ingests: set[int] = set()
         self._groups: dict[int, str] = {}  # running job id -> its group
-        self._last_orphan_check = self._last_beat = 0.0
+        self._last_orphan_check = self._last_beat = self._last_scan = 0.0
+        self._scan_due = True  # look at arrivals and events on the next turn
 
     def close(self) -> None:
         """Dispose of the database engine (the executor is the caller's)."""
@@ -141,8 +148,10 @@ class Orchestrator:
         if now - self._last_orphan_check >= ORPHAN_CHECK_SECONDS:
             self._last_orphan_check = now
             self.summary.requeued += requeue_orphans(self.engine, self.me, LEASE_SECONDS)
-        self._maybe_ingest(watch)
-        self.consume_events()
+        if self._scan_due or now - self._last_scan >= SCAN_SECONDS:
+            self._scan_due, self._last_scan = False, now
+            self._maybe_ingest(watch)
+            self.consume_events()
         submitted = self._submit_ready()
         completions = self.executor.wait(TICK_SECONDS if self.executor.running() else 0)
         for completion in completions:
@@ -258,6 +267,8 @@ class Orchestrator:
 
     def _record(self, completion: Completion) -> None:
         self._groups.pop(completion.job_id, None)
+        if completion.outcome is None or completion.outcome.kind == "ingest":
+            self._scan_due = True  # new exposures (or a lost job): look at once
         if completion.lost is not None:
             logger.warning("job %d lost by the %s executor: %s", completion.job_id,
                            self.executor.name, completion.lost)
