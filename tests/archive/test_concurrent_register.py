@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from obsflow.archive.composites import COMPOSITE_EXTENSIONS
 from obsflow.archive.context import Archive, ArchiveSettings
+from obsflow.archive.previews import IMAGE_SUFFIXES
 from obsflow.archive.register import ProductRecord, register_product
 from obsflow.archive.schema import Composite, Exposure, Preview, Product
 from obsflow.archive.store import ProductStore
@@ -132,7 +132,7 @@ def test_concurrent_registrations_leave_one_current_composite(db_url: str,
         assert best[filters[1]].product_id == green
 
         # the composite's images are there, and no other composite image is
-        expected = {composite.path + ext for ext in COMPOSITE_EXTENSIONS.values()}
+        expected = {composite.path + ext for ext in IMAGE_SUFFIXES.values()}
         assert all(arch.settings.store.exists(key) for key in expected)
         left = {p.relative_to(store).as_posix() for p in (store / "composites").iterdir()}
         assert left == expected
@@ -170,7 +170,7 @@ def test_same_bytes_again_recreate_a_lost_composite(db_url: str, tmp_path: Path)
         assert before.product_ids == ",".join(r.product_id for r in reversed(first))
         with arch.session() as s, s.begin():
             s.execute(delete(Composite))
-        for ext in COMPOSITE_EXTENSIONS.values():
+        for ext in IMAGE_SUFFIXES.values():
             arch.settings.store.delete(before.path + ext)
         assert list((store / "composites").iterdir()) == []
 
@@ -181,7 +181,7 @@ def test_same_bytes_again_recreate_a_lost_composite(db_url: str, tmp_path: Path)
             assert len(s.scalars(select(Product)).all()) == 3
         assert after.product_ids == before.product_ids and after.path == before.path
         assert all(arch.settings.store.exists(after.path + ext)
-                   for ext in COMPOSITE_EXTENSIONS.values())
+                   for ext in IMAGE_SUFFIXES.values())
 
 
 @pytest.mark.parametrize("kind", ["local", "memory"])

@@ -27,15 +27,12 @@ from sqlalchemy.orm import Session
 
 from obsflow.archive.context import Archive, ArchiveSettings
 from obsflow.archive.policy import utcnow
-from obsflow.archive.previews import Rendered, composite_rgb, preview_array
+from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, composite_rgb, preview_array
 from obsflow.archive.schema import Composite, Exposure, Product
 
-__all__ = ["COMPOSITE_EXTENSIONS", "refresh_composite"]
+__all__ = ["refresh_composite"]
 
 logger = logging.getLogger(__name__)
-
-COMPOSITE_EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
-"""Store-key suffix of each composite image kind (appended to ``Composite.path``)."""
 
 _ATTEMPTS = 5
 """How often a refresh re-reads the inputs when another registration changed them meanwhile."""
@@ -98,7 +95,7 @@ def _render(settings: ArchiveSettings, program: str, target: str,
     digest = hashlib.sha256(_ids(picks).encode()).hexdigest()[:12]
     base = "composites/" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{program}_{target}") + f"_{digest}"
     for image in images:
-        settings.store.put_bytes(image.data, base + COMPOSITE_EXTENSIONS[image.kind])
+        settings.store.put_bytes(image.data, base + IMAGE_SUFFIXES[image.kind])
     return base, images
 
 
@@ -120,7 +117,7 @@ def _apply(session: Session, row: Composite | None, program: str, target: str, p
 
 def _delete_images(settings: ArchiveSettings, base: str | None) -> None:
     if base:
-        for ext in COMPOSITE_EXTENSIONS.values():
+        for ext in IMAGE_SUFFIXES.values():
             settings.store.delete(base + ext)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from astropy.visualization import AsinhStretch, PercentileInterval
 from PIL import Image
 
-__all__ = ["PREVIEW_KINDS", "THUMB_SIZE", "Rendered", "composite_rgb", "preview_array",
+__all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "THUMB_SIZE", "Rendered", "composite_rgb", "preview_array",
            "render_previews", "stretch"]
 
 THUMB_SIZE = 256
@@ -25,6 +25,9 @@ THUMB_SIZE = 256
 
 PREVIEW_KINDS = {"png": "image/png", "jpeg": "image/jpeg", "thumb": "image/jpeg"}
 """Preview kinds and their media types."""
+
+IMAGE_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
+"""Store-key suffix of each rendered image kind (previews and composites)."""
 
 _PERCENT = 99.5
 _ASINH_A = 0.1

@@ -32,7 +32,7 @@ from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
 from obsflow.archive.errors import ArchiveError, ProductFileError
 from obsflow.archive.policy import release_date, utcnow
-from obsflow.archive.previews import Rendered, render_previews
+from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, Program
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
 from obsflow.config import SiteConfig
@@ -237,9 +237,6 @@ class _Staged:
     previews: list[tuple[Rendered, str]]
 
 
-_PREVIEW_EXT = {"png": "png", "jpeg": "jpg", "thumb": "thumb.jpg"}
-
-
 def _stage(settings: ArchiveSettings, meta: ExposureMeta, incoming: _Incoming,
            previews: list[Rendered]) -> _Staged:
     """Copy the product and write its previews under keys named by its content.
@@ -257,7 +254,7 @@ def _stage(settings: ArchiveSettings, meta: ExposureMeta, incoming: _Incoming,
                                f"the source {incoming.sha256} (changed while copying?)")
     keys = []
     for image in previews:
-        preview_key = f"previews/{meta.basename}_{incoming.kind}_{digest}.{_PREVIEW_EXT[image.kind]}"
+        preview_key = f"previews/{meta.basename}_{incoming.kind}_{digest}{IMAGE_SUFFIXES[image.kind]}"
         settings.store.put_bytes(image.data, preview_key)
         keys.append((image, preview_key))
     return _Staged(key, keys)

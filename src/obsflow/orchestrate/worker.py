@@ -76,10 +76,9 @@ def prepare_worker() -> None:
     Run once per worker process (the local pool's initializer, the Dask worker
     plugin).  Imports and the calibration kernels (see
     :func:`obsflow.calibrate.pipeline.warm_up`) then do not count against the
-    first job, and
-    ``gc.freeze`` moves the tens of thousands of module-level objects out of
-    the collector's sight, which otherwise walks them again and again while a
-    job allocates.
+    first job, and ``gc.freeze`` moves the tens of thousands of module-level
+    objects out of the collector's sight, which otherwise walks them again
+    and again while a job allocates.
     """
     import obsflow.archive.register  # noqa: F401  (imported for its side effect: warm-up)
     from obsflow.calibrate.pipeline import warm_up

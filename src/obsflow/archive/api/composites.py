@@ -8,8 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
-from obsflow.archive.composites import COMPOSITE_EXTENSIONS
-from obsflow.archive.previews import PREVIEW_KINDS
+from obsflow.archive.previews import IMAGE_SUFFIXES, PREVIEW_KINDS
 from obsflow.archive.schema import Composite
 from obsflow.archive.search import get_composite, list_composites
 
@@ -24,7 +23,7 @@ def _as_dict(request: Request, row: Composite) -> dict[str, Any]:
             "filters": row.filters.split(","), "product_ids": row.product_ids.split(","),
             "width": row.width, "height": row.height,
             "release_date": row.release_date.isoformat(),
-            "images": {kind: f"{base}?kind={kind}" for kind in COMPOSITE_EXTENSIONS}}
+            "images": {kind: f"{base}?kind={kind}" for kind in IMAGE_SUFFIXES}}
 
 
 @router.get("", summary="List colour composites")
@@ -41,5 +40,5 @@ def composite_image(composite_id: int, request: Request, session: DbSession, vie
                     now: Now, kind: Literal["png", "jpeg", "thumb"] = "png") -> Response:
     """The composite as PNG, JPEG or JPEG thumbnail."""
     row = get_composite(session, composite_id, viewer, now)
-    data = get_archive(request).settings.store.read_bytes(row.path + COMPOSITE_EXTENSIONS[kind])
+    data = get_archive(request).settings.store.read_bytes(row.path + IMAGE_SUFFIXES[kind])
     return Response(data, media_type=PREVIEW_KINDS[kind])
