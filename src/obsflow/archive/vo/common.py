@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,10 +25,15 @@ from obsflow.archive.context import Archive
 from obsflow.archive.errors import AuthenticationError, VOQueryError
 from obsflow.archive.policy import Viewer
 from obsflow.archive.users import viewer_for_secret
-from obsflow.archive.vo.votable import VOTABLE_TYPE, error_votable
+from obsflow.archive.vo.votable import (
+    VOTABLE_TYPE,
+    availability_xml,
+    capabilities_xml,
+    error_votable,
+)
 
-__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "parse_maxrec", "read_params",
-           "vo_answer", "xml_response"]
+__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "add_vosi_endpoints", "parse_maxrec",
+           "read_params", "vo_answer", "xml_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,3 +129,23 @@ async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Res
 def xml_response(body: bytes) -> Response:
     """A VOSI document."""
     return Response(body, media_type="text/xml")
+
+
+def add_vosi_endpoints(router: APIRouter, service: str, about: str) -> None:
+    """Add VOSI ``/capabilities`` and ``/availability`` to a VO service's router.
+
+    ``service`` names the capability document (``"sia2"``, ``"tap"``); its
+    endpoint URLs are absolute, built from the request's own host and port
+    (pyvo follows them); ``about`` describes the capabilities in the API docs.
+    """
+
+    @router.get("/capabilities", response_class=Response, summary="VOSI capabilities",
+                description=about)
+    def capabilities(request: Request) -> Response:
+        base = str(request.base_url).rstrip("/") + router.prefix
+        return xml_response(capabilities_xml(service, base, (DEFAULT_MAXREC, MAX_MAXREC)))
+
+    @router.get("/availability", response_class=Response, summary="VOSI availability")
+    def availability() -> Response:
+        """Always available while the server runs."""
+        return xml_response(availability_xml())

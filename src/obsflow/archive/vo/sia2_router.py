@@ -14,17 +14,15 @@ from starlette.responses import Response
 from obsflow.archive.errors import VOQueryError
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.common import (
-    DEFAULT_MAXREC,
-    MAX_MAXREC,
     VoCall,
+    add_vosi_endpoints,
     parse_maxrec,
     vo_answer,
-    xml_response,
 )
 from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
 from obsflow.archive.vo.sia2 import sia2_conditions
 from obsflow.archive.vo.tap_sql import result_columns
-from obsflow.archive.vo.votable import availability_xml, capabilities_xml, results_votable
+from obsflow.archive.vo.votable import results_votable
 
 __all__ = ["router", "sia2_query"]
 
@@ -57,14 +55,5 @@ async def query(request: Request) -> Response:
     return await vo_answer(request, sia2_query)
 
 
-@router.get("/capabilities", response_class=Response, summary="VOSI capabilities")
-def capabilities(request: Request) -> Response:
-    """The SIA2 query endpoint's absolute URL, for clients such as pyvo."""
-    base = str(request.base_url).rstrip("/") + router.prefix
-    return xml_response(capabilities_xml("sia2", base, (DEFAULT_MAXREC, MAX_MAXREC)))
-
-
-@router.get("/availability", response_class=Response, summary="VOSI availability")
-def availability() -> Response:
-    """Always available while the server runs."""
-    return xml_response(availability_xml())
+add_vosi_endpoints(router, "sia2", "The SIA2 query endpoint's absolute URL, for clients "
+                   "such as pyvo.")

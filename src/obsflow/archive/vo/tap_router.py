@@ -13,20 +13,14 @@ from starlette.responses import Response
 
 from obsflow.archive.errors import VOQueryError
 from obsflow.archive.vo.common import (
-    DEFAULT_MAXREC,
-    MAX_MAXREC,
     VoCall,
+    add_vosi_endpoints,
     parse_maxrec,
     vo_answer,
     xml_response,
 )
 from obsflow.archive.vo.tap_sql import TapRequest, run_adql
-from obsflow.archive.vo.votable import (
-    availability_xml,
-    capabilities_xml,
-    results_votable,
-    tables_xml,
-)
+from obsflow.archive.vo.votable import results_votable, tables_xml
 
 __all__ = ["router", "tap_sync"]
 
@@ -69,17 +63,8 @@ async def sync(request: Request) -> Response:
     return await vo_answer(request, tap_sync)
 
 
-@router.get("/capabilities", response_class=Response, summary="VOSI capabilities")
-def capabilities(request: Request) -> Response:
-    """TAP, tables, availability and capabilities endpoints (absolute URLs)."""
-    base = str(request.base_url).rstrip("/") + router.prefix
-    return xml_response(capabilities_xml("tap", base, (DEFAULT_MAXREC, MAX_MAXREC)))
-
-
-@router.get("/availability", response_class=Response, summary="VOSI availability")
-def availability() -> Response:
-    """Always available while the server runs."""
-    return xml_response(availability_xml())
+add_vosi_endpoints(router, "tap", "TAP, tables, availability and capabilities endpoints "
+                   "(absolute URLs).")
 
 
 @router.get("/tables", response_class=Response, summary="VOSI tables")
