@@ -7,8 +7,15 @@ import functools
 import numpy as np
 from numba import njit
 
-__all__ = ["MAX_NETWORK", "as_pixel_map", "median_of", "nan_median_sorted", "select_inplace",
+from obsflow.models.dq import DQ
+
+__all__ = ["DNU_U8", "JUMP_U8", "MAX_NETWORK", "SAT_U8", "as_pixel_map", "median_of", "nan_median_sorted", "select_inplace",
            "sort_columns", "sort_inplace", "sorting_network"]
+
+DNU_U8 = np.uint8(DQ.DO_NOT_USE)
+SAT_U8 = np.uint8(DQ.SATURATED)
+JUMP_U8 = np.uint8(DQ.JUMP_DET)
+"""Group-DQ bits as the uint8 scalars the kernels compare with (see :class:`DQ`)."""
 
 
 @njit(cache=True, nogil=True)

@@ -45,7 +45,10 @@ from numba import njit
 from scipy import ndimage
 
 from obsflow.calibrate._numeric import (
+    DNU_U8,
+    JUMP_U8,
     MAX_NETWORK,
+    SAT_U8,
     as_pixel_map,
     median_of,
     select_inplace,
@@ -53,13 +56,9 @@ from obsflow.calibrate._numeric import (
     sort_inplace,
     sorting_network,
 )
-from obsflow.models.dq import DQ
 
 __all__ = ["JumpOptions", "detect_jumps", "flag_large_events_inplace"]
 
-_DNU = np.uint8(DQ.DO_NOT_USE)
-_SAT = np.uint8(DQ.SATURATED)
-_JUMP = np.uint8(DQ.JUMP_DET)
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, cmed
     n = 0
     for i in range(nints):
         for k in range(nd):
-            bad = (dq[i, k] | dq[i, k + 1]) & (_DNU | _SAT)
+            bad = (dq[i, k] | dq[i, k + 1]) & (DNU_U8 | SAT_U8)
             d = abs(v[i, k + 1] - v[i, k])
             if bad or not np.isfinite(d):
                 absd[i * nd + k] = np.nan
@@ -217,7 +216,7 @@ def _signed_median(v: np.ndarray, dq: np.ndarray, scratch: np.ndarray) -> float:
     n = 0
     for i in range(nints):
         for k in range(ng - 1):
-            if not ((dq[i, k] | dq[i, k + 1]) & (_DNU | _SAT)):
+            if not ((dq[i, k] | dq[i, k + 1]) & (DNU_U8 | SAT_U8)):
                 scratch[n] = v[i, k + 1] - v[i, k]
                 n += 1
     return median_of(scratch, n)
@@ -229,8 +228,8 @@ def _flag_neighbors(out: np.ndarray, gdq: np.ndarray, i: int, g: int, y: int,
     ny, nx = out.shape[2], out.shape[3]
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         yy, xx = y + dy, x + dx
-        if 0 <= yy < ny and 0 <= xx < nx and not (gdq[i, g, yy, xx] & (_DNU | _SAT)):
-            out[i, g, yy, xx] |= _JUMP
+        if 0 <= yy < ny and 0 <= xx < nx and not (gdq[i, g, yy, xx] & (DNU_U8 | SAT_U8)):
+            out[i, g, yy, xx] |= JUMP_U8
 
 
 @njit(cache=True, nogil=True)
@@ -324,7 +323,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
                 drow = dbuf[i, g]
                 drow[:] = gdq[i, g, y, :]
                 for x in range(nx):
-                    if drow[x] & (_DNU | _SAT):
+                    if drow[x] & (DNU_U8 | SAT_U8):
                         clean[x] = False
         if n >= 4:
             _screen_row(vbuf, sbuf, pairs, clean, noise2, pois, thr, cmed)
@@ -348,7 +347,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
             for j in range(n):
                 if absd[j] == -1.0:
                     i, k = j // nd, j % nd
-                    out[i, k + 1, y, x] |= _JUMP
+                    out[i, k + 1, y, x] |= JUMP_U8
                     r = abs(pv[i, k + 1] - pv[i, k] - med) / sig
                     if neighbors and nmin < r < nmax:
                         _flag_neighbors(out, gdq, i, k + 1, y, x)
@@ -378,7 +377,7 @@ def flag_large_events_inplace(groupdq: np.ndarray, min_area: int, expand: float)
     for i in range(nints):
         for g in range(1, ngroups):
             plane = groupdq[i, g]
-            mask = (plane & _JUMP) != 0
+            mask = (plane & JUMP_U8) != 0
             idx = np.flatnonzero(mask)
             if idx.size < min_area:
                 continue
@@ -399,7 +398,7 @@ def flag_large_events_inplace(groupdq: np.ndarray, min_area: int, expand: float)
                 yy, xx = np.ogrid[y0:y1, x0:x1]
                 disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
                 sub = plane[y0:y1, x0:x1]
-                sub[disk & ((sub & (_DNU | _SAT)) == 0)] |= _JUMP
+                sub[disk & ((sub & (DNU_U8 | SAT_U8)) == 0)] |= JUMP_U8
             count += int(big.size)
     return count
 

@@ -49,14 +49,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from obsflow.calibrate._numeric import as_pixel_map
+from obsflow.calibrate._numeric import DNU_U8, JUMP_U8, SAT_U8, as_pixel_map
 from obsflow.models.dq import DQ
 
 __all__ = ["RampFit", "fit_ramps"]
 
-_DNU = np.uint8(DQ.DO_NOT_USE)
-_SAT = np.uint8(DQ.SATURATED)
-_JUMP = np.uint8(DQ.JUMP_DET)
 _NOT_PERS = np.uint8(0xFF & ~int(DQ.PERSISTENCE))
 _PDQ_DNU = np.uint32(DQ.DO_NOT_USE)
 _PDQ_SAT = np.uint32(DQ.SATURATED)
@@ -156,7 +153,7 @@ def _segments(dq: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int:  # p
         g = dq[k] & _NOT_PERS
         if g == 0:
             if not inseg:
-                start = k - 1 if (k > 0 and (dq[k - 1] & _NOT_PERS) == _JUMP) else k
+                start = k - 1 if (k > 0 and (dq[k - 1] & _NOT_PERS) == JUMP_U8) else k
                 inseg = True
         elif inseg:
             starts[nseg] = start
@@ -200,15 +197,15 @@ def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, tables: tuple, work: 
         idq = np.uint32(0)
         nsat = ndnusat = 0
         for k in range(ng):
-            if dq[i, k] & _SAT:
+            if dq[i, k] & SAT_U8:
                 nsat += 1
-            if dq[i, k] & (_SAT | _DNU):
+            if dq[i, k] & (SAT_U8 | DNU_U8):
                 ndnusat += 1
-            if dq[i, k] & _JUMP:
+            if dq[i, k] & JUMP_U8:
                 idq |= _PDQ_JUMP
         if nsat:
             idq |= _PDQ_SAT
-        nseg = 0 if (dq[i, 0] & _SAT) or ndnusat == ng else _segments(dq[i], starts, lens)
+        nseg = 0 if (dq[i, 0] & SAT_U8) or ndnusat == ng else _segments(dq[i], starts, lens)
         num = wsum = vp = vr = 0.0
         for j in range(nseg):
             slope, vw, sp, sr = _segment(v[i], starts[j], lens[j], pars, tables)
