@@ -10,20 +10,13 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import text
 
 from obsflow import __version__
 from obsflow.config import CONFIG_FILENAME, ServerSection, load_config, write_config
-from obsflow.db import (
-    SCHEMA_VERSION,
-    Base,
-    SiteInfo,
-    init_schema,
-    make_engine,
-    read_site_info,
-    sqlite_path,
-)
+from obsflow.db import Base, make_engine, read_site_info, sqlite_path
 from obsflow.exceptions import ConfigError, SiteError, UnknownOptionError
+from obsflow.migrations import VERSION_TABLE, head_revision, init_schema
 from obsflow.site import init_site, open_site
 
 FOLDERS = ["incoming", "logs", "products", "quarantine", "raw", "refs"]
@@ -72,8 +65,10 @@ def test_init_creates_folders_config_and_database(tmp_path: Path) -> None:
     with closing(sqlite3.connect(db)) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     info = _site_info(db)
-    assert set(info) == {"schema_version", "created", "obsflow_version", "profile"}
-    assert info["schema_version"] == str(SCHEMA_VERSION)
+    assert set(info) == {"created", "obsflow_version", "profile"}
+    with closing(sqlite3.connect(db)) as con:
+        assert con.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone()[0] == \
+            head_revision()
     assert info["obsflow_version"] == __version__
     assert info["profile"] == "webb_like"
 
@@ -220,8 +215,8 @@ def test_init_schema_idempotent_and_checks_version(tmp_path: Path) -> None:
         init_schema(engine, profile="smallsat")
         assert read_site_info(engine) == {**first, "profile": "smallsat"}
         with engine.begin() as con:
-            con.execute(update(SiteInfo).values(value="999"))
-        with pytest.raises(SiteError, match="schema version 999"):
+            con.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
+        with pytest.raises(SiteError, match="revision 9999, which this obsflow"):
             init_schema(engine)
     finally:
         engine.dispose()

@@ -6,15 +6,15 @@ obsflow is declared on :class:`Base` (later modules add theirs), so
 ``Base.metadata.create_all`` creates the whole schema.
 
 This module owns only what every site needs from day one: the engine
-settings and a small key/value ``site_info`` table that records the schema
-version, when the site was created, by which obsflow version and with which
-observatory profile.
+settings and a small key/value ``site_info`` table that records when the
+site was created, by which obsflow version and with which observatory
+profile.  It imports no other obsflow package: the schema is created and
+upgraded by :mod:`obsflow.migrations` (one Alembic history for every table).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +23,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from obsflow import __version__
-from obsflow.exceptions import ConfigError, SiteError, UnknownOptionError
+from obsflow.exceptions import ConfigError, UnknownOptionError
 
 __all__ = [
-    "SCHEMA_VERSION",
     "SQLITE_BUSY_TIMEOUT_S",
     "SUPPORTED_BACKENDS",
     "Base",
     "SiteInfo",
     "backend_name",
-    "init_schema",
     "make_engine",
     "read_site_info",
     "sqlite_path",
 ]
-
-SCHEMA_VERSION = 1
-"""Version of the database schema this obsflow writes and expects."""
 
 SUPPORTED_BACKENDS = ("postgresql", "sqlite")
 """Database backends obsflow runs on (the part of the URL before ``://`` or ``+``)."""
@@ -137,56 +131,3 @@ def read_site_info(engine: Engine) -> dict[str, str]:
     with Session(engine) as session:
         rows = session.execute(select(SiteInfo.key, SiteInfo.value)).all()
     return {key: value for key, value in rows}
-
-
-def init_schema(engine: Engine, *, profile: str | None = None) -> None:
-    """Create every table declared on :class:`Base` and fill ``site_info``.
-
-    Tables marked ``info={"obsflow_migrated": True}`` (the archive catalog)
-    are created and upgraded by their Alembic migrations
-    (:func:`obsflow.archive.migrations.upgrade_database`), every other table
-    by ``create_all``.
-
-    Idempotent: tables that exist are left alone, and ``schema_version``,
-    ``created`` and ``obsflow_version`` are written only when absent.  The
-    ``profile`` row is written when ``profile`` is given and differs.
-
-    Parameters
-    ----------
-    engine : sqlalchemy.Engine
-        Engine from :func:`make_engine`.
-    profile : str, optional
-        Name (or path) of the site's observatory profile.
-
-    Raises
-    ------
-    SiteError
-        The database was created by an obsflow with another schema version.
-    """
-    from obsflow.archive.migrations import upgrade_database  # migrations own those tables
-
-    plain = [t for t in Base.metadata.sorted_tables if not t.info.get("obsflow_migrated")]
-    Base.metadata.create_all(engine, tables=plain)
-    upgrade_database(engine)
-    wanted = {
-        "schema_version": str(SCHEMA_VERSION),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "obsflow_version": __version__,
-    }
-    with Session(engine) as session, session.begin():
-        existing = {row.key: row for row in session.scalars(select(SiteInfo))}
-        found = existing.get("schema_version")
-        if found is not None and found.value != str(SCHEMA_VERSION):
-            raise SiteError(
-                f"database {engine.url.render_as_string(hide_password=True)} has schema "
-                f"version {found.value}; this obsflow expects {SCHEMA_VERSION}"
-            )
-        for key, value in wanted.items():
-            if key not in existing:
-                session.add(SiteInfo(key=key, value=value))
-        if profile is not None:
-            row = existing.get("profile")
-            if row is None:
-                session.add(SiteInfo(key="profile", value=profile))
-            elif row.value != profile:
-                row.value = profile

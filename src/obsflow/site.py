@@ -29,8 +29,9 @@ from obsflow.config import (
     load_config,
     write_config,
 )
-from obsflow.db import init_schema, make_engine, sqlite_path
+from obsflow.db import make_engine, sqlite_path
 from obsflow.exceptions import SiteError
+from obsflow.migrations import init_schema
 
 __all__ = ["init_site", "open_site"]
 
@@ -159,4 +160,5 @@ def open_site(root: Path, env: Mapping[str, str] | None = None) -> SiteConfig:
             f"the obsflow site at {root} is incomplete (missing: {listed}); "
             f"run `obsflow init {root}`"
         )
+    _init_database(cfg)  # upgrades a site made by an earlier release in place
     return cfg

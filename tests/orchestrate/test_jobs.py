@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from obsflow.db import make_engine
+from obsflow.migrations import init_schema
 from obsflow.orchestrate.errors import JobNotFoundError, JobStateError
 from obsflow.orchestrate.jobs import (
     JobSpec,
@@ -15,7 +16,6 @@ from obsflow.orchestrate.jobs import (
     begin_attempt,
     claim,
     enqueue_all,
-    ensure_tables,
     fail_attempt,
     finish_attempt,
     get_job,
@@ -29,7 +29,7 @@ POLICY = RetryPolicy(max_attempts=2, backoff_seconds=0.0)
 def test_claims_leases_retries_and_orphans(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
-        ensure_tables(engine)
+        init_schema(engine)
         assert enqueue_all(engine, [JobSpec("noop", "a"), JobSpec("noop", "a")], POLICY) == 1
         token = claim(engine, 1, "me:1")
         assert token is not None and claim(engine, 1, "other:2") is None  # claimed once

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from obsflow.archive.errors import ArchiveError
 from obsflow.archive.store import ProductStore
-from obsflow.db import init_schema, make_engine
+from obsflow.db import make_engine
+from obsflow.migrations import init_schema
 from obsflow.profiles import Profile
 
 if TYPE_CHECKING:

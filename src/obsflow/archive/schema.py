@@ -1,7 +1,7 @@
 """Catalog tables of the archive, declared on :class:`obsflow.db.Base`.
 
 The schema is created and upgraded by the Alembic migrations in
-``obsflow/archive/migrations`` (``obsflow.db.init_schema`` runs them); a test
+``obsflow/migrations`` (:func:`obsflow.migrations.init_schema` runs them); a test
 checks that the migrations and these models agree.
 
 One row of ``exposures`` is one exposure of one detector (the ``obs_id`` of
@@ -52,15 +52,10 @@ __all__ = [
 HPX_ORDER = 18
 """HEALPix order (nside = 2**18, pixels of about 0.8 arcsec) of ``exposures.hpx``."""
 
-_MIGRATED = {"obsflow_migrated": True}
-"""Marks a table as created by the Alembic migrations, not by ``create_all``."""
-
-
 class Program(Base):
     """A science program: PI, title and the exclusive-access period."""
 
     __tablename__ = "programs"
-    __table_args__ = {"info": _MIGRATED}
 
     program: Mapped[str] = mapped_column(String(16), primary_key=True)
     pi_name: Mapped[str] = mapped_column(String(128), default="")
@@ -75,7 +70,6 @@ class User(Base):
     """An archive user: program member and/or administrator."""
 
     __tablename__ = "users"
-    __table_args__ = {"info": _MIGRATED}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -88,7 +82,6 @@ class ProgramMember(Base):
     """A user who may see a program's proprietary data."""
 
     __tablename__ = "program_members"
-    __table_args__ = {"info": _MIGRATED}
 
     program: Mapped[str] = mapped_column(
         ForeignKey("programs.program", ondelete="CASCADE"), primary_key=True
@@ -100,7 +93,6 @@ class ApiToken(Base):
     """A bearer token (``kind='api'``) or a web session (``kind='session'``), stored hashed."""
 
     __tablename__ = "api_tokens"
-    __table_args__ = {"info": _MIGRATED}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -123,7 +115,6 @@ class Exposure(Base):
         Index("ix_exposures_target", "target_name"),
         Index("ix_exposures_t_min", "t_min"),
         Index("ix_exposures_release", "release_date"),
-        {"info": _MIGRATED},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -166,7 +157,6 @@ class Product(Base):
         UniqueConstraint("exposure_id", "kind", "version", name="uq_products_version"),
         Index("ix_products_exposure", "exposure_id"),
         Index("ix_products_latest_kind", "is_latest", "kind"),
-        {"info": _MIGRATED},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -196,7 +186,6 @@ class Preview(Base):
     """A preview image of a product: ``png``, ``jpeg`` or ``thumb`` (JPEG, small)."""
 
     __tablename__ = "previews"
-    __table_args__ = {"info": _MIGRATED}
 
     product_pk: Mapped[int] = mapped_column(
         ForeignKey("products.id", ondelete="CASCADE"), primary_key=True
@@ -213,7 +202,6 @@ class Composite(Base):
     __tablename__ = "composites"
     __table_args__ = (
         UniqueConstraint("program", "target_name", name="uq_composites_target"),
-        {"info": _MIGRATED},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -7,8 +7,8 @@ Public surface::
     accounting_status(engine), gap_report(engine)   what arrived, what is missing
 """
 
-from obsflow.ingest.service import IngestReport, ensure_schema, ingest_once, watch
+from obsflow.ingest.service import IngestReport, ingest_once, watch
 from obsflow.ingest.status import accounting_status, gap_report
 
-__all__ = ["IngestReport", "accounting_status", "ensure_schema", "gap_report", "ingest_once",
+__all__ = ["IngestReport", "accounting_status", "gap_report", "ingest_once",
            "watch"]

@@ -14,7 +14,7 @@ from rich.table import Table
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.fileio import atomic_path
-from obsflow.ingest.service import IngestReport, ensure_schema, ingest_once, watch
+from obsflow.ingest.service import IngestReport, ingest_once, watch
 from obsflow.ingest.status import accounting_status, gap_report, retransmission_request
 from obsflow.site import open_site
 
@@ -100,7 +100,6 @@ def status_cmd(site_dir: Path | None, as_json: bool) -> None:
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
-        ensure_schema(engine)
         status = accounting_status(engine)
     finally:
         engine.dispose()
@@ -127,7 +126,6 @@ def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
-        ensure_schema(engine)
         gaps = gap_report(engine)
         request = retransmission_request(engine, cfg.site.name)
     finally:

@@ -18,12 +18,12 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from obsflow.config import SiteConfig
-from obsflow.db import Base, make_engine
+from obsflow.db import make_engine
 from obsflow.fileio import remove_stale_parts
 from obsflow.ingest import tables  # noqa: F401  (registers the ledger tables)
 from obsflow.ingest.assemble import Assembled, assemble_exposure, due_exposures
 from obsflow.ingest.ledger import record_file
-from obsflow.ingest.locking import LedgerLock, ensure_lock_row, transaction
+from obsflow.ingest.locking import transaction
 from obsflow.ingest.parse import parse_file
 from obsflow.ingest.rawstore import (
     archive_file,
@@ -35,7 +35,7 @@ from obsflow.ingest.rawstore import (
 from obsflow.ingest.tables import RawFile
 from obsflow.profiles import Profile
 
-__all__ = ["IngestReport", "ensure_schema", "ingest_once", "watch"]
+__all__ = ["IngestReport", "ingest_once", "watch"]
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,6 @@ class IngestReport:
     parsed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     assembled: list[Assembled] = field(default_factory=list)
-
-
-def ensure_schema(engine: Engine) -> None:
-    """Create the ledger tables if absent (idempotent)."""
-    tables_ = [t for name, t in Base.metadata.tables.items()
-               if name in {"raw_files", "ingest_claims", "observation_log", "ledger_exposures",
-                           "ledger_packet_ranges", "engineering", "ephemeris", "events", "apid_continuity",
-                           LedgerLock.__tablename__}]
-    Base.metadata.create_all(engine, tables=tables_)
-    ensure_lock_row(engine)
 
 
 def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
@@ -108,7 +98,6 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
     report = IngestReport()
     tick = progress or (lambda stage, done, total: None)
     try:
-        ensure_schema(engine)
         recover(engine, cfg.incoming_dir, cfg.raw_dir)
         remove_stale_parts(cfg.products_dir / "level1")
         with transaction(engine) as session:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astropy.io import fits
+
+if TYPE_CHECKING:
+    from obsflow.models.identity import DataId
 
 __all__ = ["ExposureMeta", "product_basename"]
 
@@ -109,6 +112,13 @@ class ExposureMeta:
         """Product file stem without the suffix, e.g. ``01234001001_00002_wra1``."""
         return product_basename(self.program, self.observation, self.visit, self.exposure,
                                 self.detector)
+
+    @property
+    def data_id(self) -> DataId:
+        """The :class:`~obsflow.models.identity.DataId` of this exposure's products."""
+        from obsflow.models.identity import DataId
+
+        return DataId(self.program, self.observation, self.visit, self.exposure, self.detector)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the observation-log record form)."""

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
-from obsflow.orchestrate.jobs import JobView, ensure_tables, get_job, retry, transaction
+from obsflow.orchestrate.jobs import JobView, get_job, retry, transaction
 from obsflow.orchestrate.runner import RunSummary, run_site
 from obsflow.orchestrate.tables import STATES, Job, JobAttempt
 from obsflow.orchestrate.worker import policy_of
@@ -105,7 +105,6 @@ def run_cmd(site_dir: Path | None, watch: bool, workers: int | None) -> None:
 def _job_rows(cfg: SiteConfig, kind: str | None, state: str | None, limit: int) -> list[JobView]:
     engine = make_engine(cfg.database_url)
     try:
-        ensure_tables(engine)
         query = select(Job).order_by(Job.id.desc()).limit(limit)
         if kind:
             query = query.where(Job.kind == kind)
@@ -166,7 +165,6 @@ def retry_cmd(site_dir: Path | None, job_id: int) -> None:
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
-        ensure_tables(engine)
         job = retry(engine, job_id, policy_of(cfg))
     finally:
         engine.dispose()

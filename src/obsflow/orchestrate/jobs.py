@@ -26,7 +26,6 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from obsflow.db import Base
 from obsflow.orchestrate.errors import JobNotFoundError, JobStateError
 from obsflow.orchestrate.tables import Job, JobAttempt
 
@@ -36,7 +35,6 @@ __all__ = [
     "RetryPolicy",
     "begin_attempt",
     "claim",
-    "ensure_tables",
     "enqueue",
     "enqueue_all",
     "fail_attempt",
@@ -85,14 +83,6 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """A short session in one transaction: committed on success, rolled back on error."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the job tables (and the ingest tables they read) if absent."""
-    from obsflow.ingest.service import ensure_schema
-
-    ensure_schema(engine)
-    Base.metadata.create_all(engine, tables=[Job.__table__, JobAttempt.__table__])  # type: ignore[list-item]
 
 
 @dataclass(frozen=True)
@@ -169,7 +159,6 @@ def enqueue(session: Session, spec: JobSpec, policy: RetryPolicy,
 
 def enqueue_all(engine: Engine, specs: Sequence[JobSpec], policy: RetryPolicy) -> int:
     """Enqueue ``specs`` in one transaction (existing keys skipped); return how many are new."""
-    ensure_tables(engine)
     with transaction(engine) as session:
         return sum(enqueue(session, spec, policy) is not None for spec in specs)
 

@@ -32,8 +32,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select, update
 
 from obsflow.config import SiteConfig
-from obsflow.db import init_schema, make_engine
+from obsflow.db import make_engine
 from obsflow.ingest.tables import Event, ObservationLog, RawFile
+from obsflow.migrations import init_schema
 from obsflow.orchestrate.executors import Completion, Executor
 from obsflow.orchestrate.handlers import calibrate_spec, program_spec
 from obsflow.orchestrate.htcondor import Workflow
@@ -41,7 +42,6 @@ from obsflow.orchestrate.jobs import (
     JobSpec,
     claim,
     enqueue,
-    ensure_tables,
     fail_attempt,
     heartbeat,
     process_id,
@@ -130,8 +130,7 @@ class Orchestrator:
     def run(self, *, watch: bool = False, stop: Callable[[], bool] | None = None) -> RunSummary:
         """Run until idle (or, with ``watch``, until ``stop()`` is true)."""
         started = time.perf_counter()
-        ensure_tables(self.engine)
-        init_schema(self.engine, profile=self.cfg.profile.name)  # archive migrations, once
+        init_schema(self.engine, profile=self.cfg.profile.name)  # migrations, once
         while True:
             self.step(watch=watch)
             if stop is not None and stop():

@@ -1,0 +1,166 @@
+"""The one schema history of a site database: every table, one Alembic environment.
+
+:func:`init_schema` (run by ``obsflow init``, ``obsflow upgrade`` and whenever
+a site is opened) brings the database to the newest revision in
+``versions/`` and fills ``site_info``; nothing else creates tables.  Every
+table of obsflow (ledger, jobs, reference files and contexts, archive
+catalog, runs and lineage) is declared on :class:`obsflow.db.Base` by the
+module that owns it; :func:`load_models` imports those modules so the
+metadata is complete, and a test checks the migrations and the models agree.
+
+This package sits above every other (it imports each owner's table module);
+the foundation (:mod:`obsflow.db`) imports none of them.
+
+Sites made before the single history kept the archive's revision in
+``alembic_version_archive`` and created the other tables on first use; the
+upgrade moves that revision into :data:`VERSION_TABLE` and revision 0002
+adopts the tables that exist (creating only those that do not).
+
+A new migration goes in ``versions/`` as ``NNNN_<what>.py`` following the
+latest one (``down_revision`` = its revision).
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.orm import Session
+
+from obsflow import __version__
+from obsflow.db import SiteInfo
+from obsflow.exceptions import SiteError
+
+__all__ = ["LEGACY_VERSION_TABLE", "MODEL_MODULES", "VERSION_TABLE", "alembic_config",
+           "current_revision", "head_revision", "init_schema", "load_models",
+           "upgrade_database"]
+
+VERSION_TABLE = "obsflow_schema_version"
+"""Table where Alembic records the revision of the whole site schema."""
+
+LEGACY_VERSION_TABLE = "alembic_version_archive"
+"""Where sites made before the single history recorded the archive tables' revision."""
+
+MODEL_MODULES = (
+    "obsflow.db",
+    "obsflow.ingest.tables",
+    "obsflow.ingest.locking",
+    "obsflow.orchestrate.tables",
+    "obsflow.refdata.registry",
+    "obsflow.archive.schema",
+)
+"""Every module that declares tables on :class:`obsflow.db.Base`."""
+
+_HERE = Path(__file__).resolve().parent
+
+
+def load_models() -> None:
+    """Import every table-declaring module, so ``Base.metadata`` holds the whole schema."""
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+
+
+def alembic_config() -> Config:
+    """Alembic configuration of the site schema (no ``alembic.ini`` needed)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_HERE))
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest revision in ``versions/``."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (None before the first upgrade)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def _adopt_legacy_version(engine: Engine) -> None:
+    """Move the revision of a pre-0002 site from the archive's version table into ours."""
+    tables = set(inspect(engine).get_table_names())
+    if LEGACY_VERSION_TABLE not in tables or VERSION_TABLE in tables:
+        return
+    with engine.begin() as connection:
+        revision = connection.execute(
+            text(f"SELECT version_num FROM {LEGACY_VERSION_TABLE}")).scalar()
+        connection.execute(text(f"CREATE TABLE {VERSION_TABLE} (version_num VARCHAR(32) "
+                                f"NOT NULL, CONSTRAINT {VERSION_TABLE}_pkc PRIMARY KEY "
+                                "(version_num))"))
+        if revision is not None:
+            connection.execute(text(f"INSERT INTO {VERSION_TABLE} (version_num) VALUES (:r)"),
+                               {"r": revision})
+        connection.execute(text(f"DROP TABLE {LEGACY_VERSION_TABLE}"))
+
+
+def _check_known(engine: Engine) -> None:
+    found = current_revision(engine)
+    if found is None:
+        return
+    script = ScriptDirectory.from_config(alembic_config())
+    if found not in {rev.revision for rev in script.walk_revisions()}:
+        raise SiteError(
+            f"database {engine.url.render_as_string(hide_password=True)} is at schema "
+            f"revision {found}, which this obsflow ({__version__}, newest revision "
+            f"{head_revision()}) does not know: it was made by a newer obsflow")
+
+
+def upgrade_database(engine: Engine, revision: str = "head") -> None:
+    """Bring every table of ``engine``'s database up to ``revision`` (idempotent)."""
+    load_models()
+    _adopt_legacy_version(engine)
+    _check_known(engine)
+    if revision == "head" and current_revision(engine) == head_revision():
+        return
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, revision)
+
+
+def init_schema(engine: Engine, *, profile: str | None = None) -> None:
+    """Create or upgrade the whole site schema and fill ``site_info``.
+
+    Idempotent: ``created`` and ``obsflow_version`` are written only when
+    absent; the ``profile`` row is written when ``profile`` is given and
+    differs.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        Engine from :func:`obsflow.db.make_engine`.
+    profile : str, optional
+        Name (or path) of the site's observatory profile.
+
+    Raises
+    ------
+    SiteError
+        The database is at a revision this obsflow does not know (made by a
+        newer release).
+    """
+    upgrade_database(engine)
+    wanted = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
+              "obsflow_version": __version__}
+    with Session(engine) as session, session.begin():
+        existing = {row.key: row for row in session.scalars(select(SiteInfo))}
+        for key, value in wanted.items():
+            if key not in existing:
+                session.add(SiteInfo(key=key, value=value))
+        if profile is not None:
+            row = existing.get("profile")
+            if row is None:
+                session.add(SiteInfo(key="profile", value=profile))
+            elif row.value != profile:
+                row.value = profile
