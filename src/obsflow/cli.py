@@ -30,7 +30,7 @@ from rich.text import Text
 from obsflow import __version__
 from obsflow.config import CONFIG_FILENAME, SiteConfig, default_site_root, load_config
 from obsflow.db import sqlite_path
-from obsflow.exceptions import ObsflowError
+from obsflow.exceptions import ObsflowError, SiteError
 from obsflow.profiles import Profile, builtin_profiles, load_profile
 from obsflow.simulate.faults import FAULTS, parse_faults
 from obsflow.site import init_site
@@ -142,6 +142,31 @@ def _profile_row(name: str, profile: Profile) -> tuple[str, ...]:
         str(len(detectors)),
         ", ".join(sizes),
     )
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+def upgrade(directory: Path | None) -> None:
+    """Bring the database of the site at DIRECTORY to this obsflow's schema (keeps all data)."""
+    from obsflow.db import make_engine
+    from obsflow.migrations import current_revision, head_revision
+    from obsflow.site import open_site
+
+    root = (directory or default_site_root()).expanduser().resolve()
+    cfg = load_config(root) if (root / CONFIG_FILENAME).is_file() else None
+    if cfg is None:
+        raise SiteError(f"no obsflow site at {root}; run `obsflow init {root}`")
+    engine = make_engine(cfg.database_url)
+    try:
+        before = current_revision(engine)
+    finally:
+        engine.dispose()
+    open_site(root)  # upgrades in place
+    if before == head_revision():
+        _console().print(f"site {root}: schema already at revision {before}")
+    else:
+        _console().print(f"site {root}: schema upgraded from revision {before or '(none)'} to "
+                         f"{head_revision()}")
 
 
 @main.command()
@@ -283,3 +308,7 @@ from obsflow.orchestrate.cli import jobs_group, run_cmd  # noqa: E402
 
 main.add_command(run_cmd)
 main.add_command(jobs_group)
+
+from obsflow.reprocess.cli import reprocess_group  # noqa: E402
+
+main.add_command(reprocess_group)

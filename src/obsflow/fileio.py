@@ -12,11 +12,22 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from astropy.io import fits
 
-__all__ = ["atomic_path", "remove_stale_parts", "sha256_file", "write_fits"]
+__all__ = ["Written", "atomic_path", "remove_stale_parts", "sha256_file", "write_fits",
+           "write_fits_hashed"]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A file just written: where it is, its sha256 (hex) and size (bytes)."""
+
+    path: Path
+    sha256: str
+    size: int
 
 
 @contextlib.contextmanager
@@ -72,11 +83,21 @@ def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
     The checksum cards' comments carry ``stamp`` instead of the current time
     (astropy's default), so the same content always gives the same bytes.
     """
+    return write_fits_hashed(hdul, path, stamp).path
+
+
+def write_fits_hashed(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Written:
+    """:func:`write_fits`, also hashing the file once, before it is renamed into place.
+
+    The sha256 is computed from the temporary file just written (still in the
+    page cache), so a product is hashed once in its life: by its writer.
+    """
     for hdu in hdul:
         hdu.add_checksum(when=stamp)  # sets DATASUM too, computing it once
     with atomic_path(Path(path)) as tmp:
         hdul.writeto(tmp, checksum=False)
-    return Path(path)
+        digest, size = sha256_file(tmp), tmp.stat().st_size
+    return Written(Path(path), digest, size)
 
 
 def sha256_file(path: Path, chunk_bytes: int = 8 << 20) -> str:

@@ -6,16 +6,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from click.testing import CliRunner
 
-from obsflow.calibrate.pipeline import calibrate_product, load_recipe, resolve_parameters
+from obsflow.calibrate.pipeline import (
+    CalibrationOptions,
+    beside,
+    calibrate_product,
+    load_recipe,
+    resolve_parameters,
+)
 from obsflow.cli import main
 from obsflow.exceptions import UnknownOptionError
+from obsflow.fileio import sha256_file
 from obsflow.models import read_cal, read_rate, read_rateints
 from obsflow.profiles import load_profile
 from obsflow.refdata import FolderRefs
 from obsflow.simulate.run import SimOptions, simulate
 from obsflow.simulate.truth import read_truth
+
+
+def _paths(uncal: Path, refs: FolderRefs, out: Path) -> list[Path]:
+    prof = load_profile("smallsat")
+    options = CalibrationOptions(place=beside(out))
+    return [p.path for p in calibrate_product(uncal, refs, prof, options)]
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +43,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def calibrated(sim: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     prof = load_profile("smallsat")
     uncal = sorted((sim / "level1").glob("*_uncal.fits"))[0]
-    return calibrate_product(uncal, FolderRefs(sim / "refs", prof), prof,
-                             out_dir=tmp_path_factory.mktemp("cal"))
+    return _paths(uncal, FolderRefs(sim / "refs", prof), tmp_path_factory.mktemp("cal"))
 
 
 def test_products_and_provenance(calibrated: list[Path], sim: Path) -> None:
@@ -39,11 +52,20 @@ def test_products_and_provenance(calibrated: list[Path], sim: Path) -> None:
     rate, ints, cal = read_rate(calibrated[0]), read_rateints(calibrated[1]), read_cal(calibrated[2])
     assert ints.sci.shape == (rate.meta.nints, *rate.sci.shape)
     prov = cal.provenance
-    assert prov.recipe == "image" and prov.input_name.endswith("_uncal.fits")
-    assert [s for s, _, _ in prov.steps][-1] == "background"
-    assert dict((s, p) for s, _, p in prov.steps)["jump"]["threshold"] == 4.0
-    assert {r for r, _, _ in prov.references} >= {"DARK", "FLAT", "GAIN", "PHOTOM"}
-    assert all(len(sha) == 64 for _, _, sha in prov.references)
+    assert prov.recipe == "image" and prov.run == "manual" and prov.inputs == ()
+    uncal = sorted((sim / "level1").glob("*_uncal.fits"))[0]
+    assert [(f.name, f.sha256) for f in prov.input_files] == [(uncal.name, sha256_file(uncal))]
+    assert [s.name for s in prov.steps][-1] == "background"
+    assert {s.name: s.params for s in prov.steps}["jump"]["threshold"] == 4.0
+    assert {r.reftype for r in prov.references} >= {"DARK", "FLAT", "GAIN", "PHOTOM"}
+    assert all(len(r.sha256) == 64 for r in prov.references)
+    # stage-1 products record the stage-1 steps and references only
+    rate_prov = rate.provenance
+    assert {r.reftype for r in rate_prov.references} == (
+        {r.reftype for r in prov.references} - {"FLAT", "PHOTOM"})
+    assert "flat_field" not in {s.name for s in rate_prov.steps}
+    assert (rate.ref.kind, ints.ref.kind, cal.ref.kind) == ("rate", "rateints", "cal")
+    assert len({rate.ref.uuid, ints.ref.uuid, cal.ref.uuid}) == 3
     assert cal.header_extra["PHOTMJSR"] > 0 and cal.wcs is not None
     assert np.isfinite(cal.header_extra["BKGLEVEL"])
 
@@ -78,7 +100,7 @@ def many(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
     refs = FolderRefs(out / "refs", prof)
     pairs = []
     for uncal in sorted((out / "level1").glob("*_uncal.fits")):
-        rate = calibrate_product(uncal, refs, prof, out_dir=out / "cal")[0]
+        rate = _paths(uncal, refs, out / "cal")[0]
         pairs.append((rate, out / "truth" / uncal.name.replace("_uncal", "_truth")))
     return pairs
 
@@ -117,7 +139,7 @@ def test_cli_calibrate_with_set_and_skip(sim: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     cal = read_cal(next(tmp_path.glob("*_cal.fits")))
-    steps = {s: (st, p) for s, st, p in cal.provenance.steps}
+    steps = {s.name: (s.status, s.params) for s in cal.provenance.steps}
     assert steps["jump"][1]["threshold"] == 5.0 and steps["background"][0].startswith("SKIPPED")
     bad = CliRunner().invoke(main, ["calibrate", "--refs", str(sim / "refs"), "--profile",
                                      "smallsat", "--skip", "nosuch", str(uncal)])
@@ -125,8 +147,25 @@ def test_cli_calibrate_with_set_and_skip(sim: Path, tmp_path: Path) -> None:
 
 
 def test_products_byte_reproducible(calibrated: list[Path], sim: Path, tmp_path: Path) -> None:
+    """Same input, references and software: the same run gives the same bytes; another run
+    the same data arrays, with only the identity (and so the checksums) different."""
     prof = load_profile("smallsat")
     uncal = sorted((sim / "level1").glob("*_uncal.fits"))[0]
-    again = calibrate_product(uncal, FolderRefs(sim / "refs", prof), prof, out_dir=tmp_path)
+    refs = FolderRefs(sim / "refs", prof)
+    again = _paths(uncal, refs, tmp_path / "same")
     assert [p.name for p in again] == [p.name for p in calibrated]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(again, calibrated, strict=True))
+    other = [p.path for p in calibrate_product(
+        uncal, refs, prof, CalibrationOptions(run="rerun", place=beside(tmp_path / "other")))]
+    identity = {"PRODUUID", "RUNNAME", "CHECKSUM", "DATASUM"}
+    for a, b in zip(other, calibrated, strict=True):
+        with fits.open(a) as ha, fits.open(b) as hb:
+            assert [h.name for h in ha] == [h.name for h in hb]
+            for x, y in zip(ha, hb, strict=True):
+                if x.name == "PROVENANCE":
+                    assert x.data.tobytes() != y.data.tobytes()  # it names the run
+                elif x.data is not None:
+                    assert x.data.tobytes() == y.data.tobytes(), (a.name, x.name)
+                assert {k: v for k, v in x.header.items() if k not in identity} == \
+                    {k: v for k, v in y.header.items() if k not in identity}
+            assert ha[0].header["PRODUUID"] != hb[0].header["PRODUUID"]

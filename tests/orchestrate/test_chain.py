@@ -7,7 +7,7 @@ from collections import Counter
 from obsflow.config import SiteConfig
 from obsflow.ingest.service import ingest_once
 from obsflow.orchestrate import run_site
-from obsflow.orchestrate.handlers import ARCHIVED_SUFFIXES
+from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.simulate.run import SimResult
 
 from .conftest import archive_products, attempts_of, cli, executed, jobs_of, json_jobs
@@ -18,12 +18,12 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
     n = executed(downlink)
     kinds = Counter((job.kind, job.state) for job in jobs_of(site))
     assert kinds[("calibrate", "done")] == n
-    assert kinds[("register", "done")] == n * len(ARCHIVED_SUFFIXES)
+    assert kinds[("register", "done")] == n * (len(ARCHIVED_KINDS) - 1)
     assert kinds[("ingest", "done")] >= 1
     assert {state for _, state in kinds} == {"done"}
     assert summary.total("failed") == 0
     products = archive_products(site)
-    assert len(products) == n * len(ARCHIVED_SUFFIXES)
+    assert len(products) == n * len(ARCHIVED_KINDS)
     assert {version for _, _, version in products} == {1}
     assert {kind for _, kind, _ in products} == {"uncal", "rate", "rateints", "cal"}
     for job in jobs_of(site):  # every job has its timings and one successful attempt logged
@@ -42,24 +42,26 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
 def test_poisoned_input_fails_alone_with_a_clear_reason(site: SiteConfig,
                                                         downlink: SimResult) -> None:
     ingest_once(site)  # Level-1 products and their exposure_ready events
-    victim = sorted((site.products_dir / "level1").glob("*_uncal.fits"))[0]
+    victim = sorted((site.products_dir / "ingest").rglob("*_uncal.fits"))[0]
+    relpath = victim.relative_to(site.products_dir).as_posix()
+    basename = victim.name.removesuffix("_uncal.fits")
     victim.write_bytes(victim.read_bytes()[:5000])  # bit rot: the file is cut short
     run_site(site)
     jobs = jobs_of(site)
     failed = [job for job in jobs if job.state == "failed"]
     assert [job.kind for job in failed] == ["calibrate"]
     (bad,) = failed
-    assert bad.inputs["product"] == f"level1/{victim.name}"
+    assert bad.inputs["product"] == relpath
     assert bad.attempts == bad.max_attempts == 3
     assert bad.error is not None
-    assert bad.error.startswith(f"calibrate calibrate:level1/{victim.name}:v1 failed after 3 "
+    assert bad.error.startswith(f"calibrate calibrate:{basename}:v1 failed after 3 "
                                 "attempts: ")
     outcomes = [a.outcome for a in attempts_of(site, bad.id)]
     assert outcomes == ["error", "error", "error"]
     assert "Traceback" in attempts_of(site, bad.id)[-1].log
     n = executed(downlink)
     assert sum(job.kind == "calibrate" and job.state == "done" for job in jobs) == n - 1
-    assert len(archive_products(site)) == (n - 1) * len(ARCHIVED_SUFFIXES)
+    assert len(archive_products(site)) == (n - 1) * len(ARCHIVED_KINDS)
     # the CLI lists it and can put it back in the queue
     listed = json_jobs(site, "--state", "failed")
     assert [job["id"] for job in listed] == [bad.id]

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.orchestrate import run_site
-from obsflow.orchestrate.handlers import ARCHIVED_SUFFIXES
+from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.orchestrate.jobs import transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.simulate.run import SimResult
@@ -93,7 +93,7 @@ def test_worker_killed_mid_job_is_retried_and_finished_once(
     jobs = jobs_of(cfg)
     assert {j.state for j in jobs} == {"done"}
     assert sum(j.kind == "calibrate" for j in jobs) == n
-    assert sum(j.kind == "register" for j in jobs) == n * len(ARCHIVED_SUFFIXES)
+    assert sum(j.kind == "register" for j in jobs) == n * (len(ARCHIVED_KINDS) - 1)
     products = archive_products(cfg)
-    assert len(products) == len(set(products)) == n * len(ARCHIVED_SUFFIXES)
+    assert len(products) == len(set(products)) == n * len(ARCHIVED_KINDS)
     assert {version for _, _, version in products} == {1}

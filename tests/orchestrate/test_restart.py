@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from obsflow.orchestrate.handlers import ARCHIVED_SUFFIXES
+from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.simulate.run import SimResult
 
 from .conftest import archive_products, attempts_of, executed, jobs_of, make_site, wait_for
@@ -41,7 +41,7 @@ def test_killed_orchestrator_resumes_without_doing_anything_twice(
     assert {j.state for j in after} == {"done"}
     assert len({j.key for j in after}) == len(after)
     assert sum(j.kind == "calibrate" for j in after) == n
-    assert sum(j.kind == "register" for j in after) == n * len(ARCHIVED_SUFFIXES)
+    assert sum(j.kind == "register" for j in after) == n * (len(ARCHIVED_KINDS) - 1)
     for job in after:
         if job.id in done_before:  # finished before the kill: not run again
             assert job.finished == done_before[job.id] and job.attempts == 1
@@ -51,7 +51,7 @@ def test_killed_orchestrator_resumes_without_doing_anything_twice(
         outcomes = [a.outcome for a in attempts_of(cfg, job_id)]
         assert outcomes[-1] == "ok" and set(outcomes[:-1]) <= {"lost"}
     products = archive_products(cfg)
-    assert len(products) == n * len(ARCHIVED_SUFFIXES)
+    assert len(products) == n * len(ARCHIVED_KINDS)
     assert {version for _, _, version in products} == {1}
-    level2 = sorted(p.name for p in (cfg.products_dir / "level2").glob("*_cal.fits"))
-    assert len(level2) == n
+    level2 = sorted(p.name for p in (cfg.products_dir / "prompt").rglob("*_cal.fits"))
+    assert len(level2) == len(set(level2)) == n  # the killed attempts' files were redone in place

@@ -1,13 +1,21 @@
 """Registering programs and products: the one way data enters the archive.
 
-:func:`register_product` is idempotent: the same bytes registered twice give
-the same :class:`ProductRecord`; different bytes for the same exposure and
-kind give a new version (the old one stays, no longer ``is_latest``).  The
-file is read and checked (sha256, the FITS ``CHECKSUM`` keywords when
-present), its previews rendered, and it is copied into the store under a key
-named by its content, its stored copy checked against the source's sha256 —
-all before the catalog transaction, which only writes the rows (and is
-committed by the caller when it passed its own ``Session``).
+A product arrives as a :class:`Registration`: its file, its
+:class:`~obsflow.models.ProductRef`, its :class:`~obsflow.models.Provenance`
+and the sha256 its writer computed (a product is hashed once).
+:func:`register_outputs` registers one or more of them in ONE catalog
+transaction: each becomes a new version of its exposure and kind, is made
+current (the older version stays, no longer ``is_latest``), and is linked to
+its input products (``product_inputs``); registering the same UUID again
+returns the existing record.  :func:`register_product` registers a file by
+path (its reference and provenance read from its header; a file made
+outside a site gets a new reference in the run ``manual``), checking its
+sha256 and FITS checksums.
+
+Each product is stored once: a file already inside a local store (the
+pipeline writes into ``products/<run>/...``) is registered where it is;
+anything else is copied to the store key ``ref.relpath()``.  Previews are
+rendered and the copy made before the transaction, which only writes rows.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,36 +41,66 @@ from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_wo
 from obsflow.archive.errors import ArchiveError, ProductFileError
 from obsflow.archive.policy import release_date, utcnow
 from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
-from obsflow.archive.schema import Composite, Exposure, Preview, Product, Program
+from obsflow.archive.schema import (
+    Composite,
+    Exposure,
+    Preview,
+    Product,
+    ProductInput,
+    Program,
+    Run,
+)
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
 from obsflow.config import SiteConfig
 from obsflow.exceptions import UnknownOptionError
 from obsflow.fileio import sha256_file
+from obsflow.models.identity import PRODUCT_KINDS, ProductRef
 from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance, RefFileUse
 
-__all__ = ["KINDS", "ProductRecord", "Provenance", "register_product", "register_program"]
+__all__ = ["KINDS", "MANUAL_RUN", "ProductRecord", "Registration", "ensure_run",
+           "register_outputs", "register_product", "register_program"]
 
-KINDS: dict[str, tuple[str, int]] = {
-    "uncal": ("1", 1), "rate": ("2a", 2), "rateints": ("2a", 2), "cal": ("2b", 2),
-    "i2d": ("3", 3), "crf": ("3", 3),
-}
+KINDS = PRODUCT_KINDS
 """Product kind (file-name suffix) -> (data level, ObsCore calib_level)."""
+
+MANUAL_RUN = "manual"
+"""The run of files registered by hand that carry no product reference."""
+
+RUN_KINDS = ("ingest", "prompt", "campaign", "manual", "legacy")
+"""What a run can be (see :class:`obsflow.archive.schema.Run`)."""
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9]{1,16}$")
 
 
 @dataclass(frozen=True)
-class Provenance:
-    """How a product was made: software version, recipe and reference files."""
+class Registration:
+    """A product handed to the archive by the writer that made it.
 
-    software_version: str = ""
-    recipe: str = ""
-    reference_files: tuple[str, ...] = ()
+    Attributes
+    ----------
+    path : Path
+        The product file (inside the store when it is local: stored in place).
+    ref : ProductRef
+        Its identity.
+    provenance : Provenance
+        How it was made (its ``inputs`` must be registered already).
+    sha256 : str
+        Hex sha256 of the file, computed by its writer.
+    size : int
+        File size, bytes.
+    """
+
+    path: Path
+    ref: ProductRef
+    provenance: Provenance
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
 class ProductRecord:
-    """What :func:`register_product` returns (a plain snapshot of the catalog row)."""
+    """What registration returns (a plain snapshot of the catalog row)."""
 
     product_id: str
     obs_id: str
@@ -74,12 +112,14 @@ class ProductRecord:
     size: int
     sha256: str
     created: bool
-    """True if this call added the version; False if the same bytes were already there."""
+    """True if this call added the version; False if it was registered already."""
+    uuid: str = ""
+    run: str = ""
 
 
 def _record(row: Product, exposure: Exposure, created: bool) -> ProductRecord:
     return ProductRecord(row.product_id, exposure.obs_id, exposure.program, row.kind, row.level,
-                         row.version, row.path, row.size, row.sha256, created)
+                         row.version, row.path, row.size, row.sha256, created, row.uuid, row.run)
 
 
 def register_program(target: Archive | SiteConfig | Session, program: str, *,
@@ -113,33 +153,66 @@ def register_program(target: Archive | SiteConfig | Session, program: str, *,
             add_member(session, program, name)
 
 
-def _read_product(path: Path) -> tuple[fits.Header, fits.Header, np.ndarray]:
-    """Primary header, SCI header and the SCI array to preview (2-D, or two groups of 4-D)."""
+def ensure_run(session: Session, name: str, kind: str, description: str = "") -> Run:
+    """The ``runs`` row of ``name``, created (flushed, not committed) when absent."""
+    if kind not in RUN_KINDS:
+        raise UnknownOptionError("run kind", kind, RUN_KINDS)
+    row = session.get(Run, name)
+    if row is None:
+        row = Run(name=name, kind=kind, created=utcnow(), description=description)
+        session.add(row)
+        session.flush()
+    return row
+
+
+# -- reading a product file -------------------------------------------------------------------
+
+def _open_checked(path: Path, verify: bool) -> fits.HDUList:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, memmap=False, checksum=True) as hdul:
-                primary = hdul[0].header.copy()
-                if "SCI" not in hdul:
-                    raise ProductFileError(f"{path.name}: no SCI extension")
-                sci = hdul["SCI"]
-                header, shape = sci.header.copy(), sci.shape
-                if len(shape) == 2:
-                    data = np.asarray(sci.section[:, :])
-                elif len(shape) == 3:  # per-integration images (_rateints): the first
-                    data = np.asarray(sci.section[0])
-                elif len(shape) == 4:
-                    data = np.stack([sci.section[0, 0], sci.section[0, shape[1] - 1]])[None]
-                else:
-                    raise ProductFileError(f"{path.name}: SCI has shape {shape}; "
-                                           "expected a 2-D image, a 3-D stack of "
-                                           "integrations or a 4-D ramp cube")
+            hdul = fits.open(path, memmap=False, checksum=verify)
     except OSError as exc:
         raise ProductFileError(f"{path}: not a readable FITS file ({exc})") from exc
     bad = [str(w.message) for w in caught if "checksum" in str(w.message).lower()]
     if bad:
+        hdul.close()
         raise ProductFileError(f"{path.name}: FITS checksum verification failed: {bad[0]}")
-    return primary, header, data
+    return hdul
+
+
+def _preview_data(path: Path, sci: Any) -> np.ndarray:
+    """The SCI array to preview (2-D, or the first and last group of a 4-D ramp)."""
+    shape = sci.shape
+    if len(shape) == 2:
+        return np.asarray(sci.section[:, :])
+    if len(shape) == 3:  # per-integration images (_rateints): the first
+        return np.asarray(sci.section[0])
+    if len(shape) == 4:
+        return np.stack([sci.section[0, 0], sci.section[0, shape[1] - 1]])[None]
+    raise ProductFileError(f"{path.name}: SCI has shape {shape}; expected a 2-D image, "
+                           "a 3-D stack of integrations or a 4-D ramp cube")
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What registration reads from a product file (one open, no data beyond the preview)."""
+
+    primary: fits.Header
+    sci_header: fits.Header
+    data: np.ndarray
+    provenance: Provenance | None
+
+
+def _read_product(path: Path, verify: bool) -> _Read:
+    with _open_checked(path, verify) as hdul:
+        if "SCI" not in hdul:
+            raise ProductFileError(f"{path.name}: no SCI extension")
+        sci = hdul["SCI"]
+        prov = (Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], path.name)
+                if PROVENANCE_EXTNAME in hdul and "JSON" in hdul[PROVENANCE_EXTNAME].columns.names
+                else None)
+        return _Read(hdul[0].header.copy(), sci.header.copy(), _preview_data(path, sci), prov)
 
 
 def _meta(path: Path, primary: fits.Header) -> ExposureMeta:
@@ -157,10 +230,43 @@ def _kind(path: Path) -> str:
     return kind
 
 
-def _provenance(primary: fits.Header) -> Provenance:
-    refs = tuple(f"{key}={primary[key]}" for key in primary if str(key).startswith("R_"))
-    return Provenance(str(primary.get("CAL_VER", __version__)), str(primary.get("RECIPE", "")),
-                      refs)
+def _header_provenance(primary: fits.Header, run: str) -> Provenance:
+    """Provenance of a file with no PROVENANCE table: what its keywords say."""
+    refs = tuple(RefFileUse(str(k)[2:], str(primary[k]), "") for k in primary
+                 if str(k).startswith("R_"))
+    return Provenance(run=run, software=str(primary.get("CAL_VER", __version__)),
+                      recipe=str(primary.get("RECIPE", "")), references=refs)
+
+
+def registration_from_file(path: Path | str) -> Registration:
+    """A :class:`Registration` for a file: reference and provenance from its header.
+
+    The file is hashed and its FITS checksums verified.  A file with no
+    product reference (made outside a site) gets a new one in the run
+    :data:`MANUAL_RUN`.
+
+    Raises
+    ------
+    ProductFileError
+        No such file, unreadable, bad checksum, a keyword or SCI missing.
+    UnknownOptionError
+        The file-name suffix is not a product kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ProductFileError(f"{path}: no such file")
+    kind = _kind(path)
+    read = _read_product(path, verify=True)
+    meta = _meta(path, read.primary)
+    if "PRODUUID" in read.primary:
+        ref = ProductRef.from_header(read.primary, meta.data_id, path.name)
+        if ref.kind != kind:
+            raise ProductFileError(f"{path.name}: PRODKIND {ref.kind!r} does not match the "
+                                   f"file-name suffix {kind!r}")
+    else:
+        ref = ProductRef(kind, meta.data_id, MANUAL_RUN)
+    prov = read.provenance or _header_provenance(read.primary, ref.run)
+    return Registration(path, ref, prov, sha256_file(path), path.stat().st_size)
 
 
 def _ensure_program(session: Session, meta: ExposureMeta, settings: ArchiveSettings) -> Program:
@@ -215,109 +321,200 @@ def _upsert_exposure(session: Session, meta: ExposureMeta, values: dict[str, Any
     return row
 
 
-def _preview_rows(row: Product, staged: _Staged) -> list[Preview]:
-    return [Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
-                    height=image.height) for image, key in staged.previews]
-
-
-@dataclass(frozen=True)
-class _Incoming:
-    path: Path
-    kind: str
-    sha256: str
-    provenance: Provenance
-    ndim: int
-
+# -- staging: the store and previews, before any transaction -----------------------------------
 
 @dataclass(frozen=True)
 class _Staged:
-    """Where the product and its previews were put in the store, before any row exists."""
+    """A registration ready for the catalog: metadata, footprint, store key and previews."""
 
+    reg: Registration
+    meta: ExposureMeta
+    footprint: Footprint
+    ndim: int
     key: str
     previews: list[tuple[Rendered, str]]
 
 
-def _stage(settings: ArchiveSettings, meta: ExposureMeta, incoming: _Incoming,
-           previews: list[Rendered]) -> _Staged:
-    """Copy the product and write its previews under keys named by its content.
+def _store_key(settings: ArchiveSettings, reg: Registration) -> str:
+    """Where the product is in the store: in place if it is inside it, else copied there."""
+    key = settings.store.key_of(reg.path)
+    if key is not None:
+        return key
+    key = reg.ref.relpath()
+    stored = settings.store.put_file(reg.path, key)
+    if stored != reg.sha256:
+        raise ProductFileError(f"{reg.path.name}: the stored copy has sha256 {stored}, "
+                               f"the source {reg.sha256} (changed while copying?)")
+    return key
 
-    The keys depend on the bytes only (``<program>/<observation>/<sha256[:16]>/<file>``),
-    not on the version the catalog will give them, so this happens before the
-    catalog transaction: the database is never held while files are copied.
-    Staging the same bytes again rewrites the same keys.
-    """
-    digest = incoming.sha256[:16]
-    key = f"{meta.program}/{meta.observation:03d}/{digest}/{incoming.path.name}"
-    stored = settings.store.put_file(incoming.path, key)
-    if stored != incoming.sha256:
-        raise ProductFileError(f"{incoming.path.name}: the stored copy has sha256 {stored}, "
-                               f"the source {incoming.sha256} (changed while copying?)")
-    keys = []
-    for image in previews:
-        preview_key = f"previews/{meta.basename}_{incoming.kind}_{digest}{IMAGE_SUFFIXES[image.kind]}"
+
+def _stage(settings: ArchiveSettings, reg: Registration, read: _Read) -> _Staged:
+    meta = _meta(reg.path, read.primary)
+    if meta.data_id != reg.ref.data_id:
+        raise ProductFileError(f"{reg.path.name}: its header describes {meta.basename}, its "
+                               f"reference {reg.ref.data_id.basename}")
+    key = _store_key(settings, reg)
+    previews = []
+    for image in render_previews(read.data):
+        preview_key = (f"previews/{meta.basename}_{reg.ref.kind}_{reg.sha256[:16]}"
+                       f"{IMAGE_SUFFIXES[image.kind]}")
         settings.store.put_bytes(image.data, preview_key)
-        keys.append((image, preview_key))
-    return _Staged(key, keys)
+        previews.append((image, preview_key))
+    return _Staged(reg, meta, footprint_from_header(read.sci_header, read.primary),
+                   int(read.sci_header["NAXIS"]), key, previews)
 
 
-def _same_bytes(session: Session, meta: ExposureMeta, incoming: _Incoming) -> ProductRecord | None:
-    """The record of these very bytes when they are registered already."""
-    found = session.execute(select(Product, Exposure).join(
-        Exposure, Product.exposure_id == Exposure.id).where(
-        Exposure.obs_id == meta.basename, Product.kind == incoming.kind,
-        Product.sha256 == incoming.sha256)).first()
-    return None if found is None else _record(found[0], found[1], created=False)
+# -- the catalog transaction -------------------------------------------------------------------
+
+def _input_pks(session: Session, reg: Registration) -> list[int]:
+    wanted = [r.uuid for r in reg.provenance.inputs]
+    if not wanted:
+        return []
+    found = dict(session.execute(select(Product.uuid, Product.id)
+                                 .where(Product.uuid.in_(wanted))).tuples().all())
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        raise ArchiveError(f"{reg.path.name}: input product(s) {', '.join(missing)} are not "
+                           "registered (register the inputs first)")
+    return [found[u] for u in wanted]
 
 
-def _add_version(session: Session, exposure: Exposure, incoming: _Incoming, staged: _Staged,
+def _add_version(session: Session, exposure: Exposure, staged: _Staged,
                  when: datetime) -> Product:
+    reg = staged.reg
+    kind, prov = reg.ref.kind, reg.provenance
     versions = session.scalars(select(Product.version).where(
-        Product.exposure_id == exposure.id, Product.kind == incoming.kind)).all()
+        Product.exposure_id == exposure.id, Product.kind == kind)).all()
     version = max(versions, default=0) + 1
     session.execute(update(Product).where(Product.exposure_id == exposure.id,
-                                          Product.kind == incoming.kind).values(is_latest=False))
-    level, calib = KINDS[incoming.kind]
-    prov = incoming.provenance
+                                          Product.kind == kind).values(is_latest=False))
+    level, calib = KINDS[kind]
     row = Product(
-        product_id=f"{exposure.obs_id}_{incoming.kind}_v{version}", exposure_id=exposure.id,
-        kind=incoming.kind, level=level, calib_level=calib, version=version, is_latest=True,
-        dataproduct_type="image" if incoming.ndim == 2 else "cube", filename=incoming.path.name,
-        path=staged.key, size=incoming.path.stat().st_size, sha256=incoming.sha256,
-        created=when, software_version=prov.software_version[:32], recipe=prov.recipe[:128],
-        reference_files=json.dumps(list(prov.reference_files)),
+        product_id=f"{exposure.obs_id}_{kind}_v{version}", uuid=reg.ref.uuid, run=reg.ref.run,
+        exposure_id=exposure.id, kind=kind, level=level, calib_level=calib, version=version,
+        is_latest=True, dataproduct_type="image" if staged.ndim == 2 else "cube",
+        filename=reg.path.name, path=staged.key, size=reg.size, sha256=reg.sha256,
+        created=when, software_version=prov.software[:32], recipe=prov.recipe[:128],
+        reference_files=json.dumps([f"{r.reftype}={r.name}" for r in prov.references]),
+        ref_context=prov.context, provenance=prov.to_json(),
     )
     session.add(row)
     session.flush()
-    session.add_all(_preview_rows(row, staged))
+    session.add_all([ProductInput(product_pk=row.id, input_pk=pk)
+                     for pk in dict.fromkeys(_input_pks(session, reg))])
+    session.add_all([Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
+                             height=image.height) for image, key in staged.previews])
     return row
 
 
-def register_product(target: Archive | SiteConfig | Session, path: Path | str, *,
-                     provenance: Provenance | None = None,
-                     settings: ArchiveSettings | None = None,
-                     now: datetime | None = None) -> ProductRecord:
-    """Register a product file (idempotent; new bytes make a new version).
+def _commit_one(session: Session, settings: ArchiveSettings, staged: _Staged,
+                now: datetime | None) -> ProductRecord:
+    meta = staged.meta
+    run = staged.reg.ref.run
+    if session.get(Run, run) is None:  # (campaigns and sites create theirs beforehand)
+        ensure_run(session, run, run if run in ("manual", "ingest", "legacy") else "prompt")
+    program = _ensure_program(session, meta, settings)
+    exposure = _upsert_exposure(session, meta,
+                                _exposure_values(meta, staged.footprint, program, settings))
+    same = session.scalar(select(Product).where(Product.uuid == staged.reg.ref.uuid))
+    if same is not None:
+        return _record(same, exposure, created=False)
+    return _record(_add_version(session, exposure, staged, now or utcnow()), exposure,
+                   created=True)
 
-    The slow part (reading and checking the file, rendering previews, copying
-    into the store) runs before the catalog transaction, which then only
-    writes rows; the colour composite of the target is refreshed after it
-    commits (see :func:`obsflow.archive.composites.refresh_composite`).  So
-    registrations in parallel processes overlap almost entirely, even on
-    SQLite's single writer.
+
+def _registered(session: Session, uuid: str) -> ProductRecord | None:
+    found = session.execute(select(Product, Exposure).join(
+        Exposure, Product.exposure_id == Exposure.id).where(Product.uuid == uuid)).first()
+    return None if found is None else _record(found[0], found[1], created=False)
+
+
+_CONFLICT_RETRIES = 5
+
+
+def _commit_all(archive: Archive, settings: ArchiveSettings, staged: list[_Staged],
+                now: datetime | None) -> list[ProductRecord]:
+    """One transaction for every staged product, retried on a concurrent-insert conflict."""
+    for attempt in range(_CONFLICT_RETRIES):
+        try:
+            with archive.session() as session, session.begin():
+                return [_commit_one(session, settings, item, now) for item in staged]
+        except (IntegrityError, OperationalError) as exc:
+            # another process registered the same exposure or version at the same
+            # moment (or held SQLite's write lock): its rows are committed now, so
+            # the next attempt sees them
+            transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
+            if not transient or attempt == _CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refresh_composites(archive: Archive, settings: ArchiveSettings,
+                        metas: Iterable[ExposureMeta]) -> None:
+    for program, target in dict.fromkeys((m.program, m.target) for m in metas):
+        refresh_composite(archive, settings, program, target)
+
+
+def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Registration], *,
+                     settings: ArchiveSettings | None = None, verify: bool = False,
+                     now: datetime | None = None) -> list[ProductRecord]:
+    """Register products in one catalog transaction (idempotent per UUID).
+
+    Reading the files, rendering previews and copying into the store (only
+    files outside a local store are copied) happen before the transaction;
+    the colour composites of the targets are refreshed after it commits (see
+    :func:`obsflow.archive.composites.refresh_composite`), so registrations
+    in parallel processes overlap almost entirely, even on SQLite's single
+    writer.  Every product becomes its exposure's current version of its
+    kind in that one transaction.
 
     Parameters
     ----------
-    target : Archive, SiteConfig or Session
-        Where to register.  With a ``Session`` pass ``settings`` too; the
-        caller then commits (rows are only flushed).
-    path : path-like
-        A FITS product named ``<stem>_<kind>.fits`` (``kind`` in :data:`KINDS`)
-        with the :class:`~obsflow.models.ExposureMeta` primary keywords and a
-        ``SCI`` extension (2-D image, 3-D per-integration stack or 4-D ramp cube).
-    provenance : Provenance, optional
-        Default: ``CAL_VER``, ``RECIPE`` and ``R_*`` keywords of the header.
+    target : Archive or SiteConfig
+        Where to register.
+    registrations : sequence of Registration
+        The products; their inputs must be registered (earlier, or earlier in
+        this sequence is *not* enough: register inputs in a prior call).
+    verify : bool
+        Also verify the FITS checksums (the writer's sha256 is trusted either way).
     now : datetime, optional
         Registration time (naive UTC); default now.
+
+    Raises
+    ------
+    ProductFileError
+        Unreadable file, missing keyword or SCI, header and reference disagree.
+    ArchiveError
+        An input product is not registered.
+    """
+    with opened(target) as archive:
+        cfg = settings or archive.settings
+        todo, done = [], {}
+        with archive.session() as session:
+            for reg in registrations:
+                found = _registered(session, reg.ref.uuid)
+                if found is not None:
+                    done[reg.ref.uuid] = found
+                else:
+                    todo.append(reg)
+        staged = [_stage(cfg, reg, _read_product(reg.path, verify)) for reg in todo]
+        for record in _commit_all(archive, cfg, staged, now) if staged else []:
+            done[record.uuid] = record
+        metas = [s.meta for s in staged] or [_meta(r.path, _read_product(r.path, False).primary)
+                                             for r in registrations[:1]]
+        _refresh_composites(archive, cfg, metas)  # (also after a crash between commit and this)
+        return [done[reg.ref.uuid] for reg in registrations]
+
+
+def register_product(target: Archive | SiteConfig | Session, path: Path | str, *,
+                     settings: ArchiveSettings | None = None,
+                     now: datetime | None = None) -> ProductRecord:
+    """Register one product file by path (see :func:`registration_from_file`).
+
+    Idempotent: the same file (same UUID) registered twice gives the same
+    record.  With a ``Session`` pass ``settings`` too; the caller then
+    commits (rows are only flushed) and the composite is refreshed in that
+    transaction.
 
     Raises
     ------
@@ -326,62 +523,14 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     UnknownOptionError
         The file-name suffix is not a known product kind.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ProductFileError(f"{path}: no such file")
-    kind = _kind(path)
-    primary, sci_header, data = _read_product(path)
-    meta = _meta(path, primary)
-    incoming = _Incoming(path, kind, sha256_file(path), provenance or _provenance(primary),
-                         int(sci_header["NAXIS"]))
-    footprint = footprint_from_header(sci_header, primary)
-    if isinstance(target, Session):
-        with unit_of_work(target, settings) as (session, cfg):
-            found = _same_bytes(session, meta, incoming)
-            if found is not None:
-                return found
-            staged = _stage(cfg, meta, incoming, render_previews(data))
-            record = _commit(session, cfg, meta, incoming, footprint, staged, now)
-            refresh_composite(session, cfg, meta.program, meta.target)
-            return record
-    with opened(target) as archive:
-        cfg = settings or archive.settings
-        with archive.session() as session:
-            found = _same_bytes(session, meta, incoming)
-        if found is not None:  # (its composite too: a crash may have come in between)
-            refresh_composite(archive, cfg, meta.program, meta.target)
+    reg = registration_from_file(path)
+    if not isinstance(target, Session):
+        return register_outputs(target, [reg], settings=settings, now=now)[0]
+    with unit_of_work(target, settings) as (session, cfg):
+        found = _registered(session, reg.ref.uuid)
+        if found is not None:
             return found
-        staged = _stage(cfg, meta, incoming, render_previews(data))
-        for attempt in range(_CONFLICT_RETRIES):
-            try:
-                with archive.session() as session, session.begin():
-                    record = _commit(session, cfg, meta, incoming, footprint, staged, now)
-                break
-            except (IntegrityError, OperationalError) as exc:
-                # another process registered the same exposure or version at the same
-                # moment (or held SQLite's write lock): its rows are committed now, so
-                # the next attempt sees them
-                transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
-                if not transient or attempt == _CONFLICT_RETRIES - 1:
-                    raise
-        refresh_composite(archive, cfg, meta.program, meta.target)
+        staged = _stage(cfg, reg, _read_product(reg.path, verify=False))
+        record = _commit_one(session, cfg, staged, now)
+        refresh_composite(session, cfg, staged.meta.program, staged.meta.target)
         return record
-
-
-_CONFLICT_RETRIES = 5
-
-
-def _commit(session: Session, settings: ArchiveSettings, meta: ExposureMeta,
-            incoming: _Incoming, footprint: Footprint, staged: _Staged,
-            now: datetime | None) -> ProductRecord:
-    """The catalog rows of a staged product (a new version, or the record of the same bytes)."""
-    program = _ensure_program(session, meta, settings)
-    exposure = _upsert_exposure(session, meta,
-                                _exposure_values(meta, footprint, program, settings))
-    same = session.scalar(select(Product).where(
-        Product.exposure_id == exposure.id, Product.kind == incoming.kind,
-        Product.sha256 == incoming.sha256))
-    if same is not None:
-        return _record(same, exposure, created=False)
-    row = _add_version(session, exposure, incoming, staged, now or utcnow())
-    return _record(row, exposure, created=True)

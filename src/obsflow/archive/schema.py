@@ -7,7 +7,12 @@ checks that the migrations and these models agree.
 One row of ``exposures`` is one exposure of one detector (the ``obs_id`` of
 ObsCore is its file stem, e.g. ``01234001001_00002_wra1``); one row of
 ``products`` is one version of one product of that exposure (``uncal``,
-``rate``, ``cal``, ...).  The ObsCore view the VO endpoints serve is
+``rate``, ``cal``, ...), known by its :class:`~obsflow.models.ProductRef`
+(``uuid``, ``run``, kind and the exposure's data id), with its whole
+provenance (JSON) and its inputs in ``product_inputs`` (lineage both ways).
+Exactly one version per exposure and kind is current (``is_latest``); a
+newer version is switched in by one transaction.  ``runs`` names every run
+(a product's permanent home: ``products/<run>/...``).  The ObsCore view the VO endpoints serve is
 ``products JOIN exposures JOIN programs`` (see ``docs/archive.md``).
 
 Times: ``t_min``/``t_max`` are MJD (UTC) as ObsCore wants; other timestamps
@@ -44,7 +49,9 @@ __all__ = [
     "Exposure",
     "Preview",
     "Product",
+    "ProductInput",
     "Program",
+    "Run",
     "ProgramMember",
     "User",
 ]
@@ -149,6 +156,22 @@ class Exposure(Base):
     products: Mapped[list[Product]] = relationship(back_populates="exposure_row")
 
 
+class Run(Base):
+    """A run: the permanent home of the products one pipeline execution made.
+
+    ``kind`` is ``ingest`` (Level-1 products), ``prompt`` (fresh data),
+    ``campaign`` (reprocessing), ``manual`` (registered by hand) or
+    ``legacy`` (products of a site made before runs existed).
+    """
+
+    __tablename__ = "runs"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    description: Mapped[str] = mapped_column(Text, default="")
+
+
 class Product(Base):
     """One version of one product file in the store."""
 
@@ -157,10 +180,16 @@ class Product(Base):
         UniqueConstraint("exposure_id", "kind", "version", name="uq_products_version"),
         Index("ix_products_exposure", "exposure_id"),
         Index("ix_products_latest_kind", "is_latest", "kind"),
+        Index("ix_products_run", "run"),
+        UniqueConstraint("uuid", name="uq_products_uuid"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     product_id: Mapped[str] = mapped_column(String(96), unique=True)
+    uuid: Mapped[str] = mapped_column(String(32))
+    run: Mapped[str] = mapped_column(ForeignKey("runs.name", name="fk_products_run"))
+    ref_context: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    provenance: Mapped[str] = mapped_column(Text, default="{}")
     exposure_id: Mapped[int] = mapped_column(ForeignKey("exposures.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
     level: Mapped[str] = mapped_column(String(4))
@@ -180,6 +209,17 @@ class Product(Base):
 
     exposure_row: Mapped[Exposure] = relationship(back_populates="products")
     previews: Mapped[list[Preview]] = relationship(cascade="all, delete-orphan")
+
+
+class ProductInput(Base):
+    """Lineage: ``product_pk`` was made from ``input_pk`` (both ``products.id``)."""
+
+    __tablename__ = "product_inputs"
+    __table_args__ = (Index("ix_product_inputs_input", "input_pk"),)
+
+    product_pk: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    input_pk: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
 
 
 class Preview(Base):

@@ -1,8 +1,9 @@
 """The product store: where product files and previews live.
 
-By default a local folder (the site's ``paths.products``), laid out as
-``<program>/<observation>/<sha256[:16]>/<file name>`` (a key names the bytes, so a
-product is stored before the catalog decides its version); any fsspec filesystem
+By default a local folder (the site's ``paths.products``), where the pipeline
+writes each product once, at ``<run>/<program>/<basename>/<uuid[:12]>/<file
+name>`` (:meth:`obsflow.models.ProductRef.relpath`), and the archive registers it
+in place (:meth:`ProductStore.key_of`); any fsspec filesystem
 when ``archive.store_url`` names one (``s3://bucket/prefix``,
 ``memory://archive``, ...).  Paths handed around are *store keys*: relative,
 ``/``-separated, never containing ``..``; :meth:`ProductStore.local_path`
@@ -74,6 +75,15 @@ class ProductStore:
         if not path.is_relative_to(self._local):
             raise ArchiveError(f"store key {key!r} leaves the store")
         return path
+
+    def key_of(self, path: Path) -> str | None:
+        """The key of a local file that is inside this (local) store, else None."""
+        if self._local is None:
+            return None
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self._local):
+            return None
+        return _check_key(resolved.relative_to(self._local).as_posix())
 
     def _remote(self, key: str) -> str:
         return f"{self._root}/{_check_key(key)}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from obsflow.calibrate.pipeline import RefSource, calibrate_product
+from obsflow.calibrate.pipeline import CalibrationOptions, RefSource, beside, calibrate_product
 from obsflow.exceptions import ConfigError
 from obsflow.profiles import load_profile
 from obsflow.refdata.cli import open_site_option, refs_group, site_option
@@ -55,6 +55,6 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
     overrides = _overrides(sets)
     console = Console(highlight=False)
     for path in files:
-        written = calibrate_product(path, source, prof, overrides=overrides, skip=skip,
-                                    out_dir=out_dir)
-        console.print(f"{path.name} -> {', '.join(p.name for p in written)}")
+        options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent))
+        written = calibrate_product(path, source, prof, options)
+        console.print(f"{path.name} -> {', '.join(p.path.name for p in written)}")

@@ -10,15 +10,19 @@ parameter names raise :class:`~obsflow.exceptions.UnknownOptionError` with
 the allowed names.
 
 :func:`calibrate_product` is the entry point for the CLI and the
-orchestrator; every product it writes records its provenance.
+orchestrator.  Every product it writes gets its own
+:class:`~obsflow.models.ProductRef` in the caller's run and its own
+:class:`~obsflow.models.Provenance`: ``_rate`` and ``_rateints`` the stage-1
+steps and references, ``_cal`` every step and reference; all three list the
+Level-1 product as their input.
 """
 
 from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,11 +32,11 @@ import numpy as np
 from obsflow import __version__
 from obsflow.calibrate.steps import STEPS, Work
 from obsflow.exceptions import ConfigError, UnknownOptionError
-from obsflow.fileio import sha256_file
-from obsflow.models.level1 import read_uncal
+from obsflow.fileio import Written, sha256_file
+from obsflow.models.identity import ProductRef
+from obsflow.models.level1 import Level1, read_uncal
 from obsflow.models.level2 import (
     CalImage,
-    Provenance,
     RateImage,
     RateInts,
     write_cal,
@@ -40,20 +44,40 @@ from obsflow.models.level2 import (
     write_rateints,
 )
 from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import FileUse, Provenance, RefFileUse, StepRecord
 from obsflow.profiles import Profile
 from obsflow.refdata.select import best_reference
 from obsflow.refdata.validate import RefRecord
 
-__all__ = ["Recipe", "RefSource", "calibrate_product", "choose_recipe", "load_recipe",
-           "resolve_parameters", "warm_up"]
+__all__ = ["CalibratedProduct", "CalibrationOptions", "Placement", "Recipe", "RefSource", "calibrate_product",
+           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside"]
 
 logger = logging.getLogger(__name__)
 
 
 class RefSource(Protocol):
-    """Anything that lists reference-file records (a site registry or a folder)."""
+    """Anything that lists reference-file records (a site registry or a folder).
+
+    ``context_number`` is the reference context the records belong to (None
+    for a folder of files outside any site); it is read after ``records()``.
+    """
 
     def records(self) -> list[RefRecord]: ...
+
+
+Placement = Callable[[ProductRef], Path]
+"""Where a product's file goes, given its reference (e.g. ``products/<ref.relpath()>``)."""
+
+
+@dataclass(frozen=True)
+class CalibratedProduct:
+    """A product :func:`calibrate_product` wrote: identity, file, sha256, size, provenance."""
+
+    ref: ProductRef
+    path: Path
+    sha256: str
+    size: int
+    provenance: Provenance = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -145,35 +169,110 @@ def _select_refs(recipe: Recipe, meta: ExposureMeta, source: RefSource,
     return chosen
 
 
-def _provenance(recipe: Recipe, path: Path, refs: dict[str, RefRecord]) -> Provenance:
-    prov = Provenance(recipe.name, __version__, path.name, sha256_file(path))
-    for reftype, rec in sorted(refs.items()):
-        prov.references.append((reftype, rec.name, rec.sha256 or sha256_file(rec.path)))
-    return prov
+@dataclass(frozen=True)
+class _Made:
+    """What every output of one calibration shares."""
+
+    run: str
+    recipe: str
+    context: int | None
+    inputs: tuple[ProductRef, ...]
+    input_files: tuple[FileUse, ...]
+    references: tuple[RefFileUse, ...]
+    reftype_stage: dict[str, int]
+
+    def ref(self, kind: str, meta: ExposureMeta) -> ProductRef:
+        """The output of ``kind``: its UUID follows from the run and the input's identity."""
+        origin = self.inputs[0].uuid if self.inputs else self.input_files[0].sha256
+        return ProductRef.derived(kind, meta.data_id, self.run, origin)
 
 
-def _write_outputs(work: Work, prov: Provenance, out: Path, stage2: bool) -> list[Path]:
+def _made(recipe: Recipe, level1: Level1, path: Path, refs: dict[str, RefRecord],
+          run: str, context: int | None) -> _Made:
+    uses = tuple(RefFileUse(t, rec.name, rec.sha256 or sha256_file(rec.path))
+                 for t, rec in sorted(refs.items()))
+    stage = {t: STEPS[s].stage for s in recipe.steps for t in STEPS[s].reftypes}
+    if level1.ref is not None:  # a catalogued product: its reference says what it is
+        return _Made(run, recipe.name, context, (level1.ref,), (), uses, stage)
+    return _Made(run, recipe.name, context, (), (FileUse(path.name, sha256_file(path)),), uses,
+                 stage)
+
+
+def _provenance_for(made: _Made, steps: list[StepRecord], max_stage: int) -> Provenance:
+    """The provenance of an output made by the steps of stages <= ``max_stage``."""
+    return Provenance(
+        run=made.run, software=__version__, recipe=made.recipe, context=made.context,
+        inputs=made.inputs, input_files=made.input_files,
+        references=tuple(r for r in made.references if made.reftype_stage[r.reftype] <= max_stage),
+        steps=tuple(s for s in steps if STEPS[s.name].stage <= max_stage))
+
+
+def _output(ref: ProductRef, written: Written, prov: Provenance) -> CalibratedProduct:
+    return CalibratedProduct(ref, written.path, written.sha256, written.size, prov)
+
+
+def _write_outputs(work: Work, made: _Made, steps: list[StepRecord], place: Placement,
+                   stage2: bool) -> list[CalibratedProduct]:
     assert work.fit is not None and work.pixeldq is not None
-    m, fit, base = work.meta, work.fit, work.meta.basename
+    m, fit = work.meta, work.fit
     stage1 = {k: v for k, v in work.header.items() if k not in ("PHOTMJSR", "BUNIT",
                                                                  "BKGLEVEL", "BKGRMS")}
+    prov1 = _provenance_for(made, steps, 1)
+    out = []
+    ref = made.ref("rate", m)
     rate = RateImage(fit.slope, fit.err, fit.dq | work.pixeldq, fit.var_poisson, fit.var_rnoise,
-                     m, prov, stage1)
+                     m, ref, prov1, stage1)
+    out.append(_output(ref, write_rate(place(ref), rate), prov1))
+    ref = made.ref("rateints", m)
     ints = RateInts(fit.slope_ints, fit.err_ints, fit.dq_ints | work.pixeldq[None],
-                    fit.var_poisson_ints, fit.var_rnoise_ints, m, prov, stage1)
-    paths = [write_rate(out / f"{base}_rate.fits", rate),
-             write_rateints(out / f"{base}_rateints.fits", ints)]
+                    fit.var_poisson_ints, fit.var_rnoise_ints, m, ref, prov1, stage1)
+    out.append(_output(ref, write_rateints(place(ref), ints), prov1))
     if stage2 and work.image is not None:
-        img = work.image
-        cal = CalImage(img.sci, img.err, img.dq, img.var_poisson, img.var_rnoise, m, prov,
+        img, prov2 = work.image, _provenance_for(made, steps, 2)
+        ref = made.ref("cal", m)
+        cal = CalImage(img.sci, img.err, img.dq, img.var_poisson, img.var_rnoise, m, ref, prov2,
                        work.header, wcs=work.wcs)
-        paths.append(write_cal(out / f"{base}_cal.fits", cal))
-    return paths
+        out.append(_output(ref, write_cal(place(ref), cal), prov2))
+    return out
 
 
-def calibrate_product(path: Path, refs: RefSource, profile: Profile, *,
-                      overrides: Mapping[str, Any] | None = None,
-                      skip: Sequence[str] = (), out_dir: Path | None = None) -> list[Path]:
+def beside(folder: Path) -> Placement:
+    """A placement writing ``<folder>/<basename>_<kind>.fits`` (the CLI's flat layout)."""
+    return lambda ref: Path(folder) / ref.filename
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """How :func:`calibrate_product` runs and where its products go.
+
+    Attributes
+    ----------
+    overrides : mapping
+        ``{"step.param": value}`` parameter overrides.
+    skip : tuple of str
+        Steps to skip (recorded as SKIPPED in the provenance).
+    run : str
+        The run the products belong to (their permanent home in a site).
+    place : Placement or None
+        Where each product's file goes; default beside the input
+        (``<folder>/<basename>_<kind>.fits``).
+    """
+
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
+    run: str = "manual"
+    place: Placement | None = None
+
+
+def _check_skip(recipe: Recipe, skipping: set[str]) -> None:
+    for name in skipping:
+        if name not in recipe.steps or name == "ramp_fit":
+            raise UnknownOptionError("step to skip", name,
+                                     [s for s in recipe.steps if s != "ramp_fit"])
+
+
+def calibrate_product(path: Path, refs: RefSource, profile: Profile,
+                      options: CalibrationOptions | None = None) -> list[CalibratedProduct]:
     """Run one Level-1 product through its recipe; return the products written.
 
     Parameters
@@ -181,48 +280,44 @@ def calibrate_product(path: Path, refs: RefSource, profile: Profile, *,
     path : Path
         ``_uncal.fits`` product.
     refs : RefSource
-        :class:`obsflow.refdata.SiteRefs` (a site's registry) or
-        :class:`obsflow.refdata.FolderRefs` (a folder of reference files).
+        :class:`obsflow.refdata.SiteRefs` (a site's registry, one reference
+        context) or :class:`obsflow.refdata.FolderRefs` (a folder of files).
     profile : Profile
         The observatory profile (detector geometry, pixel scale).
-    overrides : mapping, optional
-        ``{"step.param": value}`` parameter overrides.
-    skip : sequence of str
-        Steps to skip (recorded as SKIPPED in the provenance).
-    out_dir : Path, optional
-        Output folder (default: beside the input).
+    options : CalibrationOptions, optional
+        Parameter overrides, skipped steps, run and placement.
 
     Returns
     -------
-    list of Path
-        ``_rate.fits``, ``_rateints.fits`` and, when stage 2 ran, ``_cal.fits``.
+    list of CalibratedProduct
+        ``rate``, ``rateints`` and, when stage 2 ran, ``cal``: each with its
+        reference, file, sha256 (hashed once, while written) and provenance.
     """
+    opts = options or CalibrationOptions()
     path = Path(path)
     level1 = read_uncal(path)
     meta = level1.meta
     recipe = choose_recipe(meta)
-    params = resolve_parameters(recipe, overrides or {})
-    skipping = set(skip)
-    for name in skipping:
-        if name not in recipe.steps or name == "ramp_fit":
-            raise UnknownOptionError("step to skip", name,
-                                     [s for s in recipe.steps if s != "ramp_fit"])
+    params = resolve_parameters(recipe, opts.overrides)
+    skipping = set(opts.skip)
+    _check_skip(recipe, skipping)
     chosen = _select_refs(recipe, meta, refs, skipping)
-    prov = _provenance(recipe, path, chosen)
+    made = _made(recipe, level1, path, chosen, opts.run, getattr(refs, "context_number", None))
     work = Work(meta, profile.instrument(meta.instrument),
                 level1.data.astype(np.float32), level1.groupdq, chosen)
     del level1
     if "dq_init" in skipping:
         work.pixeldq = np.zeros(work.data.shape[2:], np.uint32)
         work.groupdq = np.zeros(work.data.shape, np.uint8) if work.groupdq is None else work.groupdq
+    steps = []
     for name in recipe.steps:
         status = "SKIPPED: by request" if name in skipping else STEPS[name].run(work, params[name])
-        prov.steps.append((name, status, params[name]))
+        steps.append(StepRecord(name, status, dict(params[name])))
         logger.info("%s: %s %s", meta.basename, name, status)
         if name == "ramp_fit":
             work.data = np.empty((0,), np.float32)  # the cube is no longer needed
     stage2 = any(STEPS[s].stage == 2 and s not in skipping for s in recipe.steps)
-    return _write_outputs(work, prov, Path(out_dir) if out_dir else path.parent, stage2)
+    return _write_outputs(work, made, steps, opts.place or beside(path.parent), stage2)
 
 
 def warm_up() -> None:

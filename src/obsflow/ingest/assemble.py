@@ -5,6 +5,12 @@ maps to one contiguous slice of it (packets are numbered in cube order), so
 assembly is a strided copy per range straight from the raw files, with no
 second decode.  Missing packets (a partial exposure) get
 ``DROPOUT | DO_NOT_USE`` in GROUPDQ.
+
+Each assembled version is a new product of the run :data:`INGEST_RUN`, with
+its own :class:`~obsflow.models.ProductRef` (a name-based UUID of the
+exposure and version, so a crashed assembly redone writes the same file) and
+its provenance (the level-0 files with their sha256), written at
+``products/<ref.relpath()>``: a new version never replaces an older file.
 """
 
 from __future__ import annotations
@@ -16,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from obsflow import __version__
 from obsflow.config import SiteConfig
+from obsflow.fileio import remove_stale_parts
 from obsflow.ingest.accounting import coverage
 from obsflow.ingest.locking import transaction, utcnow, writer
 from obsflow.ingest.tables import (
@@ -33,13 +40,19 @@ from obsflow.ingest.tables import (
     RawFile,
 )
 from obsflow.models.dq import DQ
-from obsflow.models.level1 import Level1, write_uncal_inplace
+from obsflow.models.identity import ProductRef
+from obsflow.models.level1 import Level1, write_uncal_hashed
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
+from obsflow.models.provenance import FileUse, Provenance
 from obsflow.profiles import Profile
 from obsflow.telemetry import HEADER_SIZE
 
-__all__ = ["Assembled", "assemble_exposure", "due_exposures", "scatter_ranges"]
+__all__ = ["INGEST_RUN", "Assembled", "assemble_exposure", "current_level1_version",
+           "due_exposures", "scatter_ranges"]
+
+INGEST_RUN = "ingest"
+"""The run every assembled Level-1 product belongs to."""
 
 
 def scatter_ranges(out: np.ndarray, buffer: np.ndarray, ranges: np.ndarray,
@@ -67,10 +80,16 @@ def scatter_ranges(out: np.ndarray, buffer: np.ndarray, ranges: np.ndarray,
 
 @dataclass(frozen=True)
 class Assembled:
+    """A Level-1 product version just written: ledger id, reference, file, hash, version."""
+
     exposure_id: int
+    ref: ProductRef
     path: Path
+    sha256: str
+    size: int
     version: int
     partial: bool
+    provenance: Provenance
 
 
 def due_exposures(engine: Engine, deadline_hours: float) -> list[tuple[int, bool]]:
@@ -88,6 +107,13 @@ def due_exposures(engine: Engine, deadline_hours: float) -> list[tuple[int, bool
         elif row.first_seen <= limit:
             due.append((row.exposure_id, True))
     return due
+
+
+def current_level1_version(engine: Engine, exposure_id: int) -> int:
+    """The newest Level-1 version assembled for a ledger exposure (0: none yet)."""
+    with transaction(engine) as session:
+        row = session.get(ExposureLedger, exposure_id)
+        return 0 if row is None else int(row.product_version)
 
 
 def _interp_at(engine: Engine, mjd: float) -> dict[str, Any]:
@@ -121,7 +147,7 @@ def _load_inputs(session: Session, exposure_id: int) -> tuple[ExposureLedger, Ob
         raise LookupError(f"exposure {exposure_id} has no ledger row or observation-log record")
     ranges = session.execute(
         select(PacketRange.first, PacketRange.last, PacketRange.offset, PacketRange.packet_size,
-               RawFile.raw_path, RawFile.name)
+               RawFile.raw_path, RawFile.name, RawFile.sha256)
         .join(RawFile, RawFile.id == PacketRange.raw_file_id)
         .where(PacketRange.exposure_id == exposure_id)
         .order_by(RawFile.id, PacketRange.first)).all()
@@ -147,15 +173,15 @@ def _scatter_file(flat: np.ndarray, path: Path, ranges: np.ndarray, ppp: int) ->
 
 
 def _cube(cfg: SiteConfig, meta: ExposureMeta, log: ObservationLog,
-          ranges: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+          ranges: list[tuple[Any, ...]]) -> tuple[np.ndarray, np.ndarray | None, list[FileUse]]:
     shape = (meta.nints, meta.ngroups, meta.subsize2, meta.subsize1)
     flat = np.zeros(int(np.prod(shape)), np.uint16)
     ppp = log.rows_per_packet * meta.subsize1
-    files: list[str] = []
+    files: list[FileUse] = []
     for raw_path in dict.fromkeys(r[4] for r in ranges):
         mine = np.array([r[:4] for r in ranges if r[4] == raw_path], np.int64)
         _scatter_file(flat, cfg.raw_dir / raw_path, mine, ppp)
-        files.append(next(r[5] for r in ranges if r[4] == raw_path))
+        files.append(next(FileUse(r[5], r[6]) for r in ranges if r[4] == raw_path))
     have = coverage(np.array([r[:2] for r in ranges], np.int64).reshape(-1, 2),
                     log.packets_expected)
     groupdq = None
@@ -164,19 +190,6 @@ def _cube(cfg: SiteConfig, meta: ExposureMeta, log: ObservationLog,
         groupdq = np.where(missing, np.uint8(DQ.DROPOUT | DQ.DO_NOT_USE), np.uint8(0))
         groupdq = groupdq.astype(np.uint8).reshape(shape)
     return flat.reshape(shape), groupdq, files
-
-
-def _supersede(path: Path, committed_version: int) -> None:
-    """Keep the committed previous product under ``superseded/`` before replacing it."""
-    if committed_version < 1 or not path.exists():
-        return
-    with fits.open(path) as hdul:
-        version = hdul[0].header.get("PRODVER", 0)
-    if version == committed_version:
-        target = path.parent.parent / "superseded" / path.name.replace(
-            "_uncal.fits", f"_uncal_v{version}.fits")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, target)
 
 
 def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
@@ -204,24 +217,30 @@ def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
                   "PARTIAL": (partial, "assembled with packets missing"),
                   "NPKTEXP": (log.packets_expected, "science packets expected"),
                   "NPKTRCV": (ledger.received, "science packets received")}
-        path = cfg.products_dir / "level1" / f"{meta.basename}_uncal.fits"
-        _supersede(path, ledger.product_version)
-        write_uncal_inplace(path, Level1(cube, meta, wcs=wcs, groupdq=groupdq,
-                                         raw_files=files, header_extra=extra))
+        ref = ProductRef.derived("uncal", meta.data_id, INGEST_RUN, f"v{version}")
+        path = cfg.products_dir / ref.relpath()
+        if path.parent.is_dir():
+            remove_stale_parts(path.parent)  # of an assembly killed while writing
+        prov = Provenance(INGEST_RUN, __version__, input_files=tuple(files))
+        written = write_uncal_hashed(path, Level1(
+            cube, meta, wcs=wcs, groupdq=groupdq, raw_files=[f.name for f in files],
+            header_extra=extra, ref=ref, provenance=prov))
         del cube
-        _record(session, ledger, version, partial, path, cfg)
-    return Assembled(exposure_id, path, version, partial)
+        done = Assembled(exposure_id, ref, path, written.sha256, written.size, version, partial,
+                         prov)
+        _record(session, ledger, done, cfg)
+    return done
 
 
-def _record(session: Session, row: ExposureLedger, version: int, partial: bool, path: Path,
-            cfg: SiteConfig) -> None:
-    row.product = str(path.relative_to(cfg.products_dir))
-    row.product_version, row.product_received = version, row.received
-    row.state = "partial" if partial else "complete"
+def _record(session: Session, row: ExposureLedger, done: Assembled, cfg: SiteConfig) -> None:
+    row.product = done.ref.relpath()
+    row.product_version, row.product_received = done.version, row.received
+    row.state = "partial" if done.partial else "complete"
     row.updated = utcnow()
-    key = f"{path.name}:v{version}"
+    key = f"{done.path.name}:v{done.version}"
     if session.execute(select(Event).where(Event.kind == "exposure_ready",
                                            Event.key == key)).first() is None:
-        session.add(Event(kind="exposure_ready", key=key, created=utcnow(),
-                          payload={"exposure_id": row.exposure_id, "product": row.product,
-                                   "version": version, "partial": partial}))
+        session.add(Event(kind="exposure_ready", key=key, created=utcnow(), payload={
+            "exposure_id": row.exposure_id, "product": row.product, "version": done.version,
+            "partial": done.partial, "ref": done.ref.as_dict(), "sha256": done.sha256,
+            "size": done.size, "provenance": done.provenance.as_dict()}))

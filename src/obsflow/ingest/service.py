@@ -19,7 +19,6 @@ from sqlalchemy import Engine, select
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
-from obsflow.fileio import remove_stale_parts
 from obsflow.ingest import tables  # noqa: F401  (registers the ledger tables)
 from obsflow.ingest.assemble import Assembled, assemble_exposure, due_exposures
 from obsflow.ingest.ledger import record_file
@@ -99,7 +98,6 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
     tick = progress or (lambda stage, done, total: None)
     try:
         recover(engine, cfg.incoming_dir, cfg.raw_dir)
-        remove_stale_parts(cfg.products_dir / "level1")
         with transaction(engine) as session:
             pending = session.execute(select(RawFile.id).where(RawFile.state == "archived")
                                       .order_by(RawFile.id)).scalars().all()

@@ -54,6 +54,7 @@ MODEL_MODULES = (
     "obsflow.orchestrate.tables",
     "obsflow.refdata.registry",
     "obsflow.archive.schema",
+    "obsflow.reprocess.tables",
 )
 """Every module that declares tables on :class:`obsflow.db.Base`."""
 

@@ -1,13 +1,10 @@
-"""Data products: metadata, DQ flags and the FITS writers/readers of each level."""
+"""Data products: identity, provenance, metadata, DQ flags and the FITS writers/readers."""
 
 from obsflow.models.dq import DQ
+from obsflow.models.identity import PRODUCT_KINDS, DataId, ProductRef
 from obsflow.models.level1 import Level1, read_uncal, write_uncal
-from obsflow.models.metadata import ExposureMeta, product_basename
-
-__all__ = ["DQ", "ExposureMeta", "Level1", "product_basename", "read_uncal", "write_uncal"]
-from obsflow.models.level2 import (  # noqa: E402
+from obsflow.models.level2 import (
     CalImage,
-    Provenance,
     RateImage,
     RateInts,
     read_cal,
@@ -17,6 +14,10 @@ from obsflow.models.level2 import (  # noqa: E402
     write_rate,
     write_rateints,
 )
+from obsflow.models.metadata import ExposureMeta, product_basename
+from obsflow.models.provenance import FileUse, Provenance, RefFileUse, StepRecord
 
-__all__ += ["CalImage", "Provenance", "RateImage", "RateInts", "read_cal", "read_rate",
-            "read_rateints", "write_cal", "write_rate", "write_rateints"]
+__all__ = ["DQ", "PRODUCT_KINDS", "CalImage", "DataId", "ExposureMeta", "Level1", "ProductRef",
+           "Provenance", "RateImage", "RateInts", "FileUse", "RefFileUse", "StepRecord",
+           "product_basename", "read_cal", "read_rate", "read_rateints", "read_uncal",
+           "write_cal", "write_rate", "write_rateints", "write_uncal"]

@@ -32,14 +32,17 @@ PRODUCT_KINDS: dict[str, tuple[str, int]] = {
 }
 """Product kind (file-name suffix) -> (data level, ObsCore calib_level)."""
 
-RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-"""What a run name may be: a folder name of 1-64 letters, digits, ``.``, ``_``, ``-``."""
+_NAMESPACE = uuid.UUID("5b0c6f2e-8d2e-4e59-9a51-0b5f1c7e9d10")
+"""Namespace of obsflow's name-based product UUIDs (fixed forever)."""
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
+"""What a run name may be: a folder name of 1-48 letters, digits, ``.``, ``_``, ``-``."""
 
 
 def check_run_name(name: str) -> str:
     """Return ``name`` if it is a valid run name, else raise ``ValueError`` saying why."""
     if not RUN_NAME.match(name):
-        raise ValueError(f"run name {name!r}: expected 1-64 letters, digits, '.', '_' or '-', "
+        raise ValueError(f"run name {name!r}: expected 1-48 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return name
 
@@ -97,6 +100,19 @@ class ProductRef:
     run: str
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex)
 
+    @classmethod
+    def derived(cls, kind: str, data_id: DataId, run: str, origin: str) -> ProductRef:
+        """The reference of the product of ``kind`` a run makes from ``origin``.
+
+        The UUID is a name-based UUID (RFC 4122 version 5, as daf_butler's
+        "data id + run" ids) of kind, data id, run and ``origin`` (the input
+        product's UUID, or a Level-1 product's version): a crashed job that
+        runs again writes the same files under the same names instead of
+        leaving orphans, and a product is never made twice in one run.
+        """
+        name = f"{run}/{kind}/{data_id.basename}/{origin}"
+        return cls(kind, data_id, run, uuid.uuid5(_NAMESPACE, name).hex)
+
     def __post_init__(self) -> None:
         if self.kind not in PRODUCT_KINDS:
             raise ValueError(f"product kind {self.kind!r}; allowed: "
@@ -132,9 +148,9 @@ class ProductRef:
 
     def to_header(self, header: Any) -> None:
         """Write ``PRODKIND``, ``RUNNAME`` and ``PRODUUID`` into a FITS header."""
-        header["PRODKIND"] = (self.kind, "product kind (file suffix)")
-        header["RUNNAME"] = (self.run, "run: the product's permanent home")
-        header["PRODUUID"] = (self.uuid, "product UUID (obsflow dataset reference)")
+        header["PRODKIND"] = (self.kind, "product kind")
+        header["RUNNAME"] = (self.run, "run")
+        header["PRODUUID"] = (self.uuid, "product UUID")
 
     @classmethod
     def from_header(cls, header: Any, data_id: DataId, name: str = "") -> ProductRef:

@@ -8,6 +8,12 @@ Layout (JWST-compatible)::
     GROUPDQ   uint8  (nints, ngroups, ny, nx), only when some data is missing
               (DROPOUT | DO_NOT_USE on rows that never arrived)
     RAWFILES  table of the level-0 files the cube was rebuilt from
+    PROVENANCE  (products assembled by ingest) the run, software and level-0
+              files with their sha256 (:class:`~obsflow.models.Provenance`)
+
+A product assembled by ingest carries its :class:`~obsflow.models.ProductRef`
+(``PRODKIND``, ``RUNNAME``, ``PRODUUID``); a Level-1 file made elsewhere (the
+simulator's ``--level1``) may have none.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from obsflow.fileio import write_fits
+from obsflow.fileio import Written, write_fits, write_fits_hashed
+from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
-__all__ = ["Level1", "read_uncal", "write_uncal", "write_uncal_inplace"]
+__all__ = ["Level1", "read_uncal", "write_uncal", "write_uncal_hashed"]
 
 
 @dataclass
@@ -41,6 +49,10 @@ class Level1:
         Names of the level-0 files the cube came from.
     header_extra : dict
         Extra primary-header keywords (engineering values, ephemeris), name -> value.
+    ref : ProductRef or None
+        The product's identity (None for a file made outside a site).
+    provenance : Provenance or None
+        How it was assembled (None for a file made outside a site).
     """
 
     data: np.ndarray
@@ -49,6 +61,8 @@ class Level1:
     groupdq: np.ndarray | None = None
     raw_files: list[str] = field(default_factory=list)
     header_extra: dict[str, Any] = field(default_factory=dict)
+    ref: ProductRef | None = None
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         m = self.meta
@@ -82,6 +96,8 @@ def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
     primary.header["CAL_VER"] = (__version__, "obsflow version that wrote this file")
     for key, value in product.header_extra.items():
         primary.header[key] = value
+    if product.ref is not None:
+        product.ref.to_header(primary.header)
     sci = fits.ImageHDU(data=disk, do_not_scale_image_data=True, name="SCI")
     sci.header["BZERO"] = (32768, "data are unsigned 16-bit integers")
     sci.header["BSCALE"] = 1
@@ -96,6 +112,8 @@ def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
         [fits.Column(name="FILENAME", format="255A", array=names[: len(product.raw_files)])],
         name="RAWFILES",
     ))
+    if product.provenance is not None:
+        hdus.append(product.provenance.to_hdu())
     return fits.HDUList(hdus)
 
 
@@ -104,14 +122,15 @@ def write_uncal(path: Path, product: Level1) -> Path:
     return write_fits(_hdus(product, _disk_form(product.data.copy())), Path(path))
 
 
-def write_uncal_inplace(path: Path, product: Level1) -> Path:
-    """Like :func:`write_uncal` without copying the cube: ``product.data`` is
-    converted in place to FITS's on-disk form and is garbage afterwards.
+def write_uncal_hashed(path: Path, product: Level1) -> Written:
+    """Like :func:`write_uncal` without copying the cube; returns the file's sha256 and size.
 
-    For writers of large cubes (ingest assembly) that drop the product after
-    writing it: peak memory stays at one cube.
+    ``product.data`` is converted in place to FITS's on-disk form and is
+    garbage afterwards: for writers of large cubes (ingest assembly) that drop
+    the product after writing it, so peak memory stays at one cube.  The file
+    is hashed once, as it is written.
     """
-    return write_fits(_hdus(product, _disk_form(product.data)), Path(path))
+    return write_fits_hashed(_hdus(product, _disk_form(product.data)), Path(path))
 
 
 def read_uncal(path: Path) -> Level1:
@@ -122,4 +141,10 @@ def read_uncal(path: Path) -> Level1:
         wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
         groupdq = np.asarray(hdul["GROUPDQ"].data) if "GROUPDQ" in hdul else None
         raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []
-    return Level1(data=data, meta=meta, wcs=wcs, groupdq=groupdq, raw_files=raw)
+        header = hdul[0].header
+        ref = (ProductRef.from_header(header, meta.data_id, Path(path).name)
+               if "PRODUUID" in header else None)
+        prov = (Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], Path(path).name)
+                if PROVENANCE_EXTNAME in hdul else None)
+    return Level1(data=data, meta=meta, wcs=wcs, groupdq=groupdq, raw_files=raw, ref=ref,
+                  provenance=prov)

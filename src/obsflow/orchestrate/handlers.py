@@ -10,16 +10,25 @@ ingest     ``{}``                                  one :func:`obsflow.ingest.ing
 program    ``program, pi_name, title,              create the program in the archive
            exclusive_months`` (None: keep /        (or complete its PI and title)
            profile default)
-calibrate  ``product`` (relative to the products   stage 1 + 2 of one Level-1
-           folder), ``version``, ``exposure_id``   product into ``level2/``;
-                                                   one ``register`` child per output
-register   ``product`` (relative)                  register one product in the archive
+calibrate  the Level-1 product: ``ref``,         register the Level-1 product,
+           ``product`` (relative to the products   then stage 1 + 2 into the run
+           folder), ``version``, ``exposure_id``,  :data:`PROMPT_RUN`; one
+           ``sha256``, ``size``, ``provenance``    ``register`` child per output
+register   one output: ``ref``, ``product``,       register it in the archive
+           ``sha256``, ``size``, ``provenance``    (linked to its input)
+reprocess  ``campaign``, ``item``, ``run``,        remake one exposure's planned
+           ``context``, ``kinds``, ``source``      products in a campaign's run
+           (the Level-1 product), ``replaces``     (:mod:`obsflow.reprocess.campaign`)
 noop       ``seconds``                             sleep (measures executor overhead)
 ========== ======================================= ===============================
 
-Handlers are idempotent: every file is written under a temporary name and
-renamed, the archive returns the existing record for the same bytes, so a
-re-run after a crash is always safe.
+Jobs carry product references (:class:`~obsflow.models.ProductRef`), never
+re-derive identity from file names, and hand each file's sha256 (computed
+by its writer) along, so nothing is hashed twice.  Handlers are idempotent:
+every file is written under a temporary name and renamed, outputs get
+name-based UUIDs (a re-run writes the same files), and the archive returns
+the existing record for a UUID it holds, so a re-run after a crash is always
+safe.
 """
 
 from __future__ import annotations
@@ -27,26 +36,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from astropy.io import fits
 from sqlalchemy import Engine
 
 if TYPE_CHECKING:
     from obsflow.archive.context import Archive
+    from obsflow.archive.register import Registration
 
 from obsflow.config import SiteConfig
 from obsflow.exceptions import UnknownOptionError
+from obsflow.models.identity import ProductRef
+from obsflow.models.provenance import Provenance
 from obsflow.orchestrate.jobs import JobSpec
 
-__all__ = ["HANDLERS", "JobContext", "Result", "calibrate_spec", "program_spec", "run_handler"]
+__all__ = ["ARCHIVED_KINDS", "HANDLERS", "PROMPT_RUN", "JobContext", "Result", "archive_of",
+           "calibrate_spec", "program_spec",
+           "registration_of", "registration_inputs", "run_handler"]
 
-LEVEL2_FOLDER = "level2"
-"""Sub-folder of the products folder where calibrated products are written."""
+PROMPT_RUN = "prompt"
+"""The run fresh data are calibrated into (``products/prompt/...``)."""
 
-ARCHIVED_SUFFIXES = ("_uncal.fits", "_rate.fits", "_rateints.fits", "_cal.fits")
-"""Products registered in the archive: the Level-1 input and every calibrated output."""
+ARCHIVED_KINDS = ("uncal", "rate", "rateints", "cal")
+"""Products archived per exposure: the Level-1 input (registered by the calibrate job
+itself, before its outputs link to it) and each output (a ``register`` job each)."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +78,43 @@ class Result:
     children: list[JobSpec] = field(default_factory=list)
 
 
-def calibrate_spec(product: str, version: int, exposure_id: int) -> JobSpec:
-    """The calibrate job of one Level-1 product version."""
-    return JobSpec("calibrate", f"calibrate:{product}:v{version}",
-                   {"product": product, "version": version, "exposure_id": exposure_id})
+def calibrate_key_prefix(basename: str) -> str:
+    """The start of the keys of every calibrate job of one exposure (``<key prefix><version>``)."""
+    return f"calibrate:{basename}:v"
 
 
-def register_spec(product: str, sha_hint: str, program: str) -> JobSpec:
-    """The register job of one product file (``sha_hint`` tells versions apart).
+def calibrate_spec(payload: dict[str, Any]) -> JobSpec:
+    """The calibrate job of one Level-1 product version (``payload`` of its event)."""
+    ref = ProductRef.from_dict(payload["ref"])
+    inputs = {k: payload[k] for k in ("product", "version", "exposure_id", "ref", "sha256",
+                                      "size", "provenance")}
+    return JobSpec("calibrate", f"{calibrate_key_prefix(ref.data_id.basename)}"
+                                f"{int(payload['version'])}", inputs)
 
-    Register jobs run in parallel: ``register_product`` retries a registration
-    that collided with a concurrent one.  ``program`` is recorded for the log.
+
+def registration_inputs(ref: ProductRef, relpath: str, sha256: str, size: int,
+                        provenance: Provenance) -> dict[str, Any]:
+    """A product as JSON-able job inputs (see :func:`registration_of`)."""
+    return {"ref": ref.as_dict(), "product": relpath, "sha256": sha256, "size": size,
+            "provenance": provenance.as_dict()}
+
+
+def registration_of(cfg: SiteConfig, inputs: dict[str, Any]) -> Registration:
+    """The :class:`~obsflow.archive.register.Registration` job inputs describe."""
+    from obsflow.archive.register import Registration
+
+    return Registration(cfg.products_dir / inputs["product"], ProductRef.from_dict(inputs["ref"]),
+                        Provenance.from_dict(inputs["provenance"]), str(inputs["sha256"]),
+                        int(inputs["size"]))
+
+
+def register_spec(inputs: dict[str, Any]) -> JobSpec:
+    """The register job of one product (keyed by its UUID).
+
+    Register jobs run in parallel: registration retries a transaction that
+    collided with a concurrent one.
     """
-    return JobSpec("register", f"register:{product}:{sha_hint}",
-                   {"product": product, "program": program})
+    return JobSpec("register", f"register:{inputs['ref']['uuid']}", inputs)
 
 
 def program_spec(program: str, pi_name: str, title: str,
@@ -89,7 +125,7 @@ def program_spec(program: str, pi_name: str, title: str,
                     "exclusive_months": exclusive_months})
 
 
-def _archive(ctx: JobContext) -> Archive:
+def archive_of(ctx: JobContext) -> Archive:
     """The site's archive on the job's engine, without re-running migrations.
 
     :meth:`Archive.from_site` checks the Alembic revision on every call
@@ -121,7 +157,7 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.archive.register import register_program
     from obsflow.archive.schema import Program
 
-    archive = _archive(ctx)
+    archive = archive_of(ctx)
     with archive.session() as session:
         row = session.get(Program, inputs["program"])
         known = row.exclusive_months if row is not None else None
@@ -133,46 +169,37 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     return Result({"program": inputs["program"], "exclusive_months": int(months)})
 
 
-def _level1_path(cfg: SiteConfig, product: str, version: int) -> Path | None:
-    """The file holding ``version`` of a Level-1 product, or None if it was superseded."""
-    path = cfg.products_dir / product
-    if not path.is_file():
-        raise FileNotFoundError(f"Level-1 product {path} does not exist")
-    found = int(fits.getval(path, "PRODVER", 0, default=version))
-    if found == version:
-        return path
-    if found > version:
-        return None
-    raise ValueError(f"{path} holds version {found}, older than the requested {version}")
-
-
 def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
-    from obsflow.calibrate.pipeline import calibrate_product
-    from obsflow.fileio import sha256_file
+    from obsflow.archive.register import register_outputs
+    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product
+    from obsflow.ingest.assemble import current_level1_version
     from obsflow.refdata.registry import SiteRefs
 
     cfg = ctx.cfg
-    path = _level1_path(cfg, inputs["product"], int(inputs["version"]))
-    if path is None:
+    if current_level1_version(ctx.engine, int(inputs["exposure_id"])) > int(inputs["version"]):
         return Result({"superseded": True, "products": []})
-    out_dir = cfg.products_dir / LEVEL2_FOLDER
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = calibrate_product(path, SiteRefs(cfg.database_url, cfg.refs_dir),
-                                cfg.load_profile(), out_dir=out_dir)
-    products = [str(p.relative_to(cfg.products_dir)) for p in written]
-    program = str(fits.getval(path, "PROGRAM", 0))
-    level1 = str(path.relative_to(cfg.products_dir))
-    children = [register_spec(rel, sha256_file(cfg.products_dir / rel)[:16], program)
-                for rel in [level1, *products] if rel.endswith(ARCHIVED_SUFFIXES)]
-    return Result({"products": products}, children)
+    level1 = registration_of(cfg, inputs)
+    register_outputs(archive_of(ctx), [level1])  # the input first: outputs link to it
+    options = CalibrationOptions(run=PROMPT_RUN, place=lambda ref: cfg.products_dir / ref.relpath())
+    written = calibrate_product(level1.path, SiteRefs(cfg.database_url, cfg.refs_dir),
+                                cfg.load_profile(), options)
+    children = [register_spec(registration_inputs(
+        p.ref, p.ref.relpath(), p.sha256, p.size, p.provenance)) for p in written]
+    return Result({"products": [p.ref.relpath() for p in written]}, children)
 
 
 def _register(ctx: JobContext, inputs: dict[str, Any]) -> Result:
-    from obsflow.archive.register import register_product
+    from obsflow.archive.register import register_outputs
 
-    record = register_product(_archive(ctx), ctx.cfg.products_dir / inputs["product"])
+    record = register_outputs(archive_of(ctx), [registration_of(ctx.cfg, inputs)])[0]
     return Result({"product_id": record.product_id, "version": record.version,
                    "created": record.created, "store_key": record.store_key})
+
+
+def _reprocess(ctx: JobContext, inputs: dict[str, Any]) -> Result:
+    from obsflow.reprocess.campaign import run_item
+
+    return run_item(ctx, inputs)
 
 
 def _noop(ctx: JobContext, inputs: dict[str, Any]) -> Result:
@@ -185,6 +212,7 @@ HANDLERS: dict[str, Callable[[JobContext, dict[str, Any]], Result]] = {
     "program": _program,
     "calibrate": _calibrate,
     "register": _register,
+    "reprocess": _reprocess,
     "noop": _noop,
 }
 """Job kind -> handler."""

@@ -87,11 +87,16 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job to enqueue: kind, unique key and inputs (JSON-able)."""
+    """A job to enqueue: kind, unique key, inputs (JSON-able) and priority.
+
+    Pending jobs of higher ``priority`` are claimed first (fresh data 0,
+    reprocessing campaigns negative), then in the order they were enqueued.
+    """
 
     kind: str
     key: str
     inputs: dict[str, Any] = field(default_factory=dict)
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ def enqueue(session: Session, spec: JobSpec, policy: RetryPolicy,
         return None
     job = Job(kind=spec.kind, key=spec.key, state="pending", inputs=spec.inputs,
               parent_id=parent_id, attempts=0, max_attempts=policy.max_attempts,
-              created=utcnow())
+              created=utcnow(), priority=spec.priority)
     session.add(job)
     session.flush()
     return job

@@ -12,7 +12,8 @@ One loop (:meth:`Orchestrator.run`), each turn:
    the transaction that marks the event consumed, so nothing is lost or
    done twice);
 4. claim pending jobs whose backoff has passed and submit them, up to the
-   executor's capacity;
+   executor's capacity, highest priority first (fresh data before the jobs
+   of a reprocessing campaign), then oldest first;
 5. record what the executor lost (a dead worker) as a failed attempt.
 
 ``register`` jobs are enqueued by the calibrate job itself when it commits.
@@ -35,8 +36,9 @@ from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.ingest.tables import Event, ObservationLog, RawFile
 from obsflow.migrations import init_schema
+from obsflow.models.identity import ProductRef
 from obsflow.orchestrate.executors import Completion, Executor
-from obsflow.orchestrate.handlers import calibrate_spec, program_spec
+from obsflow.orchestrate.handlers import calibrate_key_prefix, calibrate_spec, program_spec
 from obsflow.orchestrate.htcondor import Workflow
 from obsflow.orchestrate.jobs import (
     JobSpec,
@@ -214,15 +216,14 @@ class Orchestrator:
         return consumed
 
     def _jobs_for(self, session: Any, payload: dict[str, Any]) -> list[JobSpec]:
-        product, version = str(payload["product"]), int(payload["version"])
-        exposure_id = int(payload["exposure_id"])
-        specs = [calibrate_spec(product, version, exposure_id)]
+        version, exposure_id = int(payload["version"]), int(payload["exposure_id"])
+        specs = [calibrate_spec(payload)]
         log = session.get(ObservationLog, exposure_id)
         if log is not None and log.meta.get("program"):
             meta = log.meta
             specs.insert(0, program_spec(str(meta["program"]), str(meta.get("pi_name", "")),
                                          str(meta.get("title", "")), None))
-        prefix = f"calibrate:{product}:v"
+        prefix = calibrate_key_prefix(ProductRef.from_dict(payload["ref"]).data_id.basename)
         older = session.scalars(select(Job).where(Job.kind == "calibrate", Job.state == "pending",
                                                   Job.key.startswith(prefix))).all()
         for job in older:
@@ -245,8 +246,9 @@ class Orchestrator:
         if self.kinds is not None:
             query = query.where(Job.kind.in_(sorted(self.kinds)))
         with transaction(self.engine) as session:
+            order = (Job.priority.desc(), Job.id)
             rows = session.execute(select(Job.id, Job.inputs).where(Job.id.in_(
-                query.order_by(Job.id).limit(free + _GROUP_LOOKAHEAD))).order_by(Job.id)).all()
+                query.order_by(*order).limit(free + _GROUP_LOOKAHEAD))).order_by(*order)).all()
         busy = set(self._groups.values())
         for job_id, inputs in rows:
             group = inputs.get("group") if isinstance(inputs, dict) else None

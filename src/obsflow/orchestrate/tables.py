@@ -53,6 +53,8 @@ class Job(Base):
     started: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    """Higher runs first among pending jobs (fresh data 0, reprocessing campaigns below)."""
     __table_args__ = (Index("ix_jobs_state_kind", "state", "kind"),)
 
 

@@ -1,0 +1,1 @@
+"""Reprocessing: plan which products a change affects, and campaigns that remake them."""
