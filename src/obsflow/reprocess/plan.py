@@ -211,7 +211,7 @@ def _recorded_names(cols: dict[str, np.ndarray], where: np.ndarray,
     out = []
     for text in cols["reference_files"][where]:
         found = dict(str(item).partition("=")[::2] for item in json.loads(text or "[]"))
-        out.append(found.get(reftype, found.get(reftype[:6], "")))
+        out.append(found.get(reftype, ""))
     return np.array(out, dtype=object)
 
 

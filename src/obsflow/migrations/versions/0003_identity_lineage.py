@@ -2,8 +2,8 @@
 
 Products of a site made before this revision get a UUID, the run
 ``legacy`` and a provenance document built from what the catalog knew
-(software version, recipe, reference file names); they have no recorded
-inputs.  Jobs get a priority (0: fresh data).  Reprocessing campaigns and
+(software version, recipe, reference file names, their types spelt out);
+they have no recorded inputs.  Jobs get a priority (0: fresh data).  Reprocessing campaigns and
 their items get their tables.
 
 Revision ID: 0003
@@ -27,14 +27,25 @@ depends_on = None
 
 LEGACY_RUN = "legacy"
 
+REFTYPES = ("SUPERBIAS", "DARK", "GAIN", "READNOISE", "SATURATION", "FLAT", "MASK",
+            "LINEARITY", "PHOTOM")
+"""The reference types of 0.1.0, whose header keys (R_<type[:6]>) the catalog kept."""
 
-def _legacy_provenance(software: str, recipe: str, reference_files: str) -> str:
+
+def _legacy_references(reference_files: str) -> list[list[str]]:
+    """[[reftype, name, ""]] from 0.1.0's ``["R_READNO=file.fits", ...]``."""
+    full = {t[:6]: t for t in REFTYPES}
     refs = []
     for item in json.loads(reference_files or "[]"):
         key, _, name = str(item).partition("=")
-        refs.append([key.removeprefix("R_"), name, ""])
+        key = key.removeprefix("R_")
+        refs.append([full.get(key, key), name, ""])
+    return sorted(refs)
+
+
+def _legacy_provenance(software: str, recipe: str, refs: list[list[str]]) -> str:
     doc = {"context": None, "input_files": [], "inputs": [], "recipe": recipe,
-           "references": sorted(refs), "run": LEGACY_RUN, "software": software, "steps": []}
+           "references": refs, "run": LEGACY_RUN, "software": software, "steps": []}
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
@@ -52,10 +63,12 @@ def _backfill(bind: sa.engine.Connection) -> None:
     op.bulk_insert(runs, [{"name": LEGACY_RUN, "kind": "legacy",
                            "created": datetime.now(UTC).replace(tzinfo=None),
                            "description": "products registered before runs existed"}])
-    for pk, software, recipe, refs in rows:
+    for pk, software, recipe, reference_files in rows:
+        refs = _legacy_references(reference_files)
         bind.execute(products.update().where(products.c.id == pk).values(
             uuid=uuid.uuid4().hex, run=LEGACY_RUN,
-            provenance=_legacy_provenance(software or "", recipe or "", refs)))
+            provenance=_legacy_provenance(software or "", recipe or "", refs),
+            reference_files=json.dumps([f"{t}={name}" for t, name, _ in refs])))
 
 
 def upgrade() -> None:
