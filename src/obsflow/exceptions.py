@@ -9,6 +9,8 @@ The hierarchy::
     ├── PacketError(ValueError)       malformed CCSDS stream (file, byte offset, what)
     │   └── TruncatedPacketError      a packet runs past the end of the data
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
+    ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
+    │   └── ContextNotFoundError(LookupError)  no context with that number (names the range)
     ├── SiteError(RuntimeError)       a site folder that is missing or inconsistent
     ├── ArchiveError(RuntimeError)    anything the archive refuses
     │   ├── ProductNotFoundError(LookupError)  no such product, or one the caller may not see
@@ -46,6 +48,8 @@ __all__ = [
     "VOQueryError",
     "PacketError",
     "ProfileError",
+    "RefContextError",
+    "ContextNotFoundError",
     "ReferenceFileError",
     "SiteError",
     "TruncatedPacketError",
@@ -101,6 +105,14 @@ class TruncatedPacketError(PacketError):
 
 class ReferenceFileError(ObsflowError, ValueError):
     """A reference file is unreadable, incomplete or does not fit the profile."""
+
+
+class RefContextError(ObsflowError, RuntimeError):
+    """A reference context cannot be created, or something tried to change one."""
+
+
+class ContextNotFoundError(RefContextError, LookupError):
+    """No reference context has the given number; the message names the numbers that exist."""
 
 
 class SiteError(ObsflowError, RuntimeError):

@@ -1,8 +1,46 @@
-"""Reference data: validation, the site registry and the selection rules ("best refs")."""
+"""Reference data: validation, the site registry, numbered contexts and the selection rules."""
 
-from obsflow.refdata.registry import FolderRefs, ReferenceFile, SiteRefs, deliver
-from obsflow.refdata.select import Selection, best_reference
+from obsflow.refdata.compare import (
+    ContextDiff,
+    FileChange,
+    RefChange,
+    affected_mask,
+    affected_reftypes,
+    diff_contexts,
+    select_file_ids,
+)
+from obsflow.refdata.contexts import (
+    ContextSummary,
+    RefContext,
+    list_contexts,
+    load_context,
+    newest_context,
+    operational_context,
+    pin_context,
+    pinned_number,
+)
+from obsflow.refdata.registry import (
+    Delivery,
+    FolderRefs,
+    ReferenceFile,
+    SiteRefs,
+    deliver,
+    deliver_batch,
+    is_delivered,
+)
+from obsflow.refdata.select import (
+    RULES_VERSION,
+    ProductSelectors,
+    Selection,
+    best_reference,
+    bulk_select,
+)
 from obsflow.refdata.validate import REFTYPES, ReferenceFileError, RefRecord, read_record
 
-__all__ = ["REFTYPES", "FolderRefs", "RefRecord", "ReferenceFile", "ReferenceFileError",
-           "Selection", "SiteRefs", "best_reference", "deliver", "read_record"]
+__all__ = ["REFTYPES", "RULES_VERSION", "ContextDiff", "ContextSummary", "Delivery",
+           "FileChange", "FolderRefs", "ProductSelectors", "RefChange", "RefContext",
+           "RefRecord", "ReferenceFile", "ReferenceFileError", "Selection", "SiteRefs",
+           "affected_mask", "affected_reftypes", "best_reference", "bulk_select", "deliver",
+           "deliver_batch", "diff_contexts", "is_delivered", "list_contexts", "load_context",
+           "newest_context", "operational_context", "pin_context", "pinned_number",
+           "read_record", "select_file_ids"]

@@ -1,7 +1,18 @@
-"""``obsflow refs deliver FILE...`` and ``obsflow refs best PRODUCT``."""
+"""``obsflow refs``: deliver, best, contexts, diff and pin.
+
+* ``obsflow refs deliver FILE... [--description TEXT]``: one delivery, one new context;
+* ``obsflow refs best PRODUCT [--context N]``: the file of each type chosen, and why;
+* ``obsflow refs contexts``: the numbered contexts, the operational one marked;
+* ``obsflow refs diff N M [--json]``: what changed from context N to M;
+* ``obsflow refs pin N`` / ``obsflow refs pin --newest``: fix the operational
+  context, or let it follow the newest again.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -12,8 +23,18 @@ from sqlalchemy.orm import Session
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.models.level1 import read_uncal
-from obsflow.refdata.registry import ReferenceFile, SiteRefs, deliver
+from obsflow.refdata.compare import ContextDiff, diff_contexts
+from obsflow.refdata.contexts import (
+    RefContext,
+    list_contexts,
+    load_context,
+    operational_context,
+    pin_context,
+    pinned_number,
+)
+from obsflow.refdata.registry import deliver_batch
 from obsflow.refdata.select import best_reference, exposure_start_iso
+from obsflow.refdata.tables import ensure_tables
 from obsflow.refdata.validate import REFTYPES
 from obsflow.site import open_site
 
@@ -28,49 +49,59 @@ def open_site_option(site_dir: Path | None) -> SiteConfig:
     return open_site(site_dir or default_site_root())
 
 
+@contextmanager
+def _transaction(cfg: SiteConfig) -> Iterator[Session]:
+    """A session on the site database in one transaction (reference tables created if missing)."""
+    engine = make_engine(cfg.database_url)
+    try:
+        ensure_tables(engine)
+        with Session(engine) as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
 @click.group("refs")
 def refs_group() -> None:
-    """Reference files: deliver them to the site registry, see which one applies."""
+    """Reference files: deliver them, see which one applies, manage the numbered contexts."""
 
 
 @refs_group.command("deliver")
 @site_option
+@click.option("--description", default="", help="What this delivery is (kept with its context).")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def deliver_cmd(site_dir: Path | None, files: tuple[Path, ...]) -> None:
-    """Validate reference FILES and add them to the site's registry (never overwriting)."""
+def deliver_cmd(site_dir: Path | None, description: str, files: tuple[Path, ...]) -> None:
+    """Validate reference FILES and add them to the registry as one delivery (one new context)."""
     cfg = open_site_option(site_dir)
     profile = cfg.load_profile()
-    engine = make_engine(cfg.database_url)
     table = Table(title=f"delivered to {cfg.refs_dir}")
     for column in ("file", "REFTYPE", "detector", "filter", "USEAFTER", "stored as", "sha256"):
         table.add_column(column)
-    try:
-        ReferenceFile.metadata.create_all(engine, tables=[ReferenceFile.__table__])  # type: ignore[list-item]
-        with Session(engine) as session, session.begin():
-            for path in files:
-                rec = deliver(session, cfg.refs_dir, path, profile)
-                table.add_row(path.name, rec.reftype, rec.detector, rec.filter, rec.useafter,
-                              rec.name, rec.sha256[:12])
-    finally:
-        engine.dispose()
-    Console(highlight=False).print(table)
+    with _transaction(cfg) as session:
+        done = deliver_batch(session, cfg.refs_dir, list(files), profile,
+                             description=description)
+    for path, rec in zip(files, done.records, strict=True):
+        table.add_row(path.name, rec.reftype, rec.detector, rec.filter, rec.useafter,
+                      rec.name, rec.sha256[:12])
+    console = _console()
+    console.print(table)
+    console.print(f"reference context {done.context.number}: {done.context.n_files} files "
+                  f"({len(done.records)} new)")
 
 
-@refs_group.command("best")
-@site_option
-@click.argument("product", type=click.Path(exists=True, path_type=Path))
-def best_cmd(site_dir: Path | None, product: Path) -> None:
-    """Print the reference file of each type chosen for PRODUCT, and why."""
-    cfg = open_site_option(site_dir)
+def _best_table(context: RefContext, product: Path) -> Table:
     meta = read_uncal(product).meta
-    records = SiteRefs(cfg.database_url, cfg.refs_dir).records()
     table = Table(title=f"best references for {product.name} ({meta.instrument} {meta.detector} "
                         f"{meta.filter} {meta.readpatt} {meta.subarray}, start "
-                        f"{exposure_start_iso(meta)})")
+                        f"{exposure_start_iso(meta)}) in reference context {context.number}")
     for column in ("REFTYPE", "chosen", "why"):
         table.add_column(column)
     for reftype in sorted(REFTYPES):
-        sel = best_reference(records, meta, reftype)
+        sel = best_reference(context.records, meta, reftype)
         if sel.chosen is None:
             reasons = "; ".join(f"{r.name}: {v}" for r, v in sel.verdicts) or "no file of this type"
             table.add_row(reftype, "[red]none[/red]", reasons)
@@ -79,4 +110,103 @@ def best_cmd(site_dir: Path | None, product: Path) -> None:
         others = len(sel.verdicts) - 1
         table.add_row(reftype, sel.chosen.name, why + (f" ({others} other candidates)" if others
                                                        else ""))
-    Console(highlight=False).print(table)
+    return table
+
+
+@refs_group.command("best")
+@site_option
+@click.option("--context", "number", type=int, default=None,
+              help="Reference context number (default: the operational context).")
+@click.argument("product", type=click.Path(exists=True, path_type=Path))
+def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
+    """Print the reference file of each type chosen for PRODUCT, and why."""
+    cfg = open_site_option(site_dir)
+    with _transaction(cfg) as session:
+        if number is None:
+            context = operational_context(session, refs_dir=cfg.refs_dir)
+        else:
+            context = load_context(session, number, refs_dir=cfg.refs_dir)
+    _console().print(_best_table(context, product))
+
+
+@refs_group.command("contexts")
+@site_option
+def contexts_cmd(site_dir: Path | None) -> None:
+    """List the reference contexts; mark the pinned, operational and newest ones."""
+    cfg = open_site_option(site_dir)
+    with _transaction(cfg) as session:
+        rows = list_contexts(session)
+        pinned = pinned_number(session)
+    table = Table(title=f"reference contexts of {cfg.root}")
+    for column in ("context", "created (UTC)", "files", "added", "rules"):
+        table.add_column(column)
+    table.add_column("description", max_width=60, no_wrap=True, overflow="ellipsis")
+    table.add_column("")
+    newest = rows[-1].number if rows else None
+    operational = pinned if pinned is not None else newest
+    for r in rows:
+        marks = [m for m, on in (("pinned", r.number == pinned),
+                                 ("operational", r.number == operational),
+                                 ("newest", r.number == newest)) if on]
+        table.add_row(str(r.number), f"{r.created:%Y-%m-%d %H:%M:%S}", str(r.n_files),
+                      f"+{r.added}", r.rules_version, r.description,
+                      ", ".join(marks))
+    console = _console()
+    console.print(table)
+    if not rows:
+        console.print("no reference context yet: `obsflow refs deliver FILE...` makes context 1")
+
+
+def _diff_table(diff: ContextDiff) -> Table:
+    table = Table(title=f"reference context {diff.old} -> {diff.new}: {len(diff.added)} file(s) "
+                        f"added, {len(diff.removed)} removed")
+    for column in ("REFTYPE", "change", "detector", "filter", "readpatt", "subarray",
+                   "USEAFTER", f"in {diff.old}", f"in {diff.new}"):
+        table.add_column(column)
+    for change in diff.changes:
+        r = change.record
+        table.add_row(r.reftype, change.kind, r.detector, r.filter, r.readpatt, r.subarray,
+                      r.useafter, change.old.name if change.old else "-",
+                      change.new.name if change.new else "-")
+    return table
+
+
+@refs_group.command("diff")
+@site_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.argument("old", type=int)
+@click.argument("new", type=int)
+def diff_cmd(site_dir: Path | None, as_json: bool, old: int, new: int) -> None:
+    """Show what changed from reference context OLD to NEW: files per type, and the rules."""
+    cfg = open_site_option(site_dir)
+    with _transaction(cfg) as session:
+        diff = diff_contexts(load_context(session, old), load_context(session, new))
+    if as_json:
+        click.echo(json.dumps(diff.as_dict(), indent=2))
+        return
+    console = _console()
+    console.print(_diff_table(diff))
+    if diff.rules_changed:
+        console.print(f"selection rules changed: {diff.old_rules} -> {diff.new_rules}")
+    else:
+        console.print(f"selection rules unchanged ({diff.new_rules})")
+
+
+@refs_group.command("pin")
+@site_option
+@click.option("--newest", is_flag=True,
+              help="Remove the pin: the newest context is operational (the default).")
+@click.argument("number", type=int, required=False)
+def pin_cmd(site_dir: Path | None, newest: bool, number: int | None) -> None:
+    """Make context NUMBER the operational one (calibration of new data uses it)."""
+    if newest == (number is not None):
+        raise click.UsageError("give a context NUMBER or --newest (one of them)")
+    cfg = open_site_option(site_dir)
+    with _transaction(cfg) as session:
+        before = pin_context(session, number)
+        now = operational_context(session).number
+    was = f"pinned {before}" if before is not None else "the newest"
+    if number is None:
+        _console().print(f"operational reference context: the newest ({now}); was {was}")
+    else:
+        _console().print(f"operational reference context: {number} (pinned); was {was}")
