@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
-from obsflow.exceptions import ReferenceFileError
 from obsflow.ingest.status import gap_report
 from obsflow.orchestrate.cli import progress_display, summary_line
 from obsflow.orchestrate.handlers import program_spec
@@ -54,25 +53,24 @@ def _drop(files: list[Path], incoming: Path) -> None:
 
 
 def _deliver_refs(cfg: SiteConfig, folder: Path) -> int:
-    """Deliver every reference file of ``folder`` to the site registry; return how many were new."""
-    from obsflow.refdata.registry import ReferenceFile, deliver
+    """Deliver the reference files of ``folder`` not yet registered, as one delivery (one context).
 
-    profile = cfg.load_profile()
+    Returns how many were new (0: nothing delivered, no new context).
+    """
+    from obsflow.refdata.registry import deliver_batch, is_delivered
+    from obsflow.refdata.tables import ensure_tables
+
     engine = make_engine(cfg.database_url)
-    delivered = 0
     try:
-        ReferenceFile.metadata.create_all(engine, tables=[ReferenceFile.__table__])  # type: ignore[list-item]
-        for path in sorted(folder.glob("*.fits")):
-            with Session(engine) as session, session.begin():
-                try:
-                    deliver(session, cfg.refs_dir, path, profile)
-                    delivered += 1
-                except ReferenceFileError as exc:
-                    if "already delivered" not in str(exc):
-                        raise
+        ensure_tables(engine)
+        with Session(engine) as session, session.begin():
+            new = [p for p in sorted(folder.glob("*.fits")) if not is_delivered(session, p)]
+            if new:
+                deliver_batch(session, cfg.refs_dir, new, cfg.load_profile(),
+                              description=f"obsflow demo: the simulator's {folder}")
     finally:
         engine.dispose()
-    return delivered
+    return len(new)
 
 
 def _record_programs(cfg: SiteConfig, plan_file: Path) -> int:

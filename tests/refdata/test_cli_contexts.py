@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -11,6 +12,7 @@ from tests.refdata.factories import meta, variant, write_product
 
 from obsflow.cli import main
 from obsflow.config import SiteConfig
+from obsflow.demo import _deliver_refs
 
 
 def _run(site: SiteConfig, *args: str) -> Result:
@@ -95,3 +97,19 @@ def test_diff_and_errors(site: SiteConfig, base_refs: dict[str, Path], tmp_path:
     again = _run(site, "deliver", str(base_refs["ssd2_gain"]))
     assert again.exit_code == 2 and "already delivered" in again.output
     assert re.search(r"^│\s*3\s*│.*operational, newest", _ok(site, "contexts"), re.MULTILINE)
+
+
+def test_demo_delivers_one_batch(site: SiteConfig, base_refs: dict[str, Path],
+                                 tmp_path: Path) -> None:
+    folder = base_refs["ssd1_dark"].parent
+    n = len(list(folder.glob("*.fits")))
+    assert _deliver_refs(site, folder) == n
+    assert _deliver_refs(site, folder) == 0  # a second demo run delivers nothing new
+    later = tmp_path / "later"
+    later.mkdir()
+    variant(base_refs["ssd1_gain"], later / "extra.fits", DESCRIP="extra")
+    shutil.copy(base_refs["ssd1_dark"], later / "dark.fits")
+    assert _deliver_refs(site, later) == 1  # only the file not delivered yet
+    rows = re.findall(r"^│\s*(\d+)\s*│[^│]*│\s*(\d+)\s*│\s*\+(\d+)", _ok(site, "contexts"),
+                      re.MULTILINE)
+    assert rows == [("1", str(n), str(n)), ("2", str(n + 1), "1")]
