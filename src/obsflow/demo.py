@@ -58,11 +58,9 @@ def _deliver_refs(cfg: SiteConfig, folder: Path) -> int:
     Returns how many were new (0: nothing delivered, no new context).
     """
     from obsflow.refdata.registry import deliver_batch, is_delivered
-    from obsflow.refdata.tables import ensure_tables
 
     engine = make_engine(cfg.database_url)
     try:
-        ensure_tables(engine)
         with Session(engine) as session, session.begin():
             new = [p for p in sorted(folder.glob("*.fits")) if not is_delivered(session, p)]
             if new:

@@ -19,8 +19,8 @@ from tests.refdata.factories import BASE_USEAFTER, Registry
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
+from obsflow.migrations import init_schema
 from obsflow.profiles import Profile, load_profile
-from obsflow.refdata.tables import ensure_tables
 from obsflow.simulate.detector import realize_detector
 from obsflow.simulate.refs import write_reference_files
 from obsflow.site import init_site
@@ -62,9 +62,9 @@ def base_refs(tmp_path_factory: pytest.TempPathFactory, profile: Profile) -> dic
 
 @pytest.fixture
 def registry(db_url: str, tmp_path: Path, profile: Profile) -> Iterator[Registry]:
-    """An empty registry on each backend."""
+    """An empty registry on each backend (the whole site schema, from the migrations)."""
     engine = make_engine(db_url)
-    ensure_tables(engine)
+    init_schema(engine)
     refs_dir = tmp_path / "site-refs"
     refs_dir.mkdir()
     try:

@@ -34,7 +34,6 @@ from obsflow.refdata.contexts import (
 )
 from obsflow.refdata.registry import deliver_batch
 from obsflow.refdata.select import best_reference, exposure_start_iso
-from obsflow.refdata.tables import ensure_tables
 from obsflow.refdata.validate import REFTYPES
 from obsflow.site import open_site
 
@@ -51,10 +50,9 @@ def open_site_option(site_dir: Path | None) -> SiteConfig:
 
 @contextmanager
 def _transaction(cfg: SiteConfig) -> Iterator[Session]:
-    """A session on the site database in one transaction (reference tables created if missing)."""
+    """A session on the site database, in one transaction."""
     engine = make_engine(cfg.database_url)
     try:
-        ensure_tables(engine)
         with Session(engine) as session, session.begin():
             yield session
     finally:

@@ -38,7 +38,7 @@ from obsflow.refdata.contexts import (
     load_context,
     operational_context,
 )
-from obsflow.refdata.tables import ReferenceFile, ensure_tables
+from obsflow.refdata.tables import ReferenceFile
 from obsflow.refdata.validate import ReferenceFileError, RefRecord, read_record
 
 __all__ = ["Delivery", "FolderRefs", "ReferenceFile", "SiteRefs", "deliver", "deliver_batch",
@@ -196,7 +196,6 @@ class SiteRefs:
         """
         engine = make_engine(self.database_url)
         try:
-            ensure_tables(engine)
             try:
                 found = self._load(engine)
             except IntegrityError:  # another process made the backfill context meanwhile

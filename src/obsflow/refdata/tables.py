@@ -10,7 +10,9 @@
 
 Rows of the two context tables are never updated or deleted: the ORM
 refuses it (:class:`~obsflow.exceptions.RefContextError` on flush).  Which
-context is *pinned* lives in ``site_info`` (key :data:`PIN_KEY`).
+context is *pinned* lives in ``site_info`` (key :data:`PIN_KEY`).  The
+tables are created by the site's schema history (:mod:`obsflow.migrations`,
+revisions 0002 and 0004).
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, ForeignKey, Integer, String, event
+from sqlalchemy import DateTime, ForeignKey, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from obsflow.db import Base, SiteInfo
+from obsflow.db import Base
 from obsflow.exceptions import RefContextError
 from obsflow.refdata.validate import RefRecord
 
-__all__ = ["PIN_KEY", "RefContextFile", "RefContextRow", "ReferenceFile", "ensure_tables"]
+__all__ = ["PIN_KEY", "RefContextFile", "RefContextRow", "ReferenceFile"]
 
 PIN_KEY = "refs.pinned_context"
 """``site_info`` key holding the pinned context number (absent: the newest is operational)."""
@@ -72,7 +74,6 @@ class RefContextRow(Base):
     """
 
     __tablename__ = "ref_contexts"
-    __table_args__ = {"info": {"obsflow_migrated": True}}
 
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     created: Mapped[datetime] = mapped_column(DateTime)
@@ -87,7 +88,6 @@ class RefContextFile(Base):
     """One reference file of one context."""
 
     __tablename__ = "ref_context_files"
-    __table_args__ = {"info": {"obsflow_migrated": True}}
 
     context: Mapped[int] = mapped_column(Integer, ForeignKey("ref_contexts.number"),
                                          primary_key=True)
@@ -106,14 +106,3 @@ def _refuse_change(_mapper: Any, _connection: Any, target: Any) -> None:
                           f"{type(target).__name__} of context {name}; deliver files to make "
                           "a new context")
 
-
-def ensure_tables(engine: Engine) -> None:
-    """Create the reference-data tables (and ``site_info``) where they are missing.
-
-    Until every table is created by the one Alembic history, the registry
-    creates its own tables on first use, as it always has; the migration
-    ``0004_reference_contexts`` creates the same context tables.
-    """
-    tables = [SiteInfo.__table__, ReferenceFile.__table__, RefContextRow.__table__,
-              RefContextFile.__table__]
-    Base.metadata.create_all(engine, tables=tables)  # type: ignore[arg-type]

@@ -1,10 +1,8 @@
 """Reference contexts: ``ref_contexts``, ``ref_context_files``, and context 1 for existing files.
 
 A site that has reference files but no context gets context 1 holding every
-one of them (what :func:`obsflow.refdata.contexts.ensure_backfill` does on
-first use for sites not yet migrated).  Until the registry's tables are
-created by this history alone, ``obsflow.refdata.tables.ensure_tables`` may
-have created the context tables already: they are then left as they are.
+one of them (:func:`obsflow.refdata.contexts.ensure_backfill` does the same
+on first use, for a database restored from before this revision).
 
 Revision ID: 0004
 Revises: 0003
@@ -28,38 +26,31 @@ depends_on = None
 BACKFILL_DESCRIPTION = "every reference file delivered before reference contexts existed"
 
 
-def _create_tables(inspector: sa.Inspector) -> None:
-    if not inspector.has_table("ref_contexts"):
-        op.create_table(
-            "ref_contexts",
-            sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
-            sa.Column("created", sa.DateTime, nullable=False),
-            sa.Column("parent", sa.Integer, sa.ForeignKey("ref_contexts.number"), nullable=True),
-            sa.Column("description", sa.String(1024), nullable=False),
-            sa.Column("rules_version", sa.String(80), nullable=False),
-            sa.Column("n_files", sa.Integer, nullable=False),
-        )
-    if not inspector.has_table("ref_context_files"):
-        op.create_table(
-            "ref_context_files",
-            sa.Column("context", sa.Integer, sa.ForeignKey("ref_contexts.number"),
-                      primary_key=True),
-            sa.Column("file_id", sa.Integer, sa.ForeignKey("reference_files.id"),
-                      primary_key=True),
-        )
-        op.create_index("ix_ref_context_files_file_id", "ref_context_files", ["file_id"])
+def _create_tables() -> None:
+    op.create_table(
+        "ref_contexts",
+        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("created", sa.DateTime, nullable=False),
+        sa.Column("parent", sa.Integer, sa.ForeignKey("ref_contexts.number"), nullable=True),
+        sa.Column("description", sa.String(1024), nullable=False),
+        sa.Column("rules_version", sa.String(80), nullable=False),
+        sa.Column("n_files", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        "ref_context_files",
+        sa.Column("context", sa.Integer, sa.ForeignKey("ref_contexts.number"),
+                  primary_key=True),
+        sa.Column("file_id", sa.Integer, sa.ForeignKey("reference_files.id"), primary_key=True),
+    )
+    op.create_index("ix_ref_context_files_file_id", "ref_context_files", ["file_id"])
 
 
 def _backfill(bind: sa.Connection) -> None:
-    """Context 1 of every registered reference file, if there are files and no context."""
-    if not sa.inspect(bind).has_table("reference_files"):
-        return
+    """Context 1 of every registered reference file, if there are any."""
     files = sa.table("reference_files", sa.column("id", sa.Integer))
     contexts = sa.table("ref_contexts", *(sa.column(c) for c in (
         "number", "created", "parent", "description", "rules_version", "n_files")))
     links = sa.table("ref_context_files", sa.column("context"), sa.column("file_id"))
-    if bind.scalar(sa.select(sa.func.count()).select_from(contexts)):
-        return
     ids = list(bind.scalars(sa.select(files.c.id).order_by(files.c.id)))
     if not ids:
         return
@@ -71,9 +62,8 @@ def _backfill(bind: sa.Connection) -> None:
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    _create_tables(sa.inspect(bind))
-    _backfill(bind)
+    _create_tables()
+    _backfill(op.get_bind())
 
 
 def downgrade() -> None:
