@@ -116,6 +116,15 @@ def test_product_selectors_columns() -> None:
     assert len(products) == 2 and products.filter.tolist() == ["J", "J"]  # type: ignore[union-attr]
     got = bulk_select([rec(detector="SSD2")], products, "DARK")
     assert got.tolist() == [-1, 0]
+    rng = np.random.default_rng(7)
+    many = ProductSelectors.from_metas(_random_metas(rng, 500))
+    members = np.concatenate([m for _, m in many.groups])
+    assert sorted(members.tolist()) == list(range(500))  # every product in exactly one group
+    for selector, where in many.groups:
+        rows = {tuple(str(getattr(many, f)[k]) for f in ("telescope", "instrument", "detector",
+                "filter", "readpatt", "subarray")) for k in where}
+        assert rows == {selector}
+    assert len({s for s, _ in many.groups}) == len(many.groups)
     with pytest.raises(ValueError, match="detector has shape"):
         ProductSelectors("OBSFLOW-S", "SSCAM", ["SSD1"], "J", "RAPID", "FULL", [61000.0, 1.0])
     assert bulk_select([rec()], ProductSelectors.from_metas([]), "DARK").shape == (0,)

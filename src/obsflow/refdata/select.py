@@ -29,6 +29,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import erfa
 import numpy as np
@@ -128,7 +129,9 @@ class ProductSelectors:
 
     Each string column is an array of shape (N,) or one string (the same for
     every product); ``expstart`` is EXPSTART, MJD UTC, shape (N,).  The
-    columns are stored as numpy arrays of shape (N,).
+    columns are stored as numpy arrays of shape (N,).  The start keys and the
+    grouping by selector tuple are computed once and reused by every
+    :func:`bulk_select` call on the same products.
     """
 
     telescope: np.ndarray | str
@@ -153,6 +156,23 @@ class ProductSelectors:
 
     def __len__(self) -> int:
         return int(self.expstart.shape[0])
+
+    @cached_property
+    def start_keys(self) -> np.ndarray:
+        """EXPSTART as int64 ``YYYYMMDDhhmmss`` (UTC, as :func:`exposure_start_iso`), shape (N,)."""
+        return _start_keys(self.expstart)
+
+    @cached_property
+    def groups(self) -> list[tuple[tuple[str, ...], np.ndarray]]:
+        """Each distinct selector tuple with the indices of its products (computed once)."""
+        columns = [getattr(self, name) for name in _SELECTOR_FIELDS]
+        if len(self) == 0:
+            return []
+        group_of, first = _group_rows(columns)
+        order = np.argsort(group_of, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(group_of, minlength=len(first)))])
+        return [(tuple(str(column[row]) for column in columns), order[bounds[g]:bounds[g + 1]])
+                for g, row in enumerate(first)]
 
     @classmethod
     def from_metas(cls, metas: Sequence[ExposureMeta]) -> ProductSelectors:
@@ -279,13 +299,7 @@ def bulk_select(records: Sequence[RefRecord], products: ProductSelectors,
     candidates = [(i, r) for i, r in enumerate(records) if r.reftype == reftype]
     if not candidates or len(products) == 0:
         return out
-    starts = _start_keys(products.expstart)
-    columns = [getattr(products, name) for name in _SELECTOR_FIELDS]
-    group_of, first = _group_rows(columns)
-    order = np.argsort(group_of, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(group_of, minlength=len(first)))])
-    for g, row in enumerate(first):
-        members = order[bounds[g]:bounds[g + 1]]
-        selector = tuple(str(column[row]) for column in columns)
+    starts = products.start_keys
+    for selector, members in products.groups:
         out[members] = _group_choice(candidates, selector, starts[members])
     return out
