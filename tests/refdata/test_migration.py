@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -11,7 +13,7 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session
 
 from obsflow.db import make_engine
-from obsflow.migrations import alembic_config, current_revision, upgrade_database
+from obsflow.migrations import alembic_config, current_revision, init_schema, upgrade_database
 from obsflow.refdata.contexts import BACKFILL_DESCRIPTION, list_contexts, load_context
 from obsflow.refdata.select import RULES_VERSION
 from obsflow.refdata.tables import RefContextFile, RefContextRow, ReferenceFile
@@ -67,3 +69,19 @@ def test_upgrade_of_an_empty_registry(engine: Engine) -> None:
     assert all(inspect(engine).has_table(t) for t in TABLES)
     with Session(engine) as session:
         assert session.scalars(select(RefContextRow)).all() == []
+
+
+def test_a_previous_release_site_gets_context_1(tmp_path: Path) -> None:
+    """The 0.1.0 site of tests/data (files delivered, no contexts) upgrades to context 1."""
+    db = tmp_path / "obsflow.db"
+    shutil.copyfile(Path(__file__).parents[1] / "data" / "site_0_1_0.db", db)
+    engine = make_engine(f"sqlite:///{db}")
+    try:
+        init_schema(engine)
+        with Session(engine) as session:
+            ids = list(session.scalars(select(ReferenceFile.id).order_by(ReferenceFile.id)))
+            rows = session.scalars(select(RefContextRow)).all()
+            assert len(ids) > 5 and [(r.number, r.n_files) for r in rows] == [(1, len(ids))]
+            assert load_context(session, None).file_ids == tuple(ids)
+    finally:
+        engine.dispose()
