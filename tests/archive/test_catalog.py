@@ -18,7 +18,7 @@ from obsflow.archive.context import Archive
 from obsflow.archive.errors import ProductFileError, ProductNotFoundError
 from obsflow.archive.policy import ANONYMOUS, Viewer, add_months, release_date
 from obsflow.archive.register import register_product, register_program
-from obsflow.archive.schema import HPX_ORDER, Composite, Exposure, Product, Program
+from obsflow.archive.schema import HPX_ORDER, Composite, Exposure, Product, Program, Run
 from obsflow.archive.search import Cone, SearchQuery, get_product, search_products
 from obsflow.archive.sky import healpix_index, unit_vector
 from obsflow.db import Base
@@ -50,7 +50,9 @@ def test_register_is_idempotent_and_versions(archive: Archive, tmp_path: Path) -
     assert register_product(archive, path) == dataclass_replace(first, created=False)
     stored = archive.settings.store.local_path(first.store_key)
     assert stored.read_bytes() == path.read_bytes()
-    assert first.store_key == f"01234/001/{first.sha256[:16]}/01234001001_00001_ssd1_cal.fits"
+    assert first.run == "manual"  # a file made outside a site, copied into the store once
+    assert first.store_key == (f"manual/01234/01234001001_00001_ssd1/{first.uuid[:12]}/"
+                               "01234001001_00001_ssd1_cal.fits")
     second = register_product(archive, write_product(tmp_path / "in", meta(), seed=1))
     assert (second.version, second.created) == (2, True)
     assert stored.read_bytes() != archive.settings.store.local_path(second.store_key).read_bytes()
@@ -168,11 +170,13 @@ def _bulk_exposures(archive: Archive, ra: np.ndarray, dec: np.ndarray) -> None:
     with archive.session() as session, session.begin():
         session.add(Program(program="P1", pi_name="", title="", exclusive_months=0,
                             created=LATER))
+        session.add(Run(name="manual", kind="manual", created=LATER, description=""))
         session.flush()
         session.execute(insert(Exposure), rows)
         ids = session.scalars(select(Exposure.id).order_by(Exposure.id)).all()
         session.execute(insert(Product), [
-            dict(product_id=f"p{i}", exposure_id=e, kind="cal", level="2b", calib_level=2,
+            dict(product_id=f"p{i}", uuid=f"{i:032x}", run="manual", exposure_id=e, kind="cal",
+                 level="2b", calib_level=2,
                  dataproduct_type="image", version=1, is_latest=True, filename="f", path="f",
                  size=1, sha256="0" * 64, content_type="application/fits", created=LATER,
                  software_version="", recipe="", reference_files="[]")

@@ -138,14 +138,14 @@ def test_concurrent_registrations_leave_one_current_composite(db_url: str,
         assert left == expected
         assert list(store.rglob("*.part")) == []
 
-        # every product under the key of its bytes, holding those bytes
+        # every product stored once under the key of its reference, holding its bytes
         sources = {sha256_file(p): p for p in paths}
         assert set(sources) == {p.sha256 for p in products}
         for product in products:
             exposure = s.get(Exposure, product.exposure_id)
             assert exposure is not None
-            assert product.path == (f"{exposure.program}/{exposure.observation:03d}/"
-                                    f"{product.sha256[:16]}/{product.filename}")
+            assert product.path == (f"{product.run}/{exposure.program}/{exposure.obs_id}/"
+                                    f"{product.uuid[:12]}/{product.filename}")
             assert product.filename == sources[product.sha256].name
             assert arch.settings.store.sha256(product.path) == product.sha256
         previews = s.scalars(select(Preview)).all()

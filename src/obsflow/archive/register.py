@@ -242,8 +242,8 @@ def registration_from_file(path: Path | str) -> Registration:
     """A :class:`Registration` for a file: reference and provenance from its header.
 
     The file is hashed and its FITS checksums verified.  A file with no
-    product reference (made outside a site) gets a new one in the run
-    :data:`MANUAL_RUN`.
+    product reference (made outside a site) gets one in the run
+    :data:`MANUAL_RUN` named by its content (the same bytes, the same UUID).
 
     Raises
     ------
@@ -258,15 +258,17 @@ def registration_from_file(path: Path | str) -> Registration:
     kind = _kind(path)
     read = _read_product(path, verify=True)
     meta = _meta(path, read.primary)
+    ref: ProductRef | None = None
     if "PRODUUID" in read.primary:
         ref = ProductRef.from_header(read.primary, meta.data_id, path.name)
         if ref.kind != kind:
             raise ProductFileError(f"{path.name}: PRODKIND {ref.kind!r} does not match the "
                                    f"file-name suffix {kind!r}")
-    else:
-        ref = ProductRef(kind, meta.data_id, MANUAL_RUN)
+    sha256 = sha256_file(path)
+    if ref is None:  # made outside a site: the same bytes always get the same reference
+        ref = ProductRef.derived(kind, meta.data_id, MANUAL_RUN, sha256)
     prov = read.provenance or _header_provenance(read.primary, ref.run)
-    return Registration(path, ref, prov, sha256_file(path), path.stat().st_size)
+    return Registration(path, ref, prov, sha256, path.stat().st_size)
 
 
 def _ensure_program(session: Session, meta: ExposureMeta, settings: ArchiveSettings) -> Program:

@@ -30,7 +30,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
@@ -118,6 +118,13 @@ def _check_known(engine: Engine) -> None:
             f"{head_revision()}) does not know: it was made by a newer obsflow")
 
 
+def _check_foreign_keys(connection: Connection) -> None:
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise SiteError(f"the schema upgrade would leave {len(broken)} rows referring to rows "
+                        f"that do not exist (first: {tuple(broken[0])}); nothing was changed")
+
+
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
     """Bring every table of ``engine``'s database up to ``revision`` (idempotent)."""
     load_models()
@@ -126,9 +133,24 @@ def upgrade_database(engine: Engine, revision: str = "head") -> None:
     if revision == "head" and current_revision(engine) == head_revision():
         return
     cfg = alembic_config()
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # a batch migration copies a table and drops the old one: with foreign keys
+            # on, the drop would cascade to every row that refers to it (PRAGMA takes
+            # effect only outside a transaction, so before the migration's one)
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    _check_foreign_keys(connection)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def init_schema(engine: Engine, *, profile: str | None = None) -> None:

@@ -191,9 +191,13 @@ def _candidates(session: Session, criteria: PlanCriteria) -> dict[str, np.ndarra
 
 
 def _selectors(cols: dict[str, np.ndarray], where: np.ndarray) -> ProductSelectors:
-    return ProductSelectors(*(cols[n][where].astype(str) for n in (
-        "telescope", "instrument", "detector", "filter", "readpatt", "subarray")),
-        expstart=cols["expstart"][where])
+    def column(name: str) -> np.ndarray:
+        return cols[name][where].astype(str)
+
+    return ProductSelectors(
+        telescope=column("telescope"), instrument=column("instrument"),
+        detector=column("detector"), filter=column("filter"), readpatt=column("readpatt"),
+        subarray=column("subarray"), expstart=cols["expstart"][where])
 
 
 def _name_of(context: RefContext, file_id: int) -> str | None:
@@ -251,11 +255,11 @@ def _reference_reasons(session: Session, cols: dict[str, np.ndarray], target: Re
                         "new": _name_of(target, int(new_ids[k]))})
                 continue
             recorded = _recorded_names(cols, where, reftype)
-            for k in range(len(new_ids)):
-                new = _name_of(target, int(new_ids[k]))
-                if (new or "") != recorded[k]:
-                    reasons[where[k]].append({"type": "reference", "reftype": reftype,
-                                              "old": recorded[k] or None, "new": new})
+            for j in range(len(new_ids)):
+                new = _name_of(target, int(new_ids[j]))
+                if (new or "") != recorded[j]:
+                    reasons[where[j]].append({"type": "reference", "reftype": reftype,
+                                              "old": recorded[j] or None, "new": new})
 
 
 def _downstream(session: Session, affected: set[int]) -> dict[int, int]:
