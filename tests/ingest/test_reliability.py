@@ -55,11 +55,12 @@ def _ledger(cfg: Any) -> dict[str, Any]:
 
 def _products(cfg: Any) -> dict[str, bytes]:
     out = {}
-    for path in sorted((cfg.products_dir / "level1").glob("*_uncal.fits")):
+    for path in sorted((cfg.products_dir / "ingest").rglob("*_uncal.fits")):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a checksum mismatch warns: make it fail
             with fits.open(path, checksum=True) as hdul:
-                out[path.name] = hdul["SCI"].data.tobytes()
+                # name-based UUIDs: the same versions land at the same paths in both runs
+                out[path.relative_to(cfg.products_dir).as_posix()] = hdul["SCI"].data.tobytes()
     return out
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from obsflow.db import make_engine
+from obsflow.fileio import sha256_file
 from obsflow.ingest import accounting_status, gap_report, ingest_once
 from obsflow.ingest.tables import (
     EngineeringSample,
@@ -71,7 +72,7 @@ def test_every_cube_equals_truth_byte_for_byte(downlink, site_factory) -> None:
     deliver(dump_files(downlink), cfg.incoming_dir)
     ingest_once(cfg)
     truths = sorted((downlink.out / "truth").glob("*_truth.fits"))
-    products = sorted((cfg.products_dir / "level1").glob("*_uncal.fits"))
+    products = sorted((cfg.products_dir / "ingest").rglob("*_uncal.fits"))
     assert len(products) == len(truths) > 0
     for path in products:
         truth = read_truth(downlink.out / "truth" / path.name.replace("_uncal", "_truth"))
@@ -82,6 +83,13 @@ def test_every_cube_equals_truth_byte_for_byte(downlink, site_factory) -> None:
         assert level1.meta == truth.meta
         assert set(level1.raw_files) <= set(downlink.downlink_files)
         assert level1.wcs is not None and level1.wcs.has_celestial
+        # identity and provenance: its run, and each level-0 file with the sha256 of its bytes
+        assert level1.ref is not None and level1.provenance is not None
+        assert level1.ref.run == "ingest" and level1.ref.data_id == truth.meta.data_id
+        assert path.relative_to(cfg.products_dir).as_posix() == level1.ref.relpath()
+        assert [f.name for f in level1.provenance.input_files] == level1.raw_files
+        for used in level1.provenance.input_files:
+            assert used.sha256 == sha256_file(downlink.out / "downlink" / used.name)
 
 
 def test_duplicates_crc_and_metadata_recorded(downlink, site_factory) -> None:
@@ -120,7 +128,7 @@ def test_level1_header_has_engineering_and_ephemeris(downlink, site_factory) -> 
     cfg = site_factory()
     deliver(dump_files(downlink), cfg.incoming_dir)
     ingest_once(cfg)
-    path = sorted((cfg.products_dir / "level1").glob("*_uncal.fits"))[0]
+    path = sorted((cfg.products_dir / "ingest").rglob("*_uncal.fits"))[0]
     header = fits.getheader(path)
     eng = Table.read(downlink.out / "truth" / "engineering.ecsv")
     for channel in ("FPA_TEMP", "ASIC_TMP", "OTA_TEMP", "DET_BIAS"):
@@ -160,10 +168,12 @@ def test_partial_after_deadline_then_superseded(downlink, site_factory) -> None:
     redone = {a.exposure_id: a for a in report2.assembled}
     for item in partial:
         new = redone[item.exposure_id]
-        assert not new.partial and new.version == 2 and new.path == item.path
+        assert not new.partial and new.version == 2 and new.path.name == item.path.name
         assert read_uncal(new.path).groupdq is None
-        old = cfg.products_dir / "superseded" / item.path.name.replace("_uncal", "_uncal_v1")
-        assert fits.getheader(old)["PARTIAL"] is True
+        # the first version stays where it was, a product of its own, never replaced
+        assert new.path != item.path and new.ref.uuid != item.ref.uuid
+        assert fits.getheader(item.path)["PARTIAL"] is True
+        assert read_uncal(item.path).ref == item.ref and read_uncal(new.path).ref == new.ref
     with Session(engine) as s:
         keys = {e.key for e in s.execute(select(Event)).scalars()}
     assert all(f"{i.path.name}:v1" in keys and f"{i.path.name}:v2" in keys for i in partial)
