@@ -373,7 +373,7 @@ def _input_pks(session: Session, reg: Registration) -> list[int]:
     if not wanted:
         return []
     found = dict(session.execute(select(Product.uuid, Product.id)
-                                 .where(Product.uuid.in_(wanted))).tuples().all())
+                                 .where(Product.uuid.in_(wanted))).all())
     missing = [u for u in wanted if u not in found]
     if missing:
         raise ArchiveError(f"{reg.path.name}: input product(s) {', '.join(missing)} are not "

@@ -183,7 +183,7 @@ def _candidates(session: Session, criteria: PlanCriteria) -> dict[str, np.ndarra
         query = query.where(Exposure.program == criteria.program)
     if criteria.since is not None:
         query = query.where(Exposure.t_min >= criteria.since)
-    rows = session.execute(query.order_by(Product.id)).tuples().all()
+    rows = session.execute(query.order_by(Product.id)).all()
     if not rows:
         return {name: np.array([], dtype=object) for name in _NAMES}
     return {name: np.array(values, dtype=np.float64 if name == "expstart" else object)
@@ -273,7 +273,7 @@ def _downstream(session: Session, affected: set[int]) -> dict[int, int]:
                 select(ProductInput.product_pk, ProductInput.input_pk)
                 .join(Product, Product.id == ProductInput.product_pk)
                 .where(ProductInput.input_pk.in_(frontier[start:start + _CHUNK]),
-                       Product.is_latest.is_(True))).tuples().all()
+                       Product.is_latest.is_(True))).all()
             for product, source in rows:
                 if product not in affected and product not in found:
                     found[product] = source
@@ -296,7 +296,7 @@ def _downstream_products(session: Session, found: dict[int, int],
     pks = sorted(found)
     for start in range(0, len(pks), _CHUNK):
         rows = session.execute(select(*_COLUMNS).join(Exposure, Exposure.id == Product.exposure_id)
-                               .where(Product.id.in_(pks[start:start + _CHUNK]))).tuples().all()
+                               .where(Product.id.in_(pks[start:start + _CHUNK]))).all()
         for row in rows:
             cols = {n: np.array([v], dtype=object) for n, v in zip(_NAMES, row, strict=True)}
             source = found[int(row[0])]
