@@ -38,14 +38,15 @@ def add_people(archive: Archive) -> dict[str, str]:
     """Users and programs of the access tests; returns each user's API token.
 
     ``alice`` is a member of 01234 (12 months of exclusive access), ``bob``
-    of 05678 (12 months, another program); 03456 is public at once.
+    of 05678 (12 months, another program); 03456 is public at once.  Their
+    passwords (for the login form) are ``alice-pw`` and ``bob-pw``.
     """
     from obsflow.archive.register import register_program
     from obsflow.archive.users import add_user, create_token
 
     with archive.session() as session, session.begin():
         for name in ("alice", "bob"):
-            add_user(session, name)
+            add_user(session, name, password=f"{name}-pw")
     register_program(archive, "01234", exclusive_months=12, members=["alice"])
     register_program(archive, "03456", exclusive_months=0)
     register_program(archive, "05678", exclusive_months=12, members=["bob"])
