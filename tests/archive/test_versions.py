@@ -22,10 +22,23 @@ import pytest
 import pyvo
 import requests
 from fastapi.routing import APIRoute
+from sqlalchemy import select
 from tests.archive.conftest import add_people, live_server, make_archive
-from tests.archive.factories import LONG_VALUE, VersionedSite, register_versions
+from tests.archive.factories import (
+    LONG_VALUE,
+    PUBLIC_CAL,
+    VersionedSite,
+    meta,
+    register_versions,
+    write_product,
+)
 
 from obsflow.archive.api import ApiSettings, composites, create_app, products, search
+from obsflow.archive.context import Archive
+from obsflow.archive.policy import ANONYMOUS
+from obsflow.archive.register import register_product, register_program
+from obsflow.archive.schema import Product
+from obsflow.archive.search import get_product, visible_provenance
 from obsflow.archive.vo import routers
 from obsflow.models.provenance import Provenance
 
@@ -270,3 +283,21 @@ def test_every_api_route_is_documented() -> None:
              for route in router.routes if isinstance(route, APIRoute)]
     assert "/api/products/{}/diff/{}" in paths
     assert [p for p in paths if f"`GET {p}`" not in docs and f"`{p}`" not in docs] == []
+
+
+def test_a_row_without_a_provenance_document_shows_its_columns(archive: Archive,
+                                                                tmp_path: Path) -> None:
+    register_program(archive, "03456", exclusive_months=0)
+    record = register_product(archive, write_product(tmp_path, meta(**PUBLIC_CAL)))
+    with archive.session() as session, session.begin():
+        row = session.scalar(select(Product).where(Product.product_id == record.product_id))
+        assert row is not None
+        row.provenance, row.software_version, row.recipe = "{}", "0.1.0", "image2"
+    with archive.session() as session:
+        product, _ = get_product(session, record.product_id, ANONYMOUS, NOW)
+        assert visible_provenance(session, product, ANONYMOUS, NOW) == {
+            "run": record.run, "software": "0.1.0", "recipe": "image2", "context": None,
+            "inputs": [], "references": [], "steps": [], "input_files": []}
+        product.provenance = '{"run": "x"'
+        with pytest.raises(ValueError):
+            visible_provenance(session, product, ANONYMOUS, NOW)

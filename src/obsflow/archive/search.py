@@ -250,14 +250,14 @@ def product_lineage(session: Session, product: Product, viewer: Viewer,
 def product_provenance(product: Product) -> Provenance:
     """The provenance the catalog keeps whole for ``product``.
 
-    A row without a provenance document (``{}``: registered before there
-    was one) gets what its columns say: run, software, recipe, context.
+    A row holding the column's default ``{}`` (no document recorded) gets
+    what its columns say: run, software, recipe, context.  Any other
+    document that does not parse raises (a damaged catalog is not hidden).
     """
-    try:
-        return Provenance.from_json(product.provenance)
-    except (ValueError, KeyError, TypeError):
+    if product.provenance.strip() in ("", "{}"):
         return Provenance(run=product.run, software=product.software_version,
                           recipe=product.recipe, context=product.ref_context)
+    return Provenance.from_json(product.provenance)
 
 
 def visible_provenance(session: Session, product: Product, viewer: Viewer,
