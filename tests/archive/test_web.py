@@ -225,6 +225,8 @@ def test_browser_versions_changes_and_lineage(versions_web: VersionsWeb, tmp_pat
         assert [r.get_attribute("data-version") for r in rows] == \
             [ids["cal_v1"], ids["cal_v2"], ids["cal_v3"]]
         assert ["current" in r.text for r in rows] == [False, False, True]
+        superseded = driver.find_element("css selector", "#superseded a")
+        assert superseded.get_attribute("href").endswith(f"/products/{ids['cal_v3']}")
         assert "campaign-2" in rows[1].text and "0.2.1" in rows[1].text
         assert ids["cal_v1"] in driver.find_element("css selector", "#diff h2").text
         changes = _texts(driver, "#diff li")
@@ -242,6 +244,7 @@ def test_browser_versions_changes_and_lineage(versions_web: VersionsWeb, tmp_pat
             [ids["cal_v1"], ids["cal_v2"], ids["cal_v3"]]
         driver.find_element("link text", ids["cal_v3"]).click()
         wait.until(lambda d: ids["cal_v3"] in d.find_element("id", "product-id").text)
+        assert driver.find_elements("id", "superseded") == []
         rows = driver.find_elements("css selector", "#versions tbody tr")
         rows[0].find_element("css selector", "a.compare").click()
         wait.until(lambda d: ids["cal_v1"] in d.find_element("css selector", "#diff h2").text)
