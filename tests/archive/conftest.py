@@ -34,6 +34,26 @@ def archive(db_url: str, tmp_path: Path) -> Iterator[Archive]:
     arch.close()
 
 
+def add_people(archive: Archive) -> dict[str, str]:
+    """Users and programs of the access tests; returns each user's API token.
+
+    ``alice`` is a member of 01234 (12 months of exclusive access), ``bob``
+    of 05678 (12 months, another program); 03456 is public at once.  Their
+    passwords (for the login form) are ``alice-pw`` and ``bob-pw``.
+    """
+    from obsflow.archive.register import register_program
+    from obsflow.archive.users import add_user, create_token
+
+    with archive.session() as session, session.begin():
+        for name in ("alice", "bob"):
+            add_user(session, name, password=f"{name}-pw")
+    register_program(archive, "01234", exclusive_months=12, members=["alice"])
+    register_program(archive, "03456", exclusive_months=0)
+    register_program(archive, "05678", exclusive_months=12, members=["bob"])
+    with archive.session() as session, session.begin():
+        return {name: create_token(session, name) for name in ("alice", "bob")}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

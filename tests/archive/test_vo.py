@@ -15,12 +15,11 @@ import requests
 from astropy.io.votable import parse_single_table
 from astropy.time import Time
 from pyvo.dal.exceptions import DALQueryError
-from tests.archive.conftest import fitsverify, live_server, make_archive
+from tests.archive.conftest import add_people, fitsverify, live_server, make_archive
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.register import register_product, register_program
-from obsflow.archive.users import add_user, create_token
 from obsflow.archive.vo import routers
 from obsflow.archive.vo.obscore import COLUMNS
 
@@ -71,15 +70,9 @@ def _files(folder: Path) -> dict[str, Path]:
 def vo(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoSite]:
     folder = tmp_path_factory.mktemp("vo")
     archive = make_archive(module_db_url, folder / "store")
-    with archive.session() as session, session.begin():
-        for name in ("alice", "bob"):
-            add_user(session, name)
-    register_program(archive, "01234", exclusive_months=12, members=["alice"])
-    register_program(archive, "03456", exclusive_months=0)
+    tokens = add_people(archive)
     files = _files(folder / "in")
     ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    with archive.session() as session, session.begin():
-        tokens = {name: create_token(session, name) for name in ("alice", "bob")}
     app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
                      routers=routers())
     with live_server(app) as url:

@@ -16,8 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.archive.conftest import live_server, make_archive
-from tests.archive.factories import meta, write_product
+from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.factories import (
+    LONG_VALUE,
+    VersionedSite,
+    meta,
+    register_versions,
+    write_product,
+)
 
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.register import register_product, register_program
@@ -28,6 +34,7 @@ from obsflow.archive.web.auth import safe_next
 NOW = datetime(2026, 6, 1)
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT = Path(tempfile.gettempdir()) / "obsflow-gallery.png"
+VERSIONS_SCREENSHOT = Path(tempfile.gettempdir()) / "obsflow-versions.png"
 
 
 @dataclass
@@ -148,6 +155,101 @@ def test_browser_gallery_search_and_login(web: WebSite, tmp_path: Path) -> None:
         driver.find_element("id", "logout").click()
         wait.until(lambda d: d.find_elements("id", "login-link"))
         assert _cards(driver) == public
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+# -- versions, provenance, changes and lineage on the product page -----------------------------
+
+@dataclass
+class VersionsWeb:
+    url: str
+    made: VersionedSite
+
+
+@pytest.fixture(scope="module")
+def versions_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VersionsWeb]:
+    folder = tmp_path_factory.mktemp("versions-web")
+    archive = make_archive(f"sqlite:///{folder / 'web.db'}", folder / "store")
+    add_people(archive)
+    made = register_versions(archive, folder / "in")
+    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
+                     routers=routers())
+    with live_server(app) as url:
+        yield VersionsWeb(url, made)
+    archive.close()
+
+
+def _login(url: str, name: str) -> dict[str, str]:
+    r = httpx.post(url + "/login", data={"name": name, "password": f"{name}-pw"})
+    assert r.status_code == 303
+    return {SESSION_COOKIE: r.cookies[SESSION_COOKIE]}
+
+
+def test_product_page_hides_other_programs_versions_and_links(versions_web: VersionsWeb) -> None:
+    ids, uuids = versions_web.made.ids, versions_web.made.uuids
+    secret = [ids[k] for k in ("secret_v1", "secret_v2", "secret_i2d")]
+    secret += [uuids[k] for k in ("secret_v1", "secret_v2", "secret_i2d")]
+    for cookies in ({}, _login(versions_web.url, "bob")):
+        for key in ("cal_v2", "public_i2d", "rate"):
+            page = httpx.get(f"{versions_web.url}/products/{ids[key]}", cookies=cookies)
+            assert page.status_code == 200 and not [s for s in secret if s in page.text]
+        compare = httpx.get(f"{versions_web.url}/products/{ids['cal_v1']}",
+                            params={"compare": ids["secret_v1"]}, cookies=cookies)
+        assert "to compare with" in compare.text and uuids["secret_v1"] not in compare.text
+        hidden = httpx.get(f"{versions_web.url}/products/{ids['secret_v1']}", cookies=cookies)
+        assert hidden.status_code == 404
+    page = httpx.get(f"{versions_web.url}/products/{ids['cal_v3']}")
+    assert LONG_VALUE in page.text  # the whole value, not cut
+    alice = httpx.get(f"{versions_web.url}/products/{ids['cal_v2']}",
+                      cookies=_login(versions_web.url, "alice"))
+    assert ids["secret_i2d"] in alice.text
+
+
+def _texts(driver, css: str) -> list[str]:  # type: ignore[no-untyped-def]
+    return [e.text for e in driver.find_elements("css selector", css)]
+
+
+def test_browser_versions_changes_and_lineage(versions_web: VersionsWeb, tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ids, url = versions_web.made.ids, versions_web.url
+    driver = _driver(tmp_path / "profile")
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(f"{url}/products/{ids['cal_v2']}")
+        driver.set_window_size(1280, 2600)
+        driver.save_screenshot(str(VERSIONS_SCREENSHOT))
+        rows = driver.find_elements("css selector", "#versions tbody tr")
+        assert [r.get_attribute("data-version") for r in rows] == \
+            [ids["cal_v1"], ids["cal_v2"], ids["cal_v3"]]
+        assert ["current" in r.text for r in rows] == [False, False, True]
+        superseded = driver.find_element("css selector", "#superseded a")
+        assert superseded.get_attribute("href").endswith(f"/products/{ids['cal_v3']}")
+        assert "campaign-2" in rows[1].text and "0.2.1" in rows[1].text
+        assert ids["cal_v1"] in driver.find_element("css selector", "#diff h2").text
+        changes = _texts(driver, "#diff li")
+        assert [c for c in changes if c.startswith("flat replaced: flat_0001.fits → "
+                                                   "flat_0002.fits (sha256 ")] != []
+        assert "area removed: area_0001.fits" in changes
+        assert "photom.mode changed: \"fast\" → \"exact\"" in changes
+        assert "software: 0.2.0 → 0.2.1" in changes and "step skymatch added" in changes
+        assert _texts(driver, "#lineage-outputs li") == ["nothing (yet)"]
+        assert len(driver.find_elements("css selector", "#references tbody tr")) == 3
+        assert "SKIPPED: one exposure" in driver.find_element("id", "steps").text
+        driver.find_element("css selector", "#lineage-inputs a").click()
+        wait.until(lambda d: ids["rate"] in d.find_element("id", "product-id").text)
+        assert _texts(driver, "#lineage-outputs a") == \
+            [ids["cal_v1"], ids["cal_v2"], ids["cal_v3"]]
+        driver.find_element("link text", ids["cal_v3"]).click()
+        wait.until(lambda d: ids["cal_v3"] in d.find_element("id", "product-id").text)
+        assert driver.find_elements("id", "superseded") == []
+        rows = driver.find_elements("css selector", "#versions tbody tr")
+        rows[0].find_element("css selector", "a.compare").click()
+        wait.until(lambda d: ids["cal_v1"] in d.find_element("css selector", "#diff h2").text)
+        assert len(driver.find_elements("css selector", "#references tbody tr")) == 60
+        assert _texts(driver, "#lineage-outputs a") == [ids["public_i2d"]]
     finally:
         driver.quit()
         shutil.rmtree(tmp_path / "profile", ignore_errors=True)

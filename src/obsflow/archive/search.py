@@ -1,9 +1,14 @@
-"""Catalog queries under the access policy: search, one product, previews, composites.
+"""Catalog queries under the access policy: search, one product, its versions, provenance
+and lineage, previews, composites.
 
 Every function takes the :class:`~obsflow.archive.policy.Viewer` and the
 time ``now``; rows the viewer may not see are filtered in SQL, so they are
 never counted, listed or returned (a hidden product raises
-:class:`ProductNotFoundError` exactly like a missing one).
+:class:`ProductNotFoundError` exactly like a missing one).  That holds for
+links too: a product's versions, its inputs and the products made from it
+(``product_inputs``), and the input references inside its provenance list
+only products the viewer may see; :func:`diff_provenance` compares two
+such filtered documents, so a diff cannot name a hidden product either.
 """
 
 from __future__ import annotations
@@ -18,19 +23,29 @@ from sqlalchemy.orm import Session
 
 from obsflow.archive.errors import ProductNotFoundError
 from obsflow.archive.policy import Viewer, visible_clause
-from obsflow.archive.schema import Composite, Exposure, Preview, Product, Program
+from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
 from obsflow.archive.sky import cone_clause
+from obsflow.models.provenance import Provenance
 
 __all__ = [
     "Cone",
     "SearchPage",
     "SearchQuery",
+    "diff_products",
+    "diff_provenance",
     "get_composite",
     "get_preview",
     "get_product",
+    "link_dict",
     "list_composites",
     "product_dict",
+    "product_history",
+    "product_lineage",
+    "product_provenance",
+    "product_versions",
     "search_products",
+    "version_dict",
+    "visible_provenance",
     "visible_products",
 ]
 
@@ -187,3 +202,191 @@ def program_dict(program: Program) -> dict[str, Any]:
     """Public facts of a program."""
     return {"program": program.program, "pi_name": program.pi_name, "title": program.title,
             "exclusive_months": program.exclusive_months}
+
+
+# -- versions, lineage and provenance of one product --------------------------------------------
+
+def version_dict(product: Product) -> dict[str, Any]:
+    """One version of a product: id, number, run, when, software, recipe, context, current."""
+    return {"product_id": product.product_id, "version": product.version, "run": product.run,
+            "created": product.created.isoformat(), "software_version": product.software_version,
+            "recipe": product.recipe, "ref_context": product.ref_context,
+            "is_latest": product.is_latest}
+
+
+def link_dict(product: Product, exposure: Exposure) -> dict[str, Any]:
+    """A product another one links to (an input or an output): who and which version."""
+    return {**version_dict(product), "obs_id": exposure.obs_id, "kind": product.kind,
+            "level": product.level}
+
+
+def product_versions(session: Session, product: Product, viewer: Viewer,
+                     now: datetime) -> list[dict[str, Any]]:
+    """Every version of ``product``'s exposure and kind that ``viewer`` may see, oldest first."""
+    rows = session.scalars(
+        select(Product).join(Exposure, Product.exposure_id == Exposure.id)
+        .where(visible_clause(viewer, now), Product.exposure_id == product.exposure_id,
+               Product.kind == product.kind)
+        .order_by(Product.version)).all()
+    return [version_dict(p) for p in rows]
+
+
+def product_lineage(session: Session, product: Product, viewer: Viewer,
+                    now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(inputs of ``product``, products made from it), each only what ``viewer`` may see.
+
+    Both come from ``product_inputs``; every version of an output is listed
+    (``is_latest`` says which is current).
+    """
+    inputs = session.execute(
+        visible_products(viewer, now).join(ProductInput, ProductInput.input_pk == Product.id)
+        .where(ProductInput.product_pk == product.id).order_by(Product.id)).all()
+    outputs = session.execute(
+        visible_products(viewer, now).join(ProductInput, ProductInput.product_pk == Product.id)
+        .where(ProductInput.input_pk == product.id).order_by(Product.id)).all()
+    return [link_dict(p, e) for p, e in inputs], [link_dict(p, e) for p, e in outputs]
+
+
+def product_provenance(product: Product) -> Provenance:
+    """The provenance the catalog keeps whole for ``product``.
+
+    A row holding the column's default ``{}`` (no document recorded) gets
+    what its columns say: run, software, recipe, context.  Any other
+    document that does not parse raises (a damaged catalog is not hidden).
+    """
+    if product.provenance.strip() in ("", "{}"):
+        return Provenance(run=product.run, software=product.software_version,
+                          recipe=product.recipe, context=product.ref_context)
+    return Provenance.from_json(product.provenance)
+
+
+def visible_provenance(session: Session, product: Product, viewer: Viewer,
+                       now: datetime) -> dict[str, Any]:
+    """``product``'s provenance (the form of :meth:`Provenance.as_dict`) as ``viewer`` may see it.
+
+    Every field is whole; each input reference gains its ``product_id``, and
+    the inputs ``viewer`` may not see (or that are not in the catalog) are
+    left out, so the document never names a hidden product.
+    """
+    provenance = product_provenance(product)
+    uuids = [ref.uuid for ref in provenance.inputs]
+    visible: dict[str, str] = {}
+    if uuids:
+        visible = {uuid: product_id for uuid, product_id in session.execute(
+            select(Product.uuid, Product.product_id)
+            .join(Exposure, Product.exposure_id == Exposure.id)
+            .where(visible_clause(viewer, now), Product.uuid.in_(uuids)))}
+    body = provenance.as_dict()
+    body["inputs"] = [{**ref.as_dict(), "product_id": visible[ref.uuid]}
+                      for ref in provenance.inputs if ref.uuid in visible]
+    return body
+
+
+# -- what changed between two versions ---------------------------------------------------------
+
+def _change(old: Any, new: Any) -> dict[str, Any] | None:
+    return None if old == new else {"from": old, "to": new}
+
+
+def _reference_changes(old: list[list[str]], new: list[list[str]]) -> dict[str, list[Any]]:
+    """Reference files added, removed and replaced (same type, other name or sha256), by type."""
+    def by_type(refs: list[list[str]]) -> dict[str, list[dict[str, str]]]:
+        out: dict[str, list[dict[str, str]]] = {}
+        for reftype, name, sha256 in refs:
+            out.setdefault(reftype, []).append({"name": name, "sha256": sha256})
+        return out
+
+    before, after = by_type(old), by_type(new)
+    changes: dict[str, list[Any]] = {"added": [], "removed": [], "replaced": []}
+    for reftype in sorted(set(before) | set(after)):
+        gone = [r for r in before.get(reftype, []) if r not in after.get(reftype, [])]
+        came = [r for r in after.get(reftype, []) if r not in before.get(reftype, [])]
+        if len(gone) == len(came) == 1:
+            changes["replaced"].append({"reftype": reftype, "from": gone[0], "to": came[0]})
+            continue
+        changes["removed"] += [{"reftype": reftype, **r} for r in gone]
+        changes["added"] += [{"reftype": reftype, **r} for r in came]
+    return changes
+
+
+def _param_changes(step: str, old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, Any]]:
+    changes = []
+    for name in sorted(set(old) | set(new)):
+        if name not in new:
+            changes.append({"step": step, "param": name, "change": "removed", "from": old[name]})
+        elif name not in old:
+            changes.append({"step": step, "param": name, "change": "added", "to": new[name]})
+        elif old[name] != new[name]:
+            changes.append({"step": step, "param": name, "change": "changed",
+                            "from": old[name], "to": new[name]})
+    return changes
+
+
+def _step_changes(old: list[list[Any]], new: list[list[Any]]) -> dict[str, list[Any]]:
+    """Steps added or removed (by name), status and parameters changed of the steps in both."""
+    before = {name: (status, params) for name, status, params in old}
+    after = {name: (status, params) for name, status, params in new}
+    changes: dict[str, list[Any]] = {
+        "added": [n for n in after if n not in before],
+        "removed": [n for n in before if n not in after], "status": [], "params": []}
+    for name in (n for n in after if n in before):
+        if before[name][0] != after[name][0]:
+            changes["status"].append({"step": name, "from": before[name][0],
+                                      "to": after[name][0]})
+        changes["params"] += _param_changes(name, before[name][1], after[name][1])
+    return changes
+
+
+def _added_removed(old: list[Any], new: list[Any]) -> dict[str, list[Any]]:
+    return {"added": [x for x in new if x not in old], "removed": [x for x in old if x not in new]}
+
+
+def diff_provenance(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """What changed from provenance ``old`` to ``new`` (both as :func:`visible_provenance` gives).
+
+    Returns ``software``, ``recipe``, ``context`` and ``run`` as
+    ``{"from", "to"}`` (None when equal); ``references`` (``added``,
+    ``removed``, ``replaced``: type, name, sha256); ``steps`` (``added``,
+    ``removed`` step names, ``status`` and ``params`` changes, each param
+    ``added``/``removed``/``changed`` with its values whole); ``inputs``
+    and ``input_files`` (``added``, ``removed``); ``same_processing``: True
+    when nothing but the run differs.
+    """
+    diff: dict[str, Any] = {key: _change(old.get(key), new.get(key))
+                            for key in ("software", "recipe", "context", "run")}
+    diff["references"] = _reference_changes(old.get("references", []),
+                                            new.get("references", []))
+    diff["steps"] = _step_changes(old.get("steps", []), new.get("steps", []))
+    for key in ("inputs", "input_files"):
+        diff[key] = _added_removed(old.get(key, []), new.get(key, []))
+    diff["same_processing"] = not any(
+        (diff["software"], diff["recipe"], diff["context"],
+         *(any(group.values()) for group in (diff["references"], diff["steps"], diff["inputs"],
+                                             diff["input_files"]))))
+    return diff
+
+
+def product_history(session: Session, product: Product, viewer: Viewer,
+                    now: datetime) -> dict[str, Any]:
+    """``versions``, ``provenance``, ``inputs`` and ``outputs`` of a product ``viewer`` sees.
+
+    See :func:`product_versions`, :func:`visible_provenance` and
+    :func:`product_lineage`: what its page and its metadata show.
+    """
+    inputs, outputs = product_lineage(session, product, viewer, now)
+    return {"versions": product_versions(session, product, viewer, now),
+            "provenance": visible_provenance(session, product, viewer, now),
+            "inputs": inputs, "outputs": outputs}
+
+
+def diff_products(session: Session, product_id: str, other_id: str, viewer: Viewer,
+                  now: datetime) -> dict[str, Any]:
+    """What changed from product ``product_id`` to ``other_id`` (see :func:`diff_provenance`).
+
+    Both must be visible to ``viewer`` (else :class:`ProductNotFoundError`,
+    as for a missing one); ``from`` and ``to`` say which versions they are.
+    """
+    rows = [get_product(session, pid, viewer, now) for pid in (product_id, other_id)]
+    old, new = (visible_provenance(session, p, viewer, now) for p, _ in rows)
+    (a, ea), (b, eb) = rows
+    return {"from": link_dict(a, ea), "to": link_dict(b, eb), **diff_provenance(old, new)}

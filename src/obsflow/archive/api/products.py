@@ -1,4 +1,10 @@
-"""``/api/products``: metadata, download and previews of one product."""
+"""``/api/products``: metadata, versions, provenance, lineage, diffs, download and previews.
+
+Links follow the access policy: a product's versions, its inputs and the
+products made from it, and the inputs named in its provenance, list only
+products the caller may see; a diff with a hidden product is a 404 like a
+missing one.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,14 @@ from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
 from obsflow.archive.api.download import product_response
 from obsflow.archive.errors import ProductNotFoundError
 from obsflow.archive.previews import PREVIEW_KINDS
-from obsflow.archive.schema import Preview, Product
-from obsflow.archive.search import get_preview, get_product, product_dict
+from obsflow.archive.schema import Preview
+from obsflow.archive.search import (
+    diff_products,
+    get_preview,
+    get_product,
+    product_dict,
+    product_history,
+)
 
 __all__ = ["check_product_id", "links", "router"]
 
@@ -39,21 +51,44 @@ def links(request: Request, product_id: str, previews: list[str]) -> dict[str, A
             "previews": {kind: f"{base}/preview?kind={kind}" for kind in previews}}
 
 
-@router.get("/{product_id}", summary="Metadata of one product")
+def _with_links(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = str(request.base_url).rstrip("/") + "/api/products/"
+    return [{**row, "metadata": base + row["product_id"]} for row in rows]
+
+
+@router.get("/{product_id}", summary="Metadata, versions, provenance and lineage of a product")
 def product_metadata(product_id: str, request: Request, session: DbSession, viewer: ViewerDep,
                      now: Now) -> dict[str, Any]:
-    """Catalog metadata, provenance, checksum, versions and links of a product."""
+    """Catalog metadata, checksum, links, and:
+
+    * ``versions``: every version of the same exposure and kind (run,
+      created, software, recipe, reference context, ``is_latest``);
+    * ``provenance``: the whole provenance document (references with
+      sha256, every step with its parameters, inputs with their
+      ``product_id``, input files);
+    * ``inputs`` / ``outputs``: the products it was made from and those
+      made from it.
+    """
     product, exposure = get_product(session, check_product_id(product_id), viewer, now)
     kinds = session.scalars(select(Preview.kind).where(Preview.product_pk == product.id)).all()
-    versions = session.execute(
-        select(Product.product_id, Product.version, Product.created)
-        .where(Product.exposure_id == product.exposure_id, Product.kind == product.kind)
-        .order_by(Product.version)
-    ).all()
-    return {**product_dict(product, exposure),
-            "versions": [{"product_id": p, "version": v, "created": c.isoformat()}
-                         for p, v, c in versions],
+    history = product_history(session, product, viewer, now)
+    for key in ("versions", "inputs", "outputs"):
+        history[key] = _with_links(request, history[key])
+    return {**product_dict(product, exposure), "run": product.run, "uuid": product.uuid,
+            "ref_context": product.ref_context, **history,
             "links": links(request, product.product_id, sorted(kinds))}
+
+
+@router.get("/{product_id}/diff/{other_product_id}",
+            summary="What changed from one product version to another")
+def product_diff(product_id: str, other_product_id: str, session: DbSession, viewer: ViewerDep,
+                 now: Now) -> dict[str, Any]:
+    """Changes from ``product_id`` to ``other_product_id``: software, recipe, context, run,
+    reference files added / removed / replaced (per type, with sha256), steps added or
+    removed and their status and parameters changed, inputs and input files added or
+    removed (see ``docs/archive.md``)."""
+    return diff_products(session, check_product_id(product_id),
+                         check_product_id(other_product_id), viewer, now)
 
 
 @router.get("/{product_id}/download", summary="Download a product (HTTP Range supported)",

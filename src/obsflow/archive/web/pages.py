@@ -1,5 +1,9 @@
 """Pages: ``/`` gallery, ``/search`` form and results, ``/products/{id}`` metadata and downloads.
 
+A product page also shows every version of it, its whole provenance, what
+changed from another version (the previous one, or ``?compare=<product_id>``)
+and links to its inputs and to the products made from it.
+
 Everything shown goes through the access policy with the visitor's viewer
 (anonymous unless logged in): proprietary products, previews and
 composites appear only to the program's members and admins; a hidden
@@ -28,9 +32,11 @@ from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
     Cone,
     SearchQuery,
+    diff_products,
     get_product,
     list_composites,
     product_dict,
+    product_history,
     search_products,
     visible_products,
 )
@@ -156,27 +162,42 @@ async def search(request: Request) -> HTMLResponse:
     return render(request, caller, "search.html", status=status, **context)
 
 
-def _product(request: Request, caller: WebCaller, product_id: str) -> dict[str, Any]:
+def _compare_with(history: dict[str, Any], product: Product, compare: str | None) -> str | None:
+    """The product to diff with: ``compare`` if given, else the previous visible version."""
+    if compare:
+        return compare
+    older = [v["product_id"] for v in history["versions"] if v["version"] < product.version]
+    return older[-1] if older else None
+
+
+def _product(request: Request, caller: WebCaller, product_id: str,
+             compare: str | None) -> dict[str, Any]:
     with get_archive(request).session() as session:
         product, exposure = get_product(session, check_product_id(product_id), caller.viewer,
                                         caller.now)
         kinds = set(session.scalars(select(Preview.kind)
                                     .where(Preview.product_pk == product.id)).all())
-        versions = session.execute(
-            select(Product.product_id, Product.version, Product.created)
-            .where(Product.exposure_id == product.exposure_id, Product.kind == product.kind)
-            .order_by(Product.version)).all()
+        history = product_history(session, product, caller.viewer, caller.now)
+        other = _compare_with(history, product, compare)
+        diff, diff_error = None, None
+        if other is not None:
+            try:
+                diff = diff_products(session, check_product_id(other), product.product_id,
+                                     caller.viewer, caller.now)
+            except ProductNotFoundError:
+                diff_error = f"No product {other[:100]!r} to compare with."
         meta = product_dict(product, exposure)
-    return {"p": meta, "has_preview": "png" in kinds, "versions": versions,
-            "proprietary": exposure.release_date > caller.now}
+    return {"p": meta, "has_preview": "png" in kinds, **history, "diff": diff,
+            "diff_error": diff_error, "proprietary": exposure.release_date > caller.now}
 
 
 @router.get("/products/{product_id}", response_class=HTMLResponse)
 async def product_page(product_id: str, request: Request) -> HTMLResponse:
-    """Metadata, provenance, preview and download links of one product (404 if hidden)."""
+    """Metadata, versions, provenance, changes, lineage and downloads (404 if hidden)."""
     caller = await run_in_threadpool(web_caller, request)
+    compare = request.query_params.get("compare") or None
     try:
-        context = await run_in_threadpool(_product, request, caller, product_id)
+        context = await run_in_threadpool(_product, request, caller, product_id, compare)
     except ProductNotFoundError:
         return render(request, caller, "error.html", status=404,
                       message="No such product (or you are not allowed to see it).")
