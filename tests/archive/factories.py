@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -147,11 +146,7 @@ def _add(site: VersionedSite, archive: Archive, folder: Path, key: str,
     path = write_product(folder / key, m, kind=ref.kind, seed=len(site.ids),
                          made=(ref, provenance))
     when = datetime(2026, 1, 1) + timedelta(hours=len(site.ids))
-    with warnings.catch_warnings():
-        # register.py's _input_pks calls Result.tuples(), deprecated by SQLAlchemy 2.1 (an
-        # error under the suite's warning filter); remove this once register.py is fixed
-        warnings.filterwarnings("ignore", r"The Result\.tuples\(\) method is deprecated")
-        site.ids[key] = register_product(archive, path, now=when).product_id
+    site.ids[key] = register_product(archive, path, now=when).product_id
     site.uuids[key], site.provenance[key], site.files[key] = ref.uuid, provenance, path
     return ref
 
