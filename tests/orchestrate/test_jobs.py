@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from datetime import datetime
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from obsflow.db import make_engine
 from obsflow.migrations import init_schema
@@ -21,6 +25,8 @@ from obsflow.orchestrate.jobs import (
     get_job,
     requeue_orphans,
     retry,
+    transaction,
+    utcnow,
 )
 
 POLICY = RetryPolicy(max_attempts=2, backoff_seconds=0.0)
@@ -65,3 +71,43 @@ def test_claims_leases_retries_and_orphans(db_url: str) -> None:
         assert get_job(engine, 1).state == "done" and get_job(engine, 2).parent_id == 1
     finally:
         engine.dispose()
+
+
+def test_fresh_data_runs_before_a_campaign_already_queued(tmp_path: Path) -> None:
+    """Jobs of priority 0 enqueued while campaign jobs (priority -10) wait are claimed first."""
+    import threading
+
+    from obsflow.orchestrate.runner import run_site
+    from obsflow.orchestrate.tables import Job
+    from obsflow.orchestrate.worker import policy_of
+    from obsflow.reprocess.campaign import CAMPAIGN_PRIORITY
+    from obsflow.site import init_site
+
+    cfg = init_site(tmp_path / "site", profile="smallsat", env={})
+    engine = make_engine(cfg.database_url)
+    policy = policy_of(cfg)
+    try:
+        enqueue_all(engine, [JobSpec("noop", f"campaign-{i}", {"seconds": 0.4},
+                                     priority=CAMPAIGN_PRIORITY) for i in range(8)], policy)
+        arrived: list[datetime] = []
+
+        def fresh_data_arrives() -> None:
+            time.sleep(1.5)
+            arrived.append(utcnow())
+            enqueue_all(engine, [JobSpec("noop", f"fresh-{i}", {"seconds": 0.0})
+                                 for i in range(2)], policy)
+
+        thread = threading.Thread(target=fresh_data_arrives)
+        thread.start()
+        run_site(cfg, workers=1)
+        thread.join()
+        with transaction(engine) as session:
+            jobs = {j.key: j for j in session.scalars(select(Job))}
+    finally:
+        engine.dispose()
+    assert {j.state for j in jobs.values()} == {"done"}
+    fresh = max(jobs[f"fresh-{i}"].started for i in range(2))
+    waiting = [j for k, j in jobs.items() if k.startswith("campaign") and j.started > arrived[0]]
+    # at most the running and the one queued campaign job start between arrival and fresh data
+    assert len([j for j in waiting if j.started < fresh]) <= 2
+    assert len([j for j in waiting if j.started > fresh]) >= 3  # the rest waited their turn
