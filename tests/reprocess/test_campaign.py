@@ -186,3 +186,45 @@ def test_killed_campaign_resumes_and_remakes_each_product_once(
     on_disk = sorted(p.relative_to(cfg.products_dir).as_posix()
                      for p in (cfg.products_dir / name).rglob("*") if p.is_file())
     assert on_disk == sorted(after[k].path for k in planned)  # no orphan, no stray .part
+
+
+def test_campaign_items_become_htcondor_nodes(processed_sqlite: SiteConfig) -> None:
+    """With the HTCondor executor a campaign's items are DAG nodes; one runs by hand."""
+    import re
+    import tomllib
+
+    import tomli_w
+
+    from obsflow.config import load_config
+
+    cfg = processed_sqlite
+    engine = make_engine(cfg.database_url)
+    try:
+        plan = plan_reprocessing(engine, PlanCriteria(recipe="image", kind="rate"))
+        name = start_campaign(engine, plan, policy_of(cfg), name="condor")
+    finally:
+        engine.dispose()
+    path = cfg.root / "obsflow.toml"
+    data = tomllib.loads(path.read_text())
+    data["executor"]["kind"] = "htcondor"
+    path.write_text(tomli_w.dumps(data))
+    cfg = load_config(cfg.root, env={})
+    summary = run_site(cfg)
+    assert summary.workflow is not None
+    dag = summary.workflow.dag_file.read_text()
+    nodes = re.findall(r"^JOB (\S+) reprocess\.sub$", dag, re.MULTILINE)
+    assert len(nodes) == len(summary.workflow.job_ids) == len({p.exposure_pk
+                                                               for p in plan.products})
+    node_vars = dict(re.findall(r'(\w+)="([^"]*)"', next(
+        line for line in dag.splitlines() if line.startswith(f"VARS {nodes[0]} "))))
+    ran = subprocess.run([sys.executable, "-m", "obsflow.orchestrate.worker", "--site",
+                          str(cfg.root), "--job", node_vars["job_id"], "--token",
+                          node_vars["token"]], capture_output=True, text=True, timeout=180,
+                         check=False)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    engine = make_engine(cfg.database_url)
+    try:
+        assert campaign_status(engine, name).counts == {"done": 1, "running": len(nodes) - 1}
+    finally:
+        engine.dispose()
+    assert sum(p.run == name for p in current(cfg).values()) == 1

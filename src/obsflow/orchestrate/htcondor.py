@@ -2,13 +2,16 @@
 
 With ``executor.kind = "htcondor"``, ``obsflow run`` runs ingest and the
 program jobs here (they touch only the site database and incoming folder),
-then writes every pending ``calibrate`` job into a DAG with the htcondor
-Python bindings (``htcondor2.dags``, no pool needed) and submits it with
-``condor_submit_dag`` semantics when a schedd is reachable.  The DAG::
+then writes every pending ``calibrate`` job (and every ``reprocess`` job of
+a campaign) into a DAG with the htcondor Python bindings (``htcondor2.dags``,
+no pool needed) and submits it with ``condor_submit_dag`` semantics when a
+schedd is reachable.  The DAG::
 
     calibrate:N  (one node per Level-1 product; VARS job_id, token, product)
         │  OneToOne
     register:N   (runs every register job the calibrate job enqueued)
+
+    reprocess:M  (one node per campaign item; it registers its own outputs)
 
 Both node types run the job wrapper on the execute node
 (``python -m obsflow.orchestrate.worker``), which needs the site folder and
@@ -42,7 +45,7 @@ DAG_FILE = "obsflow.dag"
 
 @dataclass(frozen=True)
 class Workflow:
-    """A written DAG: its file, the calibrate jobs in it and the DAGMan cluster once submitted."""
+    """A written DAG: its file, the jobs in it and the DAGMan cluster once submitted."""
 
     dag_file: Path
     job_ids: tuple[int, ...]
@@ -67,11 +70,11 @@ def _submit_description(cfg: SiteConfig, arguments: str, logs: Path, name: str) 
     })
 
 
-def _lease(engine: Engine, owner: str) -> list[tuple[int, str, str]]:
-    """Lease every pending calibrate job to the DAG: [(job id, token, product)]."""
+def _lease(engine: Engine, owner: str, kind: str) -> list[tuple[int, str, str]]:
+    """Lease every pending job of ``kind`` to the DAG: [(job id, token, product)]."""
     leased = []
     with transaction(engine) as session:
-        jobs = session.scalars(select(Job).where(Job.kind == "calibrate", Job.state == "pending")
+        jobs = session.scalars(select(Job).where(Job.kind == kind, Job.state == "pending")
                                .order_by(Job.id)).all()
         for job in jobs:
             token = secrets.token_hex(16)
@@ -79,23 +82,35 @@ def _lease(engine: Engine, owner: str) -> list[tuple[int, str, str]]:
                                    .values(state="running", owner=owner, token=token,
                                            heartbeat=utcnow()))
             if done.rowcount:  # type: ignore[attr-defined]
-                leased.append((job.id, token, str(job.inputs["product"])))
+                product = job.inputs.get("product") or job.inputs["source"]["product"]
+                leased.append((job.id, token, str(product)))
     return leased
 
 
 def write_workflow(cfg: SiteConfig, engine: Engine, dag_dir: Path) -> Workflow | None:
-    """Write the DAG of every pending calibrate job into ``dag_dir``; None if there is none."""
+    """Write the DAG of every pending calibrate and reprocess job into ``dag_dir``.
+
+    Returns None when there is none.
+    """
     from htcondor2 import dags
 
     dag_dir = Path(dag_dir).absolute()
-    leased = _lease(engine, f"htcondor:{dag_dir}")
-    if not leased:
+    leased = _lease(engine, f"htcondor:{dag_dir}", "calibrate")
+    campaign = _lease(engine, f"htcondor:{dag_dir}", "reprocess")
+    if not leased and not campaign:
         return None
     logs = dag_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     worker = f"-m obsflow.orchestrate.worker --site {cfg.root}"
     retries = max(cfg.executor.max_attempts - 1, 0)
     dag = dags.DAG()
+    if campaign:
+        dag.layer(name="reprocess", submit_description=_submit_description(
+            cfg, f"{worker} --job $(job_id) --token $(token)", logs, "reprocess"),
+            vars=[{"job_id": str(i), "token": t, "product": Path(p).name}
+                  for i, t, p in campaign], retries=retries)
+    if not leased:
+        return _written(dags.write_dag(dag, dag_dir, dag_file_name=DAG_FILE), leased, campaign)
     calibrate = dag.layer(
         name="calibrate",
         submit_description=_submit_description(
@@ -108,9 +123,14 @@ def write_workflow(cfg: SiteConfig, engine: Engine, dag_dir: Path) -> Workflow |
             cfg, f"{worker} --children-of $(job_id)", logs, "register"),
         vars=[{"job_id": str(i)} for i, _, _ in leased],
         retries=retries, edge=dags.OneToOne())
-    dag_file = dags.write_dag(dag, dag_dir, dag_file_name=DAG_FILE)
-    logger.info("wrote %s (%d calibrate jobs)", dag_file, len(leased))
-    return Workflow(dag_file, tuple(i for i, _, _ in leased))
+    return _written(dags.write_dag(dag, dag_dir, dag_file_name=DAG_FILE), leased, campaign)
+
+
+def _written(dag_file: Path, leased: list[tuple[int, str, str]],
+             campaign: list[tuple[int, str, str]]) -> Workflow:
+    logger.info("wrote %s (%d calibrate, %d reprocess jobs)", dag_file, len(leased),
+                len(campaign))
+    return Workflow(Path(dag_file), tuple(i for i, _, _ in leased + campaign))
 
 
 def submit_workflow(workflow: Workflow) -> Workflow:
