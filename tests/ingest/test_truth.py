@@ -14,12 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from obsflow.db import make_engine
+from obsflow.events import Event
 from obsflow.fileio import sha256_file
 from obsflow.ingest import accounting_status, gap_report, ingest_once
 from obsflow.ingest.tables import (
     EngineeringSample,
     EphemerisPoint,
-    Event,
     ExposureLedger,
     ObservationLog,
 )

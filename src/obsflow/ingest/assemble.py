@@ -27,13 +27,13 @@ from sqlalchemy.orm import Session
 
 from obsflow import __version__
 from obsflow.config import SiteConfig
+from obsflow.events import publish
 from obsflow.fileio import remove_stale_parts
 from obsflow.ingest.accounting import coverage
 from obsflow.ingest.locking import transaction, utcnow, writer
 from obsflow.ingest.tables import (
     EngineeringSample,
     EphemerisPoint,
-    Event,
     ExposureLedger,
     ObservationLog,
     PacketRange,
@@ -228,19 +228,18 @@ def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
         del cube
         done = Assembled(exposure_id, ref, path, written.sha256, written.size, version, partial,
                          prov)
-        _record(session, ledger, done, cfg)
+        _record(session, ledger, done, {"program": meta.program, "pi_name": meta.pi_name,
+                                        "title": meta.title})
     return done
 
 
-def _record(session: Session, row: ExposureLedger, done: Assembled, cfg: SiteConfig) -> None:
+def _record(session: Session, row: ExposureLedger, done: Assembled,
+            program: dict[str, str]) -> None:
     row.product = done.ref.relpath()
     row.product_version, row.product_received = done.version, row.received
     row.state = "partial" if done.partial else "complete"
     row.updated = utcnow()
-    key = f"{done.path.name}:v{done.version}"
-    if session.execute(select(Event).where(Event.kind == "exposure_ready",
-                                           Event.key == key)).first() is None:
-        session.add(Event(kind="exposure_ready", key=key, created=utcnow(), payload={
-            "exposure_id": row.exposure_id, "product": row.product, "version": done.version,
-            "partial": done.partial, "ref": done.ref.as_dict(), "sha256": done.sha256,
-            "size": done.size, "provenance": done.provenance.as_dict()}))
+    publish(session, "exposure_ready", f"{done.path.name}:v{done.version}", {
+        "exposure_id": row.exposure_id, "product": row.product, "version": done.version,
+        "partial": done.partial, "ref": done.ref.as_dict(), "sha256": done.sha256,
+        "size": done.size, "provenance": done.provenance.as_dict(), "program": program})

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, exists, select
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
@@ -34,7 +34,7 @@ from obsflow.ingest.rawstore import (
 from obsflow.ingest.tables import RawFile
 from obsflow.profiles import Profile
 
-__all__ = ["IngestReport", "ingest_once", "watch"]
+__all__ = ["IngestReport", "ingest_once", "pending_work", "watch"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,17 @@ class IngestReport:
     parsed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     assembled: list[Assembled] = field(default_factory=list)
+
+
+def pending_work(cfg: SiteConfig, engine: Engine) -> bool:
+    """True when an ingest pass has something to do: settled files in incoming, raw files
+    archived but not parsed, or exposures due for assembly (the job layer asks this)."""
+    if ready_files(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time()):
+        return True
+    with transaction(engine) as session:
+        if session.scalar(select(exists().where(RawFile.state.in_(("archiving", "archived"))))):
+            return True
+    return bool(due_exposures(engine, cfg.ingest.partial_deadline_hours))
 
 
 def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,

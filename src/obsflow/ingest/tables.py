@@ -15,7 +15,6 @@ ledger_exposures   the per-exposure ledger: expected, received, duplicates,
 ledger_packet_ranges received packet runs (exposure, first..last, file, offset)
 engineering        engineering samples (time, channel, value)
 ephemeris          observatory position and velocity (time)
-events             "exposure_ready" and friends, for the orchestrator
 apid_continuity    per file and APID: sequence-count gaps, duplicates, disorder
 """
 
@@ -33,7 +32,6 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -44,7 +42,6 @@ __all__ = [
     "Claim",
     "EngineeringSample",
     "EphemerisPoint",
-    "Event",
     "ExposureLedger",
     "ObservationLog",
     "PacketRange",
@@ -158,16 +155,3 @@ class EphemerisPoint(Base):
     vx_km_s: Mapped[float] = mapped_column(Float)
     vy_km_s: Mapped[float] = mapped_column(Float)
     vz_km_s: Mapped[float] = mapped_column(Float)
-
-
-class Event(Base):
-    """Something later stages react to (``exposure_ready``: payload has the product path)."""
-
-    __tablename__ = "events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    key: Mapped[str] = mapped_column(String(255))
-    payload: Mapped[dict] = mapped_column(JSON)  # type: ignore[type-arg]
-    created: Mapped[datetime] = mapped_column(DateTime)
-    consumed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    __table_args__ = (UniqueConstraint("kind", "key"),)

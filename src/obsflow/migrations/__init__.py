@@ -49,6 +49,7 @@ LEGACY_VERSION_TABLE = "alembic_version_archive"
 
 MODEL_MODULES = (
     "obsflow.db",
+    "obsflow.events",
     "obsflow.ingest.tables",
     "obsflow.ingest.locking",
     "obsflow.orchestrate.tables",

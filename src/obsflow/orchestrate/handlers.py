@@ -172,7 +172,7 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.archive.register import register_outputs
     from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product
-    from obsflow.ingest.assemble import current_level1_version
+    from obsflow.ingest import current_level1_version
     from obsflow.refdata.registry import SiteRefs
 
     cfg = ctx.cfg

@@ -30,11 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
-from obsflow.ingest.tables import Event, ObservationLog, RawFile
+from obsflow.events import has_unconsumed, take
 from obsflow.migrations import init_schema
 from obsflow.models.identity import ProductRef
 from obsflow.orchestrate.executors import Completion, Executor
@@ -168,15 +168,9 @@ class Orchestrator:
     # -- ingest -----------------------------------------------------------------------
 
     def _ingest_work(self) -> bool:
-        from obsflow.ingest.assemble import due_exposures
-        from obsflow.ingest.rawstore import ready_files
+        from obsflow.ingest import pending_work
 
-        if ready_files(self.cfg.incoming_dir, self.cfg.ingest.settle_seconds, time.time()):
-            return True
-        with transaction(self.engine) as session:
-            if session.scalar(select(exists().where(RawFile.state.in_(("archiving", "archived"))))):
-                return True
-        return bool(due_exposures(self.engine, self.cfg.ingest.partial_deadline_hours))
+        return pending_work(self.cfg, self.engine)
 
     def _maybe_ingest(self, watch: bool) -> None:
         with transaction(self.engine) as session:
@@ -200,29 +194,20 @@ class Orchestrator:
 
     def consume_events(self, limit: int = 500) -> int:
         """Turn unconsumed ``exposure_ready`` events into jobs; return how many were consumed."""
-        consumed = 0
         with transaction(self.engine) as session:
-            events = session.scalars(select(Event).where(
-                Event.kind == "exposure_ready", Event.consumed_at.is_(None))
-                .order_by(Event.id).limit(limit)).all()
+            events = take(session, "exposure_ready", limit)
             for event in events:
-                taken = session.execute(update(Event).where(
-                    Event.id == event.id, Event.consumed_at.is_(None)).values(consumed_at=utcnow()))
-                if not taken.rowcount:  # type: ignore[attr-defined]
-                    continue
-                consumed += 1
                 for spec in self._jobs_for(session, dict(event.payload)):
                     enqueue(session, spec, self.policy)
-        return consumed
+        return len(events)
 
     def _jobs_for(self, session: Any, payload: dict[str, Any]) -> list[JobSpec]:
-        version, exposure_id = int(payload["version"]), int(payload["exposure_id"])
+        version = int(payload["version"])
         specs = [calibrate_spec(payload)]
-        log = session.get(ObservationLog, exposure_id)
-        if log is not None and log.meta.get("program"):
-            meta = log.meta
-            specs.insert(0, program_spec(str(meta["program"]), str(meta.get("pi_name", "")),
-                                         str(meta.get("title", "")), None))
+        program = payload.get("program") or {}
+        if program.get("program"):
+            specs.insert(0, program_spec(str(program["program"]), str(program.get("pi_name", "")),
+                                         str(program.get("title", "")), None))
         prefix = calibrate_key_prefix(ProductRef.from_dict(payload["ref"]).data_id.basename)
         older = session.scalars(select(Job).where(Job.kind == "calibrate", Job.state == "pending",
                                                   Job.key.startswith(prefix))).all()
@@ -288,8 +273,7 @@ class Orchestrator:
             active = and_(active, Job.kind.in_(sorted(self.kinds)))
         with transaction(self.engine) as session:
             busy = session.scalar(select(exists().where(active)))
-            unread = session.scalar(select(exists().where(Event.kind == "exposure_ready",
-                                                          Event.consumed_at.is_(None))))
+            unread = has_unconsumed(session, "exposure_ready")
         if busy or unread:
             return False
         if self._ingest_failed:
