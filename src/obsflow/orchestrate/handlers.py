@@ -145,7 +145,7 @@ def archive_of(ctx: JobContext) -> Archive:
 
 
 def _ingest(ctx: JobContext, inputs: dict[str, Any]) -> Result:
-    from obsflow.ingest.service import ingest_once
+    from obsflow.ingest import ingest_once
 
     report = ingest_once(ctx.cfg, engine=ctx.engine)
     return Result({"archived": report.archived, "redelivered": report.redelivered,
