@@ -119,13 +119,12 @@ def fill_catalog(engine: Engine, spec: CatalogSpec, chunk: int = 20_000) -> int:
                             created=WHEN))
         session.add(Run(name="prompt", kind="prompt", created=WHEN, description=""))
     rows = _exposure_rows(spec, rng)
-    for start in range(0, len(rows), chunk):
-        with Session(engine) as session, session.begin():
-            session.execute(insert(Exposure), rows[start:start + chunk])
-    for start in range(0, spec.exposures, chunk // 4):
-        count = min(chunk // 4, spec.exposures - start)
-        with Session(engine) as session, session.begin():
-            session.execute(insert(Product), _product_rows(spec, start + 1, count))
+    with engine.begin() as connection:  # Core executemany: no ORM objects
+        for start in range(0, len(rows), chunk):
+            connection.execute(insert(Exposure.__table__), rows[start:start + chunk])
+        for start in range(0, spec.exposures, chunk // 4):
+            count = min(chunk // 4, spec.exposures - start)
+            connection.execute(insert(Product.__table__), _product_rows(spec, start + 1, count))
     return number
 
 

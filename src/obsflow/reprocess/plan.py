@@ -164,30 +164,56 @@ def recipe_reftypes(recipe: str, kind: str) -> tuple[str, ...]:
     return tuple(sorted({t for s in steps if STEPS[s].stage <= stage for t in STEPS[s].reftypes}))
 
 
-_COLUMNS = (Product.id, Product.product_id, Product.uuid, Product.kind, Product.version,
-            Product.ref_context, Product.recipe, Product.software_version,
-            Product.reference_files, Exposure.id, Exposure.obs_id, Exposure.facility_name,
-            Exposure.instrument_name, Exposure.detector, Exposure.filter, Exposure.readpatt,
-            Exposure.subarray, Exposure.t_min)
-_NAMES = ("pk", "product_id", "uuid", "kind", "version", "context", "recipe", "software",
-          "reference_files", "exposure_pk", "obs_id", "telescope", "instrument", "detector",
-          "filter", "readpatt", "subarray", "expstart")
+_PRODUCT_COLUMNS = (Product.id, Product.kind, Product.ref_context, Product.recipe,
+                   Product.software_version, Product.exposure_id)
+_PRODUCT_NAMES = ("pk", "kind", "context", "recipe", "software", "exposure_pk")
+_EXPOSURE_COLUMNS = (Exposure.id, Exposure.facility_name, Exposure.instrument_name,
+                     Exposure.detector, Exposure.filter, Exposure.readpatt, Exposure.subarray,
+                     Exposure.t_min)
+_EXPOSURE_NAMES = ("id", "telescope", "instrument", "detector", "filter", "readpatt", "subarray",
+                   "expstart")
+
+
+def _raw_rows(session: Session, query: Any) -> list[tuple[Any, ...]]:
+    """All rows of ``query`` as the driver's plain tuples (no SQLAlchemy row objects)."""
+    result = session.connection().execute(query)
+    return list(result.cursor.fetchall())  # type: ignore[attr-defined]
+
+
+def _columns(rows: list[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    if not rows:
+        return {name: np.array([], dtype=object) for name in names}
+    return {name: np.array(values, dtype=np.float64 if name == "expstart" else object)
+            for name, values in zip(names, zip(*rows, strict=True), strict=True)}
 
 
 def _candidates(session: Session, criteria: PlanCriteria) -> dict[str, np.ndarray]:
-    """The current products under consideration, as columns (numpy arrays)."""
+    """The current products under consideration, as columns (numpy arrays).
+
+    Two plain queries (the products' few columns, then their exposures'
+    selectors, joined in numpy), read as the driver's tuples: a million
+    products take a couple of seconds on SQLite.  Names and ids of the
+    products are read later, for the affected ones only.
+    """
     kinds = [criteria.kind] if criteria.kind else list(REPROCESSABLE_KINDS)
-    query = (select(*_COLUMNS).join(Exposure, Exposure.id == Product.exposure_id)
-             .where(Product.is_latest.is_(True), Product.kind.in_(kinds)))
+    exposures = select(*_EXPOSURE_COLUMNS)
     if criteria.program is not None:
-        query = query.where(Exposure.program == criteria.program)
+        exposures = exposures.where(Exposure.program == criteria.program)
     if criteria.since is not None:
-        query = query.where(Exposure.t_min >= criteria.since)
-    rows = session.execute(query.order_by(Product.id)).all()
-    if not rows:
-        return {name: np.array([], dtype=object) for name in _NAMES}
-    return {name: np.array(values, dtype=np.float64 if name == "expstart" else object)
-            for name, values in zip(_NAMES, zip(*rows, strict=True), strict=True)}
+        exposures = exposures.where(Exposure.t_min >= criteria.since)
+    products = select(*_PRODUCT_COLUMNS).where(Product.is_latest.is_(True),
+                                               Product.kind.in_(kinds))
+    if criteria.program is not None or criteria.since is not None:
+        products = products.where(Product.exposure_id.in_(
+            exposures.with_only_columns(Exposure.id).scalar_subquery()))
+    cols = _columns(_raw_rows(session, products), _PRODUCT_NAMES)
+    exp = _columns(_raw_rows(session, exposures), _EXPOSURE_NAMES)
+    ids = exp["id"].astype(np.int64)
+    order = np.argsort(ids)
+    at = order[np.searchsorted(ids[order], cols["exposure_pk"].astype(np.int64))]
+    for name in _EXPOSURE_NAMES[1:]:
+        cols[name] = exp[name][at]
+    return cols
 
 
 def _selectors(cols: dict[str, np.ndarray], where: np.ndarray) -> ProductSelectors:
@@ -207,59 +233,91 @@ def _name_of(context: RefContext, file_id: int) -> str | None:
     return context.records[context.file_ids.index(file_id)].name
 
 
-def _recorded_names(cols: dict[str, np.ndarray], where: np.ndarray,
-                    reftype: str) -> np.ndarray:
+def _recorded_names(session: Session, pks: np.ndarray, reftype: str) -> list[str]:
     """File names of ``reftype`` that products recorded (no context: by what they wrote down)."""
     import json
 
-    out = []
-    for text in cols["reference_files"][where]:
-        found = dict(str(item).partition("=")[::2] for item in json.loads(text or "[]"))
-        out.append(found.get(reftype, ""))
-    return np.array(out, dtype=object)
+    names = {}
+    for start in range(0, len(pks), _CHUNK):
+        chunk = [int(k) for k in pks[start:start + _CHUNK]]
+        for pk, text in session.execute(select(Product.id, Product.reference_files)
+                                        .where(Product.id.in_(chunk))):
+            found = dict(str(item).partition("=")[::2] for item in json.loads(text or "[]"))
+            names[pk] = found.get(reftype, "")
+    return [names[int(k)] for k in pks]
 
 
 def _groups(cols: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Row indices of the products sharing recorded context, recipe and kind."""
-    keys = np.array([f"{c}\x1f{r}\x1f{k}" for c, r, k in zip(
-        cols["context"], cols["recipe"], cols["kind"], strict=True)])
-    if keys.size == 0:
+    """Row indices of the products sharing recorded context and recipe (a handful of groups)."""
+    if cols["pk"].size == 0:
         return []
-    _, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
+    context = np.array([-1 if c is None else int(c) for c in cols["context"]], np.int64)
+    _, recipe = np.unique(cols["recipe"].astype(str), return_inverse=True)
+    _, group = np.unique(np.stack([context, recipe.reshape(-1)]), axis=1, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(group))])
     return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Products of one recorded context and recipe, with their exposures' selectors."""
+
+    rows: np.ndarray
+    """Row indices (into the candidate columns)."""
+    exposure_of: np.ndarray
+    """For each row, the index of its exposure in ``selectors``."""
+    selectors: ProductSelectors
+    kinds: np.ndarray
+
+
+def _group(cols: dict[str, np.ndarray], rows: np.ndarray) -> _Group:
+    """Selectors once per exposure: a product's kinds share them."""
+    _, first, inverse = np.unique(cols["exposure_pk"][rows].astype(np.int64),
+                                  return_index=True, return_inverse=True)
+    return _Group(rows, inverse.reshape(-1), _selectors(cols, rows[first]),
+                  cols["kind"][rows].astype(str))
+
+
+def _reftype_rows(group: _Group, recipe: str) -> dict[str, np.ndarray]:
+    """Reference type -> mask of the group's rows whose kind reads it."""
+    out: dict[str, np.ndarray] = {}
+    for kind in np.unique(group.kinds):
+        for reftype in recipe_reftypes(recipe, str(kind)):
+            mask = group.kinds == kind
+            out[reftype] = out[reftype] | mask if reftype in out else mask
+    return out
 
 
 def _reference_reasons(session: Session, cols: dict[str, np.ndarray], target: RefContext,
                        reasons: list[list[dict[str, Any]]]) -> None:
     """Add a ``reference`` reason to every product whose selection differs under ``target``."""
     loaded: dict[int, RefContext] = {target.number: target}
-    for where in _groups(cols):
-        first = where[0]
-        context, recipe, kind = cols["context"][first], cols["recipe"][first], cols["kind"][first]
-        selectors = _selectors(cols, where)
+    for rows in _groups(cols):
+        context, recipe = cols["context"][rows[0]], str(cols["recipe"][rows[0]])
+        group = _group(cols, rows)
         old = None
         if context is not None:
             old = loaded.get(int(context)) or load_context(session, int(context))
             loaded[int(context)] = old
-        for reftype in recipe_reftypes(str(recipe), str(kind)):
-            new_ids = select_file_ids(target, selectors, reftype)
+        for reftype, applies in _reftype_rows(group, recipe).items():
+            new_ids = select_file_ids(target, group.selectors, reftype)[group.exposure_of]
             if old is not None:
-                old_ids = select_file_ids(old, selectors, reftype)
-                for k in np.flatnonzero(new_ids != old_ids):
-                    reasons[where[k]].append({
+                old_ids = select_file_ids(old, group.selectors, reftype)[group.exposure_of]
+                for j in np.flatnonzero((new_ids != old_ids) & applies):
+                    reasons[rows[j]].append({
                         "type": "reference", "reftype": reftype,
-                        "old": _name_of(old, int(old_ids[k])),
-                        "new": _name_of(target, int(new_ids[k]))})
+                        "old": _name_of(old, int(old_ids[j])),
+                        "new": _name_of(target, int(new_ids[j]))})
                 continue
-            recorded = _recorded_names(cols, where, reftype)
-            for j in range(len(new_ids)):
+            where = np.flatnonzero(applies)
+            recorded = _recorded_names(session, cols["pk"][rows[where]], reftype)
+            for j, was in zip(where, recorded, strict=True):
                 new = _name_of(target, int(new_ids[j]))
-                if (new or "") != recorded[j]:
-                    reasons[where[j]].append({"type": "reference", "reftype": reftype,
-                                              "old": recorded[j] or None, "new": new})
+                if (new or "") != was:
+                    reasons[rows[j]].append({"type": "reference", "reftype": reftype,
+                                             "old": was or None, "new": new})
 
 
 def _downstream(session: Session, affected: set[int]) -> dict[int, int]:
@@ -282,26 +340,30 @@ def _downstream(session: Session, affected: set[int]) -> dict[int, int]:
     return found
 
 
-def _affected(cols: dict[str, np.ndarray], k: int, reasons: list[dict[str, Any]]
-              ) -> AffectedProduct:
-    return AffectedProduct(int(cols["pk"][k]), str(cols["product_id"][k]), str(cols["uuid"][k]),
-                           str(cols["kind"][k]), int(cols["version"][k]),
-                           int(cols["exposure_pk"][k]), str(cols["obs_id"][k]),
-                           str(cols["instrument"][k]), str(cols["detector"][k]), reasons)
+_DETAILS = (Product.id, Product.product_id, Product.uuid, Product.kind, Product.version,
+            Product.exposure_id, Exposure.obs_id, Exposure.instrument_name, Exposure.detector)
 
 
-def _downstream_products(session: Session, found: dict[int, int],
-                         names: dict[int, str]) -> list[AffectedProduct]:
+def _details(session: Session, reasons: dict[int, list[dict[str, Any]]]) -> list[AffectedProduct]:
+    """The affected products (pk -> reasons), with their names, read for them only."""
     out = []
-    pks = sorted(found)
+    pks = sorted(reasons)
     for start in range(0, len(pks), _CHUNK):
-        rows = session.execute(select(*_COLUMNS).join(Exposure, Exposure.id == Product.exposure_id)
+        rows = session.execute(select(*_DETAILS).join(Exposure, Exposure.id == Product.exposure_id)
                                .where(Product.id.in_(pks[start:start + _CHUNK]))).all()
-        for row in rows:
-            cols = {n: np.array([v], dtype=object) for n, v in zip(_NAMES, row, strict=True)}
-            source = found[int(row[0])]
-            out.append(_affected(cols, 0, [{"type": "input", "input": names.get(source, "")}]))
-            names[int(row[0])] = str(row[1])
+        for pk, product_id, uuid, kind, version, exposure_pk, obs_id, instrument, detector in rows:
+            out.append(AffectedProduct(int(pk), str(product_id), str(uuid), str(kind),
+                                       int(version), int(exposure_pk), str(obs_id),
+                                       str(instrument), str(detector), reasons[int(pk)]))
+    return sorted(out, key=lambda p: p.pk)
+
+
+def _product_ids(session: Session, pks: set[int]) -> dict[int, str]:
+    ordered, out = sorted(pks), {}
+    for start in range(0, len(ordered), _CHUNK):
+        out.update({int(pk): str(name) for pk, name in session.execute(
+            select(Product.id, Product.product_id).where(
+                Product.id.in_(ordered[start:start + _CHUNK])))})
     return out
 
 
@@ -331,8 +393,12 @@ def plan_reprocessing(engine: Engine, criteria: PlanCriteria | None = None) -> P
         if criteria.recipe is not None:
             for k in np.flatnonzero(cols["recipe"] == criteria.recipe):
                 reasons[k].append({"type": "recipe", "recipe": criteria.recipe})
-        products = [_affected(cols, k, why) for k, why in enumerate(reasons) if why]
+        products = _details(session, {int(cols["pk"][k]): why for k, why in enumerate(reasons)
+                                      if why})
         names = {p.pk: p.product_id for p in products}
-        products += _downstream_products(session, _downstream(session, set(names)), names)
+        downstream = _downstream(session, set(names))
+        names |= _product_ids(session, set(downstream.values()) - set(names))
+        products += _details(session, {pk: [{"type": "input", "input": names[src]}]
+                                       for pk, src in downstream.items()})
     return Plan(criteria, None if target is None else target.number, products, n,
                 time.perf_counter() - started)
