@@ -169,6 +169,30 @@ def upgrade(directory: Path | None) -> None:
                          f"{head_revision()}")
 
 
+@main.command(name="truth-residuals")
+@click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
+              help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
+@click.option("--truth", "truth_dir", required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The simulation's truth/ folder.")
+def truth_residuals(site_dir: Path | None, truth_dir: Path) -> None:
+    """How far the site's current rates are from the simulator's truth (clean pixels)."""
+    from obsflow.simulate.residuals import site_residuals
+    from obsflow.site import open_site
+
+    cfg = open_site(site_dir or default_site_root())
+    rows = site_residuals(cfg, truth_dir)
+    if not rows:
+        raise SiteError(f"no current _rate product of {cfg.root} has a truth file in {truth_dir}")
+    table = Table(title="current rates - truth (DN/s, unflagged pixels no cosmic ray touched)")
+    for column in ("product", "run", "median", "median |diff|", "median pull", "pixels"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.product_id, r.run, f"{r.median:+.4f}", f"{r.median_abs:.4f}",
+                      f"{r.median_pull:+.3f}", str(r.pixels))
+    _console().print(table)
+
+
 @main.command()
 def profiles() -> None:
     """List the built-in observatory profiles."""

@@ -24,7 +24,7 @@ seconds; a test checks the answer against the product-by-product rule.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -180,11 +180,15 @@ def _raw_rows(session: Session, query: Any) -> list[tuple[Any, ...]]:
     return list(result.cursor.fetchall())  # type: ignore[attr-defined]
 
 
+_NUMERIC = {"pk": np.int64, "exposure_pk": np.int64, "id": np.int64, "expstart": np.float64}
+
+
 def _columns(rows: list[tuple[Any, ...]], names: Sequence[str]) -> dict[str, np.ndarray]:
     if not rows:
-        return {name: np.array([], dtype=object) for name in names}
-    return {name: np.array(values, dtype=np.float64 if name == "expstart" else object)
-            for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+        return {name: np.array([], dtype=_NUMERIC.get(name, object)) for name in names}
+    table = np.array(rows, dtype=object)  # one conversion; columns are views of it
+    return {name: table[:, k].astype(_NUMERIC[name]) if name in _NUMERIC else table[:, k]
+            for k, name in enumerate(names)}
 
 
 def _candidates(session: Session, criteria: PlanCriteria) -> dict[str, np.ndarray]:
@@ -251,9 +255,9 @@ def _groups(cols: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Row indices of the products sharing recorded context and recipe (a handful of groups)."""
     if cols["pk"].size == 0:
         return []
-    context = np.array([-1 if c is None else int(c) for c in cols["context"]], np.int64)
-    _, recipe = np.unique(cols["recipe"].astype(str), return_inverse=True)
-    _, group = np.unique(np.stack([context, recipe.reshape(-1)]), axis=1, return_inverse=True)
+    context = np.where(cols["context"] == None, 0, cols["context"]).astype(np.int64)  # noqa: E711
+    recipes, recipe = np.unique(cols["recipe"].astype(str), return_inverse=True)
+    _, group = np.unique(context * len(recipes) + recipe.reshape(-1), return_inverse=True)
     group = group.reshape(-1)
     order = np.argsort(group, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(group))])
@@ -291,7 +295,7 @@ def _reftype_rows(group: _Group, recipe: str) -> dict[str, np.ndarray]:
 
 
 def _reference_reasons(session: Session, cols: dict[str, np.ndarray], target: RefContext,
-                       reasons: list[list[dict[str, Any]]]) -> None:
+                       reasons: defaultdict[int, list[dict[str, Any]]]) -> None:
     """Add a ``reference`` reason to every product whose selection differs under ``target``."""
     loaded: dict[int, RefContext] = {target.number: target}
     for rows in _groups(cols):
@@ -306,7 +310,7 @@ def _reference_reasons(session: Session, cols: dict[str, np.ndarray], target: Re
             if old is not None:
                 old_ids = select_file_ids(old, group.selectors, reftype)[group.exposure_of]
                 for j in np.flatnonzero((new_ids != old_ids) & applies):
-                    reasons[rows[j]].append({
+                    reasons[int(rows[j])].append({
                         "type": "reference", "reftype": reftype,
                         "old": _name_of(old, int(old_ids[j])),
                         "new": _name_of(target, int(new_ids[j]))})
@@ -316,7 +320,7 @@ def _reference_reasons(session: Session, cols: dict[str, np.ndarray], target: Re
             for j, was in zip(where, recorded, strict=True):
                 new = _name_of(target, int(new_ids[j]))
                 if (new or "") != was:
-                    reasons[rows[j]].append({"type": "reference", "reftype": reftype,
+                    reasons[int(rows[j])].append({"type": "reference", "reftype": reftype,
                                              "old": was or None, "new": new})
 
 
@@ -325,18 +329,18 @@ def _downstream(session: Session, affected: set[int]) -> dict[int, int]:
     found: dict[int, int] = {}
     frontier = sorted(affected)
     while frontier:
-        batch: list[int] = []
-        for start in range(0, len(frontier), _CHUNK):
-            rows = session.execute(
+        made: dict[int, int] = {}
+        for start in range(0, len(frontier), _CHUNK):  # by the index on input_pk
+            made.update({int(p): int(i) for p, i in session.execute(
                 select(ProductInput.product_pk, ProductInput.input_pk)
-                .join(Product, Product.id == ProductInput.product_pk)
-                .where(ProductInput.input_pk.in_(frontier[start:start + _CHUNK]),
-                       Product.is_latest.is_(True))).all()
-            for product, source in rows:
-                if product not in affected and product not in found:
-                    found[product] = source
-                    batch.append(product)
-        frontier = batch
+                .where(ProductInput.input_pk.in_(frontier[start:start + _CHUNK])))})
+        candidates = sorted(set(made) - affected - set(found))
+        batch: list[int] = []
+        for start in range(0, len(candidates), _CHUNK):  # then by primary key
+            batch += [int(p) for p in session.scalars(select(Product.id).where(
+                Product.id.in_(candidates[start:start + _CHUNK]), Product.is_latest.is_(True)))]
+        found.update({p: made[p] for p in batch})
+        frontier = sorted(batch)
     return found
 
 
@@ -380,21 +384,20 @@ def plan_reprocessing(engine: Engine, criteria: PlanCriteria | None = None) -> P
     with Session(engine) as session:
         cols = _candidates(session, criteria)
         n = len(cols["pk"])
-        reasons: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+        reasons: defaultdict[int, list[dict[str, Any]]] = defaultdict(list)  # row -> reasons
         target = None
         if criteria.compares_context:
             target = (load_context(session, criteria.context) if criteria.context is not None
                       else newest_context(session))
             _reference_reasons(session, cols, target, reasons)
         if criteria.software is not None:
-            for k in np.flatnonzero(cols["software"] != criteria.software):
+            for k in np.flatnonzero(cols["software"] != criteria.software).tolist():
                 reasons[k].append({"type": "software", "old": str(cols["software"][k]),
                                    "new": criteria.software})
         if criteria.recipe is not None:
-            for k in np.flatnonzero(cols["recipe"] == criteria.recipe):
+            for k in np.flatnonzero(cols["recipe"] == criteria.recipe).tolist():
                 reasons[k].append({"type": "recipe", "recipe": criteria.recipe})
-        products = _details(session, {int(cols["pk"][k]): why for k, why in enumerate(reasons)
-                                      if why})
+        products = _details(session, {int(cols["pk"][k]): why for k, why in reasons.items()})
         names = {p.pk: p.product_id for p in products}
         downstream = _downstream(session, set(names))
         names |= _product_ids(session, set(downstream.values()) - set(names))
