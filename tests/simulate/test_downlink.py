@@ -14,10 +14,10 @@ from astropy.table import Table
 from obsflow.exceptions import UnknownOptionError
 from obsflow.models.metadata import ExposureMeta
 from obsflow.simulate.downlink import FAULTS, make_dumps, parse_faults
-from obsflow.simulate.packetize import Batch, assemble, rows_per_packet, science_batch
+from obsflow.simulate.packetize import Batch, assemble, science_batch
 from obsflow.simulate.run import SimOptions
 from obsflow.simulate.summary import summarize_downlink
-from obsflow.telemetry import PacketTable, continuity, decode, decode_file
+from obsflow.telemetry import PacketTable, continuity, decode, decode_file, rows_per_packet
 
 from .conftest import SimRun, run_simulation
 

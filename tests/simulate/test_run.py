@@ -17,8 +17,8 @@ from obsflow.models.level1 import read_uncal
 from obsflow.profiles import load_profile
 from obsflow.simulate.cosmic_rays import ReadoutTiming
 from obsflow.simulate.detector import DetectorModel, realize_detector
-from obsflow.simulate.packetize import rows_per_packet
 from obsflow.simulate.refs import REFTYPES
+from obsflow.telemetry import rows_per_packet
 
 from .conftest import SMALLSAT_OPTIONS, SimRun, run_simulation
 

@@ -46,7 +46,7 @@ from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
 from obsflow.models.provenance import FileUse, Provenance
 from obsflow.profiles import Profile
-from obsflow.telemetry import HEADER_SIZE
+from obsflow.telemetry import CRC_SIZE, HEADER_SIZE, decode_science
 
 __all__ = ["INGEST_RUN", "Assembled", "assemble_exposure", "current_level1_version",
            "due_exposures", "scatter_ranges"]
@@ -68,14 +68,18 @@ def scatter_ranges(out: np.ndarray, buffer: np.ndarray, ranges: np.ndarray,
     ranges : (R, 4) int
         ``first``, ``last``, byte ``offset`` of packet ``first``, packet ``size``.
     pixels_per_packet : int
-        P, big-endian uint16 pixels in each payload.
+        P, pixels in each science payload (``rows_per_packet * nx``).
+
+    Raises
+    ------
+    ValueError
+        A packet's payload is not P pixels long.
     """
-    nbytes = 2 * pixels_per_packet
     for first, last, offset, size in np.asarray(ranges, np.int64):
         n = int(last - first + 1)
-        block = buffer[offset:offset + n * size].reshape(n, size)[:, HEADER_SIZE:HEADER_SIZE + nbytes]
+        payloads = buffer[offset:offset + n * size].reshape(n, size)[:, HEADER_SIZE:size - CRC_SIZE]
         out[first * pixels_per_packet:(last + 1) * pixels_per_packet] = (
-            block.view(">u2").reshape(-1))
+            decode_science(payloads, pixels_per_packet).reshape(-1))
 
 
 @dataclass(frozen=True)

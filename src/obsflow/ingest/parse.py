@@ -9,7 +9,7 @@ import numpy as np
 from obsflow.ingest.ledger import FileContent
 from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation_log_rows
 from obsflow.profiles import Profile
-from obsflow.telemetry import continuity, decode
+from obsflow.telemetry import PayloadKind, apid_kinds, continuity, decode
 
 __all__ = ["parse_file"]
 
@@ -44,13 +44,14 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
                          f"({'; '.join(s.reason for s in table.skipped[:3])})")
     content = FileContent(packets=len(table), crc_failures=int((~table.crc_ok).sum()),
                           skipped_bytes=sum(s.nbytes for s in table.skipped))
-    science = profile.science_apids()
+    kinds = apid_kinds(profile)
     for apid, packets in table.split_by_apid().items():
         content.continuity.append(_continuity(int(apid), packets.seq_count[packets.crc_ok]))
-        if apid in science:
+        carries = kinds.get(apid)
+        if carries is PayloadKind.SCIENCE:
             content.science[apid] = packets
-        elif apid == profile.apids.housekeeping:
+        elif carries is PayloadKind.OBSERVATION_LOG:
             content.obslog = observation_log_rows(packets)
-        elif apid == profile.apids.engineering:
+        elif carries is PayloadKind.ENGINEERING:
             content.engineering = engineering_rows(packets, profile)
     return content

@@ -6,7 +6,6 @@ writes them.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -14,7 +13,7 @@ from astropy.table import Table
 
 from obsflow.models.missiontime import mjd_utc
 from obsflow.profiles import Profile
-from obsflow.telemetry import PacketTable
+from obsflow.telemetry import PacketTable, decode_engineering, decode_obslog
 
 __all__ = ["engineering_rows", "ephemeris_rows", "observation_log_rows"]
 
@@ -22,28 +21,25 @@ _EPHEM_COLUMNS = ("mjd_utc", "x_km", "y_km", "z_km", "vx_km_s", "vy_km_s", "vz_k
 
 
 def observation_log_rows(packets: PacketTable) -> list[dict[str, Any]]:
-    """Decode the JSON records of CRC-good housekeeping packets.
+    """Decode the observation-log records of CRC-good housekeeping packets.
 
     Returns dicts with ``exposure_id``, ``apid``, ``status``,
     ``packets_expected``, ``rows_per_packet`` and ``meta`` (the ExposureMeta
-    fields).  A record that is not valid JSON raises ``ValueError`` naming
-    the packet's byte offset.
+    fields).  A malformed record (:func:`~obsflow.telemetry.decode_obslog`)
+    raises ``ValueError`` naming the packet's byte offset.
     """
     rows = []
     for i in np.flatnonzero(packets.crc_ok):
         try:
-            record = json.loads(packets.payload(int(i)).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            record = decode_obslog(packets.payload(int(i)))
+        except ValueError as exc:
             raise ValueError(f"{packets.source}: byte offset {int(packets.offset[i])}: "
-                             f"observation-log record is not JSON: {exc}") from exc
-        if record.get("record") != "exposure":
+                             f"{exc}") from exc
+        if record is None:
             continue
-        meta = {k: v for k, v in record.items()
-                if k not in ("record", "apid", "packets_expected", "rows_per_packet")}
-        rows.append({"exposure_id": int(record["exposure_id"]), "apid": int(record["apid"]),
-                     "status": str(record["status"]),
-                     "packets_expected": int(record["packets_expected"]),
-                     "rows_per_packet": int(record["rows_per_packet"]), "meta": meta})
+        rows.append({"exposure_id": record.exposure_id, "apid": record.apid,
+                     "status": record.status, "packets_expected": record.packets_expected,
+                     "rows_per_packet": record.rows_per_packet, "meta": dict(record.meta)})
     return rows
 
 
@@ -53,11 +49,10 @@ def engineering_rows(packets: PacketTable, profile: Profile) -> list[dict[str, A
     channels = profile.engineering.channels
     if not len(good):
         return []
-    payload = good.payloads()
-    if payload.shape[1] != 4 * len(channels):
-        raise ValueError(f"{packets.source}: engineering packets carry {payload.shape[1]} bytes, "
-                         f"expected {4 * len(channels)} (float32 x {len(channels)} channels)")
-    values = payload.view(">f4").astype(np.float64)
+    try:
+        values = decode_engineering(good.payloads(), channels)
+    except ValueError as exc:
+        raise ValueError(f"{packets.source}: {exc}") from exc
     mjd = mjd_utc(good.time_seconds(), profile.mission.time_epoch_tai)
     return [{"mjd_utc": float(t), "channel": ch, "value": float(v)}
             for t, row in zip(mjd, values, strict=True) for ch, v in zip(channels, row, strict=True)]

@@ -9,7 +9,6 @@ the packets end to end as a :class:`PacketStream`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,14 +16,19 @@ import numpy as np
 from obsflow.models.metadata import ExposureMeta
 from obsflow.telemetry import (
     MIN_PACKET_SIZE,
-    SECONDARY_HEADER_DTYPE,
     SEQUENCE_COUNT_MODULUS,
+    ObservationLogRecord,
+    encode_obslog,
     encode_packets,
+    encode_science,
     encode_variable_packets,
+    rows_per_packet,
+    science_header_fields,
+    science_packet_count,
+    secondary_headers,
 )
 
-__all__ = ["Batch", "PacketStream", "assemble", "obslog_record", "rows_per_packet",
-           "science_batch"]
+__all__ = ["Batch", "PacketStream", "assemble", "obslog_record", "science_batch"]
 
 
 @dataclass(frozen=True)
@@ -47,15 +51,9 @@ class Batch:
         return len(self.time)
 
     def secondary(self) -> np.ndarray:
-        sec = np.zeros(len(self), SECONDARY_HEADER_DTYPE)
-        sec["time_coarse"] = np.floor(self.time).astype(np.uint32)
-        sec["time_fine"] = np.minimum(
-            np.floor((self.time - np.floor(self.time)) * 65536), 65535).astype(np.uint16)
-        sec["exposure_id"] = self.exposure_id
-        sec["group"] = self.group
-        sec["row"] = self.row
-        sec["packet_index"] = self.packet_index
-        return sec
+        """(N,) secondary headers of the batch's packets."""
+        return secondary_headers(self.time, self.exposure_id, self.group, self.row,
+                                 self.packet_index)
 
 
 @dataclass(frozen=True)
@@ -91,41 +89,29 @@ class PacketStream:
         return np.concatenate(chunks)
 
 
-def rows_per_packet(nx: int, ny: int, target_payload_bytes: int) -> int:
-    """Largest divisor of ``ny`` whose rows fit in ``target_payload_bytes`` (at least 1)."""
-    best = 1
-    for r in range(1, ny + 1):
-        if ny % r == 0 and r * nx * 2 <= target_payload_bytes:
-            best = r
-    return best
-
-
 def obslog_record(meta: ExposureMeta, apid: int, target_payload_bytes: int) -> bytes:
-    """The observation-log JSON record of one planned product (housekeeping payload)."""
+    """The observation-log record of one planned product (housekeeping payload)."""
     rpp = rows_per_packet(meta.subsize1, meta.subsize2, target_payload_bytes)
-    expected = meta.nints * meta.ngroups * meta.subsize2 // rpp if meta.status == "executed" else 0
-    record = {"record": "exposure", "apid": apid, "packets_expected": expected,
-              "rows_per_packet": rpp, **meta.to_dict()}
-    return json.dumps(record, sort_keys=True).encode()
+    expected = (science_packet_count(meta.nints, meta.ngroups, meta.subsize2, rpp)
+                if meta.status == "executed" else 0)
+    return encode_obslog(ObservationLogRecord(apid, expected, rpp, meta.to_dict()))
 
 
 def science_batch(cube: np.ndarray, apid: int, exposure_id: int, group_times: np.ndarray,
                   target_payload_bytes: int) -> Batch:
     """Packets of one exposure's uint16 cube (nints, ngroups, ny, nx).
 
-    Each packet carries ``rows_per_packet`` whole rows of one group, pixels
-    big-endian; ``group`` in the secondary header is ``integration * ngroups
-    + group``; ``group_times`` (nints, ngroups) mission seconds of each group.
+    Payloads and header fields follow :mod:`obsflow.telemetry.payloads`
+    (whole rows of one group per packet); ``group_times`` (nints, ngroups)
+    mission seconds of each group, the time of its packets.
     """
     nints, ngroups, ny, nx = cube.shape
     rpp = rows_per_packet(nx, ny, target_payload_bytes)
-    per_group = ny // rpp
-    n = nints * ngroups * per_group
-    flat_group = np.repeat(np.arange(nints * ngroups), per_group)
-    payloads = cube.astype(">u2").view(np.uint8).reshape(n, rpp * nx * 2)
-    return Batch(apid, np.repeat(np.asarray(group_times, np.float64).ravel(), per_group),
-                 np.full(n, exposure_id), flat_group, np.tile(np.arange(per_group) * rpp,
-                 nints * ngroups), np.arange(n), payloads)
+    fields = science_header_fields(nints, ngroups, ny, rpp)
+    n = fields["packet_index"].size
+    times = np.repeat(np.asarray(group_times, np.float64).ravel(), ny // rpp)
+    return Batch(apid, times, np.full(n, exposure_id), fields["group"], fields["row"],
+                 fields["packet_index"], encode_science(cube, rpp))
 
 
 def assemble(batches: list[Batch], first_counts: dict[int, int]) -> PacketStream:

@@ -40,6 +40,7 @@ from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_reference_files
 from obsflow.simulate.sky import make_catalog, render_scene
 from obsflow.simulate.truth import write_truth
+from obsflow.telemetry import apid_kinds, encode_engineering
 
 __all__ = ["SimOptions", "SimResult", "simulate"]
 
@@ -170,7 +171,7 @@ def _catalogs(ctx: _Context, plan: Plan) -> dict[str, Table]:
 def _engineering_batch(ctx: _Context, t0: float, t1: float) -> tuple[Batch, Table]:
     times, values = engineering_samples(ctx.profile, t0, t1, ctx.rng(3))
     n = times.size
-    payloads = values.astype(">f4").view(np.uint8).reshape(n, -1)
+    payloads = encode_engineering(values, ctx.profile.engineering.channels)
     table = Table({"mjd_utc": mjd_utc(times, ctx.epoch), "mission_s": times})
     for k, name in enumerate(ctx.profile.engineering.channels):
         table[name] = values[:, k]
@@ -278,8 +279,7 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     t0 = float(mission_seconds(Time(plan.start_utc).mjd, ctx.epoch))
     eng, eng_table = _engineering_batch(ctx, t0, float(t_all.max()))
     batches += [eng, _obslog_batch(ctx, plan)]
-    counts = {a: int(ctx.rng(5, a).integers(0, 16384)) for a in
-              [*profile.science_apids(), profile.apids.engineering, profile.apids.housekeeping]}
+    counts = {a: int(ctx.rng(5, a).integers(0, 16384)) for a in apid_kinds(profile)}
     report("packets", 0, 1)
     stream = assemble(batches, counts)
     result.packets = len(stream)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from obsflow.profiles import Profile
-from obsflow.telemetry import continuity, decode_file
+from obsflow.telemetry import apid_kinds, continuity, decode_file
 
 __all__ = ["ApidSummary", "summarize_downlink"]
 
@@ -34,9 +34,8 @@ class ApidSummary:
 
 def summarize_downlink(folder: Path, profile: Profile) -> tuple[dict[int, ApidSummary], int, int]:
     """Per-APID summaries, total files and total skipped bytes of ``folder``."""
-    kinds = {a: f"science {d}" for a, (_, d) in profile.science_apids().items()}
-    kinds[profile.apids.engineering] = "engineering"
-    kinds[profile.apids.housekeeping] = "observation log"
+    kinds = {a: k.value for a, k in apid_kinds(profile).items()}
+    kinds |= {a: f"science {d}" for a, (_, d) in profile.science_apids().items()}
     summaries: dict[int, ApidSummary] = {}
     seqs: dict[int, list[np.ndarray]] = {}
     files = sorted(Path(folder).glob("*.ccsds"))

@@ -1,7 +1,9 @@
-"""CCSDS telemetry codec: encode and decode obsflow space packets.
+"""CCSDS telemetry codec: encode and decode obsflow space packets and their payloads.
 
 Packet layout, CRC and decoding rules are documented in ``docs/formats.md``
-(section "Packets"). Typical use::
+(section "Packets"); what each kind of packet carries (science pixels,
+engineering samples, observation-log records) is defined once in
+:mod:`obsflow.telemetry.payloads`. Typical use::
 
     from obsflow.telemetry import decode, continuity
 
@@ -27,9 +29,31 @@ from obsflow.telemetry.packets import (
     SECONDARY_HEADER_DTYPE,
     SECONDARY_HEADER_SIZE,
     SEQUENCE_COUNT_MODULUS,
+    TIME_FINE_PER_SECOND,
     encode_packets,
     encode_variable_packets,
+    join_time,
     packet_size,
+    secondary_headers,
+    split_time,
+)
+from obsflow.telemetry.payloads import (
+    OBSLOG_FIELDS,
+    OBSLOG_RECORD,
+    SCIENCE_PIXEL_DTYPE,
+    ObservationLogRecord,
+    PayloadKind,
+    apid_kinds,
+    decode_engineering,
+    decode_obslog,
+    decode_science,
+    encode_engineering,
+    encode_obslog,
+    encode_science,
+    engineering_dtype,
+    rows_per_packet,
+    science_header_fields,
+    science_packet_count,
 )
 from obsflow.telemetry.sequence import (
     SequenceContinuity,
@@ -49,18 +73,38 @@ __all__ = [
     "PRIMARY_HEADER_SIZE",
     "SECONDARY_HEADER_DTYPE",
     "SECONDARY_HEADER_SIZE",
+    "OBSLOG_FIELDS",
+    "OBSLOG_RECORD",
+    "SCIENCE_PIXEL_DTYPE",
     "SEQUENCE_COUNT_MODULUS",
+    "TIME_FINE_PER_SECOND",
+    "ObservationLogRecord",
     "PacketTable",
+    "PayloadKind",
     "SequenceContinuity",
     "SkippedRange",
+    "apid_kinds",
     "continuity",
     "crc16",
     "crc16_many",
     "decode",
+    "decode_engineering",
     "decode_file",
+    "decode_obslog",
+    "decode_science",
+    "encode_engineering",
+    "encode_obslog",
     "encode_packets",
+    "encode_science",
     "encode_variable_packets",
+    "engineering_dtype",
+    "join_time",
     "packet_size",
+    "rows_per_packet",
+    "science_header_fields",
+    "science_packet_count",
+    "secondary_headers",
     "sequence_gaps",
+    "split_time",
     "unwrap_sequence",
 ]

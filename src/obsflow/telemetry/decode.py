@@ -29,6 +29,7 @@ from obsflow.telemetry.packets import (
     MIN_PACKET_SIZE,
     PRIMARY_HEADER_SIZE,
     SECONDARY_HEADER_SIZE,
+    join_time,
 )
 
 __all__ = ["PacketTable", "SkippedRange", "decode", "decode_file"]
@@ -350,7 +351,7 @@ class PacketTable:
 
     def time_seconds(self) -> npt.NDArray[np.float64]:
         """(N,) float64 seconds since the mission epoch (TAI): coarse + fine / 65536."""
-        return self.time_coarse.astype(np.float64) + self.time_fine.astype(np.float64) / 65536.0
+        return join_time(self.time_coarse, self.time_fine)
 
 
 def _as_buffer(buf: bytes | bytearray | memoryview | np.ndarray) -> npt.NDArray[np.uint8]:

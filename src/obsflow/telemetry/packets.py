@@ -34,9 +34,13 @@ __all__ = [
     "SECONDARY_HEADER_DTYPE",
     "SECONDARY_HEADER_SIZE",
     "SEQUENCE_COUNT_MODULUS",
+    "TIME_FINE_PER_SECOND",
     "encode_packets",
     "encode_variable_packets",
+    "join_time",
     "packet_size",
+    "secondary_headers",
+    "split_time",
 ]
 
 PRIMARY_HEADER_SIZE = 6
@@ -90,6 +94,57 @@ HEADER_DTYPE = np.dtype(PRIMARY_HEADER_DTYPE.descr + SECONDARY_HEADER_DTYPE.desc
 assert PRIMARY_HEADER_DTYPE.itemsize == PRIMARY_HEADER_SIZE
 assert SECONDARY_HEADER_DTYPE.itemsize == SECONDARY_HEADER_SIZE
 assert HEADER_DTYPE.itemsize == HEADER_SIZE
+
+TIME_FINE_PER_SECOND = 65536
+"""``time_fine`` ticks per second (a tick is 2**-16 s)."""
+
+
+def split_time(seconds: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint16]]:
+    """Packet time fields of mission times.
+
+    Parameters
+    ----------
+    seconds : array_like
+        Mission seconds (TAI since the mission epoch), 0 <= t < 2**32.
+
+    Returns
+    -------
+    (time_coarse, time_fine)
+        uint32 whole seconds and uint16 ticks of 2**-16 s (rounded down),
+        each of the shape of ``seconds``.
+    """
+    t = np.asarray(seconds, dtype=np.float64)
+    if t.size and not (np.all(np.isfinite(t)) and t.min() >= 0 and t.max() < 2.0**32):
+        raise ValueError("time: expected mission seconds in 0 .. 2**32")
+    whole = np.floor(t)
+    fine = np.minimum(np.floor((t - whole) * TIME_FINE_PER_SECOND), TIME_FINE_PER_SECOND - 1)
+    return whole.astype(np.uint32), fine.astype(np.uint16)
+
+
+def join_time(coarse: npt.ArrayLike, fine: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Mission seconds (TAI) of packet time fields: ``coarse + fine / 65536``."""
+    return (np.asarray(coarse).astype(np.float64)
+            + np.asarray(fine).astype(np.float64) / TIME_FINE_PER_SECOND)
+
+
+def secondary_headers(time: npt.ArrayLike, exposure_id: npt.ArrayLike, group: npt.ArrayLike,
+                      row: npt.ArrayLike, packet_index: npt.ArrayLike) -> npt.NDArray[np.void]:
+    """(N,) SECONDARY_HEADER_DTYPE records from mission seconds and the integer fields.
+
+    ``time`` (N,) mission seconds is split by :func:`split_time`; the other
+    fields are (N,) or scalars, stored as they are (what each means for each
+    kind of packet is in :mod:`obsflow.telemetry.payloads`).
+    """
+    coarse, fine = split_time(time)
+    sec = np.zeros(coarse.size, SECONDARY_HEADER_DTYPE)
+    sec["time_coarse"] = coarse.reshape(-1)
+    sec["time_fine"] = fine.reshape(-1)
+    sec["exposure_id"] = exposure_id
+    sec["group"] = group
+    sec["row"] = row
+    sec["packet_index"] = packet_index
+    return sec
+
 
 _PACKET_ID_BASE = 0x0800  # version 0, type 0 (TM), secondary header flag 1
 _SEQ_FLAGS_UNSEGMENTED = 0xC000
