@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 
 from obsflow.calibrate import corrections as cor
 from obsflow.calibrate.image import ImageArrays, apply_flat, apply_photom, estimate_background
@@ -28,6 +27,7 @@ from obsflow.calibrate.refpix import (
 )
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
+from obsflow.models.reffiles import read_photom, read_reference_array
 from obsflow.profiles import Instrument
 from obsflow.refdata.validate import RefRecord
 
@@ -84,17 +84,11 @@ class Work:
         return self._arrays[reftype]
 
     def _read_ref(self, reftype: str) -> np.ndarray:
-        rec = self.refs[reftype]
-        with fits.open(rec.path, memmap=False) as hdul:
-            ext = {"MASK": "DQ", "LINEARITY": "COEFFS"}.get(reftype, "SCI")
-            arr = np.asarray(hdul[ext].data)
-        if reftype == "LINEARITY" and arr.ndim == 1:
-            return arr
-        if rec.subarray == "FULL" and self.meta.subarray != "FULL":
-            m = self.meta
-            arr = arr[..., m.substrt2 - 1:m.substrt2 - 1 + m.subsize2,
-                      m.substrt1 - 1:m.substrt1 - 1 + m.subsize1]
-        return arr
+        rec, m = self.refs[reftype], self.meta
+        window = None
+        if rec.subarray == "FULL" and m.subarray != "FULL":
+            window = (m.substrt1, m.substrt2, m.subsize1, m.subsize2)
+        return read_reference_array(rec.path, reftype, window)
 
 
 @dataclass(frozen=True)
@@ -179,12 +173,8 @@ def _flat_field(w: Work, p: dict[str, Any]) -> str:
 
 def _photom(w: Work, p: dict[str, Any]) -> str:
     assert w.image is not None
-    with fits.open(w.refs["PHOTOM"].path, memmap=False) as hdul:
-        table = hdul["PHOTOM"].data
-        rows = [r for r in table if str(r["FILTER"]).strip() == w.meta.filter]
-    if not rows:
-        raise ValueError(f"PHOTOM {w.refs['PHOTOM'].name} has no row for filter {w.meta.filter}")
-    photmjsr = float(rows[0]["PHOTMJSR"])
+    rec = w.refs["PHOTOM"]
+    photmjsr = read_photom(rec.path).photmjsr_for(w.meta.filter, rec.name)
     w.image = apply_photom(w.image, photmjsr)
     w.header["PHOTMJSR"] = (photmjsr, "[MJy/sr / (DN/s)] flux conversion applied")
     w.header["BUNIT"] = "MJy/sr"

@@ -1,0 +1,364 @@
+"""Reference-file layout, defined once: one writer, one reader, one layout check.
+
+A reference file is a FITS file with two HDUs:
+
+PRIMARY
+    no data; keywords :data:`REQUIRED_KEYWORDS` (REFTYPE, TELESCOP, INSTRUME,
+    DETECTOR, USEAFTER as ISO UTC) and the optional selectors FILTER
+    (required for FLAT), READPATT (default ``ANY``) and SUBARRAY (default
+    ``FULL``), then PEDIGREE, AUTHOR, DESCRIP, BUNIT (see :class:`RefHeader`).
+data extension
+    named by :data:`REFTYPES` (reftype -> extension), holding
+    :data:`LAYOUTS`' element type:
+
+    ========== ====== ========== ==============================================
+    REFTYPE    EXTNAME dtype      content
+    ========== ====== ========== ==============================================
+    SUPERBIAS  SCI    float32    (ny, nx) mean reset level, DN
+    DARK       SCI    float32    (ny, nx) dark rate, DN/s
+    GAIN       SCI    float32    (ny, nx) e-/DN
+    READNOISE  SCI    float32    (ny, nx) single-read noise, DN
+    SATURATION SCI    float32    (ny, nx) raw saturation level, DN
+    FLAT       SCI    float32    (ny, nx) response, dimensionless
+    MASK       DQ     uint32     (ny, nx) JWST DQ bits
+    LINEARITY  COEFFS float64    (ncoeffs,) or (ncoeffs, ny, nx): linear DN =
+                                 sum_k COEFFS[k] * measured**k (bias-subtracted)
+    PHOTOM     PHOTOM table      :data:`PHOTOM_COLUMNS`, one row per filter
+    ========== ====== ========== ==============================================
+
+``(ny, nx)`` is the detector (SUBARRAY FULL) or the named subarray.
+:func:`write_reference_file` writes this layout (atomically, with checksums);
+:func:`read_reference_array` and :func:`read_photom` read it;
+:func:`check_layout` checks a file against it from headers alone.  Whether a
+file fits an observatory profile is :mod:`obsflow.refdata.validate`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from astropy.io import fits
+
+from obsflow.exceptions import ReferenceFileError
+from obsflow.fileio import write_fits
+
+__all__ = [
+    "ANY",
+    "LAYOUTS",
+    "PHOTOM_COLUMNS",
+    "PHOTOM_REQUIRED",
+    "REFTYPES",
+    "REQUIRED_KEYWORDS",
+    "PhotomTable",
+    "RefHeader",
+    "RefLayout",
+    "check_layout",
+    "layout_of",
+    "open_reference",
+    "read_photom",
+    "read_reference_array",
+    "write_reference_file",
+]
+
+ANY = "ANY"
+"""FILTER / READPATT value of a file that applies to every filter / readout pattern."""
+
+REQUIRED_KEYWORDS = ("REFTYPE", "TELESCOP", "INSTRUME", "DETECTOR", "USEAFTER")
+"""Primary keywords every reference file must have."""
+
+
+@dataclass(frozen=True)
+class RefLayout:
+    """The data extension of one reference type.
+
+    Attributes
+    ----------
+    extension : str
+        EXTNAME of the data HDU.
+    dtype : numpy.dtype or None
+        Element type of the array (None for the PHOTOM table).
+    coefficients : bool
+        True when the array is (ncoeffs,) or (ncoeffs, ny, nx) polynomial
+        coefficients rather than one (ny, nx) image.
+    """
+
+    extension: str
+    dtype: np.dtype | None
+    coefficients: bool = False
+
+
+_IMAGE = RefLayout("SCI", np.dtype(np.float32))
+
+LAYOUTS: Mapping[str, RefLayout] = MappingProxyType({
+    "SUPERBIAS": _IMAGE, "DARK": _IMAGE, "GAIN": _IMAGE, "READNOISE": _IMAGE,
+    "SATURATION": _IMAGE, "FLAT": _IMAGE, "MASK": RefLayout("DQ", np.dtype(np.uint32)),
+    "LINEARITY": RefLayout("COEFFS", np.dtype(np.float64), coefficients=True),
+    "PHOTOM": RefLayout("PHOTOM", None),
+})
+"""Every known REFTYPE and its data extension."""
+
+REFTYPES: Mapping[str, str] = MappingProxyType({k: v.extension for k, v in LAYOUTS.items()})
+"""REFTYPE -> name of the extension holding its data."""
+
+PHOTOM_COLUMNS = (("FILTER", "16A"), ("PHOTMJSR", "D"), ("UNCERTAINTY", "D"), ("PIVOT_UM", "D"))
+"""PHOTOM table columns and FITS formats: filter name, MJy/sr per DN/s, its
+uncertainty (same unit), pivot wavelength (micron)."""
+
+PHOTOM_REQUIRED = ("FILTER", "PHOTMJSR")
+"""PHOTOM columns a reader needs."""
+
+
+def layout_of(reftype: str, source: str | Path) -> RefLayout:
+    """The layout of ``reftype``; ReferenceFileError naming ``source`` and the allowed types."""
+    if reftype not in LAYOUTS:
+        raise ReferenceFileError(f"{source}: unknown REFTYPE {reftype!r}; allowed: "
+                                 f"{', '.join(sorted(LAYOUTS))}")
+    return LAYOUTS[reftype]
+
+
+def _check_photom_columns(names: Sequence[str], source: str | Path) -> None:
+    if not set(PHOTOM_REQUIRED) <= set(names):
+        raise ReferenceFileError(f"{source}: PHOTOM table needs "
+                                 f"{' and '.join(PHOTOM_REQUIRED)} columns")
+
+
+@dataclass(frozen=True)
+class RefHeader:
+    """Primary keywords of a reference file, written in this order.
+
+    ``filter`` and ``readpatt`` are written only when set (after BUNIT);
+    ``extra`` cards (keyword, value) follow them, e.g. ``("NOISETYP", "SINGLE")``.
+    """
+
+    reftype: str
+    telescope: str
+    instrument: str
+    detector: str
+    useafter: str
+    subarray: str = "FULL"
+    pedigree: str = ""
+    author: str = ""
+    descrip: str = ""
+    bunit: str = ""
+    filter: str | None = None
+    readpatt: str | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def to_fits(self) -> fits.Header:
+        """The primary header cards."""
+        h = fits.Header()
+        h["REFTYPE"] = self.reftype.upper()
+        h["TELESCOP"] = self.telescope
+        h["INSTRUME"] = self.instrument
+        h["DETECTOR"] = self.detector
+        h["SUBARRAY"] = self.subarray
+        h["USEAFTER"] = (self.useafter, "use for data taken after this UTC time")
+        h["PEDIGREE"] = self.pedigree
+        h["AUTHOR"] = self.author
+        h["DESCRIP"] = self.descrip
+        h["BUNIT"] = self.bunit
+        for key, value in (("FILTER", self.filter), ("READPATT", self.readpatt), *self.extra):
+            if value is not None:
+                h[key] = value
+        return h
+
+
+@dataclass(frozen=True)
+class PhotomTable:
+    """The PHOTOM table: per-filter flux conversion.
+
+    Attributes
+    ----------
+    filter : tuple of str
+        Filter names (N,).
+    photmjsr, uncertainty : numpy.ndarray
+        (N,) float64, MJy/sr per DN/s.
+    pivot_um : numpy.ndarray
+        (N,) float64 pivot wavelength, micron.
+    """
+
+    filter: tuple[str, ...]
+    photmjsr: npt.NDArray[np.float64]
+    uncertainty: npt.NDArray[np.float64]
+    pivot_um: npt.NDArray[np.float64]
+
+    def photmjsr_for(self, filter_name: str, source: str = "PHOTOM") -> float:
+        """PHOTMJSR of the first row for ``filter_name``; ReferenceFileError if none."""
+        for name, value in zip(self.filter, self.photmjsr, strict=True):
+            if name == filter_name:
+                return float(value)
+        raise ReferenceFileError(f"PHOTOM {source} has no row for filter {filter_name}")
+
+    def to_hdu(self) -> fits.BinTableHDU:
+        """The PHOTOM extension."""
+        arrays = (list(self.filter), self.photmjsr, self.uncertainty, self.pivot_um)
+        return fits.BinTableHDU.from_columns(
+            [fits.Column(name, fmt, array=a) for (name, fmt), a in zip(PHOTOM_COLUMNS, arrays,
+                                                                       strict=True)],
+            name=LAYOUTS["PHOTOM"].extension)
+
+
+def _data_hdu(reftype: str, data: npt.ArrayLike | PhotomTable,
+              source: str | Path) -> fits.hdu.base.ExtensionHDU:
+    """The data extension of ``reftype`` holding ``data``, checked against the layout."""
+    layout = LAYOUTS[reftype]
+    if layout.dtype is None:
+        if not isinstance(data, PhotomTable):
+            raise ReferenceFileError(f"{source}: {reftype} data must be a PhotomTable, got "
+                                     f"{type(data).__name__}")
+        return data.to_hdu()
+    if isinstance(data, PhotomTable):
+        raise ReferenceFileError(f"{source}: {reftype} data must be an array, not a PhotomTable")
+    arr = np.asarray(data)
+    ndims = (1, 3) if layout.coefficients else (2,)
+    if arr.ndim not in ndims:
+        raise ReferenceFileError(f"{source}: {reftype} {layout.extension} must have "
+                                 f"{' or '.join(map(str, ndims))} dimensions, got shape "
+                                 f"{arr.shape}")
+    if not np.can_cast(arr.dtype, layout.dtype, "same_kind"):
+        raise ReferenceFileError(f"{source}: {reftype} {layout.extension} must be "
+                                 f"{layout.dtype}, got {arr.dtype}")
+    return fits.ImageHDU(arr.astype(layout.dtype, copy=False), name=layout.extension)
+
+
+def write_reference_file(path: Path, header: RefHeader,
+                         data: npt.ArrayLike | PhotomTable) -> Path:
+    """Write one reference file in the layout above (atomically, with FITS checksums).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Where to write it.
+    header : RefHeader
+        Primary keywords; ``header.reftype`` picks the layout.
+    data : array_like or PhotomTable
+        The data: an image (ny, nx), LINEARITY coefficients (ncoeffs,) or
+        (ncoeffs, ny, nx), or a PhotomTable for PHOTOM; arrays are stored
+        with the layout's dtype.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    ReferenceFileError
+        Unknown REFTYPE, or data of the wrong kind, dimensions or dtype.
+    """
+    reftype = header.reftype.upper()
+    layout_of(reftype, path)
+    hdul = fits.HDUList([fits.PrimaryHDU(header=header.to_fits()), _data_hdu(reftype, data, path)])
+    return write_fits(hdul, Path(path))
+
+
+def _data_shape(hdu: Any) -> tuple[int, ...]:
+    """Shape of an image HDU from its header (numpy order), without reading the data."""
+    naxis = int(hdu.header.get("NAXIS", 0))
+    return tuple(int(hdu.header[f"NAXIS{k}"]) for k in range(naxis, 0, -1))
+
+
+def check_layout(hdul: fits.HDUList, reftype: str, shape: tuple[int, int],
+                 source: str | Path) -> None:
+    """Check the data extension of an open reference file from its headers alone.
+
+    Parameters
+    ----------
+    hdul : astropy.io.fits.HDUList
+        The open file.
+    reftype : str
+        A key of :data:`LAYOUTS`.
+    shape : (int, int)
+        (ny, nx) an image must have (detector or subarray).
+    source : str or pathlib.Path
+        Name used in error messages.
+
+    Raises
+    ------
+    ReferenceFileError
+        Extension missing or empty, PHOTOM columns missing, or a wrong shape.
+    """
+    layout = LAYOUTS[reftype]
+    ext = layout.extension
+    if ext not in hdul:
+        raise ReferenceFileError(f"{source}: {reftype} needs a {ext} extension")
+    hdu = hdul[ext]
+    if layout.dtype is None:
+        _check_photom_columns(hdu.columns.names, source)
+        return
+    dshape = _data_shape(hdu)
+    if not dshape or 0 in dshape:
+        raise ReferenceFileError(f"{source}: {ext} extension is empty")
+    if layout.coefficients:
+        if len(dshape) == 1 or (len(dshape) == 3 and dshape[1:] == shape):
+            return
+        raise ReferenceFileError(f"{source}: {ext} must be (ncoeffs,) or (ncoeffs, {shape[0]}, "
+                                 f"{shape[1]}), got {dshape}")
+    if dshape != shape:
+        raise ReferenceFileError(f"{source}: {ext} shape {dshape} != expected {shape}")
+
+
+def open_reference(path: Path) -> fits.HDUList:
+    """Open a reference file (data read into memory); ReferenceFileError if it is not FITS."""
+    try:
+        return fits.open(path, memmap=False)
+    except (OSError, ValueError) as exc:
+        raise ReferenceFileError(f"{path}: not a readable FITS file ({exc})") from exc
+
+
+def _extension(hdul: fits.HDUList, reftype: str, path: Path) -> Any:
+    ext = layout_of(reftype, path).extension
+    if ext not in hdul:
+        raise ReferenceFileError(f"{path}: {reftype} needs a {ext} extension")
+    return hdul[ext]
+
+
+def read_reference_array(path: Path, reftype: str,
+                         window: Sequence[int] | None = None) -> np.ndarray:
+    """The data array of an image or coefficient reference file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file.
+    reftype : str
+        Its REFTYPE (not PHOTOM: see :func:`read_photom`).
+    window : (substrt1, substrt2, subsize1, subsize2), optional
+        1-based FITS subarray window (SUBSTRT1/2, SUBSIZE1/2) to cut from a
+        full-frame file's per-pixel array; coefficient vectors (ncoeffs,)
+        come back whole.
+
+    Returns
+    -------
+    numpy.ndarray
+        As stored (e.g. (ny, nx) float32, (ncoeffs,) float64), or its window.
+    """
+    if layout_of(reftype, path).dtype is None:
+        raise ReferenceFileError(f"{path}: {reftype} is a table; use read_photom")
+    with open_reference(path) as hdul:
+        arr = np.asarray(_extension(hdul, reftype, path).data)
+    if window is None or arr.ndim < 2:
+        return arr
+    x0, y0, nx, ny = (int(v) for v in window)
+    return arr[..., y0 - 1:y0 - 1 + ny, x0 - 1:x0 - 1 + nx]
+
+
+def read_photom(path: Path) -> PhotomTable:
+    """The PHOTOM table of a reference file (UNCERTAINTY and PIVOT_UM are NaN when absent)."""
+    with open_reference(path) as hdul:
+        table = _extension(hdul, "PHOTOM", path).data
+        names = table.columns.names
+        _check_photom_columns(names, path)
+
+        def column(name: str) -> npt.NDArray[np.float64]:
+            if name in names:
+                return np.asarray(table[name], np.float64)
+            return np.full(len(table), np.nan)
+
+        return PhotomTable(tuple(str(f).strip() for f in table["FILTER"]), column("PHOTMJSR"),
+                           column("UNCERTAINTY"), column("PIVOT_UM"))
