@@ -256,8 +256,12 @@ def _simulation_table(result: SimResult) -> Table:
 @click.option("--dumps", default=3, show_default=True, type=click.IntRange(min=1),
               help="Recorder dumps (files) to cut the stream into.")
 @click.option("--level1", is_flag=True, help="Also write the Level-1 _uncal.fits products.")
+@click.option("--dark-error", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Deliver an early dark measured with this error (DN/s) in refs/ and the "
+                   "better dark in refs_update/ (a reprocessing exercise).")
 def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,
-                 subarray: str, faults: str, dumps: int, level1: bool) -> None:
+                 subarray: str, faults: str, dumps: int, level1: bool,
+                 dark_error: float) -> None:
     """Run the virtual observatory and write a downlink with its truth.
 
     Same options and seed give byte-identical files.
@@ -267,7 +271,8 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
     from obsflow.simulate.run import SimOptions
 
     options = SimOptions(seed=seed, profile=profile, exposures=exposures, hours=hours,
-                         subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1)
+                         subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1,
+                         dark_error=dark_error)
     result = _run_simulation(out, options)
     _console().print(_simulation_table(result))
 

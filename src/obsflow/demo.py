@@ -9,7 +9,9 @@
    chain (ingest -> calibrate -> register in the archive) until idle, with
    progress; show what is still missing;
 5. drop the retransmission dump and run again;
-6. print the archive's address and serve it on 127.0.0.1:8000 (unless
+6. print the reprocessing exercise (the simulator delivered an early dark
+   measured with an error; the better one waits in ``simulation/refs_update``)
+   and the archive's address, and serve it on 127.0.0.1:8000 (unless
    ``serve`` is False).
 """
 
@@ -42,6 +44,9 @@ __all__ = ["DEMO_SUBARRAY_WIDTH", "run_demo"]
 
 DEMO_SUBARRAY_WIDTH = 320
 """The demo observes on the profile's subarray closest to this width (pixels)."""
+
+DEMO_DARK_ERROR = 0.1
+"""Error of the early dark the demo's first reference delivery holds, DN/s (mean)."""
 
 
 def _drop(files: list[Path], incoming: Path) -> None:
@@ -130,6 +135,19 @@ def _archive_table(cfg: SiteConfig) -> Table:
     return table
 
 
+def _print_reprocessing_tour(console: Console, cfg: SiteConfig, sim: Path) -> None:
+    site = f"--site {cfg.root}"
+    console.rule("next: reprocessing")
+    console.print(
+        "The first dark the calibration team delivered was measured through a light leak "
+        f"(+{DEMO_DARK_ERROR} DN/s): every rate is too low.  The remeasured dark is in "
+        f"{sim / 'refs_update'}.  Deliver it and reprocess exactly what it changes:\n"
+        f"  obsflow refs deliver {site} {sim / 'refs_update'}/*.fits\n"
+        f"  obsflow reprocess plan {site}\n"
+        f"  obsflow reprocess run {site} --name better-dark\n"
+        f"  obsflow truth-residuals {site} --truth {sim / 'truth'}", soft_wrap=True)
+
+
 def _serve(cfg: SiteConfig) -> None:
     from obsflow.archive.cli import serve
 
@@ -146,7 +164,7 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     sub = min(profile.instruments[0].subarrays,
               key=lambda s: abs(s.nx - DEMO_SUBARRAY_WIDTH)).name
     options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
-                         faults=parse_faults("all"))
+                         faults=parse_faults("all"), dark_error=DEMO_DARK_ERROR)
     result = simulate_with_progress(root / "simulation", options)
     new_refs = _deliver_refs(cfg, result.out / "refs")
     _record_programs(cfg, result.out / "truth" / "plan.json")
@@ -160,6 +178,7 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     summary = _run_chain(cfg, console, "retransmission: ingest -> calibrate -> archive")
     console.print(_archive_table(cfg))
     seconds = time.perf_counter() - started
+    _print_reprocessing_tour(console, cfg, result.out)
     url = f"http://{cfg.server.host}:{cfg.server.port}/"
     console.print(f"demo chain done in {seconds:.1f} s "
                   f"({summary.total('failed')} failed jobs; `obsflow jobs` lists them all)")

@@ -12,14 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from obsflow.calibrate import corrections as cor
 from obsflow.calibrate.image import ImageArrays, apply_flat, apply_photom, estimate_background
-from obsflow.calibrate.jumps import JumpOptions, detect_jumps
-from obsflow.calibrate.ramps import RampFit, fit_ramps
 from obsflow.calibrate.refpix import (
     correct_reference_pixels_inplace,
     correction_variance,
@@ -30,6 +28,9 @@ from obsflow.models.pointing import detector_wcs
 from obsflow.models.reffiles import read_photom, read_reference_array
 from obsflow.profiles import Instrument
 from obsflow.refdata.validate import RefRecord
+
+if TYPE_CHECKING:  # the compiled kernels load when a step runs, not when recipes are read
+    from obsflow.calibrate.ramps import RampFit
 
 __all__ = ["QUANTIZATION_VAR", "STEPS", "StepSpec", "Work"]
 
@@ -146,6 +147,8 @@ def _dark(w: Work, p: dict[str, Any]) -> str:
 
 def _jump(w: Work, p: dict[str, Any]) -> str:
     assert w.groupdq is not None
+    from obsflow.calibrate.jumps import JumpOptions, detect_jumps
+
     opts = JumpOptions(**{k: v for k, v in p.items() if k != "threshold"})
     w.groupdq = detect_jumps(w.data, w.groupdq, read_noise=w.read_noise(),
                              gain=w.ref("GAIN"), nframes=w.meta.nframes,
@@ -155,6 +158,8 @@ def _jump(w: Work, p: dict[str, Any]) -> str:
 
 
 def _ramp_fit(w: Work, p: dict[str, Any]) -> str:
+    from obsflow.calibrate.ramps import fit_ramps
+
     assert w.groupdq is not None and w.pixeldq is not None
     m = w.meta
     w.fit = fit_ramps(w.data, w.groupdq, read_noise=w.read_noise(), gain=w.ref("GAIN"),

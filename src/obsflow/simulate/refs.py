@@ -6,6 +6,12 @@ one reference-file writer (:func:`obsflow.models.reffiles.write_reference_file`,
 which defines the layout: keywords, extensions, dtypes).  Headers say
 SUBARRAY 'FULL', PEDIGREE 'SIMULATION', AUTHOR 'obsflow simulate'.  Arrays
 are full frame; a subarray product uses the window at SUBSTRT1/2.
+
+An early-mission delivery can be simulated (``dark_error`` > 0): the dark is
+then "measured with errors" (:func:`dark_measurement_error`, an additive
+gradient across the detector), and :func:`write_dark_update` writes the
+better dark delivered later (the true one, ``..._dark_0002.fits``, same
+USEAFTER: as the later delivery it supersedes the first).
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from obsflow.models.reffiles import PhotomTable, RefHeader, write_reference_file
 from obsflow.profiles import Instrument, Profile
 from obsflow.simulate.detector import DetectorModel
 
-__all__ = ["inverse_linearity", "photmjsr", "write_reference_files"]
+__all__ = ["dark_measurement_error", "inverse_linearity", "photmjsr", "write_dark_update",
+           "write_reference_files"]
 
 _ARCSEC_PER_RAD = 206264.80624709636
 
@@ -38,23 +45,63 @@ def photmjsr(zeropoint_ab: float, gain: float, scale_arcsec: float) -> float:
     return gain * 3631.0e-6 * 10 ** (-0.4 * zeropoint_ab) / omega
 
 
-def write_reference_files(folder: Path, profile: Profile, inst: Instrument,
-                          model: DetectorModel, useafter: str) -> list[Path]:
-    """Write every reference type for one detector; returns the paths written."""
+def dark_measurement_error(shape: tuple[int, int], mean_dn_s: float) -> np.ndarray:
+    """The error of an early-mission dark: a gradient from 0.5x to 1.5x ``mean_dn_s``, DN/s.
+
+    Additive, smooth across the columns, as a dark measured through a light
+    leak would be: rates calibrated with it come out too low by this much.
+    """
+    ny, nx = shape
+    ramp = np.linspace(0.5, 1.5, nx, dtype=np.float32) * np.float32(mean_dn_s)
+    return np.broadcast_to(ramp[None, :], (ny, nx)).astype(np.float32)
+
+
+def _stem(profile: Profile, model: DetectorModel) -> str:
+    return f"{profile.mission.telescope.lower()}_{model.spec.name.lower()}"
+
+
+def _header(profile: Profile, inst: Instrument, model: DetectorModel, reftype: str,
+            useafter: str, **keywords: Any) -> RefHeader:
+    return RefHeader(reftype.upper(), profile.mission.telescope, inst.name, model.spec.name,
+                     useafter, author="obsflow simulate", **keywords)
+
+
+def write_dark_update(folder: Path, profile: Profile, inst: Instrument, model: DetectorModel,
+                      useafter: str) -> Path:
+    """The better dark delivered after an early one: the true dark, ``_0002``, same USEAFTER."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{profile.mission.telescope.lower()}_{model.spec.name.lower()}"
+    header = _header(profile, inst, model, "dark", useafter, pedigree="SIMULATION",
+                     descrip="dark current rate incl. hot pixels (remeasured)", bunit="DN/s")
+    return write_reference_file(folder / f"{_stem(profile, model)}_dark_0002.fits", header,
+                                model.dark_e_s / model.gain)
+
+
+def write_reference_files(folder: Path, profile: Profile, inst: Instrument,
+                          model: DetectorModel, useafter: str,
+                          dark_error: float = 0.0) -> list[Path]:
+    """Write every reference type for one detector; returns the paths written.
+
+    ``dark_error`` > 0 makes the dark an early, flawed measurement (DN/s, the
+    mean of :func:`dark_measurement_error`).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = _stem(profile, model)
     out: list[Path] = []
 
     def write(reftype: str, data: Any, descrip: str, bunit: str, suffix: str = "",
               **keywords: Any) -> None:
-        header = RefHeader(reftype.upper(), profile.mission.telescope, inst.name, model.spec.name,
-                           useafter, pedigree="SIMULATION", author="obsflow simulate",
-                           descrip=descrip, bunit=bunit, **keywords)
+        header = _header(profile, inst, model, reftype, useafter, pedigree="SIMULATION",
+                         descrip=descrip, bunit=bunit, **keywords)
         out.append(write_reference_file(folder / f"{stem}_{reftype}{suffix}_0001.fits", header,
                                         data))
 
     write("superbias", model.superbias, "mean reset level", "DN")
-    write("dark", model.dark_e_s / model.gain, "dark current rate incl. hot pixels", "DN/s")
+    dark = model.dark_e_s / model.gain
+    if dark_error > 0:
+        write("dark", dark + dark_measurement_error(dark.shape, dark_error),
+              "dark current rate, early measurement (light leak)", "DN/s")
+    else:
+        write("dark", dark, "dark current rate incl. hot pixels", "DN/s")
     write("gain", model.gain, "gain", "electrons/DN")
     write("readnoise", model.read_noise_dn, "single-read noise", "DN",
           extra=(("NOISETYP", "SINGLE"),))

@@ -37,7 +37,7 @@ from obsflow.simulate.packetize import (
 )
 from obsflow.simulate.plan import Plan, PlanOptions, make_plan, resolve_subarray
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
-from obsflow.simulate.refs import write_reference_files
+from obsflow.simulate.refs import write_dark_update, write_reference_files
 from obsflow.simulate.sky import make_catalog, render_scene
 from obsflow.simulate.truth import write_truth
 from obsflow.telemetry import apid_kinds, encode_engineering
@@ -59,6 +59,9 @@ class SimOptions:
     faults: frozenset[str] = frozenset()
     dumps: int = 3
     level1: bool = False
+    dark_error: float = 0.0
+    """> 0: ``refs/`` holds an early dark measured with this error (DN/s, mean) and
+    ``refs_update/`` the better dark delivered later (see :mod:`obsflow.simulate.refs`)."""
 
 
 @dataclass
@@ -265,8 +268,11 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     useafter = Time(Time(plan.start_utc).mjd - 30, format="mjd").isot
     for k, det in enumerate(used):
         report("reference files", k, len(used))
-        write_reference_files(out / "refs", profile, inst, ctx.detector(det),
-                              useafter=f"{useafter[:10]}T00:00:00")
+        start = f"{useafter[:10]}T00:00:00"
+        write_reference_files(out / "refs", profile, inst, ctx.detector(det), useafter=start,
+                              dark_error=options.dark_error)
+        if options.dark_error > 0:
+            write_dark_update(out / "refs_update", profile, inst, ctx.detector(det), start)
     report("reference files", len(used), len(used))
     catalogs = _catalogs(ctx, plan)
     executed = [m for m in plan.exposures if m.status == "executed"]
