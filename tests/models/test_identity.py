@@ -106,3 +106,20 @@ def test_provenance_table_written_to_disk_is_whole(tmp_path: Path) -> None:
         hdul["PROVENANCE"].header["PROVLEN"] += 1
         with pytest.raises(ProductFileError, match="p.fits: PROVENANCE holds .* PROVLEN says"):
             Provenance.from_hdu(hdul["PROVENANCE"], path.name)
+
+
+def test_summary_keywords_keep_long_file_names_whole() -> None:
+    """A registry's stored names are long: the value stays whole, the comment gives way
+    (the suite turns astropy's 'comment will be truncated' warning into an error)."""
+    long_name = "obsflow-w_wra1_saturation_0001_20261130T133809_5a9e19a8.fits"
+    prov = Provenance("prompt", "0.1.0", "image", 2,
+                      references=(RefFileUse("SATURATION", long_name, "a" * 64),
+                                  RefFileUse("GAIN", "g.fits", "b" * 64)),
+                      steps=(StepRecord("jump", "SKIPPED: by request", {}),))
+    header = fits.Header()
+    prov.write_keywords(header)
+    text = header.tostring()
+    assert header["R_SATURA"] == long_name and header.comments["R_SATURA"] == ""
+    assert header.comments["R_GAIN"] == "GAIN reference file"
+    assert (header["RECIPE"], header["REFCTX"], header["S_JUMP"]) == ("image", 2, "SKIPPED")
+    assert len(text) % 80 == 0

@@ -170,12 +170,25 @@ class Provenance:
             raise ProductFileError(f"{name or 'product'}: PROVENANCE is not valid: {exc}") from exc
 
     def write_keywords(self, header: fits.Header) -> None:
-        """Short summary keywords for ds9 users: RECIPE, CRDS-like R_<TYPE>, S_<STEP>, REFCTX."""
+        """Short summary keywords for ds9 users: RECIPE, CRDS-like R_<TYPE>, S_<STEP>, REFCTX.
+
+        A comment that would not fit on the card beside its value is left out
+        (the value, e.g. a long reference file name, is never cut).
+        """
         if self.recipe:
-            header["RECIPE"] = (self.recipe, "calibration recipe")
+            _card(header, "RECIPE", self.recipe, "calibration recipe")
         if self.context is not None:
-            header["REFCTX"] = (self.context, "reference context number")
+            _card(header, "REFCTX", self.context, "reference context number")
         for step in self.steps:
-            header[f"S_{step.name[:6].upper()}"] = (step.status.split(":")[0], f"step {step.name}")
+            _card(header, f"S_{step.name[:6].upper()}", step.status.split(":")[0],
+                  f"step {step.name}")
         for ref in self.references:
-            header[f"R_{ref.reftype[:6].upper()}"] = (ref.name, f"{ref.reftype} reference file")
+            _card(header, f"R_{ref.reftype[:6].upper()}", ref.name, f"{ref.reftype} reference file")
+
+
+def _card(header: fits.Header, key: str, value: Any, comment: str) -> None:
+    """Set ``key`` with ``comment`` when the card has room for it, else without."""
+    field = (f"'{value.replace(chr(39), chr(39) * 2):<8}'" if isinstance(value, str)
+             else str(value))
+    fits_on_card = 10 + max(20, len(field)) + 3 + len(comment) <= 80  # "KEY     = " ... " / "
+    header[key] = (value, comment) if fits_on_card else value
