@@ -5,7 +5,10 @@ decides which products get previews and writes them to the store.
 A 2-D ``SCI`` image is shown as is; a 4-D ramp cube (Level 1) as the last
 group minus the first of integration 0 (the signal collected in between).
 Images are flipped so that north-up FITS images look north-up on screen
-(FITS row 1 is the bottom row).
+(FITS row 1 is the bottom row).  An image larger than :data:`PREVIEW_SIZE`
+is block-averaged down by an integer factor first (a full-frame 2048x2048
+product previews at 1024x1024): the FITS file is the data, a preview is for
+the eye, and rendering it stays a small part of registering a product.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import numpy as np
 from astropy.visualization import AsinhStretch, PercentileInterval
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "THUMB_SIZE", "Rendered", "composite_rgb", "preview_array",
-           "render_previews", "stretch"]
+__all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "THUMB_SIZE", "Rendered",
+           "block_mean", "composite_rgb", "preview_array", "render_previews", "stretch"]
+
+PREVIEW_SIZE = 1024
+"""Longest side of a PNG/JPEG preview at most, pixels (larger images are block-averaged)."""
 
 THUMB_SIZE = 256
 """Longest side of a thumbnail, pixels."""
@@ -53,6 +59,28 @@ def preview_array(sci: np.ndarray) -> np.ndarray:
     raise ValueError(f"cannot preview a SCI array of shape {sci.shape}: expected 2-D or 4-D")
 
 
+def block_mean(image: np.ndarray, max_side: int = PREVIEW_SIZE) -> np.ndarray:
+    """``image`` averaged over square blocks so that its longest side is at most ``max_side``.
+
+    The block size is the smallest integer that fits; rows and columns left
+    over at the top and right edges are dropped.  Non-finite pixels are left
+    out of their block's mean (a block with none finite is NaN).  An image
+    that already fits is returned as is.
+    """
+    factor = -(-max(image.shape) // max_side)
+    if factor <= 1:
+        return image
+    ny, nx = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    shape = (ny // factor, factor, nx // factor, factor)
+    crop = image[:ny, :nx]
+    finite = np.isfinite(crop)
+    if finite.all():  # the usual case: one pass of sums, innermost axis first
+        return np.asarray(crop.reshape(shape).sum(axis=3).sum(axis=1) / factor**2, np.float64)
+    sums = np.where(finite, crop, 0.0).reshape(shape).sum(axis=3).sum(axis=1)
+    counts = finite.reshape(shape).sum(axis=3).sum(axis=1)
+    return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
+
+
 def stretch(image: np.ndarray) -> np.ndarray:
     """Percentile-clipped asinh stretch to 0..255 uint8 (NaNs become 0)."""
     finite = np.isfinite(image)
@@ -67,7 +95,7 @@ def stretch(image: np.ndarray) -> np.ndarray:
 def _encode(image: Image.Image, fmt: str) -> bytes:
     buffer = io.BytesIO()
     if fmt == "PNG":
-        image.save(buffer, format="PNG", optimize=True)
+        image.save(buffer, format="PNG")
     else:
         image.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
@@ -84,7 +112,7 @@ def _encode_all(image: Image.Image) -> list[Rendered]:
 
 def render_previews(sci: np.ndarray) -> list[Rendered]:
     """PNG, JPEG and thumbnail (JPEG) of a SCI array."""
-    pixels = stretch(preview_array(sci))[::-1]
+    pixels = stretch(block_mean(preview_array(sci)))[::-1]
     return _encode_all(Image.fromarray(np.ascontiguousarray(pixels)))
 
 
@@ -92,6 +120,7 @@ def composite_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> list[
     """Colour composite (PNG, JPEG, thumbnail) of three 2-D images, cropped to a common size."""
     ny = min(a.shape[0] for a in (red, green, blue))
     nx = min(a.shape[1] for a in (red, green, blue))
-    planes = [stretch(np.asarray(a, np.float64)[:ny, :nx])[::-1] for a in (red, green, blue)]
+    planes = [stretch(block_mean(np.asarray(a, np.float64)[:ny, :nx]))[::-1]
+              for a in (red, green, blue)]
     image = Image.fromarray(np.ascontiguousarray(np.stack(planes, axis=-1)))
     return _encode_all(image)
