@@ -97,3 +97,31 @@ def test_worker_killed_mid_job_is_retried_and_finished_once(
     products = archive_products(cfg)
     assert len(products) == len(set(products)) == n * len(ARCHIVED_KINDS)
     assert {version for _, _, version in products} == {1}
+
+
+def test_a_campaign_runs_on_the_dask_cluster(
+        tmp_path: Path, downlink: SimResult, cluster: tuple[str, list[int]]) -> None:
+    """Reprocessing goes through the same job layer: its items run on the Dask workers."""
+    from obsflow.orchestrate.worker import policy_of
+    from obsflow.reprocess.campaign import campaign_status, start_campaign
+    from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
+
+    address, pids = cluster
+    cfg = _dask_site(tmp_path, downlink, address)
+    assert run_site(cfg).total("failed") == 0
+    engine = make_engine(cfg.database_url)
+    try:
+        plan = plan_reprocessing(engine, PlanCriteria(recipe="image", kind="cal"))
+        name = start_campaign(engine, plan, policy_of(cfg), name="on-dask")
+        assert run_site(cfg).total("failed") == 0
+        status = campaign_status(engine, name)
+    finally:
+        engine.dispose()
+    n = executed(downlink)
+    assert status.state == "done" and status.counts == {"done": n}
+    cluster_pids = {p for pid in pids for p in [pid, *(
+        c.pid for c in psutil.Process(pid).children(recursive=True))]}
+    workers = {int(a.worker.rpartition(":")[2]) for j in jobs_of(cfg) if j.kind == "reprocess"
+               for a in attempts_of(cfg, j.id)}
+    assert workers and workers <= cluster_pids  # ran in the cluster's worker processes
+    assert sorted(v for _, k, v in archive_products(cfg) if k == "cal") == [1] * n + [2] * n
