@@ -42,7 +42,7 @@ def main() -> None:
 
     from sqlalchemy import select
     from sqlalchemy.orm import Session
-    from tests.reprocess.conftest import make_site
+    from tests.orchestrate.conftest import make_site
 
     from obsflow.db import make_engine
     from obsflow.orchestrate import run_site

@@ -102,7 +102,7 @@ def _check_sample(engine: object, plan: object, new: int, sample: int) -> None:
 def bench_campaign(exposures: int) -> None:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
-    from tests.reprocess.conftest import make_site
+    from tests.orchestrate.conftest import make_site
 
     from obsflow.archive.schema import Product
     from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product

@@ -24,7 +24,7 @@ from obsflow.demo import _deliver_refs
 from obsflow.orchestrate.jobs import transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.simulate.run import SimOptions, SimResult, simulate
-from obsflow.site import init_site
+from obsflow.site import init_site, open_site
 
 SIM_OPTIONS = SimOptions(seed=5, profile="webb_like", exposures=6, subarray="SUB64", dumps=2)
 
@@ -40,18 +40,23 @@ def executed(result: SimResult) -> int:
     return sum(e.status == "executed" for e in result.plan.exposures)
 
 
-def make_site(root: Path, sim: SimResult, **executor: Any) -> SiteConfig:
+def make_site(root: Path, sim: SimResult, database_url: str | None = None,
+              **executor: Any) -> SiteConfig:
     """A site at ``root`` with the simulator's refs delivered and its dumps in incoming.
 
     Ingest does not wait for files to settle; retries wait 0.2 s; ``executor``
-    overrides ``[executor]`` keys.
+    overrides ``[executor]`` keys; ``database_url`` puts the catalog there
+    (default: the site's SQLite file).
     """
     init_site(root, profile="webb_like", env={})
     path = root / "obsflow.toml"
     data = tomllib.loads(path.read_text())
     data["ingest"]["settle_seconds"] = 0.0
     data["executor"].update({"workers": 2, "retry_backoff_seconds": 0.2, **executor})
+    if database_url is not None:
+        data.setdefault("database", {})["url"] = database_url
     path.write_text(tomli_w.dumps(data))
+    open_site(root, env={})  # the schema on that database
     cfg = load_config(root, env={})
     _deliver_refs(cfg, sim.out / "refs")
     for name in sim.downlink_files:

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomli_w
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tests.orchestrate.conftest import downlink  # noqa: F401  (the shared downlink fixture)
+from tests.orchestrate.conftest import (
+    downlink,  # noqa: F401  (the shared downlink fixture)
+    make_site,
+)
 
 from obsflow.archive.schema import Exposure, Product
-from obsflow.config import SiteConfig, load_config
+from obsflow.config import SiteConfig
 from obsflow.db import make_engine
-from obsflow.demo import _deliver_refs
 from obsflow.orchestrate import run_site
 from obsflow.simulate.run import SimResult
-from obsflow.site import init_site, open_site
-
-
-def make_site(root: Path, sim: SimResult, db_url: str | None = None) -> SiteConfig:
-    """A site on ``db_url`` (default its SQLite file) with refs delivered, downlink in incoming."""
-    init_site(root, profile="webb_like", env={})
-    path = root / "obsflow.toml"
-    data = tomllib.loads(path.read_text())
-    data["ingest"]["settle_seconds"] = 0.0
-    data["executor"].update({"workers": 2, "retry_backoff_seconds": 0.2})
-    if db_url is not None:
-        data.setdefault("database", {})["url"] = db_url
-    path.write_text(tomli_w.dumps(data))
-    open_site(root, env={})  # creates the schema on that database
-    cfg = load_config(root, env={})
-    _deliver_refs(cfg, sim.out / "refs")
-    for name in sim.downlink_files:
-        shutil.copyfile(sim.out / "downlink" / name, cfg.incoming_dir / name)
-    return cfg
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from tests.orchestrate.conftest import make_site
 
 from obsflow.archive.schema import Product
 from obsflow.cli import main
@@ -24,8 +25,6 @@ from obsflow.orchestrate import run_site
 from obsflow.simulate.refs import dark_measurement_error
 from obsflow.simulate.residuals import site_residuals
 from obsflow.simulate.run import SimOptions, SimResult, simulate
-
-from .conftest import make_site
 
 DARK_ERROR = 0.5  # DN/s: well above the ~0.05 DN/s offset one short SUB64 exposure's median has
 
