@@ -50,7 +50,7 @@ from obsflow.refdata.select import best_reference
 from obsflow.refdata.validate import RefRecord
 
 __all__ = ["CalibratedProduct", "CalibrationOptions", "Placement", "Recipe", "RefSource", "calibrate_product",
-           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside"]
+           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside", "in_runs"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +239,11 @@ def _write_outputs(work: Work, made: _Made, steps: list[StepRecord], place: Plac
 def beside(folder: Path) -> Placement:
     """A placement writing ``<folder>/<basename>_<kind>.fits`` (the CLI's flat layout)."""
     return lambda ref: Path(folder) / ref.filename
+
+
+def in_runs(products_dir: Path) -> Placement:
+    """A placement writing each product at its run's place, ``<products_dir>/<ref.relpath()>``."""
+    return lambda ref: Path(products_dir) / ref.relpath()
 
 
 @dataclass(frozen=True)

@@ -171,7 +171,7 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 
 def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.archive.register import register_outputs
-    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product
+    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product, in_runs
     from obsflow.ingest import current_level1_version
     from obsflow.refdata.registry import SiteRefs
 
@@ -182,7 +182,7 @@ def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     started = time.perf_counter()
     register_outputs(archive_of(ctx), [level1])  # the input first: outputs link to it
     registered = time.perf_counter()
-    options = CalibrationOptions(run=PROMPT_RUN, place=lambda ref: cfg.products_dir / ref.relpath())
+    options = CalibrationOptions(run=PROMPT_RUN, place=in_runs(cfg.products_dir))
     written = calibrate_product(level1.path, SiteRefs(cfg.database_url, cfg.refs_dir),
                                 cfg.load_profile(), options)
     children = [register_spec(registration_inputs(

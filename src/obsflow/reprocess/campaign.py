@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
@@ -202,8 +202,8 @@ def _changes(engine: Engine, cfg: SiteConfig, replaces: dict[str, int],
 
 def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     """The ``reprocess`` job: remake one exposure's planned products (module docstring)."""
-    from obsflow.archive.register import register_outputs
-    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product
+    from obsflow.archive.register import Registration, register_outputs
+    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product, in_runs
     from obsflow.orchestrate.handlers import Result, archive_of, registration_of
     from obsflow.refdata.registry import SiteRefs
 
@@ -213,8 +213,7 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
         return Result({"skipped": f"campaign {campaign_state}, item {item_state}"})
     started = time.perf_counter()
     source = registration_of(cfg, inputs["source"])
-    options = CalibrationOptions(run=str(inputs["run"]),
-                                 place=lambda ref: cfg.products_dir / ref.relpath())
+    options = CalibrationOptions(run=str(inputs["run"]), place=in_runs(cfg.products_dir))
     written = calibrate_product(source.path, SiteRefs(cfg.database_url, cfg.refs_dir,
                                                       inputs["context"]),
                                 cfg.load_profile(), options)
@@ -228,19 +227,12 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
         _finish_item(engine, item_id, "cancelled", {})
         return Result({"cancelled": True})
     change = _changes(engine, cfg, inputs["replaces"], wanted)
-    records = register_outputs(archive_of(ctx), [registration_of(cfg, _inputs_of(p))
-                                                 for p in wanted.values()])
+    records = register_outputs(archive_of(ctx), [
+        Registration(p.path, p.ref, p.provenance, p.sha256, p.size) for p in wanted.values()])
     outputs = {"products": [r.product_id for r in records], "change": change,
                "seconds": round(time.perf_counter() - started, 3)}
     _finish_item(engine, item_id, "done", outputs)
     return Result(outputs)
-
-
-def _inputs_of(product: Any) -> dict[str, Any]:
-    from obsflow.orchestrate.handlers import registration_inputs
-
-    return registration_inputs(product.ref, product.ref.relpath(), product.sha256, product.size,
-                               product.provenance)
 
 
 # -- status, cancel, retry ------------------------------------------------------------------------
@@ -330,9 +322,3 @@ def retry_campaign(engine: Engine, name: str, policy: RetryPolicy) -> int:
     for job_id in ids:
         retry(engine, job_id, policy)
     return len(ids)
-
-
-def campaign_count(engine: Engine) -> int:
-    """How many campaigns the site has had."""
-    with Session(engine) as session:
-        return int(session.scalar(select(func.count()).select_from(Campaign)) or 0)
