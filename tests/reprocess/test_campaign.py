@@ -228,3 +228,35 @@ def test_campaign_items_become_htcondor_nodes(processed_sqlite: SiteConfig) -> N
     finally:
         engine.dispose()
     assert sum(p.run == name for p in current(cfg).values()) == 1
+
+
+def test_item_killed_after_registering_is_not_remade(processed_sqlite: SiteConfig) -> None:
+    """An item whose outputs are registered but not yet marked done (a kill in between)
+    records them when run again and leaves their files untouched."""
+    from sqlalchemy import update
+
+    from obsflow.orchestrate.handlers import JobContext, run_handler
+    from obsflow.orchestrate.tables import Job
+    from obsflow.reprocess.tables import CampaignItem
+
+    cfg = processed_sqlite
+    engine = make_engine(cfg.database_url)
+    try:
+        plan = plan_reprocessing(engine, PlanCriteria(recipe="image", kind="rate"))
+        name = start_campaign(engine, plan, policy_of(cfg), name="resume")
+        assert run_site(cfg).total("failed") == 0
+        made = {k: p for k, p in current(cfg).items() if p.run == name}
+        stamps = {k: (cfg.products_dir / p.path).stat().st_mtime_ns for k, p in made.items()}
+        with Session(engine) as session, session.begin():
+            item = session.scalars(select(CampaignItem).limit(1)).one()
+            session.execute(update(CampaignItem).where(CampaignItem.id == item.id)
+                            .values(state="pending"))
+            inputs = session.get(Job, item.job_id).inputs  # type: ignore[union-attr]
+        result = run_handler("reprocess", JobContext(cfg, engine), inputs)
+        assert result.outputs["resumed"] is True and len(result.outputs["products"]) == 1
+        assert campaign_status(engine, name).counts == {"done": len(made)}
+    finally:
+        engine.dispose()
+    versions = all_versions(cfg)
+    assert len(versions) == len(set(versions)) and max(v for _, _, v, _ in versions) == 2
+    assert {k: (cfg.products_dir / p.path).stat().st_mtime_ns for k, p in made.items()} == stamps

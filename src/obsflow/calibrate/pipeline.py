@@ -50,7 +50,7 @@ from obsflow.refdata.select import best_reference
 from obsflow.refdata.validate import RefRecord
 
 __all__ = ["CalibratedProduct", "CalibrationOptions", "Placement", "Recipe", "RefSource", "calibrate_product",
-           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside", "in_runs"]
+           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside", "in_runs", "output_ref"]
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ class _Made:
 
     def ref(self, kind: str, meta: ExposureMeta) -> ProductRef:
         """The output of ``kind``: its UUID follows from the run and the input's identity."""
-        origin = self.inputs[0].uuid if self.inputs else self.input_files[0].sha256
-        return ProductRef.derived(kind, meta.data_id, self.run, origin)
+        if self.inputs:
+            return output_ref(kind, self.inputs[0], self.run)
+        return ProductRef.derived(kind, meta.data_id, self.run, self.input_files[0].sha256)
 
 
 def _made(recipe: Recipe, level1: Level1, path: Path, refs: dict[str, RefRecord],
@@ -234,6 +235,12 @@ def _write_outputs(work: Work, made: _Made, steps: list[StepRecord], place: Plac
                        work.header, wcs=work.wcs)
         out.append(_output(ref, write_cal(place(ref), cal), prov2))
     return out
+
+
+def output_ref(kind: str, source: ProductRef, run: str) -> ProductRef:
+    """The reference of the ``kind`` product :func:`calibrate_product` makes from the
+    catalogued Level-1 product ``source`` in ``run`` (known before calibrating)."""
+    return ProductRef.derived(kind, source.data_id, run, source.uuid)
 
 
 def beside(folder: Path) -> Placement:

@@ -192,6 +192,13 @@ def _sci_change(old_path: Any, new_path: Any) -> dict[str, float]:
             "median_abs_change": float(np.median(np.abs(diff)))}
 
 
+def _registered(engine: Engine, uuids: list[str]) -> list[str] | None:
+    """Product ids of ``uuids`` when every one is registered, else None."""
+    with Session(engine) as session:
+        found = session.scalars(select(Product.product_id).where(Product.uuid.in_(uuids))).all()
+    return list(found) if len(found) == len(uuids) else None
+
+
 def _changes(engine: Engine, cfg: SiteConfig, replaces: dict[str, int],
              written: dict[str, Any]) -> dict[str, dict[str, float]]:
     with Session(engine) as session:
@@ -203,7 +210,12 @@ def _changes(engine: Engine, cfg: SiteConfig, replaces: dict[str, int],
 def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     """The ``reprocess`` job: remake one exposure's planned products (module docstring)."""
     from obsflow.archive.register import Registration, register_outputs
-    from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product, in_runs
+    from obsflow.calibrate.pipeline import (
+        CalibrationOptions,
+        calibrate_product,
+        in_runs,
+        output_ref,
+    )
     from obsflow.orchestrate.handlers import Result, archive_of, registration_of
     from obsflow.refdata.registry import SiteRefs
 
@@ -213,6 +225,11 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
         return Result({"skipped": f"campaign {campaign_state}, item {item_state}"})
     started = time.perf_counter()
     source = registration_of(cfg, inputs["source"])
+    done = _registered(engine, [output_ref(kind, source.ref, str(inputs["run"])).uuid
+                                for kind in inputs["kinds"]])
+    if done is not None:  # killed after registering them: never remake registered files
+        _finish_item(engine, item_id, "done", {"products": done, "resumed": True})
+        return Result({"products": done, "resumed": True})
     options = CalibrationOptions(run=str(inputs["run"]), place=in_runs(cfg.products_dir))
     written = calibrate_product(source.path, SiteRefs(cfg.database_url, cfg.refs_dir,
                                                       inputs["context"]),
