@@ -8,6 +8,14 @@ The hierarchy::
     ├── UnknownOptionError(ValueError) an option outside its allowed values (lists them)
     ├── PacketError(ValueError)       malformed CCSDS stream (file, byte offset, what)
     │   └── TruncatedPacketError      a packet runs past the end of the data
+    ├── TelemetryError(ValueError)    values that cannot be packed into (or read from) packets
+    │   └── TelemetryTypeError(TypeError)  an array of the wrong dtype for a packet field
+    ├── RawFileError(ValueError)      a downlinked file obsflow cannot read (names the file)
+    ├── IngestError(RuntimeError)     the ingest ledger cannot do what was asked
+    │   └── ExposureNotFoundError(LookupError)  no ledger row or observation log for an exposure
+    ├── DataModelError(ValueError)    a product's arrays or keywords are inconsistent
+    ├── CalibrationError(ValueError)  inputs a calibration step cannot work on
+    ├── SimulationError(ValueError)   simulator options that contradict each other
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
     │   └── ContextNotFoundError(LookupError)  no context with that number (names the range)
@@ -17,11 +25,16 @@ The hierarchy::
     │   ├── ProductFileError(ValueError)       a file that cannot be registered (what is missing)
     │   ├── ChecksumMismatchError              stored bytes differ from the recorded sha256
     │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
+    │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
+    │   ├── SearchParameterError(ValueError)   a bad field in a web search form
     │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
-    └── OrchestrateError(RuntimeError) the job layer cannot do what was asked
-        ├── JobNotFoundError(LookupError)      no job with that id
-        ├── JobStateError                      the job's state does not allow it
-        └── ExecutorError                      an executor cannot start (no scheduler, no schedd)
+    ├── OrchestrateError(RuntimeError) the job layer cannot do what was asked
+    │   ├── JobNotFoundError(LookupError)      no job with that id
+    │   ├── JobStateError                      the job's state does not allow it
+    │   └── ExecutorError                      an executor cannot start (no scheduler, no schedd)
+    └── CampaignError(LookupError)    no such reprocessing campaign, or one that cannot do it
+
+Each error has exactly one import path: ``from obsflow.exceptions import ...``.
 
 The archive's HTTP layer maps its errors to 404, 400, 503 and 401.
 
@@ -36,6 +49,17 @@ from collections.abc import Iterable
 __all__ = [
     "ArchiveError",
     "AuthenticationError",
+    "CalibrationError",
+    "CampaignError",
+    "DataModelError",
+    "ExposureNotFoundError",
+    "IngestError",
+    "RangeNotSatisfiableError",
+    "RawFileError",
+    "SearchParameterError",
+    "SimulationError",
+    "TelemetryError",
+    "TelemetryTypeError",
     "ChecksumMismatchError",
     "ConfigError",
     "ExecutorError",
@@ -103,6 +127,38 @@ class TruncatedPacketError(PacketError):
     """A packet's length field points past the end of the stream."""
 
 
+class TelemetryError(ObsflowError, ValueError):
+    """Values that cannot be packed into packets or read back (field ranges, payload layouts)."""
+
+
+class TelemetryTypeError(TelemetryError, TypeError):
+    """An array handed to the packet code has the wrong dtype (the message names the field)."""
+
+
+class RawFileError(ObsflowError, ValueError):
+    """A downlinked raw file obsflow cannot read; the message names the file and what was expected."""
+
+
+class IngestError(ObsflowError, RuntimeError):
+    """The ingest ledger cannot do what was asked."""
+
+
+class ExposureNotFoundError(IngestError, LookupError):
+    """An exposure with no ledger row or observation-log record."""
+
+
+class DataModelError(ObsflowError, ValueError):
+    """A data product's arrays, keywords or identity fields are missing or inconsistent."""
+
+
+class CalibrationError(ObsflowError, ValueError):
+    """Inputs a calibration step cannot work on (shapes, readout timing, no usable pixel)."""
+
+
+class SimulationError(ObsflowError, ValueError):
+    """Simulator options that cannot be honoured together."""
+
+
 class ReferenceFileError(ObsflowError, ValueError):
     """A reference file is unreadable, incomplete or does not fit the profile."""
 
@@ -139,6 +195,14 @@ class AuthenticationError(ArchiveError, PermissionError):
     """Unknown, expired or malformed credentials."""
 
 
+class RangeNotSatisfiableError(ArchiveError, ValueError):
+    """A Range header that selects no byte of the file (answered 416)."""
+
+
+class SearchParameterError(ArchiveError, ValueError):
+    """A web search form field the archive cannot use (answered 400 with the message)."""
+
+
 class VOQueryError(ArchiveError, ValueError):
     """A Virtual Observatory request the archive cannot answer: bad parameter or ADQL.
 
@@ -164,3 +228,7 @@ class JobStateError(OrchestrateError):
 
 class ExecutorError(OrchestrateError):
     """An executor cannot start: no Dask scheduler at the address, bad settings, ..."""
+
+
+class CampaignError(ObsflowError, LookupError):
+    """No such reprocessing campaign, or a campaign that cannot do what was asked."""

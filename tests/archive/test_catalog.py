@@ -15,14 +15,13 @@ from sqlalchemy import insert, inspect, select
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.context import Archive
-from obsflow.archive.errors import ProductFileError, ProductNotFoundError
 from obsflow.archive.policy import ANONYMOUS, Viewer, add_months, release_date
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.schema import HPX_ORDER, Composite, Exposure, Product, Program, Run
 from obsflow.archive.search import Cone, SearchQuery, get_product, search_products
 from obsflow.archive.sky import healpix_index, unit_vector
 from obsflow.db import Base
-from obsflow.exceptions import UnknownOptionError
+from obsflow.exceptions import ProductFileError, ProductNotFoundError, UnknownOptionError
 from obsflow.migrations import VERSION_TABLE, current_revision, head_revision, init_schema
 from obsflow.simulate.run import SimOptions, simulate
 

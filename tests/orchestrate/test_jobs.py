@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from obsflow.db import make_engine
+from obsflow.exceptions import JobNotFoundError, JobStateError
 from obsflow.migrations import init_schema
-from obsflow.orchestrate.errors import JobNotFoundError, JobStateError
 from obsflow.orchestrate.jobs import (
     JobSpec,
     RetryPolicy,

@@ -9,7 +9,12 @@ import pytest
 from sqlalchemy import func, select
 from tests.refdata.factories import Registry, meta, variant
 
-from obsflow.exceptions import ContextNotFoundError, ObsflowError, RefContextError
+from obsflow.exceptions import (
+    ContextNotFoundError,
+    ObsflowError,
+    RefContextError,
+    ReferenceFileError,
+)
 from obsflow.refdata.contexts import (
     BACKFILL_DESCRIPTION,
     list_contexts,
@@ -22,7 +27,6 @@ from obsflow.refdata.contexts import (
 from obsflow.refdata.registry import SiteRefs, deliver
 from obsflow.refdata.select import RULES_VERSION, best_reference
 from obsflow.refdata.tables import RefContextFile, RefContextRow, ReferenceFile
-from obsflow.refdata.validate import ReferenceFileError
 
 
 def _three_deliveries(registry: Registry, base_refs: dict[str, Path],

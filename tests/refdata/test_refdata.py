@@ -11,10 +11,10 @@ from astropy.io import fits
 from click.testing import CliRunner
 
 from obsflow.cli import main
+from obsflow.exceptions import ReferenceFileError
 from obsflow.models.metadata import ExposureMeta
 from obsflow.profiles import load_profile
 from obsflow.refdata import RefRecord, best_reference, read_record
-from obsflow.refdata.validate import ReferenceFileError
 from obsflow.simulate.detector import realize_detector
 from obsflow.simulate.refs import write_reference_files
 from obsflow.site import init_site

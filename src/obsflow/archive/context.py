@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from obsflow.archive.errors import ArchiveError
 from obsflow.archive.store import ProductStore
 from obsflow.db import make_engine
+from obsflow.exceptions import ArchiveError
 from obsflow.migrations import init_schema
 from obsflow.profiles import Profile
 

@@ -20,6 +20,8 @@ import numpy as np
 from astropy.visualization import AsinhStretch, PercentileInterval
 from PIL import Image
 
+from obsflow.exceptions import ProductFileError
+
 __all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "THUMB_SIZE", "Rendered",
            "block_mean", "composite_rgb", "preview_array", "render_previews", "stretch"]
 
@@ -57,7 +59,7 @@ def preview_array(sci: np.ndarray) -> np.ndarray:
     if sci.ndim == 4 and sci.shape[1] >= 1:
         cube = np.asarray(sci[0], dtype=np.float64)
         return cube[-1] - cube[0]
-    raise ValueError(f"cannot preview a SCI array of shape {sci.shape}: expected 2-D or 4-D")
+    raise ProductFileError(f"cannot preview a SCI array of shape {sci.shape}: expected 2-D or 4-D")
 
 
 def block_mean(image: np.ndarray, max_side: int = PREVIEW_SIZE) -> np.ndarray:

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 from obsflow import __version__
 from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
-from obsflow.archive.errors import ArchiveError, ProductFileError
 from obsflow.archive.policy import release_date, utcnow
 from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
 from obsflow.archive.schema import (
@@ -52,7 +51,7 @@ from obsflow.archive.schema import (
 )
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
 from obsflow.config import SiteConfig
-from obsflow.exceptions import UnknownOptionError
+from obsflow.exceptions import ArchiveError, ProductFileError, UnknownOptionError
 from obsflow.fileio import sha256_file
 from obsflow.models.identity import PRODUCT_KINDS, ProductRef
 from obsflow.models.metadata import ExposureMeta
@@ -437,7 +436,8 @@ _CONFLICT_RETRIES = 5
 def _commit_all(archive: Archive, settings: ArchiveSettings, staged: list[_Staged],
                 now: datetime | None) -> list[ProductRecord]:
     """One transaction for every staged product, retried on a concurrent-insert conflict."""
-    for attempt in range(_CONFLICT_RETRIES):
+    attempt = 0
+    while True:
         try:
             with archive.session() as session, session.begin():
                 return [_commit_one(session, settings, item, now) for item in staged]
@@ -446,9 +446,9 @@ def _commit_all(archive: Archive, settings: ArchiveSettings, staged: list[_Stage
             # moment (or held SQLite's write lock): its rows are committed now, so
             # the next attempt sees them
             transient = isinstance(exc, IntegrityError) or "locked" in str(exc)
-            if not transient or attempt == _CONFLICT_RETRIES - 1:
+            attempt += 1
+            if not transient or attempt == _CONFLICT_RETRIES:
                 raise
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _refresh_composites(archive: Archive, settings: ArchiveSettings,

@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from obsflow.archive.errors import ProductNotFoundError
 from obsflow.archive.policy import Viewer, visible_clause
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
 from obsflow.archive.sky import cone_clause
+from obsflow.exceptions import ProductNotFoundError
 from obsflow.models.provenance import Provenance
 
 __all__ = [

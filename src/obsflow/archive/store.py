@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import fsspec
 
-from obsflow.archive.errors import ArchiveError, ChecksumMismatchError
+from obsflow.exceptions import ArchiveError, ChecksumMismatchError
 from obsflow.fileio import atomic_path, sha256_file
 
 __all__ = ["ProductStore"]

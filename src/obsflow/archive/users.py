@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from obsflow.archive.errors import ArchiveError, AuthenticationError
 from obsflow.archive.policy import ANONYMOUS, Viewer, utcnow
 from obsflow.archive.schema import ApiToken, Program, ProgramMember, User
+from obsflow.exceptions import ArchiveError, AuthenticationError
 
 __all__ = [
     "SESSION_COOKIE",

@@ -7,6 +7,7 @@ import functools
 import numpy as np
 from numba import njit
 
+from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
 __all__ = ["DNU_U8", "JUMP_U8", "MAX_NETWORK", "SAT_U8", "as_pixel_map", "median_of", "nan_median_sorted", "select_inplace",
@@ -47,7 +48,7 @@ def as_pixel_map(value: float | np.ndarray, shape: tuple[int, int], name: str) -
     if arr.ndim == 0:
         return np.broadcast_to(arr, shape)
     if arr.shape != shape:
-        raise ValueError(f"{name} must be a scalar or shape {shape}, got {arr.shape}")
+        raise CalibrationError(f"{name} must be a scalar or shape {shape}, got {arr.shape}")
     return arr
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
 __all__ = [
@@ -47,7 +48,7 @@ def dq_init(mask: np.ndarray, groupdq: np.ndarray | None,
         A copy of the input group DQ (zeros if none).
     """
     if mask.shape != shape[2:]:
-        raise ValueError(f"mask shape {mask.shape} != detector shape {shape[2:]}")
+        raise CalibrationError(f"mask shape {mask.shape} != detector shape {shape[2:]}")
     gdq = np.zeros(shape, np.uint8) if groupdq is None else np.array(groupdq, np.uint8, copy=True)
     return np.array(mask, np.uint32, copy=True), gdq
 

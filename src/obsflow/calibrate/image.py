@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from astropy.stats import sigma_clipped_stats
 
+from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
 __all__ = ["Background", "ImageArrays", "apply_flat", "apply_photom", "estimate_background"]
@@ -47,7 +48,7 @@ def apply_flat(img: ImageArrays, flat: np.ndarray) -> ImageArrays:
 def apply_photom(img: ImageArrays, photmjsr: float) -> ImageArrays:
     """Convert DN/s to MJy/sr by ``photmjsr`` (MJy/sr per DN/s); new arrays."""
     if not (np.isfinite(photmjsr) and photmjsr > 0):
-        raise ValueError(f"PHOTMJSR must be a positive number, got {photmjsr}")
+        raise CalibrationError(f"PHOTMJSR must be a positive number, got {photmjsr}")
     p = np.float32(photmjsr)
     return replace(img, sci=img.sci * p, err=img.err * p, var_poisson=img.var_poisson * p * p,
                    var_rnoise=img.var_rnoise * p * p)
@@ -67,12 +68,12 @@ def estimate_background(sci: np.ndarray, dq: np.ndarray, sigma: float = 3.0) -> 
 
     Raises
     ------
-    ValueError
+    CalibrationError
         No good pixel at all.
     """
     good = (dq == 0) & np.isfinite(sci)
     if not good.any():
-        raise ValueError("no good pixel to estimate the background from")
+        raise CalibrationError("no good pixel to estimate the background from")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         _, median, std = sigma_clipped_stats(sci[good], sigma=sigma, maxiters=5)

@@ -56,6 +56,7 @@ from obsflow.calibrate._numeric import (
     sort_inplace,
     sorting_network,
 )
+from obsflow.exceptions import CalibrationError
 
 __all__ = ["JumpOptions", "detect_jumps", "flag_large_events_inplace"]
 
@@ -450,16 +451,16 @@ def detect_jumps(
     """
     opts = options or JumpOptions()
     if data.ndim != 4 or groupdq.shape != data.shape:
-        raise ValueError(f"data and groupdq must be the same 4-D shape "
+        raise CalibrationError(f"data and groupdq must be the same 4-D shape "
                          f"(nints, ngroups, ny, nx), got {data.shape} and {groupdq.shape}")
     if nframes < 1 or groupgap < 0 or threshold <= 0:
-        raise ValueError(f"need nframes >= 1, groupgap >= 0 and threshold > 0, got {nframes}, "
+        raise CalibrationError(f"need nframes >= 1, groupgap >= 0 and threshold > 0, got {nframes}, "
                          f"{groupgap}, {threshold}")
     if out is None:
         out = np.array(groupdq, dtype=np.uint8, copy=True)
     else:
         if out.shape != data.shape or out.dtype != np.uint8:
-            raise ValueError(f"out must be uint8 of shape {data.shape}, got {out.dtype} {out.shape}")
+            raise CalibrationError(f"out must be uint8 of shape {data.shape}, got {out.dtype} {out.shape}")
         if out is not groupdq:
             out[...] = groupdq
     if data.shape[1] < 3:

@@ -50,6 +50,7 @@ import numpy as np
 from numba import njit
 
 from obsflow.calibrate._numeric import DNU_U8, JUMP_U8, SAT_U8, as_pixel_map
+from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
 __all__ = ["RampFit", "fit_ramps"]
@@ -443,10 +444,10 @@ def fit_ramps(
         Rates in DN/s, variances in (DN/s)**2, exposure and per integration.
     """
     if data.ndim != 4 or groupdq.shape != data.shape:
-        raise ValueError(f"data and groupdq must be the same 4-D shape "
+        raise CalibrationError(f"data and groupdq must be the same 4-D shape "
                          f"(nints, ngroups, ny, nx), got {data.shape} and {groupdq.shape}")
     if nframes < 1 or groupgap < 0 or frame_time <= 0 or group_time <= 0:
-        raise ValueError(f"bad readout timing: nframes={nframes}, groupgap={groupgap}, "
+        raise CalibrationError(f"bad readout timing: nframes={nframes}, groupgap={groupgap}, "
                          f"frame_time={frame_time}, group_time={group_time}")
     nints, ngroups, ny, nx = data.shape
     rn = as_pixel_map(read_noise, (ny, nx), "read_noise")

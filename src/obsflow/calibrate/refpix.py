@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
 __all__ = ["RefpixLayout", "correct_reference_pixels_inplace", "correction_variance",
@@ -88,7 +89,7 @@ def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
         Running-mean length (rows) of the side-pixel correction; 0 disables it.
     """
     if not layout.has_rows:
-        raise ValueError("no reference rows in this array: reference-pixel correction impossible")
+        raise CalibrationError("no reference rows in this array: reference-pixel correction impossible")
     label = layout.amp_of_column * 2 + (layout.parity if odd_even else 0)
     nlab = int(label.max()) + 1
     counts = np.bincount(label, minlength=nlab).astype(np.float64)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from obsflow import __version__
 from obsflow.config import SiteConfig
 from obsflow.events import publish
+from obsflow.exceptions import ExposureNotFoundError
 from obsflow.fileio import remove_stale_parts
 from obsflow.ingest.accounting import coverage
 from obsflow.ingest.locking import transaction, utcnow, writer
@@ -148,7 +149,7 @@ def _load_inputs(session: Session, exposure_id: int) -> tuple[ExposureLedger, Ob
     ledger = session.get(ExposureLedger, exposure_id)
     log = session.get(ObservationLog, exposure_id)
     if ledger is None or log is None:
-        raise LookupError(f"exposure {exposure_id} has no ledger row or observation-log record")
+        raise ExposureNotFoundError(f"exposure {exposure_id} has no ledger row or observation-log record")
     ranges = session.execute(
         select(PacketRange.first, PacketRange.last, PacketRange.offset, PacketRange.packet_size,
                RawFile.raw_path, RawFile.name, RawFile.sha256)

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from obsflow.db import Base
+from obsflow.exceptions import IngestError
 
 __all__ = ["LedgerLock", "ensure_lock_row", "insert_ignore", "transaction", "utcnow", "writer"]
 
@@ -60,7 +61,7 @@ def writer(engine: Engine) -> Iterator[Session]:
                 return
         if attempt == 0:
             ensure_lock_row(engine)
-    raise RuntimeError("the ledger_lock row could not be created")
+    raise IngestError("the ledger_lock row could not be created")
 
 
 @contextmanager

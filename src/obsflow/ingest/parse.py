@@ -6,6 +6,7 @@ import mmap
 
 import numpy as np
 
+from obsflow.exceptions import RawFileError
 from obsflow.ingest.ledger import FileContent
 from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation_log_rows
 from obsflow.profiles import Profile
@@ -29,7 +30,7 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
 
     Raises
     ------
-    ValueError
+    RawFileError
         The file holds nothing obsflow can read (no valid packet, a bad
         ephemeris table, an unknown kind); the message names the file and,
         where it applies, the byte offset.
@@ -37,10 +38,10 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
     if kind == "ephemeris":
         return FileContent(ephemeris=ephemeris_rows(bytes(data), name))
     if kind != "packets":
-        raise ValueError(f"{name}: unknown file type (expected .ccsds packets or .ecsv ephemeris)")
+        raise RawFileError(f"{name}: unknown file type (expected .ccsds packets or .ecsv ephemeris)")
     table = decode(np.frombuffer(data, np.uint8), source=name, tolerant=True)
     if not len(table):
-        raise ValueError(f"{name}: no valid CCSDS packet in {len(data)} bytes "
+        raise RawFileError(f"{name}: no valid CCSDS packet in {len(data)} bytes "
                          f"({'; '.join(s.reason for s in table.skipped[:3])})")
     content = FileContent(packets=len(table), crc_failures=int((~table.crc_ok).sum()),
                           skipped_bytes=sum(s.nbytes for s in table.skipped))

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from obsflow.exceptions import PacketError, RawFileError
 from obsflow.models.missiontime import mjd_utc
 from obsflow.profiles import Profile
 from obsflow.telemetry import PacketTable, decode_engineering, decode_obslog
@@ -26,15 +27,14 @@ def observation_log_rows(packets: PacketTable) -> list[dict[str, Any]]:
     Returns dicts with ``exposure_id``, ``apid``, ``status``,
     ``packets_expected``, ``rows_per_packet`` and ``meta`` (the ExposureMeta
     fields).  A malformed record (:func:`~obsflow.telemetry.decode_obslog`)
-    raises ``ValueError`` naming the packet's byte offset.
+    raises :class:`~obsflow.exceptions.PacketError` naming the packet's byte offset.
     """
     rows = []
     for i in np.flatnonzero(packets.crc_ok):
         try:
             record = decode_obslog(packets.payload(int(i)))
         except ValueError as exc:
-            raise ValueError(f"{packets.source}: byte offset {int(packets.offset[i])}: "
-                             f"{exc}") from exc
+            raise PacketError(packets.source, int(packets.offset[i]), str(exc)) from exc
         if record is None:
             continue
         rows.append({"exposure_id": record.exposure_id, "apid": record.apid,
@@ -52,19 +52,19 @@ def engineering_rows(packets: PacketTable, profile: Profile) -> list[dict[str, A
     try:
         values = decode_engineering(good.payloads(), channels)
     except ValueError as exc:
-        raise ValueError(f"{packets.source}: {exc}") from exc
+        raise RawFileError(f"{packets.source}: {exc}") from exc
     mjd = mjd_utc(good.time_seconds(), profile.mission.time_epoch_tai)
     return [{"mjd_utc": float(t), "channel": ch, "value": float(v)}
             for t, row in zip(mjd, values, strict=True) for ch, v in zip(channels, row, strict=True)]
 
 
 def ephemeris_rows(data: bytes, source: str) -> list[dict[str, float]]:
-    """Rows of an ephemeris ECSV file; ``ValueError`` naming the file when malformed."""
+    """Rows of an ephemeris ECSV file; ``RawFileError`` naming the file when malformed."""
     try:
         table = Table.read(data.decode("utf-8"), format="ascii.ecsv")
     except Exception as exc:  # astropy raises many kinds for bad ECSV
-        raise ValueError(f"{source}: not a readable ECSV ephemeris: {exc}") from exc
+        raise RawFileError(f"{source}: not a readable ECSV ephemeris: {exc}") from exc
     missing = [c for c in _EPHEM_COLUMNS if c not in table.colnames]
     if missing:
-        raise ValueError(f"{source}: ephemeris lacks columns {missing}; expected {_EPHEM_COLUMNS}")
+        raise RawFileError(f"{source}: ephemeris lacks columns {missing}; expected {_EPHEM_COLUMNS}")
     return [{c: float(row[c]) for c in _EPHEM_COLUMNS} for row in table]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from alembic import context
 
 from obsflow.db import Base
+from obsflow.exceptions import SiteError
 from obsflow.migrations import VERSION_TABLE, load_models
 
 load_models()
 _config = context.config
 _connection = _config.attributes.get("connection")
 if _connection is None:  # pragma: no cover - only reachable from the alembic CLI
-    raise RuntimeError("run the site migrations through obsflow.migrations.upgrade_database")
+    raise SiteError("run the site migrations through obsflow.migrations.upgrade_database")
 
 context.configure(
     connection=_connection,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from obsflow.exceptions import ProductFileError
+from obsflow.exceptions import DataModelError, ProductFileError
 from obsflow.models.metadata import product_basename
 
 __all__ = ["PRODUCT_KINDS", "RUN_NAME", "DataId", "ProductRef", "check_run_name"]
@@ -42,7 +42,7 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,47}$")
 def check_run_name(name: str) -> str:
     """Return ``name`` if it is a valid run name, else raise ``ValueError`` saying why."""
     if not RUN_NAME.match(name):
-        raise ValueError(f"run name {name!r}: expected 1-48 letters, digits, '.', '_' or '-', "
+        raise DataModelError(f"run name {name!r}: expected 1-48 letters, digits, '.', '_' or '-', "
                          "starting with a letter or digit")
     return name
 
@@ -115,11 +115,11 @@ class ProductRef:
 
     def __post_init__(self) -> None:
         if self.kind not in PRODUCT_KINDS:
-            raise ValueError(f"product kind {self.kind!r}; allowed: "
+            raise DataModelError(f"product kind {self.kind!r}; allowed: "
                              f"{', '.join(sorted(PRODUCT_KINDS))}")
         check_run_name(self.run)
         if not re.fullmatch(r"[0-9a-f]{32}", self.uuid):
-            raise ValueError(f"product UUID {self.uuid!r}: expected 32 lowercase hex digits")
+            raise DataModelError(f"product UUID {self.uuid!r}: expected 32 lowercase hex digits")
 
     @property
     def filename(self) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, write_fits, write_fits_hashed
 from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta
@@ -68,12 +69,12 @@ class Level1:
         m = self.meta
         expected = (m.nints, m.ngroups, m.subsize2, m.subsize1)
         if self.data.shape != expected or self.data.dtype != np.uint16:
-            raise ValueError(
+            raise DataModelError(
                 f"Level-1 data must be uint16 {expected} (nints, ngroups, ny, nx) for "
                 f"{m.basename}, got {self.data.dtype} {self.data.shape}"
             )
         if self.groupdq is not None and self.groupdq.shape != expected:
-            raise ValueError(f"GROUPDQ shape {self.groupdq.shape} != data shape {expected}")
+            raise DataModelError(f"GROUPDQ shape {self.groupdq.shape} != data shape {expected}")
 
 
 def _disk_form(data: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, write_fits_hashed
 from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta
@@ -72,13 +73,13 @@ class _Level2:
     def __post_init__(self) -> None:
         shape = self.sci.shape
         if self.ref.kind != self.SUFFIX:
-            raise ValueError(f"{type(self).__name__} needs a {self.SUFFIX!r} reference, "
+            raise DataModelError(f"{type(self).__name__} needs a {self.SUFFIX!r} reference, "
                              f"got kind {self.ref.kind!r}")
         if self.sci.ndim != self.NDIM:
-            raise ValueError(f"{type(self).__name__} SCI must be {self.NDIM}-D, got {shape}")
+            raise DataModelError(f"{type(self).__name__} SCI must be {self.NDIM}-D, got {shape}")
         for name in _ARRAYS:
             if getattr(self, name).shape != shape:
-                raise ValueError(f"{name.upper()} shape {getattr(self, name).shape} != SCI {shape}")
+                raise DataModelError(f"{name.upper()} shape {getattr(self, name).shape} != SCI {shape}")
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _read(path: Path, cls: type[_Level2]) -> Any:
     with fits.open(path, memmap=False) as hdul:
         found = hdul[0].header.get("DATAMODL")
         if found != cls.__name__:
-            raise ValueError(f"{path}: DATAMODL={found!r}, expected {cls.__name__}")
+            raise DataModelError(f"{path}: DATAMODL={found!r}, expected {cls.__name__}")
         meta = ExposureMeta.from_header(hdul[0].header)
         arrays = {n: np.asarray(hdul[n.upper()].data) for n in _ARRAYS}
         wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None

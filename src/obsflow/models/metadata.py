@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from astropy.io import fits
 
+from obsflow.exceptions import DataModelError
+
 if TYPE_CHECKING:
     from obsflow.models.identity import DataId
 
@@ -129,7 +131,7 @@ class ExposureMeta:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"unknown exposure metadata fields {sorted(unknown)}")
+            raise DataModelError(f"unknown exposure metadata fields {sorted(unknown)}")
         return cls(**data)
 
     def to_header(self, header: fits.Header | None = None) -> fits.Header:

@@ -6,17 +6,12 @@ Public surface::
     summary = run_site(cfg)                 # ingest -> calibrate -> register, until idle
 
 See ``docs/architecture.md`` (the job layer) and ``docs/operations.md``
-(``obsflow run``, a Dask cluster, HTCondor).
+(``obsflow run``, a Dask cluster, HTCondor).  Its errors live in
+:mod:`obsflow.exceptions`.
 """
 
 from __future__ import annotations
 
-from obsflow.orchestrate.errors import (
-    ExecutorError,
-    JobNotFoundError,
-    JobStateError,
-    OrchestrateError,
-)
 from obsflow.orchestrate.executors import (
     Completion,
     DaskExecutor,
@@ -35,16 +30,12 @@ __all__ = [
     "Completion",
     "DaskExecutor",
     "Executor",
-    "ExecutorError",
     "InlineExecutor",
     "Job",
     "JobAttempt",
-    "JobNotFoundError",
     "JobSpec",
-    "JobStateError",
     "JobView",
     "LocalExecutor",
-    "OrchestrateError",
     "Orchestrator",
     "Outcome",
     "RetryPolicy",

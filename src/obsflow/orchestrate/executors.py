@@ -33,8 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from obsflow.config import SiteConfig
-from obsflow.exceptions import UnknownOptionError
-from obsflow.orchestrate.errors import ExecutorError
+from obsflow.exceptions import ExecutorError, UnknownOptionError
 from obsflow.orchestrate.worker import Outcome, execute_job, prepare_worker
 
 __all__ = ["Completion", "DaskExecutor", "Executor", "InlineExecutor", "LocalExecutor",

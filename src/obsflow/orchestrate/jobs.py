@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
-from obsflow.orchestrate.errors import JobNotFoundError, JobStateError
+from obsflow.exceptions import JobNotFoundError, JobStateError
 from obsflow.orchestrate.tables import Job, JobAttempt
 
 __all__ = [

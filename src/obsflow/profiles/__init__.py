@@ -64,10 +64,10 @@ class Engineering(_Frozen):
     @model_validator(mode="after")
     def _same_length(self) -> Engineering:
         if not (len(self.channels) == len(self.nominal) == len(self.noise)):
-            raise ValueError("engineering channels, nominal and noise must have the same length")
+            raise ProfileError("engineering channels, nominal and noise must have the same length")
         for name in self.channels:
             if not (1 <= len(name) <= 8 and name.replace("_", "").isalnum() and name.isupper()):
-                raise ValueError(f"engineering channel {name!r} must be an upper-case FITS "
+                raise ProfileError(f"engineering channel {name!r} must be an upper-case FITS "
                                  "keyword of at most 8 characters")
         return self
 
@@ -125,7 +125,7 @@ class Detector(_Frozen):
     @model_validator(mode="after")
     def _amps_divide(self) -> Detector:
         if self.nx % self.amplifiers:
-            raise ValueError(f"nx={self.nx} is not divisible by amplifiers={self.amplifiers}")
+            raise ProfileError(f"nx={self.nx} is not divisible by amplifiers={self.amplifiers}")
         return self
 
 
@@ -186,7 +186,7 @@ class Instrument(_Frozen):
         for sub in self.subarrays:
             for det in self.detectors:
                 if sub.xstart - 1 + sub.nx > det.nx or sub.ystart - 1 + sub.ny > det.ny:
-                    raise ValueError(f"subarray {sub.name} does not fit detector {det.name}")
+                    raise ProfileError(f"subarray {sub.name} does not fit detector {det.name}")
         return self
 
 
@@ -213,7 +213,7 @@ class Profile(_Frozen):
         apids = [self.apids.engineering, self.apids.housekeeping]
         apids += [d.apid for i in self.instruments for d in i.detectors]
         if len(set(apids)) != len(apids):
-            raise ValueError(f"APIDs must be unique, got {apids}")
+            raise ProfileError(f"APIDs must be unique, got {apids}")
         return self
 
 

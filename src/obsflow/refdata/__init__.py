@@ -35,11 +35,11 @@ from obsflow.refdata.select import (
     best_reference,
     bulk_select,
 )
-from obsflow.refdata.validate import REFTYPES, ReferenceFileError, RefRecord, read_record
+from obsflow.refdata.validate import REFTYPES, RefRecord, read_record
 
 __all__ = ["REFTYPES", "RULES_VERSION", "ContextDiff", "ContextSummary", "Delivery",
            "FileChange", "FolderRefs", "ProductSelectors", "RefChange", "RefContext",
-           "RefRecord", "ReferenceFile", "ReferenceFileError", "Selection", "SiteRefs",
+           "RefRecord", "ReferenceFile", "Selection", "SiteRefs",
            "affected_mask", "affected_reftypes", "best_reference", "bulk_select", "deliver",
            "deliver_batch", "diff_contexts", "is_delivered", "list_contexts", "load_context",
            "newest_context", "operational_context", "pin_context", "pinned_number",

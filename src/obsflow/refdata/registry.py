@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from obsflow.db import make_engine
+from obsflow.exceptions import ReferenceFileError
 from obsflow.fileio import atomic_path, sha256_file
 from obsflow.profiles import Profile
 from obsflow.refdata.contexts import (
@@ -39,7 +40,7 @@ from obsflow.refdata.contexts import (
     operational_context,
 )
 from obsflow.refdata.tables import ReferenceFile
-from obsflow.refdata.validate import ReferenceFileError, RefRecord, read_record
+from obsflow.refdata.validate import RefRecord, read_record
 
 __all__ = ["Delivery", "FolderRefs", "ReferenceFile", "SiteRefs", "deliver", "deliver_batch",
            "is_delivered"]

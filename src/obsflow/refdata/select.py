@@ -35,7 +35,7 @@ import erfa
 import numpy as np
 from astropy.time import Time
 
-from obsflow.exceptions import ReferenceFileError
+from obsflow.exceptions import DataModelError, ReferenceFileError
 from obsflow.models.metadata import ExposureMeta
 from obsflow.refdata.validate import ANY, RefRecord
 
@@ -150,7 +150,7 @@ class ProductSelectors:
             if column.ndim == 0:
                 column = np.full(start.shape, column.item(), dtype=column.dtype)
             if column.shape != start.shape:
-                raise ValueError(f"ProductSelectors.{name} has shape {column.shape}; expstart "
+                raise DataModelError(f"ProductSelectors.{name} has shape {column.shape}; expstart "
                                  f"has {start.shape}")
             object.__setattr__(self, name, column)
 

@@ -26,7 +26,7 @@ from obsflow.models.reffiles import (
 )
 from obsflow.profiles import Profile
 
-__all__ = ["ANY", "REFTYPES", "RefRecord", "ReferenceFileError", "read_record"]
+__all__ = ["ANY", "REFTYPES", "RefRecord", "read_record"]
 
 
 @dataclass(frozen=True)

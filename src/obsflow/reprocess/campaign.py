@@ -34,7 +34,7 @@ from obsflow import __version__
 from obsflow.archive.policy import utcnow
 from obsflow.archive.register import ensure_run
 from obsflow.archive.schema import Exposure, Product, Run
-from obsflow.exceptions import ObsflowError
+from obsflow.exceptions import CampaignError
 from obsflow.models.identity import DataId, ProductRef, check_run_name
 from obsflow.models.provenance import Provenance
 from obsflow.orchestrate.jobs import JobSpec, RetryPolicy, enqueue
@@ -46,15 +46,11 @@ if TYPE_CHECKING:
     from obsflow.config import SiteConfig
     from obsflow.orchestrate.handlers import JobContext, Result
 
-__all__ = ["CAMPAIGN_PRIORITY", "CampaignError", "CampaignStatus", "cancel_campaign",
+__all__ = ["CAMPAIGN_PRIORITY", "CampaignStatus", "cancel_campaign",
            "campaign_status", "retry_campaign", "run_item", "start_campaign"]
 
 CAMPAIGN_PRIORITY = -10
 """Job priority of campaign items (fresh data: 0; higher is claimed first)."""
-
-
-class CampaignError(ObsflowError, LookupError):
-    """No such campaign, or a campaign that cannot do what was asked."""
 
 
 @dataclass(frozen=True)

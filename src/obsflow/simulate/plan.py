@@ -15,7 +15,7 @@ import numpy as np
 from astropy import units as u
 from astropy.time import Time
 
-from obsflow.exceptions import UnknownOptionError
+from obsflow.exceptions import SimulationError, UnknownOptionError
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, Subarray
@@ -147,7 +147,7 @@ def _exposure_sequence(programs: list[Program], total: int | None) -> list[tuple
 def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     """Draw a plan from the profile and ``options`` (deterministic in the seed)."""
     if options.exposures is not None and options.hours is not None:
-        raise ValueError("give exposures or hours, not both")
+        raise SimulationError("give exposures or hours, not both")
     n_exposures = options.exposures if options.hours is None else None
     if n_exposures is None and options.hours is None:
         n_exposures = 6

@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from obsflow.exceptions import TelemetryError, TelemetryTypeError
+
 __all__ = ["CRC16_INIT", "CRC16_POLY", "crc16", "crc16_many"]
 
 CRC16_POLY = 0x1021
@@ -96,7 +98,7 @@ def _as_byte_array(data: bytes | bytearray | memoryview | np.ndarray) -> npt.NDA
     """View bytes-like data or a uint8 array as a 1-D uint8 array (no copy if possible)."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8:
-            raise TypeError(f"expected a uint8 array, got dtype {data.dtype}")
+            raise TelemetryTypeError(f"expected a uint8 array, got dtype {data.dtype}")
         return np.ascontiguousarray(data).reshape(-1)
     return np.frombuffer(data, dtype=np.uint8)
 
@@ -124,7 +126,7 @@ def crc16(data: bytes | bytearray | memoryview | np.ndarray, initial: int = CRC1
     '0x29b1'
     """
     if not 0 <= initial <= 0xFFFF:
-        raise ValueError(f"initial CRC value must be in 0..65535, got {initial}")
+        raise TelemetryError(f"initial CRC value must be in 0..65535, got {initial}")
     arr = _as_byte_array(data)
     return int(_crc16_span(arr, 0, arr.size, initial))
 
@@ -153,7 +155,7 @@ def crc16_many(
 
     Raises
     ------
-    ValueError
+    TelemetryError
         If a span is negative or reaches outside ``buf``.
     """
     arr = _as_byte_array(buf)
@@ -162,5 +164,5 @@ def crc16_many(
     if off.size and (
         off.min() < 0 or lens.min() < 0 or int((off + lens).max()) > arr.size
     ):
-        raise ValueError("crc16_many: a span lies outside the buffer or has a negative length")
+        raise TelemetryError("crc16_many: a span lies outside the buffer or has a negative length")
     return _crc16_many_kernel(arr, off, lens)

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from obsflow.exceptions import PacketError, TruncatedPacketError
+from obsflow.exceptions import PacketError, TelemetryError, TelemetryTypeError, TruncatedPacketError
 from obsflow.telemetry.crc import _crc16_span, _Int, crc16_many
 from obsflow.telemetry.packets import (
     CRC_SIZE,
@@ -308,7 +308,7 @@ class PacketTable:
             if key.ndim == 0:
                 key = key.reshape(1)
             if key.dtype == np.bool_ and key.shape != (len(self),):
-                raise ValueError(f"mask has shape {key.shape}, table has {len(self)} packets")
+                raise TelemetryError(f"mask has shape {key.shape}, table has {len(self)} packets")
         return dataclasses.replace(self, **{name: getattr(self, name)[key] for name in _array_fields()})
 
     def split_by_apid(self) -> dict[int, PacketTable]:
@@ -325,7 +325,7 @@ class PacketTable:
 
         Raises
         ------
-        ValueError
+        TelemetryError
             If the packets do not all have the same payload size.
         """
         sizes = self.payload_size
@@ -333,7 +333,7 @@ class PacketTable:
             return np.empty((0, 0), dtype=np.uint8)
         width = int(sizes[0])
         if np.any(sizes != width):
-            raise ValueError(
+            raise TelemetryError(
                 f"{self.source}: payload sizes differ ({sorted(set(sizes.tolist()))[:5]}...); "
                 "select or split_by_apid first"
             )
@@ -358,7 +358,7 @@ def _as_buffer(buf: bytes | bytearray | memoryview | np.ndarray) -> npt.NDArray[
     """Read-only 1-D uint8 view of the input (copies only non-contiguous arrays)."""
     if isinstance(buf, np.ndarray):
         if buf.dtype != np.uint8:
-            raise TypeError(f"expected a uint8 array, got dtype {buf.dtype}")
+            raise TelemetryTypeError(f"expected a uint8 array, got dtype {buf.dtype}")
         arr = np.ascontiguousarray(buf).reshape(-1).view()
     else:
         arr = np.frombuffer(buf, dtype=np.uint8).view()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from obsflow.exceptions import TelemetryError, TelemetryTypeError
 from obsflow.telemetry.crc import crc16_many
 
 __all__ = [
@@ -115,7 +116,7 @@ def split_time(seconds: npt.ArrayLike) -> tuple[npt.NDArray[np.uint32], npt.NDAr
     """
     t = np.asarray(seconds, dtype=np.float64)
     if t.size and not (np.all(np.isfinite(t)) and t.min() >= 0 and t.max() < 2.0**32):
-        raise ValueError("time: expected mission seconds in 0 .. 2**32")
+        raise TelemetryError("time: expected mission seconds in 0 .. 2**32")
     whole = np.floor(t)
     fine = np.minimum(np.floor((t - whole) * TIME_FINE_PER_SECOND), TIME_FINE_PER_SECOND - 1)
     return whole.astype(np.uint32), fine.astype(np.uint16)
@@ -172,14 +173,14 @@ def _field_array(values: Any, name: str, n: int, dtype: np.dtype) -> npt.NDArray
     if arr.size == 0:
         arr = arr.astype(np.int64)  # e.g. np.asarray([]) is float64
     if arr.dtype.kind not in "ui":
-        raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
+        raise TelemetryTypeError(f"{name}: expected integers, got dtype {arr.dtype}")
     info = np.iinfo(dtype)
     if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
-        raise ValueError(f"{name}: values must lie in {info.min}..{info.max}")
+        raise TelemetryError(f"{name}: values must lie in {info.min}..{info.max}")
     try:
         return np.broadcast_to(arr, (n,))
     except ValueError:
-        raise ValueError(f"{name}: shape {arr.shape} does not match {n} packets") from None
+        raise TelemetryError(f"{name}: shape {arr.shape} does not match {n} packets") from None
 
 
 def _build_headers(
@@ -195,10 +196,10 @@ def _build_headers(
     """
     n = payload_sizes.size
     if n and (payload_sizes.min() < 0 or payload_sizes.max() > MAX_PAYLOAD_SIZE):
-        raise ValueError(f"payload sizes must lie in 0..{MAX_PAYLOAD_SIZE} bytes")
+        raise TelemetryError(f"payload sizes must lie in 0..{MAX_PAYLOAD_SIZE} bytes")
     apids = _field_array(apid, "apid", n, np.dtype(np.uint16))
     if n and int(apids.max()) > APID_MAX:
-        raise ValueError(f"apid: values must lie in 0..{APID_MAX}")
+        raise TelemetryError(f"apid: values must lie in 0..{APID_MAX}")
     seq = _field_array(seq_count, "seq_count", n, np.dtype(np.int64))
     hdr = np.zeros(n, dtype=HEADER_DTYPE)
     hdr["packet_id"] = _PACKET_ID_BASE | apids.astype(np.uint16)
@@ -208,7 +209,7 @@ def _build_headers(
         try:
             values = secondary[name]
         except (KeyError, ValueError, IndexError) as exc:
-            raise ValueError(f"secondary header field {name!r} missing") from exc
+            raise TelemetryError(f"secondary header field {name!r} missing") from exc
         ftype = SECONDARY_HEADER_DTYPE.fields[name][0]  # type: ignore[index]
         hdr[name] = _field_array(values, name, n, ftype.newbyteorder("="))
     return hdr
@@ -218,11 +219,11 @@ def _payload_bytes(payloads: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """(N, L) payload array as (N, L') big-endian bytes; never copies back to the caller."""
     arr = np.asarray(payloads)
     if arr.ndim != 2:
-        raise ValueError(f"payloads: expected a 2-D (N, L) array, got shape {arr.shape}")
+        raise TelemetryError(f"payloads: expected a 2-D (N, L) array, got shape {arr.shape}")
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype.kind not in "uif":
-        raise TypeError(f"payloads: expected a numeric array, got dtype {arr.dtype}")
+        raise TelemetryTypeError(f"payloads: expected a numeric array, got dtype {arr.dtype}")
     big = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder(">"))
     return big.view(np.uint8).reshape(arr.shape[0], -1)
 
@@ -264,7 +265,7 @@ def encode_packets(
 
     Raises
     ------
-    ValueError
+    TelemetryError
         A field out of range, an APID above 2047, L above 65516 or
         mismatched shapes.
     """

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from obsflow.exceptions import TelemetryError
+
 if TYPE_CHECKING:
     from obsflow.profiles import Profile
 
@@ -114,11 +116,11 @@ def science_packet_count(nints: int, ngroups: int, ny: int, rows: int) -> int:
 
     Raises
     ------
-    ValueError
+    TelemetryError
         ``rows`` does not divide ``ny``.
     """
     if rows < 1 or ny % rows:
-        raise ValueError(f"rows_per_packet: expected a divisor of the {ny} detector rows, "
+        raise TelemetryError(f"rows_per_packet: expected a divisor of the {ny} detector rows, "
                          f"got {rows}")
     return nints * ngroups * (ny // rows)
 
@@ -158,12 +160,12 @@ def encode_science(cube: npt.ArrayLike, rows: int) -> npt.NDArray[np.uint8]:
     """
     arr = np.asarray(cube)
     if arr.ndim != 4:
-        raise ValueError(f"pixels: expected a (nints, ngroups, ny, nx) cube, got shape {arr.shape}")
+        raise TelemetryError(f"pixels: expected a (nints, ngroups, ny, nx) cube, got shape {arr.shape}")
     if arr.dtype != np.uint16:
         if arr.dtype.kind not in "ui":
-            raise ValueError(f"pixels: expected uint16 DN, got dtype {arr.dtype}")
+            raise TelemetryError(f"pixels: expected uint16 DN, got dtype {arr.dtype}")
         if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
-            raise ValueError("pixels: expected uint16 DN in 0..65535")
+            raise TelemetryError("pixels: expected uint16 DN in 0..65535")
     nints, ngroups, ny, nx = arr.shape
     n = science_packet_count(nints, ngroups, ny, rows)
     return arr.astype(SCIENCE_PIXEL_DTYPE).view(np.uint8).reshape(n, rows * nx * 2)
@@ -188,16 +190,16 @@ def decode_science(payloads: npt.NDArray[np.uint8],
 
     Raises
     ------
-    ValueError
+    TelemetryError
         ``L`` is not ``2 * P`` bytes.
     """
     arr = np.asarray(payloads)
     if arr.ndim != 2 or arr.dtype != np.uint8:
-        raise ValueError(f"science payload: expected (N, L) uint8 bytes, got {arr.dtype} "
+        raise TelemetryError(f"science payload: expected (N, L) uint8 bytes, got {arr.dtype} "
                          f"shape {arr.shape}")
     expected = pixels_per_packet * SCIENCE_PIXEL_DTYPE.itemsize
     if arr.shape[1] != expected:
-        raise ValueError(f"science payload: field 'pixels' has {arr.shape[1]} bytes, expected "
+        raise TelemetryError(f"science payload: field 'pixels' has {arr.shape[1]} bytes, expected "
                          f"{expected} ({pixels_per_packet} big-endian uint16 pixels)")
     return arr.view(SCIENCE_PIXEL_DTYPE)
 
@@ -231,7 +233,7 @@ def encode_engineering(values: npt.ArrayLike, channels: Sequence[str]) -> npt.ND
     """
     arr = np.asarray(values)
     if arr.ndim != 2 or arr.shape[1] != len(channels):
-        raise ValueError(f"engineering values: expected shape (N, {len(channels)}) for channels "
+        raise TelemetryError(f"engineering values: expected shape (N, {len(channels)}) for channels "
                          f"{list(channels)}, got {arr.shape}")
     dtype = engineering_dtype(channels)
     records = np.empty(arr.shape[0], dtype)
@@ -258,13 +260,13 @@ def decode_engineering(payloads: npt.NDArray[np.uint8],
 
     Raises
     ------
-    ValueError
+    TelemetryError
         ``L`` is not ``4 * C`` bytes.
     """
     arr = np.asarray(payloads)
     dtype = engineering_dtype(channels)
     if arr.ndim != 2 or arr.dtype != np.uint8 or arr.shape[1] != dtype.itemsize:
-        raise ValueError(f"engineering payload: carries {arr.shape[-1] if arr.ndim else 0} "
+        raise TelemetryError(f"engineering payload: carries {arr.shape[-1] if arr.ndim else 0} "
                          f"bytes, expected {dtype.itemsize} (float32 x {len(channels)} "
                          f"channels {', '.join(dtype.names or ())})")
     records = np.ascontiguousarray(arr).view(dtype).reshape(arr.shape[0])
@@ -320,7 +322,7 @@ def encode_obslog(record: ObservationLogRecord) -> bytes:
     """The housekeeping payload of one observation-log record (UTF-8 JSON, keys sorted)."""
     clash = sorted(set(OBSLOG_FIELDS) & set(record.meta))
     if clash:
-        raise ValueError(f"observation-log record: meta field(s) {clash} clash with the "
+        raise TelemetryError(f"observation-log record: meta field(s) {clash} clash with the "
                          f"record's own fields {list(OBSLOG_FIELDS)}")
     body = {"record": OBSLOG_RECORD, "apid": record.apid,
             "packets_expected": record.packets_expected,
@@ -331,11 +333,11 @@ def encode_obslog(record: ObservationLogRecord) -> bytes:
 def _field(obj: Mapping[str, Any], name: str, kind: type) -> Any:
     """``obj[name]``, checked to be a ``kind`` (bool is not an int)."""
     if name not in obj:
-        raise ValueError(f"observation-log record: field {name!r} missing; expected "
+        raise TelemetryError(f"observation-log record: field {name!r} missing; expected "
                          f"{kind.__name__}")
     value = obj[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ValueError(f"observation-log record: field {name!r} is {value!r}; expected "
+        raise TelemetryError(f"observation-log record: field {name!r} is {value!r}; expected "
                          f"{kind.__name__}")
     return value
 
@@ -350,15 +352,15 @@ def decode_obslog(payload: bytes | bytearray | memoryview) -> ObservationLogReco
 
     Raises
     ------
-    ValueError
+    TelemetryError
         Not UTF-8 JSON, not an object, or a field missing or of the wrong type.
     """
     try:
         obj = json.loads(bytes(payload).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"observation-log record is not JSON: {exc}") from exc
+        raise TelemetryError(f"observation-log record is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
-        raise ValueError(f"observation-log record: expected a JSON object, got "
+        raise TelemetryError(f"observation-log record: expected a JSON object, got "
                          f"{type(obj).__name__}")
     if obj.get("record") != OBSLOG_RECORD:
         return None

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import numpy.typing as npt
 
+from obsflow.exceptions import TelemetryError, TelemetryTypeError
 from obsflow.telemetry.packets import SEQUENCE_COUNT_MODULUS
 
 __all__ = ["SequenceContinuity", "continuity", "sequence_gaps", "unwrap_sequence"]
@@ -29,10 +30,10 @@ def _counts(seq_count: npt.ArrayLike) -> npt.NDArray[np.int64]:
     if c.size == 0:
         return np.zeros(0, dtype=np.int64)
     if c.dtype.kind not in "ui":
-        raise TypeError(f"sequence counts must be integers, got dtype {c.dtype}")
+        raise TelemetryTypeError(f"sequence counts must be integers, got dtype {c.dtype}")
     c = c.astype(np.int64).reshape(-1)
     if c.min() < 0 or c.max() >= SEQUENCE_COUNT_MODULUS:
-        raise ValueError(f"sequence counts must lie in 0..{SEQUENCE_COUNT_MODULUS - 1}")
+        raise TelemetryError(f"sequence counts must lie in 0..{SEQUENCE_COUNT_MODULUS - 1}")
     return c
 
 

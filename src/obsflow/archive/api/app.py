@@ -22,7 +22,7 @@ from obsflow.archive.api import composites, products, search
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, ViewerDep
 from obsflow.archive.api.download import ChecksumCache
 from obsflow.archive.context import Archive
-from obsflow.archive.errors import (
+from obsflow.exceptions import (
     ArchiveError,
     AuthenticationError,
     ChecksumMismatchError,

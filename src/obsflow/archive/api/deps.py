@@ -22,9 +22,9 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from obsflow.archive.context import Archive
-from obsflow.archive.errors import AuthenticationError
 from obsflow.archive.policy import Viewer, utcnow
 from obsflow.archive.users import SESSION_COOKIE, viewer_for_secret
+from obsflow.exceptions import AuthenticationError
 
 __all__ = ["ApiSettings", "BadTokenLimiter", "DbSession", "Now", "ViewerDep", "get_archive",
            "get_now", "get_session", "get_viewer", "secret_from_request"]

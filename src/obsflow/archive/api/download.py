@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 from starlette.responses import FileResponse, Response, StreamingResponse
 
-from obsflow.archive.errors import ArchiveError
 from obsflow.archive.schema import Product
 from obsflow.archive.store import ProductStore
+from obsflow.exceptions import RangeNotSatisfiableError
 
 __all__ = ["ChecksumCache", "checksum_headers", "product_response"]
 
@@ -31,10 +31,6 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 class _BigChunkFileResponse(FileResponse):
     chunk_size = CHUNK
-
-
-class RangeNotSatisfiableError(ArchiveError):
-    """A Range header outside the file (answered 416)."""
 
 
 class ChecksumCache:

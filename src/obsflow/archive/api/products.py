@@ -18,7 +18,6 @@ from starlette.responses import Response
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
 from obsflow.archive.api.download import product_response
-from obsflow.archive.errors import ProductNotFoundError
 from obsflow.archive.previews import PREVIEW_KINDS
 from obsflow.archive.schema import Preview
 from obsflow.archive.search import (
@@ -28,6 +27,7 @@ from obsflow.archive.search import (
     product_dict,
     product_history,
 )
+from obsflow.exceptions import ProductNotFoundError
 
 __all__ = ["check_product_id", "links", "router"]
 

@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from obsflow.archive.errors import VOQueryError
 from obsflow.archive.vo.obscore import BY_NAME, COLUMNS
+from obsflow.exceptions import VOQueryError
 
 __all__ = [
     "And", "Arith", "Between", "ColumnRef", "Compare", "Contains", "InList", "IsNull", "Like",

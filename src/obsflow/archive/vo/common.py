@@ -22,7 +22,6 @@ from starlette.responses import Response
 
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, get_archive, secret_from_request
 from obsflow.archive.context import Archive
-from obsflow.archive.errors import AuthenticationError, VOQueryError
 from obsflow.archive.policy import Viewer
 from obsflow.archive.users import viewer_for_secret
 from obsflow.archive.vo.votable import (
@@ -31,6 +30,7 @@ from obsflow.archive.vo.votable import (
     capabilities_xml,
     error_votable,
 )
+from obsflow.exceptions import AuthenticationError, VOQueryError
 
 __all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "add_vosi_endpoints", "parse_maxrec",
            "read_params", "vo_answer", "xml_response"]

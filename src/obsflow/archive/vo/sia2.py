@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, and_, false, or_
 
-from obsflow.archive.errors import VOQueryError
 from obsflow.archive.schema import Exposure
 from obsflow.archive.sky import cone_clause, unit_vector
+from obsflow.exceptions import VOQueryError
 
 __all__ = ["MAX_VALUES", "STRING_PARAMS", "sia2_conditions"]
 

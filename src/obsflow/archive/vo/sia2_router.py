@@ -11,7 +11,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from obsflow.archive.errors import VOQueryError
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.common import (
     VoCall,
@@ -23,6 +22,7 @@ from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
 from obsflow.archive.vo.sia2 import sia2_conditions
 from obsflow.archive.vo.tap_sql import result_columns
 from obsflow.archive.vo.votable import results_votable
+from obsflow.exceptions import VOQueryError
 
 __all__ = ["router", "sia2_query"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from obsflow.archive.errors import VOQueryError
 from obsflow.archive.vo.common import (
     VoCall,
     add_vosi_endpoints,
@@ -21,6 +20,7 @@ from obsflow.archive.vo.common import (
 )
 from obsflow.archive.vo.tap_sql import TapRequest, run_adql
 from obsflow.archive.vo.votable import results_votable, tables_xml
+from obsflow.exceptions import VOQueryError
 
 __all__ = ["router", "tap_sync"]
 

@@ -33,11 +33,11 @@ from sqlalchemy import ColumnElement, DateTime, and_, literal, not_, or_
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from obsflow.archive.errors import VOQueryError
 from obsflow.archive.policy import Viewer
 from obsflow.archive.sky import cone_clause
 from obsflow.archive.vo import adql
 from obsflow.archive.vo.obscore import BY_NAME, COLUMNS, ColumnSpec, obscore_columns, obscore_select
+from obsflow.exceptions import VOQueryError
 
 __all__ = ["QUERY_TIMEOUT_S", "TapRequest", "TapResult", "run_adql", "to_adql"]
 

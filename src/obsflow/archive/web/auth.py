@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from obsflow.archive.api.deps import BadTokenLimiter, get_archive
-from obsflow.archive.errors import AuthenticationError
 from obsflow.archive.users import SESSION_COOKIE, SESSION_HOURS, login, logout
 from obsflow.archive.web.common import render, web_caller
+from obsflow.exceptions import AuthenticationError
 
 __all__ = ["router", "safe_next"]
 

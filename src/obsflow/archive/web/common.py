@@ -18,9 +18,9 @@ from starlette.responses import HTMLResponse
 
 from obsflow import __version__
 from obsflow.archive.api.deps import ApiSettings, get_archive
-from obsflow.archive.errors import AuthenticationError
 from obsflow.archive.policy import ANONYMOUS, Viewer
 from obsflow.archive.users import SESSION_COOKIE, viewer_for_secret
+from obsflow.exceptions import AuthenticationError
 
 __all__ = ["TEMPLATES", "WebCaller", "now_of", "render", "web_caller"]
 

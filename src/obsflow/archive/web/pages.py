@@ -26,7 +26,6 @@ from starlette.responses import HTMLResponse
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
-from obsflow.archive.errors import ProductNotFoundError
 from obsflow.archive.policy import MJD_EPOCH
 from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
@@ -41,6 +40,7 @@ from obsflow.archive.search import (
     visible_products,
 )
 from obsflow.archive.web.common import WebCaller, render, web_caller
+from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
 __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
 
@@ -102,9 +102,9 @@ def _number(text: str, name: str, low: float, high: float) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number") from None
+        raise SearchParameterError(f"{name} must be a number") from None
     if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be between {low:g} and {high:g}")
+        raise SearchParameterError(f"{name} must be between {low:g} and {high:g}")
     return value
 
 
@@ -112,7 +112,7 @@ def _mjd(text: str, name: str) -> float:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"{name} must be a date (YYYY-MM-DD)") from None
+        raise SearchParameterError(f"{name} must be a date (YYYY-MM-DD)") from None
     return (datetime(day.year, day.month, day.day) - MJD_EPOCH).total_seconds() / 86400.0
 
 
@@ -121,16 +121,16 @@ def _query(form: SearchForm) -> SearchQuery:
     cone = None
     if form.ra or form.dec or form.radius:
         if not (form.ra and form.dec):
-            raise ValueError("a cone search needs RA and Dec (degrees)")
+            raise SearchParameterError("a cone search needs RA and Dec (degrees)")
         cone = Cone(_number(form.ra, "RA", 0, 360), _number(form.dec, "Dec", -90, 90),
                     _number(form.radius or "0.1", "radius", 1e-6, 10))
     t_min = _mjd(form.date_from, "from") if form.date_from else None
     t_max = _mjd(form.date_to, "to") + 1.0 if form.date_to else None
     if t_min is not None and t_max is not None and t_min >= t_max:
-        raise ValueError("the start date must not be after the end date")
+        raise SearchParameterError("the start date must not be after the end date")
     for text, name in ((form.target, "target"), (form.filter, "filter")):
         if len(text) > 128:
-            raise ValueError(f"{name} is too long")
+            raise SearchParameterError(f"{name} is too long")
     page = int(_number(form.page or "1", "page", 1, 1_000_000))
     return SearchQuery(target=form.target.strip() or None, cone=cone,
                        filter=form.filter.strip() or None, t_min=t_min, t_max=t_max,
