@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +38,7 @@ from sqlalchemy.engine import make_url
 from obsflow.db import backend_name, sqlite_path
 from obsflow.exceptions import ConfigError
 from obsflow.profiles import Profile, load_profile
+from obsflow.tomlfile import parse_toml
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -73,7 +73,9 @@ HOME_VARIABLE = "OBSFLOW_HOME"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: every number of a site is finite (``inf`` or ``nan`` as a
+    # duration, a count or a port is refused with the file and key named)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SiteSection(_Section):
@@ -372,12 +374,12 @@ def _describe_error(error: Any, origins: Mapping[tuple[str, ...], str], default:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such configuration file") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from exc
+    return parse_toml(data, path, ConfigError)
 
 
 def _config_file(root_or_file: Path) -> Path:

@@ -13,13 +13,13 @@ shape can be passed by path.
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from obsflow.exceptions import ProfileError, UnknownOptionError
+from obsflow.tomlfile import parse_toml
 
 __all__ = [
     "Detector",
@@ -34,7 +34,8 @@ __all__ = [
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # every number of a profile is finite: ``inf`` or ``nan`` is refused naming the key
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Mission(_Frozen):
@@ -236,16 +237,16 @@ def load_profile(name_or_path: str | Path) -> Profile:
     """
     path = Path(name_or_path)
     if path.suffix == ".toml" and path.is_file():
-        text, label = path.read_text(), str(path)
+        try:
+            raw, label = path.read_bytes(), str(path)
+        except OSError as exc:
+            raise ProfileError(f"{path}: cannot read the profile: {exc.strerror}") from exc
     elif str(name_or_path) in builtin_profiles():
         res = resources.files("obsflow.profiles") / f"{name_or_path}.toml"
-        text, label = res.read_text(), f"builtin profile {name_or_path}"
+        raw, label = res.read_bytes(), f"builtin profile {name_or_path}"
     else:
         raise UnknownOptionError("profile", str(name_or_path), builtin_profiles() + ["<path>.toml"])
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{label}: not valid TOML: {exc}") from exc
+    data = parse_toml(raw, label, ProfileError)
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
