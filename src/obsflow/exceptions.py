@@ -184,7 +184,9 @@ class ProductNotFoundError(ArchiveError, LookupError):
 
 
 class ProductFileError(ArchiveError, ValueError):
-    """A file that cannot be registered; the message says what is missing or wrong."""
+    """A product file that cannot be read or registered (empty, not FITS, truncated, a keyword,
+    HDU, data type or shape not as expected); the message names the file, the HDU or keyword and
+    what was expected."""
 
 
 class ChecksumMismatchError(ArchiveError):

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from obsflow.calibrate.pipeline import CalibrationOptions, RefSource, beside, calibrate_product
+from obsflow.calibrate.pipeline import (
+    CalibrationOptions,
+    RefSource,
+    beside,
+    calibrate_product,
+    check_input,
+)
 from obsflow.exceptions import ConfigError
 from obsflow.profiles import load_profile
 from obsflow.refdata.cli import open_site_option, refs_group, site_option
@@ -41,7 +47,14 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | None,
                   sets: tuple[str, ...], skip: tuple[str, ...], out_dir: Path | None,
                   files: tuple[Path, ...]) -> None:
-    """Run Level-1 FILES through their recipe: write _rate, _rateints and _cal products."""
+    """Run Level-1 FILES through their recipe: write _rate, _rateints and _cal products.
+
+    Every FILE is checked first (a whole FITS file, a Level-1 product of the
+    site's profile: keywords, SCI uint16 of shape NINTS x NGROUPS x SUBSIZE2
+    x SUBSIZE1); if one is not, nothing is written and the command exits
+    with status 2 and one line naming the file, keyword or HDU and what was
+    expected.
+    """
     source: RefSource
     if refs_dir is not None:
         if profile is None:
@@ -53,6 +66,8 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
         prof = cfg.load_profile()
         source = SiteRefs(cfg.database_url, cfg.refs_dir)
     overrides = _overrides(sets)
+    for path in files:
+        check_input(path, prof)
     console = Console(highlight=False)
     for path in files:
         options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent))

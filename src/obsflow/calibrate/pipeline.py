@@ -31,10 +31,11 @@ import numpy as np
 
 from obsflow import __version__
 from obsflow.calibrate.steps import STEPS, Work
-from obsflow.exceptions import ConfigError, UnknownOptionError
+from obsflow.exceptions import ConfigError, ProductFileError, UnknownOptionError
 from obsflow.fileio import Written, sha256_file
+from obsflow.models.fitsfile import open_fits
 from obsflow.models.identity import ProductRef
-from obsflow.models.level1 import Level1, read_uncal
+from obsflow.models.level1 import EXPECTED, Level1, check_uncal, read_uncal
 from obsflow.models.level2 import (
     CalImage,
     RateImage,
@@ -50,7 +51,7 @@ from obsflow.refdata.select import best_reference
 from obsflow.refdata.validate import RefRecord
 
 __all__ = ["CalibratedProduct", "CalibrationOptions", "Placement", "Recipe", "RefSource", "calibrate_product",
-           "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside", "in_runs", "output_ref"]
+           "check_input", "choose_recipe", "load_recipe", "resolve_parameters", "warm_up", "beside", "in_runs", "output_ref"]
 
 logger = logging.getLogger(__name__)
 
@@ -283,6 +284,54 @@ def _check_skip(recipe: Recipe, skipping: set[str]) -> None:
                                      [s for s in recipe.steps if s != "ramp_fit"])
 
 
+def _check_profile(meta: ExposureMeta, profile: Profile, path: Path) -> None:
+    """Refuse a Level-1 product whose telescope, instrument, detector or filter the profile lacks."""
+    where = f"{path}: PRIMARY header: keyword"
+    if meta.telescope != profile.mission.telescope:
+        raise ProductFileError(f"{where} TELESCOP = {meta.telescope!r}: expected "
+                               f"{profile.mission.telescope!r} (profile {profile.mission.name})")
+    names = {i.name: i for i in profile.instruments}
+    if meta.instrument not in names:
+        raise ProductFileError(f"{where} INSTRUME = {meta.instrument!r}: expected one of "
+                               f"{', '.join(sorted(names))} (profile {profile.mission.name})")
+    inst = names[meta.instrument]
+    detectors = {d.name: d for d in inst.detectors}
+    if meta.detector not in detectors:
+        raise ProductFileError(f"{where} DETECTOR = {meta.detector!r}: expected one of "
+                               f"{', '.join(sorted(detectors))} ({inst.name})")
+    filters = sorted(f.name for f in inst.filters)
+    if meta.filter not in filters:
+        raise ProductFileError(f"{where} FILTER = {meta.filter!r}: expected one of "
+                               f"{', '.join(filters)} ({inst.name})")
+    det = detectors[meta.detector]
+    for axis, start, size, full in ((1, meta.substrt1, meta.subsize1, det.nx),
+                                    (2, meta.substrt2, meta.subsize2, det.ny)):
+        if start < 1 or start + size - 1 > full:
+            raise ProductFileError(f"{where} SUBSTRT{axis} = {start}, SUBSIZE{axis} = {size}: "
+                                   f"expected a subarray inside the {full}-pixel {det.name}")
+
+
+def check_input(path: Path, profile: Profile) -> ExposureMeta:
+    """Check ``path`` is a Level-1 product of ``profile`` that calibration can read.
+
+    Reads the headers only (no data): a whole FITS file, a Level-1 product
+    (:func:`~obsflow.models.level1.check_uncal`: keywords, SCI uint16 of the
+    right shape), of the profile's telescope, an instrument, detector and
+    filter it defines, a subarray on the detector.
+
+    Raises
+    ------
+    ProductFileError
+        One line naming the file, the HDU or keyword and what was expected.
+    """
+    path = Path(path)
+    with open_fits(path, EXPECTED) as hdul:
+        check_uncal(hdul, path)
+        meta = ExposureMeta.from_header(hdul[0].header)
+    _check_profile(meta, profile, path)
+    return meta
+
+
 def calibrate_product(path: Path, refs: RefSource, profile: Profile,
                       options: CalibrationOptions | None = None) -> list[CalibratedProduct]:
     """Run one Level-1 product through its recipe; return the products written.
@@ -304,11 +353,18 @@ def calibrate_product(path: Path, refs: RefSource, profile: Profile,
     list of CalibratedProduct
         ``rate``, ``rateints`` and, when stage 2 ran, ``cal``: each with its
         reference, file, sha256 (hashed once, while written) and provenance.
+
+    Raises
+    ------
+    ProductFileError
+        ``path`` is not a Level-1 product of ``profile`` (:func:`check_input`);
+        nothing is written.
     """
     opts = options or CalibrationOptions()
     path = Path(path)
     level1 = read_uncal(path)
     meta = level1.meta
+    _check_profile(meta, profile, path)
     recipe = choose_recipe(meta)
     params = resolve_parameters(recipe, opts.overrides)
     skipping = set(opts.skip)

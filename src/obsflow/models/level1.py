@@ -26,13 +26,17 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from obsflow.exceptions import DataModelError
+from obsflow.exceptions import DataModelError, ProductFileError
 from obsflow.fileio import Written, write_fits, write_fits_hashed
+from obsflow.models.fitsfile import hdu_names, open_fits, require_keywords
 from obsflow.models.identity import ProductRef
-from obsflow.models.metadata import ExposureMeta
+from obsflow.models.metadata import ExposureMeta, header_keywords
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
-__all__ = ["Level1", "read_uncal", "write_uncal", "write_uncal_hashed"]
+__all__ = ["Level1", "check_uncal", "read_uncal", "write_uncal", "write_uncal_hashed"]
+
+EXPECTED = "a Level-1 _uncal.fits product (uint16 ramp cube in SCI)"
+"""What a Level-1 reader expects, as error messages say it."""
 
 
 @dataclass
@@ -134,11 +138,78 @@ def write_uncal_hashed(path: Path, product: Level1) -> Written:
     return write_fits_hashed(_hdus(product, _disk_form(product.data)), Path(path))
 
 
+def _check_sci(hdul: fits.HDUList, path: Path, header: fits.Header) -> None:
+    if "SCI" not in hdul:
+        raise ProductFileError(f"{path}: no SCI extension (HDUs: {hdu_names(hdul)}); expected "
+                               "SCI holding the uint16 ramp cube")
+    sci = hdul["SCI"].header
+    bitpix, bzero, bscale = sci.get("BITPIX"), sci.get("BZERO", 0), sci.get("BSCALE", 1)
+    if (bitpix, bzero, bscale) != (16, 32768, 1):
+        got = {8: "uint8", 16: "int16", 32: "int32", 64: "int64", -32: "float32",
+               -64: "float64"}.get(bitpix, f"BITPIX {bitpix}")
+        if bitpix == 16 and bscale == 1 and bzero != 0:
+            got = f"int16 with BZERO = {bzero}"
+        raise ProductFileError(f"{path}: SCI: data type {got} (BITPIX = {bitpix}, BZERO = "
+                               f"{bzero}, BSCALE = {bscale}); expected uint16 ramp samples in DN "
+                               "(BITPIX = 16, BZERO = 32768, BSCALE = 1)")
+    naxis = int(sci.get("NAXIS", 0))
+    shape = tuple(int(sci.get(f"NAXIS{k}", 0)) for k in range(naxis, 0, -1))
+    expected = tuple(int(header[k]) for k in ("NINTS", "NGROUPS", "SUBSIZE2", "SUBSIZE1"))
+    if shape != expected:
+        raise ProductFileError(f"{path}: SCI: shape {shape}; expected (nints, ngroups, ny, nx) "
+                               f"= {expected} from NINTS, NGROUPS, SUBSIZE2, SUBSIZE1")
+    if "GROUPDQ" in hdul:
+        dq = hdul["GROUPDQ"].header
+        dq_shape = tuple(int(dq.get(f"NAXIS{k}", 0)) for k in range(int(dq.get("NAXIS", 0)), 0, -1))
+        if dq.get("BITPIX") != 8 or dq_shape != expected:
+            raise ProductFileError(f"{path}: GROUPDQ: BITPIX {dq.get('BITPIX')} shape {dq_shape}; "
+                                   f"expected uint8 (BITPIX = 8) of the SCI shape {expected}")
+
+
+def check_uncal(hdul: fits.HDUList, path: Path) -> None:
+    """Check an open file is a Level-1 product :func:`read_uncal` can read (headers only).
+
+    Checks ``DATAMODL`` (when present) is ``Level1``, every exposure keyword
+    is present with its type, NINTS/NGROUPS/SUBSIZE1/SUBSIZE2 are at least
+    1, SCI exists as uint16 (BITPIX 16, BZERO 32768) of shape (NINTS,
+    NGROUPS, SUBSIZE2, SUBSIZE1), and GROUPDQ (when present) is uint8 of
+    the same shape.
+
+    Raises
+    ------
+    ProductFileError
+        One line naming ``path``, the HDU or keyword and what was expected.
+    """
+    header = hdul[0].header
+    model = header.get("DATAMODL")
+    if model is not None and model != "Level1":
+        raise ProductFileError(f"{path}: DATAMODL = {model!r}: expected 'Level1', {EXPECTED}; "
+                               f"a {model} is made by calibration, not its input")
+    require_keywords(header, f"{path}: PRIMARY header", header_keywords())
+    for key in ("NINTS", "NGROUPS", "SUBSIZE1", "SUBSIZE2"):
+        if header[key] < 1:
+            raise ProductFileError(f"{path}: PRIMARY header: keyword {key} = {header[key]}: "
+                                   "expected an integer >= 1")
+    _check_sci(hdul, path, header)
+
+
 def read_uncal(path: Path) -> Level1:
-    """Read a Level-1 product written by :func:`write_uncal`."""
-    with fits.open(path, memmap=False) as hdul:
+    """Read a Level-1 product written by :func:`write_uncal`.
+
+    Raises
+    ------
+    ProductFileError
+        The file is not a whole FITS file or not a Level-1 product
+        (:func:`check_uncal`); the message names the file, the HDU or
+        keyword and what was expected.  Nothing is read past the headers
+        before the checks pass.
+    """
+    with open_fits(path, EXPECTED) as hdul:
+        check_uncal(hdul, Path(path))
         meta = ExposureMeta.from_header(hdul[0].header)
-        data = np.asarray(hdul["SCI"].data, dtype=np.uint16)
+        data = np.asarray(hdul["SCI"].data)
+        if data.dtype != np.uint16:  # checked from the header above; never cast silently
+            raise ProductFileError(f"{path}: SCI: data type {data.dtype}; expected uint16")
         wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
         groupdq = np.asarray(hdul["GROUPDQ"].data) if "GROUPDQ" in hdul else None
         raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []

@@ -19,7 +19,7 @@ from obsflow.exceptions import DataModelError
 if TYPE_CHECKING:
     from obsflow.models.identity import DataId
 
-__all__ = ["ExposureMeta", "product_basename"]
+__all__ = ["ExposureMeta", "header_keywords", "product_basename"]
 
 # attribute -> (FITS keyword, comment)
 _KEYWORDS: dict[str, tuple[str, str]] = {
@@ -146,8 +146,16 @@ class ExposureMeta:
     @classmethod
     def from_header(cls, header: fits.Header) -> ExposureMeta:
         """Read back what :meth:`to_header` wrote (``extra`` is left empty)."""
-        values = {name: header[key] for name, (key, _) in _KEYWORDS.items()}
-        return cls(**values)
+        values = {name: header[key] for name, (key, _) in _KEYWORDS.items() if key in header}
+        return cls(**values)  # a missing keyword without a default: TypeError (check first)
+
+
+def header_keywords() -> dict[str, type]:
+    """The FITS keyword of every required :class:`ExposureMeta` field and its Python type."""
+    types = {"str": str, "int": int, "float": float}
+    fields = {f.name: f for f in dataclasses.fields(ExposureMeta)}
+    return {key: types[str(fields[name].type)] for name, (key, _) in _KEYWORDS.items()
+            if fields[name].default is dataclasses.MISSING}
 
 
 def product_basename(program: str, observation: int, visit: int, exposure: int,
