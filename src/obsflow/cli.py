@@ -79,7 +79,17 @@ def _setup_logging(verbose: int) -> None:
 @click.version_option(__version__, prog_name="obsflow")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
-    """obsflow: science data processing for space telescopes."""
+    """obsflow: science data processing for space telescopes.
+
+    \b
+    Exit status of every command:
+      0  done
+      1  an internal error (a bug: a traceback is printed)
+      2  an error: bad input, configuration or usage (one line on stderr)
+      3  (ingest, run) done, but data was set aside: a file quarantined,
+         packets of APIDs the profile does not define, or a link, folder
+         or FIFO refused in incoming/ (one line each; `obsflow status`)
+    """
     _setup_logging(verbose)
 
 

@@ -1,4 +1,11 @@
-"""``obsflow ingest``, ``obsflow status`` and ``obsflow accounting gaps``."""
+"""``obsflow ingest``, ``obsflow status`` and ``obsflow accounting gaps``.
+
+``obsflow ingest`` (and ``obsflow run``, through :func:`report_set_aside`)
+exit with :data:`SET_ASIDE_EXIT_CODE` (3) when their pass set data aside:
+a file quarantined, packets of an APID the profile does not define, or an
+entry in ``incoming/`` that ingest refuses (a link, folder or FIFO); each
+is printed on stderr as one line naming the file and why.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +22,21 @@ from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.fileio import atomic_path
 from obsflow.ingest.service import IngestReport, ingest_once, watch
+from obsflow.ingest.setaside import set_aside
 from obsflow.ingest.status import accounting_status, gap_report, retransmission_request
 from obsflow.site import open_site
 
-__all__ = ["accounting_group", "ingest_cmd", "status_cmd"]
+__all__ = ["SET_ASIDE_EXIT_CODE", "accounting_group", "ingest_cmd", "report_set_aside",
+           "set_aside_lines", "status_cmd"]
+
+SET_ASIDE_EXIT_CODE = 3
+"""Exit status of ``ingest`` and ``run`` when they finished but set data aside."""
+
+EXIT_STATUS_HELP = (
+    "Exit status: 0 done; 2 error (one line on stderr); 3 done, but data was set aside "
+    "(a file quarantined, packets of an APID the profile does not define, or a link, folder "
+    "or FIFO refused in incoming/: one line each on stderr, all listed by `obsflow status`)."
+)
 
 site_option = click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
                            help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
@@ -29,21 +47,57 @@ def _site(site_dir: Path | None) -> SiteConfig:
 
 
 def _report_line(report: IngestReport) -> str:
-    return (f"archived {len(report.archived)}, re-delivered {len(report.redelivered)}, "
+    line = (f"archived {len(report.archived)}, re-delivered {len(report.redelivered)}, "
             f"parsed {len(report.parsed)}, quarantined {len(report.quarantined)}, "
             f"assembled {len(report.assembled)} "
             f"({sum(a.partial for a in report.assembled)} partial)")
+    if report.unassemblable:
+        line += f", {len(report.unassemblable)} with unassemblable packets"
+    if report.refused:
+        line += f", refused {len(report.refused)} in incoming"
+    return line
 
 
-@click.command(name="ingest")
+def set_aside_lines(cfg: SiteConfig) -> dict[str, str]:
+    """The site's set-aside items now, one line each (:meth:`SetAside.lines`)."""
+    engine = make_engine(cfg.database_url)
+    try:
+        return set_aside(engine, cfg, cfg.load_profile()).lines()
+    finally:
+        engine.dispose()
+
+
+def report_set_aside(cfg: SiteConfig, before: dict[str, str]) -> None:
+    """Print what was set aside since ``before`` (and every refused incoming entry) on
+    stderr, one line each, and exit with :data:`SET_ASIDE_EXIT_CODE`; return if nothing was."""
+    now = set_aside_lines(cfg)
+    new = [line for key, line in now.items()
+           if key not in before or key.startswith("refused:")]
+    if not new:
+        return
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for line in new:
+        err.print(f"[yellow]set aside:[/yellow] {line}", markup=True)
+    err.print(f"[yellow]{len(new)} set aside[/yellow]; `obsflow status` lists them "
+              f"(exit status {SET_ASIDE_EXIT_CODE})")
+    raise click.exceptions.Exit(SET_ASIDE_EXIT_CODE)
+
+
+@click.command(name="ingest", epilog=EXIT_STATUS_HELP)
 @site_option
 @click.option("--once", "mode", flag_value="once", default=True,
               help="One pass over the incoming folder, then exit (default).")
 @click.option("--watch", "mode", flag_value="watch", help="Keep polling every ingest.poll_seconds.")
 def ingest_cmd(site_dir: Path | None, mode: str) -> None:
-    """Take files from the incoming folder: archive, account, assemble Level 1."""
+    """Take files from the incoming folder: archive, account, assemble Level 1.
+
+    Only regular files are taken; symbolic links, folders and FIFOs are
+    refused (left in place and reported), hidden and ``.part`` names are
+    left alone.
+    """
     cfg = _site(site_dir)
     console = Console(highlight=False)
+    before = set_aside_lines(cfg)
     if mode == "watch":
         console.print(f"watching {cfg.incoming_dir} every {cfg.ingest.poll_seconds} s (Ctrl-C stops)")
         try:
@@ -51,11 +105,9 @@ def ingest_cmd(site_dir: Path | None, mode: str) -> None:
                                                          f"{_report_line(r)}"))
         except KeyboardInterrupt:
             console.print("stopped")
-        return
-    report = ingest_once(cfg)
-    console.print(_report_line(report))
-    for name in report.quarantined:
-        console.print(f"[yellow]quarantined[/yellow] {name}")
+    else:
+        console.print(_report_line(ingest_once(cfg)))
+    report_set_aside(cfg, before)
 
 
 def _status_tables(status: dict[str, Any]) -> list[Table]:
@@ -89,6 +141,20 @@ def _status_tables(status: dict[str, Any]) -> list[Table]:
         for item in status["quarantined"]:
             q.add_row(item["name"], item["reason"])
         tables.append(q)
+    if status["unassemblable"]:
+        u = Table(title="unassemblable packets (APIDs the profile does not define)")
+        for col in ("file", "APID", "packets"):
+            u.add_column(col, justify="left" if col == "file" else "right")
+        for item in status["unassemblable"]:
+            u.add_row(item["name"], str(item["apid"]), f"{item['packets']:,}")
+        tables.append(u)
+    if status["refused"]:
+        r = Table(title="refused in incoming (not regular files; left in place)")
+        r.add_column("entry")
+        r.add_column("reason")
+        for item in status["refused"]:
+            r.add_row(item["path"], item["reason"])
+        tables.append(r)
     return tables
 
 
@@ -96,11 +162,13 @@ def _status_tables(status: dict[str, Any]) -> list[Table]:
 @site_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout.")
 def status_cmd(site_dir: Path | None, as_json: bool) -> None:
-    """What arrived and what is missing: files, packets, exposures, gaps, quarantine."""
+    """What arrived and what is missing: files, packets, exposures, gaps, and what was set
+    aside (quarantined files, unassemblable packets, entries refused in incoming/)."""
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
         status = accounting_status(engine)
+        status.update(set_aside(engine, cfg, cfg.load_profile()).as_dict())
     finally:
         engine.dispose()
     if as_json:

@@ -45,6 +45,7 @@ class FileContent:
     packets: int = 0
     crc_failures: int = 0
     skipped_bytes: int = 0
+    unknown_apids: dict[int, int] = field(default_factory=dict)  # apid -> packets, never assembled
 
 
 def _ledger_row(session: Session, exposure_id: int, apid: int) -> ExposureLedger:

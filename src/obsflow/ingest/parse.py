@@ -12,7 +12,10 @@ from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation
 from obsflow.profiles import Profile
 from obsflow.telemetry import PayloadKind, apid_kinds, continuity, decode
 
-__all__ = ["parse_file"]
+__all__ = ["IDLE_APID", "parse_file"]
+
+IDLE_APID = 2047
+"""CCSDS idle packets: fill, never data, ignored without a word."""
 
 
 def _continuity(apid: int, seq_count: np.ndarray) -> dict[str, int]:
@@ -46,13 +49,45 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
     content = FileContent(packets=len(table), crc_failures=int((~table.crc_ok).sum()),
                           skipped_bytes=sum(s.nbytes for s in table.skipped))
     kinds = apid_kinds(profile)
-    for apid, packets in table.split_by_apid().items():
+    by_apid = table.split_by_apid()
+    known = [int(a) for a in by_apid if int(a) in kinds]
+    unknown = {int(a): len(p) for a, p in by_apid.items() if int(a) not in kinds
+               and int(a) != IDLE_APID}
+    if unknown and not known:
+        raise RawFileError(
+            f"{name}: no packet of an APID of profile {profile.mission.name} (found "
+            f"{_apid_counts(unknown)}; expected APIDs {', '.join(map(str, sorted(kinds)))}): "
+            f"data of another telescope or profile?")
+    content.unknown_apids = unknown
+    for apid, packets in by_apid.items():
         content.continuity.append(_continuity(int(apid), packets.seq_count[packets.crc_ok]))
         carries = kinds.get(apid)
         if carries is PayloadKind.SCIENCE:
             content.science[apid] = packets
         elif carries is PayloadKind.OBSERVATION_LOG:
             content.obslog = observation_log_rows(packets)
+            for row in content.obslog:
+                _check_record(row, profile, name)
         elif carries is PayloadKind.ENGINEERING:
             content.engineering = engineering_rows(packets, profile)
     return content
+
+
+def _apid_counts(counts: dict[int, int]) -> str:
+    return ", ".join(f"{n} packets of APID {a}" for a, n in sorted(counts.items()))
+
+
+def _check_record(row: dict[str, object], profile: Profile, name: str) -> None:
+    """Refuse an observation-log record of another telescope, instrument or detector."""
+    meta, exposure = row["meta"], row["exposure_id"]
+    assert isinstance(meta, dict)
+    where = f"{name}: observation-log record of exposure {exposure}"
+    if meta.get("telescope") != profile.mission.telescope:
+        raise RawFileError(f"{where}: telescope {meta.get('telescope')!r}; expected "
+                               f"{profile.mission.telescope!r} (profile {profile.mission.name})")
+    detectors = {(i.name, d.name) for i in profile.instruments for d in i.detectors}
+    if (meta.get("instrument"), meta.get("detector")) not in detectors:
+        raise RawFileError(
+            f"{where}: instrument {meta.get('instrument')!r} detector {meta.get('detector')!r}; "
+            f"expected one of {', '.join(f'{i}/{d}' for i, d in sorted(detectors))} "
+            f"(profile {profile.mission.name})")

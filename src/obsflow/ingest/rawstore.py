@@ -16,11 +16,13 @@ quarantine folder beside a ``.reason.txt``, and marks the row.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mmap
 import os
 import shutil
 import socket
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from obsflow.ingest.locking import utcnow, writer
 from obsflow.ingest.tables import Claim, RawFile
 
-__all__ = ["Taken", "archive_file", "owner_id", "quarantine", "ready_files", "recover"]
+__all__ = ["IncomingScan", "Taken", "archive_file", "owner_id", "quarantine", "ready_files", "recover",
+           "scan_incoming"]
 
 PART_SUFFIX = ".part"
 
@@ -53,20 +56,75 @@ def _owner_alive(owner: str) -> bool:
     return True
 
 
-def ready_files(incoming: Path, settle_seconds: float, now: float) -> list[Path]:
-    """Files in ``incoming`` ready to take, oldest first.
+def _refusal(entry: os.DirEntry[str]) -> str | None:
+    """Why an incoming entry is not a regular file ingest may take (None: it is one).
 
-    Skipped: hidden files, names ending ``.part`` (still being written by
-    convention), and files modified less than ``settle_seconds`` ago.
+    Decided from ``lstat`` alone: nothing is opened, so a FIFO never blocks,
+    and a symbolic link is never followed (ingest takes bytes, not links).
     """
-    found = []
+    mode = entry.stat(follow_symlinks=False).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return (f"a symbolic link (to {os.readlink(entry.path)}); expected a regular file: "
+                "ingest never follows links, copy the file itself into incoming/")
+    if stat.S_ISDIR(mode):
+        return "a directory; expected a regular file (ingest does not look into folders)"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO); expected a regular file (ingest never opens it)"
+    if stat.S_ISSOCK(mode):
+        return "a socket; expected a regular file"
+    return "a device file; expected a regular file"
+
+
+@dataclass(frozen=True)
+class IncomingScan:
+    """One look at the incoming folder.
+
+    Attributes
+    ----------
+    ready : list of Path
+        Regular files unchanged for ``settle_seconds``, oldest first.
+    settling : list of Path
+        Regular files modified less than ``settle_seconds`` ago.
+    refused : list of (Path, str)
+        Entries ingest will not take, with why: symbolic links, folders,
+        FIFOs, sockets, devices.  They stay where they are.
+    """
+
+    ready: list[Path]
+    settling: list[Path]
+    refused: list[tuple[Path, str]]
+
+
+def scan_incoming(incoming: Path, settle_seconds: float, now: float) -> IncomingScan:
+    """Sort the entries of ``incoming`` into ready, settling and refused (see IncomingScan).
+
+    Hidden names and names ending ``.part`` (still being written, by
+    convention) are left alone without a word.
+    """
+    found, settling, refused = [], [], []
     for entry in os.scandir(incoming):
-        if not entry.is_file() or entry.name.startswith(".") or entry.name.endswith(PART_SUFFIX):
+        if entry.name.startswith(".") or entry.name.endswith(PART_SUFFIX):
             continue
-        st = entry.stat()
-        if now - st.st_mtime >= settle_seconds:
+        try:
+            reason = _refusal(entry)
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # taken by another process meanwhile
+        if reason is not None:
+            refused.append((incoming / entry.name, reason))
+        elif now - st.st_mtime >= settle_seconds:
             found.append((st.st_mtime, entry.name))
-    return [incoming / name for _, name in sorted(found)]
+        else:
+            settling.append(incoming / entry.name)
+    return IncomingScan([incoming / name for _, name in sorted(found)], sorted(settling),
+                        sorted(refused))
+
+
+def ready_files(incoming: Path, settle_seconds: float, now: float) -> list[Path]:
+    """Regular files in ``incoming`` ready to take, oldest first (:func:`scan_incoming`)."""
+    return scan_incoming(incoming, settle_seconds, now).ready
 
 
 def _claim(engine: Engine, key: str, owner: str) -> bool:
@@ -99,10 +157,24 @@ def _kind(name: str) -> str:
     return "packets" if name.endswith((".ccsds", ".pkt", ".bin", ".dat")) else "unknown"
 
 
-def _map(path: Path) -> bytes | mmap.mmap:
-    """The file's bytes, memory-mapped read-only (no copy; stays valid after a rename)."""
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
+def _map(path: Path) -> bytes | mmap.mmap | None:
+    """The file's bytes, memory-mapped read-only (no copy; stays valid after a rename).
+
+    None when ``path`` is no longer a regular file (replaced by a link, a
+    FIFO or a folder since the scan): it is opened without following a link
+    and without blocking, so the next scan reports it instead.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            return None
+        raise
+    with open(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        if st.st_size == 0:
             return b""
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
@@ -129,6 +201,8 @@ def archive_file(engine: Engine, path: Path, raw_dir: Path, owner: str) -> Taken
             data = _map(path)
         except FileNotFoundError:
             return None  # taken and finished by another process meanwhile
+        if data is None:
+            return None  # not a regular file any more: the next scan refuses it
         sha = hashlib.sha256(data).hexdigest()
         with writer(engine) as session:
             known = session.execute(select(RawFile).where(RawFile.sha256 == sha)).scalar_one_or_none()

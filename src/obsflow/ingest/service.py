@@ -30,6 +30,7 @@ from obsflow.ingest.rawstore import (
     quarantine,
     ready_files,
     recover,
+    scan_incoming,
 )
 from obsflow.ingest.tables import RawFile
 from obsflow.profiles import Profile
@@ -50,6 +51,10 @@ class IngestReport:
     parsed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     assembled: list[Assembled] = field(default_factory=list)
+    unassemblable: list[str] = field(default_factory=list)
+    """Parsed files holding packets of APIDs the profile does not define."""
+    refused: list[str] = field(default_factory=list)
+    """Incoming entries not taken (links, folders, FIFOs): ``"<name>: <why>"``."""
 
 
 def pending_work(cfg: SiteConfig, engine: Engine) -> bool:
@@ -76,10 +81,14 @@ def _parse_one(engine: Engine, cfg: SiteConfig, profile: Profile, file_id: int,
     except ValueError as exc:
         quarantine(engine, file_id, cfg.raw_dir, cfg.quarantine_dir, str(exc))
         report.quarantined.append(name)
-        log.warning("quarantined %s: %s", name, exc)
+        log.info("quarantined %s: %s", name, exc)  # the CLI reports it (exit status 3)
         return
     record_file(engine, file_id, content)
     report.parsed.append(name)
+    if content.unknown_apids:
+        report.unassemblable.append(name)
+        log.info("%s: packets of APIDs %s are not in the profile; never assembled", name,
+                    sorted(content.unknown_apids))
 
 
 def _take(engine: Engine, cfg: SiteConfig, profile: Profile, path: Path, owner: str,
@@ -114,7 +123,11 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
                                       .order_by(RawFile.id)).scalars().all()
         for file_id in pending:
             _parse_one(engine, cfg, profile, file_id, None, report)
-        files = ready_files(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
+        scan = scan_incoming(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
+        files = scan.ready
+        for path, why in scan.refused:
+            report.refused.append(f"{path.name}: {why}")
+            log.info("refused %s: %s", path, why)
         owner = owner_id()
         for k, path in enumerate(files):
             tick("files", k, len(files))

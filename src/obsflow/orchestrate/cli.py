@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
+from obsflow.ingest.cli import EXIT_STATUS_HELP, report_set_aside, set_aside_lines
 from obsflow.orchestrate.jobs import JobView, get_job, retry, transaction
 from obsflow.orchestrate.runner import RunSummary, run_site
 from obsflow.orchestrate.tables import STATES, Job, JobAttempt
@@ -73,7 +74,7 @@ def progress_display(console: Console) -> Iterator[Callable[[dict[str, dict[str,
         yield update
 
 
-@click.command("run")
+@click.command("run", epilog=EXIT_STATUS_HELP)
 @_site_option
 @click.option("--watch", is_flag=True, help="Keep running as new files arrive (Ctrl-C stops).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -86,11 +87,13 @@ def run_cmd(site_dir: Path | None, watch: bool, workers: int | None) -> None:
     """
     cfg = _site(site_dir)
     console = Console(highlight=False)
+    before = set_aside_lines(cfg)
     try:
         with progress_display(console) as update:
             summary = run_site(cfg, watch=watch, workers=workers, progress=update)
     except KeyboardInterrupt:
         console.print("stopped; running jobs are re-queued by the next `obsflow run`")
+        report_set_aside(cfg, before)
         return
     console.print(f"jobs: {summary_line(summary)}")
     if summary.workflow is not None:
@@ -100,6 +103,7 @@ def run_cmd(site_dir: Path | None, watch: bool, workers: int | None) -> None:
         console.print(f"HTCondor DAG of {len(summary.workflow.job_ids)} calibrate jobs: {where}")
     if summary.total("failed"):
         console.print("[red]some jobs failed[/red]: see `obsflow jobs --state failed`")
+    report_set_aside(cfg, before)
 
 
 def _job_rows(cfg: SiteConfig, kind: str | None, state: str | None, limit: int) -> list[JobView]:

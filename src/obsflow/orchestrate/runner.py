@@ -98,11 +98,12 @@ class RunSummary:
 
 
 def _incoming_files(cfg: SiteConfig) -> bool:
-    """True if the incoming folder holds a file ingest will take (settled or not yet)."""
-    for entry in cfg.incoming_dir.iterdir():
-        if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(".part"):
-            return True
-    return False
+    """True if the incoming folder holds a file ingest will take (settled or not yet);
+    entries ingest refuses (links, folders, FIFOs) do not count."""
+    from obsflow.ingest.rawstore import scan_incoming
+
+    scan = scan_incoming(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
+    return bool(scan.ready or scan.settling)
 
 
 class Orchestrator:
