@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from obsflow import __version__
+from obsflow.cli_types import FiniteFloatRange
 from obsflow.config import CONFIG_FILENAME, SiteConfig, default_site_root, load_config
 from obsflow.db import sqlite_path
 from obsflow.exceptions import ObsflowError, SiteError
@@ -46,17 +47,39 @@ ERROR_EXIT_CODE = 2
 logger = logging.getLogger(__name__)
 
 
+def _error_line(text: str) -> None:
+    """Print ``error: <text>`` on stderr as one line (newlines in ``text`` become spaces)."""
+    text = " ".join(text.split())
+    message = Text.assemble(("error: ", "bold red"), (text, "red"))
+    Console(stderr=True).print(message, soft_wrap=True, highlight=False)
+
+
 class ObsflowGroup(click.Group):
-    """A click group that turns :class:`ObsflowError` into ``error: ...`` and exit code 2."""
+    """A click group that reports every expected failure of a subcommand in one line.
+
+    An :class:`ObsflowError` (bad input, configuration, site), a usage error
+    (a bad option value, a missing argument) and an operating-system error
+    (a permission, a full disk; the path and the reason) are each printed as
+    ``error: ...`` on stderr, with exit status 2 and no traceback (``-vv``
+    logs one).  Anything else is a bug and keeps its traceback.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the subcommand; report an :class:`ObsflowError` in one line."""
+        """Run the subcommand; report an expected failure in one line."""
         try:
             return super().invoke(ctx)
         except ObsflowError as exc:
             logger.debug("command failed", exc_info=True)
-            message = Text.assemble(("error: ", "bold red"), (str(exc), "red"))
-            Console(stderr=True).print(message, soft_wrap=True, highlight=False)
+            _error_line(str(exc))
+            ctx.exit(ERROR_EXIT_CODE)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            _error_line(f"{where}: {exc.format_message()} (see `{where} --help`)")
+            ctx.exit(ERROR_EXIT_CODE)
+        except OSError as exc:
+            logger.debug("command failed", exc_info=True)
+            where = f"{exc.filename}: " if exc.filename is not None else ""
+            _error_line(f"{where}{exc.strerror or exc}")
             ctx.exit(ERROR_EXIT_CODE)
 
 
@@ -257,7 +280,7 @@ def _simulation_table(result: SimResult) -> Table:
               help="Observatory profile: built-in name or .toml path.")
 @click.option("--exposures", type=click.IntRange(min=1), default=None,
               help="Number of pointed exposures (default 6).")
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--hours", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Plan exposures filling this many hours instead.")
 @click.option("--subarray", default="FULL", show_default=True,
               help="Subarray name from the profile, or the size of a square one (e.g. 160).")
@@ -266,7 +289,7 @@ def _simulation_table(result: SimResult) -> Table:
 @click.option("--dumps", default=3, show_default=True, type=click.IntRange(min=1),
               help="Recorder dumps (files) to cut the stream into.")
 @click.option("--level1", is_flag=True, help="Also write the Level-1 _uncal.fits products.")
-@click.option("--dark-error", default=0.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--dark-error", default=0.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Deliver an early dark measured with this error (DN/s) in refs/ and the "
                    "better dark in refs_update/ (a reprocessing exercise).")
 def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,

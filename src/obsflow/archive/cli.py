@@ -13,6 +13,7 @@ from rich.table import Table
 from obsflow.archive.context import Archive
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.users import add_user, create_token
+from obsflow.cli_types import FiniteFloatRange
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.exceptions import ConfigError
 from obsflow.site import open_site
@@ -98,7 +99,7 @@ def tokens() -> None:
 @tokens.command("create")
 @_site_option
 @click.argument("user")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--days", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Expire after this many days (default: never).")
 @click.option("--label", default="", help="What the token is for.")
 def tokens_create(site_dir: Path | None, user: str, days: float | None, label: str) -> None:

@@ -53,6 +53,7 @@ from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index,
 from obsflow.config import SiteConfig
 from obsflow.exceptions import ArchiveError, ProductFileError, UnknownOptionError
 from obsflow.fileio import sha256_file
+from obsflow.models.fitsfile import open_fits
 from obsflow.models.identity import PRODUCT_KINDS, ProductRef
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance, RefFileUse
@@ -167,6 +168,7 @@ def ensure_run(session: Session, name: str, kind: str, description: str = "") ->
 # -- reading a product file -------------------------------------------------------------------
 
 def _open_checked(path: Path, verify: bool) -> fits.HDUList:
+    open_fits(path, "a product FITS file").close()  # empty, not FITS, truncated: one clear line
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -10,16 +10,15 @@ the HDU or keyword, and what was expected, in one line.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
-from obsflow.exceptions import ProductFileError
+from obsflow.exceptions import ObsflowError, ProductFileError
 
 __all__ = ["BLOCK_BYTES", "hdu_names", "open_fits", "require_keywords"]
 
@@ -33,8 +32,8 @@ def _first_sentence(exc: BaseException) -> str:
     return str(exc).split(". ")[0].rstrip(".") or type(exc).__name__
 
 
-@contextlib.contextmanager
-def open_fits(path: Path, expected: str) -> Iterator[fits.HDUList]:
+def open_fits(path: Path, expected: str,
+              error: type[ObsflowError] = ProductFileError) -> fits.HDUList:
     """Open ``path`` (every header read, no data yet), checking it is a whole FITS file.
 
     Parameters
@@ -43,10 +42,18 @@ def open_fits(path: Path, expected: str) -> Iterator[fits.HDUList]:
         The file.
     expected : str
         What the caller expects, for the message, e.g. ``"a Level-1 _uncal.fits product"``.
+    error : type
+        The error to raise (default :class:`ProductFileError`; reference
+        files use :class:`~obsflow.exceptions.ReferenceFileError`).
+
+    Returns
+    -------
+    astropy.io.fits.HDUList
+        Open; use it in a ``with`` block.
 
     Raises
     ------
-    ProductFileError
+    error
         The file cannot be read, is empty, is not FITS, or is truncated
         (its size is not a whole number of 2880-byte blocks, or an HDU's
         data runs past its end).
@@ -55,28 +62,26 @@ def open_fits(path: Path, expected: str) -> Iterator[fits.HDUList]:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ProductFileError(f"{path}: cannot read: {exc.strerror}; expected {expected}") from exc
+        raise error(f"{path}: cannot read: {exc.strerror}; expected {expected}") from exc
     if size == 0:
-        raise ProductFileError(f"{path}: empty file (0 bytes); expected {expected}")
+        raise error(f"{path}: empty file (0 bytes); expected {expected}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)  # truncation is checked below
             hdul = fits.open(path, memmap=False, lazy_load_hdus=False)
     except OSError as exc:
-        raise ProductFileError(f"{path}: not a FITS file ({_first_sentence(exc)}); "
-                               f"expected {expected}") from exc
+        raise error(f"{path}: not a FITS file ({_first_sentence(exc)}); "
+                    f"expected {expected}") from exc
     except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise ProductFileError(f"{path}: unreadable FITS headers ({_first_sentence(exc)}); "
-                               f"expected {expected}") from exc
-    with hdul:
-        end = max(hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"]
-                  for i in range(len(hdul)))
-        if size % BLOCK_BYTES or end > size:
-            raise ProductFileError(
-                f"{path}: truncated: {size} bytes, expected a whole number of "
-                f"{BLOCK_BYTES}-byte FITS blocks holding every HDU's data "
-                f"({max(end, math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES)} bytes at least)")
-        yield hdul
+        raise error(f"{path}: unreadable FITS headers ({_first_sentence(exc)}); "
+                    f"expected {expected}") from exc
+    end = max(hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"] for i in range(len(hdul)))
+    if size % BLOCK_BYTES or end > size:
+        hdul.close()
+        raise error(f"{path}: truncated: {size} bytes, expected a whole number of "
+                    f"{BLOCK_BYTES}-byte FITS blocks holding every HDU's data "
+                    f"({max(end, math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES)} bytes at least)")
+    return hdul
 
 
 def hdu_names(hdul: fits.HDUList) -> str:

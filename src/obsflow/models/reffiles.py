@@ -47,6 +47,7 @@ from astropy.io import fits
 
 from obsflow.exceptions import ReferenceFileError
 from obsflow.fileio import write_fits
+from obsflow.models.fitsfile import open_fits
 
 __all__ = [
     "ANY",
@@ -304,11 +305,8 @@ def check_layout(hdul: fits.HDUList, reftype: str, shape: tuple[int, int],
 
 
 def open_reference(path: Path) -> fits.HDUList:
-    """Open a reference file (data read into memory); ReferenceFileError if it is not FITS."""
-    try:
-        return fits.open(path, memmap=False)
-    except (OSError, ValueError) as exc:
-        raise ReferenceFileError(f"{path}: not a readable FITS file ({exc})") from exc
+    """Open a reference file; ReferenceFileError if it is empty, not FITS or truncated."""
+    return open_fits(path, "a reference file (FITS)", ReferenceFileError)
 
 
 def _extension(hdul: fits.HDUList, reftype: str, path: Path) -> Any:

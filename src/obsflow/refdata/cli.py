@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.models.level1 import read_uncal
+from obsflow.models.metadata import ExposureMeta
 from obsflow.refdata.compare import ContextDiff, diff_contexts
 from obsflow.refdata.contexts import (
     RefContext,
@@ -91,8 +92,7 @@ def deliver_cmd(site_dir: Path | None, description: str, files: tuple[Path, ...]
                   f"({len(done.records)} new)")
 
 
-def _best_table(context: RefContext, product: Path) -> Table:
-    meta = read_uncal(product).meta
+def _best_table(context: RefContext, product: Path, meta: ExposureMeta) -> Table:
     table = Table(title=f"best references for {product.name} ({meta.instrument} {meta.detector} "
                         f"{meta.filter} {meta.readpatt} {meta.subarray}, start "
                         f"{exposure_start_iso(meta)}) in reference context {context.number}")
@@ -119,12 +119,13 @@ def _best_table(context: RefContext, product: Path) -> Table:
 def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
     """Print the reference file of each type chosen for PRODUCT, and why."""
     cfg = open_site_option(site_dir)
+    meta = read_uncal(product).meta  # a bad product is reported before anything else
     with _transaction(cfg) as session:
         if number is None:
             context = operational_context(session, refs_dir=cfg.refs_dir)
         else:
             context = load_context(session, number, refs_dir=cfg.refs_dir)
-    _console().print(_best_table(context, product))
+    _console().print(_best_table(context, product, meta))
 
 
 @refs_group.command("contexts")
