@@ -27,7 +27,10 @@ CHANNELS = PROFILE.engineering.channels
 
 
 def _meta(exposure_id: int, status: str = "executed") -> dict[str, object]:
-    return {"exposure_id": exposure_id, "status": status, "program": "01234", "nints": 1}
+    inst = PROFILE.instruments[0]
+    return {"exposure_id": exposure_id, "status": status, "program": "01234", "nints": 1,
+            "telescope": PROFILE.mission.telescope, "instrument": inst.name,
+            "detector": inst.detectors[0].name}
 
 
 def _hk_stream(payloads: list[bytes]) -> bytes:
@@ -99,3 +102,4 @@ def test_parse_file_dispatches_by_what_each_apid_carries() -> None:
     assert [r["exposure_id"] for r in content.obslog] == [7]
     assert [r["channel"] for r in content.engineering] == list(CHANNELS)
     assert sorted(c["apid"] for c in content.continuity) == sorted([SCI, ENG, HK, 300])
+    assert content.unknown_apids == {300: 1}  # counted, reported as unassemblable

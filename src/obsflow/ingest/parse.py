@@ -51,8 +51,9 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
     kinds = apid_kinds(profile)
     by_apid = table.split_by_apid()
     known = [int(a) for a in by_apid if int(a) in kinds]
-    unknown = {int(a): len(p) for a, p in by_apid.items() if int(a) not in kinds
-               and int(a) != IDLE_APID}
+    # CRC-good packets only: a corrupted header may carry any APID
+    unknown = {int(a): int(p.crc_ok.sum()) for a, p in by_apid.items()
+               if int(a) not in kinds and int(a) != IDLE_APID and p.crc_ok.any()}
     if unknown and not known:
         raise RawFileError(
             f"{name}: no packet of an APID of profile {profile.mission.name} (found "

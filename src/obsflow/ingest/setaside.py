@@ -86,7 +86,7 @@ def set_aside(engine: Engine, cfg: SiteConfig, profile: Profile) -> SetAside:
         rows = session.execute(
             select(RawFile.id, RawFile.name, ApidContinuity.apid, ApidContinuity.packets)
             .join(RawFile, RawFile.id == ApidContinuity.raw_file_id)
-            .where(ApidContinuity.apid.not_in(known))
+            .where(ApidContinuity.apid.not_in(known), ApidContinuity.packets > 0)
             .order_by(RawFile.id, ApidContinuity.apid)).all()
     files: dict[int, tuple[str, dict[int, int]]] = {}
     for file_id, name, apid, packets in rows:
