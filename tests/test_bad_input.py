@@ -547,3 +547,12 @@ def test_run_sets_incoming_entries_aside_as_a_subprocess(ctx: Ctx) -> None:
     work.mkdir()
     (case,) = _incoming_cases("run")(Ctx(ctx.site, {}, ctx.files, work))
     _subprocess(case)
+
+
+def test_exit_statuses_are_in_the_help() -> None:
+    top = CliRunner().invoke(main, ["--help"]).stdout
+    assert "2  an error: bad input, configuration or usage" in top
+    assert "3  (ingest, run) done, but data was set aside" in top
+    for command in ("ingest", "run"):
+        text = " ".join(CliRunner().invoke(main, [command, "--help"]).stdout.split())
+        assert "3 done, but data was set aside" in text, command
