@@ -87,7 +87,8 @@ def test_diff_and_errors(site: SiteConfig, base_refs: dict[str, Path], tmp_path:
                                                                 for k in base_refs)
     for args, message in ((("pin", "9"), "cannot pin reference context 9: contexts are "
                                           "numbered 1 to 3"),
-                          (("best", "--context", "7", str(tmp_path / "dark_march.fits")),
+                          (("best", "--context", "7",  # a Level-1 product: it is read first
+                            str(write_product(tmp_path, meta()))),
                            "no reference context 7"),
                           (("diff", "0", "2"), "no reference context 0")):
         result = _run(site, *args)

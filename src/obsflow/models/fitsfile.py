@@ -103,6 +103,9 @@ def require_keywords(header: fits.Header, where: str,
         Keywords are missing (all are listed) or one has a value of another type.
     """
     missing = [key for key in keywords if key not in header]
+    if len(missing) > 3:
+        raise ProductFileError(f"{where}: missing {len(missing)} of the {len(keywords)} "
+                               f"keywords expected ({', '.join(missing)})")
     if missing:
         raise ProductFileError(f"{where}: missing keyword{'s' * (len(missing) > 1)} "
                                f"{', '.join(missing)}; expected "
