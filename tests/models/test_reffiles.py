@@ -179,7 +179,7 @@ def test_layout_errors_name_the_file_and_what_was_expected(tmp_path: Path) -> No
         read_record(lin, PROFILE)
     notfits = tmp_path / "note.fits"
     notfits.write_text("not FITS")
-    with pytest.raises(ReferenceFileError, match="not a readable FITS file"):
+    with pytest.raises(ReferenceFileError, match="note.fits: not a FITS file .*expected a reference file"):
         read_reference_array(notfits, "DARK")
     with pytest.raises(ReferenceFileError, match="is a table; use read_photom"):
         read_reference_array(dark, "PHOTOM")
