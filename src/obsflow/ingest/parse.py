@@ -35,8 +35,10 @@ def parse_file(data: bytes | mmap.mmap, name: str, kind: str, profile: Profile) 
     ------
     RawFileError
         The file holds nothing obsflow can read (no valid packet, a bad
-        ephemeris table, an unknown kind); the message names the file and,
-        where it applies, the byte offset.
+        ephemeris table, an unknown kind), no packet of an APID of
+        ``profile``, or an observation-log record of another telescope,
+        instrument or detector; the message names the file and, where it
+        applies, the byte offset or the exposure.
     """
     if kind == "ephemeris":
         return FileContent(ephemeris=ephemeris_rows(bytes(data), name))
