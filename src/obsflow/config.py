@@ -202,8 +202,8 @@ class ServerSection(_Section):
             try:
                 ipaddress.ip_network(item)
             except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or CIDR network without host "
-                                 "bits (e.g. 127.0.0.1, 10.0.0.0/8, ::1)") from None
+                raise ConfigError(f"{item!r} is not an IP address or CIDR network without host "
+                                  "bits (e.g. 127.0.0.1, 10.0.0.0/8, ::1)") from None
         return value
 
 
