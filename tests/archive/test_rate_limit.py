@@ -227,3 +227,19 @@ def test_obsflow_serve_believes_forwarded_headers_from_its_trusted_proxies(
         codes = {client.get("/api/whoami", headers=_bearer(UNKNOWN, **_forged(1))).status_code
                  for _ in range(limit)}
         assert codes == {401, 429}
+
+
+def test_ipv6_clients_count_per_64_network(limited: Limited) -> None:
+    with _serve(limited, ("127.0.0.1", "::1")) as client:
+        network = "2001:db8:1:2:"
+        codes = [client.get("/api/whoami", headers=_bearer(
+            UNKNOWN, **{"X-Forwarded-For": f"{network}:{n + 1:x}"})).status_code
+            for n in range(LIMIT + 1)]
+        assert codes == [401] * LIMIT + [429]
+        good = limited.tokens["alice"]
+        for address in (f"{network}abcd:1:2:3", "2001:db8:1:2::ffff"):
+            assert client.get("/api/whoami", headers=_bearer(
+                good, **{"X-Forwarded-For": address})).status_code == 429
+        for address in ("2001:db8:1:3::1", "::ffff:192.0.2.9", "192.0.2.9"):
+            assert client.get("/api/whoami", headers=_bearer(
+                good, **{"X-Forwarded-For": address})).status_code == 200, address

@@ -15,6 +15,7 @@ started to trust (``server.trusted_proxies``, see
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import defaultdict, deque
@@ -107,14 +108,30 @@ def get_now(request: Request) -> datetime:
     return settings.clock()
 
 
+IPV6_PREFIX = 64
+"""Bad credentials from IPv6 clients count per /64 network (one subscriber's share)."""
+
+
 def client_address(request: HTTPConnection) -> str:
     """The address bad credentials are counted against: the TCP peer's IP address.
 
     The server replaces it with the ``X-Forwarded-For`` client only when the
     peer is a trusted proxy (:func:`obsflow.archive.server.server_config`);
-    the app itself never reads forwarded headers.
+    the app itself never reads forwarded headers.  An IPv6 client counts as
+    its /:data:`IPV6_PREFIX` network (a client holds a whole /64 and could
+    otherwise take a fresh address for every attempt); an IPv4-mapped IPv6
+    address as the IPv4 address.
     """
-    return request.client.host if request.client else "unknown"
+    host = request.client.host if request.client else "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an IP (a Unix socket's peer): counted as is
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
 
 
 def secret_from_request(request: HTTPConnection) -> str | None:
