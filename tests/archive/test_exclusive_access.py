@@ -168,7 +168,9 @@ def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                      title=PUBLIC_FIELDS["title"], exclusive_months=0)
     register_program(archive, SECRET, pi_name=SECRET_FIELDS["pi_name"],
                      title=SECRET_FIELDS["title"], exclusive_months=12, members=["alice"])
-    register_program(archive, OTHER, exclusive_months=12, members=["bob"])
+    for other in (OTHER, *(f"056{n:02d}" for n in range(80, 100))):
+        # bob is a member of many programs: the policy's condition grows costlier
+        register_program(archive, other, exclusive_months=12, members=["bob"])
     _register(archive, folder / "in")
     with archive.session() as session, session.begin():
         tokens = {name: create_token(session, name) for name in ("alice", "bob")}

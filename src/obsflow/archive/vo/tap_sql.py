@@ -22,6 +22,7 @@ whether MAXREC cut the result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 import time
@@ -271,6 +272,17 @@ def _translate_canonical(canonical: str) -> str:
     return str(sql).strip().rstrip(";")
 
 
+def _has_arithmetic(node: object) -> bool:
+    """True if the condition tree holds ``+ - * /`` anywhere."""
+    if isinstance(node, adql.Arith):
+        return True
+    if isinstance(node, tuple):
+        return any(_has_arithmetic(item) for item in node)
+    if dataclasses.is_dataclass(node):
+        return any(_has_arithmetic(getattr(node, f.name)) for f in dataclasses.fields(node))
+    return False
+
+
 def _run_postgresql(session: Session, query: adql.Query, request: TapRequest) -> list[tuple]:  # type: ignore[type-arg]
     translated = _translate_postgresql(query)
     engine = session.get_bind().engine
@@ -279,7 +291,12 @@ def _run_postgresql(session: Session, query: adql.Query, request: TapRequest) ->
                          request.now)
     compiled = cte.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     limit, probe = _limit(query, request.maxrec)
-    sql = (f"WITH {CTE_NAME} AS ({compiled}) SELECT * FROM ({translated.replace('%', '%%')}) "
+    # arithmetic can fail on a row's values (division by zero, overflow): such a query
+    # reads a materialized view, so it never runs on a row the policy hides (inlined,
+    # the planner may order its conditions before the policy's; the cone index is lost)
+    fence = " MATERIALIZED" if _has_arithmetic(query.where) else ""
+    sql = (f"WITH {CTE_NAME} AS{fence} ({compiled}) "
+           f"SELECT * FROM ({translated.replace('%', '%%')}) "
            f"AS q LIMIT {int(limit + 1 if probe else limit)}")
     with engine.connect() as conn:
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
