@@ -364,7 +364,7 @@ def _vo_calls(site: AccessSite) -> list[Call]:
               f"1 / (t_min - {SECRET_START}) > 0",
               f"s_ra / (t_min - {SECRET_START}) > 0 OR t_min > 61050"]
     calls += [_tap(f"SELECT * {table} WHERE {where}", _rows(0)) for where in probes]
-    calls += [_tap(f"SELECT obs_id {table} WHERE {where}", _rows(0, overflow=False),
+    calls += [_tap(f"SELECT obs_id {table} WHERE {where}", _rows(0),
                    MAXREC="0") for where in probes[:4]]
     sia = "/vo/sia2/query"
     rows = site.public_rows
