@@ -261,6 +261,30 @@ def test_env_out_of_range(tmp_path: Path) -> None:
         load_config(tmp_path, env={"OBSFLOW_SERVER__PORT": "70000"})
 
 
+def test_trusted_proxies_from_file_and_env(tmp_path: Path) -> None:
+    _write(tmp_path, '[server]\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
+    cfg = load_config(tmp_path, env={})
+    assert cfg.server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
+    write_config(cfg, cfg.config_path)
+    assert load_config(tmp_path, env={}) == cfg
+    env = {"OBSFLOW_SERVER__TRUSTED_PROXIES": " ::1, 192.168.0.0/16 "}
+    assert load_config(tmp_path, env=env).server.trusted_proxies == ("::1", "192.168.0.0/16")
+    assert load_config(tmp_path, env={"OBSFLOW_SERVER__TRUSTED_PROXIES": ""}
+                       ).server.trusted_proxies == ()
+    assert SiteConfig.for_root(tmp_path).server.trusted_proxies == ()
+
+
+@pytest.mark.parametrize("value", ["*", "proxy.example.org", "10.0.0.1/8", "300.1.1.1"])
+def test_trusted_proxies_must_be_addresses(tmp_path: Path, value: str) -> None:
+    _write(tmp_path, "")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"OBSFLOW_SERVER__TRUSTED_PROXIES": f"127.0.0.1,{value}"})
+    message = str(info.value)
+    assert "OBSFLOW_SERVER__TRUSTED_PROXIES" in message and "server.trusted_proxies" in message
+    assert f"{value!r} is not an IP address or CIDR network" in message
+    assert "\n" not in message
+
+
 def test_env_variable_names() -> None:
     assert env_variable("server", "port") == "OBSFLOW_SERVER__PORT"
     assert env_variable("ingest", "settle_seconds") == "OBSFLOW_INGEST__SETTLE_SECONDS"

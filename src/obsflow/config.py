@@ -25,6 +25,7 @@ listed in ``docs/operations.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tempfile
 from collections.abc import Mapping
@@ -182,6 +183,30 @@ class ServerSection(_Section):
 
     host: str = Field(default="127.0.0.1", min_length=1, description="interface to listen on")
     port: int = Field(default=8000, ge=1, le=65535, description="TCP port to listen on")
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="IP addresses or CIDR networks of reverse proxies whose X-Forwarded-For "
+        "is believed; empty: forwarded headers are ignored",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        # an environment override is one string: addresses separated by commas
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item)
+            except ValueError:
+                raise ConfigError(f"{item!r} is not an IP address or CIDR network without host "
+                                  "bits (e.g. 127.0.0.1, 10.0.0.0/8, ::1)") from None
+        return value
 
 
 class ArchiveSection(_Section):

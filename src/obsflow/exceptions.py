@@ -25,6 +25,7 @@ The hierarchy::
     │   ├── ProductFileError(ValueError)       a file that cannot be registered (what is missing)
     │   ├── ChecksumMismatchError              stored bytes differ from the recorded sha256
     │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
+    │   │   └── TooManyAttemptsError           too many bad credentials from one address
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
     │   ├── SearchParameterError(ValueError)   a bad field in a web search form
     │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
@@ -36,7 +37,7 @@ The hierarchy::
 
 Each error has exactly one import path: ``from obsflow.exceptions import ...``.
 
-The archive's HTTP layer maps its errors to 404, 400, 503 and 401.
+The archive's HTTP layer maps its errors to 404, 400, 503, 401 and 429.
 
 Domain errors also inherit the matching built-in, so ``except ValueError``
 in a caller's script still catches a bad packet.
@@ -76,6 +77,7 @@ __all__ = [
     "ContextNotFoundError",
     "ReferenceFileError",
     "SiteError",
+    "TooManyAttemptsError",
     "TruncatedPacketError",
     "UnknownOptionError",
 ]
@@ -203,6 +205,17 @@ class RangeNotSatisfiableError(ArchiveError, ValueError):
 
 class SearchParameterError(ArchiveError, ValueError):
     """A web search form field the archive cannot use (answered 400 with the message)."""
+
+
+class TooManyAttemptsError(AuthenticationError):
+    """A client address sent too many bad credentials; refused until ``retry_after_s`` passed.
+
+    Answered 429 with ``Retry-After`` (seconds), whatever the credentials.
+    """
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class VOQueryError(ArchiveError, ValueError):

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from obsflow.archive.context import Archive, ArchiveSettings
+from obsflow.archive.server import server_config
 from obsflow.archive.store import ProductStore
 from obsflow.profiles import load_profile
 
@@ -61,11 +62,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yield its base URL."""
+def live_server(app: FastAPI, trusted_proxies: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``app`` under uvicorn on 127.0.0.1 in a thread, configured as ``obsflow serve``
+    configures it (:func:`~obsflow.archive.server.server_config`); yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", access_log=False)
+    config = server_config(app, "127.0.0.1", port, trusted_proxies, log_level="warning",
+                           access_log=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -116,6 +116,11 @@ def test_commands_register_and_serve(tmp_path: Path) -> None:
         assert whoami.json() == {"name": "alice", "is_admin": False, "programs": ["01234"]}
         found = httpx.get(f"{url}/api/search", headers={"Authorization": f"Bearer {token}"})
         assert found.json()["total"] == 1
+        # no trusted proxy configured: a made-up X-Forwarded-For does not dodge the limit
+        codes = [httpx.get(f"{url}/api/whoami", headers={
+            "Authorization": f"Bearer obf_{'A' * 43}", "X-Forwarded-For": f"192.0.2.{n}"}
+        ).status_code for n in range(11)]
+        assert codes == [401] * 10 + [429]
     finally:
         server.terminate()
         server.wait(10)

@@ -130,11 +130,12 @@ def serve(site_dir: Path | None, host: str | None, port: int | None) -> None:
 
     from obsflow.archive import vo, web
     from obsflow.archive.api import create_app
+    from obsflow.archive.server import server_config
 
     cfg = _site(site_dir)
     host = host or cfg.server.host
     _check_loopback(host)
     with Archive.from_site(cfg) as arch:
         app = create_app(arch, routers=[*vo.routers(), *web.routers()])
-        uvicorn.run(app, host=host, port=port or cfg.server.port,
-                    log_level="info")
+        uvicorn.Server(server_config(app, host, port or cfg.server.port,
+                                     cfg.server.trusted_proxies)).run()

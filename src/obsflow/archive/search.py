@@ -45,6 +45,7 @@ __all__ = [
     "product_versions",
     "search_products",
     "version_dict",
+    "visible_filters",
     "visible_provenance",
     "visible_products",
 ]
@@ -96,6 +97,15 @@ def visible_products(viewer: Viewer, now: datetime) -> Select:  # type: ignore[t
     """``SELECT product, exposure`` restricted to what ``viewer`` may see at ``now``."""
     return (select(Product, Exposure).join(Exposure, Product.exposure_id == Exposure.id)
             .where(visible_clause(viewer, now)))
+
+
+def visible_filters(session: Session, viewer: Viewer, now: datetime) -> list[str]:
+    """Names of the filters of the exposures ``viewer`` may see at ``now``, sorted.
+
+    The search form's filter menu: a filter only hidden data used is not named.
+    """
+    return sorted(session.scalars(select(Exposure.filter).where(visible_clause(viewer, now))
+                                  .distinct()).all())
 
 
 def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:

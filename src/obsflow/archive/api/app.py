@@ -8,6 +8,7 @@ pages) add their routers with ``create_app(archive, routers=[...])``.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from obsflow.exceptions import (
     AuthenticationError,
     ChecksumMismatchError,
     ProductNotFoundError,
+    TooManyAttemptsError,
 )
 
 __all__ = ["create_app", "error_response"]
@@ -72,6 +74,10 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProductNotFoundError)
     async def _missing(_: Request, exc: ProductNotFoundError) -> JSONResponse:
         return error_response(404, str(exc))
+
+    @app.exception_handler(TooManyAttemptsError)
+    async def _blocked(_: Request, exc: TooManyAttemptsError) -> JSONResponse:
+        return error_response(429, str(exc), {"Retry-After": str(math.ceil(exc.retry_after_s))})
 
     @app.exception_handler(AuthenticationError)
     async def _auth(_: Request, exc: AuthenticationError) -> JSONResponse:

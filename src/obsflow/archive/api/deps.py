@@ -1,15 +1,21 @@
 """Request-scoped dependencies: settings, database session, the caller (viewer), the clock.
 
 Authentication: ``Authorization: Bearer <token>`` or the web-session cookie
-(:data:`~obsflow.archive.users.SESSION_COOKIE`).  No credentials is the
-anonymous viewer; bad credentials answer 401, and a client that sent
-:attr:`ApiSettings.bad_token_limit` bad ones within
-:attr:`ApiSettings.bad_token_window_s` gets 429 for any credentials until the
-window has passed.
+(:data:`~obsflow.archive.users.SESSION_COOKIE`); the web pages read the
+cookie only.  No credentials is the anonymous viewer.  Every route (API, VO,
+web pages, the login form) checks credentials through :func:`identify`, so
+bad tokens, bad cookies and bad passwords count alike against the client's
+address (:func:`client_address`): after :attr:`ApiSettings.bad_token_limit`
+of them within :attr:`ApiSettings.bad_token_window_s` the address gets 429
+for any credentials until the window has passed.  The address is the TCP
+peer's; forwarded headers are believed only from the proxies the server was
+started to trust (``server.trusted_proxies``, see
+:mod:`obsflow.archive.server`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections import defaultdict, deque
@@ -18,16 +24,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from obsflow.archive.context import Archive
-from obsflow.archive.policy import Viewer, utcnow
+from obsflow.archive.policy import ANONYMOUS, Viewer, utcnow
 from obsflow.archive.users import SESSION_COOKIE, viewer_for_secret
-from obsflow.exceptions import AuthenticationError
+from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
-__all__ = ["ApiSettings", "BadTokenLimiter", "DbSession", "Now", "ViewerDep", "get_archive",
-           "get_now", "get_session", "get_viewer", "secret_from_request"]
+__all__ = ["ApiSettings", "BadTokenLimiter", "DbSession", "Now", "ViewerDep", "check_attempts",
+           "client_address", "get_archive", "get_now", "get_session", "get_viewer", "identify",
+           "record_failure", "secret_from_request"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,10 @@ class ApiSettings:
 
 @dataclass
 class BadTokenLimiter:
-    """Counts bad credentials per client address (thread-safe, in memory)."""
+    """Counts bad credentials (tokens, cookies, passwords) per client address.
+
+    Thread-safe, in memory (one per app); ``window_s`` in seconds.
+    """
 
     limit: int
     window_s: float
@@ -97,7 +108,33 @@ def get_now(request: Request) -> datetime:
     return settings.clock()
 
 
-def secret_from_request(request: Request) -> str | None:
+IPV6_PREFIX = 64
+"""Bad credentials from IPv6 clients count per /64 network (one subscriber's share)."""
+
+
+def client_address(request: HTTPConnection) -> str:
+    """The address bad credentials are counted against: the TCP peer's IP address.
+
+    The server replaces it with the ``X-Forwarded-For`` client only when the
+    peer is a trusted proxy (:func:`obsflow.archive.server.server_config`);
+    the app itself never reads forwarded headers.  An IPv6 client counts as
+    its /:data:`IPV6_PREFIX` network (a client holds a whole /64 and could
+    otherwise take a fresh address for every attempt); an IPv4-mapped IPv6
+    address as the IPv4 address.
+    """
+    host = request.client.host if request.client else "unknown"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an IP (a Unix socket's peer): counted as is
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
+
+
+def secret_from_request(request: HTTPConnection) -> str | None:
     """The bearer token or session cookie of a request (None if neither)."""
     header = request.headers.get("authorization")
     if header is not None:
@@ -108,20 +145,52 @@ def secret_from_request(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+def check_attempts(request: HTTPConnection) -> None:
+    """Raise :class:`TooManyAttemptsError` while the client's address is blocked."""
+    limiter: BadTokenLimiter = request.app.state.limiter
+    if limiter.blocked(client_address(request)):
+        raise TooManyAttemptsError("too many bad credentials from this address; "
+                                   "try again later", limiter.window_s)
+
+
+def record_failure(request: HTTPConnection) -> None:
+    """Count one bad token, cookie or password against the client's address."""
+    limiter: BadTokenLimiter = request.app.state.limiter
+    limiter.record_failure(client_address(request))
+
+
+def identify(request: HTTPConnection, session: Session, now: datetime, *,
+             cookie_only: bool = False) -> Viewer:
+    """Who sends ``request``: the viewer of its token or session cookie, else anonymous.
+
+    ``cookie_only`` (web pages) ignores the ``Authorization`` header.
+
+    Raises
+    ------
+    TooManyAttemptsError
+        Credentials were sent from an address that sent too many bad ones.
+    AuthenticationError
+        The credentials are malformed, unknown or expired (counted).
+    """
+    try:
+        secret = (request.cookies.get(SESSION_COOKIE) if cookie_only
+                  else secret_from_request(request))
+        if secret is None:
+            return ANONYMOUS
+        check_attempts(request)
+        return viewer_for_secret(session, secret, now)
+    except TooManyAttemptsError:
+        raise
+    except AuthenticationError:
+        check_attempts(request)
+        record_failure(request)
+        raise
+
+
 def get_viewer(request: Request, session: Annotated[Session, Depends(get_session)],
                now: Annotated[datetime, Depends(get_now)]) -> Viewer:
-    """Who is calling; 401 for bad credentials, 429 after too many of them."""
-    limiter: BadTokenLimiter = request.app.state.limiter
-    client = request.client.host if request.client else "unknown"
-    try:
-        secret = secret_from_request(request)
-        if secret is not None and limiter.blocked(client):
-            raise HTTPException(429, "too many bad tokens from this address; try again later",
-                                headers={"Retry-After": str(int(limiter.window_s))})
-        return viewer_for_secret(session, secret, now)
-    except AuthenticationError as exc:
-        limiter.record_failure(client)
-        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+    """Who is calling (:func:`identify`): 401 for bad credentials, 429 after too many."""
+    return identify(request, session, now)
 
 
 DbSession = Annotated[Session, Depends(get_session)]

@@ -4,12 +4,14 @@ VO clients cannot read the API's JSON errors, so every failure of a VO
 request — bad parameter, bad ADQL, bad or rate-limited credentials, even an
 unexpected bug — answers a VOTable with ``QUERY_STATUS=ERROR`` (HTTP 400,
 401, 429 or 500).  The caller is found exactly like the API's
-``ViewerDep`` (bearer token or session cookie, same bad-token limiter).
+``ViewerDep`` (:func:`~obsflow.archive.api.deps.identify`: bearer token or
+session cookie, the same limiter of bad credentials per address).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,17 +22,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, get_archive, secret_from_request
+from obsflow.archive.api.deps import ApiSettings, get_archive, identify
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import Viewer
-from obsflow.archive.users import viewer_for_secret
 from obsflow.archive.vo.votable import (
     VOTABLE_TYPE,
     availability_xml,
     capabilities_xml,
     error_votable,
 )
-from obsflow.exceptions import AuthenticationError, VOQueryError
+from obsflow.exceptions import AuthenticationError, TooManyAttemptsError, VOQueryError
 
 __all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "add_vosi_endpoints", "parse_maxrec",
            "read_params", "vo_answer", "xml_response"]
@@ -87,21 +88,19 @@ def parse_maxrec(params: dict[str, list[str]]) -> int:
 
 
 def _viewer(request: Request, archive: Archive, now: datetime) -> Viewer:
-    limiter: BadTokenLimiter = request.app.state.limiter
-    client = request.client.host if request.client else "unknown"
     try:
-        secret = secret_from_request(request)
-        if secret is not None and limiter.blocked(client):
-            raise VOQueryError("too many bad tokens from this address; try again later", 429)
         with archive.session() as session:
-            return viewer_for_secret(session, secret, now)
+            return identify(request, session, now)
+    except TooManyAttemptsError as exc:
+        raise VOQueryError(str(exc), 429) from exc
     except AuthenticationError as exc:
-        limiter.record_failure(client)
         raise VOQueryError(str(exc), 401) from exc
 
 
 def _error(exc: VOQueryError) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 429 and isinstance(exc.__cause__, TooManyAttemptsError):
+        headers = {"Retry-After": str(math.ceil(exc.__cause__.retry_after_s))}
     return Response(error_votable(str(exc)), status_code=exc.status, media_type=VOTABLE_TYPE,
                     headers=headers)
 

@@ -48,10 +48,15 @@ def sia2_query(call: VoCall) -> bytes:
     return results_votable(result_columns(names), rows[:maxrec], overflow=len(rows) > maxrec)
 
 
-@router.api_route("/query", methods=["GET", "POST"], response_class=Response,
-                  summary="SIA v2 query (VOTable)")
+@router.get("/query", response_class=Response, summary="SIA v2 query (VOTable)")
 async def query(request: Request) -> Response:
     """POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... (see docs/archive.md)."""
+    return await vo_answer(request, sia2_query)
+
+
+@router.post("/query", response_class=Response, summary="SIA v2 query (VOTable), form body")
+async def query_form(request: Request) -> Response:
+    """The parameters of ``GET /vo/sia2/query`` in a form body."""
     return await vo_answer(request, sia2_query)
 
 

@@ -56,10 +56,15 @@ def tap_sync(call: VoCall) -> bytes:
     return results_votable(result.columns, result.rows, result.overflow)
 
 
-@router.api_route("/sync", methods=["GET", "POST"], response_class=Response,
-                  summary="TAP sync query (ADQL -> VOTable)")
+@router.get("/sync", response_class=Response, summary="TAP sync query (ADQL -> VOTable)")
 async def sync(request: Request) -> Response:
     """Run an ADQL query synchronously."""
+    return await vo_answer(request, tap_sync)
+
+
+@router.post("/sync", response_class=Response, summary="TAP sync query, form body")
+async def sync_form(request: Request) -> Response:
+    """Run an ADQL query given in a form body synchronously."""
     return await vo_answer(request, tap_sync)
 
 

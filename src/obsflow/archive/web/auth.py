@@ -4,19 +4,21 @@
 and sets the session cookie (``HttpOnly``, ``SameSite=Lax``: other sites'
 forms cannot send it); ``POST /logout`` deletes the session row and the
 cookie.  Bad passwords count against the same per-address limiter as bad
-API tokens (429 after too many).  ``next`` may only be a local path.
+API tokens and bad cookies (429 after too many).  ``next`` may only be a local path.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from obsflow.archive.api.deps import BadTokenLimiter, get_archive
+from obsflow.archive.api.deps import check_attempts, get_archive, record_failure
 from obsflow.archive.users import SESSION_COOKIE, SESSION_HOURS, login, logout
 from obsflow.archive.web.common import render, web_caller
-from obsflow.exceptions import AuthenticationError
+from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
 __all__ = ["router", "safe_next"]
 
@@ -49,16 +51,18 @@ async def login_submit(request: Request) -> Response:
     form = await request.form()
     name, password = str(form.get("name", ""))[:64], str(form.get("password", ""))[:256]
     target = safe_next(str(form.get("next", "/")))
-    limiter: BadTokenLimiter = request.app.state.limiter
-    client = request.client.host if request.client else "unknown"
     caller = await run_in_threadpool(web_caller, request)
-    if limiter.blocked(client):
-        return render(request, caller, "login.html", status=429, next=target,
-                      error="Too many failed logins from this address; try again later.")
+    try:
+        check_attempts(request)
+    except TooManyAttemptsError as exc:
+        refused = render(request, caller, "login.html", status=429, next=target,
+                         error="Too many failed logins from this address; try again later.")
+        refused.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+        return refused
     try:
         secret = await run_in_threadpool(_open_session, request, name, password)
     except AuthenticationError:
-        limiter.record_failure(client)
+        record_failure(request)
         return render(request, caller, "login.html", status=401, next=target,
                       error="Wrong user name or password.")
     response = RedirectResponse(target, status_code=303)

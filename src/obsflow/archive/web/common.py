@@ -3,11 +3,14 @@
 The browser's identity is the session cookie only (:data:`SESSION_COOKIE`,
 set by the login form, ``HttpOnly`` and ``SameSite=Lax``; changes of state
 are ``POST`` forms).  A stale or unknown cookie makes the visitor anonymous
-and is cleared, instead of the API's 401.
+and is cleared, instead of the API's 401, and counts against the address
+like a bad API token (:func:`~obsflow.archive.api.deps.identify`); a
+visitor whose address sent too many bad credentials gets the 429 page.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +20,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
 from obsflow import __version__
-from obsflow.archive.api.deps import ApiSettings, get_archive
+from obsflow.archive.api.deps import ApiSettings, get_archive, identify
 from obsflow.archive.policy import ANONYMOUS, Viewer
-from obsflow.archive.users import SESSION_COOKIE, viewer_for_secret
-from obsflow.exceptions import AuthenticationError
+from obsflow.archive.users import SESSION_COOKIE
+from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
 __all__ = ["TEMPLATES", "WebCaller", "now_of", "render", "web_caller"]
 
@@ -29,12 +32,18 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 class WebCaller:
-    """The visitor of one page: viewer, whether their cookie must be cleared, now."""
+    """The visitor of one page: viewer, whether their cookie must be cleared, now.
 
-    def __init__(self, viewer: Viewer, stale_cookie: bool, now: datetime) -> None:
+    ``retry_after_s`` is set (seconds) when the visitor's address sent too
+    many bad credentials: every page then answers 429.
+    """
+
+    def __init__(self, viewer: Viewer, stale_cookie: bool, now: datetime,
+                 retry_after_s: float | None = None) -> None:
         self.viewer = viewer
         self.stale_cookie = stale_cookie
         self.now = now
+        self.retry_after_s = retry_after_s
 
 
 def now_of(request: Request) -> datetime:
@@ -46,22 +55,28 @@ def now_of(request: Request) -> datetime:
 def web_caller(request: Request) -> WebCaller:
     """The visitor: their session cookie's user, else anonymous (a stale cookie is dropped)."""
     now = now_of(request)
-    secret = request.cookies.get(SESSION_COOKIE)
-    if secret is None:
-        return WebCaller(ANONYMOUS, False, now)
     try:
         with get_archive(request).session() as session:
-            return WebCaller(viewer_for_secret(session, secret, now), False, now)
+            return WebCaller(identify(request, session, now, cookie_only=True), False, now)
+    except TooManyAttemptsError as exc:
+        return WebCaller(ANONYMOUS, False, now, exc.retry_after_s)
     except AuthenticationError:
         return WebCaller(ANONYMOUS, True, now)
 
 
 def render(request: Request, caller: WebCaller, template: str, status: int = 200,
            **context: Any) -> HTMLResponse:
-    """Render ``template`` with the visitor and ``context``."""
+    """Render ``template`` with the visitor and ``context`` (the 429 page for a blocked visitor)."""
+    headers = None
+    if caller.retry_after_s is not None:
+        template, status = "error.html", 429
+        context = {"heading": "Too many attempts",
+                   "message": "Too many bad sign-ins or session cookies from this address; "
+                              "try again later."}
+        headers = {"Retry-After": str(math.ceil(caller.retry_after_s))}
     response = TEMPLATES.TemplateResponse(
         request, template, {"viewer": caller.viewer, "now": caller.now, "version": __version__,
-                            **context}, status_code=status)
+                            **context}, status_code=status, headers=headers)
     if caller.stale_cookie:
         response.delete_cookie(SESSION_COOKIE)
     return response

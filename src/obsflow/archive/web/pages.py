@@ -37,6 +37,7 @@ from obsflow.archive.search import (
     product_dict,
     product_history,
     search_products,
+    visible_filters,
     visible_products,
 )
 from obsflow.archive.web.common import WebCaller, render, web_caller
@@ -139,7 +140,7 @@ def _query(form: SearchForm) -> SearchQuery:
 
 def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int, dict[str, Any]]:
     with get_archive(request).session() as session:
-        filters = sorted(session.scalars(select(Exposure.filter).distinct()).all())
+        filters = visible_filters(session, caller.viewer, caller.now)
         context: dict[str, Any] = {"form": form, "page": None, "error": None,
                                    "filters": filters}
         if form.empty:

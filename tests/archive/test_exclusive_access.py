@@ -1,0 +1,502 @@
+"""Exclusive access: no route of the archive tells a value only proprietary data has.
+
+A live server on 127.0.0.1 (SQLite and PostgreSQL) holds a public program
+and a proprietary one whose data has its own program id, PI, title, target,
+filter, sky position, dates, runs, software, recipe, step parameters,
+products (ids, UUIDs, checksums, files), composite and lineage (a
+proprietary mosaic made from a public product).  Every route of the app —
+enumerated from its route table, so a new route fails
+:func:`test_every_route_is_walked` until it is added to :func:`_walk` — is
+requested with public ids, with the proprietary ids and with queries aimed
+at the proprietary values, by four callers:
+
+* ``anonymous``;
+* ``bob_token`` and ``bob_cookie``: a member of another program, with an
+  API token and with a web session cookie;
+* ``alice``: a member of the proprietary program (token and cookie), the
+  control: her walk must find every proprietary value, which proves the
+  walk reaches them and the scan would see them.
+
+For everyone but alice no body or header (HTML, JSON, VOTable, FITS and
+image bytes) contains a proprietary value, except one the request itself
+carried (a 404 names the id asked for); hidden products, previews and
+composites answer 404; and every count, option list and facet (search
+totals, the filter menu, VOTable rows, MAXREC overflow, composite lists)
+equals the public one.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote_plus, urlencode
+
+import httpx
+import pytest
+from astropy.io.votable import parse_single_table
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import select
+from tests.archive.conftest import live_server, make_archive
+from tests.archive.factories import meta, write_product
+
+from obsflow.archive import vo, web
+from obsflow.archive.api import ApiSettings, create_app
+from obsflow.archive.context import Archive
+from obsflow.archive.register import register_product, register_program
+from obsflow.archive.schema import Composite, Exposure, Product, Program
+from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
+from obsflow.archive.vo.obscore import COLUMNS
+from obsflow.models.identity import ProductRef
+from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import Provenance, StepRecord
+
+NOW = datetime(2026, 6, 1)
+PUBLIC, SECRET, OTHER = "03456", "97531", "05678"
+SECRET_TARGET, SECRET_FILTER = "HIDDEN-NEBULA-7", "ZSECRET"
+SECRET_POS = (222.2222, 33.3333)
+PUBLIC_POS = (80.49, -69.5)
+SECRET_START = 61100.25
+"""MJD of the proprietary exposures (2026-03-01; released 2027-03-01 with 12 months)."""
+
+PUBLIC_FIELDS: dict[str, Any] = {
+    "program": PUBLIC, "target": "OPEN-FIELD", "ra_v1": PUBLIC_POS[0],
+    "dec_v1": PUBLIC_POS[1], "pi_name": "P. Ublic", "title": "Open sky survey"}
+SECRET_FIELDS: dict[str, Any] = {
+    "program": SECRET, "target": SECRET_TARGET, "ra_v1": SECRET_POS[0],
+    "dec_v1": SECRET_POS[1], "pi_name": "Dr. Hidden Person", "title": "Secret survey of nebulae",
+    "expstart": SECRET_START, "expmid": SECRET_START + 0.005, "expend": SECRET_START + 0.01}
+
+
+# -- the site ----------------------------------------------------------------------------------
+
+@dataclass
+class AccessSite:
+    """The live server, the callers' credentials, and what is public and what is not."""
+
+    url: str
+    app: FastAPI
+    public_ids: list[str]
+    secret_ids: list[str]
+    public_composites: list[int]
+    secret_composites: list[int]
+    secrets: list[str]
+    public_filters: list[str]
+    public_latest: int
+    public_versions: int
+    public_rows: list[tuple[str, int]]
+    """(dataproduct_type, calib_level) of every latest public product."""
+    authority: str
+    callers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def _product(archive: Archive, folder: Path, m: ExposureMeta, kind: str,
+             provenance: Provenance | None = None, inputs: tuple[ProductRef, ...] = (),
+             ) -> ProductRef:
+    """Write and register one product (with its reference and provenance when given)."""
+    made = None
+    ref = ProductRef(kind, m.data_id, provenance.run if provenance else "prompt-1")
+    if provenance is not None:
+        made = (ref, Provenance(provenance.run, provenance.software, provenance.recipe,
+                                provenance.context, inputs=inputs, steps=provenance.steps))
+    path = write_product(folder / f"{kind}-{ref.run}", m, kind=kind,
+                         seed=m.exposure, made=made)
+    register_product(archive, path, now=NOW - timedelta(days=30))
+    return ref
+
+
+def _register(archive: Archive, folder: Path) -> None:
+    public = Provenance("prompt-1", "0.2.0", "image2", 3,
+                        steps=(StepRecord("flat_field", "COMPLETE", {"apply": True}),))
+    rerun = Provenance("campaign-2", "0.2.1", "image2", 4,
+                       steps=(StepRecord("flat_field", "COMPLETE", {"apply": False}),))
+    hidden = Provenance("run-hidden-42", "9.7.5-hidden", "hidden-recipe", 42,
+                        steps=(StepRecord("flat_field", "COMPLETE",
+                                          {"note": "hidden-param-value-314"}),))
+    hidden_rerun = Provenance("run-hidden-43", "9.7.6-hidden", "hidden-recipe", 43)
+    mosaic = Provenance("run-hidden-44", "9.7.5-hidden", "hidden-image3", 42,
+                        steps=(StepRecord("resample", "COMPLETE", {"kernel": "hidden-kernel"}),))
+
+    ramp = meta(**PUBLIC_FIELDS, exposure=1)
+    _product(archive, folder, ramp, "uncal")
+    rate = _product(archive, folder, ramp, "rate", public)
+    _product(archive, folder, ramp, "cal", public, (rate,))
+    cal = _product(archive, folder, ramp, "cal", rerun, (rate,))
+    for n, band in ((2, "H"), (3, "K")):
+        _product(archive, folder, meta(**PUBLIC_FIELDS, exposure=n, filter=band), "cal", public)
+    _product(archive, folder, meta(**PUBLIC_FIELDS, exposure=8), "i2d", public, (cal,))
+
+    secret = meta(**SECRET_FIELDS, exposure=1, filter=SECRET_FILTER)
+    _product(archive, folder, secret, "cal", hidden)
+    secret_cal = _product(archive, folder, secret, "cal", hidden_rerun)
+    for n, band in ((2, "J"), (3, "H")):
+        _product(archive, folder, meta(**SECRET_FIELDS, exposure=n, filter=band), "cal", hidden)
+    # made from a public product: the public product's lineage must not name it
+    _product(archive, folder, meta(**SECRET_FIELDS, exposure=9), "i2d", mosaic,
+             (cal, secret_cal))
+
+
+def _secret_values(archive: Archive) -> list[str]:
+    """Every value the proprietary program's data has and the public data has not."""
+    values = {SECRET, SECRET_TARGET, SECRET_FILTER, SECRET_FIELDS["pi_name"],
+              SECRET_FIELDS["title"], "run-hidden-42", "run-hidden-43", "run-hidden-44",
+              "9.7.5-hidden", "9.7.6-hidden", "hidden-recipe", "hidden-image3",
+              "hidden-param-value-314", "hidden-kernel", "222.222", "61100.25", "2027-03-01"}
+    with archive.session() as session:
+        rows = session.execute(select(Product, Exposure)
+                               .join(Exposure, Product.exposure_id == Exposure.id)
+                               .where(Exposure.program == SECRET)).all()
+        for product, exposure in rows:
+            values |= {product.product_id, product.uuid, product.sha256, product.filename,
+                       exposure.obs_id, exposure.s_region}
+    return sorted(values)
+
+
+@pytest.fixture(scope="module")
+def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessSite]:
+    folder = tmp_path_factory.mktemp("access")
+    archive = make_archive(module_db_url, folder / "store")
+    with archive.session() as session, session.begin():
+        for name in ("alice", "bob"):
+            add_user(session, name, password=f"{name}-pw")
+    register_program(archive, PUBLIC, pi_name=PUBLIC_FIELDS["pi_name"],
+                     title=PUBLIC_FIELDS["title"], exclusive_months=0)
+    register_program(archive, SECRET, pi_name=SECRET_FIELDS["pi_name"],
+                     title=SECRET_FIELDS["title"], exclusive_months=12, members=["alice"])
+    for other in (OTHER, *(f"056{n:02d}" for n in range(80, 100))):
+        # bob is a member of many programs: the policy's condition grows costlier
+        register_program(archive, other, exclusive_months=12, members=["bob"])
+    _register(archive, folder / "in")
+    with archive.session() as session, session.begin():
+        tokens = {name: create_token(session, name) for name in ("alice", "bob")}
+    with archive.session() as session:
+        products = session.execute(select(Product.product_id, Product.is_latest, Exposure.program)
+                                   .join(Exposure, Product.exposure_id == Exposure.id)
+                                   .order_by(Product.id)).all()
+        public_rows = [(t, c) for t, c in session.execute(
+            select(Product.dataproduct_type, Product.calib_level)
+            .join(Exposure, Product.exposure_id == Exposure.id)
+            .where(Exposure.program == PUBLIC, Product.is_latest.is_(True)))]
+        composites = session.execute(select(Composite.id, Composite.program)).all()
+        assert session.scalar(select(Program.title).where(Program.program == SECRET))
+        public_filters = sorted(set(session.scalars(
+            select(Exposure.filter).where(Exposure.program == PUBLIC))))
+    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000),
+                     routers=[*vo.routers(), *web.routers()])
+    with live_server(app) as url:
+        access = AccessSite(
+            url, app, public_ids=[p for p, _, g in products if g == PUBLIC],
+            secret_ids=[p for p, _, g in products if g == SECRET],
+            public_composites=[c for c, g in composites if g == PUBLIC],
+            secret_composites=[c for c, g in composites if g == SECRET],
+            secrets=_secret_values(archive), public_filters=public_filters,
+            public_latest=sum(1 for _, latest, g in products if g == PUBLIC and latest),
+            public_versions=sum(1 for _, _, g in products if g == PUBLIC),
+            public_rows=public_rows, authority=archive.settings.authority)
+        assert access.public_composites and access.secret_composites
+        cookies = {name: _login(url, name) for name in ("alice", "bob")}
+        access.callers = {
+            "anonymous": {},
+            "bob_token": {"Authorization": f"Bearer {tokens['bob']}"},
+            "bob_cookie": {"Cookie": f"{SESSION_COOKIE}={cookies['bob']}"},
+            "alice": {"Authorization": f"Bearer {tokens['alice']}",
+                      "Cookie": f"{SESSION_COOKIE}={cookies['alice']}"},
+        }
+        yield access
+    archive.close()
+
+
+def _login(url: str, name: str) -> str:
+    answer = httpx.post(url + "/login", data={"name": name, "password": f"{name}-pw"})
+    assert answer.status_code == 303, answer.text
+    return answer.cookies[SESSION_COOKIE]
+
+
+# -- the walk ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Call:
+    """One request of the walk: the route it exercises and what the answer must satisfy.
+
+    ``hidden``: it names proprietary data, so anyone but alice gets 404.
+    ``check(response, alice)``: an assertion on counts, lists or facets.
+    """
+
+    method: str
+    route: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    data: dict[str, str] | None = None
+    hidden: bool = False
+    check: Callable[[httpx.Response, bool], None] | None = None
+
+    @property
+    def asked(self) -> str:
+        """Everything the request itself says (its URL and form), decoded."""
+        return unquote_plus(self.path + "?" + urlencode(self.params)
+                            + "&" + urlencode(self.data or {}))
+
+
+def _total(expected: int) -> Callable[[httpx.Response, bool], None]:
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200, response.text
+        if not alice:
+            assert response.json()["total"] == expected
+    return check
+
+
+def _rows(expected: int | None, overflow: bool = False) -> Callable[[httpx.Response, bool], None]:
+    """A VOTable answer with ``expected`` rows (None: any), QUERY_STATUS as ``overflow`` says."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        if alice:  # (the division probes fail for her: she sees the row)
+            return
+        assert response.status_code == 200, response.text[:500]
+        table = parse_single_table(io.BytesIO(response.content)).to_table()
+        if expected is not None:
+            assert len(table) == expected
+        status = "OVERFLOW" if overflow else "OK"
+        assert f'name="QUERY_STATUS" value="{status}"' in response.text
+    return check
+
+
+def _html_count(expected: int) -> Callable[[httpx.Response, bool], None]:
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200, response.text[:500]
+        found = re.search(r'id="result-count">(\d+) product', response.text)
+        assert found is not None
+        if not alice:
+            assert int(found.group(1)) == expected
+    return check
+
+
+def _filter_menu(site: AccessSite) -> Callable[[httpx.Response, bool], None]:
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200
+        menu = response.text.split('<select name="filter">', 1)[1].split("</select>", 1)[0]
+        options = re.findall(r'<option value="([^"]*)"', menu)
+        if alice:
+            assert SECRET_FILTER in options
+        else:
+            assert options == ["", *site.public_filters]
+    return check
+
+
+def _composite_list(site: AccessSite) -> Callable[[httpx.Response, bool], None]:
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200
+        ids = sorted(c["id"] for c in response.json()["results"])
+        expected = site.public_composites + (site.secret_composites if alice else [])
+        assert ids == sorted(expected)
+    return check
+
+
+def _api_calls(site: AccessSite) -> list[Call]:
+    pub, sec = site.public_ids, site.secret_ids
+    n, every = site.public_latest, site.public_versions
+    probes = [{"program": SECRET}, {"target": SECRET_TARGET}, {"filter": SECRET_FILTER},
+              {"ra": str(SECRET_POS[0]), "dec": str(SECRET_POS[1]), "radius": "1"},
+              {"t_min": "61099", "t_max": "61101"}, {"t_min": "61050"}]
+    calls = [Call("GET", "/api/health", "/api/health"),
+             Call("GET", "/api/whoami", "/api/whoami"),
+             Call("GET", "/api/search", "/api/search", check=_total(n)),
+             Call("GET", "/api/search", "/api/search", {"all_versions": "true"},
+                  check=_total(every)),
+             Call("GET", "/api/search", "/api/search", {"page_size": "1", "page": "2"},
+                  check=_total(n))]
+    calls += [Call("GET", "/api/search", "/api/search", {**p, "all_versions": "true"},
+                   check=_total(0)) for p in probes]
+    calls += [Call("GET", "/api/search", "/api/search", p)
+              for p in ({"program": PUBLIC}, {"level": "2b"}, {"level": "3"}, {"kind": "i2d"},
+                        {"filter": "J"}, {"instrument": "SSCAM"}, {"target": "OPEN-FIELD"})]
+    product = "/api/products/{product_id}"
+    for pid in pub + sec:
+        hidden = pid in sec
+        calls += [Call("GET", product, f"/api/products/{pid}", hidden=hidden),
+                  Call("GET", product + "/download", f"/api/products/{pid}/download",
+                       hidden=hidden)]
+        calls += [Call("GET", product + "/preview", f"/api/products/{pid}/preview",
+                       {"kind": kind}, hidden=hidden) for kind in ("png", "jpeg", "thumb")]
+    diff = "/api/products/{product_id}/diff/{other_product_id}"
+    for a, b in ((pub[2], pub[3]), (pub[3], pub[2]), (pub[3], sec[-1]), (sec[0], sec[1]),
+                 (sec[0], pub[2])):
+        calls.append(Call("GET", diff, f"/api/products/{a}/diff/{b}", hidden=b in sec or a in sec))
+    calls += [Call("GET", "/api/composites", "/api/composites", check=_composite_list(site)),
+              Call("GET", "/api/composites", "/api/composites", {"target": SECRET_TARGET},
+                   check=lambda r, alice: alice or r.json()["results"] == []),
+              Call("GET", "/api/composites", "/api/composites", {"target": "OPEN-FIELD"})]
+    image = "/api/composites/{composite_id}/image"
+    for cid in site.public_composites + site.secret_composites:
+        calls += [Call("GET", image, f"/api/composites/{cid}/image", {"kind": kind},
+                       hidden=cid in site.secret_composites) for kind in ("png", "jpeg", "thumb")]
+    return calls
+
+
+def _tap(query: str, check: Callable[[httpx.Response, bool], None] | None = None,
+         method: str = "GET", **extra: str) -> Call:
+    params = {"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query, **extra}
+    if method == "POST":
+        return Call("POST", "/vo/tap/sync", "/vo/tap/sync", data=params, check=check)
+    return Call("GET", "/vo/tap/sync", "/vo/tap/sync", params, check=check)
+
+
+def _vo_calls(site: AccessSite) -> list[Call]:
+    n = site.public_latest
+    table = "FROM ivoa.ObsCore"
+    cone = (f"CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {SECRET_POS[0]}, "
+            f"{SECRET_POS[1]}, 1)) = 1")
+    calls = [_tap(f"SELECT * {table}", _rows(n)),
+             _tap(f"SELECT * {table}", _rows(n), method="POST"),
+             _tap(f"SELECT TOP 1 obs_id {table}", _rows(1)),
+             _tap(f"SELECT obs_id {table}", _rows(0, overflow=True), MAXREC="0")]
+    # one query per column: every value of the column, sorted (a DISTINCT by hand)
+    calls += [_tap(f"SELECT {c.name} {table} ORDER BY {c.name}", _rows(n)) for c in COLUMNS]
+    probes = [f"proposal_id = '{SECRET}'", f"target_name = '{SECRET_TARGET}'",
+              "filter LIKE 'Z%'", "t_min > 61050", "t_min BETWEEN 61099 AND 61101",
+              "obs_release_date > '2026-12-01'", cone, "s_ra > 200", "proposal_pi LIKE 'Dr%'",
+              "proposal_title LIKE '%ecret%'", f"filter IN ('{SECRET_FILTER}', 'Q')",
+              # arithmetic that fails (division by zero) only on a proprietary row: the
+              # database must never evaluate it there, or the error tells the row exists
+              f"1 / (t_min - {SECRET_START}) > 0",
+              f"s_ra / (t_min - {SECRET_START}) > 0 OR t_min > 61050"]
+    calls += [_tap(f"SELECT * {table} WHERE {where}", _rows(0)) for where in probes]
+    calls += [_tap(f"SELECT obs_id {table} WHERE {where}", _rows(0),
+                   MAXREC="0") for where in probes[:4]]
+    sia = "/vo/sia2/query"
+    rows = site.public_rows
+    facets = [({}, n), ({"COLLECTION": "OBSFLOW-S"}, n), ({"INSTRUMENT": "SSCAM"}, n),
+              ({"FACILITY": "OBSFLOW-S"}, n), ({"FORMAT": "application/fits"}, n),
+              ({"POS": f"CIRCLE {PUBLIC_POS[0]} {PUBLIC_POS[1]} 1"}, n),
+              ({"DPTYPE": "image"}, sum(1 for t, _ in rows if t == "image")),
+              ({"DPTYPE": "cube"}, sum(1 for t, _ in rows if t == "cube"))]
+    facets += [({"CALIB": str(level)}, sum(1 for _, c in rows if c == level)) for level in (1, 2, 3)]
+    calls += [Call("GET", sia, sia, p, check=_rows(count)) for p, count in facets]
+    calls += [Call("GET", sia, sia, p, check=_rows(0))
+              for p in ({"POS": f"CIRCLE {SECRET_POS[0]} {SECRET_POS[1]} 1"},
+                        {"POS": "RANGE 200 250 20 50"}, {"TARGET": SECRET_TARGET},
+                        {"TIME": "61099 61101"},
+                        {"ID": f"ivo://{site.authority}/obsflow?{site.secret_ids[-1]}"},
+                        {"TARGET": SECRET_TARGET, "MAXREC": "0"})]
+    calls += [Call("GET", sia, sia, {"MAXREC": "0"}, check=_rows(0, overflow=True)),
+              Call("POST", sia, sia, data={"TARGET": SECRET_TARGET}, check=_rows(0)),
+              Call("POST", sia, sia, data={}, check=_rows(n))]
+    for service in ("sia2", "tap"):
+        calls += [Call("GET", f"/vo/{service}/{doc}", f"/vo/{service}/{doc}")
+                  for doc in ("capabilities", "availability")]
+    calls.append(Call("GET", "/vo/tap/tables", "/vo/tap/tables"))
+    return calls
+
+
+def _web_calls(site: AccessSite) -> list[Call]:
+    page = "/products/{product_id}"
+    calls = [Call("GET", "/", "/"),
+             Call("GET", "/search", "/search", check=_filter_menu(site)),
+             Call("GET", "/search", "/search", {"filter": "J"}, check=_filter_menu(site)),
+             Call("GET", "/search", "/search", {"target": "OPEN-FIELD"},
+                  check=_html_count(site.public_latest))]
+    calls += [Call("GET", "/search", "/search", p, check=_html_count(0))
+              for p in ({"filter": SECRET_FILTER}, {"target": SECRET_TARGET},
+                        {"ra": str(SECRET_POS[0]), "dec": str(SECRET_POS[1]), "radius": "1"},
+                        {"date_from": "2026-02-28", "date_to": "2026-03-02"})]
+    for pid in site.public_ids + site.secret_ids:
+        calls.append(Call("GET", page, f"/products/{pid}", hidden=pid in site.secret_ids))
+    calls += [Call("GET", page, f"/products/{site.public_ids[3]}",
+                   {"compare": site.public_ids[2]}),
+              Call("GET", page, f"/products/{site.public_ids[3]}",
+                   {"compare": site.secret_ids[0]}),
+              Call("GET", "/login", "/login", {"next": "/search"}),
+              Call("POST", "/login", "/login", data={"name": "bob", "password": "wrong"}),
+              Call("POST", "/login", "/login", data={"name": "bob", "password": "bob-pw"})]
+    return calls
+
+
+def _service_calls() -> list[Call]:
+    return [Call("GET", path, path) for path in ("/openapi.json", "/docs", "/redoc",
+                                                 "/docs/oauth2-redirect")]
+
+
+def _walk(site: AccessSite) -> list[Call]:
+    """Every request of the walk; ``POST /logout`` last (it ends the caller's session)."""
+    return [*_service_calls(), *_api_calls(site), *_vo_calls(site), *_web_calls(site),
+            Call("POST", "/logout", "/logout")]
+
+
+def _routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route of the app, HEAD aside (it follows GET)."""
+    return {(method, context.path) for context in iter_route_contexts(app.routes)
+            for method in (context.methods or ()) if method != "HEAD"}
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+def test_every_route_is_walked(site: AccessSite) -> None:
+    walked = {(call.method, call.route) for call in _walk(site)}
+    assert _routes(site.app) - walked == set(), "routes the access walk does not exercise"
+    assert walked - _routes(site.app) == set(), "the walk names routes the app does not have"
+    schema = httpx.get(site.url + "/openapi.json").json()
+    documented = {(m.upper(), p) for p, ops in schema["paths"].items() for m in ops}
+    assert documented - {(m, p) for m, p in walked} <= {("HEAD", p) for _, p in documented}
+
+
+def _send(client: httpx.Client, call: Call, headers: dict[str, str],
+          method: str | None = None) -> httpx.Response:
+    client.cookies.clear()  # each request carries exactly the caller's credentials
+    return client.request(method or call.method, call.path, params=call.params or None,
+                          data=call.data, headers=headers)
+
+
+def _leaks(response: httpx.Response, secrets: list[str], asked: str) -> list[str]:
+    """The secret values in the body and headers of ``response`` the request did not carry."""
+    text = response.content.decode("latin-1") + "\n" + "\n".join(
+        f"{k}: {v}" for k, v in response.headers.items())
+    return [s for s in secrets if s in text and s not in asked]
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "bob_token", "bob_cookie"])
+def test_nothing_proprietary_is_told_to_others(site: AccessSite, caller: str) -> None:
+    headers = site.callers[caller]
+    problems: list[str] = []
+    with httpx.Client(base_url=site.url, timeout=60) as client:
+        heads = set()
+        for call in _walk(site):
+            methods = [call.method]
+            if call.method == "GET" and call.route not in heads:
+                heads.add(call.route)
+                methods.append("HEAD")
+            for method in methods:
+                response = _send(client, call, headers, method)
+                where = f"{method} {call.path} {call.params or call.data or ''}"
+                if response.status_code >= 500:
+                    problems.append(f"{where}: {response.status_code}")
+                leaks = _leaks(response, site.secrets, call.asked)
+                if leaks:
+                    problems.append(f"{where}: tells {leaks}")
+                if method == "HEAD":
+                    continue
+                if call.hidden and response.status_code != 404:
+                    problems.append(f"{where}: {response.status_code}, expected 404")
+                if call.check is not None:
+                    try:
+                        call.check(response, False)
+                    except AssertionError as exc:
+                        problems.append(f"{where}: {exc}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_walk_reaches_every_proprietary_value(site: AccessSite) -> None:
+    """The control: the program's member sees every value the others must not."""
+    seen: set[str] = set()
+    with httpx.Client(base_url=site.url, timeout=60) as client:
+        for call in _walk(site):
+            response = _send(client, call, site.callers["alice"])
+            assert response.status_code < 500, f"{call.path}: {response.status_code}"
+            if call.hidden:
+                assert response.status_code == 200, f"{call.path}: {response.status_code}"
+            if call.check is not None:
+                call.check(response, True)
+            seen |= set(_leaks(response, site.secrets, call.asked))
+    assert set(site.secrets) - seen == set()
