@@ -27,6 +27,7 @@ The hierarchy::
     │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
     │   ├── SearchParameterError(ValueError)   a bad field in a web search form
+    │   ├── QueryValueError(ValueError)        a request value the catalog cannot hold (HTTP 400)
     │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
     ├── OrchestrateError(RuntimeError) the job layer cannot do what was asked
     │   ├── JobNotFoundError(LookupError)      no job with that id
@@ -71,6 +72,7 @@ __all__ = [
     "ProductNotFoundError",
     "VOQueryError",
     "PacketError",
+    "QueryValueError",
     "ProfileError",
     "RefContextError",
     "ContextNotFoundError",
@@ -198,11 +200,23 @@ class AuthenticationError(ArchiveError, PermissionError):
 
 
 class RangeNotSatisfiableError(ArchiveError, ValueError):
-    """A Range header that selects no byte of the file (answered 416)."""
+    """A Range header that selects no byte of the file (answered 416).
+
+    ``size`` is the file's length in bytes (for ``Content-Range: bytes */size``).
+    """
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class SearchParameterError(ArchiveError, ValueError):
     """A web search form field the archive cannot use (answered 400 with the message)."""
+
+
+class QueryValueError(ArchiveError, ValueError):
+    """A request value outside what the catalog database can hold (an integer beyond 64 bits,
+    a NaN, text with NUL); the message names the parameter and the accepted range."""
 
 
 class VOQueryError(ArchiveError, ValueError):

@@ -10,9 +10,10 @@ unexpected bug — answers a VOTable with ``QUERY_STATUS=ERROR`` (HTTP 400,
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, get_archive, secret_from_request
+from obsflow.archive.api.responses import votable_errors
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import Viewer
 from obsflow.archive.users import viewer_for_secret
@@ -30,10 +32,10 @@ from obsflow.archive.vo.votable import (
     capabilities_xml,
     error_votable,
 )
-from obsflow.exceptions import AuthenticationError, VOQueryError
+from obsflow.exceptions import AuthenticationError, QueryValueError, VOQueryError
 
-__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "add_vosi_endpoints", "parse_maxrec",
-           "read_params", "vo_answer", "xml_response"]
+__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VO_RESPONSES", "VoCall", "add_vosi_endpoints",
+           "XML_OK", "openapi_params", "parse_maxrec", "read_params", "vo_answer", "xml_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +120,41 @@ async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Res
         body = await run_in_threadpool(handler, call)
     except VOQueryError as exc:
         return _error(exc)
+    except QueryValueError as exc:  # a value the catalog cannot hold
+        return _error(VOQueryError(str(exc)))
     except HTTPException as exc:  # e.g. a malformed form body
         return _error(VOQueryError(str(exc.detail), exc.status_code))
     except Exception:  # a VO client can only read VOTable errors
         logger.exception("VO request %s failed", request.url.path)
         return _error(VOQueryError("internal error of the archive; see the server log", 500))
     return Response(body, media_type=VOTABLE_TYPE)
+
+
+def openapi_params(params: dict[str, dict[str, Any]], required: Sequence[str] = ()
+                   ) -> dict[str, dict[str, Any]]:
+    """``openapi_extra`` of a VO endpoint: ``params`` (name -> JSON schema) in the query string
+    of GET and in the form body of POST (names are case-insensitive; upper case shown).
+
+    Returns ``{"GET": ..., "POST": ...}``; the values go to ``openapi_extra``.
+    """
+    query = [{"name": name, "in": "query", "required": name in required, "schema": schema,
+              "style": "form", "explode": True} for name, schema in params.items()]
+    form = {"type": "object", "properties": params, "required": list(required)}
+    body = {"required": bool(required),
+            "content": {"application/x-www-form-urlencoded": {"schema": form}}}
+    return {"GET": {"parameters": query}, "POST": {"requestBody": body}}
+
+
+VO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A VOTable of results (QUERY_STATUS=OK; OVERFLOW when MAXREC cut it)",
+          "content": {VOTABLE_TYPE: {"schema": {"type": "string"}}}},
+    **votable_errors(400, 401, 429),
+}
+"""The documented answers of a VO query endpoint."""
+
+XML_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The VOSI document", "content": {"text/xml": {"schema": {"type": "string"}}}}}
+"""The documented answer of a VOSI endpoint."""
 
 
 def xml_response(body: bytes) -> Response:
@@ -140,12 +171,13 @@ def add_vosi_endpoints(router: APIRouter, service: str, about: str) -> None:
     """
 
     @router.get("/capabilities", response_class=Response, summary="VOSI capabilities",
-                description=about)
+                description=about, responses=XML_OK)
     def capabilities(request: Request) -> Response:
         base = str(request.base_url).rstrip("/") + router.prefix
         return xml_response(capabilities_xml(service, base, (DEFAULT_MAXREC, MAX_MAXREC)))
 
-    @router.get("/availability", response_class=Response, summary="VOSI availability")
+    @router.get("/availability", response_class=Response, summary="VOSI availability",
+                responses=XML_OK)
     def availability() -> Response:
         """Always available while the server runs."""
         return xml_response(availability_xml())

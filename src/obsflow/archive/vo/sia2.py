@@ -23,7 +23,7 @@ OR-ed, different parameters AND-ed (SIA 2.0, DALI).  Supported:
 A circle uses :func:`~obsflow.archive.sky.cone_clause` (HEALPix prefilter +
 exact test); a polygon a HEALPix prefilter on its bounding cone plus one
 exact half-space test per edge.  Bad values raise
-:class:`~obsflow.archive.errors.VOQueryError` (HTTP 400).
+:class:`~obsflow.exceptions.VOQueryError` (HTTP 400).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, and_, false, or_
 
+from obsflow.archive.limits import check_text
 from obsflow.archive.schema import Exposure
 from obsflow.archive.sky import cone_clause, unit_vector
 from obsflow.exceptions import VOQueryError
@@ -167,11 +168,16 @@ def _within(param: str, text: str, column: Expr) -> Expr:
     return and_(*parts) if parts else column.is_not(None)
 
 
+CALIB_LEVELS = range(5)
+"""ObsCore calibration levels a CALIB value may name (0 raw ... 4 analysis)."""
+
+
 def _calib(text: str, column: Expr) -> Expr:
-    try:
-        return column == int(text.strip())
-    except ValueError:
-        raise VOQueryError(f"CALIB: {text!r} is not an integer level (0-4)") from None
+    word = text.strip()
+    level = int(word) if word.lstrip("+-").isdigit() and len(word) < 20 else None
+    if level not in CALIB_LEVELS:
+        raise VOQueryError(f"CALIB: {text[:40]!r} is not an integer level (0-4)")
+    return column == level
 
 
 def _one(name: str, text: str, exprs: dict[str, Any]) -> Expr | None:
@@ -184,7 +190,7 @@ def _one(name: str, text: str, exprs: dict[str, Any]) -> Expr | None:
     if name in RANGE_PARAMS:
         return _within(name, text, exprs[RANGE_PARAMS[name]])
     if name in STRING_PARAMS:
-        return exprs[STRING_PARAMS[name]] == text
+        return exprs[STRING_PARAMS[name]] == check_text(name, text)
     if name == "CALIB":
         return _calib(text, exprs["calib_level"])
     if name == "POL":

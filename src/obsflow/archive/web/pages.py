@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
+from obsflow.archive.limits import check_text
 from obsflow.archive.policy import MJD_EPOCH
 from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
@@ -131,6 +132,9 @@ def _query(form: SearchForm) -> SearchQuery:
     for text, name in ((form.target, "target"), (form.filter, "filter")):
         if len(text) > 128:
             raise SearchParameterError(f"{name} is too long")
+        check_text(name, text)
+    if not (form.page or "1").strip().isdigit():
+        raise SearchParameterError("page must be a whole number")
     page = int(_number(form.page or "1", "page", 1, 1_000_000))
     return SearchQuery(target=form.target.strip() or None, cone=cone,
                        filter=form.filter.strip() or None, t_min=t_min, t_max=t_max,
