@@ -43,7 +43,7 @@ from obsflow.archive.register import register_product
 from obsflow.archive.schema import Composite
 
 NOW = datetime(2026, 6, 1)  # program 01234's data (12 months) is still proprietary
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 6
 """Fuzzed cases per operation (and per viewer): bounded to keep the run short."""
 
 _ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]

@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import Match
@@ -24,6 +23,7 @@ from obsflow import __version__
 from obsflow.archive.api import composites, products, search
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, ViewerDep
 from obsflow.archive.api.download import ChecksumCache
+from obsflow.archive.api.head import HeadAsGet
 from obsflow.archive.api.responses import errors
 from obsflow.archive.context import Archive
 from obsflow.exceptions import (
@@ -124,27 +124,19 @@ def create_app(archive: Archive, settings: ApiSettings | None = None, *,
     for router in (meta, search.router, products.router, composites.router, *routers):
         app.include_router(router)
     _install_handlers(app)
-    _answer_head(app)
+    app.add_middleware(HeadAsGet)
     return app
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some route answers on the request's path (for ``Allow`` of a 405)."""
-    methods: set[str] = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+    allowed = {method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in app.router.routes)}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
 
-
-def _answer_head(app: FastAPI) -> None:
-    """Answer ``HEAD`` wherever ``GET`` is answered: same status and headers, no body.
-
-    The OpenAPI schema is made first and documents ``GET`` only (``HEAD`` is
-    implied by RFC 9110); uvicorn and Starlette's file responses send no body
-    for ``HEAD``.
-    """
-    app.openapi()
-    for route in app.routes:
-        if isinstance(route, APIRoute) and "GET" in route.methods:
-            route.methods.add("HEAD")

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
 from obsflow.archive.api.responses import VIEWER_ERRORS, binary, errors
 from obsflow.archive.api.search import NAME_PATTERN
-from obsflow.archive.limits import INT64_MAX
+from obsflow.archive.limits import INT32_MAX
 from obsflow.archive.previews import IMAGE_SUFFIXES, PREVIEW_KINDS
 from obsflow.archive.schema import Composite
 from obsflow.archive.search import get_composite, list_composites
@@ -42,7 +42,7 @@ def composites(request: Request, session: DbSession, viewer: ViewerDep, now: Now
 @router.get("/{composite_id}/image", response_class=Response, summary="Composite image",
             responses={200: binary("The composite image", *sorted(set(PREVIEW_KINDS.values()))),
                        **errors(404)})
-def composite_image(composite_id: Annotated[int, Path(ge=1, le=INT64_MAX)], request: Request, session: DbSession, viewer: ViewerDep,
+def composite_image(composite_id: Annotated[int, Path(ge=1, le=INT32_MAX)], request: Request, session: DbSession, viewer: ViewerDep,
                     now: Now, kind: Literal["png", "jpeg", "thumb"] = "png") -> Response:
     """The composite as PNG, JPEG or JPEG thumbnail."""
     row = get_composite(session, composite_id, viewer, now)

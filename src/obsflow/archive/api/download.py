@@ -21,10 +21,13 @@ import re
 import threading
 from collections.abc import Iterator
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
+from obsflow.archive.api.head import HEAD_SCOPE_KEY
 from obsflow.archive.schema import Product
 from obsflow.archive.store import ProductStore
+from obsflow.exceptions import RangeNotSatisfiableError
 
 __all__ = ["MAX_RANGES", "ChecksumCache", "checksum_headers", "parse_range", "product_response"]
 
@@ -38,6 +41,66 @@ _RANGE_SPEC = re.compile(r"^(?:(\d+)-(\d*)|-(\d+))$")
 
 Span = tuple[int, int]
 """A byte range: (first, end exclusive)."""
+
+
+def parse_range(header: str | None, size: int) -> list[Span] | None:
+    """The byte ranges a ``Range`` header asks of a ``size``-byte file, sorted and merged.
+
+    None means "send the whole file": no header, a unit other than
+    ``bytes``, invalid syntax (e.g. ``bytes=5-3``), or too many ranges.
+    Ranges that start past the end are dropped; if none is left,
+    :class:`RangeNotSatisfiableError`.
+    """
+    if header is None:
+        return None
+    unit, equals, range_set = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    specs = [part.strip() for part in range_set.split(",") if part.strip()]
+    if not specs or len(specs) > MAX_RANGES:
+        return None
+    spans: list[Span] = []
+    for spec in specs:
+        match = _RANGE_SPEC.match(spec)
+        if match is None:
+            return None
+        first, last, suffix = match.groups()
+        if suffix is not None:
+            if int(suffix) > 0 and size > 0:
+                spans.append((max(size - int(suffix), 0), size))
+        elif last and int(last) < int(first):
+            return None
+        elif int(first) < size:
+            spans.append((int(first), min(int(last) + 1, size) if last else size))
+    if not spans:
+        raise RangeNotSatisfiableError(f"range {header[:100]!r} is outside the {size}-byte file",
+                                       size)
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        if start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class _RangedFileResponse(FileResponse):
+    """A ``FileResponse`` with 1 MiB chunks serving ranges already parsed by :func:`parse_range`."""
+
+    chunk_size = CHUNK
+
+    def __init__(self, path: str, spans: list[Span] | None, **kwargs: object) -> None:
+        super().__init__(path, **kwargs)  # type: ignore[arg-type]
+        self.spans = spans
+
+    def _parse_range_header(self, http_range: str, file_size: int) -> list[Span]:  # type: ignore[override]
+        return self.spans or []  # empty: Starlette sends the whole file
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get(HEAD_SCOPE_KEY):  # a HEAD answered as GET: headers only, file unread
+            scope = {**scope, "method": "HEAD"}
+        await super().__call__(scope, receive, send)
 
 
 class ChecksumCache:

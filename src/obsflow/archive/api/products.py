@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
 from obsflow.archive.api.download import product_response
+from obsflow.archive.api.head import HEAD_SCOPE_KEY
 from obsflow.archive.api.responses import VIEWER_ERRORS, binary, errors
 from obsflow.archive.previews import PREVIEW_KINDS
 from obsflow.archive.schema import Preview
@@ -113,7 +114,8 @@ async def download(product_id: str, request: Request, session: DbSession, viewer
     """
     product, _ = await run_in_threadpool(get_product, session, check_product_id(product_id),
                                          viewer, now)
-    if request.method != "GET" or (if_range is not None and if_range != f'"{product.sha256}"'):
+    head = request.method != "GET" or request.scope.get(HEAD_SCOPE_KEY, False)
+    if head or (if_range is not None and if_range != f'"{product.sha256}"'):
         range_header = None
     archive = get_archive(request)
     return await run_in_threadpool(product_response, archive.settings.store,
