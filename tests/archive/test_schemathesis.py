@@ -34,6 +34,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.parameters import ParameterLocation
 from tests.archive.conftest import add_people, live_server, make_archive
 from tests.archive.factories import meta, write_product
 
@@ -90,8 +91,9 @@ def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     archive.close()
 
 
-def _schema() -> Any:
-    """The schema of the app the live server runs (made from the code; no data involved)."""
+def _schema(phases: list[str]) -> Any:
+    """The schema of the app the live server runs (made from the code; no data involved),
+    tested in ``phases``."""
     folder = Path(tempfile.mkdtemp(prefix="obsflow-st-"))
     archive = make_archive(f"sqlite:///{folder / 'schema.db'}", folder / "store")
     try:
@@ -99,10 +101,17 @@ def _schema() -> Any:
     finally:
         archive.close()
         shutil.rmtree(folder)
-    return schemathesis.openapi.from_dict(document, config=SchemathesisConfig.from_dict(_CONFIG))
+    config = {**_CONFIG, "phases": {name: {"enabled": name in phases}
+                                    for name in ("examples", "coverage", "fuzzing", "stateful")}}
+    return schemathesis.openapi.from_dict(document, config=SchemathesisConfig.from_dict(config))
 
 
-schema = _schema()
+schema = _schema(["examples", "coverage", "fuzzing"])
+"""Anonymous requests: the schema's examples, its boundary cases (coverage) and fuzzing."""
+
+member_schema = _schema(["fuzzing"])
+"""Requests as a member of the proprietary program: fuzzing (the boundaries do not depend
+on who asks)."""
 
 
 MAX_URL = 8192
@@ -111,6 +120,7 @@ before the app sees it, so longer generated GET requests test the HTTP library, 
 
 
 @schema.hook
+@member_schema.hook
 def filter_case(context: Any, case: Any) -> bool:
     """Only requests whose URL the HTTP server reads (see :data:`MAX_URL`)."""
     url = case.as_transport_kwargs(base_url="http://127.0.0.1:1")["url"]
@@ -119,13 +129,19 @@ def filter_case(context: Any, case: Any) -> bool:
 
 
 @schema.hook
-def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None) -> Any:
-    """Each path id: the generated one or a real one of the site."""
-    if not path_parameters:
-        return st.just(path_parameters)
-    choices = {name: st.sampled_from([value, *IDS.get(name, [])])
-               for name, value in path_parameters.items()}
-    return st.fixed_dictionaries(choices)
+@member_schema.hook
+def flatmap_case(context: Any, case: Any) -> Any:
+    """Valid path ids: the generated ones or real ones of the site (invalid ones are kept)."""
+    params = case.path_parameters
+    if not params or (case.meta is not None and case.meta.is_negative_at(ParameterLocation.PATH)):
+        return st.just(case)
+    choices = {name: st.sampled_from([value, *IDS.get(name, [])]) for name, value in params.items()}
+
+    def with_ids(ids: dict[str, Any]) -> Any:
+        case.path_parameters = ids
+        return case
+
+    return st.fixed_dictionaries(choices).map(with_ids)
 
 
 @schema.parametrize()
@@ -134,7 +150,7 @@ def test_schemathesis_anonymous(case: Any, live: tuple[str, str]) -> None:
     case.call_and_validate(base_url=live[0], timeout=30)
 
 
-@schema.parametrize()
+@member_schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_schemathesis_member(case: Any, live: tuple[str, str]) -> None:
     case.call_and_validate(base_url=live[0], headers={"Authorization": f"Bearer {live[1]}"},

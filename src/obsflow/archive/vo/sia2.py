@@ -40,13 +40,16 @@ from obsflow.archive.schema import Exposure
 from obsflow.archive.sky import cone_clause, unit_vector
 from obsflow.exceptions import VOQueryError
 
-__all__ = ["MAX_VALUES", "STRING_PARAMS", "sia2_conditions"]
+__all__ = ["MAX_VALUES", "MAX_VALUE_LENGTH", "STRING_PARAMS", "sia2_conditions"]
 
 MAX_VALUES = 100
 """Most values of one parameter accepted."""
 
 MAX_VERTICES = 100
 """Most vertices of a POLYGON."""
+
+MAX_VALUE_LENGTH = 4000
+"""Longest value of one parameter, characters (a 100-vertex POLYGON needs about 2000)."""
 
 STRING_PARAMS = {"ID": "obs_publisher_did", "COLLECTION": "obs_collection",
                  "FACILITY": "facility_name", "INSTRUMENT": "instrument_name",
@@ -207,6 +210,8 @@ def sia2_conditions(params: dict[str, list[str]], exprs: dict[str, Any]) -> list
     for name, values in params.items():
         if len(values) > MAX_VALUES:
             raise VOQueryError(f"{name}: at most {MAX_VALUES} values")
+        if any(len(text) > MAX_VALUE_LENGTH for text in values):
+            raise VOQueryError(f"{name}: a value longer than {MAX_VALUE_LENGTH} characters")
         parts = [part for text in values if (part := _one(name, text, exprs)) is not None]
         if parts:
             conditions.append(or_(*parts) if len(parts) > 1 else parts[0])

@@ -15,7 +15,6 @@ from starlette.responses import Response
 
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.common import (
-    MAX_PARAM_LENGTH,
     VO_RESPONSES,
     VoCall,
     add_vosi_endpoints,
@@ -26,6 +25,7 @@ from obsflow.archive.vo.common import (
 from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
 from obsflow.archive.vo.sia2 import (
     CALIB_LEVELS,
+    MAX_VALUE_LENGTH,
     MAX_VALUES,
     RANGE_PARAMS,
     STRING_PARAMS,
@@ -60,7 +60,7 @@ def sia2_query(call: VoCall) -> bytes:
 
 
 def _openapi() -> dict[str, dict[str, Any]]:
-    text = {"type": "string", "maxLength": MAX_PARAM_LENGTH}
+    text = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
     level = {"type": "integer", "minimum": min(CALIB_LEVELS), "maximum": max(CALIB_LEVELS)}
     # one value, or several (repeated names: OR-ed)
     many: dict[str, Any] = {"anyOf": [text, {"type": "array", "items": text,
