@@ -88,6 +88,8 @@ def test_web_and_api_text_with_nul_is_refused(live: Live) -> None:
     page = _get(live, "/search", params={"target": "a\x00b"})
     assert page.status_code == 400 and "target: text must not contain NUL" in page.text
     assert _get(live, "/search", params={"target": "x", "page": "1.5"}).status_code == 400
+    assert _get(live, "/search", params={"page": "1000001"}).status_code == 400
+    assert _get(live, "/search", params={"target": "", "ra": "", "page": ""}).status_code == 200
     assert _get(live, "/api/composites", params={"target": "a\x00b"}).status_code == 422
     login = httpx.post(live.url + "/login", data={"name": "al\x00ice", "password": "x"})
     assert login.status_code == 401
