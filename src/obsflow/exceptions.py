@@ -37,7 +37,8 @@ The hierarchy::
 
 Each error has exactly one import path: ``from obsflow.exceptions import ...``.
 
-The archive's HTTP layer maps its errors to 404, 400, 503 and 401.
+The archive's HTTP layer maps its errors to 404, 400, 416, 503 and 401 (JSON
+``{"error": ..., "status": N}``; VOTable errors on the VO endpoints).
 
 Domain errors also inherit the matching built-in, so ``except ValueError``
 in a caller's script still catches a bad packet.
