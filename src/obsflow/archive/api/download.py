@@ -38,6 +38,13 @@ MAX_RANGES = 16
 """More ranges than this in one Range header are ignored (the whole file is sent)."""
 
 _RANGE_SPEC = re.compile(r"^(?:(\d+)-(\d*)|-(\d+))$")
+_BEYOND = 10**19
+"""Stands for a position of more than 19 digits: past the end of any file."""
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range (Python refuses to parse integers of thousands of digits)."""
+    return int(digits) if len(digits) <= 19 else _BEYOND
 
 Span = tuple[int, int]
 """A byte range: (first, end exclusive)."""
@@ -66,12 +73,16 @@ def parse_range(header: str | None, size: int) -> list[Span] | None:
             return None
         first, last, suffix = match.groups()
         if suffix is not None:
-            if int(suffix) > 0 and size > 0:
-                spans.append((max(size - int(suffix), 0), size))
-        elif last and int(last) < int(first):
+            length = _position(suffix)
+            if length > 0 and size > 0:
+                spans.append((max(size - length, 0), size))
+            continue
+        start = _position(first)
+        end = _position(last) + 1 if last else size
+        if last and end <= start:  # last < first: invalid syntax
             return None
-        elif int(first) < size:
-            spans.append((int(first), min(int(last) + 1, size) if last else size))
+        if start < size:
+            spans.append((start, min(end, size)))
     if not spans:
         raise RangeNotSatisfiableError(f"range {header[:100]!r} is outside the {size}-byte file",
                                        size)

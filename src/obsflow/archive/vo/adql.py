@@ -533,7 +533,7 @@ class _Parser:
 def _number(text: str) -> int | float:
     """An integer (at most 64 bits, what the database holds) or a finite float literal."""
     if text.isdigit():
-        value = int(text)
+        value = int(text) if len(text) <= len(str(INT64_MAX)) else INT64_MAX + 1
         if value > INT64_MAX:
             raise VOQueryError(f"integer {text[:40]}{'...' if len(text) > 40 else ''} is out of "
                                f"range (the largest integer is {INT64_MAX})")
