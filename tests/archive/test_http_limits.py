@@ -83,6 +83,7 @@ def test_sia2_values_outside_the_catalog_are_400(live: Live) -> None:
                           ({"TARGET": "a\x00b"}, "TARGET: text must not contain NUL")):
         _vo_error(_get(live, "/vo/sia2/query", params=params), words)
     assert _get(live, "/vo/sia2/query", params={"CALIB": "2"}).status_code == 200
+    assert _get(live, "/vo/sia2/query", params={"MAXREC": "9" * 5000}).status_code == 200
 
 
 def test_web_and_api_text_with_nul_is_refused(live: Live) -> None:

@@ -79,10 +79,13 @@ def parse_maxrec(params: dict[str, list[str]]) -> int:
     values = params.get("MAXREC")
     if not values:
         return DEFAULT_MAXREC
+    text = values[-1].strip()
+    if text.isdigit() and len(text) > len(str(MAX_MAXREC)):
+        return MAX_MAXREC  # any longer number is larger (and may be too long for int())
     try:
-        maxrec = int(values[-1].strip())
+        maxrec = int(text)
     except ValueError:
-        raise VOQueryError(f"MAXREC: {values[-1]!r} is not a whole number") from None
+        raise VOQueryError(f"MAXREC: {text[:40]!r} is not a whole number") from None
     if maxrec < 0:
         raise VOQueryError("MAXREC must be >= 0")
     return min(maxrec, MAX_MAXREC)
