@@ -61,6 +61,9 @@ RANGE_PARAMS = {"FOV": "s_fov", "SPATRES": "s_resolution", "EXPTIME": "t_exptime
                 "TIMERES": "t_resolution", "SPECRP": "em_res_power"}
 """Interval parameters matched against one column."""
 
+_CONSTRAINTS = {"POS", "BAND", "TIME", "CALIB", "POL", *RANGE_PARAMS, *STRING_PARAMS}
+"""Parameters that constrain the query (MAXREC, RESPONSEFORMAT, ... are read elsewhere)."""
+
 Expr = ColumnElement  # type: ignore[type-arg]
 
 
@@ -210,7 +213,7 @@ def sia2_conditions(params: dict[str, list[str]], exprs: dict[str, Any]) -> list
     for name, values in params.items():
         if len(values) > MAX_VALUES:
             raise VOQueryError(f"{name}: at most {MAX_VALUES} values")
-        if any(len(text) > MAX_VALUE_LENGTH for text in values):
+        if name in _CONSTRAINTS and any(len(text) > MAX_VALUE_LENGTH for text in values):
             raise VOQueryError(f"{name}: a value longer than {MAX_VALUE_LENGTH} characters")
         parts = [part for text in values if (part := _one(name, text, exprs)) is not None]
         if parts:
