@@ -28,6 +28,7 @@ The hierarchy::
     │   │   └── TooManyAttemptsError           too many bad credentials from one address
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
     │   ├── SearchParameterError(ValueError)   a bad field in a web search form
+    │   ├── QueryValueError(ValueError)        a request value the catalog cannot hold (HTTP 400)
     │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
     ├── OrchestrateError(RuntimeError) the job layer cannot do what was asked
     │   ├── JobNotFoundError(LookupError)      no job with that id
@@ -37,7 +38,8 @@ The hierarchy::
 
 Each error has exactly one import path: ``from obsflow.exceptions import ...``.
 
-The archive's HTTP layer maps its errors to 404, 400, 503, 401 and 429.
+The archive's HTTP layer maps its errors to 404, 400, 416, 503, 401 and 429
+(JSON ``{"error": ..., "status": N}``; VOTable errors on the VO endpoints).
 
 Domain errors also inherit the matching built-in, so ``except ValueError``
 in a caller's script still catches a bad packet.
@@ -72,6 +74,7 @@ __all__ = [
     "ProductNotFoundError",
     "VOQueryError",
     "PacketError",
+    "QueryValueError",
     "ProfileError",
     "RefContextError",
     "ContextNotFoundError",
@@ -200,7 +203,14 @@ class AuthenticationError(ArchiveError, PermissionError):
 
 
 class RangeNotSatisfiableError(ArchiveError, ValueError):
-    """A Range header that selects no byte of the file (answered 416)."""
+    """A Range header that selects no byte of the file (answered 416).
+
+    ``size`` is the file's length in bytes (for ``Content-Range: bytes */size``).
+    """
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class SearchParameterError(ArchiveError, ValueError):
@@ -216,6 +226,11 @@ class TooManyAttemptsError(AuthenticationError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class QueryValueError(ArchiveError, ValueError):
+    """A request value outside what the catalog database can hold (an integer beyond 64 bits,
+    a NaN, text with NUL); the message names the parameter and the accepted range."""
 
 
 class VOQueryError(ArchiveError, ValueError):

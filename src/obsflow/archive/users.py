@@ -126,7 +126,7 @@ def login(session: Session, name: str, password: str, *, now: datetime | None = 
     Raises :class:`AuthenticationError` (same message for an unknown user
     and a wrong password).
     """
-    user = session.scalar(select(User).where(User.name == name))
+    user = None if "\x00" in name else session.scalar(select(User).where(User.name == name))
     if user is None or not verify_password(user.password_hash, password):
         raise AuthenticationError("wrong user name or password")
     return create_token(session, name, days=SESSION_HOURS / 24, kind="session",

@@ -1,7 +1,8 @@
 """The app factory: routers, error handlers and state of the archive's HTTP API.
 
-Every error answers JSON ``{"error": "<message>", "status": <code>}``;
-validation errors add ``"details"``.  Other packages (VO endpoints, web
+Every error answers JSON ``{"error": "<message>", "status": <code>}``
+(:class:`~obsflow.archive.api.responses.ErrorBody`); validation errors add
+``"details"``.  ``HEAD`` is answered wherever ``GET`` is.  Other packages (VO endpoints, web
 pages) add their routers with ``create_app(archive, routers=[...])``.
 """
 
@@ -17,17 +18,21 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 
 from obsflow import __version__
 from obsflow.archive.api import composites, products, search
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, ViewerDep
 from obsflow.archive.api.download import ChecksumCache
+from obsflow.archive.api.head import HeadAsGet
+from obsflow.archive.api.responses import errors
 from obsflow.archive.context import Archive
 from obsflow.exceptions import (
     ArchiveError,
     AuthenticationError,
     ChecksumMismatchError,
     ProductNotFoundError,
+    RangeNotSatisfiableError,
     TooManyAttemptsError,
 )
 
@@ -44,7 +49,7 @@ def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@meta.get("/whoami", summary="Who the credentials belong to")
+@meta.get("/whoami", summary="Who the credentials belong to", responses=errors(401, 429))
 def whoami(viewer: ViewerDep) -> dict[str, Any]:
     """The caller's user name, admin flag and programs (anonymous: name null)."""
     return {"name": viewer.name, "is_admin": viewer.is_admin,
@@ -60,16 +65,19 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return error_response(exc.status_code, str(exc.detail), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})
-        first = errors[0] if errors else {}
+        problems = jsonable_encoder(exc.errors(), exclude={"input", "ctx", "url"})
+        first = problems[0] if problems else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         message = f"invalid parameter {where}: {first.get('msg', 'invalid')}"
-        return error_response(422, message, details=errors)
+        return error_response(422, message, details=problems)
 
     @app.exception_handler(ProductNotFoundError)
     async def _missing(_: Request, exc: ProductNotFoundError) -> JSONResponse:
@@ -82,6 +90,11 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthenticationError)
     async def _auth(_: Request, exc: AuthenticationError) -> JSONResponse:
         return error_response(401, str(exc), {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(RangeNotSatisfiableError)
+    async def _unsatisfiable(_: Request, exc: RangeNotSatisfiableError) -> JSONResponse:
+        return error_response(416, str(exc), {"Content-Range": f"bytes */{exc.size}",
+                                              "Accept-Ranges": "bytes"})
 
     @app.exception_handler(ChecksumMismatchError)
     async def _corrupt(_: Request, exc: ChecksumMismatchError) -> JSONResponse:
@@ -117,4 +130,19 @@ def create_app(archive: Archive, settings: ApiSettings | None = None, *,
     for router in (meta, search.router, products.router, composites.router, *routers):
         app.include_router(router)
     _install_handlers(app)
+    app.add_middleware(HeadAsGet)
     return app
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers on the request's path (for ``Allow`` of a 405)."""
+    allowed = {method for method in _METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in app.router.routes)}
+    if "GET" in allowed:
+        allowed.add("HEAD")
+    return sorted(allowed)
+

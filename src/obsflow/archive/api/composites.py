@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
+from obsflow.archive.api.responses import VIEWER_ERRORS, binary, errors
+from obsflow.archive.api.search import NAME_PATTERN
+from obsflow.archive.limits import INT32_MAX
 from obsflow.archive.previews import IMAGE_SUFFIXES, PREVIEW_KINDS
 from obsflow.archive.schema import Composite
 from obsflow.archive.search import get_composite, list_composites
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/composites", tags=["composites"])
+router = APIRouter(prefix="/api/composites", tags=["composites"],
+                   responses=errors(*VIEWER_ERRORS))
 
 
 def _as_dict(request: Request, row: Composite) -> dict[str, Any]:
@@ -28,15 +32,17 @@ def _as_dict(request: Request, row: Composite) -> dict[str, Any]:
 
 @router.get("", summary="List colour composites")
 def composites(request: Request, session: DbSession, viewer: ViewerDep, now: Now,
-               target: Annotated[str | None, Query(max_length=128)] = None
+               target: Annotated[str | None, Query(max_length=128, pattern=NAME_PATTERN)] = None
                ) -> dict[str, Any]:
     """Composites the caller may see (all three inputs visible)."""
     rows = list_composites(session, viewer, now, target)
     return {"results": [_as_dict(request, row) for row in rows]}
 
 
-@router.get("/{composite_id}/image", response_class=Response, summary="Composite image")
-def composite_image(composite_id: int, request: Request, session: DbSession, viewer: ViewerDep,
+@router.get("/{composite_id}/image", response_class=Response, summary="Composite image",
+            responses={200: binary("The composite image", *sorted(set(PREVIEW_KINDS.values()))),
+                       **errors(404)})
+def composite_image(composite_id: Annotated[int, Path(ge=1, le=INT32_MAX)], request: Request, session: DbSession, viewer: ViewerDep,
                     now: Now, kind: Literal["png", "jpeg", "thumb"] = "png") -> Response:
     """The composite as PNG, JPEG or JPEG thumbnail."""
     row = get_composite(session, composite_id, viewer, now)

@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep, get_archive
 from obsflow.archive.api.download import product_response
+from obsflow.archive.api.head import HEAD_SCOPE_KEY
+from obsflow.archive.api.responses import VIEWER_ERRORS, binary, errors
 from obsflow.archive.previews import PREVIEW_KINDS
 from obsflow.archive.schema import Preview
 from obsflow.archive.search import (
@@ -31,7 +33,8 @@ from obsflow.exceptions import ProductNotFoundError
 
 __all__ = ["check_product_id", "links", "router"]
 
-router = APIRouter(prefix="/api/products", tags=["products"])
+router = APIRouter(prefix="/api/products", tags=["products"],
+                   responses=errors(404, *VIEWER_ERRORS))
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 PreviewKind = Literal["png", "jpeg", "thumb"]
@@ -92,20 +95,36 @@ def product_diff(product_id: str, other_product_id: str, session: DbSession, vie
 
 
 @router.get("/{product_id}/download", summary="Download a product (HTTP Range supported)",
-            response_class=Response)
+            response_class=Response,
+            responses={200: binary("The whole file", "application/fits"),
+                       206: binary("The requested byte ranges (several: multipart/byteranges)",
+                                   "application/fits", "multipart/byteranges"),
+                       **errors(416, 503)})
 async def download(product_id: str, request: Request, session: DbSession, viewer: ViewerDep,
-                   now: Now, range_header: Annotated[str | None, Header(alias="range")] = None
+                   now: Now, range_header: Annotated[str | None, Header(alias="range")] = None,
+                   if_range: Annotated[str | None, Header(alias="if-range")] = None
                    ) -> Response:
-    """Stream the FITS file; ``X-Checksum-SHA256`` and ``Repr-Digest`` carry its sha256."""
+    """Stream the FITS file; ``X-Checksum-SHA256`` and ``Repr-Digest`` carry its sha256.
+
+    ``Range`` (GET only, RFC 9110): ``bytes=first-last``, ``bytes=first-`` or
+    ``bytes=-suffix``, several separated by commas (answered as
+    ``multipart/byteranges``); other units or invalid syntax are ignored;
+    a range set entirely past the end answers 416.  With ``If-Range`` other
+    than the ETag (the quoted sha256) the whole file is sent.
+    """
     product, _ = await run_in_threadpool(get_product, session, check_product_id(product_id),
                                          viewer, now)
+    head = request.method != "GET" or request.scope.get(HEAD_SCOPE_KEY, False)
+    if head or (if_range is not None and if_range != f'"{product.sha256}"'):
+        range_header = None
     archive = get_archive(request)
     return await run_in_threadpool(product_response, archive.settings.store,
                                    request.app.state.checksums, product, range_header)
 
 
 @router.get("/{product_id}/preview", summary="Preview image of a product",
-            response_class=Response)
+            response_class=Response,
+            responses={200: binary("The preview image", *sorted(set(PREVIEW_KINDS.values())))})
 def preview(product_id: str, request: Request, session: DbSession, viewer: ViewerDep, now: Now,
             kind: Annotated[PreviewKind, Query(description="png, jpeg or thumb")] = "png"
             ) -> Response:

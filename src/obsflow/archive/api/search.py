@@ -8,13 +8,15 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from obsflow.archive.api.deps import DbSession, Now, ViewerDep
 from obsflow.archive.api.products import links
+from obsflow.archive.api.responses import VIEWER_ERRORS, errors
 from obsflow.archive.search import Cone, SearchQuery, search_products
 
-__all__ = ["router"]
+__all__ = ["NAME_PATTERN", "router"]
 
 router = APIRouter(prefix="/api", tags=["search"])
 
-_NAME = r"^[A-Za-z0-9 _.+:()\-]+$"
+NAME_PATTERN = r"^[A-Za-z0-9 _.+:()\-]+$"
+"""Characters a target, filter or instrument name may hold in a query."""
 Level = Literal["1", "2a", "2b", "3"]
 Kind = Literal["uncal", "rate", "rateints", "cal", "i2d", "crf"]
 
@@ -28,17 +30,18 @@ def _cone(ra: float | None, dec: float | None, radius: float | None) -> Cone | N
     return Cone(ra, dec, radius)
 
 
-@router.get("/search", summary="Search products")
+@router.get("/search", summary="Search products",
+            responses=errors(400, *VIEWER_ERRORS))
 def search(  # noqa: PLR0913 - one parameter per documented search field
     request: Request, session: DbSession, viewer: ViewerDep, now: Now,
     program: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
-    target: Annotated[str | None, Query(max_length=128, pattern=_NAME)] = None,
+    target: Annotated[str | None, Query(max_length=128, pattern=NAME_PATTERN)] = None,
     ra: Annotated[float | None, Query(ge=0, le=360, allow_inf_nan=False)] = None,
     dec: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
     radius: Annotated[float | None, Query(gt=0, le=10, allow_inf_nan=False,
                                           description="cone radius, degrees")] = None,
-    filter: Annotated[str | None, Query(max_length=32, pattern=_NAME)] = None,
-    instrument: Annotated[str | None, Query(max_length=64, pattern=_NAME)] = None,
+    filter: Annotated[str | None, Query(max_length=32, pattern=NAME_PATTERN)] = None,
+    instrument: Annotated[str | None, Query(max_length=64, pattern=NAME_PATTERN)] = None,
     t_min: Annotated[float | None, Query(ge=0, le=1e6, allow_inf_nan=False,
                                          description="MJD UTC")] = None,
     t_max: Annotated[float | None, Query(ge=0, le=1e6, allow_inf_nan=False)] = None,

@@ -19,7 +19,7 @@ Grammar (keywords case-insensitive; one table, ``ivoa.ObsCore``)::
 Columns are checked against :data:`~obsflow.archive.vo.obscore.COLUMNS`
 (and their kinds: numbers compare with numbers, strings with strings);
 anything else — other tables, functions, joins, subqueries, comments that
-hide text — is refused with a :class:`~obsflow.archive.errors.VOQueryError`
+hide text — is refused with a :class:`~obsflow.exceptions.VOQueryError`
 naming what is supported.  The tree is translated by
 :mod:`obsflow.archive.vo.tap_sql`; user text never reaches SQL as text.
 """
@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from obsflow.archive.limits import INT64_MAX, check_text
 from obsflow.archive.vo.obscore import BY_NAME, COLUMNS
 from obsflow.exceptions import VOQueryError
 
@@ -278,7 +279,7 @@ class _Parser:
         self.take("kw", "select")
         top = None
         if self.accept("kw", "top"):
-            top = int(self.take("num").text) if self.at("num") and self._is_int() else None
+            top = int(_number(self.take("num").text)) if self.at("num") and self._is_int() else None
             if top is None:
                 raise self.error("TOP needs a whole number")
         select = self.select_list()
@@ -325,7 +326,7 @@ class _Parser:
         items = []
         while True:
             if self.at("num"):
-                position = int(float(self.take("num").text))
+                position = int(_number(self.take("num").text))
                 if not 1 <= position <= len(select):
                     raise self.error(f"ORDER BY position {position} is not a selected column")
                 column = select[position - 1][0]
@@ -526,16 +527,21 @@ class _Parser:
         return sign * float(_number(self.take("num").text))
 
     def string(self) -> str:
-        return self.take("str").text[1:-1].replace("''", "'")
+        return check_text("string literal", self.take("str").text[1:-1].replace("''", "'"))
 
 
 def _number(text: str) -> int | float:
+    """An integer (at most 64 bits, what the database holds) or a finite float literal."""
     if text.isdigit():
-        return int(text)
-    value = float(text)
-    if not math.isfinite(value):
-        raise VOQueryError(f"number {text} is out of range")
-    return value
+        value = int(text) if len(text) <= len(str(INT64_MAX)) else INT64_MAX + 1
+        if value > INT64_MAX:
+            raise VOQueryError(f"integer {text[:40]}{'...' if len(text) > 40 else ''} is out of "
+                               f"range (the largest integer is {INT64_MAX})")
+        return value
+    number = float(text)
+    if not math.isfinite(number):
+        raise VOQueryError(f"number {text[:40]} is out of range")
+    return number
 
 
 def parse_adql(text: str) -> Query:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from obsflow.archive.api.deps import ApiSettings, get_archive, identify
+from obsflow.archive.api.responses import votable_errors
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import Viewer
 from obsflow.archive.vo.votable import (
@@ -31,10 +33,15 @@ from obsflow.archive.vo.votable import (
     capabilities_xml,
     error_votable,
 )
-from obsflow.exceptions import AuthenticationError, TooManyAttemptsError, VOQueryError
+from obsflow.exceptions import (
+    AuthenticationError,
+    QueryValueError,
+    TooManyAttemptsError,
+    VOQueryError,
+)
 
-__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VoCall", "add_vosi_endpoints", "parse_maxrec",
-           "read_params", "vo_answer", "xml_response"]
+__all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VO_RESPONSES", "VoCall", "add_vosi_endpoints",
+           "XML_OK", "openapi_params", "parse_maxrec", "read_params", "vo_answer", "xml_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +85,13 @@ def parse_maxrec(params: dict[str, list[str]]) -> int:
     values = params.get("MAXREC")
     if not values:
         return DEFAULT_MAXREC
+    text = values[-1].strip()
+    if text.isdigit() and len(text) > len(str(MAX_MAXREC)):
+        return MAX_MAXREC  # any longer number is larger (and may be too long for int())
     try:
-        maxrec = int(values[-1].strip())
+        maxrec = int(text)
     except ValueError:
-        raise VOQueryError(f"MAXREC: {values[-1]!r} is not a whole number") from None
+        raise VOQueryError(f"MAXREC: {text[:40]!r} is not a whole number") from None
     if maxrec < 0:
         raise VOQueryError("MAXREC must be >= 0")
     return min(maxrec, MAX_MAXREC)
@@ -117,12 +127,41 @@ async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Res
         body = await run_in_threadpool(handler, call)
     except VOQueryError as exc:
         return _error(exc)
+    except QueryValueError as exc:  # a value the catalog cannot hold
+        return _error(VOQueryError(str(exc)))
     except HTTPException as exc:  # e.g. a malformed form body
         return _error(VOQueryError(str(exc.detail), exc.status_code))
     except Exception:  # a VO client can only read VOTable errors
         logger.exception("VO request %s failed", request.url.path)
         return _error(VOQueryError("internal error of the archive; see the server log", 500))
     return Response(body, media_type=VOTABLE_TYPE)
+
+
+def openapi_params(params: dict[str, dict[str, Any]], required: Sequence[str] = ()
+                   ) -> dict[str, dict[str, Any]]:
+    """``openapi_extra`` of a VO endpoint: ``params`` (name -> JSON schema) in the query string
+    of GET and in the form body of POST (names are case-insensitive; upper case shown).
+
+    Returns ``{"GET": ..., "POST": ...}``; the values go to ``openapi_extra``.
+    """
+    query = [{"name": name, "in": "query", "required": name in required, "schema": schema,
+              "style": "form", "explode": True} for name, schema in params.items()]
+    form = {"type": "object", "properties": params, "required": list(required)}
+    body = {"required": bool(required),
+            "content": {"application/x-www-form-urlencoded": {"schema": form}}}
+    return {"GET": {"parameters": query}, "POST": {"requestBody": body}}
+
+
+VO_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A VOTable of results (QUERY_STATUS=OK; OVERFLOW when MAXREC cut it)",
+          "content": {VOTABLE_TYPE: {"schema": {"type": "string"}}}},
+    **votable_errors(400, 401, 429),
+}
+"""The documented answers of a VO query endpoint."""
+
+XML_OK: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The VOSI document", "content": {"text/xml": {"schema": {"type": "string"}}}}}
+"""The documented answer of a VOSI endpoint."""
 
 
 def xml_response(body: bytes) -> Response:
@@ -139,12 +178,13 @@ def add_vosi_endpoints(router: APIRouter, service: str, about: str) -> None:
     """
 
     @router.get("/capabilities", response_class=Response, summary="VOSI capabilities",
-                description=about)
+                description=about, responses=XML_OK)
     def capabilities(request: Request) -> Response:
         base = str(request.base_url).rstrip("/") + router.prefix
         return xml_response(capabilities_xml(service, base, (DEFAULT_MAXREC, MAX_MAXREC)))
 
-    @router.get("/availability", response_class=Response, summary="VOSI availability")
+    @router.get("/availability", response_class=Response, summary="VOSI availability",
+                responses=XML_OK)
     def availability() -> Response:
         """Always available while the server runs."""
         return xml_response(availability_xml())

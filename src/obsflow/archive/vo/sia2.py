@@ -23,7 +23,7 @@ OR-ed, different parameters AND-ed (SIA 2.0, DALI).  Supported:
 A circle uses :func:`~obsflow.archive.sky.cone_clause` (HEALPix prefilter +
 exact test); a polygon a HEALPix prefilter on its bounding cone plus one
 exact half-space test per edge.  Bad values raise
-:class:`~obsflow.archive.errors.VOQueryError` (HTTP 400).
+:class:`~obsflow.exceptions.VOQueryError` (HTTP 400).
 """
 
 from __future__ import annotations
@@ -35,17 +35,21 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, and_, false, or_
 
+from obsflow.archive.limits import check_text
 from obsflow.archive.schema import Exposure
 from obsflow.archive.sky import cone_clause, unit_vector
 from obsflow.exceptions import VOQueryError
 
-__all__ = ["MAX_VALUES", "STRING_PARAMS", "sia2_conditions"]
+__all__ = ["MAX_VALUES", "MAX_VALUE_LENGTH", "STRING_PARAMS", "sia2_conditions"]
 
 MAX_VALUES = 100
 """Most values of one parameter accepted."""
 
 MAX_VERTICES = 100
 """Most vertices of a POLYGON."""
+
+MAX_VALUE_LENGTH = 4000
+"""Longest value of one parameter, characters (a 100-vertex POLYGON needs about 2000)."""
 
 STRING_PARAMS = {"ID": "obs_publisher_did", "COLLECTION": "obs_collection",
                  "FACILITY": "facility_name", "INSTRUMENT": "instrument_name",
@@ -56,6 +60,9 @@ STRING_PARAMS = {"ID": "obs_publisher_did", "COLLECTION": "obs_collection",
 RANGE_PARAMS = {"FOV": "s_fov", "SPATRES": "s_resolution", "EXPTIME": "t_exptime",
                 "TIMERES": "t_resolution", "SPECRP": "em_res_power"}
 """Interval parameters matched against one column."""
+
+_CONSTRAINTS = {"POS", "BAND", "TIME", "CALIB", "POL", *RANGE_PARAMS, *STRING_PARAMS}
+"""Parameters that constrain the query (MAXREC, RESPONSEFORMAT, ... are read elsewhere)."""
 
 Expr = ColumnElement  # type: ignore[type-arg]
 
@@ -167,11 +174,16 @@ def _within(param: str, text: str, column: Expr) -> Expr:
     return and_(*parts) if parts else column.is_not(None)
 
 
+CALIB_LEVELS = range(5)
+"""ObsCore calibration levels a CALIB value may name (0 raw ... 4 analysis)."""
+
+
 def _calib(text: str, column: Expr) -> Expr:
-    try:
-        return column == int(text.strip())
-    except ValueError:
-        raise VOQueryError(f"CALIB: {text!r} is not an integer level (0-4)") from None
+    word = text.strip()
+    level = int(word) if word.lstrip("+-").isdigit() and len(word) < 20 else None
+    if level not in CALIB_LEVELS:
+        raise VOQueryError(f"CALIB: {text[:40]!r} is not an integer level (0-4)")
+    return column == level
 
 
 def _one(name: str, text: str, exprs: dict[str, Any]) -> Expr | None:
@@ -184,7 +196,7 @@ def _one(name: str, text: str, exprs: dict[str, Any]) -> Expr | None:
     if name in RANGE_PARAMS:
         return _within(name, text, exprs[RANGE_PARAMS[name]])
     if name in STRING_PARAMS:
-        return exprs[STRING_PARAMS[name]] == text
+        return exprs[STRING_PARAMS[name]] == check_text(name, text)
     if name == "CALIB":
         return _calib(text, exprs["calib_level"])
     if name == "POL":
@@ -201,6 +213,8 @@ def sia2_conditions(params: dict[str, list[str]], exprs: dict[str, Any]) -> list
     for name, values in params.items():
         if len(values) > MAX_VALUES:
             raise VOQueryError(f"{name}: at most {MAX_VALUES} values")
+        if name in _CONSTRAINTS and any(len(text) > MAX_VALUE_LENGTH for text in values):
+            raise VOQueryError(f"{name}: a value longer than {MAX_VALUE_LENGTH} characters")
         parts = [part for text in values if (part := _one(name, text, exprs)) is not None]
         if parts:
             conditions.append(or_(*parts) if len(parts) > 1 else parts[0])

@@ -8,18 +8,29 @@ error (400 for a bad parameter).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.common import (
+    VO_RESPONSES,
     VoCall,
     add_vosi_endpoints,
+    openapi_params,
     parse_maxrec,
     vo_answer,
 )
 from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
-from obsflow.archive.vo.sia2 import sia2_conditions
+from obsflow.archive.vo.sia2 import (
+    CALIB_LEVELS,
+    MAX_VALUE_LENGTH,
+    MAX_VALUES,
+    RANGE_PARAMS,
+    STRING_PARAMS,
+    sia2_conditions,
+)
 from obsflow.archive.vo.tap_sql import result_columns
 from obsflow.archive.vo.votable import results_votable
 from obsflow.exceptions import VOQueryError
@@ -48,15 +59,44 @@ def sia2_query(call: VoCall) -> bytes:
     return results_votable(result_columns(names), rows[:maxrec], overflow=len(rows) > maxrec)
 
 
-@router.get("/query", response_class=Response, summary="SIA v2 query (VOTable)")
+def _openapi() -> dict[str, dict[str, Any]]:
+    text = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
+    level = {"type": "integer", "minimum": min(CALIB_LEVELS), "maximum": max(CALIB_LEVELS)}
+    # one value, or several (repeated names: OR-ed)
+    many: dict[str, Any] = {"anyOf": [text, {"type": "array", "items": text,
+                                             "maxItems": MAX_VALUES}]}
+    params: dict[str, dict[str, Any]] = {
+        "POS": {**many, "description": "CIRCLE ra dec r | RANGE ra1 ra2 dec1 dec2 | "
+                                       "POLYGON ra1 dec1 ... (degrees)"},
+        "BAND": {**many, "description": "lo hi wavelength, metres (-Inf/+Inf open)"},
+        "TIME": {**many, "description": "lo hi, MJD"},
+        **{name: {**many, "description": f"lo hi interval of {column}"}
+           for name, column in RANGE_PARAMS.items()},
+        **{name: {**many, "description": f"exact {column}"} for name, column in STRING_PARAMS.items()},
+        "CALIB": {"anyOf": [level, {"type": "array", "items": level, "maxItems": MAX_VALUES}],
+                  "description": "calibration level"},
+        "POL": {**many, "description": "polarization state (none here: matches nothing)"},
+        "MAXREC": {"type": "integer", "minimum": 0, "description": "at most this many rows"},
+        "RESPONSEFORMAT": {"type": "string", "enum": sorted(_RESPONSE_FORMATS)},
+    }
+    return openapi_params(params)
+
+
+_EXTRA = _openapi()
+_ABOUT = "POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... (docs/archive.md)."
+
+
+@router.get("/query", response_class=Response, summary="SIA v2 query (VOTable)",
+            description=_ABOUT, responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
 async def query(request: Request) -> Response:
-    """POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... (see docs/archive.md)."""
+    """Parameters in the query string."""
     return await vo_answer(request, sia2_query)
 
 
-@router.post("/query", response_class=Response, summary="SIA v2 query (VOTable), form body")
+@router.post("/query", response_class=Response, summary="SIA v2 query (VOTable), form body",
+             description=_ABOUT, responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
 async def query_form(request: Request) -> Response:
-    """The parameters of ``GET /vo/sia2/query`` in a form body."""
+    """Parameters in the form body (or the query string)."""
     return await vo_answer(request, sia2_query)
 
 

@@ -12,8 +12,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from obsflow.archive.vo.common import (
+    MAX_PARAM_LENGTH,
+    VO_RESPONSES,
+    XML_OK,
     VoCall,
     add_vosi_endpoints,
+    openapi_params,
     parse_maxrec,
     vo_answer,
     xml_response,
@@ -56,15 +60,28 @@ def tap_sync(call: VoCall) -> bytes:
     return results_votable(result.columns, result.rows, result.overflow)
 
 
-@router.get("/sync", response_class=Response, summary="TAP sync query (ADQL -> VOTable)")
+_EXTRA = openapi_params({
+    "REQUEST": {"type": "string", "enum": ["doQuery"]},
+    "LANG": {"type": "string", "enum": sorted(_LANGS)},
+    "QUERY": {"type": "string", "minLength": 1, "maxLength": MAX_PARAM_LENGTH,
+              "description": "ADQL: one SELECT on ivoa.ObsCore (docs/archive.md)"},
+    "FORMAT": {"type": "string", "enum": sorted(_FORMATS)},
+    "RESPONSEFORMAT": {"type": "string", "enum": sorted(_FORMATS)},
+    "MAXREC": {"type": "integer", "minimum": 0, "description": "at most this many rows"},
+}, required=["QUERY"])
+
+
+@router.get("/sync", response_class=Response, summary="TAP sync query (ADQL -> VOTable)",
+            responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
 async def sync(request: Request) -> Response:
-    """Run an ADQL query synchronously."""
+    """Run an ADQL query synchronously (parameters in the query string)."""
     return await vo_answer(request, tap_sync)
 
 
-@router.post("/sync", response_class=Response, summary="TAP sync query, form body")
+@router.post("/sync", response_class=Response, summary="TAP sync query, form body",
+             responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
 async def sync_form(request: Request) -> Response:
-    """Run an ADQL query given in a form body synchronously."""
+    """Run an ADQL query synchronously (parameters in the form body or the query string)."""
     return await vo_answer(request, tap_sync)
 
 
@@ -72,7 +89,7 @@ add_vosi_endpoints(router, "tap", "TAP, tables, availability and capabilities en
                    "(absolute URLs).")
 
 
-@router.get("/tables", response_class=Response, summary="VOSI tables")
+@router.get("/tables", response_class=Response, summary="VOSI tables", responses=XML_OK)
 def tables() -> Response:
     """Schema ``ivoa``: table ``ivoa.ObsCore`` and its columns."""
     return xml_response(tables_xml())

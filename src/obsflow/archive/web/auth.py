@@ -10,6 +10,7 @@ API tokens and bad cookies (429 after too many).  ``next`` may only be a local p
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -17,12 +18,20 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from obsflow.archive.api.deps import check_attempts, get_archive, record_failure
 from obsflow.archive.users import SESSION_COOKIE, SESSION_HOURS, login, logout
-from obsflow.archive.web.common import render, web_caller
+from obsflow.archive.web.common import html_responses, query_params, render, web_caller
 from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
 __all__ = ["router", "safe_next"]
 
-router = APIRouter(tags=["web"], include_in_schema=False)
+router = APIRouter(tags=["web"])
+
+_LOGIN_FORM = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["name", "password"],
+        "properties": {"name": {"type": "string"}, "password": {"type": "string"},
+                       "next": {"type": "string", "description": "local path to go to"}}}}}}}
+_REDIRECT: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Done: go to `next` (login) or `/` (logout)"}}
 
 
 def safe_next(target: str | None) -> str:
@@ -32,7 +41,9 @@ def safe_next(target: str | None) -> str:
     return "/"
 
 
-@router.get("/login", response_class=HTMLResponse)
+@router.get("/login", response_class=HTMLResponse, summary="Login form (HTML)",
+            openapi_extra=query_params(next={"type": "string"}),
+            responses=html_responses(s200="The login form"))
 async def login_form(request: Request) -> HTMLResponse:
     """The login form."""
     caller = await run_in_threadpool(web_caller, request)
@@ -45,7 +56,10 @@ def _open_session(request: Request, name: str, password: str) -> str:
         return login(session, name, password, now=request.app.state.api_settings.clock())
 
 
-@router.post("/login", response_class=HTMLResponse)
+@router.post("/login", response_class=RedirectResponse, summary="Log in (session cookie)",
+             openapi_extra=_LOGIN_FORM, status_code=303,
+             responses={**_REDIRECT, **html_responses(
+                 s401="Wrong user name or password", s429="Too many failed logins")})
 async def login_submit(request: Request) -> Response:
     """Check name and password; set the session cookie and go to ``next``."""
     form = await request.form()
@@ -76,7 +90,8 @@ def _close_session(request: Request, secret: str) -> None:
         logout(session, secret)
 
 
-@router.post("/logout")
+@router.post("/logout", response_class=RedirectResponse, summary="Log out", status_code=303,
+             responses=_REDIRECT)
 async def logout_submit(request: Request) -> Response:
     """End the web session and drop the cookie."""
     secret = request.cookies.get(SESSION_COOKIE)

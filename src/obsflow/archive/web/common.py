@@ -25,7 +25,8 @@ from obsflow.archive.policy import ANONYMOUS, Viewer
 from obsflow.archive.users import SESSION_COOKIE
 from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
-__all__ = ["TEMPLATES", "WebCaller", "now_of", "render", "web_caller"]
+__all__ = ["TEMPLATES", "WebCaller", "html_responses", "now_of", "query_params", "render",
+           "web_caller"]
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 """The page templates (autoescaped)."""
@@ -44,6 +45,18 @@ class WebCaller:
         self.stale_cookie = stale_cookie
         self.now = now
         self.retry_after_s = retry_after_s
+
+
+def html_responses(**statuses: str) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` of a page: each status (``s200="..."``) answers HTML."""
+    return {int(key[1:]): {"description": why, "content": {"text/html": {"schema": {"type": "string"}}}}
+            for key, why in statuses.items()}
+
+
+def query_params(**schemas: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` documenting a page's optional query parameters (name -> JSON schema)."""
+    return {"parameters": [{"name": name, "in": "query", "required": False, "schema": schema}
+                           for name, schema in schemas.items()]}
 
 
 def now_of(request: Request) -> datetime:

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
+from obsflow.archive.limits import check_text
 from obsflow.archive.policy import MJD_EPOCH
 from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
@@ -40,18 +41,27 @@ from obsflow.archive.search import (
     visible_filters,
     visible_products,
 )
-from obsflow.archive.web.common import WebCaller, render, web_caller
+from obsflow.archive.web.common import (
+    WebCaller,
+    html_responses,
+    query_params,
+    render,
+    web_caller,
+)
 from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
 __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
 
-router = APIRouter(tags=["web"], include_in_schema=False)
+router = APIRouter(tags=["web"])
 
 GALLERY_LIMIT = 300
 """Most thumbnails on the gallery page (newest first within each target)."""
 
 PAGE_SIZE = 50
 """Search results per page."""
+
+PAGES = 1_000_000
+"""Largest page number asked for."""
 
 
 def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
@@ -71,7 +81,8 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
     return {"groups": groups, "count": len(rows)}
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, summary="Gallery (HTML)",
+            responses=html_responses(s200="The gallery page"))
 async def gallery(request: Request) -> HTMLResponse:
     """Thumbnails grouped by target, colour composites first."""
     caller = await run_in_threadpool(web_caller, request)
@@ -117,6 +128,13 @@ def _mjd(text: str, name: str) -> float:
     return (datetime(day.year, day.month, day.day) - MJD_EPOCH).total_seconds() / 86400.0
 
 
+def _page(text: str) -> int:
+    """The page number of the form (1 if empty)."""
+    if not (text or "1").strip().isdigit():
+        raise SearchParameterError("page must be a whole number")
+    return int(_number(text or "1", "page", 1, PAGES))
+
+
 def _query(form: SearchForm) -> SearchQuery:
     """The catalog query of a filled-in form; ValueError with a message for bad fields."""
     cone = None
@@ -132,7 +150,8 @@ def _query(form: SearchForm) -> SearchQuery:
     for text, name in ((form.target, "target"), (form.filter, "filter")):
         if len(text) > 128:
             raise SearchParameterError(f"{name} is too long")
-    page = int(_number(form.page or "1", "page", 1, 1_000_000))
+        check_text(name, text)
+    page = _page(form.page)
     return SearchQuery(target=form.target.strip() or None, cone=cone,
                        filter=form.filter.strip() or None, t_min=t_min, t_max=t_max,
                        page=page, page_size=PAGE_SIZE)
@@ -143,9 +162,10 @@ def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int,
         filters = visible_filters(session, caller.viewer, caller.now)
         context: dict[str, Any] = {"form": form, "page": None, "error": None,
                                    "filters": filters}
-        if form.empty:
-            return 200, context
         try:
+            if form.empty:
+                _page(form.page)
+                return 200, context
             query = _query(form)
         except ValueError as exc:
             return 400, {**context, "error": str(exc)}
@@ -153,7 +173,27 @@ def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int,
     return 200, {**context, "page": page, "pages": max(1, math.ceil(page.total / PAGE_SIZE))}
 
 
-@router.get("/search", response_class=HTMLResponse)
+def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
+    """A form field: ``schema``, or empty (a browser sends empty fields as ``name=``)."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
+_TEXT = {"type": "string", "maxLength": 128}
+_SEARCH_PARAMS = query_params(
+    target=_TEXT, filter=_TEXT,
+    ra=_or_empty({"type": "number", "minimum": 0, "maximum": 360, "description": "degrees"}),
+    dec=_or_empty({"type": "number", "minimum": -90, "maximum": 90, "description": "degrees"}),
+    radius=_or_empty({"type": "number", "minimum": 1e-6, "maximum": 10,
+                      "description": "degrees"}),
+    date_from=_or_empty({"type": "string", "format": "date"}),
+    date_to=_or_empty({"type": "string", "format": "date"}),
+    page=_or_empty({"type": "integer", "minimum": 1, "maximum": PAGES}))
+
+
+@router.get("/search", response_class=HTMLResponse, summary="Search form and results (HTML)",
+            openapi_extra=_SEARCH_PARAMS,
+            responses=html_responses(s200="The form (and the results)",
+                                     s400="The form with what is wrong with a field"))
 async def search(request: Request) -> HTMLResponse:
     """The search form; with any field filled, the matching products too."""
     fields = SearchForm.__dataclass_fields__
@@ -192,7 +232,11 @@ def _product(request: Request, caller: WebCaller, product_id: str,
             "diff_error": diff_error, "proprietary": exposure.release_date > caller.now}
 
 
-@router.get("/products/{product_id}", response_class=HTMLResponse)
+@router.get("/products/{product_id}", response_class=HTMLResponse,
+            summary="A product's page (HTML)",
+            openapi_extra=query_params(compare={"type": "string"}),
+            responses=html_responses(s200="The product page",
+                                     s404="No such product (or not visible)"))
 async def product_page(product_id: str, request: Request) -> HTMLResponse:
     """Metadata, versions, provenance, changes, lineage and downloads (404 if hidden)."""
     caller = await run_in_threadpool(web_caller, request)
