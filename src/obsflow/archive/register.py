@@ -51,7 +51,7 @@ from obsflow.archive.schema import (
 )
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
 from obsflow.config import SiteConfig
-from obsflow.exceptions import ArchiveError, ProductFileError, UnknownOptionError
+from obsflow.exceptions import ArchiveError, DataModelError, ProductFileError, UnknownOptionError
 from obsflow.fileio import sha256_file
 from obsflow.models.fitsfile import open_fits
 from obsflow.models.identity import PRODUCT_KINDS, ProductRef
@@ -222,8 +222,8 @@ def _read_product(path: Path, verify: bool) -> _Read:
 def _meta(path: Path, primary: fits.Header) -> ExposureMeta:
     try:
         return ExposureMeta.from_header(primary)
-    except KeyError as exc:
-        raise ProductFileError(f"{path.name}: primary header lacks keyword {exc}") from exc
+    except DataModelError as exc:
+        raise ProductFileError(f"{path.name}: primary {exc}") from exc
 
 
 def _kind(path: Path) -> str:

@@ -145,9 +145,18 @@ class ExposureMeta:
 
     @classmethod
     def from_header(cls, header: fits.Header) -> ExposureMeta:
-        """Read back what :meth:`to_header` wrote (``extra`` is left empty)."""
+        """Read back what :meth:`to_header` wrote (``extra`` is left empty).
+
+        Raises
+        ------
+        DataModelError
+            A required keyword is missing (the message names them all).
+        """
         values = {name: header[key] for name, (key, _) in _KEYWORDS.items() if key in header}
-        return cls(**values)  # a missing keyword without a default: TypeError (check first)
+        missing = [key for key in header_keywords() if key not in header]
+        if missing:
+            raise DataModelError(f"header lacks keyword(s) {', '.join(missing)}")
+        return cls(**values)
 
 
 def header_keywords() -> dict[str, type]:
