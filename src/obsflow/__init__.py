@@ -10,7 +10,11 @@ by one orchestrator on a laptop or a cluster.  The ``obsflow`` command
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from obsflow._lifeline import arm_from_environment
+
+arm_from_environment()  # a pool worker dies with its orchestrator: first, before any import
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 try:
     __version__ = version("obsflow")

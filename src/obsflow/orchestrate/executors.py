@@ -7,7 +7,8 @@ executor lost the task (a pool process or Dask worker died, the scheduler
 went away); the orchestrator then records the attempt as failed.
 
 * :class:`LocalExecutor` — a process pool on this machine (``spawn``
-  start method; on Linux every pool process dies with the orchestrator, so
+  start method; on Linux every pool process dies with the orchestrator, within
+  moments of it, even while it is still importing: see :mod:`obsflow._lifeline`;
   a killed orchestrator leaves no orphan finishing its jobs).
 * :class:`DaskExecutor` — a ``dask.distributed`` client on
   ``executor.dask_scheduler``; a worker dying mid-task is handled by Dask,
@@ -26,12 +27,12 @@ import math
 import multiprocessing
 import os
 import queue
-import signal
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from obsflow._lifeline import ORCHESTRATOR_VARIABLE
 from obsflow.config import SiteConfig
 from obsflow.exceptions import ExecutorError, UnknownOptionError
 from obsflow.orchestrate.worker import Outcome, execute_job, prepare_worker
@@ -40,8 +41,6 @@ __all__ = ["Completion", "DaskExecutor", "Executor", "InlineExecutor", "LocalExe
            "make_executor"]
 
 logger = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
 
 QUEUED_PER_WORKER = 1
 """Jobs handed to an executor per worker beyond the one it runs: when a job ends the
@@ -92,26 +91,6 @@ class Executor(Protocol):
         """Stop the workers this executor started (cancelling what runs)."""
 
 
-def _die_with_parent() -> None:
-    """On Linux, ask for SIGKILL when the orchestrator process dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:  # pragma: no cover - exotic libc
-        return
-    parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid != os.getppid():  # died before prctl took effect
-        os._exit(1)
-
-
-def _start_pool_process() -> None:
-    """Pool initializer: die with the orchestrator, then :func:`prepare_worker`."""
-    _die_with_parent()
-    prepare_worker()
-
-
 def heap_malloc() -> bool:
     """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_`` in this process (glibc only).
 
@@ -140,12 +119,15 @@ class LocalExecutor:
 
     def __init__(self, cfg: SiteConfig, workers: int) -> None:
         self.cfg, self.workers = cfg, max(1, workers)
+        # the pool's processes read it on their first import of obsflow (obsflow._lifeline)
+        self._lifeline = os.environ.get(ORCHESTRATOR_VARIABLE)
+        os.environ[ORCHESTRATOR_VARIABLE] = str(os.getpid())
         self._pool = self._new_pool()
         self._futures: dict[cf.Future[Outcome], tuple[int, str]] = {}
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_start_pool_process)
+                                      initializer=prepare_worker)
 
     @property
     def capacity(self) -> int:
@@ -178,6 +160,10 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._lifeline is None:
+            os.environ.pop(ORCHESTRATOR_VARIABLE, None)
+        else:
+            os.environ[ORCHESTRATOR_VARIABLE] = self._lifeline
 
 
 class InlineExecutor:
