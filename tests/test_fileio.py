@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from obsflow.fileio import atomic_path, remove_stale_parts
+from obsflow.fileio import atomic_path, sweep_temp_files
 
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
@@ -23,21 +26,62 @@ def test_atomic_path_leaves_nothing_on_error(tmp_path: Path) -> None:
     assert final.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [final]
 
 
-def test_stale_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    stale = tmp_path / f".a_uncal.fits.{dead.stdout.strip()}-7.part"
-    live = tmp_path / f".b_uncal.fits.{os.getpid()}.part"
-    other = tmp_path / "c.part"
-    for path in (stale, live, other):
-        path.write_bytes(b"x")
-    assert remove_stale_parts(tmp_path) == [stale]
-    assert not stale.exists() and live.exists() and other.exists()
+_WRITER = """
+import sys, time
+from pathlib import Path
+from obsflow.fileio import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_bytes(b"half a product")
+    print(tmp, flush=True)
+    time.sleep(600)
+"""
+
+
+def _writer(final: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A real process writing ``final`` through atomic_path, paused mid-write."""
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(final)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    with proc.stdout:
+        return proc, Path(proc.stdout.readline().strip())
+
+
+def test_sweep_removes_the_temporary_file_of_a_killed_writer_only(tmp_path: Path) -> None:
+    killed, abandoned = _writer(tmp_path / "a" / "x_cal.fits")
+    live, held = _writer(tmp_path / "b" / "y_cal.fits")
+    try:
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        other = tmp_path / "c.part"  # a ground station's delivery in progress: not obsflow's
+        other.write_bytes(b"x")
+        assert abandoned.exists() and held.exists()
+        assert sweep_temp_files(tmp_path, 3600) == []  # younger than the safe age: kept
+        later = time.time() + 7200
+        assert sweep_temp_files(tmp_path, 3600, now=later) == [abandoned]
+        assert not abandoned.exists() and held.exists() and other.exists()
+        assert sweep_temp_files(tmp_path, 0.0, now=later) == []  # a live writer's: never
+        assert held.read_bytes() == b"half a product"
+    finally:
+        live.kill()
+        live.wait()
+    assert sweep_temp_files(tmp_path, 0.0) == [held]  # its writer is gone now
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "c.part"]
+
+
+def test_writer_taking_over_an_abandoned_name_is_not_disturbed(tmp_path: Path) -> None:
+    """A temporary name left by a dead process whose pid (and thread id) came back."""
+    final = tmp_path / "p.fits"
+    leftover = final.with_name(f".p.fits.{os.getpid()}-{threading.get_native_id()}.part")
+    leftover.write_bytes(b"stale bytes of an earlier process")
+    os.utime(leftover, (0, 0))
+    with atomic_path(final) as tmp:
+        assert tmp == leftover and tmp.read_bytes() == b""  # taken over, emptied, locked
+        assert sweep_temp_files(tmp_path, 0.0) == []
+        tmp.write_bytes(b"new")
+    assert final.read_bytes() == b"new" and list(tmp_path.iterdir()) == [final]
 
 
 def test_two_threads_writing_one_file_use_their_own_temporary_names(tmp_path: Path) -> None:
-    import threading
-
     final = tmp_path / "product.fits"
     both_open = threading.Barrier(2)
     temps: dict[str, Path] = {}
@@ -65,19 +109,3 @@ def test_two_threads_writing_one_file_use_their_own_temporary_names(tmp_path: Pa
                for t in temps.values())
     assert final.read_bytes() in contents.values()
     assert list(tmp_path.iterdir()) == [final]
-
-
-def test_stale_part_of_a_live_writer_thread_is_kept(tmp_path: Path) -> None:
-    import threading
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    with atomic_path(tmp_path / "x.y_cal.fits") as tmp:  # the name atomic_path really uses
-        tmp.write_bytes(b"x")
-        mine = tmp_path / f".z.fits.{os.getpid()}-{threading.get_native_id()}.part"
-        gone = tmp_path / f".x.y_cal.fits.{dead}-{threading.get_native_id()}.part"
-        for path in (mine, gone):
-            path.write_bytes(b"x")
-        assert sorted(remove_stale_parts(tmp_path)) == [gone]
-        assert tmp.exists() and mine.exists() and not gone.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name, "x.y_cal.fits"]

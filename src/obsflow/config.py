@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +37,7 @@ from sqlalchemy.engine import make_url
 
 from obsflow.db import backend_name, sqlite_path
 from obsflow.exceptions import ConfigError
+from obsflow.fileio import atomic_path
 from obsflow.profiles import Profile, load_profile
 from obsflow.tomlfile import parse_toml
 
@@ -170,6 +170,15 @@ class ExecutorSection(_Section):
     )
     retry_backoff_seconds: float = Field(
         default=2.0, ge=0, description="wait after a job's first failed try, doubled after each, s"
+    )
+    lease_seconds: float = Field(
+        default=60.0, ge=1, allow_inf_nan=False,
+        description="a running job whose orchestrator stopped renewing its lease is re-queued by "
+        "any live orchestrator within this time, s",
+    )
+    stale_temp_seconds: float = Field(
+        default=600.0, ge=0, allow_inf_nan=False,
+        description="`obsflow run` removes temporary files of killed writers older than this, s",
     )
 
     @property
@@ -470,7 +479,7 @@ def _to_toml(cfg: SiteConfig, path: Path) -> str:
 
 
 def write_config(cfg: SiteConfig, path: Path) -> None:
-    """Write ``cfg`` as TOML to ``path`` atomically (temporary file, then rename).
+    """Write ``cfg`` as TOML to ``path`` atomically (:func:`obsflow.fileio.atomic_path`).
 
     ``site.root`` is left out when it is the folder holding ``path``, so the
     site stays relocatable; keys whose value is unset (None) are left out.
@@ -479,14 +488,6 @@ def write_config(cfg: SiteConfig, path: Path) -> None:
     path = Path(path).absolute()
     text = _to_toml(cfg, path)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)  # mkstemp makes 0600; keep the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(mode)

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
+from obsflow.fileio import atomic_path
 from obsflow.ingest.status import gap_report
 from obsflow.orchestrate.cli import progress_display, summary_line
 from obsflow.orchestrate.handlers import program_spec
@@ -50,11 +51,10 @@ DEMO_DARK_ERROR = 0.1
 
 
 def _drop(files: list[Path], incoming: Path) -> None:
-    """Deliver files like a ground station: write as ``.part``, then rename."""
+    """Deliver files like a ground station: under a temporary name, then renamed."""
     for src in files:
-        part = incoming / (src.name + ".part")
-        shutil.copyfile(src, part)
-        part.rename(incoming / src.name)
+        with atomic_path(incoming / src.name) as part:
+            shutil.copyfile(src, part)
 
 
 def _deliver_refs(cfg: SiteConfig, folder: Path) -> int:

@@ -3,22 +3,37 @@
 Every writer in obsflow writes to a temporary name in the destination folder
 and renames it into place (``os.replace`` is atomic on POSIX), so a crash
 never leaves half a file that looks whole, and re-running a job is safe.
+
+A writer killed mid-write (SIGKILL, power loss) leaves its temporary file
+behind.  The writer holds an exclusive ``flock`` on it for as long as it
+writes, and the kernel drops that lock when the writer dies, so
+:func:`sweep_temp_files` can tell a live writer's file (locked: kept) from an
+abandoned one (unlocked: removed once older than a safe age).  ``obsflow run``
+sweeps every site folder on start (:func:`obsflow.site.sweep_site`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from astropy.io import fits
+if TYPE_CHECKING:
+    from astropy.io import fits
 
-__all__ = ["Written", "atomic_path", "remove_stale_parts", "sha256_file", "write_fits",
-           "write_fits_hashed"]
+__all__ = ["TEMP_NAME", "Written", "atomic_path", "sha256_file", "sweep_temp_files",
+           "write_fits", "write_fits_hashed"]
+
+TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-(?P<thread>\d+)\.part$")
+"""Names of the temporary files :func:`atomic_path` makes: ``.<final name>.<pid>-<thread>.part``."""
 
 
 @dataclass(frozen=True)
@@ -30,51 +45,109 @@ class Written:
     size: int
 
 
+def _hold(tmp: Path) -> int:
+    """Create ``tmp`` (or take over an abandoned one), locked by this writer; return the fd.
+
+    The lock is taken on the very file at ``tmp``: if a sweeper removed the
+    file between our open and our lock, try again with a new one.
+    """
+    while True:
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only for a sweeper looking at an abandoned file
+        try:
+            same = os.stat(tmp).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            return fd
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success.
 
-    The temporary name (``.<name>.<pid>-<thread id>.part``) starts with ``.`` and
-    ends with ``.part`` so pollers and globbing for products never pick it up;
-    two threads or processes writing the same file never share it.  On an exception the temporary file
-    is removed and ``final`` is left untouched.
+    The temporary name (``.<name>.<pid>-<thread id>.part``, :data:`TEMP_NAME`)
+    starts with ``.`` and ends with ``.part`` so pollers and globbing for
+    products never pick it up; two threads or processes writing the same file
+    never share it.  The file exists (empty) when the block starts and is
+    locked (``flock``) until the block ends, so :func:`sweep_temp_files` never
+    removes it; the block writes to it by its path (opening it for writing is
+    fine: the lock stays on the file).  On an exception the temporary file is
+    removed and ``final`` is left untouched.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{os.getpid()}-{threading.get_native_id()}.part")
+    fd = _hold(tmp)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        os.fsync(fd)  # the data of the file, whichever descriptor wrote it
         os.replace(tmp, final)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def _temp_files(folder: Path, recursive: bool) -> Iterator[Path]:
+    """Paths in ``folder`` (and its subfolders) named like :func:`atomic_path`'s files."""
+    stack = [str(folder)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if recursive:
+                        stack.append(entry.path)
+                elif entry.name.endswith(".part") and TEMP_NAME.match(entry.name):
+                    yield Path(entry.path)
+
+
+def _remove_abandoned(path: Path, written_before: float) -> bool:
+    """Remove ``path`` if it was last written before ``written_before`` (epoch seconds)
+    and no writer holds its lock; True if removed."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, PermissionError):
         return False
-    except PermissionError:
+    try:
+        st = os.fstat(fd)
+        if st.st_mtime > written_before:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        try:
+            if os.stat(path).st_ino != st.st_ino:
+                return False  # replaced meanwhile: not the file we looked at
+        except FileNotFoundError:
+            return False
+        path.unlink()  # still holding the lock: a writer taking the name over waits, then retries
         return True
-    return True
+    finally:
+        os.close(fd)
 
 
-def remove_stale_parts(folder: Path) -> list[Path]:
-    """Delete temporary files left in ``folder`` by writers that were killed.
+def sweep_temp_files(folder: Path, min_age_seconds: float, *, recursive: bool = True,
+                     now: float | None = None) -> list[Path]:
+    """Delete the temporary files of writers that were killed, in ``folder`` and below.
 
-    Only names made by :func:`atomic_path` (``.<name>.<pid>-<thread id>.part``)
-    whose process no longer runs are removed; returns what was removed.
+    Only names made by :func:`atomic_path` (:data:`TEMP_NAME`) are looked at;
+    one is removed when no live writer holds its lock and it was last
+    modified more than ``min_age_seconds`` before ``now`` (default: the
+    current time).  Symbolic links to folders are not followed.  Returns the
+    paths removed.
     """
-    removed = []
-    for path in Path(folder).glob(".*.part"):
-        pid = path.name.rsplit(".", 2)[-2].partition("-")[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
+    before = (time.time() if now is None else now) - min_age_seconds
+    return [path for path in _temp_files(Path(folder), recursive)
+            if _remove_abandoned(path, before)]
 
 
 def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:

@@ -31,9 +31,10 @@ from obsflow.config import (
 )
 from obsflow.db import make_engine, sqlite_path
 from obsflow.exceptions import SiteError
+from obsflow.fileio import sweep_temp_files
 from obsflow.migrations import init_schema
 
-__all__ = ["init_site", "open_site"]
+__all__ = ["init_site", "open_site", "sweep_site"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +163,34 @@ def open_site(root: Path, env: Mapping[str, str] | None = None) -> SiteConfig:
         )
     _init_database(cfg)  # upgrades a site made by an earlier release in place
     return cfg
+
+
+def _swept_folders(cfg: SiteConfig) -> list[Path]:
+    """The site's data folders and a local product store, none inside another."""
+    folders = [path.resolve() for path in cfg.folders.values()]
+    store = cfg.archive.store_url
+    if store is not None and ("://" not in store or store.startswith("file://")):
+        folders.append(Path(store.removeprefix("file://")).expanduser().resolve())
+    return [path for path in sorted(set(folders))
+            if not any(path != other and path.is_relative_to(other) for other in folders)]
+
+
+def sweep_site(cfg: SiteConfig, min_age_seconds: float | None = None) -> list[Path]:
+    """Remove the temporary files writers killed mid-write left anywhere in the site.
+
+    Looks in every data folder (incoming, raw, products, refs, quarantine,
+    logs, and a local ``archive.store_url``) and at the site root (the
+    configuration's own temporary file), and removes the files
+    :func:`obsflow.fileio.atomic_path` names that no live writer holds and that
+    were last written more than ``min_age_seconds`` ago (default
+    ``executor.stale_temp_seconds``); see :func:`obsflow.fileio.sweep_temp_files`.
+    A remote (fsspec) product store is not swept: its writes are single puts.
+    Returns the paths removed.
+    """
+    age = cfg.executor.stale_temp_seconds if min_age_seconds is None else min_age_seconds
+    removed = sweep_temp_files(cfg.root, age, recursive=False)
+    for folder in _swept_folders(cfg):
+        removed += sweep_temp_files(folder, age)
+    for path in removed:
+        logger.info("removed %s, left by a writer that was killed", path)
+    return removed

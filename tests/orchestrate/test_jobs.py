@@ -61,7 +61,7 @@ def test_claims_leases_retries_and_orphans(db_url: str) -> None:
         import socket
 
         assert claim(engine, 1, f"{socket.gethostname()}:{dead}") is not None
-        assert requeue_orphans(engine, "me:1", lease_seconds=3600) == [1]
+        assert requeue_orphans(engine, "me:1", expire_seconds=3600) == [1]
         token = claim(engine, 1, "me:1")
         assert token is not None
         begun = begin_attempt(engine, 1, token, "w:3")

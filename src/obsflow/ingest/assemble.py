@@ -29,7 +29,7 @@ from obsflow import __version__
 from obsflow.config import SiteConfig
 from obsflow.events import publish
 from obsflow.exceptions import ExposureNotFoundError
-from obsflow.fileio import remove_stale_parts
+from obsflow.fileio import sweep_temp_files
 from obsflow.ingest.accounting import coverage
 from obsflow.ingest.locking import transaction, utcnow, writer
 from obsflow.ingest.tables import (
@@ -225,7 +225,7 @@ def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
         ref = ProductRef.derived("uncal", meta.data_id, INGEST_RUN, f"v{version}")
         path = cfg.products_dir / ref.relpath()
         if path.parent.is_dir():
-            remove_stale_parts(path.parent)  # of an assembly killed while writing
+            sweep_temp_files(path.parent, 0.0, recursive=False)  # of an assembly killed mid-write
         prov = Provenance(INGEST_RUN, __version__, input_files=tuple(files))
         written = write_uncal_hashed(path, Level1(
             cube, meta, wcs=wcs, groupdq=groupdq, raw_files=[f.name for f in files],

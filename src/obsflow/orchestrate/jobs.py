@@ -300,15 +300,16 @@ def fail_attempt(engine: Engine, job_id: int, token: str, number: int | None, er
         return job.state
 
 
-def requeue_orphans(engine: Engine, me: str, lease_seconds: float) -> list[int]:
+def requeue_orphans(engine: Engine, me: str, expire_seconds: float) -> list[int]:
     """Give back to ``pending`` the running jobs whose orchestrator is gone.
 
     A job is orphaned when its owner is another process on this host that no
-    longer exists, or when its heartbeat is older than ``lease_seconds``
-    (an orchestrator on another host).  Jobs owned by HTCondor DAGs
-    (owner ``htcondor:...``) are left to DAGMan.  Returns the job ids.
+    longer exists, or when its lease was last renewed (its heartbeat) more than
+    ``expire_seconds`` ago (an orchestrator on another host, or one that hangs).
+    Jobs owned by HTCondor DAGs (owner ``htcondor:...``) are left to DAGMan.
+    Returns the job ids.
     """
-    stale_before = utcnow() - timedelta(seconds=lease_seconds)
+    stale_before = utcnow() - timedelta(seconds=expire_seconds)
     out = []
     with transaction(engine) as session:
         for job in session.scalars(select(Job).where(Job.state == "running")):
@@ -319,7 +320,8 @@ def requeue_orphans(engine: Engine, me: str, lease_seconds: float) -> list[int]:
             if owner_alive(owner) and beat >= stale_before:
                 continue
             job.state, job.token, job.owner = "pending", None, None
-            job.error = f"re-queued: its orchestrator {owner or '?'} is gone"
+            gone = "is gone" if not owner_alive(owner) else "stopped renewing its lease"
+            job.error = f"re-queued: its orchestrator {owner or '?'} {gone}"
             out.append(job.id)
     return out
 

@@ -1,8 +1,11 @@
 """The orchestrator: turns arrivals and events into jobs and feeds them to an executor.
 
-One loop (:meth:`Orchestrator.run`), each turn:
+On start it removes the temporary files killed writers left in the site
+(:func:`obsflow.site.sweep_site`; again every ``executor.stale_temp_seconds``
+while it runs), then one loop (:meth:`Orchestrator.run`), each turn:
 
-1. every :data:`ORPHAN_CHECK_SECONDS`, re-queue running jobs of dead orchestrators;
+1. every quarter of ``executor.lease_seconds``, re-queue the running jobs of
+   dead orchestrators and those whose lease expired (see :class:`LeaseTiming`);
 2. (every :data:`SCAN_SECONDS`, and at once after an ingest job) enqueue an
    ``ingest`` job when the incoming folder has settled files, or raw files
    wait to be parsed, or exposures wait to be assembled (one ingest job at
@@ -24,10 +27,13 @@ running job, no unconsumed event and nothing in the incoming folder.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, exists, or_, select
@@ -54,19 +60,63 @@ from obsflow.orchestrate.jobs import (
 )
 from obsflow.orchestrate.tables import Job
 from obsflow.orchestrate.worker import policy_of
+from obsflow.site import sweep_site
 
-__all__ = ["Orchestrator", "RunSummary", "run_site"]
+__all__ = ["LeaseTiming", "Orchestrator", "RunSummary", "run_site"]
 
 logger = logging.getLogger(__name__)
 
-ORPHAN_CHECK_SECONDS = 10.0
-"""How often running jobs of dead orchestrators are looked for, seconds."""
+MIN_SWEEP_INTERVAL_SECONDS = 60.0
+"""Shortest time between two sweeps of the site's temporary files while running, seconds."""
 
-HEARTBEAT_SECONDS = 5.0
-"""How often the orchestrator refreshes the heartbeat of the jobs it runs, seconds."""
 
-LEASE_SECONDS = 120.0
-"""A running job whose heartbeat is older than this is taken to be orphaned, seconds."""
+@dataclass(frozen=True)
+class LeaseTiming:
+    """When leases are renewed, when they expire and how often expiry is checked, seconds.
+
+    An orchestrator renews the lease (the heartbeat) of every job it runs each
+    ``lease / 4`` s, from a thread of its own (a long turn of the loop does not
+    starve it).  A lease not renewed for ``3 lease / 4`` s has expired, and
+    every live orchestrator looks for expired leases each ``lease / 4`` s: a
+    job whose orchestrator died (or hangs) is back to ``pending`` at most
+    ``lease`` s after its last renewal.  On one host a dead orchestrator's
+    jobs are re-queued at the first check (its pid is gone).  Hosts sharing a
+    database must keep their clocks in step (NTP) to well within ``lease / 4``.
+    """
+
+    lease: float
+
+    @property
+    def renew(self) -> float:
+        return self.lease / 4
+
+    @property
+    def expire(self) -> float:
+        return 3 * self.lease / 4
+
+    @property
+    def check(self) -> float:
+        return self.lease / 4
+
+
+class _LeaseRenewer(threading.Thread):
+    """Renews the leases of ``me``'s running jobs every ``interval`` s until stopped."""
+
+    def __init__(self, engine: Engine, me: str, interval: float) -> None:
+        super().__init__(name="obsflow-lease-renewer", daemon=True)
+        self.engine, self.me, self.interval = engine, me, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                heartbeat(self.engine, self.me)
+            except Exception as exc:  # a database hiccup: try again next time
+                logger.warning("could not renew the job leases: %s", exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 TICK_SECONDS = 0.2
 """Longest wait for a completion in one turn of the loop, seconds."""
@@ -89,6 +139,9 @@ class RunSummary:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
     requeued: list[int] = field(default_factory=list)
+    """Jobs of dead orchestrators (or expired leases) this run put back to pending."""
+    swept: list[Path] = field(default_factory=list)
+    """Temporary files of killed writers this run removed."""
     workflow: Workflow | None = None
     """The HTCondor DAG written (``executor.kind = "htcondor"``), else None."""
 
@@ -121,7 +174,9 @@ class Orchestrator:
         self._ingest_failed = False
         self._my_ingests: set[int] = set()
         self._groups: dict[int, str] = {}  # running job id -> its group
-        self._last_orphan_check = self._last_beat = self._last_scan = 0.0
+        self.lease = LeaseTiming(cfg.executor.lease_seconds)
+        self._last_orphan_check = self._last_scan = 0.0
+        self._last_sweep = -math.inf
         self._scan_due = True  # look at arrivals and events on the next turn
 
     def close(self) -> None:
@@ -134,12 +189,17 @@ class Orchestrator:
         """Run until idle (or, with ``watch``, until ``stop()`` is true)."""
         started = time.perf_counter()
         init_schema(self.engine, profile=self.cfg.profile.name)  # migrations, once
-        while True:
-            self.step(watch=watch)
-            if stop is not None and stop():
-                break
-            if not watch and self.idle():
-                break
+        renewer = _LeaseRenewer(self.engine, self.me, self.lease.renew)
+        renewer.start()
+        try:
+            while True:
+                self.step(watch=watch)
+                if stop is not None and stop():
+                    break
+                if not watch and self.idle():
+                    break
+        finally:
+            renewer.stop()
         self.summary.counts = state_counts(self.engine)
         self.summary.seconds = time.perf_counter() - started
         return self.summary
@@ -147,9 +207,13 @@ class Orchestrator:
     def step(self, *, watch: bool = False) -> None:
         """One turn of the loop (see the module docstring)."""
         now = time.monotonic()
-        if now - self._last_orphan_check >= ORPHAN_CHECK_SECONDS:
+        if now - self._last_sweep >= max(self.cfg.executor.stale_temp_seconds,
+                                         MIN_SWEEP_INTERVAL_SECONDS):
+            self._last_sweep = now
+            self.summary.swept += sweep_site(self.cfg)
+        if now - self._last_orphan_check >= self.lease.check:
             self._last_orphan_check = now
-            self.summary.requeued += requeue_orphans(self.engine, self.me, LEASE_SECONDS)
+            self.summary.requeued += requeue_orphans(self.engine, self.me, self.lease.expire)
         if self._scan_due or now - self._last_scan >= SCAN_SECONDS:
             self._scan_due, self._last_scan = False, now
             self._maybe_ingest(watch)
@@ -160,9 +224,6 @@ class Orchestrator:
             self._record(completion)
         if not submitted and not completions and not self.executor.running():
             time.sleep(TICK_SECONDS)  # nothing to do: wait for arrivals or a backoff
-        if now - self._last_beat >= HEARTBEAT_SECONDS:
-            self._last_beat = now
-            heartbeat(self.engine, self.me)
         if self.progress is not None:
             self.progress(state_counts(self.engine))
 

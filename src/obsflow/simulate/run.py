@@ -232,7 +232,7 @@ def _write_downlink(ctx: _Context, stream: PacketStream, plan: Plan,
                             lambda s: mjd_utc(s, ctx.epoch))
     name = f"{ctx.profile.mission.telescope.lower()}_{plan.start_utc[:10].replace('-', '')}_ephem.ecsv"
     with atomic_path(downlink / name) as tmp:
-        ephem.write(tmp, format="ascii.ecsv")
+        ephem.write(tmp, format="ascii.ecsv", overwrite=True)  # atomic_path made it, empty
     result.downlink_files.append(name)
     names = {d["dump"]: d["file"] for d in manifest}
     for f in fates:
