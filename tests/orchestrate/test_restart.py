@@ -62,8 +62,8 @@ def _run(cfg: SiteConfig, *extra: str) -> subprocess.Popen[bytes]:
 
 def _products(cfg: SiteConfig) -> dict[str, str]:
     """sha256 of every file of the product store (products and previews), by relative path
-    (bytes as :func:`_same_bytes` gives them)."""
-    return {p.relative_to(cfg.products_dir).as_posix():
+    (names and bytes as :func:`_same_name` and :func:`_same_bytes` give them)."""
+    return {_same_name(p.relative_to(cfg.products_dir).as_posix()):
             hashlib.sha256(_same_bytes(p.read_bytes())).hexdigest()
             for p in sorted(cfg.products_dir.rglob("*")) if p.is_file()}
 
@@ -239,7 +239,8 @@ def _storm(cfg: SiteConfig, engine: Engine) -> None:
 
 
 _DELIVERED = re.compile(rb"_\d{8}T\d{6}_")
-_CARD_SUM = re.compile(rb"((?:CHECKSUM|DATASUM)= +')[^']*'")
+_CARD_SUM = re.compile(rb"((?:CHECKSUM|DATASUM) *= +)'[^']*' *")
+_PREVIEW_OF = re.compile(r"_[0-9a-f]{16}(?=\.)")
 
 
 def _same_bytes(data: bytes) -> bytes:
@@ -247,8 +248,12 @@ def _same_bytes(data: bytes) -> bytes:
     in reference-file names (their refs were delivered at different times) and the FITS
     checksum cards that cover it.  Lengths are kept, so nothing else can hide."""
     data = _DELIVERED.sub(b"_YYYYMMDDTHHMMSS_", data)
-    return _CARD_SUM.sub(lambda m: m.group(1) + b"?" * (len(m.group(0)) - len(m.group(1)) - 1)
-                         + b"'", data)
+    return _CARD_SUM.sub(lambda m: m.group(1) + b"?" * (len(m.group(0)) - len(m.group(1))), data)
+
+
+def _same_name(relpath: str) -> str:
+    """A preview's store key without the product's sha256 prefix (see :func:`_same_bytes`)."""
+    return _PREVIEW_OF.sub("_<sha256>", relpath) if relpath.startswith("previews/") else relpath
 
 
 def test_kills_at_random_moments_end_like_an_uninterrupted_run(
