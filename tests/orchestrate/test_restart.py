@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.fileio import TEMP_NAME
+from obsflow.ingest.cli import set_aside_lines
 from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.orchestrate.jobs import JobSpec, enqueue_all, transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
@@ -73,14 +74,21 @@ def _temporary_files(cfg: SiteConfig) -> list[Path]:
             if TEMP_NAME.match(p.name) or p.name.endswith((".part", ".tmp"))]
 
 
+def _set_aside(cfg: SiteConfig) -> list[str]:
+    """What ingest set aside (quarantined, unassemblable, ...), by kind."""
+    return sorted(key.partition(":")[0] for key in set_aside_lines(cfg))
+
+
+Reference = tuple[int, dict[str, str], list[tuple[str, str, int]], list[str]]
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory,
-                  faulty: SimResult) -> tuple[int, dict[str, str], list[tuple[str, str, int]]]:
-    """Exit status, product files and archive rows of one run left alone."""
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, faulty: SimResult) -> Reference:
+    """Exit status, product files, archive rows and data set aside of one run left alone."""
     cfg = make_site(tmp_path_factory.mktemp("uninterrupted") / "site", faulty)
     status = _run(cfg, "--workers", "2").wait(timeout=300)
     assert {j.state for j in jobs_of(cfg)} == {"done"}
-    return status, _products(cfg), archive_products(cfg)
+    return status, _products(cfg), archive_products(cfg), _set_aside(cfg)
 
 
 def _owner(proc: subprocess.Popen[bytes]) -> str:
@@ -257,8 +265,7 @@ def _same_name(relpath: str) -> str:
 
 
 def test_kills_at_random_moments_end_like_an_uninterrupted_run(
-        tmp_path: Path, faulty: SimResult, db_url: str,
-        uninterrupted: tuple[int, dict[str, str], list[tuple[str, str, int]]]) -> None:
+        tmp_path: Path, faulty: SimResult, db_url: str, uninterrupted: Reference) -> None:
     url = None if db_url.startswith("sqlite") else db_url  # SQLite: the site's own file
     cfg = make_site(tmp_path / "site", faulty, url, max_attempts=50, lease_seconds=LEASE,
                     stale_temp_seconds=0.0)
@@ -270,8 +277,10 @@ def test_kills_at_random_moments_end_like_an_uninterrupted_run(
         engine.dispose()
     before = {j.id: j.finished for j in jobs_of(cfg) if j.state == "done"}
     final = _run(cfg, "--workers", "2")
-    status, products, rows = uninterrupted
-    assert final.wait(timeout=300) == status
+    status, products, rows, set_aside = uninterrupted
+    # data set aside makes a run exit 3 (SET_ASIDE_EXIT_CODE); here a killed run may have done it
+    assert final.wait(timeout=300) in {0, status}
+    assert _set_aside(cfg) == set_aside
     after = jobs_of(cfg)
     assert {j.state for j in after} == {"done"}
     assert len({j.key for j in after}) == len(after)
