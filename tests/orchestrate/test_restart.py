@@ -42,7 +42,7 @@ FAULTY = SimOptions(seed=8, profile="webb_like", exposures=4, subarray="SUB64", 
                     faults=parse_faults("all"))
 LEASE = 4.0
 """executor.lease_seconds of the killed sites, s."""
-SLACK = 2.5
+SLACK = 4.0
 """Allowance for polling and for a loaded machine's scheduler on top of a lease, s."""
 WORKER_GRACE = 1.0
 """Longest a pool worker may outlive its orchestrator, s."""
