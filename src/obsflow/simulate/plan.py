@@ -21,7 +21,7 @@ from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, Subarray
 from obsflow.simulate.sky import SceneOptions
 
-__all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan"]
+__all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan", "make_tso_plan"]
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,52 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
         t = tend + _OVERHEAD_S * u.s
     exposures = _mark_status(exposures, rng)
     return Plan(programs, targets, exposures, start.isot, t.isot)
+
+
+TSO_PROGRAM = ("04567", "S. Okafor", "Transit of a hot Jupiter", 0, "TRANSIT-HOST-1",
+               (289.25, 41.63))
+"""(program, PI, title, exclusive months, target, (ra, dec) deg) of the time-series program."""
+
+
+def make_tso_plan(profile: Profile, seed: int, subarray: str, nints: int, ngroups: int,
+                  readpatt: str) -> Plan:
+    """A plan of one time-series exposure: the star centred on ``subarray`` of the first detector.
+
+    No dither, the instrument's reddest filter (widest PSF, least saturation),
+    ``nints`` integrations of ``ngroups`` groups of ``readpatt``.  The star is
+    the target; its field is empty apart from the background.
+    """
+    inst = profile.instruments[0]
+    sub = inst.subarray(subarray)
+    readout = inst.readout(readpatt)
+    if ngroups > readout.max_ngroups:
+        raise SimulationError(f"tso: {readpatt} allows at most {readout.max_ngroups} groups, "
+                              f"got {ngroups}")
+    pid, pi, title, months, tname, (ra, dec) = TSO_PROGRAM
+    program = Program(pid, pi, title, months, tname, 1, readpatt, ngroups, nints, 1)
+    target = Target(tname, ra, dec, SceneOptions(star_density=0.0, galaxy_density=0.0))
+    epoch = Time(profile.mission.time_epoch_tai, scale="tai")
+    start = (epoch + (300 + seed % 30) * u.day).utc + _SLEW_S * u.s
+    tgroup = (readout.nframes + readout.groupgap) * sub.frame_time_s
+    ramp_frames = ngroups * (readout.nframes + readout.groupgap) - readout.groupgap
+    duration = nints * (ramp_frames + 1) * sub.frame_time_s
+    pa_v3 = 12.0
+    aim_ra, aim_dec = _aim(target, pa_v3, inst, sub)
+    det = inst.detectors[0]
+    end = start + duration * u.s
+    meta = ExposureMeta(
+        telescope=profile.mission.telescope, instrument=inst.name, detector=det.name,
+        filter=inst.filters[-1].name, program=pid, observation=1, visit=1, exposure=1,
+        exposure_id=1, pi_name=pi, title=title, target=tname, target_ra=ra, target_dec=dec,
+        ra_v1=float(aim_ra), dec_v1=float(aim_dec), pa_v3=pa_v3, dither_pattern="NONE",
+        dither_position=1, dither_npoints=1, readpatt=readout.name, nints=nints,
+        ngroups=ngroups, nframes=readout.nframes, groupgap=readout.groupgap,
+        frame_time=sub.frame_time_s, group_time=tgroup, subarray=sub.name,
+        substrt1=sub.xstart, substrt2=sub.ystart, subsize1=sub.nx, subsize2=sub.ny,
+        expstart=float(start.mjd), expmid=float((start + duration / 2 * u.s).mjd),
+        expend=float(end.mjd), exposure_duration=float(duration))
+    return Plan([program], [target], [meta], (start - _SLEW_S * u.s).isot,
+                (end + _OVERHEAD_S * u.s).isot)
 
 
 def _aim(target: Target, pa_v3: float, inst: Instrument, sub: Subarray) -> tuple[float, float]:

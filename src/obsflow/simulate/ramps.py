@@ -23,6 +23,7 @@ group, read noise (single-read sigma / sqrt(nframes)), rounding, and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,8 +103,13 @@ def _cosmic_rays_into(avg: np.ndarray, cumulative: np.ndarray, dep: Deposits,
 
 
 def simulate_ramps(inp: PixelInputs, timing: ReadoutTiming, nints: int, deposits: Deposits,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator,
+                   illumination: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
     """Simulate the raw ramps of one exposure.
+
+    ``illumination(i)``, when given, is integration ``i``'s illumination after
+    the flat (e-/s, float32 (ny, nx)) in place of ``inp.illum_e_s`` (a scene
+    that changes between integrations, as in a time series).
 
     Returns
     -------
@@ -112,11 +118,13 @@ def simulate_ramps(inp: PixelInputs, timing: ReadoutTiming, nints: int, deposits
     """
     ny, nx = inp.superbias.shape
     nf, gap = timing.nframes, timing.groupgap
-    lam = (inp.illum_e_s.astype(np.float64) + inp.dark_e_s) * timing.frame_time
-    lam_first, lam_gap, lam_within = lam, lam * (gap + 1), lam * (nf - 1)
     var_w = ((nf - 1) ** 2 - 1) / (12.0 * nf**2)
     cube = np.empty((nints, timing.ngroups, ny, nx), np.uint16)
     for i in range(nints):
+        if i == 0 or illumination is not None:
+            illum = inp.illum_e_s if illumination is None else illumination(i)
+            lam = (illum.astype(np.float64) + inp.dark_e_s) * timing.frame_time
+            lam_first, lam_gap, lam_within = lam, lam * (gap + 1), lam * (nf - 1)
         charge = np.zeros((ny, nx), np.float32)
         cr_total = np.zeros((ny, nx), np.float32)
         mine = np.flatnonzero(deposits.integration == i)

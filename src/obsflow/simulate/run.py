@@ -35,11 +35,12 @@ from obsflow.simulate.packetize import (
     obslog_record,
     science_batch,
 )
-from obsflow.simulate.plan import Plan, PlanOptions, make_plan, resolve_subarray
+from obsflow.simulate.plan import Plan, PlanOptions, make_plan, make_tso_plan, resolve_subarray
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_dark_update, write_reference_files
 from obsflow.simulate.sky import make_catalog, render_scene
 from obsflow.simulate.truth import write_truth
+from obsflow.simulate.tso import TsoOptions, TsoScene, tso_truth_path
 from obsflow.telemetry import apid_kinds, encode_engineering
 
 __all__ = ["SimOptions", "SimResult", "simulate"]
@@ -62,6 +63,9 @@ class SimOptions:
     dark_error: float = 0.0
     """> 0: ``refs/`` holds an early dark measured with this error (DN/s, mean) and
     ``refs_update/`` the better dark delivered later (see :mod:`obsflow.simulate.refs`)."""
+    tso: TsoOptions | None = None
+    """When given, the plan is one time-series exposure of a transiting planet's star on
+    ``subarray`` instead of the programs' pointings (see :mod:`obsflow.simulate.tso`)."""
 
 
 @dataclass
@@ -136,13 +140,24 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
                        (spec.nx, spec.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2))
     sky = render_scene(catalog, wcs, (meta.subsize2, meta.subsize1),
                        ctx.inst.filter(meta.filter), ctx.inst)
-    inputs, rate = _exposure_inputs(ctx, meta, sky)
     timing = ReadoutTiming(meta.ngroups, meta.nframes, meta.groupgap, meta.frame_time)
+    scene = _tso_scene(ctx, meta, wcs, sky, timing) if ctx.options.tso is not None else None
+    inputs, rate = _exposure_inputs(ctx, meta, sky if scene is None else scene.nominal())
     rng = ctx.rng(1, meta.exposure_id)
     sensitive = inputs.illum_e_s > 0
     deposits = sample_deposits(ctx.profile.cosmic_rays, sensitive.shape, meta.nints, timing,
                                sensitive, rng)
-    cube = simulate_ramps(inputs, timing, meta.nints, deposits, rng)
+    illumination = None
+    if scene is not None:
+        flat = np.divide(inputs.illum_e_s, scene.nominal(), out=np.zeros_like(inputs.illum_e_s),
+                         where=inputs.illum_e_s > 0)
+
+        def illumination(i: int) -> np.ndarray:
+            return (scene.illumination(i) * flat).astype(np.float32)
+
+        scene.truth_table().write(tso_truth_path(ctx.out / "truth", meta.basename),
+                                  overwrite=True)
+    cube = simulate_ramps(inputs, timing, meta.nints, deposits, rng, illumination)
     result.pixel_frames += cube[0, 0].size * meta.nints * meta.ngroups * meta.nframes
     truth_dir = ctx.out / "truth"
     write_truth(truth_dir / f"{meta.basename}_truth.fits", meta, cube, rate, sky, deposits)
@@ -152,6 +167,20 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
         result.products.append(path.name)
     return science_batch(cube, spec.apid, meta.exposure_id, _group_times(ctx, meta, timing),
                          ctx.profile.packets.target_payload_bytes)
+
+
+def _tso_scene(ctx: _Context, meta: ExposureMeta, wcs: Any, background: np.ndarray,
+               timing: ReadoutTiming) -> TsoScene:
+    """The time-series scene of ``meta``: its star, transit and pointing (see ``simulate.tso``)."""
+    assert ctx.options.tso is not None
+    last = _group_times(ctx, meta, timing)
+    half_group = (meta.nframes - 1) / 2 * meta.frame_time
+    mid = mjd_utc((last[:, 0] + last[:, -1]) / 2 - half_group, ctx.epoch)
+    x0, y0 = wcs.world_to_pixel_values(meta.target_ra, meta.target_dec)
+    filt = ctx.inst.filter(meta.filter)
+    return TsoScene(ctx.options.tso, float(x0), float(y0), mid, (meta.expstart, meta.expend),
+                    background, ctx.inst.psf_fwhm_pix_per_um * filt.pivot_um,
+                    ctx.inst.pixel_scale_arcsec, ctx.rng(6, meta.exposure_id))
 
 
 def _field_radius_arcsec(inst: Instrument) -> float:
@@ -259,8 +288,12 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     out = Path(out)
     for sub in ("downlink", "truth", "refs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    plan = make_plan(profile, PlanOptions(seed=options.seed, exposures=options.exposures,
-                                          hours=options.hours, subarray=subarray))
+    if options.tso is not None:
+        plan = make_tso_plan(profile, options.seed, subarray, options.tso.nints,
+                             options.tso.ngroups, options.tso.readpatt)
+    else:
+        plan = make_plan(profile, PlanOptions(seed=options.seed, exposures=options.exposures,
+                                              hours=options.hours, subarray=subarray))
     ctx = _Context(profile, inst, options, out)
     result = SimResult(out, plan)
     report = progress or (lambda stage, done, total: None)

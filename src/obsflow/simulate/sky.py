@@ -20,7 +20,7 @@ from scipy.signal import fftconvolve
 
 from obsflow.profiles import Filter, Instrument
 
-__all__ = ["SceneOptions", "background_e_s", "make_catalog", "render_scene"]
+__all__ = ["SceneOptions", "background_e_s", "make_catalog", "moffat_stamp", "render_scene"]
 
 _MOFFAT_BETA = 2.5
 _OVERSAMPLE = 3
@@ -90,7 +90,7 @@ def make_catalog(ra: float, dec: float, radius_arcsec: float, filters: list[Filt
     return table
 
 
-def _moffat_stamp(dx: float, dy: float, half: int, fwhm: float) -> np.ndarray:
+def moffat_stamp(dx: float, dy: float, half: int, fwhm: float) -> np.ndarray:
     """Pixel-integrated unit-flux Moffat on a (2*half+1)^2 stamp, centre offset (dx, dy) px."""
     alpha = fwhm / (2.0 * np.sqrt(2 ** (1 / _MOFFAT_BETA) - 1))
     sub = (np.arange(_OVERSAMPLE) + 0.5) / _OVERSAMPLE - 0.5
@@ -154,7 +154,7 @@ def _faint_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndar
         yy, xx = y0 + ddy + pad, x0 + ddx + pad
         ok = (yy >= 0) & (yy < ny + 2 * pad) & (xx >= 0) & (xx < nx + 2 * pad)
         np.add.at(points, (yy[ok], xx[ok]), (flux * w)[ok])
-    kernel = _moffat_stamp(0.0, 0.0, pad, fwhm)
+    kernel = moffat_stamp(0.0, 0.0, pad, fwhm)
     image += fftconvolve(points, kernel, mode="same")[pad:pad + ny, pad:pad + nx]
 
 
@@ -185,7 +185,7 @@ def render_scene(catalog: Table, wcs: WCS, shape: tuple[int, int], filt: Filter,
         dx, dy = x[i] - x0, y[i] - y0
         if star[i]:
             half = int(min(40, max(8, 4 * fwhm * np.sqrt(flux[i] / 100.0))))
-            stamp = _moffat_stamp(dx, dy, half, fwhm)
+            stamp = moffat_stamp(dx, dy, half, fwhm)
         else:
             half = int(min(60, max(8, 5 * r_eff[i])))
             galaxy = (float(r_eff[i]), float(catalog["sersic_n"][i]),
