@@ -149,11 +149,16 @@ def _jump(w: Work, p: dict[str, Any]) -> str:
     assert w.groupdq is not None
     from obsflow.calibrate.jumps import JumpOptions, detect_jumps
 
-    opts = JumpOptions(**{k: v for k, v in p.items() if k != "threshold"})
-    w.groupdq = detect_jumps(w.data, w.groupdq, read_noise=w.read_noise(),
-                             gain=w.ref("GAIN"), nframes=w.meta.nframes,
-                             groupgap=w.meta.groupgap,
-                             threshold=float(p["threshold"]), options=opts, out=w.groupdq)
+    opts = JumpOptions(**{k: v for k, v in p.items() if k not in ("threshold", "per_integration")})
+    # per_integration: each integration's differences on their own (a time series, whose
+    # pixels' rates change between integrations with pointing jitter and the transit, must
+    # not pool them: a PSF-core pixel moving by 0.1 pixel changes its rate by several sigma)
+    spans = ([slice(i, i + 1) for i in range(w.data.shape[0])] if p["per_integration"]
+             else [slice(None)])
+    for span in spans:
+        detect_jumps(w.data[span], w.groupdq[span], read_noise=w.read_noise(),
+                     gain=w.ref("GAIN"), nframes=w.meta.nframes, groupgap=w.meta.groupgap,
+                     threshold=float(p["threshold"]), options=opts, out=w.groupdq[span])
     return "COMPLETE"
 
 
@@ -207,7 +212,7 @@ _JUMP_DEFAULTS: dict[str, Any] = {"threshold": 4.0, "threshold_3": 5.0, "thresho
                                   "flag_neighbors": True, "neighbor_min": 10.0,
                                   "neighbor_max": 1000.0, "large_events": False,
                                   "large_event_min_area": 20, "large_event_expand": 2.0,
-                                  "stcal_sigma": False}
+                                  "stcal_sigma": False, "per_integration": False}
 
 STEPS: dict[str, StepSpec] = {
     "dq_init": StepSpec(_dq_init, {}, ("MASK",)),

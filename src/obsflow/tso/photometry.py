@@ -5,14 +5,21 @@ For every integration of a ``_rateints`` product (count rates, DN/s):
 * the star's centroid: the centre of mass (:func:`photutils.centroids.centroid_com`)
   of the background-subtracted box of ``box`` pixels around the previous
   integration's centroid (the first starts from the brightest pixel);
-* the background per pixel: the 3-sigma-clipped mean of the annulus
-  ``r_in``..``r_out`` around the centroid (pixel centres inside);
+* the background, row by row: the annulus ``r_in``..``r_out`` around the
+  centroid (pixel centres inside) is 3-sigma clipped as a whole, then each
+  row's background is the mean of its remaining annulus pixels.  Detector
+  noise correlated along rows (row noise, 1/f drifts: a few DN/s on every
+  pixel of a row in a short integration) is then removed with the
+  background instead of adding to the light curve's scatter (with one
+  annulus mean it adds ~10% to it on a 64x64 subarray);
 * the flux: the sum over the circular aperture of radius ``radius`` around
   the centroid (:class:`photutils.aperture.CircularAperture`, exact
-  overlap), less the background times the aperture's area; pixels flagged
-  ``DO_NOT_USE`` are left out of both;
-* its error: the ERR array summed in quadrature over the aperture, plus the
-  background mean's error times the area.
+  overlap) of the image less its row's background; pixels flagged
+  ``DO_NOT_USE`` are left out everywhere;
+* its error: the ERR array summed in quadrature over the aperture, plus
+  each row's background error (the annulus's clipped rms over the root of
+  the row's pixel count) times that row's share of the aperture area.
+  ``background`` is the aperture-area-weighted mean of the rows' backgrounds.
 
 Times come from :mod:`obsflow.tso.times`.  The table is written as
 ``<basename>_phot.ecsv`` with columns ``integration``, ``mjd_utc``,
@@ -72,6 +79,28 @@ def _centroid(image: np.ndarray, good: np.ndarray, x: float, y: float, box: int,
     return float(cx + xa), float(cy + ya)
 
 
+def _row_background(image: np.ndarray, good: np.ndarray, x: float, y: float, ap: Apertures,
+                    source: str, integration: int) -> tuple[np.ndarray, np.ndarray]:
+    """Background of every row (ny,) and its error from the annulus's pixels in that row.
+
+    Rows without annulus pixels get 0 (the aperture never reaches them: ``r_in > radius``).
+    """
+    inside = CircularAnnulus((x, y), ap.r_in, ap.r_out).to_mask(method="center").to_image(image.shape)
+    use = (inside > 0) & good
+    if use.sum() < 10:
+        raise ProductFileError(f"{source}: integration {integration}: fewer than 10 usable "
+                               f"background pixels in the annulus around ({x:.1f}, {y:.1f})")
+    clipped = sigma_clip(image[use], sigma=3.0, maxiters=3, masked=True)
+    keep = np.zeros(image.shape, bool)
+    keep[use] = ~np.ma.getmaskarray(clipped)
+    count = keep.sum(axis=1)
+    sums = np.where(keep, image, 0.0).sum(axis=1)
+    rows = np.divide(sums, count, out=np.zeros(image.shape[0]), where=count > 0)
+    rms = float(np.std(clipped.compressed(), ddof=1))
+    rows_err = np.divide(rms, np.sqrt(count), out=np.zeros(image.shape[0]), where=count > 0)
+    return rows, rows_err
+
+
 def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None = None,
                source: str = "rateints") -> Table:
     """The light curve of ``product``'s target: one row per integration (see the module)."""
@@ -89,21 +118,19 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
     xc, yc = float(x), float(y)
     for i in range(nints):
         image, good = sci[i], good_all[i]
-        bkg = 0.0
+        rows = np.zeros(image.shape[0])
         for _ in range(2):  # centroid, background around it, centroid again
-            xc, yc = _centroid(image, good, xc, yc, ap.box, bkg)
-            annulus = CircularAnnulus((xc, yc), ap.r_in, ap.r_out).to_mask(method="center")
-            values = annulus.get_values(np.where(good, image, np.nan))
-            clipped = sigma_clip(values[np.isfinite(values)], sigma=3.0, maxiters=3,
-                                 masked=True).compressed()
-            bkg = float(np.mean(clipped))
+            xc, yc = _centroid(image, good, xc, yc, ap.box, rows[int(round(yc))])
+            rows, rows_err = _row_background(image, good, xc, yc, ap, source, i)
         aperture = CircularAperture((xc, yc), ap.radius)
-        total, total_err = aperture.do_photometry(image, error=err[i], mask=~good, method="exact")
-        area = float(aperture.area_overlap(image, mask=~good, method="exact"))
-        bkg_err = float(np.std(clipped, ddof=1) / np.sqrt(clipped.size))
-        out["flux"][i] = float(total[0]) - bkg * area
-        out["flux_err"][i] = float(np.hypot(total_err[0], bkg_err * area))
-        out["background"][i], out["x_centroid"][i], out["y_centroid"][i] = bkg, xc, yc
+        total, total_err = aperture.do_photometry(image - rows[:, None], error=err[i],
+                                                  mask=~good, method="exact")
+        weights = aperture.to_mask(method="exact").to_image(image.shape)
+        weights = np.where(good, weights, 0.0).sum(axis=1)  # aperture area per row
+        out["flux"][i] = float(total[0])
+        out["flux_err"][i] = float(np.hypot(total_err[0], np.sqrt(np.sum((weights * rows_err) ** 2))))
+        out["background"][i] = float(np.sum(weights * rows) / np.sum(weights))
+        out["x_centroid"][i], out["y_centroid"][i] = xc, yc
     meta = product.meta
     utc = integration_mid_utc(meta)
     if utc.size != nints:
