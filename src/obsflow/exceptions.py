@@ -16,6 +16,7 @@ The hierarchy::
     ├── DataModelError(ValueError)    a product's arrays or keywords are inconsistent
     ├── CalibrationError(ValueError)  inputs a calibration step cannot work on
     ├── SimulationError(ValueError)   simulator options that contradict each other
+    ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
     │   └── ContextNotFoundError(LookupError)  no context with that number (names the range)
@@ -63,6 +64,7 @@ __all__ = [
     "SimulationError",
     "TelemetryError",
     "TelemetryTypeError",
+    "TransitFitError",
     "ChecksumMismatchError",
     "ConfigError",
     "ExecutorError",
@@ -162,6 +164,10 @@ class CalibrationError(ObsflowError, ValueError):
 
 class SimulationError(ObsflowError, ValueError):
     """Simulator options that cannot be honoured together."""
+
+
+class TransitFitError(ObsflowError, ValueError):
+    """A light curve that cannot be fitted with a transit (too few usable points)."""
 
 
 class ReferenceFileError(ObsflowError, ValueError):

@@ -106,8 +106,9 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
     """The light curve of ``product``'s target: one row per integration (see the module)."""
     ap = apertures or Apertures()
     sci, err = np.asarray(product.sci, np.float64), np.asarray(product.err, np.float64)
-    if sci.ndim != 3:
-        raise ProductFileError(f"{source}: SCI: expected (nints, ny, nx), got shape {sci.shape}")
+    if sci.shape[0] != product.meta.nints:
+        raise ProductFileError(f"{source}: NINTS = {product.meta.nints} but SCI holds "
+                               f"{sci.shape[0]} integrations")
     good_all = (np.asarray(product.dq) & int(DQ.DO_NOT_USE)) == 0
     good_all &= np.isfinite(sci) & np.isfinite(err)
     nints = sci.shape[0]
@@ -133,8 +134,6 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
         out["x_centroid"][i], out["y_centroid"][i] = xc, yc
     meta = product.meta
     utc = integration_mid_utc(meta)
-    if utc.size != nints:
-        raise ProductFileError(f"{source}: NINTS = {meta.nints} but SCI holds {nints} integrations")
     bjd = barycentric_tdb(utc, meta.target_ra, meta.target_dec, ephemeris)
     table = Table({"integration": np.arange(nints), "mjd_utc": utc.mjd,
                    "bjd_tdb": bjd.jd, **out})

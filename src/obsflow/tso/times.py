@@ -27,8 +27,8 @@ one millisecond of light covers).
 from __future__ import annotations
 
 import numpy as np
-from astropy import units as u
 from astropy import constants
+from astropy import units as u
 from astropy.coordinates import SkyCoord, get_body_barycentric
 from astropy.table import Table
 from astropy.time import Time
