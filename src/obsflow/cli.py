@@ -292,20 +292,27 @@ def _simulation_table(result: SimResult) -> Table:
 @click.option("--dark-error", default=0.0, show_default=True, type=FiniteFloatRange(min=0),
               help="Deliver an early dark measured with this error (DN/s) in refs/ and the "
                    "better dark in refs_update/ (a reprocessing exercise).")
+@click.option("--tso", "tso_nints", type=click.IntRange(min=2), default=None,
+              help="Instead of the programs' pointings: one time-series exposure of this many "
+                   "integrations of a transiting planet's star on --subarray (e.g. 64).")
 def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,
                  subarray: str, faults: str, dumps: int, level1: bool,
-                 dark_error: float) -> None:
+                 dark_error: float, tso_nints: int | None) -> None:
     """Run the virtual observatory and write a downlink with its truth.
 
     Same options and seed give byte-identical files.
     """
     if exposures is not None and hours is not None:
         raise click.UsageError("give --exposures or --hours, not both")
+    if tso_nints is not None and (exposures is not None or hours is not None):
+        raise click.UsageError("--tso plans its one exposure: give neither --exposures nor --hours")
     from obsflow.simulate.run import SimOptions
+    from obsflow.simulate.tso import TsoOptions
 
     options = SimOptions(seed=seed, profile=profile, exposures=exposures, hours=hours,
                          subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1,
-                         dark_error=dark_error)
+                         dark_error=dark_error,
+                         tso=None if tso_nints is None else TsoOptions(nints=tso_nints))
     result = _run_simulation(out, options)
     _console().print(_simulation_table(result))
 
