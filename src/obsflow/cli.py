@@ -372,6 +372,10 @@ from obsflow.calibrate.cli import calibrate_cmd, refs_group  # noqa: E402
 main.add_command(calibrate_cmd)
 main.add_command(refs_group)
 
+from obsflow.tso.cli import lightcurve_cmd  # noqa: E402
+
+main.add_command(lightcurve_cmd)
+
 
 from obsflow.orchestrate.cli import jobs_group, run_cmd  # noqa: E402
 

@@ -123,7 +123,7 @@ def test_bjd_tdb_within_a_millisecond_of_astropy(run: Run) -> None:
     position from astropy's JPL-independent builtin ephemeris taken at the UTC-derived TDB.
     """
     meta = read_rateints(run.rateints).meta
-    bjd = Time(np.asarray(run.phot["bjd_tdb"]), format="jd", scale="tdb")
+    bjd = Time(np.asarray(run.phot["bjd_tdb"]), format="mjd", scale="tdb")
     utc = Time(np.asarray(run.phot["mjd_utc"]), format="mjd", scale="utc")
     with iers.conf.set_temp("auto_download", False), iers.conf.set_temp("auto_max_age", None), \
             iers.conf.set_temp("iers_degraded_accuracy", "ignore"):
@@ -251,9 +251,8 @@ def test_transit_fit_recovers_depth_and_mid_time(run: Run) -> None:
     assert fit.duration == pytest.approx(transit["duration"], rel=0.05)
     bjd_fit = fit_transit(run.phot["bjd_tdb"], run.phot["flux"], run.phot["flux_err"],
                           transit["u1"], transit["u2"])
-    delay = float(np.median(np.asarray(run.phot["bjd_tdb"]) - (np.asarray(run.phot["mjd_utc"])
-                                                                 + 2400000.5)))
-    assert abs(bjd_fit.t0 - delay - (transit["t0"] + 2400000.5)) * 86400 < 5.0
+    delay = float(np.median(np.asarray(run.phot["bjd_tdb"]) - np.asarray(run.phot["mjd_utc"])))
+    assert abs(bjd_fit.t0 - delay - transit["t0"]) * 86400 < 5.0
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -269,3 +268,54 @@ def test_bad_inputs_get_one_clear_error(run: Run) -> None:
         fit_transit(np.arange(5.0), np.ones(5), np.ones(5), 0.3, 0.2)
     with pytest.raises(SimulationError, match="tso: need nints >= 2"):
         TsoOptions(nints=1).check()
+
+
+# -- stage 3 by hand: `obsflow lightcurve` -------------------------------------------------------
+
+def test_cli_lightcurve_writes_phot_and_png(run: Run, tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from obsflow.cli import main
+
+    rateints = tmp_path / run.rateints.name
+    shutil.copy(run.rateints, rateints)
+    ephemeris = next((run.out / "downlink").glob("*_ephem.ecsv"))
+    result = CliRunner().invoke(main, ["lightcurve", "--ephemeris", str(ephemeris), str(rateints)])
+    assert result.exit_code == 0, result.output
+    phot = Table.read(phot_path(rateints))
+    assert np.allclose(phot["flux"], run.phot["flux"]) and len(phot) == len(run.phot)
+    assert phot_path(rateints).with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(main, ["lightcurve", "--ephemeris", str(ephemeris), "--radius", "20",
+                                    str(rateints)])
+    assert bad.exit_code == 2 and "radius < annulus inner" in bad.output
+
+
+def test_ephemeris_from_the_site_database(run: Run, tmp_path: Path) -> None:
+    """The ephemeris ingest stored (real SQLite, ingest's own ECSV reader) gives the same BJD."""
+    from sqlalchemy.orm import Session
+
+    from obsflow.db import make_engine
+    from obsflow.ingest.records import ephemeris_rows
+    from obsflow.ingest.tables import EphemerisPoint
+    from obsflow.migrations import init_schema
+    from obsflow.tso.ephemeris import ingested_ephemeris
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'site.db'}")
+    try:
+        init_schema(engine)
+        meta = read_rateints(run.rateints).meta
+        with pytest.raises(ProductFileError, match="no ephemeris between MJD"):
+            ingested_ephemeris(engine, meta.expstart, meta.expend)
+        path = next((run.out / "downlink").glob("*_ephem.ecsv"))
+        with Session(engine) as session, session.begin():
+            session.add_all(EphemerisPoint(**row) for row in ephemeris_rows(path.read_bytes(),
+                                                                            path.name))
+        stored = ingested_ephemeris(engine, meta.expstart, meta.expend)
+    finally:
+        engine.dispose()
+    utc = integration_mid_utc(meta)
+    from_site = barycentric_tdb(utc, meta.target_ra, meta.target_dec, stored)
+    assert np.abs((from_site - Time(np.asarray(run.phot["bjd_tdb"]), format="mjd",
+                                    scale="tdb")).to_value(u.us)).max() < 2.0

@@ -23,7 +23,8 @@ For every integration of a ``_rateints`` product (count rates, DN/s):
 
 Times come from :mod:`obsflow.tso.times`.  The table is written as
 ``<basename>_phot.ecsv`` with columns ``integration``, ``mjd_utc``,
-``bjd_tdb`` (days), ``flux``, ``flux_err``, ``background`` (DN/s per
+``bjd_tdb`` (days; BJD TDB - 2400000.5, the MJD form JWST's INT_TIMES uses:
+a float64 full Julian date would keep only ~40 microseconds), ``flux``, ``flux_err``, ``background`` (DN/s per
 pixel), ``x_centroid``, ``y_centroid`` (0-based pixels of the subarray);
 the product and the apertures are in its metadata.  :func:`plot_light_curve`
 draws the normalised light curve as a PNG.
@@ -36,10 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.stats import sigma_clip
 from astropy.table import Table
-from photutils.aperture import CircularAnnulus, CircularAperture
-from photutils.centroids import centroid_com
 
 from obsflow.exceptions import ProductFileError
 from obsflow.fileio import atomic_path
@@ -70,6 +68,8 @@ def phot_path(rateints_path: Path) -> Path:
 
 def _centroid(image: np.ndarray, good: np.ndarray, x: float, y: float, box: int,
               background: float) -> tuple[float, float]:
+    from photutils.centroids import centroid_com
+
     ny, nx = image.shape
     h = box // 2
     xa, ya = max(0, int(round(x)) - h), max(0, int(round(y)) - h)
@@ -85,6 +85,8 @@ def _row_background(image: np.ndarray, good: np.ndarray, x: float, y: float, ap:
 
     Rows without annulus pixels get 0 (the aperture never reaches them: ``r_in > radius``).
     """
+    from astropy.stats import sigma_clip
+    from photutils.aperture import CircularAnnulus
     inside = CircularAnnulus((x, y), ap.r_in, ap.r_out).to_mask(method="center").to_image(image.shape)
     use = (inside > 0) & good
     if use.sum() < 10:
@@ -104,6 +106,8 @@ def _row_background(image: np.ndarray, good: np.ndarray, x: float, y: float, ap:
 def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None = None,
                source: str = "rateints") -> Table:
     """The light curve of ``product``'s target: one row per integration (see the module)."""
+    from photutils.aperture import CircularAperture  # imported on use: the CLI starts fast
+
     ap = apertures or Apertures()
     sci, err = np.asarray(product.sci, np.float64), np.asarray(product.err, np.float64)
     if sci.shape[0] != product.meta.nints:
@@ -136,13 +140,14 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
     utc = integration_mid_utc(meta)
     bjd = barycentric_tdb(utc, meta.target_ra, meta.target_dec, ephemeris)
     table = Table({"integration": np.arange(nints), "mjd_utc": utc.mjd,
-                   "bjd_tdb": bjd.jd, **out})
+                   "bjd_tdb": bjd.mjd, **out})
     for name, unit in (("mjd_utc", "d"), ("bjd_tdb", "d"), ("flux", "DN/s"),
                        ("flux_err", "DN/s"), ("background", "DN/s"), ("x_centroid", "pix"),
                        ("y_centroid", "pix")):
         table[name].unit = unit
     table["mjd_utc"].description = "mid-time of the integration, MJD UTC"
-    table["bjd_tdb"].description = "mid-time of the integration, barycentric JD TDB"
+    table["bjd_tdb"].description = ("mid-time of the integration, barycentric JD TDB - 2400000.5 "
+                                    "(MJD form: float64 keeps 1 us)")
     table["background"].description = "background per pixel (annulus, 3-sigma-clipped mean)"
     table.meta.update({"product": meta.basename, "target": meta.target,
                        "target_ra": meta.target_ra, "target_dec": meta.target_dec,
@@ -172,7 +177,7 @@ def plot_light_curve(table: Table, title: str = "") -> bytes:
     fig = Figure(figsize=(8, 4), dpi=100)
     ax = fig.add_subplot()
     ax.plot((t - t[0]) * 24.0, flux / norm, ".", ms=2, color="0.3")
-    ax.set_xlabel(f"hours since BJD_TDB {t[0]:.6f}")
+    ax.set_xlabel(f"hours since BJD_TDB {t[0] + 2400000.5:.6f}")
     ax.set_ylabel("relative flux")
     ax.set_title(title or str(table.meta.get("product", "")))
     fig.tight_layout()

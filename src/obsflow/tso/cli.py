@@ -1,0 +1,69 @@
+"""``obsflow lightcurve RATEINTS... [--ephemeris FILE]``: stage 3 of a time series by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from astropy.table import Table
+from rich.console import Console
+
+from obsflow.exceptions import ProductFileError
+from obsflow.fileio import atomic_path
+from obsflow.models.level2 import read_rateints
+from obsflow.refdata.cli import open_site_option, site_option
+from obsflow.tso.photometry import Apertures, phot_path, photometry, plot_light_curve, write_phot
+
+__all__ = ["lightcurve_cmd"]
+
+
+def _ephemeris_file(path: Path) -> Table:
+    try:
+        return Table.read(path, format="ascii.ecsv")
+    except Exception as exc:  # astropy raises many kinds for a bad ECSV
+        raise ProductFileError(f"{path}: not a readable ECSV ephemeris: {exc}") from exc
+
+
+@click.command("lightcurve")
+@site_option
+@click.option("--ephemeris", "ephemeris_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Observatory ephemeris ECSV (default: the one ingest stored in the site).")
+@click.option("--radius", default=Apertures.radius, show_default=True, type=float,
+              help="Aperture radius, pixels.")
+@click.option("--annulus", default=(Apertures.r_in, Apertures.r_out), show_default=True,
+              type=(float, float), help="Background annulus inner and outer radius, pixels.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def lightcurve_cmd(site_dir: Path | None, ephemeris_file: Path | None, radius: float,
+                   annulus: tuple[float, float], files: tuple[Path, ...]) -> None:
+    """Per-integration photometry of _rateints FILES: write <basename>_phot.ecsv and _phot.png.
+
+    Times are given in MJD UTC and BJD TDB (barycentric correction from the
+    observatory's ephemeris and the target's coordinates).
+    """
+    from obsflow.db import make_engine
+    from obsflow.tso.ephemeris import ingested_ephemeris
+
+    apertures = Apertures(radius=radius, r_in=annulus[0], r_out=annulus[1])
+    if not (0 < radius < annulus[0] < annulus[1]):
+        raise click.BadParameter("need 0 < radius < annulus inner < annulus outer",
+                                 param_hint="--radius/--annulus")
+    ephemeris = _ephemeris_file(ephemeris_file) if ephemeris_file is not None else None
+    console = Console(highlight=False)
+    for path in files:
+        out = phot_path(path)
+        product = read_rateints(path)
+        if ephemeris is None:
+            engine = make_engine(open_site_option(site_dir).database_url)
+            try:
+                table = photometry(product, ingested_ephemeris(
+                    engine, product.meta.expstart, product.meta.expend), apertures, str(path))
+            finally:
+                engine.dispose()
+        else:
+            table = photometry(product, ephemeris, apertures, str(path))
+        write_phot(out, table)
+        png = out.with_suffix(".png")
+        with atomic_path(png) as tmp:
+            tmp.write_bytes(plot_light_curve(table))
+        console.print(f"{path.name} -> {out.name}, {png.name} ({len(table)} integrations)")
