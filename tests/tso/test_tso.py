@@ -166,7 +166,7 @@ def test_phot_ecsv_and_light_curve_png(run: Run) -> None:
     assert path.name.endswith("_phot.ecsv") and path.exists()
     table = Table.read(path)
     assert table.colnames == ["integration", "mjd_utc", "bjd_tdb", "flux", "flux_err",
-                              "background", "x_centroid", "y_centroid"]
+                              "background", "x_centroid", "y_centroid", "replaced"]
     assert str(table["flux"].unit) == "DN / s" and str(table["bjd_tdb"].unit) == "d"
     assert table.meta["aperture_radius_pix"] == Apertures().radius
     assert np.all(np.isfinite(table["flux"])) and np.all(table["flux_err"] > 0)
@@ -319,3 +319,22 @@ def test_ephemeris_from_the_site_database(run: Run, tmp_path: Path) -> None:
     from_site = barycentric_tdb(utc, meta.target_ra, meta.target_dec, stored)
     assert np.abs((from_site - Time(np.asarray(run.phot["bjd_tdb"]), format="mjd",
                                     scale="tdb")).to_value(u.us)).max() < 2.0
+
+
+@pytest.mark.parametrize(("offset", "worse"), [((2, 1), 1.10), ((1, 0), 1.45)])
+def test_a_dead_pixel_in_the_core_is_interpolated(run: Run, offset: tuple[int, int],
+                                                  worse: float) -> None:
+    """A DO_NOT_USE pixel in the star's core is interpolated in every integration: the flux
+    stays within 2% and the scatter within 10% of the intact light curve's for a pixel 2.2 px
+    from the peak, 45% for one next to it (measured 1.02x and 1.36x; left out, the share of
+    flux the pixel hides changes with every jitter: 1.38x and 1.75x)."""
+    product = read_rateints(run.rateints)
+    x0, y0 = run.truth.meta["x0_pix"], run.truth.meta["y0_pix"]
+    dq = product.dq.copy()
+    dq[:, int(round(y0)) + offset[1], int(round(x0)) + offset[0]] |= int(DQ.DO_NOT_USE)
+    damaged = photometry(dataclasses.replace(product, dq=dq), run.ephemeris)
+    assert np.all(damaged["replaced"] == 1)
+    out = _relative(run.truth) == 1
+    intact, hurt = np.asarray(run.phot["flux"])[out], np.asarray(damaged["flux"])[out]
+    assert np.median(hurt) == pytest.approx(np.median(intact), rel=0.02)
+    assert np.std(hurt) / np.median(hurt) < worse * np.std(intact) / np.median(intact)

@@ -15,7 +15,8 @@ For every integration of a ``_rateints`` product (count rates, DN/s):
 * the flux: the sum over the circular aperture of radius ``radius`` around
   the centroid (:class:`photutils.aperture.CircularAperture`, exact
   overlap) of the image less its row's background; pixels flagged
-  ``DO_NOT_USE`` are left out everywhere;
+  ``DO_NOT_USE`` near the aperture are interpolated from their neighbours
+  (``replaced`` counts them), elsewhere left out;
 * its error: the ERR array summed in quadrature over the aperture, plus
   each row's background error (the annulus's clipped rms over the root of
   the row's pixel count) times that row's share of the aperture area.
@@ -25,7 +26,8 @@ Times come from :mod:`obsflow.tso.times`.  The table is written as
 ``<basename>_phot.ecsv`` with columns ``integration``, ``mjd_utc``,
 ``bjd_tdb`` (days; BJD TDB - 2400000.5, the MJD form JWST's INT_TIMES uses:
 a float64 full Julian date would keep only ~40 microseconds), ``flux``, ``flux_err``, ``background`` (DN/s per
-pixel), ``x_centroid``, ``y_centroid`` (0-based pixels of the subarray);
+pixel), ``x_centroid``, ``y_centroid`` (0-based pixels of the subarray),
+``replaced`` (unusable pixels interpolated in the aperture);
 the product and the apertures are in its metadata.  :func:`plot_light_curve`
 draws the normalised light curve as a PNG.
 """
@@ -103,6 +105,34 @@ def _row_background(image: np.ndarray, good: np.ndarray, x: float, y: float, ap:
     return rows, rows_err
 
 
+def _replace_bad(image: np.ndarray, err: np.ndarray, good: np.ndarray, x: float, y: float,
+                 radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Unusable pixels within ``radius + 1`` of (x, y) interpolated from their neighbours.
+
+    A dead pixel in the star's core would otherwise lose a share of the flux
+    that changes with every jitter of the pointing (it tripled the scatter of
+    a simulated light curve with a dead pixel 1.6 pixels from the star).
+    Values and errors are replaced by Gaussian-weighted means (sigma 1 pixel)
+    of the good pixels around (:func:`astropy.convolution.interpolate_replace_nans`).
+    Returns the image, errors, the usable-pixel mask and how many were replaced.
+    """
+    ny, nx = image.shape
+    yy, xx = np.ogrid[0:ny, 0:nx]
+    near = (xx - x) ** 2 + (yy - y) ** 2 <= (radius + 1) ** 2
+    bad = near & ~good
+    if not bad.any():
+        return image, err, good, 0
+    from astropy.convolution import Gaussian2DKernel, interpolate_replace_nans
+
+    kernel = Gaussian2DKernel(x_stddev=1.0)
+    fixed = interpolate_replace_nans(np.where(good, image, np.nan), kernel, boundary="extend")
+    fixed_err = interpolate_replace_nans(np.where(good, err, np.nan), kernel, boundary="extend")
+    done = bad & np.isfinite(fixed) & np.isfinite(fixed_err)
+    usable = good | done
+    return (np.where(done, fixed, image), np.where(done, fixed_err, err), usable,
+            int(done.sum()))
+
+
 def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None = None,
                source: str = "rateints") -> Table:
     """The light curve of ``product``'s target: one row per integration (see the module)."""
@@ -118,6 +148,7 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
     nints = sci.shape[0]
     out = {k: np.full(nints, np.nan) for k in
            ("flux", "flux_err", "background", "x_centroid", "y_centroid")}
+    out["replaced"] = np.zeros(nints, np.int64)
     first = np.where(good_all[0], sci[0], -np.inf)
     y, x = np.unravel_index(int(np.argmax(first)), first.shape)
     xc, yc = float(x), float(y)
@@ -128,10 +159,12 @@ def photometry(product: RateInts, ephemeris: Table, apertures: Apertures | None 
             xc, yc = _centroid(image, good, xc, yc, ap.box, rows[int(round(yc))])
             rows, rows_err = _row_background(image, good, xc, yc, ap, source, i)
         aperture = CircularAperture((xc, yc), ap.radius)
-        total, total_err = aperture.do_photometry(image - rows[:, None], error=err[i],
-                                                  mask=~good, method="exact")
+        fixed, fixed_err, usable, out["replaced"][i] = _replace_bad(
+            image - rows[:, None], err[i], good, xc, yc, ap.radius)
+        total, total_err = aperture.do_photometry(fixed, error=fixed_err, mask=~usable,
+                                                  method="exact")
         weights = aperture.to_mask(method="exact").to_image(image.shape)
-        weights = np.where(good, weights, 0.0).sum(axis=1)  # aperture area per row
+        weights = np.where(usable, weights, 0.0).sum(axis=1)  # aperture area per row
         out["flux"][i] = float(total[0])
         out["flux_err"][i] = float(np.hypot(total_err[0], np.sqrt(np.sum((weights * rows_err) ** 2))))
         out["background"][i] = float(np.sum(weights * rows) / np.sum(weights))
