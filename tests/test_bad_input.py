@@ -295,6 +295,32 @@ def _simulate_cases(ctx: Ctx) -> list[Case]:
     ]
 
 
+def _lightcurve_cases(ctx: Ctx) -> list[Case]:
+    """``lightcurve``: a Level-1 file, a non-FITS _rateints, a bad ephemeris, bad apertures."""
+    ephemeris = ctx.tmp / "good_ephem.ecsv"
+    if not ephemeris.exists():
+        ephemeris.write_text("# %ECSV 1.0\n# ---\n# datatype:\n# - {name: mjd_utc, datatype: float64}\n"
+                             "mjd_utc\n60000.0\n")
+    garbage = ctx.tmp / "garbage_ephem.ecsv"
+    garbage.write_bytes(b"not an ECSV table\n")
+    text = ctx.tmp / "text_rateints.fits"
+    text.write_bytes(b"this is not FITS\n" * 40)
+    level1 = ctx.files["good"].path
+    eph = ["lightcurve", "--ephemeris", str(ephemeris)]
+    return [
+        Case([*eph, str(level1)], (level1.name, "expected a _rateints.fits product"),
+             inputs=[level1], watched=[level1.parent]),
+        Case([*eph, str(text)], (text.name, "not a FITS file", "expected a _rateints.fits"),
+             inputs=[text], watched=[ctx.tmp]),
+        Case(["lightcurve", "--ephemeris", str(garbage), str(text)],
+             (garbage.name, "not a readable ECSV ephemeris"), inputs=[garbage, text],
+             watched=[ctx.tmp]),
+        *(Case([*eph, *option, str(text)], ("--radius/--annulus", "radius < annulus inner"),
+               inputs=[text], watched=[ctx.tmp])
+          for option in (["--radius", "20"], ["--radius", "nan"], ["--annulus", "30", "20"])),
+    ]
+
+
 def _init_cases(ctx: Ctx) -> list[Case]:
     latin1 = _bad_profile(ctx, "latin1.toml", b"# r\xe9sum\xe9\n")
     fresh = ctx.tmp / "fresh-site"
@@ -387,6 +413,8 @@ CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "jobs": _site_cmd("jobs"),
     "jobs retry": _site_cmd("jobs retry", "1"),
     "jobs show": _site_cmd("jobs show", "1"),
+    "lightcurve": _both(_config_cases("lightcurve", lambda ctx: [str(ctx.tmp / "text_rateints.fits")]),
+                        _lightcurve_cases),
     "profiles": _none,  # reads only the built-in profiles (test_profiles_takes_no_input)
     "refs best": _both(_config_cases("refs best", _good),
                        _level1_cases("refs best", LEVEL1_VARIANTS)),

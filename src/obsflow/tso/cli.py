@@ -10,7 +10,8 @@ from rich.console import Console
 
 from obsflow.exceptions import ProductFileError
 from obsflow.fileio import atomic_path
-from obsflow.models.level2 import read_rateints
+from obsflow.models.fitsfile import open_fits
+from obsflow.models.level2 import RateInts, read_rateints
 from obsflow.refdata.cli import open_site_option, site_option
 from obsflow.tso.photometry import Apertures, phot_path, photometry, plot_light_curve, write_phot
 
@@ -22,6 +23,13 @@ def _ephemeris_file(path: Path) -> Table:
         return Table.read(path, format="ascii.ecsv")
     except Exception as exc:  # astropy raises many kinds for a bad ECSV
         raise ProductFileError(f"{path}: not a readable ECSV ephemeris: {exc}") from exc
+
+
+def _rateints(path: Path) -> RateInts:
+    """The product, after a check that it is a whole FITS file (one error line naming it)."""
+    with open_fits(path, "a _rateints.fits product"):
+        pass
+    return read_rateints(path)
 
 
 @click.command("lightcurve")
@@ -49,18 +57,20 @@ def lightcurve_cmd(site_dir: Path | None, ephemeris_file: Path | None, radius: f
         raise click.BadParameter("need 0 < radius < annulus inner < annulus outer",
                                  param_hint="--radius/--annulus")
     ephemeris = _ephemeris_file(ephemeris_file) if ephemeris_file is not None else None
+    site = open_site_option(site_dir) if ephemeris is None else None
+    outputs = [phot_path(path) for path in files]  # every name checked before any work
     console = Console(highlight=False)
-    for path in files:
-        out = phot_path(path)
-        product = read_rateints(path)
-        if ephemeris is None:
-            engine = make_engine(open_site_option(site_dir).database_url)
+    for path, out in zip(files, outputs, strict=True):
+        product = _rateints(path)
+        if site is not None:
+            engine = make_engine(site.database_url)
             try:
                 table = photometry(product, ingested_ephemeris(
                     engine, product.meta.expstart, product.meta.expend), apertures, str(path))
             finally:
                 engine.dispose()
         else:
+            assert ephemeris is not None
             table = photometry(product, ephemeris, apertures, str(path))
         write_phot(out, table)
         png = out.with_suffix(".png")
