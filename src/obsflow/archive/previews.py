@@ -17,7 +17,6 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.visualization import AsinhStretch, PercentileInterval
 from PIL import Image
 
 from obsflow.exceptions import ProductFileError
@@ -88,6 +87,10 @@ def block_mean(image: np.ndarray, max_side: int = PREVIEW_SIZE) -> np.ndarray:
 
 def stretch(image: np.ndarray) -> np.ndarray:
     """Percentile-clipped asinh stretch to 0..255 uint8 (NaNs become 0)."""
+    # imported here: astropy.visualization imports matplotlib (0.3 s), which every
+    # obsflow command would otherwise pay
+    from astropy.visualization import AsinhStretch, PercentileInterval
+
     finite = np.isfinite(image)
     if not finite.any():
         return np.zeros(image.shape, np.uint8)
