@@ -36,15 +36,17 @@ def test_errors_honest_with_frame_averaging(nframes: int, groupgap: int) -> None
 
 @pytest.mark.parametrize("rate", [0.46, 2.0])
 def test_errors_honest_at_low_signal(rate: float) -> None:
-    """Read-noise-dominated ramps (smallsat timing): the Poisson variance must not follow the
-    pixel's own noisy rate estimate (stcal's median difference gave 1.012 and 1.021 here)."""
+    """Read-noise-dominated ramps (smallsat timing): the Poisson variance from the pixel's own
+    slope, shifted to cancel its correlation with the slope's error (stcal's median difference
+    gave 1.012 and 1.021 here).  A ramp that fluctuates far low gets a smaller error, so the low
+    tail is a little longer than a Gaussian's (0.45 expected beyond 4.5 sigma)."""
     r = make_ramps((1, 8, 256, 256), seed=5, rate=rate, read_noise=7.95, gain=1.6, nframes=4,
                    groupgap=1, frame_time=0.68)
     fit = _fit(r)
     pull = ((fit.slope - r.rate) / fit.err).ravel()
     assert abs(np.median(pull)) < 0.02
-    assert abs(np.std(pull) - 1) < 0.01  # measured 0.996 and 0.993
-    assert np.sum(np.abs(pull) > 4.5) <= 3
+    assert abs(np.std(pull) - 1) < 0.01  # measured 0.992 and 0.992
+    assert np.sum(np.abs(pull) > 4.5) <= 6  # measured 2 and 4
 
 
 def test_inputs_not_modified(clean_ramps: SyntheticRamps) -> None:

@@ -124,9 +124,21 @@ def _center_sigma(vals: np.ndarray, lo: int, hi: int, noise2: float, pois: float
 
 
 @njit(cache=True, nogil=True)
-def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, cmed: float,
-                 thresholds: tuple, absd: np.ndarray, vals: np.ndarray,
-                 scratch: np.ndarray) -> int:  # pragma: no cover
+def _adjacent(absd: np.ndarray, a: float, b: float, nd: int) -> bool:  # pragma: no cover
+    """Whether the differences ``a`` and ``b`` of ``absd`` are consecutive ones of one integration."""
+    ja = jb = -1
+    for j in range(absd.shape[0]):
+        if ja < 0 and absd[j] == a:
+            ja = j
+        elif jb < 0 and absd[j] == b:
+            jb = j
+    return ja >= 0 and jb >= 0 and abs(ja - jb) == 1 and ja // nd == jb // nd
+
+
+@njit(cache=True, nogil=True)
+def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, gain: float,
+                 cmed: float, pair: float, thresholds: tuple, absd: np.ndarray,
+                 vals: np.ndarray, scratch: np.ndarray) -> int:  # pragma: no cover
     """Iterative two-point search on one pixel (all integrations pooled).
 
     ``absd`` (nints * (ngroups - 1)) receives |d| with NaN where unusable; on
@@ -190,6 +202,11 @@ def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, cmed
     while hi - lo >= 2:
         m = hi - lo
         med, sigma = _center_sigma(vals, lo, hi, noise2, pois, cmed)
+        if m == 2 and pair > 0.0 and _adjacent(absd, vals[lo], vals[lo + 1], nd):
+            # two differences sharing a group: |d1 - d2| has the variance
+            # 2 s**2 - 2 Cov(d1, d2), Cov = lambda delta - rn**2 / nframes (see the docstring)
+            extra = pair * noise2 - abs(med) * pair * (1.0 / gain - pois)
+            sigma = np.sqrt(max(sigma * sigma + extra, 0.0))
         if not sigma > 0.0:
             break
         rhi = abs(vals[hi - 1] - med) / sigma
@@ -296,7 +313,7 @@ def _screen_row(vbuf: np.ndarray, sbuf: np.ndarray, pairs: np.ndarray, clean: np
 def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarray,
                gain: np.ndarray, pars: tuple, pairs: np.ndarray) -> int:  # pragma: no cover
     """Detect jumps row by row, OR-ing JUMP_DET into ``out``; returns the number of jumps."""
-    nframes, pfac, cmed, thr, thr3, thr2, neighbors, nmin, nmax = pars
+    nframes, pfac, cmed, pair, thr, thr3, thr2, neighbors, nmin, nmax = pars
     nints, ng, ny, nx = data.shape
     nd = ng - 1
     n = nints * nd
@@ -338,8 +355,8 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
                 for g in range(ng):
                     pv[i, g] = vbuf[i, g, x]
                     pd[i, g] = dbuf[i, g, x]
-            nj = _pixel_jumps(pv, pd, noise2[x], pois[x], cmed, (thr, thr3, thr2), absd, vals,
-                              scratch)
+            nj = _pixel_jumps(pv, pd, noise2[x], pois[x], gx, cmed, pair, (thr, thr3, thr2),
+                              absd, vals, scratch)
             if nj == 0:
                 continue
             total += nj
@@ -468,10 +485,10 @@ def detect_jumps(
     ny, nx = data.shape[2:]
     m = float(nframes)
     if opts.stcal_sigma:
-        pfac, cmed = 1.0, 0.0
+        pfac, cmed, pair = 1.0, 0.0, 0.0
     else:
-        pfac, cmed = 1.0 - (m * m - 1.0) / (3.0 * m * (m + groupgap)), np.pi / 2.0
-    pars = (m, pfac, cmed, float(threshold), float(opts.threshold_3), float(opts.threshold_2),
+        pfac, cmed, pair = 1.0 - (m * m - 1.0) / (3.0 * m * (m + groupgap)), np.pi / 2.0, 0.5
+    pars = (m, pfac, cmed, pair, float(threshold), float(opts.threshold_3), float(opts.threshold_2),
             bool(opts.flag_neighbors), float(opts.neighbor_min), float(opts.neighbor_max))
     _jump_rows(data, out if groupdq.dtype != np.uint8 else groupdq, out,
                as_pixel_map(read_noise, (ny, nx), "read_noise"),
