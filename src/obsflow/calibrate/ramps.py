@@ -370,9 +370,8 @@ def _photon_rate(slope: np.ndarray, vp: np.ndarray, gain: np.ndarray, lam: np.nd
         np.multiply(vp, SHIFT, out=lam)
         lam /= gain
         lam += slope
-        np.maximum(lam, 0.0, out=lam)
         lam /= gain
-    lam[~np.isfinite(lam)] = 0.0
+        np.fmax(lam, 0.0, out=lam)  # NaN (no slope, no gain) to 0 as well, without a mask
 
 
 def fit_ramps(
