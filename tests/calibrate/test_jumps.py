@@ -103,7 +103,8 @@ def test_jump_flags_agree_with_stcal(cr_ramps: SyntheticRamps) -> None:
 
 
 def _reference_flags(r: SyntheticRamps, nframes_noise: float) -> np.ndarray:
-    """The documented rule, written plainly in numpy, one pixel at a time (slow, small data)."""
+    """The documented rule, written plainly in numpy, one pixel at a time (slow, small data;
+    nframes = 1, groupgap = 0: consecutive differences have Cov = -rn**2, no Poisson part)."""
     nints, ng, ny, nx = r.data.shape
     d = np.abs(np.diff(r.data.astype(np.float64), axis=1))
     out = np.zeros(r.data.shape, bool)
@@ -115,9 +116,20 @@ def _reference_flags(r: SyntheticRamps, nframes_noise: float) -> np.ndarray:
                 u = np.sort(v[~flagged])
                 n = u.size
                 med = np.median(u[:-1]) if n >= 4 else (u[1] if n == 3 else u[0])
-                inflate = 1 + np.pi / (2 * (n - 1)) if n >= 4 else 1.0
-                sigma = np.sqrt((med / r.gain[y, x] + nframes_noise * r.read_noise[y, x] ** 2)
-                                * inflate)
+                rn2 = nframes_noise * r.read_noise[y, x] ** 2
+                s2 = np.median(u) / r.gain[y, x] + rn2  # Poisson of the median of all n
+                rho = -0.5 * rn2 / s2  # nframes = 1: consecutive differences share a group's read
+                left = np.flatnonzero(~flagged)
+                if n >= 4:
+                    k = n - 1
+                    var = s2 * (1 + np.pi / (2 * k) * (1 + 4 * np.arcsin(rho) / np.pi) - 4 * rho / k)
+                elif n == 3:
+                    var = s2 * (1 - rho / 2)
+                elif left[1] - left[0] == 1 and left[0] // (ng - 1) == left[1] // (ng - 1):
+                    var = s2 * (1 - rho)
+                else:
+                    var = s2
+                sigma = np.sqrt(var)
                 ratio = np.where(flagged, -1.0, np.abs(v - med) / sigma)
                 j = int(np.argmax(ratio))
                 if ratio[j] <= (4.0 if n >= 4 else 5.0 if n == 3 else 6.0):

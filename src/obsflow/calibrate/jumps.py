@@ -105,29 +105,56 @@ class JumpOptions:
 
 
 @njit(cache=True, nogil=True)
-def _center_sigma(vals: np.ndarray, lo: int, hi: int, noise2: float, pois: float,
-                  cmed: float) -> tuple:  # pragma: no cover
-    """Median ``m`` of the sorted ``vals[lo:hi]`` (largest dropped when 4 or more) and sigma.
+def _sigma(level: float, n: int, noise2: float, pois: float, ginv: float, cmed: float,
+           pair: float) -> float:  # pragma: no cover
+    """Noise of ``|d| - m`` for a median ``m`` of ``n`` usable differences (DN).
 
-    ``sigma`` is the noise of ``|d| - m``: the difference's own variance
-    (read noise ``noise2`` plus Poisson ``pois * |m|``) plus, with 4 or more
-    values, the variance of the median of the ``k = n - 1`` others,
-    ``cmed / k`` times the same (``cmed = pi / 2``: the median's large-sample
-    variance; 0 reproduces stcal).
+    ``s**2 = pois level + noise2`` is one difference's variance (Poisson of
+    the difference level, read noise).  ``level`` is the median of all ``n``
+    values (the mean of two): the median of the ``n - 1`` smallest, or the
+    smaller of two, falls short of the mean difference (by about ``1.2 s / n``
+    on average, and by much more exactly when one difference is an outlier,
+    i.e. when a false flag is at stake), understating bright pixels' noise;
+    stcal (``pair = 0``) passes ``|m|``.  ``rho`` is the correlation of two
+    consecutive differences (they share a group):
+    ``pair (level (ginv - pois) - noise2) / s**2``, i.e.
+    ``(lambda delta - rn**2 / nframes) / s**2``, taken only when negative
+    (0 with ``pair = 0``: stcal).  With ``k = n - 1 >= 3`` others the variance
+    is ``s**2 (1 + cmed / k (1 + 4 asin(rho) / pi) - 4 rho / k)``: the median's
+    own variance (``cmed = pi / 2``, large-sample; the signs of correlated
+    neighbours are correlated by ``2 asin(rho) / pi``) and its covariance
+    with the tested difference through its two neighbours (``2 rho / k``
+    each).  Three differences: ``s**2 (1 - rho / 2)`` (measured on Gaussian
+    differences, rho = -0.5: 5-sigma false flags 2.3e-4 per difference
+    otherwise); two: ``s**2 (1 - rho)`` (``|d1 - d2|`` against its own noise
+    over sqrt(2)), only where the two are consecutive (the caller checks).
     """
+    s2 = abs(level) * pois + noise2
+    rho = 0.0
+    if pair > 0.0 and s2 > 0.0:
+        rho = min(pair * (abs(level) * (ginv - pois) - noise2) / s2, 0.0)
+    if n >= 4:
+        k = n - 1
+        inflate = 1.0 + cmed / k * (1.0 + 4.0 * np.arcsin(rho) / np.pi) - 4.0 * rho / k
+    elif n == 3:
+        inflate = 1.0 - 0.5 * rho
+    else:
+        inflate = 1.0 - rho
+    return np.sqrt(s2 * inflate)
+
+
+@njit(cache=True, nogil=True)
+def _center(vals: np.ndarray, lo: int, hi: int) -> float:  # pragma: no cover
+    """Median ``m`` of the sorted ``vals[lo:hi]``: of the ``n - 1`` smallest when ``n >= 4``,
+    the middle of 3, the smaller of 2."""
     n = hi - lo
     if n >= 4:
         k = n - 1
         h = lo + (k >> 1)
-        med = vals[h] if k & 1 else 0.5 * (vals[h] + vals[h - 1])
-        inflate = 1.0 + cmed / k
-    elif n == 3:
-        med = vals[lo + 1]
-        inflate = 1.0
-    else:
-        med = vals[lo]
-        inflate = 1.0
-    return med, np.sqrt((abs(med) * pois + noise2) * inflate)
+        return vals[h] if k & 1 else 0.5 * (vals[h] + vals[h - 1])
+    if n == 3:
+        return vals[lo + 1]
+    return vals[lo]
 
 
 @njit(cache=True, nogil=True)
@@ -143,7 +170,7 @@ def _adjacent(absd: np.ndarray, a: float, b: float, nd: int) -> bool:  # pragma:
 
 
 @njit(cache=True, nogil=True)
-def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, gain: float,
+def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, ginv: float,
                  cmed: float, pair: float, thresholds: tuple, absd: np.ndarray,
                  vals: np.ndarray, scratch: np.ndarray) -> int:  # pragma: no cover
     """Iterative two-point search on one pixel (all integrations pooled).
@@ -186,7 +213,15 @@ def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, gain
             for j in range(1, h):
                 lower = max(lower, scratch[j])
             med = 0.5 * (lower + med)
-        sigma = np.sqrt((abs(med) * pois + noise2) * (1.0 + cmed / k))
+        level = med
+        if pair > 0.0:  # the median of all n: order statistic h (and h + 1 when n is even)
+            level = scratch[h]
+            if not n & 1:
+                above = scratch[h + 1]
+                for j in range(h + 2, n):
+                    above = min(above, scratch[j])
+                level = 0.5 * (level + above)
+        sigma = _sigma(level, n, noise2, pois, ginv, cmed, pair)
         if not sigma > 0.0:
             return njump
         rhi = abs(hi_v - med) / sigma
@@ -208,12 +243,15 @@ def _pixel_jumps(v: np.ndarray, dq: np.ndarray, noise2: float, pois: float, gain
     lo, hi = 0, n
     while hi - lo >= 2:
         m = hi - lo
-        med, sigma = _center_sigma(vals, lo, hi, noise2, pois, cmed)
-        if m == 2 and pair > 0.0 and _adjacent(absd, vals[lo], vals[lo + 1], nd):
-            # two differences sharing a group: |d1 - d2| has the variance
-            # 2 s**2 - 2 Cov(d1, d2), Cov = lambda delta - rn**2 / nframes (see the docstring)
-            extra = pair * noise2 - abs(med) * pair * (1.0 / gain - pois)
-            sigma = np.sqrt(max(sigma * sigma + extra, 0.0))
+        med = _center(vals, lo, hi)
+        level = med
+        if pair > 0.0:  # the median of all m (mean of two)
+            h = lo + (m >> 1)
+            level = vals[h] if m & 1 else 0.5 * (vals[h] + vals[h - 1])
+        if m == 2 and not _adjacent(absd, vals[lo], vals[lo + 1], nd):
+            sigma = _sigma(level, m, noise2, pois, ginv, cmed, 0.0)  # independent differences
+        else:
+            sigma = _sigma(level, m, noise2, pois, ginv, cmed, pair)
         if not sigma > 0.0:
             break
         rhi = abs(vals[hi - 1] - med) / sigma
@@ -259,7 +297,8 @@ def _flag_neighbors(out: np.ndarray, gdq: np.ndarray, i: int, g: int, y: int,
 
 @njit(cache=True, nogil=True)
 def _screen_row(vbuf: np.ndarray, sbuf: np.ndarray, pairs: np.ndarray, clean: np.ndarray,
-                noise2: np.ndarray, pois: np.ndarray, thr: float, cmed: float) -> None:  # pragma: no cover
+                noise2: np.ndarray, pois: np.ndarray, ginv: np.ndarray, thr: float, cmed: float,
+                pair: float) -> None:  # pragma: no cover
     """First pass over one row: clear ``clean[x]`` where the pixel needs the full search.
 
     For pixels with every difference usable, sort all |d| of the row at once
@@ -280,14 +319,16 @@ def _screen_row(vbuf: np.ndarray, sbuf: np.ndarray, pairs: np.ndarray, clean: np
                 row[x] = abs(a[x] - b[x])
     k = n - 1
     h = k >> 1
-    inflate = 1.0 + cmed / k
     if n <= MAX_NETWORK:
         sort_columns(sbuf, pairs)
         for x in range(nx):
             if not clean[x]:
                 continue
             med = sbuf[h, x] if k & 1 else 0.5 * (sbuf[h, x] + sbuf[h - 1, x])
-            sigma = np.sqrt((abs(med) * pois[x] + noise2[x]) * inflate)
+            level = med
+            if pair > 0.0:
+                level = sbuf[n >> 1, x] if n & 1 else 0.5 * (sbuf[n >> 1, x] + sbuf[(n >> 1) - 1, x])
+            sigma = _sigma(level, n, noise2[x], pois[x], ginv[x], cmed, pair)
             r = max(sbuf[n - 1, x] - med, med - sbuf[0, x])
             if not r <= thr * sigma:
                 clean[x] = False
@@ -311,7 +352,15 @@ def _screen_row(vbuf: np.ndarray, sbuf: np.ndarray, pairs: np.ndarray, clean: np
             for j in range(1, h):
                 lower = max(lower, col[j])
             med = 0.5 * (lower + upper)
-        sigma = np.sqrt((abs(med) * pois[x] + noise2[x]) * inflate)
+        level = med
+        if pair > 0.0:  # the median of all n: order statistic h (and h + 1 when n is even)
+            level = upper
+            if not n & 1:
+                above = col[h + 1]
+                for j in range(h + 2, n):
+                    above = min(above, col[j])
+                level = 0.5 * (level + above)
+        sigma = _sigma(level, n, noise2[x], pois[x], ginv[x], cmed, pair)
         if not max(hi - med, med - lo) <= thr * sigma:
             clean[x] = False
 
@@ -330,6 +379,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
     clean = np.empty(nx, np.bool_)
     noise2 = np.empty(nx, np.float64)
     pois = np.empty(nx, np.float64)
+    ginv = np.empty(nx, np.float64)
     pv = np.empty((nints, ng), np.float64)
     pd = np.empty((nints, ng), np.uint8)
     absd = np.empty(n, np.float64)
@@ -342,6 +392,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
             clean[x] = gx > 0.0
             noise2[x] = 2.0 * float(rn[y, x]) ** 2 / nframes
             pois[x] = pfac / gx if gx > 0.0 else 0.0
+            ginv[x] = 1.0 / gx if gx > 0.0 else 0.0
         for i in range(nints):
             for g in range(ng):
                 vbuf[i, g, :] = data[i, g, y, :]
@@ -351,7 +402,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
                     if drow[x] & (DNU_U8 | SAT_U8):
                         clean[x] = False
         if n >= 4:
-            _screen_row(vbuf, sbuf, pairs, clean, noise2, pois, thr, cmed)
+            _screen_row(vbuf, sbuf, pairs, clean, noise2, pois, ginv, thr, cmed, pair)
         else:
             clean[:] = False
         for x in range(nx):
@@ -362,7 +413,7 @@ def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarra
                 for g in range(ng):
                     pv[i, g] = vbuf[i, g, x]
                     pd[i, g] = dbuf[i, g, x]
-            nj = _pixel_jumps(pv, pd, noise2[x], pois[x], gx, cmed, pair, (thr, thr3, thr2),
+            nj = _pixel_jumps(pv, pd, noise2[x], pois[x], ginv[x], cmed, pair, (thr, thr3, thr2),
                               absd, vals, scratch)
             if nj == 0:
                 continue
