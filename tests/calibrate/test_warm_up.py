@@ -19,8 +19,7 @@ _PROBE = textwrap.dedent("""
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
-    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows,
-               "_poisson_scale": ramps._poisson_scale}
+    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows}
 
     def signatures():
         return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
@@ -69,7 +68,7 @@ def test_warm_up_compiles_what_real_data_uses(tmp_path: Path) -> None:
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_poisson_scale": []}
+    assert got["before"] == {"_jump_rows": [], "_fit_rows": []}
     assert all(len(sigs) >= 1 for sigs in got["warmed"].values()), got["warmed"]
     assert got["after"] == got["warmed"]  # nothing new compiled for the real call
     # the probe is the real thing: big-endian references, a jump found, rates fitted

@@ -43,7 +43,13 @@ median-difference rate gives the same.  Evaluating the variance at
 ``s + SHIFT P`` with ``SHIFT = 3`` cancels that term (``E[pull**2] = 1``
 to second order, like the ``N + 1`` of Poisson chi-square statistics); it
 adds about 3.6 electrons to the ramp's charge, negligible once the pixel
-is Poisson dominated.  A negative sum gives no Poisson variance.
+is Poisson dominated.  The variance is an estimate from the pixel's data,
+and it is not clipped at 0: clipping ``s + SHIFT P`` at 0 biases it high
+where the read noise dominates and the rate is small (the pull spread of
+3-group ramps of a 0.3 e-/s sky drops to 0.97-0.98).  So VAR_POISSON is
+negative on pixels whose slope lies a few ``P`` below 0 (an unbiased
+estimate of a Poisson variance near 0), floored at ``-VAR_RNOISE / 2`` so
+that ERR stays above ``sqrt(VAR_RNOISE / 2)``.
 
 Pixels are processed row by row in compiled code (numba).  Pixels with no
 flagged group (the vast majority) take a fast path: one segment per
@@ -73,9 +79,11 @@ _PDQ_NGV = np.uint32(DQ.NO_GAIN_VALUE)
 _PDQ_UNREL = np.uint32(DQ.UNRELIABLE_SLOPE)
 
 SHIFT = 3.0
+POISSON_FLOOR = 0.5
 """Poisson variances are evaluated at the pixel's slope plus SHIFT times its Poisson
 variance per unit rate (DN/s): cancels the second-order widening of the pulls by the
-correlation of a slope with its own error (module docstring)."""
+correlation of a slope with its own error (module docstring).  VAR_POISSON is not clipped
+at 0 but at -POISSON_FLOOR times VAR_RNOISE (so ERR >= sqrt(VAR_RNOISE / 2))."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,9 @@ class RampFit:
     slope, err, var_poisson, var_rnoise : ndarray, float32, (ny, nx)
         Exposure count rate (DN/s), its 1-sigma error (DN/s) and the Poisson
         and read-noise variances (DN/s)**2; NaN slope where no fit exists
-        (DQ has DO_NOT_USE), variances 0 there.
+        (DQ has DO_NOT_USE), variances 0 there.  The Poisson variance is an
+        estimate from the pixel's own slope: slightly negative (down to
+        -var_rnoise / 2) on pixels whose slope is below 0 (module docstring).
     dq : ndarray, uint32, (ny, nx)
         DO_NOT_USE (no usable group), SATURATED (some group saturated),
         JUMP_DET (a jump was flagged), NO_GAIN_VALUE, UNRELIABLE_SLOPE (only
@@ -200,7 +210,7 @@ def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, tables: tuple, work: 
     """Fit one pixel; writes (slope, var_p, var_r, dq) per integration into ``ints_out``.
 
     Returns the exposure (slope, var_p, var_r, dq); the Poisson variances are
-    per unit photon rate (1 e-/s), scaled by :func:`_poisson_scale` afterwards.
+    per unit photon rate (1 e-/s), scaled by :func:`_photon_rate` afterwards.
     """
     rn, gain, ft, tg, nfr, gap = pars
     starts, lens = work
@@ -361,17 +371,16 @@ def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarra
 def _photon_rate(slope: np.ndarray, vp: np.ndarray, gain: np.ndarray, lam: np.ndarray) -> None:
     """The factor ``lam`` by which each pixel's unit Poisson variance ``vp`` is multiplied.
 
-    ``lam = max(slope + SHIFT vp / gain, 0) / gain`` (slope DN/s, gain e-/DN;
+    ``lam = (slope + SHIFT vp / gain) / gain`` (slope DN/s, gain e-/DN;
     ``vp / gain`` is the slope's Poisson variance per DN/s of rate): only the
-    pixel's own data (module docstring).  0 where the slope or the gain is
-    not finite and positive.  Written into ``lam`` (ny, nx).
+    pixel's own data (module docstring).  Not clipped at 0 (the caller floors
+    the variance); NaN where there is no slope.  Written into ``lam`` (ny, nx).
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         np.multiply(vp, SHIFT, out=lam)
         lam /= gain
         lam += slope
         lam /= gain
-        np.fmax(lam, 0.0, out=lam)  # NaN (no slope, no gain) to 0 as well, without a mask
 
 
 def fit_ramps(
@@ -435,6 +444,10 @@ def fit_ramps(
     if nints > 1:
         ints[1] *= lam[None]
     img[1] *= lam
+    for v in (img, ints) if nints > 1 else (img,):
+        # floor at -VAR_RNOISE / 2 (fmax: NaN where there is no slope becomes 0 there too)
+        np.multiply(v[2], -POISSON_FLOOR, out=v[3])
+        np.fmax(v[1], v[3], out=v[1])
     for v in (img, ints) if nints > 1 else (img,):
         np.add(v[1], v[2], out=v[3])
         np.sqrt(v[3], out=v[3])
