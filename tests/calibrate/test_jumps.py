@@ -129,10 +129,12 @@ def _reference_flags(r: SyntheticRamps, nframes_noise: float) -> np.ndarray:
                     var = s2 * (1 - rho)
                 else:
                     var = s2
-                sigma = np.sqrt(var)
+                limit = 4.0 if n >= 4 else 5.0 if n == 3 else 6.0
+                gamma = np.median(u) / r.gain[y, x] ** 2 / s2**1.5  # Poisson skewness
+                sigma = np.sqrt(var) * (1 + gamma * (limit**2 - 1) / (6 * limit))
                 ratio = np.where(flagged, -1.0, np.abs(v - med) / sigma)
                 j = int(np.argmax(ratio))
-                if ratio[j] <= (4.0 if n >= 4 else 5.0 if n == 3 else 6.0):
+                if ratio[j] <= limit:
                     break
                 flagged[j] = True
             for j in np.flatnonzero(flagged):
