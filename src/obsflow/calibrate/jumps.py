@@ -9,21 +9,20 @@ differences of all integrations pooled:
 2. with ``n`` usable differences, take the median ``m`` of ``|d|`` (after
    dropping the largest when ``n >= 4``; the smaller one when ``n == 2``)
    and the noise of one difference,
-   ``s**2 = f |m| / gain + 2 rn**2 / nframes`` (DN**2; Poisson of the median
-   difference, ``f = 1 - (nframes**2 - 1) / (3 nframes (nframes + groupgap))``
-   for averages of ``nframes`` frames, plus two group averages' read noise);
-3. the deviation ``| |d| - m |`` is compared with
-   ``sigma = s sqrt(1 + pi / (2 (n - 1)))`` when ``n >= 4``: the median of
-   ``n - 1`` differences is itself uncertain by ``s**2 pi / (2 (n - 1))``,
-   and stcal's ``sigma = s`` (``f = 1``, ``JumpOptions.stcal_sigma``) gives
-   1.5e-4 false flags per difference on 10-group ramps instead of 4e-5.
-   With only two differences left and both consecutive in one integration,
-   they share a group, so ``Cov(d1, d2) = lambda delta - rn**2 / nframes``
-   (``delta = tframe (nframes**2 - 1) / (6 nframes)``, DN**2 over the gain):
-   sigma is widened to ``sqrt(s**2 - Cov)``, i.e. ``|d1 - d2|`` against its own
-   noise over ``sqrt(2)`` (stcal ignores it: with read noise dominant its
-   6-sigma test of 3-group ramps is a 3.5-sigma one, about 2.7e-4 false
-   flags per difference).  The difference with the largest ratio is a jump if it exceeds
+   ``s**2 = f L / gain + 2 rn**2 / nframes`` (DN**2; Poisson of the
+   difference level ``L``, the median of all ``n`` values (the mean of two),
+   ``f = 1 - (nframes**2 - 1) / (3 nframes (nframes + groupgap))`` for
+   averages of ``nframes`` frames, plus two group averages' read noise);
+3. the deviation ``| |d| - m |`` is compared with a sigma that allows for
+   what stcal ignores (details and formulas in ``_sigma``): the noise of
+   the median of ``n - 1`` others (``s**2 pi / (2 (n - 1))``: stcal's
+   ``sigma = s`` gives 1.5e-4 false flags per difference on 10-group ramps
+   instead of 4e-5); consecutive differences sharing a group (correlation
+   ``(lambda delta - rn**2 / nframes) / s**2``, down to -0.5 with read noise:
+   stcal's 6-sigma test of 3-group ramps is then a 3.5-sigma one); and the
+   skewness of Poisson counts (Cornish-Fisher).  ``JumpOptions.stcal_sigma``
+   (``f = 1``, ``L = m``, none of these) reproduces stcal.
+   The difference with the largest ratio is a jump if it exceeds
    ``threshold`` (``n >= 4``), ``threshold_3`` (``n == 3``) or
    ``threshold_2`` (``n == 2``); it is flagged on the later group, removed,
    and the pixel is searched again until nothing exceeds the threshold;
@@ -88,8 +87,8 @@ class JumpOptions:
         Radius of the flagged disk over the event's equivalent radius.
     stcal_sigma : bool
         Use stcal's sigma exactly (``sqrt(|m| / gain + 2 rn**2 / nframes)``,
-        no allowance for the noise of the median ``m`` nor for two
-        differences sharing a group): reproduces stcal's
+        none of the allowances of ``_sigma``: the median's noise, shared
+        groups, Poisson skewness): reproduces stcal's
         flags, at about 1.5e-4 false flags per difference on 10-group ramps.
     """
 
