@@ -38,15 +38,17 @@ def test_errors_honest_with_frame_averaging(nframes: int, groupgap: int) -> None
 def test_errors_honest_at_low_signal(rate: float) -> None:
     """Read-noise-dominated ramps (smallsat timing): the Poisson variance from the pixel's own
     slope, shifted to cancel its correlation with the slope's error (stcal's median difference
-    gave 1.012 and 1.021 here).  A ramp that fluctuates far low gets a smaller error, so the low
-    tail is a little longer than a Gaussian's (0.45 expected beyond 4.5 sigma)."""
+    gave 1.012 and 1.021 here).  A ramp that fluctuates far low gets a smaller error (its Poisson
+    variance estimate may go below 0, down to -VAR_RNOISE/2), so the low tail is longer than a
+    Gaussian's: 0.45 expected beyond 4.5 sigma, 6 and 4 measured (clipping the estimate at 0 gives
+    2 and 4, but pull spreads of 0.97-0.98 on 3-group RAPID skies)."""
     r = make_ramps((1, 8, 256, 256), seed=5, rate=rate, read_noise=7.95, gain=1.6, nframes=4,
                    groupgap=1, frame_time=0.68)
     fit = _fit(r)
     pull = ((fit.slope - r.rate) / fit.err).ravel()
     assert abs(np.median(pull)) < 0.02
-    assert abs(np.std(pull) - 1) < 0.01  # measured 0.992 and 0.992
-    assert np.sum(np.abs(pull) > 4.5) <= 6  # measured 2 and 4
+    assert abs(np.std(pull) - 1) < 0.01  # measured 0.993 and 0.992
+    assert np.sum(np.abs(pull) > 4.5) <= 10
 
 
 def test_inputs_not_modified(clean_ramps: SyntheticRamps) -> None:
