@@ -26,10 +26,10 @@ from obsflow.orchestrate.jobs import (
     RetryPolicy,
     claim,
     enqueue_all,
-    process_id,
     transaction,
 )
 from obsflow.orchestrate.tables import Job
+from obsflow.owners import process_id
 from obsflow.site import init_site
 
 from .dask_cluster import DaskCluster

@@ -21,7 +21,6 @@ import hashlib
 import mmap
 import os
 import shutil
-import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,29 +30,12 @@ from sqlalchemy.exc import IntegrityError
 
 from obsflow.ingest.locking import utcnow, writer
 from obsflow.ingest.tables import Claim, RawFile
+from obsflow.owners import owner_alive
 
-__all__ = ["IncomingScan", "Taken", "archive_file", "owner_id", "quarantine", "ready_files", "recover",
+__all__ = ["IncomingScan", "Taken", "archive_file", "quarantine", "ready_files", "recover",
            "scan_incoming"]
 
 PART_SUFFIX = ".part"
-
-
-def owner_id() -> str:
-    """This process as ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_alive(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True  # another machine's claim: trust it
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _refusal(entry: os.DirEntry[str]) -> str | None:
@@ -139,7 +121,7 @@ def _claim(engine: Engine, key: str, owner: str) -> bool:
         claim = session.get(Claim, key)
         if claim is None or claim.owner == owner:
             return claim is not None
-        if _owner_alive(claim.owner):
+        if owner_alive(claim.owner):
             return False
         result = session.execute(update(Claim).where(Claim.key == key, Claim.owner == claim.owner)
                                  .values(owner=owner, claimed_at=utcnow()))
@@ -235,7 +217,7 @@ def recover(engine: Engine, incoming: Path, raw_dir: Path) -> int:
     fixed = 0
     with writer(engine) as session:
         for claim in session.execute(select(Claim)).scalars().all():
-            if not _owner_alive(claim.owner):
+            if not owner_alive(claim.owner):
                 session.delete(claim)
         ids = session.execute(select(RawFile.id).where(RawFile.state == "archiving")).scalars().all()
     for row_id in ids:

@@ -26,13 +26,13 @@ from obsflow.ingest.locking import transaction
 from obsflow.ingest.parse import parse_file
 from obsflow.ingest.rawstore import (
     archive_file,
-    owner_id,
     quarantine,
     ready_files,
     recover,
     scan_incoming,
 )
 from obsflow.ingest.tables import RawFile
+from obsflow.owners import process_id
 from obsflow.profiles import Profile
 
 __all__ = ["IngestReport", "ingest_once", "pending_work", "watch"]
@@ -128,7 +128,7 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
         for path, why in scan.refused:
             report.refused.append(f"{path.name}: {why}")
             log.info("refused %s: %s", path, why)
-        owner = owner_id()
+        owner = process_id()
         for k, path in enumerate(files):
             tick("files", k, len(files))
             _take(engine, cfg, profile, path, owner, report)

@@ -14,9 +14,7 @@ restarted orchestrator can never move a job twice:
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from obsflow.exceptions import JobNotFoundError, JobStateError
 from obsflow.orchestrate.tables import Job, JobAttempt
+from obsflow.owners import owner_alive
 
 __all__ = [
     "JobSpec",
@@ -41,8 +40,6 @@ __all__ = [
     "finish_attempt",
     "get_job",
     "heartbeat",
-    "owner_alive",
-    "process_id",
     "requeue_orphans",
     "retry",
     "state_counts",
@@ -57,25 +54,6 @@ MAX_BACKOFF_SECONDS = 300.0
 def utcnow() -> datetime:
     """Naive UTC now (the site database stores naive UTC datetimes)."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-def process_id() -> str:
-    """This process as ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """False only for a ``host:pid`` owner on this host whose process is gone."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

@@ -52,7 +52,6 @@ from obsflow.orchestrate.jobs import (
     enqueue,
     fail_attempt,
     heartbeat,
-    process_id,
     requeue_orphans,
     state_counts,
     transaction,
@@ -60,6 +59,7 @@ from obsflow.orchestrate.jobs import (
 )
 from obsflow.orchestrate.tables import Job
 from obsflow.orchestrate.worker import policy_of
+from obsflow.owners import process_id
 from obsflow.site import sweep_site
 
 __all__ = ["LeaseTiming", "Orchestrator", "RunSummary", "run_site"]

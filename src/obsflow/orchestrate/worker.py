@@ -43,10 +43,10 @@ from obsflow.orchestrate.jobs import (
     claim,
     fail_attempt,
     finish_attempt,
-    process_id,
     transaction,
 )
 from obsflow.orchestrate.tables import Job
+from obsflow.owners import process_id
 
 __all__ = ["Outcome", "execute_job", "main", "policy_of", "prepare_worker"]
 
