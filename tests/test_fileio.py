@@ -109,3 +109,49 @@ def test_two_threads_writing_one_file_use_their_own_temporary_names(tmp_path: Pa
                for t in temps.values())
     assert final.read_bytes() in contents.values()
     assert list(tmp_path.iterdir()) == [final]
+
+
+def _products() -> dict[str, object]:
+    import numpy as np
+    from astropy.io import fits
+    from astropy.table import Table
+
+    rng = np.random.default_rng(5)
+    table = fits.table_to_hdu(Table({"step": ["dq_init", "ramp_fit"], "status": ["COMPLETE"] * 2}))
+    table.name = "PROVENANCE"
+    primary = fits.PrimaryHDU()
+    primary.header["TARGNAME"] = ("a target", "with a comment")
+    return {
+        "rate-like": [primary.copy(), fits.ImageHDU(rng.normal(size=(33, 47)).astype(np.float32), name="SCI"),
+                      fits.ImageHDU(rng.integers(0, 2**32, (33, 47), dtype=np.uint32), name="DQ"),
+                      table.copy()],
+        "uncal-like": [primary.copy(),
+                       fits.ImageHDU(rng.integers(0, 65536, (2, 3, 9, 7), dtype=np.uint16), name="SCI"),
+                       fits.ImageHDU(rng.integers(0, 256, (2, 3, 9, 7), dtype=np.uint8), name="GROUPDQ")],
+        "big-endian and float64": [fits.PrimaryHDU(rng.normal(size=(5, 5)).astype(">f8")),
+                                   fits.ImageHDU(rng.integers(-9, 9, (4, 4), dtype=np.int16))],
+        "header only": [primary.copy(), fits.ImageHDU(name="EMPTY")],
+    }
+
+
+@pytest.mark.parametrize("name", list(_products()))
+def test_write_fits_bytes_equal_astropy(tmp_path: Path, name: str) -> None:
+    """The one-pass writer writes exactly the bytes of astropy's add_checksum + writeto,
+    and its sha256 and size are the file's."""
+    import hashlib
+
+    from astropy.io import fits
+
+    from obsflow.fileio import write_fits_hashed
+
+    ours = fits.HDUList(_products()[name])
+    written = write_fits_hashed(ours, tmp_path / "ours.fits", stamp="t")
+    theirs = fits.HDUList(_products()[name])
+    for hdu in theirs:
+        hdu.add_checksum(when="t")
+    theirs.writeto(tmp_path / "astropy.fits", checksum=False)
+    data = written.path.read_bytes()
+    assert data == (tmp_path / "astropy.fits").read_bytes()
+    assert written.sha256 == hashlib.sha256(data).hexdigest() and written.size == len(data)
+    with fits.open(written.path, checksum=True) as hdul:
+        assert len(hdul) == len(ours)

@@ -160,17 +160,53 @@ def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
 
 
 def write_fits_hashed(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Written:
-    """:func:`write_fits`, also hashing the file once, before it is renamed into place.
+    """:func:`write_fits`, also hashing the file as it is written.
 
-    The sha256 is computed from the temporary file just written (still in the
-    page cache), so a product is hashed once in its life: by its writer.
+    Image HDUs (plain arrays) are converted to their big-endian disk form
+    once; that one buffer gives DATASUM (:class:`obsflow.fitschecksum.DataSum`),
+    feeds the sha256 and is written, so a product is converted, summed and
+    hashed in one pass, by its writer.  Other HDUs (tables) are serialized
+    by astropy.  The bytes are those astropy's ``writeto`` writes after
+    ``add_checksum(when=stamp)`` (tests/test_fileio.py compares them).
     """
-    for hdu in hdul:
-        hdu.add_checksum(when=stamp)  # sets DATASUM too, computing it once
-    with atomic_path(Path(path)) as tmp:
-        hdul.writeto(tmp, checksum=False)
-        digest, size = sha256_file(tmp), tmp.stat().st_size
-    return Written(Path(path), digest, size)
+    digest, size = hashlib.sha256(), 0
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        for index, hdu in enumerate(hdul):
+            for chunk in _hdu_bytes(hdu, stamp, primary=index == 0):
+                digest.update(chunk)
+                fh.write(chunk)
+                size += len(chunk)
+    return Written(Path(path), digest.hexdigest(), size)
+
+
+def _hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, stamp: str,
+               primary: bool) -> list[bytes | memoryview]:
+    """The bytes of one HDU as FITS stores it, with CHECKSUM and DATASUM set."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    from obsflow.fitschecksum import DataSum, disk_form, set_checksum
+
+    if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
+        data = hdu.data
+        if data is None:
+            set_checksum(hdu.header, 0, stamp)
+            return [hdu.header.tostring().encode("ascii")]
+        unsigned = data.dtype.kind == "u" and data.dtype.itemsize > 1
+        bzero = 1 << (8 * data.dtype.itemsize - 1) if unsigned else 0
+        if type(data) is np.ndarray and hdu.header.get("BSCALE", 1) == 1 \
+                and hdu.header.get("BZERO", 0) == bzero:
+            raw = disk_form(data).reshape(-1).view(np.uint8)
+            total = DataSum()
+            total.update(raw)
+            set_checksum(hdu.header, total.value, stamp)
+            return [hdu.header.tostring().encode("ascii"), raw.data, bytes(-raw.size % 2880)]
+    hdu.add_checksum(when=stamp)  # a table (or a scaled image): astropy serializes it
+    buffer = io.BytesIO()
+    fits.HDUList([hdu] if primary else [fits.PrimaryHDU(), hdu]).writeto(buffer, checksum=False)
+    return [buffer.getvalue() if primary else buffer.getvalue()[2880:]]  # past the empty primary
 
 
 def sha256_file(path: Path, chunk_bytes: int = 8 << 20) -> str:

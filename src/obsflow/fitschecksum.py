@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["DataSum", "checksum_of", "set_checksum"]
+__all__ = ["DataSum", "checksum_of", "disk_form", "set_checksum"]
 
 _MASK = 0xFFFFFFFF
 _EXCLUDE = frozenset(range(0x3A, 0x41)) | frozenset(range(0x5B, 0x61))
@@ -49,15 +49,7 @@ class DataSum:
     def update(self, block: np.ndarray | bytes) -> None:
         """Add the next block of the data unit."""
         if isinstance(block, np.ndarray):
-            if block.dtype.kind == "u" and block.dtype.itemsize > 1:
-                signed = np.dtype(f"i{block.dtype.itemsize}")
-                native = block.astype(block.dtype.newbyteorder("="), copy=False)
-                values = (native ^ np.array(1 << (8 * block.dtype.itemsize - 1),
-                                            native.dtype)).view(signed)
-            else:
-                values = block
-            be = values.astype(values.dtype.newbyteorder(">"), copy=False)
-            raw = np.ascontiguousarray(be).view(np.uint8).reshape(-1)
+            raw = disk_form(block).reshape(-1).view(np.uint8)
         else:
             raw = np.frombuffer(block, np.uint8)
         if self._carry:
@@ -77,6 +69,19 @@ class DataSum:
         """The 32-bit DATASUM of everything fed so far (as if zero-padded)."""
         tail = self._carry + bytes(4 - len(self._carry)) if self._carry else b""
         return _fold(self._total + int.from_bytes(tail, "big")) if tail else _fold(self._total)
+
+
+def disk_form(values: np.ndarray) -> np.ndarray:
+    """``values`` as FITS stores them: big-endian, C-contiguous; unsigned integers of 16
+    bits or more as signed with the BZERO offset 2**(bits - 1) (astropy's convention).
+
+    No copy when ``values`` already are in that form.
+    """
+    if values.dtype.kind == "u" and values.dtype.itemsize > 1:
+        native = values.astype(values.dtype.newbyteorder("="), copy=False)
+        flip = native.dtype.type(1 << (8 * values.dtype.itemsize - 1))
+        values = (native ^ flip).view(f"i{values.dtype.itemsize}")
+    return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder(">"))
 
 
 def _encode(value: int) -> str:

@@ -15,11 +15,12 @@ _PROBE = textwrap.dedent("""
     import numpy as np
     from astropy.io import fits
 
-    from obsflow.calibrate import jumps, ramps
+    from obsflow.calibrate import corrections, jumps, ramps
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
-    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows}
+    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows,
+               "_horner_inplace": corrections._horner_inplace}
 
     def signatures():
         return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
@@ -41,8 +42,12 @@ _PROBE = textwrap.dedent("""
         return arr
     gain = ref("gain")
     nframes = 1
-    read_noise = np.sqrt(ref("readnoise").astype(np.float64) ** 2
-                         + nframes * QUANTIZATION_VAR).astype(np.float32)  # Work.read_noise
+    rn = ref("readnoise").astype(np.float32)
+    read_noise = np.sqrt(rn * rn + np.float32(nframes * QUANTIZATION_VAR))  # Work.read_noise
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.array([0.0, 1.0, 1e-6, 0.0, 0.0]),
+                                                   name="COEFFS")]).writeto(folder / "lin")
+    with fits.open(folder / "lin", memmap=False) as hdul:
+        coeffs = hdul["COEFFS"].data  # as steps.Work.ref reads LINEARITY: big-endian float64
 
     rng = np.random.default_rng(3)
     found, finite = 0, True
@@ -50,6 +55,7 @@ _PROBE = textwrap.dedent("""
         counts = np.cumsum(rng.poisson(40.0, shape), axis=1) + 9000  # raw DN
         data = counts.astype(np.uint16).astype(np.float32)  # level1.data.astype(np.float32)
         data[:, 2:, 5, 7] += 800.0  # a cosmic ray in every integration
+        corrections.correct_linearity_inplace(data, coeffs)
         groupdq = np.zeros(data.shape, np.uint8)
         groupdq = jumps.detect_jumps(data, groupdq, read_noise=read_noise, gain=gain,
                                      nframes=nframes, groupgap=0, threshold=4.0,
@@ -68,7 +74,7 @@ def test_warm_up_compiles_what_real_data_uses(tmp_path: Path) -> None:
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got["before"] == {"_jump_rows": [], "_fit_rows": []}
+    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_horner_inplace": []}
     assert all(len(sigs) >= 1 for sigs in got["warmed"].values()), got["warmed"]
     assert got["after"] == got["warmed"]  # nothing new compiled for the real call
     # the probe is the real thing: big-endian references, a jump found, rates fitted

@@ -10,6 +10,7 @@ shape, ``pixeldq`` uint32 (ny, nx), reference images (ny, nx).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
@@ -109,16 +110,46 @@ def correct_linearity_inplace(data: np.ndarray, coeffs: np.ndarray) -> None:
         Bias-subtracted DN; modified.
     coeffs : ndarray, (ncoeffs,) or (ncoeffs, ny, nx)
         Polynomial coefficients, lowest order first (LINEARITY COEFFS).
+
+    The polynomial is evaluated by Horner's rule in float32, one pass over
+    the cube in compiled code.
     """
     c = np.asarray(coeffs, np.float32)
-    for i in range(data.shape[0]):
-        for g in range(data.shape[1]):
-            plane = data[i, g]
-            acc = np.full_like(plane, 0.0) + c[-1]
-            for k in range(len(c) - 2, -1, -1):
-                acc *= plane
-                acc += c[k]
-            plane[...] = acc
+    if c.ndim == 1:
+        c = c[:, None, None]
+    if c.ndim != 3 or c.shape[1:] not in ((1, 1), data.shape[2:]):
+        raise CalibrationError(f"linearity coefficients of shape {np.shape(coeffs)} do not fit "
+                               f"data of shape {data.shape}: expected (ncoeffs,) or "
+                               f"(ncoeffs, {data.shape[2]}, {data.shape[3]})")
+    _horner_inplace(data, np.ascontiguousarray(c))
+
+
+@njit(cache=True, nogil=True)
+def _horner_inplace(data: np.ndarray, c: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``data <- sum_k c[k] data**k`` per pixel; ``c`` (ncoeffs, ny, nx) or (ncoeffs, 1, 1).
+
+    Horner's rule one coefficient at a time along a whole detector row (a
+    loop the compiler vectorises; per pixel it would wait on each multiply-add).
+    """
+    nints, ngroups, ny, nx = data.shape
+    nc = c.shape[0]
+    per_pixel = c.shape[1] > 1
+    acc = np.empty(nx, np.float32)
+    for i in range(nints):
+        for g in range(ngroups):
+            for y in range(ny):
+                row = data[i, g, y]
+                cy = y if per_pixel else 0
+                for k in range(nc - 1, -1, -1):
+                    if per_pixel:
+                        ck = c[k, cy]
+                        for x in range(nx):
+                            acc[x] = ck[x] if k == nc - 1 else acc[x] * row[x] + ck[x]
+                    else:
+                        ck0 = c[k, 0, 0]
+                        for x in range(nx):
+                            acc[x] = ck0 if k == nc - 1 else acc[x] * row[x] + ck0
+                row[:] = acc
 
 
 def linearize(data: np.ndarray, coeffs: np.ndarray) -> np.ndarray:

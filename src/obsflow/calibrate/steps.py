@@ -68,9 +68,9 @@ class Work:
         """
         key = f"effective READNOISE {self.group_var_extra!r}"
         if key not in self._arrays:
-            rn = self.ref("READNOISE").astype(np.float64)
-            self._arrays[key] = np.sqrt(rn**2 + self.meta.nframes * self.group_var_extra
-                                        ).astype(np.float32)
+            rn = self.ref("READNOISE").astype(np.float32)
+            extra = np.float32(self.meta.nframes * self.group_var_extra)
+            self._arrays[key] = np.sqrt(rn * rn + extra)
         return self._arrays[key]
 
     def ref(self, reftype: str) -> np.ndarray:

@@ -219,18 +219,54 @@ class SiteRefs:
         found = self.context()
         return list(found.records) if found is not None else []
 
+    def sha256_of(self, record: RefRecord) -> str:
+        """The sha256 of a record's file, as registered at delivery."""
+        return record.sha256
+
 
 class FolderRefs:
-    """Every valid reference file in a folder, unregistered (sha256 left empty: computed on use)."""
+    """Every valid reference file in a folder, unregistered.
+
+    Each file is read (headers only) once per version (inode, size,
+    modification time): calibrating many exposures with one ``FolderRefs``
+    reads the folder once, and a file added or replaced is seen by the next
+    :meth:`records`.  The records' sha256 is left empty; :meth:`sha256_of`
+    computes it on use, once per file version.
+    """
 
     def __init__(self, folder: Path, profile: Profile) -> None:
         self.folder, self.profile = Path(folder), profile
+        self._read: dict[Path, tuple[tuple[int, int, int], RefRecord | None]] = {}
+        self._hashes: dict[tuple[Path, int, int, int], str] = {}
 
     def records(self) -> list[RefRecord]:
         out = []
         for path in sorted(self.folder.glob("*.fits")):
             try:
-                out.append(read_record(path, self.profile))
-            except ReferenceFileError as exc:
-                logger.warning("not a usable reference file, ignored: %s", exc)
+                version = _version(path)
+            except FileNotFoundError:
+                continue
+            known = self._read.get(path)
+            if known is None or known[0] != version:
+                try:
+                    known = (version, read_record(path, self.profile))
+                except ReferenceFileError as exc:
+                    logger.warning("not a usable reference file, ignored: %s", exc)
+                    known = (version, None)
+                self._read[path] = known
+            if known[1] is not None:
+                out.append(known[1])
         return out
+
+    def sha256_of(self, record: RefRecord) -> str:
+        """The sha256 of a record's file (hashed once per file version)."""
+        key = (record.path, *_version(record.path))
+        if key not in self._hashes:
+            self._hashes[key] = sha256_file(record.path)
+        return self._hashes[key]
+
+
+def _version(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is replaced or rewritten: inode, size, mtime (ns)."""
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
