@@ -15,12 +15,12 @@ _PROBE = textwrap.dedent("""
     import numpy as np
     from astropy.io import fits
 
-    from obsflow.calibrate import corrections, jumps, ramps
+    from obsflow.calibrate import corrections, jumps, ramps, regions
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
     KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows,
-               "_horner_inplace": corrections._horner_inplace}
+               "_horner_inplace": corrections._horner_inplace, "_regions": regions._regions}
 
     def signatures():
         return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
@@ -59,7 +59,9 @@ _PROBE = textwrap.dedent("""
         groupdq = np.zeros(data.shape, np.uint8)
         groupdq = jumps.detect_jumps(data, groupdq, read_noise=read_noise, gain=gain,
                                      nframes=nframes, groupgap=0, threshold=4.0,
-                                     options=jumps.JumpOptions(), out=groupdq)
+                                     options=jumps.JumpOptions(large_events=True,
+                                                               large_event_min_area=1),
+                                     out=groupdq)
         fit = ramps.fit_ramps(data, groupdq, read_noise=read_noise, gain=gain,
                               frame_time=10.0, group_time=10.0, nframes=nframes, groupgap=0)
         found += int((groupdq != 0).sum())
@@ -74,7 +76,8 @@ def test_warm_up_compiles_what_real_data_uses(tmp_path: Path) -> None:
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_horner_inplace": []}
+    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_horner_inplace": [],
+                             "_regions": []}
     assert all(len(sigs) >= 1 for sigs in got["warmed"].values()), got["warmed"]
     assert got["after"] == got["warmed"]  # nothing new compiled for the real call
     # the probe is the real thing: big-endian references, a jump found, rates fitted

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-from scipy import ndimage
 
 from obsflow.calibrate._numeric import (
     DNU_U8,
@@ -61,6 +60,7 @@ from obsflow.calibrate._numeric import (
     sort_inplace,
     sorting_network,
 )
+from obsflow.calibrate.regions import flagged_regions
 from obsflow.exceptions import CalibrationError
 
 __all__ = ["JumpOptions", "detect_jumps", "flag_large_events_inplace"]
@@ -456,17 +456,14 @@ def flag_large_events_inplace(groupdq: np.ndarray, min_area: int, expand: float)
         Number of large events found.
     """
     nints, ngroups, ny, nx = groupdq.shape
-    structure = np.ones((3, 3), bool)
+    slot = np.empty(ny * nx, np.int64)
     count = 0
     for i in range(nints):
         for g in range(1, ngroups):
             plane = groupdq[i, g]
-            mask = (plane & JUMP_U8) != 0
-            idx = np.flatnonzero(mask)
+            idx, lab, n = flagged_regions(plane, JUMP_U8, slot)
             if idx.size < min_area:
                 continue
-            labels, n = ndimage.label(mask, structure=structure)
-            lab = labels.ravel()[idx]
             areas = np.bincount(lab, minlength=n + 1)
             areas[0] = 0
             big = np.flatnonzero(areas >= min_area)

@@ -407,16 +407,18 @@ def warm_up() -> None:
 
     Numba loads a cached kernel on its first call in a process (~0.3 s for
     all of them); a worker calls this once at start so its first exposure
-    does not pay for it.  Runs linearity, jumps and the fit on a tiny synthetic ramp with the array
+    does not pay for it.  Runs linearity, jumps, large-event regions and the fit on a tiny synthetic ramp with the array
     types real data has (float32 cube, uint8 DQ, float32 maps).
     """
     from obsflow.calibrate.corrections import correct_linearity_inplace
     from obsflow.calibrate.jumps import detect_jumps
     from obsflow.calibrate.ramps import fit_ramps
+    from obsflow.calibrate.regions import flagged_regions
 
     shape = (1, 6, 4, 4)
     data = np.cumsum(np.full(shape, 10.0, dtype=np.float32), axis=1)
     correct_linearity_inplace(data, np.array([0.0, 1.0, 0.0]))
+    flagged_regions(np.zeros(shape[2:], np.uint8), 4)
     groupdq = np.zeros(shape, dtype=np.uint8)
     noise, gain = np.full(shape[2:], 5.0, np.float32), np.full(shape[2:], 2.0, np.float32)
     detect_jumps(data, groupdq, read_noise=noise, gain=gain, nframes=1)
