@@ -461,7 +461,7 @@ def flag_large_events_inplace(groupdq: np.ndarray, min_area: int, expand: float)
     for i in range(nints):
         for g in range(1, ngroups):
             plane = groupdq[i, g]
-            idx, lab, n = flagged_regions(plane, JUMP_U8, slot)
+            idx, lab, n = flagged_regions(plane, int(JUMP_U8), slot)
             if idx.size < min_area:
                 continue
             areas = np.bincount(lab, minlength=n + 1)
