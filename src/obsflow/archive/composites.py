@@ -43,7 +43,8 @@ Picks = list[tuple[Product, Exposure]]
 def _best_per_filter(session: Session, program: str, target: str) -> Picks:
     rows = session.execute(
         select(Product, Exposure).join(Exposure, Product.exposure_id == Exposure.id)
-        .where(Exposure.program == program, Exposure.target_name == target, Product.is_latest)
+        .where(Exposure.program == program, Exposure.target_name == target, Product.is_latest,
+               Product.dataproduct_type.in_(("image", "cube")))  # never a light curve
         .order_by(case((Product.dataproduct_type == "image", 0), else_=1),
                   Product.calib_level.desc(), Product.created.desc(), Product.id.desc())
     ).all()

@@ -22,7 +22,8 @@ from PIL import Image
 from obsflow.exceptions import ProductFileError
 
 __all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "THUMB_SIZE", "Rendered",
-           "block_mean", "composite_rgb", "preview_array", "render_previews", "stretch"]
+           "block_mean", "composite_rgb", "image_previews", "preview_array", "render_previews",
+           "stretch"]
 
 PREVIEW_SIZE = 1024
 """Longest side of a PNG/JPEG preview at most, pixels (larger images are block-averaged)."""
@@ -122,6 +123,19 @@ def render_previews(sci: np.ndarray) -> list[Rendered]:
     """PNG, JPEG and thumbnail (JPEG) of a SCI array."""
     pixels = stretch(block_mean(preview_array(sci)))[::-1]
     return _encode_all(Image.fromarray(np.ascontiguousarray(pixels)))
+
+
+def image_previews(data: bytes, name: str) -> list[Rendered]:
+    """PNG, JPEG and thumbnail (JPEG) of an image already drawn (a light curve's plot).
+
+    ``ProductFileError`` naming ``name`` when ``data`` is not an image PIL reads.
+    """
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (OSError, ValueError) as exc:
+        raise ProductFileError(f"{name}: not a readable image ({exc})") from exc
+    return _encode_all(image.convert("RGB"))
 
 
 def composite_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> list[Rendered]:

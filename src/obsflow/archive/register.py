@@ -16,6 +16,11 @@ Each product is stored once: a file already inside a local store (the
 pipeline writes into ``products/<run>/...``) is registered where it is;
 anything else is copied to the store key ``ref.relpath()``.  Previews are
 rendered and the copy made before the transaction, which only writes rows.
+
+A product that is a table, not FITS (a time series's light curve, ``phot``,
+ECSV: :mod:`obsflow.archive.lightcurves`), is described by its exposure's
+row, which its input's registration made: it joins that exposure (and its
+release date), with the table's media type and the light curve as preview.
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ from sqlalchemy.orm import Session
 from obsflow import __version__
 from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
+from obsflow.archive.lightcurves import (
+    TABLE_KINDS,
+    read_table_product,
+    table_previews,
+    table_reference,
+)
 from obsflow.archive.policy import release_date, utcnow
 from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
 from obsflow.archive.schema import (
@@ -227,7 +238,7 @@ def _meta(path: Path, primary: fits.Header) -> ExposureMeta:
 
 
 def _kind(path: Path) -> str:
-    stem = path.name.removesuffix(".fits").removesuffix(".gz")
+    stem = path.name.removesuffix(".ecsv").removesuffix(".fits").removesuffix(".gz")
     kind = stem.rsplit("_", 1)[-1] if "_" in stem else ""
     if kind not in KINDS:
         raise UnknownOptionError(f"product kind (file-name suffix) of {path.name}", kind, KINDS)
@@ -260,6 +271,12 @@ def registration_from_file(path: Path | str) -> Registration:
     if not path.is_file():
         raise ProductFileError(f"{path}: no such file")
     kind = _kind(path)
+    if kind in TABLE_KINDS:  # a table carries its reference and provenance in its metadata
+        table_ref, prov = table_reference(path, read_table_product(path))
+        if table_ref.kind != kind:
+            raise ProductFileError(f"{path.name}: product kind {table_ref.kind!r} does not match "
+                                   f"the file-name suffix {kind!r}")
+        return Registration(path, table_ref, prov, sha256_file(path), path.stat().st_size)
     read = _read_product(path, verify=True)
     meta = _meta(path, read.primary)
     ref: ProductRef | None = None
@@ -331,12 +348,16 @@ def _upsert_exposure(session: Session, meta: ExposureMeta, values: dict[str, Any
 
 @dataclass(frozen=True)
 class _Staged:
-    """A registration ready for the catalog: metadata, footprint, store key and previews."""
+    """A registration ready for the catalog: metadata, footprint, store key and previews.
+
+    ``meta`` and ``footprint`` are None for a table product (its exposure's row
+    describes it)."""
 
     reg: Registration
-    meta: ExposureMeta
-    footprint: Footprint
-    ndim: int
+    meta: ExposureMeta | None
+    footprint: Footprint | None
+    dataproduct_type: str
+    content_type: str
     key: str
     previews: list[tuple[Rendered, str]]
 
@@ -354,20 +375,38 @@ def _store_key(settings: ArchiveSettings, reg: Registration) -> str:
     return key
 
 
-def _stage(settings: ArchiveSettings, reg: Registration, read: _Read) -> _Staged:
+def _put_previews(settings: ArchiveSettings, reg: Registration,
+                  images: list[Rendered]) -> list[tuple[Rendered, str]]:
+    out = []
+    for image in images:
+        key = (f"previews/{reg.ref.data_id.basename}_{reg.ref.kind}_{reg.sha256[:16]}"
+               f"{IMAGE_SUFFIXES[image.kind]}")
+        settings.store.put_bytes(image.data, key)
+        out.append((image, key))
+    return out
+
+
+def _stage_fits(settings: ArchiveSettings, reg: Registration, read: _Read) -> _Staged:
     meta = _meta(reg.path, read.primary)
     if meta.data_id != reg.ref.data_id:
         raise ProductFileError(f"{reg.path.name}: its header describes {meta.basename}, its "
                                f"reference {reg.ref.data_id.basename}")
     key = _store_key(settings, reg)
-    previews = []
-    for image in render_previews(read.data):
-        preview_key = (f"previews/{meta.basename}_{reg.ref.kind}_{reg.sha256[:16]}"
-                       f"{IMAGE_SUFFIXES[image.kind]}")
-        settings.store.put_bytes(image.data, preview_key)
-        previews.append((image, preview_key))
+    previews = _put_previews(settings, reg, render_previews(read.data))
+    ndim = int(read.sci_header["NAXIS"])
     return _Staged(reg, meta, footprint_from_header(read.sci_header, read.primary),
-                   int(read.sci_header["NAXIS"]), key, previews)
+                   "image" if ndim == 2 else "cube", "application/fits", key, previews)
+
+
+def _stage(settings: ArchiveSettings, reg: Registration, verify: bool) -> _Staged:
+    """Read, store and preview one product before the catalog transaction."""
+    if reg.ref.kind not in TABLE_KINDS:
+        return _stage_fits(settings, reg, _read_product(reg.path, verify))
+    table = read_table_product(reg.path, reg.ref.uuid)
+    dataproduct_type, content_type = TABLE_KINDS[reg.ref.kind]
+    key = _store_key(settings, reg)
+    previews = _put_previews(settings, reg, table_previews(reg.path, table))
+    return _Staged(reg, None, None, dataproduct_type, content_type, key, previews)
 
 
 # -- the catalog transaction -------------------------------------------------------------------
@@ -398,7 +437,8 @@ def _add_version(session: Session, exposure: Exposure, staged: _Staged,
     row = Product(
         product_id=f"{exposure.obs_id}_{kind}_v{version}", uuid=reg.ref.uuid, run=reg.ref.run,
         exposure_id=exposure.id, kind=kind, level=level, calib_level=calib, version=version,
-        is_latest=True, dataproduct_type="image" if staged.ndim == 2 else "cube",
+        is_latest=True, dataproduct_type=staged.dataproduct_type,
+        content_type=staged.content_type,
         filename=reg.path.name, path=staged.key, size=reg.size, sha256=reg.sha256,
         created=when, software_version=prov.software[:32], recipe=prov.recipe[:128],
         reference_files=json.dumps([f"{r.reftype}={r.name}" for r in prov.references]),
@@ -413,15 +453,27 @@ def _add_version(session: Session, exposure: Exposure, staged: _Staged,
     return row
 
 
+def _known_exposure(session: Session, reg: Registration) -> Exposure:
+    basename = reg.ref.data_id.basename
+    row = session.scalar(select(Exposure).where(Exposure.obs_id == basename))
+    if row is None:
+        raise ArchiveError(f"{reg.path.name}: exposure {basename} is not in the archive "
+                           "(register the product it was made from first)")
+    return row
+
+
 def _commit_one(session: Session, settings: ArchiveSettings, staged: _Staged,
                 now: datetime | None) -> ProductRecord:
     meta = staged.meta
     run = staged.reg.ref.run
     if session.get(Run, run) is None:  # (campaigns and sites create theirs beforehand)
         ensure_run(session, run, run if run in ("manual", "ingest", "legacy") else "prompt")
-    program = _ensure_program(session, meta, settings)
-    exposure = _upsert_exposure(session, meta,
-                                _exposure_values(meta, staged.footprint, program, settings))
+    if meta is None or staged.footprint is None:  # a table: its exposure is there already
+        exposure = _known_exposure(session, staged.reg)
+    else:
+        program = _ensure_program(session, meta, settings)
+        exposure = _upsert_exposure(session, meta,
+                                    _exposure_values(meta, staged.footprint, program, settings))
     same = session.scalar(select(Product).where(Product.uuid == staged.reg.ref.uuid))
     if same is not None:
         return _record(same, exposure, created=False)
@@ -504,11 +556,12 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
                     done[reg.ref.uuid] = found
                 else:
                     todo.append(reg)
-        staged = [_stage(cfg, reg, _read_product(reg.path, verify)) for reg in todo]
+        staged = [_stage(cfg, reg, verify) for reg in todo]
         for record in _commit_all(archive, cfg, staged, now) if staged else []:
             done[record.uuid] = record
-        metas = [s.meta for s in staged] or [_meta(r.path, _read_product(r.path, False).primary)
-                                             for r in registrations[:1]]
+        images = [r for r in registrations if r.ref.kind not in TABLE_KINDS]
+        metas = [s.meta for s in staged if s.meta is not None] or [
+            _meta(r.path, _read_product(r.path, False).primary) for r in images[:1]]
         _refresh_composites(archive, cfg, metas)  # (also after a crash between commit and this)
         return [done[reg.ref.uuid] for reg in registrations]
 
@@ -537,7 +590,8 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         found = _registered(session, reg.ref.uuid)
         if found is not None:
             return found
-        staged = _stage(cfg, reg, _read_product(reg.path, verify=False))
+        staged = _stage(cfg, reg, verify=False)
         record = _commit_one(session, cfg, staged, now)
-        refresh_composite(session, cfg, staged.meta.program, staged.meta.target)
+        if staged.meta is not None:
+            refresh_composite(session, cfg, staged.meta.program, staged.meta.target)
         return record

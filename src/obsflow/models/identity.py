@@ -24,13 +24,17 @@ from typing import Any
 from obsflow.exceptions import DataModelError, ProductFileError
 from obsflow.models.metadata import product_basename
 
-__all__ = ["PRODUCT_KINDS", "RUN_NAME", "DataId", "ProductRef", "check_run_name"]
+__all__ = ["PRODUCT_EXTENSIONS", "PRODUCT_KINDS", "RUN_NAME", "DataId", "ProductRef", "check_run_name"]
 
 PRODUCT_KINDS: dict[str, tuple[str, int]] = {
     "uncal": ("1", 1), "rate": ("2a", 2), "rateints": ("2a", 2), "cal": ("2b", 2),
-    "i2d": ("3", 3), "crf": ("3", 3),
+    "i2d": ("3", 3), "crf": ("3", 3), "phot": ("3", 3),
 }
 """Product kind (file-name suffix) -> (data level, ObsCore calib_level)."""
+
+PRODUCT_EXTENSIONS: dict[str, str] = {"phot": ".ecsv"}
+"""File extension of the kinds that are not FITS (every other kind: ``.fits``).
+A ``phot`` product is a time series's light curve, an ECSV table (:mod:`obsflow.tso`)."""
 
 _NAMESPACE = uuid.UUID("5b0c6f2e-8d2e-4e59-9a51-0b5f1c7e9d10")
 """Namespace of obsflow's name-based product UUIDs (fixed forever)."""
@@ -123,8 +127,8 @@ class ProductRef:
 
     @property
     def filename(self) -> str:
-        """The product's file name, ``<basename>_<kind>.fits``."""
-        return f"{self.data_id.basename}_{self.kind}.fits"
+        """The product's file name, ``<basename>_<kind>.fits`` (``.ecsv`` for a ``phot`` table)."""
+        return f"{self.data_id.basename}_{self.kind}{PRODUCT_EXTENSIONS.get(self.kind, '.fits')}"
 
     def relpath(self) -> str:
         """Where the file lives under the products folder (``/``-separated).

@@ -15,7 +15,13 @@ calibrate  the Level-1 product: ``ref``,         register the Level-1 product,
            folder), ``version``, ``exposure_id``,  :data:`PROMPT_RUN`; one
            ``sha256``, ``size``, ``provenance``    ``register`` child per output
 register   one output: ``ref``, ``product``,       register it in the archive
-           ``sha256``, ``size``, ``provenance``    (linked to its input)
+           ``sha256``, ``size``, ``provenance``    (linked to its input); a
+                                                   time series's ``_rateints``
+                                                   gets a ``lightcurve`` child
+lightcurve the ``_rateints`` of a time series      stage 3: photometry with the
+           (as ``register``)                       ingested ephemeris, transit
+                                                   fit, ``_phot.ecsv`` + PNG,
+                                                   registered (level 3)
 reprocess  ``campaign``, ``item``, ``run``,        remake one exposure's planned
            ``context``, ``kinds``, ``source``      products in a campaign's run
            (the Level-1 product), ``replaces``     (:mod:`obsflow.reprocess.campaign`)
@@ -50,8 +56,8 @@ from obsflow.models.identity import ProductRef
 from obsflow.models.provenance import Provenance
 from obsflow.orchestrate.jobs import JobSpec
 
-__all__ = ["ARCHIVED_KINDS", "HANDLERS", "PROMPT_RUN", "JobContext", "Result", "archive_of",
-           "calibrate_spec", "program_spec",
+__all__ = ["ARCHIVED_KINDS", "HANDLERS", "PROMPT_RUN", "TIME_SERIES_RECIPE", "JobContext",
+           "Result", "archive_of", "calibrate_spec", "lightcurve_specs", "program_spec",
            "registration_of", "registration_inputs", "run_handler"]
 
 PROMPT_RUN = "prompt"
@@ -59,7 +65,11 @@ PROMPT_RUN = "prompt"
 
 ARCHIVED_KINDS = ("uncal", "rate", "rateints", "cal")
 """Products archived per exposure: the Level-1 input (registered by the calibrate job
-itself, before its outputs link to it) and each output (a ``register`` job each)."""
+itself, before its outputs link to it) and each output (a ``register`` job each); a
+time series also gets its light curve, ``phot`` (a ``lightcurve`` job)."""
+
+TIME_SERIES_RECIPE = "timeseries"
+"""The calibration recipe of time-series exposures: their ``_rateints`` get a light curve."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,15 @@ def register_spec(inputs: dict[str, Any]) -> JobSpec:
     collided with a concurrent one.
     """
     return JobSpec("register", f"register:{inputs['ref']['uuid']}", inputs)
+
+
+def lightcurve_specs(inputs: dict[str, Any], priority: int = 0) -> list[JobSpec]:
+    """The ``lightcurve`` job of a registered product (``inputs`` as :func:`registration_inputs`
+    makes them), keyed by its UUID: one for a time series's ``_rateints``, else none."""
+    if (inputs["ref"]["kind"] != "rateints"
+            or inputs["provenance"].get("recipe") != TIME_SERIES_RECIPE):
+        return []
+    return [JobSpec("lightcurve", f"lightcurve:{inputs['ref']['uuid']}", inputs, priority)]
 
 
 def program_spec(program: str, pi_name: str, title: str,
@@ -197,7 +216,14 @@ def _register(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 
     record = register_outputs(archive_of(ctx), [registration_of(ctx.cfg, inputs)])[0]
     return Result({"product_id": record.product_id, "version": record.version,
-                   "created": record.created, "store_key": record.store_key})
+                   "created": record.created, "store_key": record.store_key},
+                  lightcurve_specs(inputs))
+
+
+def _lightcurve(ctx: JobContext, inputs: dict[str, Any]) -> Result:
+    from obsflow.tso.job import make_light_curve
+
+    return make_light_curve(ctx, inputs)
 
 
 def _reprocess(ctx: JobContext, inputs: dict[str, Any]) -> Result:
@@ -216,6 +242,7 @@ HANDLERS: dict[str, Callable[[JobContext, dict[str, Any]], Result]] = {
     "program": _program,
     "calibrate": _calibrate,
     "register": _register,
+    "lightcurve": _lightcurve,
     "reprocess": _reprocess,
     "noop": _noop,
 }

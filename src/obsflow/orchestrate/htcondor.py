@@ -9,7 +9,8 @@ schedd is reachable.  The DAG::
 
     calibrate:N  (one node per Level-1 product; VARS job_id, token, product)
         │  OneToOne
-    register:N   (runs every register job the calibrate job enqueued)
+    register:N   (runs every register job the calibrate job enqueued, then the
+                  lightcurve job a time series's _rateints enqueues)
 
     reprocess:M  (one node per campaign item; it registers its own outputs)
 

@@ -13,7 +13,8 @@ By hand, or from an HTCondor DAG node::
 
 Without ``--token`` the job must be ``pending``; it is claimed first.
 ``--children-of`` runs every pending job whose parent is ``ID`` (the
-register jobs of a calibrate job).  Exit status 0 when every job run is
+register jobs of a calibrate job), then their pending children, and so on
+(the ``lightcurve`` job of a time series's ``_rateints``).  Exit status 0 when every job run is
 done, 1 otherwise.
 """
 
@@ -198,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.job is not None:
         outcomes = [_run_by_hand(cfg, args.job, args.token, owner)]
     else:
-        outcomes = [_run_by_hand(cfg, child, None, owner)
-                    for child in _children(cfg, args.children_of)]
+        outcomes, parents = [], [args.children_of]
+        while parents:  # the register jobs, then what they enqueued (a time series's light curve)
+            ran = [_run_by_hand(cfg, child, None, owner)
+                   for parent in parents for child in _children(cfg, parent)]
+            outcomes += ran
+            parents = [o.job_id for o in ran]
     for outcome in outcomes:
         print(f"job {outcome.job_id} ({outcome.kind}): {outcome.state} in "
               f"{outcome.seconds:.2f} s" + (f": {outcome.error}" if outcome.error else ""))

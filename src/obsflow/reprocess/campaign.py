@@ -39,7 +39,7 @@ from obsflow.models.identity import DataId, ProductRef, check_run_name
 from obsflow.models.provenance import Provenance
 from obsflow.orchestrate.jobs import JobSpec, RetryPolicy, enqueue
 from obsflow.orchestrate.tables import Job
-from obsflow.reprocess.plan import Plan
+from obsflow.reprocess.plan import REPROCESSABLE_KINDS, Plan
 from obsflow.reprocess.tables import Campaign, CampaignItem
 
 if TYPE_CHECKING:
@@ -203,6 +203,19 @@ def _changes(engine: Engine, cfg: SiteConfig, replaces: dict[str, int],
             for kind, row in paths.items() if row is not None and kind in written}
 
 
+def _lightcurves(engine: Engine, product_ids: list[str]) -> list[JobSpec]:
+    """The ``lightcurve`` jobs of the registered products ``product_ids`` (a time series's
+    new ``_rateints``), at the campaign's priority."""
+    from obsflow.orchestrate.handlers import lightcurve_specs
+
+    with Session(engine) as session:
+        rows = session.execute(select(Product, Exposure).join(
+            Exposure, Exposure.id == Product.exposure_id).where(
+            Product.product_id.in_(product_ids), Product.kind == "rateints")).all()
+        return [spec for row, exposure in rows
+                for spec in lightcurve_specs(_source_inputs(row, exposure), CAMPAIGN_PRIORITY)]
+
+
 def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     """The ``reprocess`` job: remake one exposure's planned products (module docstring)."""
     from obsflow.archive.register import Registration, register_outputs
@@ -221,16 +234,19 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
         return Result({"skipped": f"campaign {campaign_state}, item {item_state}"})
     started = time.perf_counter()
     source = registration_of(cfg, inputs["source"])
+    # what calibration makes; a planned light curve (phot) is remade by the lightcurve job
+    # the new _rateints enqueues
+    kinds = [k for k in inputs["kinds"] if k in REPROCESSABLE_KINDS]
     done = _registered(engine, [output_ref(kind, source.ref, str(inputs["run"])).uuid
-                                for kind in inputs["kinds"]])
+                                for kind in kinds])
     if done is not None:  # killed after registering them: never remake registered files
         _finish_item(engine, item_id, "done", {"products": done, "resumed": True})
-        return Result({"products": done, "resumed": True})
+        return Result({"products": done, "resumed": True}, _lightcurves(engine, done))
     options = CalibrationOptions(run=str(inputs["run"]), place=in_runs(cfg.products_dir))
     written = calibrate_product(source.path, SiteRefs(cfg.database_url, cfg.refs_dir,
                                                       inputs["context"]),
                                 cfg.load_profile(), options)
-    wanted = {p.ref.kind: p for p in written if p.ref.kind in inputs["kinds"]}
+    wanted = {p.ref.kind: p for p in written if p.ref.kind in kinds}
     for product in written:
         if product.ref.kind not in wanted:
             product.path.unlink(missing_ok=True)  # made along the way, not planned
@@ -242,10 +258,11 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     change = _changes(engine, cfg, inputs["replaces"], wanted)
     records = register_outputs(archive_of(ctx), [
         Registration(p.path, p.ref, p.provenance, p.sha256, p.size) for p in wanted.values()])
-    outputs = {"products": [r.product_id for r in records], "change": change,
+    products = [r.product_id for r in records]
+    outputs = {"products": products, "change": change,
                "seconds": round(time.perf_counter() - started, 3)}
     _finish_item(engine, item_id, "done", outputs)
-    return Result(outputs)
+    return Result(outputs, _lightcurves(engine, products))
 
 
 # -- status, cancel, retry ------------------------------------------------------------------------

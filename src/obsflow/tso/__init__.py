@@ -5,5 +5,7 @@
 * :mod:`obsflow.tso.times` mid-times of integrations in MJD UTC and BJD TDB;
 * :mod:`obsflow.tso.photometry` per-integration aperture photometry of a
   ``_rateints`` product, written as ``_phot.ecsv`` with a light-curve PNG;
-* :mod:`obsflow.tso.fit` the transit fit of a light curve.
+* :mod:`obsflow.tso.fit` the transit fit of a light curve;
+* :mod:`obsflow.tso.product` the ``phot`` product (reference, provenance, ECSV
+  and PNG) the orchestrator's ``lightcurve`` job makes of a ``_rateints``.
 """

@@ -5,24 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from astropy.table import Table
 from rich.console import Console
 
-from obsflow.exceptions import ProductFileError
 from obsflow.fileio import atomic_path
 from obsflow.models.fitsfile import open_fits
 from obsflow.models.level2 import RateInts, read_rateints
 from obsflow.refdata.cli import open_site_option, site_option
 from obsflow.tso.photometry import Apertures, phot_path, photometry, plot_light_curve, write_phot
+from obsflow.tso.product import read_ecsv
 
 __all__ = ["lightcurve_cmd"]
-
-
-def _ephemeris_file(path: Path) -> Table:
-    try:
-        return Table.read(path, format="ascii.ecsv")
-    except Exception as exc:  # astropy raises many kinds for a bad ECSV
-        raise ProductFileError(f"{path}: not a readable ECSV ephemeris: {exc}") from exc
 
 
 def _rateints(path: Path) -> RateInts:
@@ -56,7 +48,7 @@ def lightcurve_cmd(site_dir: Path | None, ephemeris_file: Path | None, radius: f
     if not (0 < radius < annulus[0] < annulus[1]):
         raise click.BadParameter("need 0 < radius < annulus inner < annulus outer",
                                  param_hint="--radius/--annulus")
-    ephemeris = _ephemeris_file(ephemeris_file) if ephemeris_file is not None else None
+    ephemeris = read_ecsv(ephemeris_file, "ECSV ephemeris") if ephemeris_file is not None else None
     site = open_site_option(site_dir) if ephemeris is None else None
     outputs = [phot_path(path) for path in files]  # every name checked before any work
     console = Console(highlight=False)

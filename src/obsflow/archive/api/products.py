@@ -96,15 +96,18 @@ def product_diff(product_id: str, other_product_id: str, session: DbSession, vie
 
 @router.get("/{product_id}/download", summary="Download a product (HTTP Range supported)",
             response_class=Response,
-            responses={200: binary("The whole file", "application/fits"),
+            responses={200: binary("The whole file", "application/fits",
+                                   "text/x-ecsv; charset=utf-8"),
                        206: binary("The requested byte ranges (several: multipart/byteranges)",
-                                   "application/fits", "multipart/byteranges"),
+                                   "application/fits", "text/x-ecsv; charset=utf-8",
+                                   "multipart/byteranges"),
                        **errors(416, 503)})
 async def download(product_id: str, request: Request, session: DbSession, viewer: ViewerDep,
                    now: Now, range_header: Annotated[str | None, Header(alias="range")] = None,
                    if_range: Annotated[str | None, Header(alias="if-range")] = None
                    ) -> Response:
-    """Stream the FITS file; ``X-Checksum-SHA256`` and ``Repr-Digest`` carry its sha256.
+    """Stream the file (FITS; a light curve: ECSV text); ``X-Checksum-SHA256`` and
+    ``Repr-Digest`` carry its sha256.
 
     ``Range`` (GET only, RFC 9110): ``bytes=first-last``, ``bytes=first-`` or
     ``bytes=-suffix``, several separated by commas (answered as
