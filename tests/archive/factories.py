@@ -78,6 +78,25 @@ def write_product(folder: Path, m: ExposureMeta, kind: str = "cal", seed: int = 
     return path
 
 
+def write_light_curve(folder: Path, ref: ProductRef, provenance: Provenance,
+                      n: int = 30) -> Path:
+    """Write ``<basename>_phot.ecsv``: a small light curve (a 1% dip in its middle third) with
+    its reference and provenance in its metadata, as :mod:`obsflow.tso.product` writes it
+    (no PNG beside it: registration draws the preview from the table)."""
+    from astropy.table import Table
+
+    t = 61000.0 + np.arange(n) / 1440.0
+    flux = np.where((np.arange(n) >= n // 3) & (np.arange(n) < 2 * n // 3), 0.99, 1.0) * 1e5
+    table = Table({"integration": np.arange(n), "mjd_utc": t, "bjd_tdb": t + 0.0035,
+                   "flux": flux, "flux_err": np.full(n, 30.0)})
+    table.meta.update({"product": ref.as_dict(), "provenance": provenance.as_dict(),
+                       "transit_fit": {"status": "SKIPPED: a test light curve"}})
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ref.filename
+    table.write(path, format="ascii.ecsv", overwrite=True)
+    return path
+
+
 # -- several versions of products, with provenance and lineage ---------------------------------
 
 PUBLIC_CAL = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}

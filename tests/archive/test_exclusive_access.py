@@ -43,7 +43,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 from tests.archive.conftest import live_server, make_archive
-from tests.archive.factories import meta, write_product
+from tests.archive.factories import meta, write_light_curve, write_product
 
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
@@ -139,6 +139,13 @@ def _register(archive: Archive, folder: Path) -> None:
     # made from a public product: the public product's lineage must not name it
     _product(archive, folder, meta(**SECRET_FIELDS, exposure=9), "i2d", mosaic,
              (cal, secret_cal))
+    # light curves (ECSV, not FITS): hidden with their exposure's data
+    for m, prov, source in ((ramp, public, rate), (secret, hidden, secret_cal)):
+        ref = ProductRef("phot", m.data_id, prov.run)
+        path = write_light_curve(folder / f"phot-{prov.run}", ref, Provenance(
+            prov.run, prov.software, "tso_photometry", prov.context, inputs=(source,),
+            steps=prov.steps))
+        register_product(archive, path, now=NOW - timedelta(days=30))
 
 
 def _secret_values(archive: Archive) -> list[str]:

@@ -37,12 +37,14 @@ from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from tests.archive.conftest import add_people, live_server, make_archive
-from tests.archive.factories import meta, write_product
+from tests.archive.factories import meta, write_light_curve, write_product
 
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.register import register_product
 from obsflow.archive.schema import Composite
+from obsflow.models.identity import ProductRef
+from obsflow.models.provenance import Provenance
 
 NOW = datetime(2026, 6, 1)  # program 01234's data (12 months) is still proprietary
 MAX_EXAMPLES = 6
@@ -80,7 +82,13 @@ def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             path = write_product(folder / "in", meta(**fields, filter=band, exposure=n), seed=n)
             ids.append(register_product(archive, path).product_id)
     ramp = write_product(folder / "in", meta(program="05678", exposure=4), kind="uncal")
-    ids.append(register_product(archive, ramp).product_id)
+    ramp_record = register_product(archive, ramp)
+    ids.append(ramp_record.product_id)
+    source = ProductRef("uncal", meta(program="05678", exposure=4).data_id, ramp_record.run,
+                        ramp_record.uuid)
+    lightcurve = write_light_curve(folder / "in", ProductRef("phot", source.data_id, "prompt"),
+                                   Provenance("prompt", "0.3.0", inputs=(source,)))
+    ids.append(register_product(archive, lightcurve).product_id)  # ECSV: text/x-ecsv downloads
     with archive.session() as session:
         composites = list(session.scalars(Composite.__table__.select().with_only_columns(
             Composite.id)))

@@ -37,6 +37,9 @@ from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import JobContext, run_handler
+from obsflow.orchestrate.worker import policy_of
+from obsflow.reprocess.campaign import start_campaign
+from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
 from obsflow.simulate.plan import TSO_PROGRAM
 from obsflow.simulate.run import SimOptions, SimResult, simulate
 from obsflow.simulate.tso import TsoOptions
@@ -246,3 +249,37 @@ def test_running_again_changes_nothing(site: Site) -> None:
                                 .order_by(Product.id)).all()
     assert after == before
     assert phot.stat().st_mtime_ns == stamp
+
+
+def test_a_campaign_that_remakes_the_rateints_remakes_the_light_curve(site: Site) -> None:
+    """(Runs last: it adds versions.)  A reprocessing campaign over the time-series recipe
+    plans the rateints and, downstream of it, the light curve; the new rateints gets a new
+    phot version in the campaign's run, linked to it, current, still proprietary."""
+    engine = make_engine(site.cfg.database_url)
+    try:
+        plan = plan_reprocessing(engine, PlanCriteria(recipe="timeseries"))
+        planned = Counter(p.kind for p in plan.products)
+        assert planned["rateints"] == 1 and planned["phot"] == 1
+        assert [r["type"] for p in plan.products if p.kind == "phot" for r in p.reasons] == ["input"]
+        name = start_campaign(engine, plan, policy_of(site.cfg), name="tso-again")
+    finally:
+        engine.dispose()
+    assert run_site(site.cfg).total("failed") == 0
+    lightcurves = [j for j in jobs_of(site.cfg) if j.kind == "lightcurve"]
+    assert len(lightcurves) == 2 and {j.state for j in lightcurves} == {"done"}
+    assert min(j.priority for j in lightcurves) < 0  # the campaign's, below fresh data
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        phot = session.scalar(select(Product).where(Product.kind == "phot",
+                                                    Product.is_latest.is_(True)))
+        rateints = session.scalar(select(Product).where(Product.kind == "rateints",
+                                                        Product.is_latest.is_(True)))
+        assert phot is not None and rateints is not None
+        assert (phot.version, phot.run, rateints.run) == (2, name, name)
+        assert session.scalars(select(ProductInput.input_pk).where(
+            ProductInput.product_pk == phot.id)).all() == [rateints.id]
+        new_id = phot.product_id
+    assert site.get(f"/api/products/{new_id}").status_code == 404
+    versions = site.get(f"/api/products/{new_id}", member=True).json()["versions"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert len(Table.read(site.get(f"/api/products/{new_id}/download", member=True).text,
+                          format="ascii.ecsv")) == TSO.nints
