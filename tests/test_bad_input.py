@@ -30,11 +30,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from click.testing import CliRunner
+from tests.archive.factories import BASE, write_light_curve
 
 from obsflow.cli import main
 from obsflow.ingest.cli import SET_ASIDE_EXIT_CODE
+from obsflow.models.identity import ProductRef
 from obsflow.models.level1 import Level1, write_uncal
 from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import Provenance
 from obsflow.site import init_site
 from obsflow.telemetry.packets import encode_packets, secondary_headers
 
@@ -321,6 +324,33 @@ def _lightcurve_cases(ctx: Ctx) -> list[Case]:
     ]
 
 
+def _light_curve_cases(ctx: Ctx) -> list[Case]:
+    """``archive add`` of a light curve (``_phot.ecsv``): its exposure not in the archive, not
+    ECSV, a light-curve column missing, no product reference in its metadata."""
+    garbage = ctx.tmp / "garbage_phot.ecsv"
+    garbage.write_bytes(b"not an ECSV table\n")
+    header = ("# %ECSV 1.0\n# ---\n# datatype:\n" + "".join(
+        f"# - {{name: {c}, datatype: float64}}\n" for c in ("mjd_utc", "bjd_tdb", "flux",
+                                                            "flux_err")))
+    columns = ctx.tmp / "columns_phot.ecsv"
+    columns.write_text(header + "mjd_utc bjd_tdb flux flux_err\n61000.0 61000.1 1.0 0.1\n")
+    unnamed = ctx.tmp / "unnamed_phot.ecsv"
+    unnamed.write_text(header.replace("# datatype:\n", "# datatype:\n# - {name: integration, "
+                                      "datatype: int64}\n")
+                       + "integration mjd_utc bjd_tdb flux flux_err\n0 61000.0 61000.1 1.0 0.1\n")
+    orphan = write_light_curve(ctx.tmp / "orphan", ProductRef("phot", BASE.data_id, "prompt"),
+                               Provenance("prompt", "0.3.0"))
+    add = ["archive", "add", "--site", str(ctx.site)]
+    return [Case([*add, str(orphan)], (orphan.name, "is not in the archive", "register the"),
+                 inputs=[orphan], watched=[ctx.site, orphan.parent]),
+            Case([*add, str(garbage)], (garbage.name, "not a readable _phot.ecsv light curve"),
+                 inputs=[garbage], watched=[ctx.site, ctx.tmp]),
+            Case([*add, str(columns)], (columns.name, "lacks columns ['integration']"),
+                 inputs=[columns], watched=[ctx.site, ctx.tmp]),
+            Case([*add, str(unnamed)], (unnamed.name, "no product reference"),
+                 inputs=[unnamed], watched=[ctx.site, ctx.tmp])]
+
+
 def _init_cases(ctx: Ctx) -> list[Case]:
     latin1 = _bad_profile(ctx, "latin1.toml", b"# r\xe9sum\xe9\n")
     fresh = ctx.tmp / "fresh-site"
@@ -403,7 +433,7 @@ def _site_cmd(command: str, *extra: str, stdin: str | None = None) -> Callable[[
 CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "accounting gaps": _both(_site_cmd("accounting gaps"), _gaps_cases),
     "archive add": _both(_config_cases("archive add", _good),  # a _rate's layout is not Level 1's
-                         _level1_cases("archive add", LEVEL1_VARIANTS[:-1])),
+                         _level1_cases("archive add", LEVEL1_VARIANTS[:-1]), _light_curve_cases),
     "archive program add": _site_cmd("archive program add", "01234", "--exclusive-months", "12"),
     "calibrate": _both(_config_cases("calibrate", _good),
                        _level1_cases("calibrate", LEVEL1_VARIANTS)),

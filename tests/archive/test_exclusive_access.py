@@ -374,12 +374,15 @@ def _vo_calls(site: AccessSite) -> list[Call]:
     calls += [_tap(f"SELECT obs_id {table} WHERE {where}", _rows(0),
                    MAXREC="0") for where in probes[:4]]
     sia = "/vo/sia2/query"
-    rows = site.public_rows
+    rows = [(t, c) for t, c in site.public_rows if t != "timeseries"]  # SIA: images, cubes
+    n = len(rows)
+    assert n == site.public_latest - 1  # (the public light curve: TAP only)
     facets = [({}, n), ({"COLLECTION": "OBSFLOW-S"}, n), ({"INSTRUMENT": "SSCAM"}, n),
               ({"FACILITY": "OBSFLOW-S"}, n), ({"FORMAT": "application/fits"}, n),
               ({"POS": f"CIRCLE {PUBLIC_POS[0]} {PUBLIC_POS[1]} 1"}, n),
               ({"DPTYPE": "image"}, sum(1 for t, _ in rows if t == "image")),
-              ({"DPTYPE": "cube"}, sum(1 for t, _ in rows if t == "cube"))]
+              ({"DPTYPE": "cube"}, sum(1 for t, _ in rows if t == "cube")),
+              ({"DPTYPE": "timeseries"}, 0), ({"FORMAT": "text/x-ecsv"}, 0)]
     facets += [({"CALIB": str(level)}, sum(1 for _, c in rows if c == level)) for level in (1, 2, 3)]
     calls += [Call("GET", sia, sia, p, check=_rows(count)) for p, count in facets]
     calls += [Call("GET", sia, sia, p, check=_rows(0))

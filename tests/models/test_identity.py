@@ -22,7 +22,7 @@ def test_data_id_basename_and_round_trip() -> None:
 
 
 def test_ref_validates_kind_run_and_uuid() -> None:
-    with pytest.raises(ValueError, match="allowed: cal, crf, i2d, rate, rateints, uncal"):
+    with pytest.raises(ValueError, match="allowed: cal, crf, i2d, phot, rate, rateints, uncal"):
         ProductRef("bogus", DID, "prompt")
     with pytest.raises(ValueError, match="run name '../x'"):
         ProductRef("cal", DID, "../x")
@@ -32,6 +32,8 @@ def test_ref_validates_kind_run_and_uuid() -> None:
         ProductRef("cal", DID, "prompt", "ABC")
     a, b = ProductRef("cal", DID, "prompt"), ProductRef("cal", DID, "prompt")
     assert a.uuid != b.uuid and len(a.uuid) == 32
+    light_curve = ProductRef("phot", DID, "prompt")  # a table, not FITS
+    assert light_curve.relpath().endswith(f"/{DID.basename}_phot.ecsv")
 
 
 def test_relpath_is_unique_per_product_and_keeps_the_file_name() -> None:

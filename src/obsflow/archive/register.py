@@ -555,6 +555,8 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
                 if found is not None:
                     done[reg.ref.uuid] = found
                 else:
+                    if reg.ref.kind in TABLE_KINDS:  # refused before anything is stored
+                        _known_exposure(session, reg)
                     todo.append(reg)
         staged = [_stage(cfg, reg, verify) for reg in todo]
         for record in _commit_all(archive, cfg, staged, now) if staged else []:
@@ -590,6 +592,8 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         found = _registered(session, reg.ref.uuid)
         if found is not None:
             return found
+        if reg.ref.kind in TABLE_KINDS:
+            _known_exposure(session, reg)
         staged = _stage(cfg, reg, verify=False)
         record = _commit_one(session, cfg, staged, now)
         if staged.meta is not None:

@@ -150,4 +150,5 @@ def read_ecsv(path: Path, what: str = "ECSV table") -> Table:
     try:
         return Table.read(path, format="ascii.ecsv")
     except Exception as exc:  # astropy raises many kinds for a bad ECSV
-        raise ProductFileError(f"{path}: not a readable {what}: {exc}") from exc
+        reason = " ".join(str(exc).split())[:300]  # one line, whatever astropy said
+        raise ProductFileError(f"{path}: not a readable {what}: {reason}") from exc

@@ -20,6 +20,9 @@ OR-ed, different parameters AND-ed (SIA 2.0, DALI).  Supported:
 ``MAXREC``     at most this many rows (0: metadata only)
 =============  ==============================================================
 
+Only images and cubes are served (:data:`SIA_TYPES`): a time series's light
+curve (``timeseries``, ECSV) is in the ObsCore view (TAP), not an image.
+
 A circle uses :func:`~obsflow.archive.sky.cone_clause` (HEALPix prefilter +
 exact test); a polygon a HEALPix prefilter on its bounding cone plus one
 exact half-space test per edge.  Bad values raise
@@ -40,7 +43,10 @@ from obsflow.archive.schema import Exposure
 from obsflow.archive.sky import cone_clause, unit_vector
 from obsflow.exceptions import VOQueryError
 
-__all__ = ["MAX_VALUES", "MAX_VALUE_LENGTH", "STRING_PARAMS", "sia2_conditions"]
+__all__ = ["MAX_VALUES", "MAX_VALUE_LENGTH", "SIA_TYPES", "STRING_PARAMS", "sia2_conditions"]
+
+SIA_TYPES = ("image", "cube")
+"""ObsCore ``dataproduct_type`` values SIA serves (Simple *Image* Access)."""
 
 MAX_VALUES = 100
 """Most values of one parameter accepted."""

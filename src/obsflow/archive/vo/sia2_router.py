@@ -28,6 +28,7 @@ from obsflow.archive.vo.sia2 import (
     MAX_VALUE_LENGTH,
     MAX_VALUES,
     RANGE_PARAMS,
+    SIA_TYPES,
     STRING_PARAMS,
     sia2_conditions,
 )
@@ -52,7 +53,7 @@ def sia2_query(call: VoCall) -> bytes:
     exprs = obscore_columns(call.base_url, call.archive.settings.authority)
     names = [c.name for c in COLUMNS]
     stmt = (obscore_select([exprs[n].label(n) for n in names], call.viewer, call.now)
-            .where(*sia2_conditions(call.params, exprs))
+            .where(Product.dataproduct_type.in_(SIA_TYPES), *sia2_conditions(call.params, exprs))
             .order_by(Exposure.t_min, Product.id).limit(maxrec + 1))
     with call.archive.session() as session:
         rows = [tuple(row) for row in session.execute(stmt)]
