@@ -143,7 +143,7 @@ def _jobs_table(jobs: list[JobView]) -> Table:
 @click.group("jobs", invoke_without_command=True)
 @_site_option
 @click.option("--kind", default=None, help="Only jobs of this kind (ingest, program, calibrate, "
-                                          "register).")
+                                          "register, lightcurve, reprocess).")
 @click.option("--state", type=click.Choice(STATES), default=None, help="Only jobs in this state.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most recent jobs shown.")
