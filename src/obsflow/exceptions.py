@@ -16,6 +16,7 @@ The hierarchy::
     ├── DataModelError(ValueError)    a product's arrays or keywords are inconsistent
     ├── CalibrationError(ValueError)  inputs a calibration step cannot work on
     ├── SimulationError(ValueError)   simulator options that contradict each other
+    ├── ResampleError(ValueError)     bad input to the stage-3 resample (shapes, kernel, grid)
     ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
@@ -160,6 +161,10 @@ class DataModelError(ObsflowError, ValueError):
 
 class CalibrationError(ObsflowError, ValueError):
     """Inputs a calibration step cannot work on (shapes, readout timing, no usable pixel)."""
+
+
+class ResampleError(ObsflowError, ValueError):
+    """Bad input to the stage-3 resample (drizzle) step: shapes, kernel, grid or weights."""
 
 
 class SimulationError(ObsflowError, ValueError):

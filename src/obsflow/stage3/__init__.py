@@ -1,0 +1,1 @@
+"""Stage 3 imaging: combining calibrated exposures into mosaics."""

@@ -1,0 +1,424 @@
+"""Drizzle kernels: one input image added into the output accumulators.
+
+Compiled with numba (``@njit(cache=True, nogil=True)``).  Each kernel walks
+the input pixels once and spreads every pixel's value over the output pixels
+its footprint touches, with a per-overlap weight ``dow``:
+
+========  =================================================================
+square    the input pixel shrunk by ``pixfrac`` about its centre, its four
+          corners mapped through the pixel map (bilinear interpolation of
+          the centre map, as drizzle does), ``dow`` = exact overlap area of
+          that quadrilateral with the output pixel / the quadrilateral's
+          area x the input weight (so one input pixel hands out its weight
+          once in total).
+point     all of the pixel at its centre's nearest output pixel, ``dow`` =
+          input weight.
+turbo     an output-axis-aligned square of side ``pixfrac / ratio`` output
+          pixels, ``dow`` = overlap area x ratio^2 / pixfrac^2 x weight
+          (approximate: ignores rotation).
+gaussian  a Gaussian of FWHM ``pixfrac / ratio`` output pixels, truncated
+          at 2.5 FWHM/2.3548 (at least 1.2/ratio) output pixels.
+lanczos3  a separable Lanczos-3 of the output-pixel offsets x ratio, from a
+          look-up table spaced 0.003 (``pixfrac`` unused, weights can be
+          negative).
+========  =================================================================
+
+``ratio`` is the pixel-scale ratio, the side of an output pixel in input
+pixels.  These are the definitions of the ``drizzle`` package's kernels
+(v2.x, cdrizzlebox.c), written again here so that results agree with it to
+float32 rounding (tests/test_stage3_resample.py compares them).
+
+Accumulators (all the output shape ``(ny, nx)``, float32):
+
+* ``num`` += dow x value, ``wht`` += dow, ``var[k]`` += dow^2 x variance_k,
+* ``con[plane]`` |= bit when dow > 0 (context: one bit per input).
+
+The weighted mean is ``num / wht`` and its variance ``var[k] / wht^2``
+(:func:`obsflow.stage3.resample.Resampler.finish`), the same numbers drizzle's
+running average gives.  Input pixels with weight 0 or a non-finite value,
+weight or pixel-map entry are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["KERNELS", "add_image", "lanczos_lut"]
+
+KERNELS = ("square", "point", "turbo", "gaussian", "lanczos3")
+"""Kernel names, in the order of their numeric codes."""
+
+LUT_DELTA = 0.003
+"""Spacing of the Lanczos look-up table, in units of input pixels."""
+
+
+def lanczos_lut(order: int) -> np.ndarray:
+    """Lanczos kernel sinc(x) sinc(x/order) sampled every LUT_DELTA from 0 to ``order``."""
+    n = int(math.ceil(order / LUT_DELTA)) + 1
+    x = np.arange(n) * LUT_DELTA
+    lut = np.zeros(n)
+    inside = (x <= order) & (x > 0)
+    poff = np.pi * x[inside]
+    r = poff / order
+    lut[inside] = np.sin(poff) * np.sin(r) / (poff * r)
+    lut[0] = 1.0
+    return lut
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nint(x: float) -> int:
+    """Round half away from zero (C's round())."""
+    if x >= 0.0:
+        return int(math.floor(x + 0.5))
+    return -int(math.floor(0.5 - x))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sgarea(x1: float, y1: float, x2: float, y2: float) -> float:
+    """Signed area under the segment (x1,y1)-(x2,y2) inside the unit square [0,1]^2."""
+    dx = x2 - x1
+    dy = y2 - y1
+    if dx == 0.0:
+        return 0.0
+    if dx < 0.0:
+        sgn = -1.0
+        xlo = x2
+        xhi = x1
+    else:
+        sgn = 1.0
+        xlo = x1
+        xhi = x2
+    if xlo >= 1.0 or xhi <= 0.0:
+        return 0.0
+    xlo = max(xlo, 0.0)
+    xhi = min(xhi, 1.0)
+    slope = dy / dx
+    ylo = y1 + slope * (xlo - x1)
+    yhi = y1 + slope * (xhi - x1)
+    if ylo <= 0.0 and yhi <= 0.0:
+        return 0.0
+    if ylo >= 1.0 and yhi >= 1.0:
+        return sgn * (xhi - xlo)
+    det = x1 * y2 - y1 * x2
+    if ylo < 0.0:
+        ylo = 0.0
+        xlo = det / dy
+    if yhi < 0.0:
+        yhi = 0.0
+        xhi = det / dy
+    if ylo <= 1.0:
+        if yhi <= 1.0:
+            return sgn * 0.5 * (xhi - xlo) * (yhi + ylo)
+        xtop = (dx + det) / dy
+        return sgn * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
+    xtop = (dx + det) / dy
+    return sgn * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
+    """Bilinear interpolation (linear extrapolation past the edges) of the pixel map."""
+    ny = pixmap.shape[0]
+    nx = pixmap.shape[1]
+    i0 = int(xin)
+    j0 = int(yin)
+    i0 = min(max(i0, 0), nx - 2)
+    j0 = min(max(j0, 0), ny - 2)
+    x = xin - i0
+    y = yin - j0
+    x1 = 1.0 - x
+    y1 = 1.0 - y
+    a = x1 * y1
+    b = x * y1
+    c = x1 * y
+    d = x * y
+    xo = (pixmap[j0, i0, 0] * a + pixmap[j0, i0 + 1, 0] * b
+          + pixmap[j0 + 1, i0, 0] * c + pixmap[j0 + 1, i0 + 1, 0] * d)
+    yo = (pixmap[j0, i0, 1] * a + pixmap[j0, i0 + 1, 1] * b
+          + pixmap[j0 + 1, i0, 1] * c + pixmap[j0 + 1, i0 + 1, 1] * d)
+    return xo, yo
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-untyped-def]
+    """Add one overlap of weight ``dow`` (float32) to the accumulators."""
+    if dow > 0.0:
+        con[plane, jj, ii] |= bit
+    a = acc[jj, ii]
+    a[0] += dow * d
+    a[1] += dow
+    dow2 = dow * dow
+    a[2] += dow2 * v0
+    a[3] += dow2 * v1
+    a[4] += dow2 * v2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ramp(u: float) -> float:
+    """Antiderivative of clamp(u, 0, 1) (0 below 0)."""
+    if u <= 0.0:
+        return 0.0
+    if u >= 1.0:
+        return u - 0.5
+    return 0.5 * u * u
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge_areas(xa, ya, xb, yb, ii0, ii1, jj0, jj1, area):  # type: ignore[no-untyped-def]
+    """Add the signed area under edge (xa,ya)-(xb,yb) inside each output pixel of the box.
+
+    For each output column the edge is clipped to the column once; the area
+    under it inside row ``jj`` is the integral of clamp(y(x) - (jj - 0.5), 0, 1),
+    which is ``dx (R(b) - R(a)) / (b - a)`` with R the antiderivative of the clamp
+    and a, b the clipped ends' heights above the row's lower edge.  Summed over
+    a clockwise polygon's edges (signs as drizzle's boxer) this is the polygon's
+    overlap area with each pixel.
+    """
+    dx = xb - xa
+    if dx == 0.0:
+        return
+    if dx < 0.0:
+        sgn = -1.0
+        xlo = xb
+        xhi = xa
+    else:
+        sgn = 1.0
+        xlo = xa
+        xhi = xb
+    slope = (yb - ya) / dx
+    for ii in range(max(ii0, _nint(xlo)), min(ii1, _nint(xhi)) + 1):
+        cl = max(xlo, ii - 0.5)
+        ch = min(xhi, ii + 0.5)
+        width = ch - cl
+        if width <= 0.0:
+            continue
+        yl = ya + slope * (cl - xa)
+        yh = ya + slope * (ch - xa)
+        dy = yh - yl
+        for jj in range(jj0, jj1 + 1):
+            a = yl - (jj - 0.5)
+            b = yh - (jj - 0.5)
+            if a <= 0.0 and b <= 0.0:
+                continue
+            if a >= 1.0 and b >= 1.0:
+                f = 1.0
+            elif abs(dy) < 1e-9:
+                f = min(max(0.5 * (a + b), 0.0), 1.0)
+            else:
+                f = (_ramp(b) - _ramp(a)) / dy
+            area[jj - jj0, ii - ii0] += sgn * width * f
+
+
+@njit(cache=True, nogil=True)
+def _corners(pixmap, dh):  # type: ignore[no-untyped-def]
+    """Output (x, y) of the four shrunken-pixel corners of every input pixel.
+
+    Corner k of pixel (j, i) is the bilinear interpolation of the centre map at
+    ``(i + cx[k], j + cy[k])``, clockwise ``(-h,+h), (+h,+h), (+h,-h), (-h,-h)``
+    with ``h = dh``.  For ``dh = 0.5`` neighbouring pixels share corners, so
+    they are computed once on the (ny + 1, nx + 1) corner lattice.
+    Returns (ny, nx, 8): x0, y0, x1, y1, x2, y2, x3, y3.
+    """
+    ny = pixmap.shape[0]
+    nx = pixmap.shape[1]
+    out = np.empty((ny, nx, 8))
+    if dh == 0.5:
+        lat = np.empty((ny + 1, nx + 1, 2))
+        for j in range(ny + 1):
+            for i in range(nx + 1):
+                lat[j, i, 0], lat[j, i, 1] = _interp(pixmap, i - 0.5, j - 0.5)
+        for j in range(ny):
+            for i in range(nx):
+                o = out[j, i]
+                o[0] = lat[j + 1, i, 0]
+                o[1] = lat[j + 1, i, 1]
+                o[2] = lat[j + 1, i + 1, 0]
+                o[3] = lat[j + 1, i + 1, 1]
+                o[4] = lat[j, i + 1, 0]
+                o[5] = lat[j, i + 1, 1]
+                o[6] = lat[j, i, 0]
+                o[7] = lat[j, i, 1]
+        return out
+    for j in range(ny):
+        for i in range(nx):
+            o = out[j, i]
+            o[0], o[1] = _interp(pixmap, i - dh, j + dh)
+            o[2], o[3] = _interp(pixmap, i + dh, j + dh)
+            o[4], o[5] = _interp(pixmap, i + dh, j - dh)
+            o[6], o[7] = _interp(pixmap, i - dh, j - dh)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
+            acc, con, plane, bit):
+    ny, nx = data.shape
+    ony = acc.shape[0]
+    onx = acc.shape[1]
+    iscale2 = iscale * iscale
+    area = np.zeros((8, 8))  # overlap areas of one input pixel, grown when needed
+    for j0 in range(0, ny, 16):
+        j1 = min(j0 + 16, ny)
+        # corners of a band of rows (16 x nx x 8 doubles), from the map rows the band needs
+        r0 = max(j0 - 1, 0)
+        r1 = min(j1 + 1, ny)
+        band = _corners(pixmap[r0:r1], 0.5 * pixfrac)
+        for i0 in range(0, nx, 64):  # 16 x 64 input tiles keep the output cells they touch in cache
+          for j in range(j0, j1):
+            for i in range(i0, min(i0 + 64, nx)):
+                w_in = weight[j, i]
+                if not w_in > 0.0:
+                    continue
+                d = data[j, i]
+                if not math.isfinite(d):
+                    continue
+                c = band[j - r0, i]
+                x0 = c[0]
+                y0 = c[1]
+                x1 = c[2]
+                y1 = c[3]
+                x2 = c[4]
+                y2 = c[5]
+                x3 = c[6]
+                y3 = c[7]
+                if not (math.isfinite(x0 + x1 + x2 + x3) and math.isfinite(y0 + y1 + y2 + y3)):
+                    continue
+                jaco = 0.5 * ((x1 - x3) * (y0 - y2) - (x0 - x2) * (y1 - y3))
+                if jaco == 0.0:
+                    continue
+                w = w_in / jaco
+                d = d * iscale
+                v0 = variances[0, j, i] * iscale2
+                v1 = variances[1, j, i] * iscale2
+                v2 = variances[2, j, i] * iscale2
+                jj0 = max(_nint(min(min(y0, y1), min(y2, y3))), 0)
+                jj1 = min(_nint(max(max(y0, y1), max(y2, y3))), ony - 1)
+                ii0 = max(_nint(min(min(x0, x1), min(x2, x3))), 0)
+                ii1 = min(_nint(max(max(x0, x1), max(x2, x3))), onx - 1)
+                nbj = jj1 - jj0 + 1
+                nbi = ii1 - ii0 + 1
+                if nbj <= 0 or nbi <= 0:
+                    continue
+                if nbj > area.shape[0] or nbi > area.shape[1]:
+                    area = np.zeros((max(nbj, area.shape[0]), max(nbi, area.shape[1])))
+                _edge_areas(x0, y0, x1, y1, ii0, ii1, jj0, jj1, area)
+                _edge_areas(x1, y1, x2, y2, ii0, ii1, jj0, jj1, area)
+                _edge_areas(x2, y2, x3, y3, ii0, ii1, jj0, jj1, area)
+                _edge_areas(x3, y3, x0, y0, ii0, ii1, jj0, jj1, area)
+                for jj in range(jj0, jj1 + 1):
+                    for ii in range(ii0, ii1 + 1):
+                        dover = area[jj - jj0, ii - ii0]
+                        area[jj - jj0, ii - ii0] = 0.0
+                        if dover != 0.0:
+                            dow = np.float32(dover * w)
+                            if dow != 0.0:
+                                _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+
+
+@njit(cache=True, nogil=True)
+def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,  # type: ignore[no-untyped-def]
+             acc, con, plane, bit):
+    """Kernels placed on the mapped pixel centre: point (1), turbo (2), gaussian (3), lanczos (4)."""
+    ny, nx = data.shape
+    ony = acc.shape[0]
+    onx = acc.shape[1]
+    iscale2 = iscale * iscale
+    # turbo
+    pfo_t = pixfrac / ratio / 2.0
+    scale_t = ratio * ratio / (pixfrac * pixfrac)
+    # gaussian
+    pfo_g = max(2.5 * pixfrac / 2.3548 / ratio, 1.2 / ratio)
+    efac = (2.3548 * 2.3548) * ratio * ratio / (pixfrac * pixfrac) / 2.0
+    es = efac / math.pi
+    # lanczos
+    order = 3.0
+    pfo_l = order / ratio
+    sdp = ratio / LUT_DELTA
+    nlut = lut.shape[0]
+    for j in range(ny):
+        for i in range(nx):
+            w = weight[j, i]
+            if not w > 0.0:
+                continue
+            d = data[j, i]
+            ox = pixmap[j, i, 0]
+            oy = pixmap[j, i, 1]
+            if not (math.isfinite(d) and math.isfinite(ox) and math.isfinite(oy)):
+                continue
+            d = d * iscale
+            v0 = variances[0, j, i] * iscale2
+            v1 = variances[1, j, i] * iscale2
+            v2 = variances[2, j, i] * iscale2
+            if code == 1:
+                ii = _nint(ox)
+                jj = _nint(oy)
+                if 0 <= ii < onx and 0 <= jj < ony:
+                    _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, np.float32(w))
+            elif code == 2:
+                xxi = ox - pfo_t
+                xxa = ox + pfo_t
+                yyi = oy - pfo_t
+                yya = oy + pfo_t
+                for jj in range(max(_nint(yyi), 0), min(_nint(yya), ony - 1) + 1):
+                    dy = min(yya, jj + 0.5) - max(yyi, jj - 0.5)
+                    if dy <= 0.0:
+                        continue
+                    for ii in range(max(_nint(xxi), 0), min(_nint(xxa), onx - 1) + 1):
+                        dx = min(xxa, ii + 0.5) - max(xxi, ii - 0.5)
+                        if dx > 0.0:
+                            dow = np.float32(dx * dy * scale_t * w)
+                            if dow != 0.0:
+                                _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+            elif code == 3:
+                for jj in range(max(_nint(oy - pfo_g), 0), min(_nint(oy + pfo_g), ony - 1) + 1):
+                    ddy = oy - jj
+                    for ii in range(max(_nint(ox - pfo_g), 0), min(_nint(ox + pfo_g), onx - 1) + 1):
+                        ddx = ox - ii
+                        dover = es * math.exp(-(ddx * ddx + ddy * ddy) * efac)
+                        dow = np.float32(np.float32(dover) * w)
+                        if dow != 0.0:
+                            _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+            else:
+                for jj in range(max(int(math.floor(oy - pfo_l)) + 1, 0),
+                                min(int(math.floor(oy + pfo_l)), ony - 1) + 1):
+                    iy = _nint(abs((oy - jj) * sdp))
+                    if iy >= nlut:
+                        continue
+                    for ii in range(max(int(math.floor(ox - pfo_l)) + 1, 0),
+                                    min(int(math.floor(ox + pfo_l)), onx - 1) + 1):
+                        ix = _nint(abs((ox - ii) * sdp))
+                        if ix >= nlut:
+                            continue
+                        dow = np.float32(lut[ix] * lut[iy] * w)
+                        if dow != 0.0:
+                            _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+
+
+_LUT3 = lanczos_lut(3)
+
+
+def add_image(kernel: str, data: np.ndarray, weight: np.ndarray, variances: np.ndarray,
+              pixmap: np.ndarray, pixfrac: float, iscale: float, ratio: float,
+              acc: np.ndarray, con: np.ndarray,
+              plane: int, bit: int) -> None:
+    """Add one input into the accumulators with the named kernel (arguments checked by the caller).
+
+    ``data``, ``weight`` (ny, nx) float32; ``variances`` (3, ny, nx) float32;
+    ``pixmap`` (ny, nx, 2) float64 output (x, y) of each input pixel centre;
+    ``num``, ``wht`` (oy, ox) and ``var`` (3, oy, ox) float32; ``con``
+    (planes, oy, ox) int32; ``bit`` the int32 value of this input's context bit.
+    """
+    bit32 = np.int32(np.uint32(bit).view(np.int32))
+    # drizzle keeps iscale and the scale ratio as C floats: round them the same way
+    iscale = float(np.float32(iscale))
+    ratio = float(np.float32(ratio))
+    if kernel == "square":
+        _square(data, weight, variances, pixmap, float(pixfrac), float(iscale),
+                acc, con, plane, bit32)
+    else:
+        code = KERNELS.index(kernel)
+        _centred(data, weight, variances, pixmap, float(pixfrac), float(iscale), float(ratio),
+                 code, _LUT3, acc, con, plane, bit32)

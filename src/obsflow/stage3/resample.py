@@ -1,0 +1,200 @@
+"""Resample (drizzle) calibrated images onto a common grid: the ``_i2d`` arrays.
+
+Model
+-----
+Inputs are ``_cal`` images in surface brightness (MJy/sr) with variances
+VAR_POISSON, VAR_RNOISE (and VAR_FLAT when known) in (MJy/sr)^2.  Each input
+is added on its own (:meth:`Resampler.add`) into accumulators the size of
+the output, so memory is the output arrays plus the one input being added
+(never the whole stack).  Every input pixel spreads over the output pixels
+its kernel footprint touches (:mod:`obsflow.stage3.kernels`) with weight
+``dow`` = (its share of the kernel) x (the input pixel's weight):
+
+* SCI = sum(dow x value) / sum(dow), the weighted mean surface brightness;
+* WHT = sum(dow);
+* VAR_k = sum(dow^2 x var_k) / sum(dow)^2 (the variance of that weighted
+  mean for independent input pixels -- the JWST pipeline's propagation,
+  drizzle's ``data2`` with squared weights), ERR = sqrt(VAR_POISSON +
+  VAR_RNOISE + VAR_FLAT);
+* CON: bit ``k % 32`` of plane ``k // 32`` is set where input ``k``
+  contributed with a positive weight.
+
+Weights (:func:`input_weight`): ``"ivm"`` = 1 / VAR_RNOISE (inverse variance
+of the read noise, as the JWST pipeline does, so bright sources do not
+down-weight themselves), ``"exptime"`` = the exposure time; 0 for pixels
+with a bad DQ bit (DO_NOT_USE, NON_SCIENCE by default), a non-finite value
+or a non-positive read-noise variance.  Output pixels no input reaches have
+WHT = 0, CON = 0 and NaN in SCI, ERR and the variances.
+
+Flux conservation
+-----------------
+Values stay surface brightness.  The flux of a region is sum(SB x Omega) over
+its pixels, Omega the solid angle of a pixel.  With the square kernel an
+input pixel's weight is split in proportion to the area of its mapped
+footprint falling in each output pixel, so for one input covering the output
+sum_out(SB_out Omega_out) = sum_in(SB_in x J_in x Omega_out) =
+sum_in(SB_in Omega_in), J_in the input pixel's area in output pixels: the
+total flux is conserved exactly whatever the two pixel scales (and with
+several inputs the result is their weighted mean).  This holds when SB_in
+was calibrated with each input pixel's true solid angle; the simulator's
+detectors have none of the distortion that made JWST mosaics ~3% bright
+(jwst issue 7290), and a distorted detector needs its pixel-area map applied
+in stage 2, not here.  Point, turbo, Gaussian and Lanczos kernels do not
+follow the pixel's shape and conserve flux only approximately (drizzle
+warns about the last two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.wcs import WCS
+
+from obsflow.exceptions import ResampleError
+from obsflow.models.dq import DQ
+from obsflow.stage3.kernels import KERNELS, add_image
+from obsflow.stage3.pixmap import scale_ratio
+
+__all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
+
+BAD_BITS = int(DQ.DO_NOT_USE | DQ.NON_SCIENCE)
+"""DQ bits that exclude an input pixel from the mosaic (the JWST default good_bits complement)."""
+
+WEIGHT_TYPES = ("ivm", "exptime")
+
+
+def input_weight(sci: np.ndarray, dq: np.ndarray | None, var_rnoise: np.ndarray | None,
+                 kind: str = "ivm", exptime: float | None = None,
+                 bad_bits: int = BAD_BITS) -> np.ndarray:
+    """Per-pixel drizzle weight of one input, float32 (see the module docstring).
+
+    ``kind="ivm"`` needs ``var_rnoise`` ((MJy/sr)^2; weight in its inverse),
+    ``kind="exptime"`` needs ``exptime`` (seconds).
+    """
+    if kind == "ivm":
+        if var_rnoise is None or var_rnoise.shape != sci.shape:
+            raise ResampleError(f"ivm weights need VAR_RNOISE of shape {sci.shape}, got "
+                                f"{None if var_rnoise is None else var_rnoise.shape}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(var_rnoise > 0, 1.0 / var_rnoise, 0.0).astype(np.float32)
+    elif kind == "exptime":
+        if exptime is None or not exptime > 0:
+            raise ResampleError(f"exptime weights need a positive exposure time, got {exptime}")
+        w = np.full(sci.shape, exptime, dtype=np.float32)
+    else:
+        raise ResampleError(f"weight type must be one of {WEIGHT_TYPES}, got {kind!r}")
+    w[~np.isfinite(sci) | ~np.isfinite(w)] = 0.0
+    if dq is not None:
+        if dq.shape != sci.shape:
+            raise ResampleError(f"DQ shape {dq.shape} differs from SCI shape {sci.shape}")
+        w[(dq & bad_bits) != 0] = 0.0
+    return w
+
+
+@dataclass
+class I2DArrays:
+    """The arrays of an ``_i2d`` mosaic (all (ny, nx); SCI, ERR MJy/sr, variances (MJy/sr)^2).
+
+    SCI, WHT and the variances are views into the resampler's accumulator
+    block (not contiguous); ``np.ascontiguousarray`` them one at a time to
+    write.
+    """
+
+    sci: np.ndarray
+    err: np.ndarray
+    wht: np.ndarray
+    con: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    var_flat: np.ndarray
+    wcs: WCS
+    n_inputs: int
+
+
+class Resampler:
+    """Accumulates inputs one at a time onto one output grid.
+
+    Parameters
+    ----------
+    grid
+        Output WCS with ``pixel_shape`` set (:func:`obsflow.stage3.grid.output_grid`).
+    kernel
+        One of ``square``, ``point``, ``turbo``, ``gaussian``, ``lanczos3``.
+    pixfrac
+        Linear size of the kernel relative to an input pixel, (0, 1]
+        (ignored by ``point`` and ``lanczos3``).
+    """
+
+    def __init__(self, grid: WCS, kernel: str = "square", pixfrac: float = 1.0) -> None:
+        if kernel not in KERNELS:
+            raise ResampleError(f"resample kernel must be one of {KERNELS}, got {kernel!r}")
+        if not 0.0 < pixfrac <= 1.0:
+            raise ResampleError(f"pixfrac must be in (0, 1], got {pixfrac}")
+        if grid.pixel_shape is None:
+            raise ResampleError("output grid WCS has no pixel_shape (use stage3.grid.output_grid)")
+        nx, ny = grid.pixel_shape
+        self.grid = grid
+        self.shape = (int(ny), int(nx))
+        self.kernel = kernel
+        self.pixfrac = float(pixfrac)
+        # num, wht, var_poisson, var_rnoise, var_flat per output pixel, side by side
+        self._acc: np.ndarray | None = np.zeros(self.shape + (5,), dtype=np.float32)
+        self.con = np.zeros((1,) + self.shape, dtype=np.int32)
+        self.n_inputs = 0
+
+    def add(self, sci: np.ndarray, weight: np.ndarray, pixmap: np.ndarray, *,
+            var_poisson: np.ndarray | None = None, var_rnoise: np.ndarray | None = None,
+            var_flat: np.ndarray | None = None, iscale: float = 1.0,
+            ratio: float | None = None) -> None:
+        """Add one input (its SCI, weight map and pixel map; variances optional, else 0).
+
+        ``iscale`` multiplies the values (variances by its square); 1 for
+        surface brightness.  ``ratio`` is the output pixel side in input
+        pixels (kernel size of turbo, gaussian, lanczos3), by default
+        measured from the pixel map at the image centre.
+        """
+        if self._acc is None:
+            raise ResampleError("resampler already finished; make a new one")
+        shape = sci.shape
+        if sci.ndim != 2 or weight.shape != shape or pixmap.shape != shape + (2,):
+            raise ResampleError(f"resample input: SCI {shape}, weight {weight.shape} and pixel map "
+                                f"{pixmap.shape} must be (ny, nx), (ny, nx) and (ny, nx, 2)")
+        variances = np.zeros((3,) + shape, dtype=np.float32)
+        for k, (name, v) in enumerate((("VAR_POISSON", var_poisson), ("VAR_RNOISE", var_rnoise),
+                                       ("VAR_FLAT", var_flat))):
+            if v is not None:
+                if v.shape != shape:
+                    raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
+                variances[k] = v
+        if ratio is None:
+            ratio = scale_ratio(pixmap)
+        index = self.n_inputs
+        plane, bit = divmod(index, 32)
+        if plane >= self.con.shape[0]:
+            self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, dtype=np.int32)])
+        add_image(self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
+                  np.ascontiguousarray(weight, dtype=np.float32), variances,
+                  np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
+                  self._acc, self.con, plane, 1 << bit)
+        self.n_inputs += 1
+
+    def finish(self) -> I2DArrays:
+        """The mosaic arrays (in place in the accumulators; the resampler cannot be added to after)."""
+        if self._acc is None:
+            raise ResampleError("resampler already finished")
+        acc, self._acc = self._acc, None
+        wht = acc[..., 1]
+        covered = wht > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(acc[..., 0], wht, out=acc[..., 0])
+            w2 = np.square(wht, dtype=np.float32)
+            for k in (2, 3, 4):
+                np.divide(acc[..., k], w2, out=acc[..., k])
+            del w2
+        for k in (0, 2, 3, 4):
+            acc[..., k][~covered] = np.nan
+        err = np.sqrt(acc[..., 2] + acc[..., 3] + acc[..., 4])
+        return I2DArrays(sci=acc[..., 0], err=err, wht=wht, con=self.con,
+                         var_poisson=acc[..., 2], var_rnoise=acc[..., 3], var_flat=acc[..., 4],
+                         wcs=self.grid, n_inputs=self.n_inputs)
