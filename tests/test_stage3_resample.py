@@ -265,3 +265,21 @@ def test_pixel_map_equals_exact_map_on_small_image() -> None:
     fast = pixel_map(w, (50, 70), grid, step=16)
     assert np.max(np.abs(exact - fast)) < 1e-6
     assert np.array_equal(pixel_map(w, (50, 70), grid, step=1), exact)
+
+
+@pytest.mark.parametrize("kernel", ["square", "lanczos3"])
+def test_threads_give_the_same_mosaic(kernel: str) -> None:
+    inputs = _inputs(2, ny=300, nx=120)
+    grid = output_grid([i["wcs"] for i in inputs], [(300, 120)] * 2, pixel_scale=SCALE * 0.8, rotation=37.0)
+    out = []
+    for threads in (1, 2):
+        rs = Resampler(grid, kernel=kernel, threads=threads)
+        for item in inputs:
+            rs.add(item["sci"], input_weight(item["sci"], item["dq"], item["vr"]),
+                   pixel_map(item["wcs"], (300, 120), grid), var_rnoise=item["vr"])
+        out.append(rs.finish())
+    one, two = out
+    assert np.array_equal(one.con, two.con)
+    good = one.wht > 0.1 * np.median(one.wht[one.wht > 0])
+    np.testing.assert_allclose(two.sci[good], one.sci[good], rtol=1e-5)
+    np.testing.assert_allclose(two.wht[good], one.wht[good], rtol=1e-5)

@@ -28,9 +28,11 @@ pixels.  These are the definitions of the ``drizzle`` package's kernels
 (v2.x, cdrizzlebox.c), written again here so that results agree with it to
 float32 rounding (tests/test_stage3_resample.py compares them).
 
-Accumulators (all the output shape ``(ny, nx)``, float32):
+Accumulators, float32, side by side per output pixel in ``acc`` (oy, ox, 5)
+so that one overlap touches one cache line:
 
-* ``num`` += dow x value, ``wht`` += dow, ``var[k]`` += dow^2 x variance_k,
+* ``num`` += dow x value, ``wht`` += dow, ``var[k]`` += dow^2 x variance_k
+  (k = Poisson, read noise, flat),
 * ``con[plane]`` |= bit when dow > 0 (context: one bit per input).
 
 The weighted mean is ``num / wht`` and its variance ``var[k] / wht^2``
@@ -46,7 +48,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["KERNELS", "add_image", "lanczos_lut"]
+__all__ = ["KERNELS", "add_image", "lanczos_lut", "reach"]
 
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos3")
 """Kernel names, in the order of their numeric codes."""
@@ -254,14 +256,14 @@ def _corners(pixmap, dh):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
-            acc, con, plane, bit):
+            acc, con, plane, bit, row0, row1):
     ny, nx = data.shape
     ony = acc.shape[0]
     onx = acc.shape[1]
     iscale2 = iscale * iscale
     area = np.zeros((8, 8))  # overlap areas of one input pixel, grown when needed
-    for j0 in range(0, ny, 16):
-        j1 = min(j0 + 16, ny)
+    for j0 in range(row0, row1, 16):
+        j1 = min(j0 + 16, row1)
         # corners of a band of rows (16 x nx x 8 doubles), from the map rows the band needs
         r0 = max(j0 - 1, 0)
         r1 = min(j1 + 1, ny)
@@ -320,7 +322,7 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
 
 @njit(cache=True, nogil=True)
 def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,  # type: ignore[no-untyped-def]
-             acc, con, plane, bit):
+             acc, con, plane, bit, row0, row1):
     """Kernels placed on the mapped pixel centre: point (1), turbo (2), gaussian (3), lanczos (4)."""
     ny, nx = data.shape
     ony = acc.shape[0]
@@ -338,7 +340,7 @@ def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,
     pfo_l = order / ratio
     sdp = ratio / LUT_DELTA
     nlut = lut.shape[0]
-    for j in range(ny):
+    for j in range(row0, row1):
         for i in range(nx):
             w = weight[j, i]
             if not w > 0.0:
@@ -400,25 +402,37 @@ def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,
 _LUT3 = lanczos_lut(3)
 
 
+def reach(kernel: str, pixfrac: float, ratio: float) -> float:
+    """How far (output pixels) an input pixel's kernel reaches from its mapped centre, at most."""
+    if kernel == "gaussian":
+        return max(2.5 * pixfrac / 2.3548 / ratio, 1.2 / ratio) + 1.0
+    if kernel == "lanczos3":
+        return 3.0 / ratio + 1.0
+    return 0.75 / ratio + 1.0  # half the diagonal of a pixel, and the rounding to whole pixels
+
+
 def add_image(kernel: str, data: np.ndarray, weight: np.ndarray, variances: np.ndarray,
               pixmap: np.ndarray, pixfrac: float, iscale: float, ratio: float,
-              acc: np.ndarray, con: np.ndarray,
-              plane: int, bit: int) -> None:
-    """Add one input into the accumulators with the named kernel (arguments checked by the caller).
+              acc: np.ndarray, con: np.ndarray, plane: int, bit: int,
+              rows: tuple[int, int] | None = None) -> None:
+    """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
     ``data``, ``weight`` (ny, nx) float32; ``variances`` (3, ny, nx) float32;
     ``pixmap`` (ny, nx, 2) float64 output (x, y) of each input pixel centre;
-    ``num``, ``wht`` (oy, ox) and ``var`` (3, oy, ox) float32; ``con``
-    (planes, oy, ox) int32; ``bit`` the int32 value of this input's context bit.
+    ``acc`` (oy, ox, 5) float32 (num, wht, three variance sums); ``con``
+    (planes, oy, ox) int32; ``bit`` this input's context bit (0 to 2^31).
+    Arguments are checked by the caller (:class:`obsflow.stage3.resample.Resampler`).
+    Releases the GIL: row bands whose outputs do not overlap can run in threads.
     """
     bit32 = np.int32(np.uint32(bit).view(np.int32))
     # drizzle keeps iscale and the scale ratio as C floats: round them the same way
     iscale = float(np.float32(iscale))
     ratio = float(np.float32(ratio))
+    row0, row1 = (0, data.shape[0]) if rows is None else rows
     if kernel == "square":
-        _square(data, weight, variances, pixmap, float(pixfrac), float(iscale),
-                acc, con, plane, bit32)
+        _square(data, weight, variances, pixmap, float(pixfrac), iscale,
+                acc, con, plane, bit32, row0, row1)
     else:
         code = KERNELS.index(kernel)
-        _centred(data, weight, variances, pixmap, float(pixfrac), float(iscale), float(ratio),
-                 code, _LUT3, acc, con, plane, bit32)
+        _centred(data, weight, variances, pixmap, float(pixfrac), iscale, ratio,
+                 code, _LUT3, acc, con, plane, bit32, row0, row1)

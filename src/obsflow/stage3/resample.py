@@ -46,6 +46,8 @@ warns about the last two).
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +55,7 @@ from astropy.wcs import WCS
 
 from obsflow.exceptions import ResampleError
 from obsflow.models.dq import DQ
-from obsflow.stage3.kernels import KERNELS, add_image
+from obsflow.stage3.kernels import KERNELS, add_image, reach
 from obsflow.stage3.pixmap import scale_ratio
 
 __all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
@@ -124,9 +126,16 @@ class Resampler:
     pixfrac
         Linear size of the kernel relative to an input pixel, (0, 1]
         (ignored by ``point`` and ``lanczos3``).
+    threads
+        Threads adding one input: its rows are cut into bands tall enough
+        that bands two apart never reach the same output pixel; even bands
+        run side by side, then odd ones (the kernels release the GIL), so
+        the result is the same as with one thread up to float32 summation
+        order.
     """
 
-    def __init__(self, grid: WCS, kernel: str = "square", pixfrac: float = 1.0) -> None:
+    def __init__(self, grid: WCS, kernel: str = "square", pixfrac: float = 1.0,
+                 threads: int = 1) -> None:
         if kernel not in KERNELS:
             raise ResampleError(f"resample kernel must be one of {KERNELS}, got {kernel!r}")
         if not 0.0 < pixfrac <= 1.0:
@@ -138,6 +147,9 @@ class Resampler:
         self.shape = (int(ny), int(nx))
         self.kernel = kernel
         self.pixfrac = float(pixfrac)
+        if threads < 1:
+            raise ResampleError(f"resample threads must be >= 1, got {threads}")
+        self.threads = int(threads)
         # num, wht, var_poisson, var_rnoise, var_flat per output pixel, side by side
         self._acc: np.ndarray | None = np.zeros(self.shape + (5,), dtype=np.float32)
         self.con = np.zeros((1,) + self.shape, dtype=np.int32)
@@ -173,10 +185,21 @@ class Resampler:
         plane, bit = divmod(index, 32)
         if plane >= self.con.shape[0]:
             self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, dtype=np.int32)])
-        add_image(self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
-                  np.ascontiguousarray(weight, dtype=np.float32), variances,
-                  np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
-                  self._acc, self.con, plane, 1 << bit)
+        args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
+                np.ascontiguousarray(weight, dtype=np.float32), variances,
+                np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
+                self._acc, self.con, plane, 1 << bit)
+        ny = shape[0]
+        # input rows between two bands that run at once: twice the kernel's reach, in input
+        # pixels (ratio of them per output pixel), with room for distortion
+        height = max(32, math.ceil(3.0 * reach(self.kernel, self.pixfrac, ratio) * ratio) + 2)
+        if self.threads == 1 or ny < 4 * height:
+            add_image(*args)
+        else:
+            bands = [(r, min(r + height, ny)) for r in range(0, ny, height)]
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="drizzle") as pool:
+                for parity in (0, 1):
+                    list(pool.map(lambda rows: add_image(*args, rows=rows), bands[parity::2]))
         self.n_inputs += 1
 
     def finish(self) -> I2DArrays:
