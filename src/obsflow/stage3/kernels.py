@@ -149,69 +149,12 @@ def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[
     """Add one overlap of weight ``dow`` (float32) to the accumulators."""
     if dow > 0.0:
         con[plane, jj, ii] |= bit
-    a = acc[jj, ii]
-    a[0] += dow * d
-    a[1] += dow
+    acc[jj, ii, 0] += dow * d
+    acc[jj, ii, 1] += dow
     dow2 = dow * dow
-    a[2] += dow2 * v0
-    a[3] += dow2 * v1
-    a[4] += dow2 * v2
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _ramp(u: float) -> float:
-    """Antiderivative of clamp(u, 0, 1) (0 below 0)."""
-    if u <= 0.0:
-        return 0.0
-    if u >= 1.0:
-        return u - 0.5
-    return 0.5 * u * u
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _edge_areas(xa, ya, xb, yb, ii0, ii1, jj0, jj1, area):  # type: ignore[no-untyped-def]
-    """Add the signed area under edge (xa,ya)-(xb,yb) inside each output pixel of the box.
-
-    For each output column the edge is clipped to the column once; the area
-    under it inside row ``jj`` is the integral of clamp(y(x) - (jj - 0.5), 0, 1),
-    which is ``dx (R(b) - R(a)) / (b - a)`` with R the antiderivative of the clamp
-    and a, b the clipped ends' heights above the row's lower edge.  Summed over
-    a clockwise polygon's edges (signs as drizzle's boxer) this is the polygon's
-    overlap area with each pixel.
-    """
-    dx = xb - xa
-    if dx == 0.0:
-        return
-    if dx < 0.0:
-        sgn = -1.0
-        xlo = xb
-        xhi = xa
-    else:
-        sgn = 1.0
-        xlo = xa
-        xhi = xb
-    slope = (yb - ya) / dx
-    for ii in range(max(ii0, _nint(xlo)), min(ii1, _nint(xhi)) + 1):
-        cl = max(xlo, ii - 0.5)
-        ch = min(xhi, ii + 0.5)
-        width = ch - cl
-        if width <= 0.0:
-            continue
-        yl = ya + slope * (cl - xa)
-        yh = ya + slope * (ch - xa)
-        dy = yh - yl
-        for jj in range(jj0, jj1 + 1):
-            a = yl - (jj - 0.5)
-            b = yh - (jj - 0.5)
-            if a <= 0.0 and b <= 0.0:
-                continue
-            if a >= 1.0 and b >= 1.0:
-                f = 1.0
-            elif abs(dy) < 1e-9:
-                f = min(max(0.5 * (a + b), 0.0), 1.0)
-            else:
-                f = (_ramp(b) - _ramp(a)) / dy
-            area[jj - jj0, ii - ii0] += sgn * width * f
+    acc[jj, ii, 2] += dow2 * v0
+    acc[jj, ii, 3] += dow2 * v1
+    acc[jj, ii, 4] += dow2 * v2
 
 
 @njit(cache=True, nogil=True)
@@ -261,7 +204,6 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
     ony = acc.shape[0]
     onx = acc.shape[1]
     iscale2 = iscale * iscale
-    area = np.zeros((8, 8))  # overlap areas of one input pixel, grown when needed
     for j0 in range(row0, row1, 16):
         j1 = min(j0 + 16, row1)
         # corners of a band of rows (16 x nx x 8 doubles), from the map rows the band needs
@@ -277,15 +219,15 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
                 d = data[j, i]
                 if not math.isfinite(d):
                     continue
-                c = band[j - r0, i]
-                x0 = c[0]
-                y0 = c[1]
-                x1 = c[2]
-                y1 = c[3]
-                x2 = c[4]
-                y2 = c[5]
-                x3 = c[6]
-                y3 = c[7]
+                jb = j - r0
+                x0 = band[jb, i, 0]
+                y0 = band[jb, i, 1]
+                x1 = band[jb, i, 2]
+                y1 = band[jb, i, 3]
+                x2 = band[jb, i, 4]
+                y2 = band[jb, i, 5]
+                x3 = band[jb, i, 6]
+                y3 = band[jb, i, 7]
                 if not (math.isfinite(x0 + x1 + x2 + x3) and math.isfinite(y0 + y1 + y2 + y3)):
                     continue
                 jaco = 0.5 * ((x1 - x3) * (y0 - y2) - (x0 - x2) * (y1 - y3))
@@ -300,20 +242,14 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
                 jj1 = min(_nint(max(max(y0, y1), max(y2, y3))), ony - 1)
                 ii0 = max(_nint(min(min(x0, x1), min(x2, x3))), 0)
                 ii1 = min(_nint(max(max(x0, x1), max(x2, x3))), onx - 1)
-                nbj = jj1 - jj0 + 1
-                nbi = ii1 - ii0 + 1
-                if nbj <= 0 or nbi <= 0:
-                    continue
-                if nbj > area.shape[0] or nbi > area.shape[1]:
-                    area = np.zeros((max(nbj, area.shape[0]), max(nbi, area.shape[1])))
-                _edge_areas(x0, y0, x1, y1, ii0, ii1, jj0, jj1, area)
-                _edge_areas(x1, y1, x2, y2, ii0, ii1, jj0, jj1, area)
-                _edge_areas(x2, y2, x3, y3, ii0, ii1, jj0, jj1, area)
-                _edge_areas(x3, y3, x0, y0, ii0, ii1, jj0, jj1, area)
                 for jj in range(jj0, jj1 + 1):
+                    js = jj - 0.5
                     for ii in range(ii0, ii1 + 1):
-                        dover = area[jj - jj0, ii - ii0]
-                        area[jj - jj0, ii - ii0] = 0.0
+                        is_ = ii - 0.5
+                        dover = (_sgarea(x0 - is_, y0 - js, x1 - is_, y1 - js)
+                                 + _sgarea(x1 - is_, y1 - js, x2 - is_, y2 - js)
+                                 + _sgarea(x2 - is_, y2 - js, x3 - is_, y3 - js)
+                                 + _sgarea(x3 - is_, y3 - js, x0 - is_, y0 - js))
                         if dover != 0.0:
                             dow = np.float32(dover * w)
                             if dow != 0.0:
