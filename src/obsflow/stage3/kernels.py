@@ -198,7 +198,7 @@ def _corners(pixmap, dh):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
+def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
             acc, con, plane, bit, row0, row1):
     ny, nx = data.shape
     ony = acc.shape[0]
@@ -235,9 +235,9 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
                     continue
                 w = w_in / jaco
                 d = d * iscale
-                v0 = variances[0, j, i] * iscale2
-                v1 = variances[1, j, i] * iscale2
-                v2 = variances[2, j, i] * iscale2
+                v0 = vp[j, i] * iscale2
+                v1 = vr[j, i] * iscale2
+                v2 = vf[j, i] * iscale2
                 jj0 = max(_nint(min(min(y0, y1), min(y2, y3))), 0)
                 jj1 = min(_nint(max(max(y0, y1), max(y2, y3))), ony - 1)
                 ii0 = max(_nint(min(min(x0, x1), min(x2, x3))), 0)
@@ -257,7 +257,7 @@ def _square(data, weight, variances, pixmap, pixfrac, iscale,  # type: ignore[no
 
 
 @njit(cache=True, nogil=True)
-def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,  # type: ignore[no-untyped-def]
+def _centred(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, code, lut,  # type: ignore[no-untyped-def]
              acc, con, plane, bit, row0, row1):
     """Kernels placed on the mapped pixel centre: point (1), turbo (2), gaussian (3), lanczos (4)."""
     ny, nx = data.shape
@@ -287,9 +287,9 @@ def _centred(data, weight, variances, pixmap, pixfrac, iscale, ratio, code, lut,
             if not (math.isfinite(d) and math.isfinite(ox) and math.isfinite(oy)):
                 continue
             d = d * iscale
-            v0 = variances[0, j, i] * iscale2
-            v1 = variances[1, j, i] * iscale2
-            v2 = variances[2, j, i] * iscale2
+            v0 = vp[j, i] * iscale2
+            v1 = vr[j, i] * iscale2
+            v2 = vf[j, i] * iscale2
             if code == 1:
                 ii = _nint(ox)
                 jj = _nint(oy)
@@ -347,13 +347,15 @@ def reach(kernel: str, pixfrac: float, ratio: float) -> float:
     return 0.75 / ratio + 1.0  # half the diagonal of a pixel, and the rounding to whole pixels
 
 
-def add_image(kernel: str, data: np.ndarray, weight: np.ndarray, variances: np.ndarray,
-              pixmap: np.ndarray, pixfrac: float, iscale: float, ratio: float,
+def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
+              variances: tuple[np.ndarray, np.ndarray, np.ndarray], pixmap: np.ndarray,
+              pixfrac: float, iscale: float, ratio: float,
               acc: np.ndarray, con: np.ndarray, plane: int, bit: int,
               rows: tuple[int, int] | None = None) -> None:
     """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
-    ``data``, ``weight`` (ny, nx) float32; ``variances`` (3, ny, nx) float32;
+    ``data``, ``weight`` (ny, nx) float32; ``variances`` three (ny, nx) float32
+    arrays (VAR_POISSON, VAR_RNOISE, VAR_FLAT; zero-stride views for absent ones);
     ``pixmap`` (ny, nx, 2) float64 output (x, y) of each input pixel centre;
     ``acc`` (oy, ox, 5) float32 (num, wht, three variance sums); ``con``
     (planes, oy, ox) int32; ``bit`` this input's context bit (0 to 2^31).
@@ -366,9 +368,9 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray, variances: np.n
     ratio = float(np.float32(ratio))
     row0, row1 = (0, data.shape[0]) if rows is None else rows
     if kernel == "square":
-        _square(data, weight, variances, pixmap, float(pixfrac), iscale,
+        _square(data, weight, *variances, pixmap, float(pixfrac), iscale,
                 acc, con, plane, bit32, row0, row1)
     else:
         code = KERNELS.index(kernel)
-        _centred(data, weight, variances, pixmap, float(pixfrac), iscale, ratio,
+        _centred(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
                  code, _LUT3, acc, con, plane, bit32, row0, row1)

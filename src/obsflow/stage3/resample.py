@@ -172,13 +172,15 @@ class Resampler:
         if sci.ndim != 2 or weight.shape != shape or pixmap.shape != shape + (2,):
             raise ResampleError(f"resample input: SCI {shape}, weight {weight.shape} and pixel map "
                                 f"{pixmap.shape} must be (ny, nx), (ny, nx) and (ny, nx, 2)")
-        variances = np.zeros((3,) + shape, dtype=np.float32)
-        for k, (name, v) in enumerate((("VAR_POISSON", var_poisson), ("VAR_RNOISE", var_rnoise),
-                                       ("VAR_FLAT", var_flat))):
-            if v is not None:
-                if v.shape != shape:
-                    raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
-                variances[k] = v
+        zero = np.broadcast_to(np.zeros(1, dtype=np.float32), shape)  # absent variance: no copy
+        variances = []
+        for name, v in (("VAR_POISSON", var_poisson), ("VAR_RNOISE", var_rnoise), ("VAR_FLAT", var_flat)):
+            if v is None:
+                variances.append(zero)
+            elif v.shape != shape:
+                raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
+            else:
+                variances.append(np.ascontiguousarray(v, dtype=np.float32))
         if ratio is None:
             ratio = scale_ratio(pixmap)
         index = self.n_inputs
@@ -186,7 +188,7 @@ class Resampler:
         if plane >= self.con.shape[0]:
             self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, dtype=np.int32)])
         args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
-                np.ascontiguousarray(weight, dtype=np.float32), variances,
+                np.ascontiguousarray(weight, dtype=np.float32), (variances[0], variances[1], variances[2]),
                 np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
                 self._acc, self.con, plane, 1 << bit)
         ny = shape[0]
