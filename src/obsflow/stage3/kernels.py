@@ -158,76 +158,53 @@ def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[
 
 
 @njit(cache=True, nogil=True)
-def _corners(pixmap, dh):  # type: ignore[no-untyped-def]
-    """Output (x, y) of the four shrunken-pixel corners of every input pixel.
-
-    Corner k of pixel (j, i) is the bilinear interpolation of the centre map at
-    ``(i + cx[k], j + cy[k])``, clockwise ``(-h,+h), (+h,+h), (+h,-h), (-h,-h)``
-    with ``h = dh``.  For ``dh = 0.5`` neighbouring pixels share corners, so
-    they are computed once on the (ny + 1, nx + 1) corner lattice.
-    Returns (ny, nx, 8): x0, y0, x1, y1, x2, y2, x3, y3.
-    """
-    ny = pixmap.shape[0]
-    nx = pixmap.shape[1]
-    out = np.empty((ny, nx, 8))
-    if dh == 0.5:
-        lat = np.empty((ny + 1, nx + 1, 2))
-        for j in range(ny + 1):
-            for i in range(nx + 1):
-                lat[j, i, 0], lat[j, i, 1] = _interp(pixmap, i - 0.5, j - 0.5)
-        for j in range(ny):
-            for i in range(nx):
-                o = out[j, i]
-                o[0] = lat[j + 1, i, 0]
-                o[1] = lat[j + 1, i, 1]
-                o[2] = lat[j + 1, i + 1, 0]
-                o[3] = lat[j + 1, i + 1, 1]
-                o[4] = lat[j, i + 1, 0]
-                o[5] = lat[j, i + 1, 1]
-                o[6] = lat[j, i, 0]
-                o[7] = lat[j, i, 1]
-        return out
-    for j in range(ny):
-        for i in range(nx):
-            o = out[j, i]
-            o[0], o[1] = _interp(pixmap, i - dh, j + dh)
-            o[2], o[3] = _interp(pixmap, i + dh, j + dh)
-            o[4], o[5] = _interp(pixmap, i + dh, j - dh)
-            o[6], o[7] = _interp(pixmap, i - dh, j - dh)
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
             acc, con, plane, bit, row0, row1):
-    ny, nx = data.shape
+    """Square kernel on input rows [row0, row1).
+
+    Corner k of pixel (j, i) is the bilinear interpolation of the centre map
+    at ``(i + cx[k], j + cy[k])``, clockwise ``(-h,+h), (+h,+h), (+h,-h),
+    (-h,-h)`` with ``h = pixfrac / 2``.  For ``pixfrac = 1`` neighbouring
+    pixels share corners: they are computed once per band of rows on the
+    (rows + 1, nx + 1) corner lattice.
+    """
+    nx = data.shape[1]
     ony = acc.shape[0]
     onx = acc.shape[1]
     iscale2 = iscale * iscale
-    for j0 in range(row0, row1, 16):
-        j1 = min(j0 + 16, row1)
-        # corners of a band of rows (16 x nx x 8 doubles), from the map rows the band needs
-        r0 = max(j0 - 1, 0)
-        r1 = min(j1 + 1, ny)
-        band = _corners(pixmap[r0:r1], 0.5 * pixfrac)
-        for i0 in range(0, nx, 64):  # 16 x 64 input tiles keep the output cells they touch in cache
-          for j in range(j0, j1):
-            for i in range(i0, min(i0 + 64, nx)):
+    dh = 0.5 * pixfrac
+    shared = dh == 0.5
+    band = 16
+    lat = np.empty((band + 1, nx + 1, 2))
+    for j0 in range(row0, row1, band):
+        j1 = min(j0 + band, row1)
+        if shared:
+            for r in range(j1 - j0 + 1):
+                for i in range(nx + 1):
+                    lat[r, i, 0], lat[r, i, 1] = _interp(pixmap, i - 0.5, j0 + r - 0.5)
+        for j in range(j0, j1):
+            r = j - j0
+            for i in range(nx):
                 w_in = weight[j, i]
                 if not w_in > 0.0:
                     continue
                 d = data[j, i]
                 if not math.isfinite(d):
                     continue
-                jb = j - r0
-                x0 = band[jb, i, 0]
-                y0 = band[jb, i, 1]
-                x1 = band[jb, i, 2]
-                y1 = band[jb, i, 3]
-                x2 = band[jb, i, 4]
-                y2 = band[jb, i, 5]
-                x3 = band[jb, i, 6]
-                y3 = band[jb, i, 7]
+                if shared:
+                    x0 = lat[r + 1, i, 0]
+                    y0 = lat[r + 1, i, 1]
+                    x1 = lat[r + 1, i + 1, 0]
+                    y1 = lat[r + 1, i + 1, 1]
+                    x2 = lat[r, i + 1, 0]
+                    y2 = lat[r, i + 1, 1]
+                    x3 = lat[r, i, 0]
+                    y3 = lat[r, i, 1]
+                else:
+                    x0, y0 = _interp(pixmap, i - dh, j + dh)
+                    x1, y1 = _interp(pixmap, i + dh, j + dh)
+                    x2, y2 = _interp(pixmap, i + dh, j - dh)
+                    x3, y3 = _interp(pixmap, i - dh, j - dh)
                 if not (math.isfinite(x0 + x1 + x2 + x3) and math.isfinite(y0 + y1 + y2 + y3)):
                     continue
                 jaco = 0.5 * ((x1 - x3) * (y0 - y2) - (x0 - x2) * (y1 - y3))
