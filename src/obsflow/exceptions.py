@@ -61,6 +61,7 @@ __all__ = [
     "IngestError",
     "RangeNotSatisfiableError",
     "RawFileError",
+    "ResampleError",
     "SearchParameterError",
     "SimulationError",
     "TelemetryError",
