@@ -332,7 +332,7 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
     """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
     ``data``, ``weight`` (ny, nx) float32; ``variances`` three (ny, nx) float32
-    arrays (VAR_POISSON, VAR_RNOISE, VAR_FLAT; zero-stride views for absent ones);
+    arrays (VAR_POISSON, VAR_RNOISE, VAR_FLAT; zeros for absent ones);
     ``pixmap`` (ny, nx, 2) float64 output (x, y) of each input pixel centre;
     ``acc`` (oy, ox, 5) float32 (num, wht, three variance sums); ``con``
     (planes, oy, ox) int32; ``bit`` this input's context bit (0 to 2^31).

@@ -172,11 +172,12 @@ class Resampler:
         if sci.ndim != 2 or weight.shape != shape or pixmap.shape != shape + (2,):
             raise ResampleError(f"resample input: SCI {shape}, weight {weight.shape} and pixel map "
                                 f"{pixmap.shape} must be (ny, nx), (ny, nx) and (ny, nx, 2)")
-        zero = np.broadcast_to(np.zeros(1, dtype=np.float32), shape)  # absent variance: no copy
         variances = []
         for name, v in (("VAR_POISSON", var_poisson), ("VAR_RNOISE", var_rnoise), ("VAR_FLAT", var_flat)):
             if v is None:
-                variances.append(zero)
+                # zeros (calloc: pages only mapped when read, to the shared zero page); the same
+                # array type as a given variance, so each kernel is compiled once
+                variances.append(np.zeros(shape, dtype=np.float32))
             elif v.shape != shape:
                 raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
             else:
