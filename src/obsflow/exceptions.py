@@ -15,6 +15,7 @@ The hierarchy::
     │   └── ExposureNotFoundError(LookupError)  no ledger row or observation log for an exposure
     ├── DataModelError(ValueError)    a product's arrays or keywords are inconsistent
     ├── CalibrationError(ValueError)  inputs a calibration step cannot work on
+    ├── AlignmentError(ValueError)    exposures that cannot be aligned (too few matched stars)
     ├── SimulationError(ValueError)   simulator options that contradict each other
     ├── ResampleError(ValueError)     bad input to the stage-3 resample (shapes, kernel, grid)
     ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
@@ -52,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 __all__ = [
+    "AlignmentError",
     "ArchiveError",
     "AuthenticationError",
     "CalibrationError",
@@ -162,6 +164,10 @@ class DataModelError(ObsflowError, ValueError):
 
 class CalibrationError(ObsflowError, ValueError):
     """Inputs a calibration step cannot work on (shapes, readout timing, no usable pixel)."""
+
+
+class AlignmentError(ObsflowError, ValueError):
+    """Exposures that cannot be aligned: too few stars detected or matched (names which)."""
 
 
 class ResampleError(ObsflowError, ValueError):

@@ -140,7 +140,7 @@ def test_photom_without_optional_columns(tmp_path: Path) -> None:
 
 def test_writer_refuses_data_that_do_not_fit(tmp_path: Path) -> None:
     out = tmp_path / "x.fits"
-    with pytest.raises(ReferenceFileError, match="unknown REFTYPE 'BIAS'; allowed: DARK, FLAT"):
+    with pytest.raises(ReferenceFileError, match="unknown REFTYPE 'BIAS'; allowed: ASTROCAT, DARK, FLAT"):
         write_reference_file(out, _header("BIAS"), _image("DARK"))
     with pytest.raises(ReferenceFileError, match="PHOTOM data must be a PhotomTable"):
         write_reference_file(out, _header("PHOTOM"), _image("DARK"))

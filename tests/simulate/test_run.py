@@ -14,7 +14,7 @@ from astropy.table import Table
 
 from obsflow.models.dq import DQ
 from obsflow.models.level1 import read_uncal
-from obsflow.models.reffiles import REFTYPES
+from obsflow.models.reffiles import LAYOUTS
 from obsflow.profiles import load_profile
 from obsflow.simulate.cosmic_rays import ReadoutTiming
 from obsflow.simulate.detector import DetectorModel, realize_detector
@@ -147,7 +147,7 @@ def test_every_reftype_for_every_used_detector(sim_run: SimRun) -> None:
     assert used
     expected = set()
     for det in used:
-        for reftype in (r.lower() for r in REFTYPES):
+        for reftype in (r.lower() for r, lay in LAYOUTS.items() if lay.per_detector):
             if reftype == "flat":
                 paths = [_ref(sim_run, det, "flat", f"_{f.name.lower()}") for f in inst.filters]
             else:
@@ -167,6 +167,10 @@ def test_every_reftype_for_every_used_detector(sim_run: SimRun) -> None:
                     assert header["FILTER"] in {f.name for f in inst.filters}
                 with fits.open(path, checksum=True) as hdul:
                     assert len(hdul) == 2
+    astrocat = sim_run.out / "refs" / f"{sim_run.profile.mission.telescope.lower()}_astrocat_0001.fits"
+    header = fits.getheader(astrocat)
+    assert (header["REFTYPE"], header["DETECTOR"], header["EPOCH"]) == ("ASTROCAT", "ANY", 2016.0)
+    expected.add(astrocat.name)
     assert {p.name for p in (sim_run.out / "refs").iterdir()} == expected
 
 

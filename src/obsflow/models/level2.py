@@ -5,7 +5,8 @@ Layout (JWST-compatible extension names)::
     PRIMARY      exposure metadata (ExposureMeta keywords), DATAMODL, CAL_VER,
                  the product reference (PRODKIND, RUNNAME, PRODUUID), RECIPE,
                  REFCTX, S_<STEP> = COMPLETE/SKIPPED, R_<REFTYPE> = reference
-                 file name, plus product keywords (PHOTMJSR, BKGLEVEL, ...)
+                 file name, plus product keywords (PHOTMJSR, BKGLEVEL, ..., and
+                 the alignment's ALN_* of :mod:`obsflow.stage3.align`)
     SCI          float32 rate: (ny, nx) DN/s for _rate, (nints, ny, nx) for
                  _rateints, (ny, nx) MJy/sr for _cal (with celestial WCS)
     ERR          float32, same shape, 1-sigma error
@@ -136,8 +137,8 @@ def _read(path: Path, cls: type[_Level2]) -> Any:
         wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
         ref = ProductRef.from_header(hdul[0].header, meta.data_id, Path(path).name)
         prov = Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], Path(path).name)
-        extra = {k: hdul[0].header[k] for k in ("PHOTMJSR", "BKGLEVEL", "BKGRMS", "BUNIT")
-                 if k in hdul[0].header}
+        extra = {k: hdul[0].header[k] for k in hdul[0].header
+                 if k in ("PHOTMJSR", "BKGLEVEL", "BKGRMS", "BUNIT") or k.startswith("ALN_")}
     return cls(**arrays, meta=meta, ref=ref, provenance=prov,  # type: ignore[arg-type]
                header_extra=extra, wcs=wcs)
 

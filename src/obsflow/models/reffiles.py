@@ -24,9 +24,13 @@ data extension
     LINEARITY  COEFFS float64    (ncoeffs,) or (ncoeffs, ny, nx): linear DN =
                                  sum_k COEFFS[k] * measured**k (bias-subtracted)
     PHOTOM     PHOTOM table      :data:`PHOTOM_COLUMNS`, one row per filter
+    ASTROCAT   ASTROCAT table    :data:`ASTROCAT_COLUMNS`, one row per star
     ========== ====== ========== ==============================================
 
-``(ny, nx)`` is the detector (SUBARRAY FULL) or the named subarray.
+``(ny, nx)`` is the detector (SUBARRAY FULL) or the named subarray.  An
+ASTROCAT (absolute astrometric catalog, Gaia-like) is not a detector's: its
+DETECTOR is normally ``ANY`` (it then applies to every detector) and its
+primary header carries EPOCH (Julian year of the positions).
 :func:`write_reference_file` writes this layout (atomically, with checksums);
 :func:`read_reference_array` and :func:`read_photom` read it;
 :func:`check_layout` checks a file against it from headers alone.  Whether a
@@ -51,17 +55,20 @@ from obsflow.models.fitsfile import open_fits
 
 __all__ = [
     "ANY",
+    "ASTROCAT_COLUMNS",
     "LAYOUTS",
     "PHOTOM_COLUMNS",
     "PHOTOM_REQUIRED",
     "REFTYPES",
     "REQUIRED_KEYWORDS",
+    "AstrometricCatalog",
     "PhotomTable",
     "RefHeader",
     "RefLayout",
     "check_layout",
     "layout_of",
     "open_reference",
+    "read_astrocat",
     "read_photom",
     "read_reference_array",
     "write_reference_file",
@@ -87,11 +94,17 @@ class RefLayout:
     coefficients : bool
         True when the array is (ncoeffs,) or (ncoeffs, ny, nx) polynomial
         coefficients rather than one (ny, nx) image.
+    columns : tuple of str
+        Columns a table layout (``dtype`` None) must have.
+    per_detector : bool
+        False when the file may apply to every detector (DETECTOR ``ANY``).
     """
 
     extension: str
     dtype: np.dtype | None
     coefficients: bool = False
+    columns: tuple[str, ...] = ()
+    per_detector: bool = True
 
 
 _IMAGE = RefLayout("SCI", np.dtype(np.float32))
@@ -100,7 +113,9 @@ LAYOUTS: Mapping[str, RefLayout] = MappingProxyType({
     "SUPERBIAS": _IMAGE, "DARK": _IMAGE, "GAIN": _IMAGE, "READNOISE": _IMAGE,
     "SATURATION": _IMAGE, "FLAT": _IMAGE, "MASK": RefLayout("DQ", np.dtype(np.uint32)),
     "LINEARITY": RefLayout("COEFFS", np.dtype(np.float64), coefficients=True),
-    "PHOTOM": RefLayout("PHOTOM", None),
+    "PHOTOM": RefLayout("PHOTOM", None, columns=("FILTER", "PHOTMJSR")),
+    "ASTROCAT": RefLayout("ASTROCAT", None, columns=("SOURCE_ID", "RA", "DEC", "RA_ERROR",
+                                                     "DEC_ERROR", "MAG"), per_detector=False),
 })
 """Every known REFTYPE and its data extension."""
 
@@ -111,8 +126,14 @@ PHOTOM_COLUMNS = (("FILTER", "16A"), ("PHOTMJSR", "D"), ("UNCERTAINTY", "D"), ("
 """PHOTOM table columns and FITS formats: filter name, MJy/sr per DN/s, its
 uncertainty (same unit), pivot wavelength (micron)."""
 
-PHOTOM_REQUIRED = ("FILTER", "PHOTMJSR")
+PHOTOM_REQUIRED = LAYOUTS["PHOTOM"].columns
 """PHOTOM columns a reader needs."""
+
+ASTROCAT_COLUMNS = (("SOURCE_ID", "K", ""), ("RA", "D", "deg"), ("DEC", "D", "deg"),
+                    ("RA_ERROR", "D", "mas"), ("DEC_ERROR", "D", "mas"), ("MAG", "D", "mag"))
+"""ASTROCAT table columns, FITS formats and units: star id, ICRS position at
+EPOCH (deg), its 1-sigma errors (mas; RA_ERROR on the sky, i.e. times cos
+Dec, as Gaia's ``ra_error``) and a magnitude (AB, first filter)."""
 
 
 def layout_of(reftype: str, source: str | Path) -> RefLayout:
@@ -123,10 +144,11 @@ def layout_of(reftype: str, source: str | Path) -> RefLayout:
     return LAYOUTS[reftype]
 
 
-def _check_photom_columns(names: Sequence[str], source: str | Path) -> None:
-    if not set(PHOTOM_REQUIRED) <= set(names):
-        raise ReferenceFileError(f"{source}: PHOTOM table needs "
-                                 f"{' and '.join(PHOTOM_REQUIRED)} columns")
+def _check_columns(reftype: str, names: Sequence[str], source: str | Path) -> None:
+    needed = LAYOUTS[reftype].columns
+    if not set(needed) <= set(names):
+        listed = ", ".join(needed[:-1]) + " and " + needed[-1]
+        raise ReferenceFileError(f"{source}: {reftype} table needs {listed} columns")
 
 
 @dataclass(frozen=True)
@@ -205,17 +227,67 @@ class PhotomTable:
             name=LAYOUTS["PHOTOM"].extension)
 
 
-def _data_hdu(reftype: str, data: npt.ArrayLike | PhotomTable,
-              source: str | Path) -> fits.hdu.base.ExtensionHDU:
+@dataclass(frozen=True)
+class AstrometricCatalog:
+    """The ASTROCAT table: an absolute astrometric reference (Gaia-like).
+
+    Attributes
+    ----------
+    source_id : numpy.ndarray
+        (N,) int64 star identifiers.
+    ra, dec : numpy.ndarray
+        (N,) float64 ICRS position at ``epoch``, degrees.
+    ra_error, dec_error : numpy.ndarray
+        (N,) float64 1-sigma position errors, milliarcseconds (RA on the sky).
+    mag : numpy.ndarray
+        (N,) float64 magnitude (AB).
+    epoch : float
+        Julian year of the positions (e.g. 2016.0).
+    """
+
+    source_id: npt.NDArray[np.int64]
+    ra: npt.NDArray[np.float64]
+    dec: npt.NDArray[np.float64]
+    ra_error: npt.NDArray[np.float64]
+    dec_error: npt.NDArray[np.float64]
+    mag: npt.NDArray[np.float64]
+    epoch: float
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.ra).shape[0])
+
+    def to_hdu(self) -> fits.BinTableHDU:
+        """The ASTROCAT extension (EPOCH in its header too)."""
+        arrays = (self.source_id, self.ra, self.dec, self.ra_error, self.dec_error, self.mag)
+        hdu = fits.BinTableHDU.from_columns(
+            [fits.Column(name, fmt, unit=unit or None, array=np.asarray(a))
+             for (name, fmt, unit), a in zip(ASTROCAT_COLUMNS, arrays, strict=True)],
+            name=LAYOUTS["ASTROCAT"].extension)
+        hdu.header["EPOCH"] = (float(self.epoch), "[yr] Julian epoch of RA, DEC")
+        return hdu
+
+
+_TABLES: Mapping[str, type] = MappingProxyType({"PHOTOM": PhotomTable,
+                                                "ASTROCAT": AstrometricCatalog})
+"""The data class of each table REFTYPE."""
+
+
+RefData = npt.ArrayLike | PhotomTable | AstrometricCatalog
+"""What a reference file holds: an array, or the table of a table REFTYPE."""
+
+
+def _data_hdu(reftype: str, data: RefData, source: str | Path) -> fits.hdu.base.ExtensionHDU:
     """The data extension of ``reftype`` holding ``data``, checked against the layout."""
     layout = LAYOUTS[reftype]
     if layout.dtype is None:
-        if not isinstance(data, PhotomTable):
-            raise ReferenceFileError(f"{source}: {reftype} data must be a PhotomTable, got "
+        kind = _TABLES[reftype]
+        if not isinstance(data, PhotomTable | AstrometricCatalog) or not isinstance(data, kind):
+            raise ReferenceFileError(f"{source}: {reftype} data must be a {kind.__name__}, got "
                                      f"{type(data).__name__}")
         return data.to_hdu()
-    if isinstance(data, PhotomTable):
-        raise ReferenceFileError(f"{source}: {reftype} data must be an array, not a PhotomTable")
+    if isinstance(data, PhotomTable | AstrometricCatalog):
+        raise ReferenceFileError(f"{source}: {reftype} data must be an array, not a "
+                                 f"{type(data).__name__}")
     arr = np.asarray(data)
     ndims = (1, 3) if layout.coefficients else (2,)
     if arr.ndim not in ndims:
@@ -228,8 +300,7 @@ def _data_hdu(reftype: str, data: npt.ArrayLike | PhotomTable,
     return fits.ImageHDU(arr.astype(layout.dtype, copy=False), name=layout.extension)
 
 
-def write_reference_file(path: Path, header: RefHeader,
-                         data: npt.ArrayLike | PhotomTable) -> Path:
+def write_reference_file(path: Path, header: RefHeader, data: RefData) -> Path:
     """Write one reference file in the layout above (atomically, with FITS checksums).
 
     Parameters
@@ -238,10 +309,10 @@ def write_reference_file(path: Path, header: RefHeader,
         Where to write it.
     header : RefHeader
         Primary keywords; ``header.reftype`` picks the layout.
-    data : array_like or PhotomTable
+    data : array_like, PhotomTable or AstrometricCatalog
         The data: an image (ny, nx), LINEARITY coefficients (ncoeffs,) or
-        (ncoeffs, ny, nx), or a PhotomTable for PHOTOM; arrays are stored
-        with the layout's dtype.
+        (ncoeffs, ny, nx), a PhotomTable for PHOTOM or an AstrometricCatalog
+        for ASTROCAT; arrays are stored with the layout's dtype.
 
     Returns
     -------
@@ -282,7 +353,7 @@ def check_layout(hdul: fits.HDUList, reftype: str, shape: tuple[int, int],
     Raises
     ------
     ReferenceFileError
-        Extension missing or empty, PHOTOM columns missing, or a wrong shape.
+        Extension missing or empty, table columns missing, or a wrong shape.
     """
     layout = LAYOUTS[reftype]
     ext = layout.extension
@@ -290,7 +361,7 @@ def check_layout(hdul: fits.HDUList, reftype: str, shape: tuple[int, int],
         raise ReferenceFileError(f"{source}: {reftype} needs a {ext} extension")
     hdu = hdul[ext]
     if layout.dtype is None:
-        _check_photom_columns(hdu.columns.names, source)
+        _check_columns(reftype, hdu.columns.names, source)
         return
     dshape = _data_shape(hdu)
     if not dshape or 0 in dshape:
@@ -337,7 +408,7 @@ def read_reference_array(path: Path, reftype: str,
         As stored (e.g. (ny, nx) float32, (ncoeffs,) float64), or its window.
     """
     if layout_of(reftype, path).dtype is None:
-        raise ReferenceFileError(f"{path}: {reftype} is a table; use read_photom")
+        raise ReferenceFileError(f"{path}: {reftype} is a table; use read_{reftype.lower()}")
     with open_reference(path) as hdul:
         arr = np.asarray(_extension(hdul, reftype, path).data)
     if window is None or arr.ndim < 2:
@@ -351,7 +422,7 @@ def read_photom(path: Path) -> PhotomTable:
     with open_reference(path) as hdul:
         table = _extension(hdul, "PHOTOM", path).data
         names = table.columns.names
-        _check_photom_columns(names, path)
+        _check_columns("PHOTOM", names, path)
 
         def column(name: str) -> npt.NDArray[np.float64]:
             if name in names:
@@ -360,3 +431,22 @@ def read_photom(path: Path) -> PhotomTable:
 
         return PhotomTable(tuple(str(f).strip() for f in table["FILTER"]), column("PHOTMJSR"),
                            column("UNCERTAINTY"), column("PIVOT_UM"))
+
+
+def read_astrocat(path: Path) -> AstrometricCatalog:
+    """The ASTROCAT table of a reference file; ReferenceFileError naming what is wrong."""
+    with open_reference(path) as hdul:
+        hdu = _extension(hdul, "ASTROCAT", path)
+        _check_columns("ASTROCAT", hdu.columns.names, path)
+        epoch = hdu.header.get("EPOCH", hdul[0].header.get("EPOCH"))
+        if not isinstance(epoch, int | float):
+            raise ReferenceFileError(f"{path}: ASTROCAT needs a numeric EPOCH keyword (Julian "
+                                     f"year), got {epoch!r}")
+        table = hdu.data
+
+        def column(name: str) -> npt.NDArray[np.float64]:
+            return np.asarray(table[name], np.float64)
+
+        return AstrometricCatalog(np.asarray(table["SOURCE_ID"], np.int64), column("RA"),
+                                  column("DEC"), column("RA_ERROR"), column("DEC_ERROR"),
+                                  column("MAG"), float(epoch))

@@ -45,6 +45,14 @@ class Mission(_Frozen):
     time_epoch_tai: str = Field(description="ISO time (TAI) of mission time zero")
     default_exclusive_access_months: int = Field(ge=0)
     primary_area_m2: float = Field(gt=0)
+    pointing_error_mas: float = Field(
+        default=0.0, ge=0, description="1-sigma error per axis of a visit's absolute pointing "
+        "(guide-star acquisition), milliarcseconds")
+    dither_error_mas: float = Field(
+        default=0.0, ge=0, description="1-sigma error per axis of each dither offset within "
+        "a visit, milliarcseconds")
+    roll_error_arcsec: float = Field(
+        default=0.0, ge=0, description="1-sigma error of a visit's roll (PA_V3), arcseconds")
 
 
 class Apids(_Frozen):

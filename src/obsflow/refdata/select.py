@@ -2,7 +2,8 @@
 
 For each reference type, a candidate must match the exposure's
 
-1. telescope, instrument and detector exactly;
+1. telescope and instrument exactly, and the detector (a file whose
+   DETECTOR is ``ANY``, the astrometric catalog, matches every detector);
 2. filter, when the file names one (``ANY`` matches every filter; FLAT
    files always name one);
 3. readout pattern, when the file names one (``ANY`` matches all);
@@ -43,7 +44,7 @@ __all__ = ["RULES", "RULES_VERSION", "ProductSelectors", "Selection", "best_refe
            "bulk_select", "exposure_start_iso"]
 
 RULES: tuple[str, ...] = (
-    "telescope, instrument and detector match exactly",
+    "telescope and instrument match exactly; detector matches, or the file's DETECTOR is ANY",
     "filter matches, or the file's FILTER is ANY",
     "readout pattern matches, or the file's READPATT is ANY",
     "subarray is the exposure's or FULL; an exact subarray match beats FULL",
@@ -74,7 +75,7 @@ def _mismatch(rec: RefRecord, meta: ExposureMeta, start: str) -> str:
     for what, mine, theirs in (("telescope", rec.telescope, meta.telescope),
                                ("instrument", rec.instrument, meta.instrument),
                                ("detector", rec.detector, meta.detector)):
-        if mine != theirs:
+        if mine != theirs and not (what == "detector" and mine == ANY):
             return f"{what} {mine} != {theirs}"
     if rec.filter != ANY and rec.filter != meta.filter:
         return f"filter {rec.filter} != {meta.filter}"
@@ -224,8 +225,8 @@ def _group_choice(candidates: list[tuple[int, RefRecord]], selector: tuple[str, 
     """Best file index for products that share ``selector`` (one per start key)."""
     telescope, instrument, detector, filt, readpatt, subarray = selector
     matching = [(i, r) for i, r in candidates
-                if (r.telescope, r.instrument, r.detector) == (telescope, instrument, detector)
-                and r.filter in (ANY, filt) and r.readpatt in (ANY, readpatt)]
+                if (r.telescope, r.instrument) == (telescope, instrument)
+                and r.detector in (ANY, detector) and r.filter in (ANY, filt) and r.readpatt in (ANY, readpatt)]
     exact = _pick([(i, r) for i, r in matching if r.subarray == subarray], starts)
     if subarray == "FULL":
         return exact

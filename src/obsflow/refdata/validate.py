@@ -3,7 +3,8 @@
 The layout itself (keywords, data extension per REFTYPE, PHOTOM columns,
 LINEARITY coefficients) is defined in :mod:`obsflow.models.reffiles`; this
 module checks a file against it and against the profile: REFTYPE known,
-TELESCOP this site's, INSTRUME, DETECTOR, FILTER (required for FLAT),
+TELESCOP this site's, INSTRUME, DETECTOR (``ANY`` allowed for types that
+are not a detector's, the astrometric catalog), FILTER (required for FLAT),
 READPATT and SUBARRAY (default ``ANY`` and ``FULL``) known to the profile,
 USEAFTER an ISO UTC time, and image shapes equal to the detector (SUBARRAY
 FULL) or the named subarray.
@@ -77,13 +78,14 @@ def read_record(path: Path, profile: Profile, sha256: str = "") -> RefRecord:
         if missing:
             raise ReferenceFileError(f"{path}: missing required keyword(s) {', '.join(missing)}")
         reftype = str(h["REFTYPE"]).upper()
-        layout_of(reftype, path)
+        layout = layout_of(reftype, path)
         if h["TELESCOP"] != profile.mission.telescope:
             raise ReferenceFileError(f"{path}: TELESCOP {h['TELESCOP']!r} is not this site's "
                                      f"{profile.mission.telescope!r}")
         try:
             inst = profile.instrument(str(h["INSTRUME"]))
-            det = inst.detector(str(h["DETECTOR"]))
+            any_detector = not layout.per_detector and str(h["DETECTOR"]).upper() == ANY
+            det = inst.detectors[0] if any_detector else inst.detector(str(h["DETECTOR"]))
             filt = str(h.get("FILTER", ANY)).upper() if reftype != "FLAT" else str(h.get("FILTER", ""))
             if reftype == "FLAT" or filt != ANY:
                 filt = inst.filter(filt).name
@@ -97,7 +99,7 @@ def read_record(path: Path, profile: Profile, sha256: str = "") -> RefRecord:
         shape = (det.ny, det.nx) if subarray == "FULL" else (sub.ny, sub.nx)
         check_layout(hdul, reftype, shape, path)
         return RefRecord(reftype=reftype, telescope=str(h["TELESCOP"]), instrument=inst.name,
-                         detector=det.name, filter=filt, readpatt=readpatt, subarray=subarray,
+                         detector=ANY if any_detector else det.name, filter=filt, readpatt=readpatt, subarray=subarray,
                          useafter=_parse_time(h["USEAFTER"], path), delivered="", name=path.name,
                          path=path, sha256=sha256, pedigree=str(h.get("PEDIGREE", "")),
                          description=str(h.get("DESCRIP", "")))

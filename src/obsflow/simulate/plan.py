@@ -4,6 +4,14 @@ A plan is drawn from the profile and a seed: a few programs (one of them
 public at once), each with a target, filters, a readout pattern and a
 dither pattern, laid out in time with slews and overheads.  Each planned
 exposure becomes one :class:`~obsflow.models.ExposureMeta` per detector.
+
+Pointing errors: the ExposureMeta carries the *commanded* pointing (what
+the header reports); the telescope really points elsewhere by a random
+error per visit (``mission.pointing_error_mas`` per axis and
+``roll_error_arcsec`` in roll, one draw per program observation, as a
+guide-star acquisition) plus a small one per dither (``dither_error_mas``).
+:class:`TruePointing` (``Plan.pointing``, by exposure id; all detectors of
+one exposure share it) is what the sky is rendered with.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, Subarray
 from obsflow.simulate.sky import SceneOptions
 
-__all__ = ["Plan", "PlanOptions", "Program", "Target", "make_plan", "make_tso_plan"]
+__all__ = ["Plan", "PlanOptions", "Program", "Target", "TruePointing", "make_plan",
+           "make_tso_plan", "true_pointing"]
 
 
 @dataclass(frozen=True)
@@ -76,21 +85,54 @@ class PlanOptions:
 
 
 @dataclass(frozen=True)
+class TruePointing:
+    """Where the telescope really pointed for one exposure (the truth, never in a header).
+
+    Attributes
+    ----------
+    exposure_id : int
+        The product's exposure id (``ExposureMeta.exposure_id``).
+    ra_v1, dec_v1, pa_v3 : float
+        True boresight and V3 position angle, degrees.
+    east_mas, north_mas : float
+        True minus commanded boresight, milliarcseconds on the sky.
+    roll_arcsec : float
+        True minus commanded PA_V3, arcseconds.
+    """
+
+    exposure_id: int
+    ra_v1: float
+    dec_v1: float
+    pa_v3: float
+    east_mas: float
+    north_mas: float
+    roll_arcsec: float
+
+
+@dataclass(frozen=True)
 class Plan:
     programs: list[Program]
     targets: list[Target]
     exposures: list[ExposureMeta]
     start_utc: str
     end_utc: str
+    pointing: dict[int, TruePointing] = dataclasses.field(default_factory=dict)
+    """True pointing by exposure id (empty: the commanded pointing is the truth)."""
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
         return {
             "programs": [dataclasses.asdict(p) for p in self.programs],
             "targets": [dataclasses.asdict(t) for t in self.targets],
             "exposures": [e.to_dict() for e in self.exposures],
+            "pointing": [dataclasses.asdict(p) for p in self.pointing.values()],
             "start_utc": self.start_utc,
             "end_utc": self.end_utc,
         }
+
+    def true_pointing(self, meta: ExposureMeta) -> tuple[float, float, float]:
+        """(ra_v1, dec_v1, pa_v3) degrees the sky of ``meta`` is rendered with."""
+        p = self.pointing.get(meta.exposure_id)
+        return (meta.ra_v1, meta.dec_v1, meta.pa_v3) if p is None else (p.ra_v1, p.dec_v1, p.pa_v3)
 
 
 _SCENES = {
@@ -202,7 +244,36 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
             next_id += 1
         t = tend + _OVERHEAD_S * u.s
     exposures = _mark_status(exposures, rng)
-    return Plan(programs, targets, exposures, start.isot, t.isot)
+    pointing = true_pointing(exposures, profile, np.random.default_rng([options.seed, 102]))
+    return Plan(programs, targets, exposures, start.isot, t.isot, pointing)
+
+
+def true_pointing(exposures: list[ExposureMeta], profile: Profile,
+                  rng: np.random.Generator) -> dict[int, TruePointing]:
+    """Draw the true pointing of every exposure (see the module docstring), by exposure id.
+
+    One visit error (east, north, roll) per (program, observation), one dither
+    error per exposure; detectors of one exposure share both.
+    """
+    m = profile.mission
+    visit: dict[tuple[str, int], np.ndarray] = {}
+    dither: dict[tuple[str, int, int], np.ndarray] = {}
+    out = {}
+    for e in exposures:
+        vkey, dkey = (e.program, e.observation), (e.program, e.observation, e.exposure)
+        if vkey not in visit:
+            visit[vkey] = rng.normal(0.0, 1.0, 3) * [m.pointing_error_mas, m.pointing_error_mas,
+                                                    m.roll_error_arcsec]
+        if dkey not in dither:
+            dither[dkey] = rng.normal(0.0, m.dither_error_mas, 2)
+        east, north = visit[vkey][:2] + dither[dkey]
+        roll = float(visit[vkey][2])
+        ra = e.ra_v1 + east / 3.6e6 / np.cos(np.deg2rad(e.dec_v1))
+        out[e.exposure_id] = TruePointing(e.exposure_id, float(ra % 360.0),
+                                          float(e.dec_v1 + north / 3.6e6),
+                                          float(e.pa_v3 + roll / 3600.0), float(east),
+                                          float(north), roll)
+    return out
 
 
 TSO_PROGRAM = ("04567", "S. Okafor", "Transit of a hot Jupiter", 0, "TRANSIT-HOST-1",

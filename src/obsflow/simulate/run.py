@@ -2,7 +2,8 @@
 
 Writes ``OUT/downlink/`` (what a ground station drops in the incoming
 folder), ``OUT/truth/`` (see :mod:`obsflow.simulate.truth`), ``OUT/refs/``
-(reference files) and, on request, ``OUT/level1/`` (the Level-1 products
+(reference files, with the absolute astrometric catalog of
+:mod:`obsflow.simulate.astrocat`) and, on request, ``OUT/level1/`` (the Level-1 products
 ingest should rebuild, for developing calibration without ingest).
 """
 
@@ -24,6 +25,7 @@ from obsflow.models.metadata import ExposureMeta
 from obsflow.models.missiontime import mission_seconds, mjd_utc
 from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, load_profile
+from obsflow.simulate.astrocat import astrometric_catalog, write_astrocat
 from obsflow.simulate.cosmic_rays import ReadoutTiming, sample_deposits
 from obsflow.simulate.detector import DetectorModel, realize_detector
 from obsflow.simulate.downlink import make_dumps
@@ -38,7 +40,7 @@ from obsflow.simulate.packetize import (
 from obsflow.simulate.plan import Plan, PlanOptions, make_plan, make_tso_plan, resolve_subarray
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_dark_update, write_reference_files
-from obsflow.simulate.sky import make_catalog, render_scene
+from obsflow.simulate.sky import SceneOptions, make_catalog, render_scene
 from obsflow.simulate.truth import write_truth
 from obsflow.simulate.tso import TsoOptions, TsoScene, tso_truth_path
 from obsflow.telemetry import apid_kinds, encode_engineering
@@ -66,6 +68,9 @@ class SimOptions:
     tso: TsoOptions | None = None
     """When given, the plan is one time-series exposure of a transiting planet's star on
     ``subarray`` instead of the programs' pointings (see :mod:`obsflow.simulate.tso`)."""
+    scene: SceneOptions | None = None
+    """When given, every target's field holds this scene instead of its own (e.g. a
+    sparse field of bright stars for alignment tests)."""
 
 
 @dataclass
@@ -134,7 +139,8 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
                        result: SimResult) -> Batch:
     model = ctx.detector(meta.detector)
     spec = model.spec
-    wcs = detector_wcs(meta.ra_v1, meta.dec_v1, meta.pa_v3,
+    ra_v1, dec_v1, pa_v3 = result.plan.true_pointing(meta)  # the header says meta's
+    wcs = detector_wcs(ra_v1, dec_v1, pa_v3,
                        (spec.v2_arcsec, spec.v3_arcsec, spec.rotation_deg),
                        ctx.inst.pixel_scale_arcsec,
                        (spec.nx, spec.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2))
@@ -160,7 +166,8 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
     cube = simulate_ramps(inputs, timing, meta.nints, deposits, rng, illumination)
     result.pixel_frames += cube[0, 0].size * meta.nints * meta.ngroups * meta.nframes
     truth_dir = ctx.out / "truth"
-    write_truth(truth_dir / f"{meta.basename}_truth.fits", meta, cube, rate, sky, deposits)
+    write_truth(truth_dir / f"{meta.basename}_truth.fits", meta, cube, rate, sky, deposits,
+                (ra_v1, dec_v1, pa_v3))
     if ctx.options.level1:
         path = ctx.out / "level1" / f"{meta.basename}_uncal.fits"
         write_uncal(path, Level1(cube, meta, wcs=wcs))
@@ -194,7 +201,8 @@ def _catalogs(ctx: _Context, plan: Plan) -> dict[str, Table]:
     catalogs = {}
     for k, target in enumerate(plan.targets):
         table = make_catalog(target.ra, target.dec, _field_radius_arcsec(ctx.inst),
-                             list(ctx.inst.filters), ctx.rng(2, k), target.scene)
+                             list(ctx.inst.filters), ctx.rng(2, k),
+                             ctx.options.scene or target.scene)
         table.write(ctx.out / "truth" / f"sources_{target.name}.ecsv", overwrite=True)
         catalogs[target.name] = table
     return catalogs
@@ -308,6 +316,11 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
             write_dark_update(out / "refs_update", profile, inst, ctx.detector(det), start)
     report("reference files", len(used), len(used))
     catalogs = _catalogs(ctx, plan)
+    if options.tso is None:
+        write_astrocat(out / "refs", profile, inst,
+                       astrometric_catalog([catalogs[t.name] for t in plan.targets],
+                                           f"mag_{inst.filters[0].name}", ctx.rng(7)),
+                       f"{useafter[:10]}T00:00:00")
     executed = [m for m in plan.exposures if m.status == "executed"]
     batches = []
     for k, meta in enumerate(executed):

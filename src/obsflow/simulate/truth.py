@@ -2,14 +2,16 @@
 
 Per Level-1 product ``truth/<basename>_truth.fits``::
 
-    PRIMARY  exposure metadata (ExposureMeta keywords)
+    PRIMARY  exposure metadata (ExposureMeta keywords: the commanded
+             pointing) and the true pointing TRA_V1, TDEC_V1, TPA_V3 (deg)
     CUBE     uint16 (nints, ngroups, ny, nx): the cube before packetisation
     RATE     float32 (ny, nx) true illumination rate after the flat, DN/s
              (what a dark-subtracted, linearised ramp fit should give)
     SKY      float32 (ny, nx) sky before the flat, e-/s
     CRHITS   table: HIT, INTEGRATION, FRAME, GROUP, Y, X, CHARGE (e-)
 
-plus ``plan.json``, ``sources_<target>.ecsv``, ``engineering.ecsv``,
+plus ``plan.json`` (with every exposure's true pointing),
+``sources_<target>.ecsv``, ``engineering.ecsv``,
 ``packets.ecsv`` (every packet fault) and ``downlink.json`` (files written).
 """
 
@@ -32,14 +34,26 @@ class TruthExposure:
     """What :func:`read_truth` returns: arrays and the deposit table."""
 
     def __init__(self, meta: ExposureMeta, cube: np.ndarray, rate: np.ndarray, sky: np.ndarray,
-                 hits: Table) -> None:
+                 hits: Table, pointing: tuple[float, float, float] | None = None) -> None:
         self.meta, self.cube, self.rate, self.sky, self.hits = meta, cube, rate, sky, hits
+        self.pointing = pointing or (meta.ra_v1, meta.dec_v1, meta.pa_v3)
+        """True (ra_v1, dec_v1, pa_v3), degrees: what the sky was rendered with."""
+
+
+_POINTING_KEYS = (("TRA_V1", "[deg] true boresight right ascension"),
+                  ("TDEC_V1", "[deg] true boresight declination"),
+                  ("TPA_V3", "[deg] true position angle of V3"))
 
 
 def write_truth(path: Path, meta: ExposureMeta, cube: np.ndarray, rate: np.ndarray,
-                sky: np.ndarray, deposits: Deposits) -> Path:
+                sky: np.ndarray, deposits: Deposits,
+                pointing: tuple[float, float, float] | None = None) -> Path:
+    """Write one exposure's truth; ``pointing`` the true (ra_v1, dec_v1, pa_v3), deg."""
     primary = fits.PrimaryHDU()
     meta.to_header(primary.header)
+    for (key, comment), value in zip(_POINTING_KEYS, pointing or (meta.ra_v1, meta.dec_v1,
+                                                                  meta.pa_v3), strict=True):
+        primary.header[key] = (float(value), comment)
     hits = fits.BinTableHDU.from_columns([
         fits.Column("HIT", "K", array=deposits.hit),
         fits.Column("INTEGRATION", "J", array=deposits.integration),
@@ -59,7 +73,10 @@ def write_truth(path: Path, meta: ExposureMeta, cube: np.ndarray, rate: np.ndarr
 
 def read_truth(path: Path) -> TruthExposure:
     with fits.open(path, memmap=False) as hdul:
-        meta = ExposureMeta.from_header(hdul[0].header)
+        header = hdul[0].header
+        meta = ExposureMeta.from_header(header)
+        pointing = tuple(float(header[k]) for k, _ in _POINTING_KEYS) if "TRA_V1" in header \
+            else None
         return TruthExposure(meta, np.asarray(hdul["CUBE"].data, np.uint16),
                              np.asarray(hdul["RATE"].data), np.asarray(hdul["SKY"].data),
-                             Table(hdul["CRHITS"].data))
+                             Table(hdul["CRHITS"].data), pointing)  # type: ignore[arg-type]

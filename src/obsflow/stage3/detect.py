@@ -1,0 +1,175 @@
+"""Point sources in a calibrated image, for alignment: positions, fluxes, signal-to-noise.
+
+Pure array functions: the caller passes SCI, ERR and DQ arrays of a
+``_cal`` (or any image).  Pixels flagged DO_NOT_USE are masked, the
+background is the sigma-clipped median, and stars are found with
+photutils' :class:`~photutils.detection.DAOStarFinder` (a Gaussian kernel of
+the PSF's FWHM, sharpness and roundness limits that reject cosmic-ray
+remnants and extended galaxies), then their centroids are refined by a fit
+of a pixel-integrated Gaussian (:func:`refine_centroids`).
+Positions are 0-based pixel coordinates (numpy / astropy ``pixel_to_world``
+convention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.stats import sigma_clipped_stats
+from photutils.detection import DAOStarFinder
+from scipy.special import erf
+
+from obsflow.models.dq import DQ
+
+__all__ = ["Sources", "detect_stars", "refine_centroids"]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Stars found in one image, brightest first.
+
+    Attributes
+    ----------
+    x, y : numpy.ndarray
+        (N,) float64 centroids, 0-based pixels.
+    flux : numpy.ndarray
+        (N,) float64 background-subtracted peak-fitted flux (image units x pixels).
+    snr : numpy.ndarray
+        (N,) float64 peak signal-to-noise.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    flux: np.ndarray
+    snr: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def detect_stars(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, fwhm_pix: float,
+                 threshold_sigma: float = 10.0, max_sources: int = 2000,
+                 isolation_fwhm: float = 3.0) -> Sources:
+    """Find isolated point sources in an image.
+
+    Parameters
+    ----------
+    sci, err : numpy.ndarray
+        (ny, nx) image and its 1-sigma error (same units; NaN allowed).
+    dq : numpy.ndarray
+        (ny, nx) uint32 JWST DQ; DO_NOT_USE pixels are ignored.
+    fwhm_pix : float
+        PSF full width at half maximum, pixels.
+    threshold_sigma : float
+        Detection threshold in units of the clipped background noise.
+    max_sources : int
+        Keep at most this many, the brightest.
+    isolation_fwhm : float
+        Drop a star with a brighter neighbour closer than this many FWHM
+        (its centroid would be pulled), and stars within 2 FWHM of the edge.
+
+    Returns
+    -------
+    Sources
+    """
+    bad = ((dq & DQ.DO_NOT_USE) != 0) | ~np.isfinite(sci) | ~np.isfinite(err)
+    empty = Sources(*(np.zeros(0) for _ in range(4)))
+    if bad.all():
+        return empty
+    _, median, std = sigma_clipped_stats(sci, mask=bad, sigma=3.0, maxiters=5)
+    data = np.where(bad, 0.0, sci - median)
+    finder = DAOStarFinder(threshold_sigma * std, max(fwhm_pix, 1.0), exclude_border=True,
+                           n_brightest=max_sources, sharpness_range=(0.2, 1.0),
+                           roundness_range=(-0.8, 0.8))
+    table = finder(data, mask=bad)
+    if table is None or len(table) == 0:
+        return empty
+    x = np.asarray(table["x_centroid"], np.float64)
+    y = np.asarray(table["y_centroid"], np.float64)
+    flux = np.asarray(table["flux"], np.float64)
+    snr = np.asarray(table["peak"], np.float64) / std
+    ny, nx = sci.shape
+    edge = 2 * max(fwhm_pix, 1.0)
+    keep = (x > edge) & (x < nx - 1 - edge) & (y > edge) & (y < ny - 1 - edge)
+    keep &= _isolated(x, y, flux, isolation_fwhm * max(fwhm_pix, 1.0))
+    x, y = refine_centroids(data, bad, x[keep], y[keep], fwhm_pix)
+    order = np.argsort(-flux[keep])
+    ok = np.isfinite(x[order]) & np.isfinite(y[order])
+    return Sources(x[order][ok], y[order][ok], flux[keep][order][ok], snr[keep][order][ok])
+
+
+def _isolated(x: np.ndarray, y: np.ndarray, flux: np.ndarray, radius: float) -> np.ndarray:
+    """True where no brighter source lies within ``radius`` pixels."""
+    from scipy.spatial import cKDTree
+
+    if x.size < 2:
+        return np.ones(x.size, bool)
+    tree = cKDTree(np.column_stack([x, y]))
+    ok = np.ones(x.size, bool)
+    for i, j in tree.query_pairs(radius, output_type="ndarray"):
+        ok[i if flux[i] < flux[j] else j] = False
+    return ok
+
+
+def _pixel_gauss(g: np.ndarray, c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pixel-integrated unit 1-D Gaussian at pixels ``g`` (centre c, sigma s) and its derivatives."""
+    root2s = np.sqrt(2.0) * s[:, None]
+    hi, lo = (g + 0.5 - c[:, None]) / root2s, (g - 0.5 - c[:, None]) / root2s
+    value = 0.5 * (erf(hi) - erf(lo))
+    ehi, elo = np.exp(-hi**2), np.exp(-lo**2)
+    d_c = (elo - ehi) / (np.sqrt(2 * np.pi) * s[:, None])
+    d_s = (lo * elo - hi * ehi) / (np.sqrt(np.pi) * s[:, None])
+    return value, d_c, d_s
+
+
+def refine_centroids(data: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.ndarray,
+                     fwhm_pix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centroids from a least-squares fit of a pixel-integrated 2-D Gaussian to each star.
+
+    ``data`` is background-subtracted; the stamp is (2h+1)^2 pixels with
+    ``h = max(2, ceil(fwhm))``.  The model (amplitude, centre, width,
+    pedestal) is integrated over each pixel, so undersampled stars (FWHM
+    about one pixel) are not pulled towards pixel centres.  Gauss-Newton
+    iterations run on all stamps at once; a star whose fit moves more than
+    one pixel, or that has a masked pixel in its stamp, gets NaN.
+    """
+    half = max(2, int(np.ceil(fwhm_pix)))
+    n = x.size
+    if n == 0:
+        return x, y
+    off = np.arange(-half, half + 1)
+    size = off.size
+    x0, y0 = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    yy = y0[:, None, None] + off[None, :, None]
+    xx = x0[:, None, None] + off[None, None, :]
+    ny, nx = data.shape
+    inside = (yy >= 0) & (yy < ny) & (xx >= 0) & (xx < nx)
+    yc, xc = np.clip(yy, 0, ny - 1), np.clip(xx, 0, nx - 1)
+    stamp = data[yc, xc].astype(np.float64)
+    masked = (bad[yc, xc] | ~inside).reshape(n, -1).any(axis=1)
+    sigma0 = max(fwhm_pix, 0.5) / 2.3548
+    grid = off.astype(np.float64)[None, :].repeat(n, 0)
+    p = np.column_stack([np.zeros(n), x - x0, y - y0, np.full(n, sigma0), np.zeros(n)])
+    gx, gy = _pixel_gauss(grid, p[:, 1], p[:, 3])[0], _pixel_gauss(grid, p[:, 2], p[:, 3])[0]
+    p[:, 0] = stamp.reshape(n, -1).max(axis=1) / np.maximum(gx.max(1) * gy.max(1), 1e-6)
+    for _ in range(15):
+        amp, cx, cy, s, ped = p.T
+        ix, ix_c, ix_s = _pixel_gauss(grid, cx, s)
+        iy, iy_c, iy_s = _pixel_gauss(grid, cy, s)
+        shape_2d = iy[:, :, None] * ix[:, None, :]
+        model = amp[:, None, None] * shape_2d + ped[:, None, None]
+        a = amp[:, None, None]
+        jac = np.stack([shape_2d, a * iy[:, :, None] * ix_c[:, None, :],
+                        a * iy_c[:, :, None] * ix[:, None, :],
+                        a * (iy[:, :, None] * ix_s[:, None, :] + iy_s[:, :, None] * ix[:, None, :]),
+                        np.ones_like(shape_2d)], axis=3).reshape(n, size * size, 5)
+        resid = (stamp - model).reshape(n, -1)
+        jtj = np.einsum("nki,nkj->nij", jac, jac) + 1e-9 * np.eye(5)[None]
+        jtr = np.einsum("nki,nk->ni", jac, resid)
+        step = np.linalg.solve(jtj, jtr[..., None])[..., 0]
+        step[:, 1:3] = np.clip(step[:, 1:3], -0.5, 0.5)
+        p = p + step
+        p[:, 3] = np.clip(p[:, 3], 0.2, 3 * sigma0 + 1)
+    lost = masked | (np.abs(p[:, 1]) > 1.0) | (np.abs(p[:, 2]) > 1.0) | ~(p[:, 0] > 0)
+    return (np.where(lost, np.nan, x0 + p[:, 1]), np.where(lost, np.nan, y0 + p[:, 2]))
