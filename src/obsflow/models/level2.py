@@ -261,10 +261,12 @@ class RateIntsWriter:
         os.ftruncate(self._fd, size)
         self.written = Written(self.path, sha256_file(self._tmp), size)
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:  # the temporary file goes, the error goes on
+            self._stack.__exit__(exc_type, exc, tb)
+            return
         with self._stack:
-            if exc_type is None:
-                self._finish()
+            self._finish()
 def _read(path: Path, cls: type[_Level2]) -> Any:
     with fits.open(path, memmap=False) as hdul:
         found = hdul[0].header.get("DATAMODL")
