@@ -273,7 +273,7 @@ def _weight_tables(ng: int, group_time: float) -> tuple[np.ndarray, np.ndarray, 
 def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarray,
               timing: tuple, tables: tuple, ints: tuple, sums: tuple,
               keep: bool) -> None:  # pragma: no cover - compiled
-    """Fit every integration of every pixel, one detector row at a time.
+    """Fit every integration of every pixel, one detector row of one integration at a time.
 
     Writes each integration's slope, unit Poisson variance, read-noise
     variance and DQ into ``ints`` (four (nints, ny, nx) arrays) and adds the
@@ -282,99 +282,116 @@ def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarra
     gives the same sums bit for bit; with ``keep`` False they are not
     touched and may be any arrays).  An integration whose groups carry no
     flag (but PERSISTENCE) takes the fast path: one segment, slope and
-    variances from the precomputed coefficient tables; any other goes
-    through :func:`_fit_integration` (segments, the general case).
+    variances from the precomputed coefficient tables, computed across the
+    row (contiguous reads and writes); any other goes through
+    :func:`_fit_integration` (segments, the general case).
     """
     ft, tg, nfr, gap = timing
     ctab, sc2tab, st2tab = tables
     si, vpi, vri, dqi = ints
     e_num, e_w, e_p, e_r, e_dq, e_dnu, e_multi = sums
     nints, ng, ny, nx = data.shape
-    vbuf = np.empty((nints, ng, nx), np.float32)
-    dbuf = np.empty((nints, ng, nx), np.uint8)
-    clean = np.empty((nints, nx), np.bool_)
+    clean = np.empty(nx, np.bool_)
+    power = np.empty(nx, np.int64)
+    acc = np.empty(nx, np.float64)
+    gx = np.empty(nx, np.float64)
+    rnv = np.empty(nx, np.float64)
+    rn2 = np.empty(nx, np.float64)
+    wfast = np.empty(nx, np.float64)
+    num = np.empty(nx, np.float64)
+    wsum = np.empty(nx, np.float64)
+    vp = np.empty(nx, np.float64)
+    vr = np.empty(nx, np.float64)
+    edq = np.empty(nx, np.uint32)
+    ndnu = np.empty(nx, np.int64)
+    multi = np.empty(nx, np.bool_)
     pv = np.empty(ng, np.float64)
     pd = np.empty(ng, np.uint8)
     work = (np.empty(ng, np.int64), np.empty(ng, np.int64))
     delta = ft * (nfr * nfr - 1.0) / (6.0 * nfr)
     for y in range(ny):
+        for x in range(nx):
+            gx[x] = float(gain[y, x])
+            rnv[x] = float(rn[y, x])
+            rn2[x] = rnv[x] * rnv[x] / nfr
+            # one clean ng-group segment: weight 1 / (12 rn2 / ((ng**3 - ng) tg**2))
+            wfast[x] = (ng * ng * ng - ng) * tg * tg / (12.0 * rn2[x]) if rn2[x] > 0.0 else 0.0
+            if keep:
+                num[x], wsum[x], vp[x], vr[x] = e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x]
+                edq[x], ndnu[x], multi[x] = e_dq[y, x], e_dnu[y, x], e_multi[y, x]
+            else:
+                num[x] = wsum[x] = vp[x] = vr[x] = 0.0
+                edq[x] = 0
+                ndnu[x] = 0
+                multi[x] = False
         for i in range(nints):
-            crow = clean[i]
             for x in range(nx):
-                crow[x] = ng >= 3
+                clean[x] = ng >= 3 and rn2[x] > 0.0
             for g in range(ng):
-                vbuf[i, g, :] = data[i, g, y, :]
-                drow = dbuf[i, g]
-                drow[:] = gdq[i, g, y, :]
+                drow = gdq[i, g, y]
                 for x in range(nx):
                     if drow[x] & _NOT_PERS:
-                        crow[x] = False
-        for x in range(nx):
-            gx = float(gain[y, x])
-            if not (gx > 0.0):
-                for i in range(nints):
-                    si[i, y, x] = np.nan
-                    vpi[i, y, x] = vri[i, y, x] = 0.0
-                    dqi[i, y, x] = _PDQ_DNU | _PDQ_NGV
-                if keep:
-                    e_dq[y, x] |= _PDQ_NGV
-                    e_dnu[y, x] += nints
-                continue
-            rnx = float(rn[y, x])
-            rn2 = rnx * rnx / nfr
-            pars = (rnx, gx, ft, tg, nfr, gap)
-            num = wsum = vp = vr = 0.0
-            edq = np.uint32(0)
-            ndnu = 0
-            multi = False
-            if keep:
-                num, wsum, vp, vr = e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x]
-                edq, ndnu, multi = e_dq[y, x], e_dnu[y, x], e_multi[y, x]
-            # one clean ng-group segment: weight 1 / (12 rn2 / ((ng**3 - ng) tg**2))
-            wfast = (ng * ng * ng - ng) * tg * tg / (12.0 * rn2) if rn2 > 0.0 else 0.0
-            for i in range(nints):
-                if clean[i, x] and rn2 > 0.0:
-                    sig = (float(vbuf[i, ng - 1, x]) - float(vbuf[i, 0, x])) * gx
-                    den = rn2 * gx * gx + sig
-                    snr = sig / np.sqrt(den) if den > 0.0 else 0.0
-                    p = _power_index(max(snr, 0.0))
-                    acc = 0.0
-                    for k in range(ng):
-                        acc += ctab[ng, p, k] * vbuf[i, k, x]
+                        clean[x] = False
+            first = data[i, 0, y]
+            last = data[i, ng - 1, y]
+            for x in range(nx):
+                sig = (float(last[x]) - float(first[x])) * gx[x]
+                den = rn2[x] * gx[x] * gx[x] + sig
+                snr = sig / np.sqrt(den) if den > 0.0 else 0.0
+                power[x] = _power_index(max(snr, 0.0))
+                acc[x] = 0.0
+            for k in range(ng):
+                row = data[i, k, y]
+                for x in range(nx):
+                    acc[x] += ctab[ng, power[x], k] * row[x]
+            so, vpo, vro, dqo = si[i, y], vpi[i, y], vri[i, y], dqi[i, y]
+            for x in range(nx):
+                if not (gx[x] > 0.0):
+                    so[x] = np.nan
+                    vpo[x] = vro[x] = 0.0
+                    dqo[x] = _PDQ_DNU | _PDQ_NGV
+                    edq[x] |= _PDQ_NGV
+                    ndnu[x] += 1
+                    continue
+                if clean[x]:
+                    p = power[x]
                     sp = tg * st2tab[ng, p] - delta * sc2tab[ng, p]  # per e-/s, scaled later
-                    sr = rn2 * sc2tab[ng, p]
-                    si[i, y, x] = acc
-                    vpi[i, y, x] = sp
-                    vri[i, y, x] = sr
-                    dqi[i, y, x] = 0
-                    num += acc * wfast
-                    wsum += wfast
-                    vp += wfast * wfast * sp
-                    vr += wfast * wfast * sr
-                    multi = True
+                    sr = rn2[x] * sc2tab[ng, p]
+                    w = wfast[x]
+                    so[x] = acc[x]
+                    vpo[x] = sp
+                    vro[x] = sr
+                    dqo[x] = 0
+                    num[x] += acc[x] * w
+                    wsum[x] += w
+                    vp[x] += w * w * sp
+                    vr[x] += w * w * sr
+                    multi[x] = True
                     continue
                 for g in range(ng):
-                    pv[g] = vbuf[i, g, x]
-                    pd[g] = dbuf[i, g, x]
+                    pv[g] = data[i, g, y, x]
+                    pd[g] = gdq[i, g, y, x]
+                pars = (rnv[x], gx[x], ft, tg, nfr, gap)
                 n_, w_, p_, r_, idq, m_ = _fit_integration(pv, pd, pars, tables, work)
                 if w_ > 0.0:
-                    si[i, y, x] = n_ / w_
-                    vpi[i, y, x] = p_ / (w_ * w_)
-                    vri[i, y, x] = r_ / (w_ * w_)
-                    num += n_
-                    wsum += w_
-                    vp += p_
-                    vr += r_
+                    so[x] = n_ / w_
+                    vpo[x] = p_ / (w_ * w_)
+                    vro[x] = r_ / (w_ * w_)
+                    num[x] += n_
+                    wsum[x] += w_
+                    vp[x] += p_
+                    vr[x] += r_
                 else:
-                    si[i, y, x] = np.nan
-                    vpi[i, y, x] = vri[i, y, x] = 0.0
-                    ndnu += 1
-                dqi[i, y, x] = idq
-                edq |= idq & ~_PDQ_DNU & ~_PDQ_UNREL
-                multi = multi or m_
-            if keep:
-                e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x] = num, wsum, vp, vr
-                e_dq[y, x], e_dnu[y, x], e_multi[y, x] = edq, ndnu, multi
+                    so[x] = np.nan
+                    vpo[x] = vro[x] = 0.0
+                    ndnu[x] += 1
+                dqo[x] = idq
+                edq[x] |= idq & ~_PDQ_DNU & ~_PDQ_UNREL
+                multi[x] = multi[x] or m_
+        if keep:
+            for x in range(nx):
+                e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x] = num[x], wsum[x], vp[x], vr[x]
+                e_dq[y, x], e_dnu[y, x], e_multi[y, x] = edq[x], ndnu[x], multi[x]
 
 
 def _photon_rate(slope: np.ndarray, vp: np.ndarray, gain: np.ndarray, lam: np.ndarray) -> None:
