@@ -259,6 +259,8 @@ def main() -> None:
                 ours = results["obsflow_pooled"]["jump_s"] + results["obsflow_pooled"]["fit_s"]
                 print(f"{name:16s} speed-up jump+fit, both pooling: {theirs / ours:.1f}x")
     if args.stream_ints:
+        from obsflow.calibrate.pipeline import CalibrationOptions
+
         uncal, refs = _stream_uncal(Path(args.tso), args.stream_ints)
         for block_mb in (CalibrationOptions.block_mb, 1e9):  # the default, and in one piece
             out = subprocess.run([sys.executable, __file__, "--stream", str(uncal), str(refs),
