@@ -51,11 +51,20 @@ negative on pixels whose slope lies a few ``P`` below 0 (an unbiased
 estimate of a Poisson variance near 0), floored at ``-VAR_RNOISE / 2`` so
 that ERR stays above ``sqrt(VAR_RNOISE / 2)``.
 
-Pixels are processed row by row in compiled code (numba).  Pixels with no
-flagged group (the vast majority) take a fast path: one segment per
-integration, with the coefficients of each optimal-weight power
-precomputed once per call; the others go through the general segment
-code.  Memory beyond the input cube is only the outputs.
+Pixels are processed a detector row of one integration at a time in
+compiled code (numba).  An integration of a pixel with no flagged group
+(the vast majority) takes a fast path: one segment, with the coefficients
+of each optimal-weight power precomputed once per call, computed across
+the row; the others go through the general segment code.  Memory beyond
+the input cube is only the outputs.
+
+A long time series is fitted a block of integrations at a time
+(:func:`fit_block`): each pixel's integrations are summed into its
+exposure (:class:`RampSums`) as they come, the exposure is finished
+(:func:`finish_exposure`) after the last block, and the integrations'
+Poisson variances, per unit photon rate until then, are scaled by the
+exposure's photon rate (:func:`scale_integrations`).  :func:`fit_ramps` is
+these three on the whole cube.
 """
 
 from __future__ import annotations
