@@ -550,7 +550,8 @@ def scale_integrations(var_poisson: np.ndarray, var_rnoise: np.ndarray, lam: np.
 
     Multiplies by the pixel's photon-rate factor ``lam`` (ny, nx), floors at
     ``-POISSON_FLOOR * var_rnoise`` (NaN becomes that floor, 0 where there
-    is no fit) and writes ``err = sqrt(var_poisson + var_rnoise)``.
+    is no fit) and writes ``err = sqrt(var_poisson + var_rnoise)``.  ``lam``
+    is read before ``err`` is written: it may share ``err``'s memory.
     """
     var_poisson *= lam[None]
     np.multiply(var_rnoise, -POISSON_FLOOR, out=err)
@@ -607,9 +608,9 @@ def fit_ramps(
                              group_time=group_time, nframes=nframes, groupgap=groupgap)
     if data.shape[0] == 1:  # the integration is the exposure: share the arrays
         ints = fit_block(data, groupdq, timing, None)
-        lam = np.empty((ny, nx), np.float32)
-        _photon_rate(ints.slope[0], ints.var_poisson_unit[0], timing.gain, lam)
         err = np.empty_like(ints.slope)
+        lam = err[0]  # borrowed as scratch: scale_integrations reads it before writing err
+        _photon_rate(ints.slope[0], ints.var_poisson_unit[0], timing.gain, lam)
         scale_integrations(ints.var_poisson_unit, ints.var_rnoise, lam, err)
         return RampFit(ints.slope[0], err[0], ints.var_poisson_unit[0], ints.var_rnoise[0],
                        ints.dq[0], ints.slope, err, ints.var_poisson_unit, ints.var_rnoise,
