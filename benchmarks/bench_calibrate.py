@@ -10,6 +10,12 @@ full-frame webb_like exposure from the simulator (simulated once into
 ``_rateints`` and ``_cal``.
 
     .venv/bin/python benchmarks/bench_calibrate.py [--quick] [--no-stcal] [--no-files]
+        [--stream-ints N]
+
+The streamed case: stage 1 + 2 of a time series of ``--stream-ints``
+integrations (6 groups, 64x64; the simulator's 25-integration transit
+repeated), files in and out, with the default block memory and in one
+piece, peak memory against the cube.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from pathlib import Path
 import numpy as np
 
 CASES = {"full_10": (1, 10, 2048, 2048), "full_50": (1, 50, 2048, 2048),
-         "tso_200x10_256": (200, 10, 256, 256)}
+         "tso_200x10_256": (200, 10, 256, 256), "tso_1000x10_128": (1000, 10, 128, 128)}
+"""Synthetic cubes (nints, ngroups, ny, nx).  obsflow runs what its recipe runs: a time series
+(more than one integration) searches jumps per integration (``timeseries`` recipe), an
+``obsflow_pooled`` run also pools them like stcal; stcal always pools the integrations
+(and switches to sigma clipping at >= 100 groups in all)."""
 
 
 def _vmhwm_mb() -> float:
@@ -68,7 +78,8 @@ def run_case(name: str, which: str) -> dict[str, float]:
     gain = np.full((ny, nx), 2.0, np.float32)
     readout = {"frame_time": 10.0, "group_time": 10.0, "nframes": 1, "groupgap": 0}
     cube_mb = (data.nbytes + gdq.nbytes) / 2**20
-    if which == "obsflow":
+    per_int = which == "obsflow" and shape[0] > 1
+    if which.startswith("obsflow"):
         from obsflow.calibrate.jumps import detect_jumps
         from obsflow.calibrate.ramps import fit_ramps
 
@@ -84,9 +95,10 @@ def run_case(name: str, which: str) -> dict[str, float]:
     _reset_vmhwm()
     base = _vmhwm_mb()
     t0 = time.perf_counter()
-    if which == "obsflow":
+    if which.startswith("obsflow"):
         # flag in place, as stcal does (the pipeline owns its DQ copy the same way)
-        gdq = detect_jumps(data, gdq, read_noise=rn, gain=gain, nframes=1, out=gdq)
+        gdq = detect_jumps(data, gdq, read_noise=rn, gain=gain, nframes=1, out=gdq,
+                           per_integration=per_int)
         t1 = time.perf_counter()
         fit_ramps(data, gdq, read_noise=rn, gain=gain, **readout)
     else:
@@ -150,6 +162,58 @@ def run_files(sim: str) -> dict[str, float]:
     return result
 
 
+def _stream_uncal(folder: Path, nints: int) -> tuple[Path, Path]:
+    """A time series of ``nints`` integrations (6 groups, 64x64) and its references.
+
+    The simulator's transit observation of 25 integrations (made once into
+    ``folder``), its cube repeated to ``nints`` integrations (written once).
+    """
+    import dataclasses
+
+    from obsflow.models.level1 import Level1, read_uncal, write_uncal
+
+    sim = folder / "sim"
+    if not (sim / "level1").is_dir():
+        from obsflow.simulate.run import SimOptions, simulate
+        from obsflow.simulate.tso import TsoOptions
+
+        simulate(sim, SimOptions(seed=4, subarray="SUB64", level1=True,
+                                 tso=TsoOptions(nints=25, ngroups=6)))
+    source = next((sim / "level1").glob("*_uncal.fits"))
+    target = folder / f"n{nints}" / source.name
+    if not target.exists():
+        l1 = read_uncal(source)
+        cube = np.tile(l1.data, (nints // l1.meta.nints + 1, 1, 1, 1))[:nints]
+        write_uncal(target, Level1(np.ascontiguousarray(cube),
+                                   dataclasses.replace(l1.meta, nints=nints), l1.wcs))
+    return target, sim / "refs"
+
+
+def run_stream(uncal: str, refs: str, block_mb: float) -> dict[str, float]:
+    """Stage 1 + 2 of a long time series, files in and out, in blocks of ``block_mb``."""
+    import tempfile
+
+    from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product, warm_up
+    from obsflow.models.level1 import UncalBlocks
+    from obsflow.profiles import load_profile
+    from obsflow.refdata import FolderRefs
+
+    prof = load_profile("webb_like")
+    with UncalBlocks(Path(uncal)) as cube:
+        m = cube.meta
+    warm_up()
+    _reset_vmhwm()
+    base = _vmhwm_mb()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        calibrate_product(Path(uncal), FolderRefs(Path(refs), prof), prof,
+                          CalibrationOptions(place=beside(Path(tmp)), block_mb=block_mb))
+        took = time.perf_counter() - t0
+    cube_mb = m.nints * m.ngroups * m.subsize1 * m.subsize2 * 5 / 2**20
+    return {"s": took, "peak_mb": _vmhwm_mb(), "base_mb": base, "cube_mb": cube_mb,
+            "nints": m.nints, "ngroups": m.ngroups, "ny": m.subsize2, "nx": m.subsize1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="only the 10-group full frame")
@@ -157,11 +221,19 @@ def main() -> None:
     parser.add_argument("--no-files", action="store_true", help="skip the files-in/out case")
     parser.add_argument("--sim", default="/tmp/obsflow_bench_sim",
                         help="simulation folder for the files case (made once if missing)")
+    parser.add_argument("--stream-ints", type=int, default=10000,
+                        help="integrations of the streamed time-series case (0: skip it)")
+    parser.add_argument("--tso", default="/tmp/obsflow_bench_tso",
+                        help="folder for the streamed case's simulation and cube (made once)")
     parser.add_argument("--case", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
+    parser.add_argument("--stream", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(*args.case)))
+        return
+    if args.stream:
+        print(json.dumps(run_stream(args.stream[0], args.stream[1], float(args.stream[2]))))
         return
     if args.files:
         print(json.dumps(run_files(args.files)))
@@ -170,18 +242,36 @@ def main() -> None:
     names = ["full_10"] if args.quick else list(CASES)
     for name in names:
         results = {}
-        for which in ("obsflow",) + (() if args.no_stcal else ("stcal",)):
+        pooled = ("obsflow_pooled",) if CASES[name][0] > 1 else ()
+        for which in ("obsflow", *pooled) + (() if args.no_stcal else ("stcal",)):
             out = subprocess.run([sys.executable, __file__, "--case", name, which], env=env,
                                  capture_output=True, text=True, check=True)
             results[which] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[which]
-            print(f"{name:16s} {which:8s} jump {r['jump_s']:7.2f} s  fit {r['fit_s']:7.2f} s  "
+            print(f"{name:16s} {which:14s} jump {r['jump_s']:7.2f} s  fit {r['fit_s']:7.2f} s  "
                   f"cube {r['cube_mb']:7.0f} MB  peak {r['peak_mb']:7.0f} MB "
                   f"(peak - baseline + cube = {r['peak_over_cube']:.2f} x cube)")
         if "stcal" in results:
             ours = results["obsflow"]["jump_s"] + results["obsflow"]["fit_s"]
             theirs = results["stcal"]["jump_s"] + results["stcal"]["fit_s"]
             print(f"{name:16s} speed-up jump+fit: {theirs / ours:.1f}x")
+            if pooled:
+                ours = results["obsflow_pooled"]["jump_s"] + results["obsflow_pooled"]["fit_s"]
+                print(f"{name:16s} speed-up jump+fit, both pooling: {theirs / ours:.1f}x")
+    if args.stream_ints:
+        from obsflow.calibrate.pipeline import CalibrationOptions
+
+        uncal, refs = _stream_uncal(Path(args.tso), args.stream_ints)
+        for block_mb in (CalibrationOptions.block_mb, 1e9):  # the default, and in one piece
+            out = subprocess.run([sys.executable, __file__, "--stream", str(uncal), str(refs),
+                                  str(block_mb)], env=env, capture_output=True, text=True,
+                                 check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            how = "in one piece" if block_mb > 1e6 else f"block_mb {block_mb:g}"
+            print(f"stream_stage1+2  obsflow {r['nints']} ints x {r['ngroups']} groups "
+                  f"{r['ny']}x{r['nx']} ({how}): {r['s']:.1f} s, peak {r['peak_mb']:.0f} MB "
+                  f"(baseline {r['base_mb']:.0f} MB; cube float32 + DQ {r['cube_mb']:.0f} MB; "
+                  f"peak - baseline = {(r['peak_mb'] - r['base_mb']) / r['cube_mb']:.2f} x cube)")
     if not args.no_files:
         if not (Path(args.sim) / "level1").is_dir():
             from obsflow.simulate.run import SimOptions, simulate

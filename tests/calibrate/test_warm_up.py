@@ -19,7 +19,7 @@ _PROBE = textwrap.dedent("""
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
-    KERNELS = {"_jump_rows": jumps._jump_rows, "_fit_rows": ramps._fit_rows,
+    KERNELS = {"_jump_pools": jumps._jump_pools, "_fit_rows": ramps._fit_rows,
                "_horner_inplace": corrections._horner_inplace, "_regions": regions._regions}
 
     def signatures():
@@ -61,7 +61,8 @@ _PROBE = textwrap.dedent("""
                                      nframes=nframes, groupgap=0, threshold=4.0,
                                      options=jumps.JumpOptions(large_events=True,
                                                                large_event_min_area=1),
-                                     out=groupdq)
+                                     out=groupdq,
+                                     per_integration=shape[0] > 1)  # the timeseries recipe
         fit = ramps.fit_ramps(data, groupdq, read_noise=read_noise, gain=gain,
                               frame_time=10.0, group_time=10.0, nframes=nframes, groupgap=0)
         found += int((groupdq != 0).sum())
@@ -76,7 +77,7 @@ def test_warm_up_compiles_what_real_data_uses(tmp_path: Path) -> None:
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     got = json.loads(run.stdout.strip().splitlines()[-1])
-    assert got["before"] == {"_jump_rows": [], "_fit_rows": [], "_horner_inplace": [],
+    assert got["before"] == {"_jump_pools": [], "_fit_rows": [], "_horner_inplace": [],
                              "_regions": []}
     assert all(len(sigs) >= 1 for sigs in got["warmed"].values()), got["warmed"]
     assert got["after"] == got["warmed"]  # nothing new compiled for the real call

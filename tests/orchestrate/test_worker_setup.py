@@ -45,7 +45,7 @@ def worker_state() -> dict[str, Any]:
     jumps = sys.modules.get(KERNELS)
     return {"pid": os.getpid(), "frozen": gc.get_freeze_count(),
             "pipeline": "obsflow.calibrate.pipeline" in sys.modules,
-            "kernels": len(jumps._jump_rows.signatures) if jumps is not None else 0}
+            "kernels": len(jumps._jump_pools.signatures) if jumps is not None else 0}
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -43,10 +43,13 @@ def _overrides(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--skip", multiple=True, metavar="STEP", help="Skip a step (repeatable).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: beside each input).")
+@click.option("--block-mb", type=click.FloatRange(min=1.0), default=CalibrationOptions.block_mb,
+              show_default=True, help="Memory for one block of integrations, MB: a longer "
+                                      "exposure is calibrated block by block.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | None,
                   sets: tuple[str, ...], skip: tuple[str, ...], out_dir: Path | None,
-                  files: tuple[Path, ...]) -> None:
+                  block_mb: float, files: tuple[Path, ...]) -> None:
     """Run Level-1 FILES through their recipe: write _rate, _rateints and _cal products.
 
     Every FILE is checked first (a whole FITS file, a Level-1 product of the
@@ -70,6 +73,7 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
         check_input(path, prof)
     console = Console(highlight=False)
     for path in files:
-        options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent))
+        options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent),
+                                     block_mb=block_mb)
         written = calibrate_product(path, source, prof, options)
         console.print(f"{path.name} -> {', '.join(p.path.name for p in written)}")

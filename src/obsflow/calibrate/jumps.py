@@ -2,7 +2,8 @@
 
 The method is Anderson & Gordon (2011) as the JWST pipeline runs it
 (stcal ``twopoint_difference``, iterative branch), per pixel, with the
-differences of all integrations pooled:
+differences of all integrations pooled (or, ``per_integration``, each
+integration's on their own):
 
 1. first differences ``d`` of consecutive groups; a difference touching a
    DO_NOT_USE or SATURATED group is not usable;
@@ -374,6 +375,18 @@ def _screen_row(vbuf: np.ndarray, sbuf: np.ndarray, pairs: np.ndarray, clean: np
 
 
 @njit(cache=True, nogil=True)
+def _jump_pools(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarray,
+                gain: np.ndarray, pars: tuple, pairs: np.ndarray,
+                pool: int) -> int:  # pragma: no cover - compiled
+    """:func:`_jump_rows` on each run of ``pool`` integrations (their differences pooled)."""
+    total = 0
+    for i0 in range(0, data.shape[0], pool):
+        i1 = min(i0 + pool, data.shape[0])
+        total += _jump_rows(data[i0:i1], gdq[i0:i1], out[i0:i1], rn, gain, pars, pairs)
+    return total
+
+
+@njit(cache=True, nogil=True)
 def _jump_rows(data: np.ndarray, gdq: np.ndarray, out: np.ndarray, rn: np.ndarray,
                gain: np.ndarray, pars: tuple, pairs: np.ndarray) -> int:  # pragma: no cover
     """Detect jumps row by row, OR-ing JUMP_DET into ``out``; returns the number of jumps."""
@@ -495,6 +508,7 @@ def detect_jumps(
     threshold: float = 4.0,
     options: JumpOptions | None = None,
     out: np.ndarray | None = None,
+    per_integration: bool = False,
 ) -> np.ndarray:
     """Flag cosmic-ray jumps in up-the-ramp data (method in the module docstring).
 
@@ -522,6 +536,10 @@ def detect_jumps(
     out : ndarray, uint8, same shape, optional
         Where to write the result (may be ``groupdq`` itself, to flag in place
         and save a cube-sized copy of the DQ); default a new array.
+    per_integration : bool
+        Search each integration's differences on their own instead of
+        pooling them over the integrations (a time series, whose rates
+        change between integrations).
 
     Returns
     -------
@@ -553,10 +571,11 @@ def detect_jumps(
         pfac, cmed, pair = 1.0 - (m * m - 1.0) / (3.0 * m * (m + groupgap)), np.pi / 2.0, 0.5
     pars = (m, pfac, cmed, pair, float(threshold), float(opts.threshold_3), float(opts.threshold_2),
             bool(opts.flag_neighbors), float(opts.neighbor_min), float(opts.neighbor_max))
-    _jump_rows(data, out if groupdq.dtype != np.uint8 else groupdq, out,
-               as_pixel_map(read_noise, (ny, nx), "read_noise"),
-               as_pixel_map(gain, (ny, nx), "gain"), pars,
-               sorting_network(min(data.shape[0] * (data.shape[1] - 1), MAX_NETWORK)))
+    pool = 1 if per_integration else data.shape[0]
+    _jump_pools(data, out if groupdq.dtype != np.uint8 else groupdq, out,
+                as_pixel_map(read_noise, (ny, nx), "read_noise"),
+                as_pixel_map(gain, (ny, nx), "gain"), pars,
+                sorting_network(min(pool * (data.shape[1] - 1), MAX_NETWORK)), pool)
     if opts.large_events:
         flag_large_events_inplace(out, opts.large_event_min_area, opts.large_event_expand)
     return out

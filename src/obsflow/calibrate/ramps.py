@@ -51,15 +51,25 @@ negative on pixels whose slope lies a few ``P`` below 0 (an unbiased
 estimate of a Poisson variance near 0), floored at ``-VAR_RNOISE / 2`` so
 that ERR stays above ``sqrt(VAR_RNOISE / 2)``.
 
-Pixels are processed row by row in compiled code (numba).  Pixels with no
-flagged group (the vast majority) take a fast path: one segment per
-integration, with the coefficients of each optimal-weight power
-precomputed once per call; the others go through the general segment
-code.  Memory beyond the input cube is only the outputs.
+Pixels are processed a detector row of one integration at a time in
+compiled code (numba).  An integration of a pixel with no flagged group
+(the vast majority) takes a fast path: one segment, with the coefficients
+of each optimal-weight power precomputed once per call, computed across
+the row; the others go through the general segment code.  Memory beyond
+the input cube is only the outputs.
+
+A long time series is fitted a block of integrations at a time
+(:func:`fit_block`): each pixel's integrations are summed into its
+exposure (:class:`RampSums`) as they come, the exposure is finished
+(:func:`finish_exposure`) after the last block, and the integrations'
+Poisson variances, per unit photon rate until then, are scaled by the
+exposure's photon rate (:func:`scale_integrations`).  :func:`fit_ramps` is
+these three on the whole cube.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +79,8 @@ from obsflow.calibrate._numeric import DNU_U8, JUMP_U8, SAT_U8, as_pixel_map
 from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
 
-__all__ = ["RampFit", "fit_ramps"]
+__all__ = ["IntsFit", "RampFit", "RampSums", "RampTiming", "finish_exposure", "fit_block",
+           "fit_ramps", "scale_integrations"]
 
 _NOT_PERS = np.uint8(0xFF & ~int(DQ.PERSISTENCE))
 _PDQ_DNU = np.uint32(DQ.DO_NOT_USE)
@@ -205,64 +216,45 @@ def _segments(dq: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> int:  # p
 
 
 @njit(cache=True, nogil=True)
-def _fit_pixel(v: np.ndarray, dq: np.ndarray, pars: tuple, tables: tuple, work: tuple,
-               ints_out: np.ndarray) -> tuple:  # pragma: no cover - compiled
-    """Fit one pixel; writes (slope, var_p, var_r, dq) per integration into ``ints_out``.
+def _fit_integration(v: np.ndarray, dq: np.ndarray, pars: tuple, tables: tuple,
+                     work: tuple) -> tuple:  # pragma: no cover - compiled
+    """Fit one integration of one pixel (the general case: segments).
 
-    Returns the exposure (slope, var_p, var_r, dq); the Poisson variances are
-    per unit photon rate (1 e-/s), scaled by :func:`_photon_rate` afterwards.
+    Returns ``(num, wsum, vp, vr, idq, multi)``: the sums of its segments'
+    slopes times their weights, of the weights, of the squared weights times
+    the unit Poisson and the read-noise variances (``wsum == 0``: no usable
+    segment), its DQ, and whether a segment had more than one group.
     """
-    rn, gain, ft, tg, nfr, gap = pars
     starts, lens = work
-    nints, ng = v.shape
-    e_num = e_w = e_p = e_r = 0.0
-    e_dq = np.uint32(0)
-    n_dnu = 0
-    only_single = True
-    for i in range(nints):
-        idq = np.uint32(0)
-        nsat = ndnusat = 0
-        for k in range(ng):
-            if dq[i, k] & SAT_U8:
-                nsat += 1
-            if dq[i, k] & (SAT_U8 | DNU_U8):
-                ndnusat += 1
-            if dq[i, k] & JUMP_U8:
-                idq |= _PDQ_JUMP
-        if nsat:
-            idq |= _PDQ_SAT
-        nseg = 0 if (dq[i, 0] & SAT_U8) or ndnusat == ng else _segments(dq[i], starts, lens)
-        num = wsum = vp = vr = 0.0
-        for j in range(nseg):
-            slope, vw, sp, sr = _segment(v[i], starts[j], lens[j], pars, tables)
-            w = 1.0 / vw
-            num += slope * w
-            wsum += w
-            vp += w * w * sp
-            vr += w * w * sr
-            if lens[j] > 1:
-                only_single = False
-        if nseg == 0:
-            idq |= _PDQ_DNU
-            n_dnu += 1
-            ints_out[i, 0], ints_out[i, 1], ints_out[i, 2] = np.nan, 0.0, 0.0
-        else:
-            ints_out[i, 0] = num / wsum
-            ints_out[i, 1] = vp / (wsum * wsum)
-            ints_out[i, 2] = vr / (wsum * wsum)
-            e_num += num
-            e_w += wsum
-            e_p += vp
-            e_r += vr
-        if nseg and lens[0] == 1 and nseg == 1:
-            idq |= _PDQ_UNREL
-        ints_out[i, 3] = idq
-        e_dq |= idq & ~_PDQ_DNU & ~_PDQ_UNREL
-    if n_dnu == nints:
-        return np.nan, 0.0, 0.0, e_dq | _PDQ_DNU
-    if only_single:
-        e_dq |= _PDQ_UNREL
-    return e_num / e_w, e_p / (e_w * e_w), e_r / (e_w * e_w), e_dq
+    ng = v.shape[0]
+    idq = np.uint32(0)
+    nsat = ndnusat = 0
+    for k in range(ng):
+        if dq[k] & SAT_U8:
+            nsat += 1
+        if dq[k] & (SAT_U8 | DNU_U8):
+            ndnusat += 1
+        if dq[k] & JUMP_U8:
+            idq |= _PDQ_JUMP
+    if nsat:
+        idq |= _PDQ_SAT
+    nseg = 0 if (dq[0] & SAT_U8) or ndnusat == ng else _segments(dq, starts, lens)
+    num = wsum = vp = vr = 0.0
+    multi = False
+    for j in range(nseg):
+        slope, vw, sp, sr = _segment(v, starts[j], lens[j], pars, tables)
+        w = 1.0 / vw
+        num += slope * w
+        wsum += w
+        vp += w * w * sp
+        vr += w * w * sr
+        if lens[j] > 1:
+            multi = True
+    if nseg == 0:
+        idq |= _PDQ_DNU
+    elif lens[0] == 1 and nseg == 1:
+        idq |= _PDQ_UNREL
+    return num, wsum, vp, vr, idq, multi
 
 
 def _weight_tables(ng: int, group_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -288,84 +280,127 @@ def _weight_tables(ng: int, group_time: float) -> tuple[np.ndarray, np.ndarray, 
 
 @njit(cache=True, nogil=True)
 def _fit_rows(data: np.ndarray, gdq: np.ndarray, rn: np.ndarray, gain: np.ndarray,
-              timing: tuple, tables: tuple, out: tuple) -> None:  # pragma: no cover - compiled
-    """Fit every pixel, one detector row at a time (the row's groups copied contiguously).
+              timing: tuple, tables: tuple, ints: tuple, sums: tuple,
+              keep: bool) -> None:  # pragma: no cover - compiled
+    """Fit every integration of every pixel, one detector row of one integration at a time.
 
-    Pixels whose groups all carry no flag (but PERSISTENCE) take the fast
-    path: one segment per integration, slope and variances from the
-    precomputed coefficient tables; every other pixel goes through
-    :func:`_fit_pixel` (segments, the general case).
+    Writes each integration's slope, unit Poisson variance, read-noise
+    variance and DQ into ``ints`` (four (nints, ny, nx) arrays) and adds the
+    integration to the pixel's exposure sums ``sums`` (:class:`RampSums`
+    arrays, in integration order: a cube fitted in blocks of integrations
+    gives the same sums bit for bit; with ``keep`` False they are not
+    touched and may be any arrays).  An integration whose groups carry no
+    flag (but PERSISTENCE) takes the fast path: one segment, slope and
+    variances from the precomputed coefficient tables, computed across the
+    row (contiguous reads and writes); any other goes through
+    :func:`_fit_integration` (segments, the general case).
     """
     ft, tg, nfr, gap = timing
     ctab, sc2tab, st2tab = tables
-    slope, vpo, vro, dqo, si, vpi, vri, dqi = out
+    si, vpi, vri, dqi = ints
+    e_num, e_w, e_p, e_r, e_dq, e_dnu, e_multi = sums
     nints, ng, ny, nx = data.shape
-    vbuf = np.empty((nints, ng, nx), np.float32)
-    dbuf = np.empty((nints, ng, nx), np.uint8)
     clean = np.empty(nx, np.bool_)
-    pv = np.empty((nints, ng), np.float64)
-    pd = np.empty((nints, ng), np.uint8)
+    power = np.empty(nx, np.int64)
+    acc = np.empty(nx, np.float64)
+    gx = np.empty(nx, np.float64)
+    rnv = np.empty(nx, np.float64)
+    rn2 = np.empty(nx, np.float64)
+    wfast = np.empty(nx, np.float64)
+    num = np.empty(nx, np.float64)
+    wsum = np.empty(nx, np.float64)
+    vp = np.empty(nx, np.float64)
+    vr = np.empty(nx, np.float64)
+    edq = np.empty(nx, np.uint32)
+    ndnu = np.empty(nx, np.int64)
+    multi = np.empty(nx, np.bool_)
+    pv = np.empty(ng, np.float64)
+    pd = np.empty(ng, np.uint8)
     work = (np.empty(ng, np.int64), np.empty(ng, np.int64))
-    ints_out = np.empty((nints, 4), np.float64)
     delta = ft * (nfr * nfr - 1.0) / (6.0 * nfr)
     for y in range(ny):
         for x in range(nx):
-            clean[x] = ng >= 3
+            gx[x] = float(gain[y, x])
+            rnv[x] = float(rn[y, x])
+            rn2[x] = rnv[x] * rnv[x] / nfr
+            # one clean ng-group segment: weight 1 / (12 rn2 / ((ng**3 - ng) tg**2))
+            wfast[x] = (ng * ng * ng - ng) * tg * tg / (12.0 * rn2[x]) if rn2[x] > 0.0 else 0.0
+            if keep:
+                num[x], wsum[x], vp[x], vr[x] = e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x]
+                edq[x], ndnu[x], multi[x] = e_dq[y, x], e_dnu[y, x], e_multi[y, x]
+            else:
+                num[x] = wsum[x] = vp[x] = vr[x] = 0.0
+                edq[x] = 0
+                ndnu[x] = 0
+                multi[x] = False
         for i in range(nints):
+            for x in range(nx):
+                clean[x] = ng >= 3 and rn2[x] > 0.0
             for g in range(ng):
-                vbuf[i, g, :] = data[i, g, y, :]
-                drow = dbuf[i, g]
-                drow[:] = gdq[i, g, y, :]
+                drow = gdq[i, g, y]
                 for x in range(nx):
                     if drow[x] & _NOT_PERS:
                         clean[x] = False
-        for x in range(nx):
-            gx = float(gain[y, x])
-            if not (gx > 0.0):
-                slope[y, x] = np.nan
-                vpo[y, x] = vro[y, x] = 0.0
-                dqo[y, x] = _PDQ_DNU | _PDQ_NGV
-                for i in range(nints):
-                    si[i, y, x] = np.nan
-                    vpi[i, y, x] = vri[i, y, x] = 0.0
-                    dqi[i, y, x] = _PDQ_DNU | _PDQ_NGV
-                continue
-            rnx = float(rn[y, x])
-            if clean[x] and rnx > 0.0:
-                rn2 = rnx * rnx / nfr
-                e_s = e_p = e_r = 0.0
-                for i in range(nints):
-                    sig = (float(vbuf[i, ng - 1, x]) - float(vbuf[i, 0, x])) * gx
-                    den = rn2 * gx * gx + sig
-                    snr = sig / np.sqrt(den) if den > 0.0 else 0.0
-                    p = _power_index(max(snr, 0.0))
-                    acc = 0.0
-                    for k in range(ng):
-                        acc += ctab[ng, p, k] * vbuf[i, k, x]
-                    si[i, y, x] = acc
-                    vpi[i, y, x] = tg * st2tab[ng, p] - delta * sc2tab[ng, p]  # per e-/s, scaled below
-                    vri[i, y, x] = rn2 * sc2tab[ng, p]
-                    dqi[i, y, x] = 0
-                    e_s += acc
-                    e_p += vpi[i, y, x]
-                    e_r += vri[i, y, x]
-                slope[y, x] = e_s / nints
-                vpo[y, x] = e_p / (nints * nints)
-                vro[y, x] = e_r / (nints * nints)
-                dqo[y, x] = 0
-                continue
-            for i in range(nints):
+            first = data[i, 0, y]
+            last = data[i, ng - 1, y]
+            for x in range(nx):
+                sig = (float(last[x]) - float(first[x])) * gx[x]
+                den = rn2[x] * gx[x] * gx[x] + sig
+                snr = sig / np.sqrt(den) if den > 0.0 else 0.0
+                power[x] = _power_index(max(snr, 0.0))
+                acc[x] = 0.0
+            for k in range(ng):
+                row = data[i, k, y]
+                for x in range(nx):
+                    acc[x] += ctab[ng, power[x], k] * row[x]
+            so, vpo, vro, dqo = si[i, y], vpi[i, y], vri[i, y], dqi[i, y]
+            for x in range(nx):
+                if not (gx[x] > 0.0):
+                    so[x] = np.nan
+                    vpo[x] = vro[x] = 0.0
+                    dqo[x] = _PDQ_DNU | _PDQ_NGV
+                    edq[x] |= _PDQ_NGV
+                    ndnu[x] += 1
+                    continue
+                if clean[x]:
+                    p = power[x]
+                    sp = tg * st2tab[ng, p] - delta * sc2tab[ng, p]  # per e-/s, scaled later
+                    sr = rn2[x] * sc2tab[ng, p]
+                    w = wfast[x]
+                    so[x] = acc[x]
+                    vpo[x] = sp
+                    vro[x] = sr
+                    dqo[x] = 0
+                    num[x] += acc[x] * w
+                    wsum[x] += w
+                    vp[x] += w * w * sp
+                    vr[x] += w * w * sr
+                    multi[x] = True
+                    continue
                 for g in range(ng):
-                    pv[i, g] = vbuf[i, g, x]
-                    pd[i, g] = dbuf[i, g, x]
-            pars = (rnx, gx, ft, tg, nfr, gap)
-            s, p_, r, d = _fit_pixel(pv, pd, pars, tables, work, ints_out)
-            slope[y, x], vpo[y, x], vro[y, x], dqo[y, x] = s, p_, r, d
-            for i in range(nints):
-                si[i, y, x] = ints_out[i, 0]
-                vpi[i, y, x] = ints_out[i, 1]
-                vri[i, y, x] = ints_out[i, 2]
-                dqi[i, y, x] = np.uint32(ints_out[i, 3])
+                    pv[g] = data[i, g, y, x]
+                    pd[g] = gdq[i, g, y, x]
+                pars = (rnv[x], gx[x], ft, tg, nfr, gap)
+                n_, w_, p_, r_, idq, m_ = _fit_integration(pv, pd, pars, tables, work)
+                if w_ > 0.0:
+                    so[x] = n_ / w_
+                    vpo[x] = p_ / (w_ * w_)
+                    vro[x] = r_ / (w_ * w_)
+                    num[x] += n_
+                    wsum[x] += w_
+                    vp[x] += p_
+                    vr[x] += r_
+                else:
+                    so[x] = np.nan
+                    vpo[x] = vro[x] = 0.0
+                    ndnu[x] += 1
+                dqo[x] = idq
+                edq[x] |= idq & ~_PDQ_DNU & ~_PDQ_UNREL
+                multi[x] = multi[x] or m_
+        if keep:
+            for x in range(nx):
+                e_num[y, x], e_w[y, x], e_p[y, x], e_r[y, x] = num[x], wsum[x], vp[x], vr[x]
+                e_dq[y, x], e_dnu[y, x], e_multi[y, x] = edq[x], ndnu[x], multi[x]
 
 
 def _photon_rate(slope: np.ndarray, vp: np.ndarray, gain: np.ndarray, lam: np.ndarray) -> None:
@@ -383,6 +418,148 @@ def _photon_rate(slope: np.ndarray, vp: np.ndarray, gain: np.ndarray, lam: np.nd
         lam /= gain
 
 
+@dataclass(frozen=True)
+class RampTiming:
+    """The readout and noise a ramp fit needs (see :func:`fit_ramps` for units)."""
+
+    read_noise: np.ndarray
+    gain: np.ndarray
+    frame_time: float
+    group_time: float
+    nframes: int
+    groupgap: int
+
+    @classmethod
+    def make(cls, shape: tuple[int, int], *, read_noise: float | np.ndarray,
+             gain: float | np.ndarray, frame_time: float, group_time: float, nframes: int,
+             groupgap: int) -> RampTiming:
+        """Check the timing and turn scalar or (ny, nx) noise and gain into (ny, nx) maps."""
+        if nframes < 1 or groupgap < 0 or frame_time <= 0 or group_time <= 0:
+            raise CalibrationError(f"bad readout timing: nframes={nframes}, groupgap={groupgap}, "
+                                   f"frame_time={frame_time}, group_time={group_time}")
+        return cls(as_pixel_map(read_noise, shape, "read_noise"),
+                   as_pixel_map(gain, shape, "gain"), float(frame_time), float(group_time),
+                   int(nframes), int(groupgap))
+
+
+@dataclass
+class RampSums:
+    """A pixel's exposure, summed over the integrations fitted so far (:func:`fit_block`).
+
+    Float64 (ny, nx) sums of the segments' weighted slopes ``num``, weights
+    ``wsum``, squared weights times unit Poisson variances ``vp`` and times
+    read-noise variances ``vr``; uint32 ``dq`` (the integrations' flags but
+    DO_NOT_USE and UNRELIABLE_SLOPE), the number of integrations with no
+    usable segment ``ndnu`` and whether any segment had two groups or more
+    ``multi``; ``nints`` integrations so far.  About 40 bytes per pixel,
+    whatever the number of integrations.
+    """
+
+    num: np.ndarray
+    wsum: np.ndarray
+    vp: np.ndarray
+    vr: np.ndarray
+    dq: np.ndarray
+    ndnu: np.ndarray
+    multi: np.ndarray
+    nints: int = 0
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, int]) -> RampSums:
+        """Empty sums for a (ny, nx) array."""
+        f64 = [np.zeros(shape, np.float64) for _ in range(4)]
+        return cls(f64[0], f64[1], f64[2], f64[3], np.zeros(shape, np.uint32),
+                   np.zeros(shape, np.int64), np.zeros(shape, np.bool_))
+
+
+@dataclass(frozen=True)
+class IntsFit:
+    """One block of integrations fitted by :func:`fit_block`, float32/uint32 (n, ny, nx).
+
+    ``var_poisson_unit`` is per unit photon rate: the exposure's photon rate
+    (:func:`finish_exposure`) scales it (:func:`scale_integrations`).
+    """
+
+    slope: np.ndarray
+    var_poisson_unit: np.ndarray
+    var_rnoise: np.ndarray
+    dq: np.ndarray
+
+
+def fit_block(data: np.ndarray, groupdq: np.ndarray, timing: RampTiming,
+              sums: RampSums | None) -> IntsFit:
+    """Fit a block of integrations and add them to the exposure's ``sums`` (in place).
+
+    ``data`` float32 and ``groupdq`` uint8 (n, ngroups, ny, nx) as
+    :func:`fit_ramps` takes them; blocks must come in integration order
+    for the sums to be those of the whole cube bit for bit.  ``sums=None``:
+    the integrations only (an exposure of one integration is its integration).
+    """
+    if data.ndim != 4 or groupdq.shape != data.shape:
+        raise CalibrationError(f"data and groupdq must be the same 4-D shape "
+                               f"(nints, ngroups, ny, nx), got {data.shape} and {groupdq.shape}")
+    nints, ngroups, ny, nx = data.shape
+    keep = sums is not None
+    if sums is None:
+        sums = RampSums.zeros((1, 1))
+    elif sums.num.shape != (ny, nx):
+        raise CalibrationError(f"ramp sums {sums.num.shape} must have the detector shape "
+                               f"{(ny, nx)}")
+    if timing.gain.shape != (ny, nx):
+        raise CalibrationError(f"gain {timing.gain.shape} must have the detector shape {(ny, nx)}")
+    out = IntsFit(np.empty((nints, ny, nx), np.float32), np.empty((nints, ny, nx), np.float32),
+                  np.empty((nints, ny, nx), np.float32), np.empty((nints, ny, nx), np.uint32))
+    times = (timing.frame_time, timing.group_time, float(timing.nframes), float(timing.groupgap))
+    _fit_rows(data, groupdq.astype(np.uint8, copy=False), timing.read_noise, timing.gain, times,
+              _weight_tables(max(ngroups, 3), timing.group_time),
+              (out.slope, out.var_poisson_unit, out.var_rnoise, out.dq),
+              (sums.num, sums.wsum, sums.vp, sums.vr, sums.dq, sums.ndnu, sums.multi), keep)
+    sums.nints += nints
+    return out
+
+
+def finish_exposure(sums: RampSums, gain: float | np.ndarray) -> tuple[RampFit, np.ndarray]:
+    """The exposure's rate and variances from its ``sums``, and its photon-rate factor.
+
+    Returns a :class:`RampFit` whose ``..._ints`` arrays are empty
+    (0, ny, nx) (they are the blocks' :class:`IntsFit`, scaled by
+    :func:`scale_integrations`), and ``lam`` (ny, nx), the factor of every
+    unit Poisson variance of the pixel (:func:`_photon_rate`).
+    """
+    ny, nx = sums.num.shape
+    gain = as_pixel_map(gain, (ny, nx), "gain")
+    none = sums.ndnu >= sums.nints
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w2 = sums.wsum * sums.wsum
+        slope = np.where(none, np.nan, sums.num / sums.wsum).astype(np.float32)
+        vp = np.where(none, 0.0, sums.vp / w2).astype(np.float32)
+        vr = np.where(none, 0.0, sums.vr / w2).astype(np.float32)
+    dq = sums.dq | np.where(none, _PDQ_DNU, np.where(sums.multi, 0, _PDQ_UNREL)).astype(np.uint32)
+    lam = np.empty((ny, nx), np.float32)
+    _photon_rate(slope, vp, gain, lam)
+    err = np.empty((ny, nx), np.float32)
+    scale_integrations(vp[None], vr[None], lam, err[None])
+    empty = np.empty((0, ny, nx), np.float32)
+    return RampFit(slope, err, vp, vr, dq, empty, empty, empty, empty,
+                   np.empty((0, ny, nx), np.uint32)), lam
+
+
+def scale_integrations(var_poisson: np.ndarray, var_rnoise: np.ndarray, lam: np.ndarray,
+                       err: np.ndarray) -> None:
+    """Turn unit Poisson variances (n, ny, nx) into variances, in place, and fill ``err``.
+
+    Multiplies by the pixel's photon-rate factor ``lam`` (ny, nx), floors at
+    ``-POISSON_FLOOR * var_rnoise`` (NaN becomes that floor, 0 where there
+    is no fit) and writes ``err = sqrt(var_poisson + var_rnoise)``.  ``lam``
+    is read before ``err`` is written: it may share ``err``'s memory.
+    """
+    var_poisson *= lam[None]
+    np.multiply(var_rnoise, -POISSON_FLOOR, out=err)
+    np.fmax(var_poisson, err, out=var_poisson)
+    np.add(var_poisson, var_rnoise, out=err)
+    np.sqrt(err, out=err)
+
+
 def fit_ramps(
     data: np.ndarray,
     groupdq: np.ndarray,
@@ -395,6 +572,10 @@ def fit_ramps(
     groupgap: int,
 ) -> RampFit:
     """Fit count rates to up-the-ramp data (see the module docstring for the method).
+
+    The whole cube at once; a long time series goes through :func:`fit_block`
+    (blocks of integrations into :class:`RampSums`), :func:`finish_exposure`
+    and :func:`scale_integrations`, which this composes.
 
     Parameters
     ----------
@@ -421,36 +602,24 @@ def fit_ramps(
     """
     if data.ndim != 4 or groupdq.shape != data.shape:
         raise CalibrationError(f"data and groupdq must be the same 4-D shape "
-                         f"(nints, ngroups, ny, nx), got {data.shape} and {groupdq.shape}")
-    if nframes < 1 or groupgap < 0 or frame_time <= 0 or group_time <= 0:
-        raise CalibrationError(f"bad readout timing: nframes={nframes}, groupgap={groupgap}, "
-                         f"frame_time={frame_time}, group_time={group_time}")
-    nints, ngroups, ny, nx = data.shape
-    rn = as_pixel_map(read_noise, (ny, nx), "read_noise")
-    gn = as_pixel_map(gain, (ny, nx), "gain")
-    img = [np.empty((ny, nx), np.float32) for _ in range(4)]
-    dq = np.empty((ny, nx), np.uint32)
-    if nints == 1:  # the integration is the exposure: share the arrays
-        ints, dq_ints = [a[None] for a in img], dq[None]
-    else:
-        ints = [np.empty((nints, ny, nx), np.float32) for _ in range(4)]
-        dq_ints = np.empty((nints, ny, nx), np.uint32)
-    timing = (float(frame_time), float(group_time), float(nframes), float(groupgap))
-    tables = _weight_tables(max(ngroups, 3), float(group_time))
-    _fit_rows(data, groupdq.astype(np.uint8, copy=False), rn, gn, timing, tables,
-              (img[0], img[1], img[2], dq, ints[0], ints[1], ints[2], dq_ints))
-    lam = img[3]  # borrowed as scratch: the error is computed last
-    _photon_rate(img[0], img[1], gn, lam)
-    if nints > 1:
-        ints[1] *= lam[None]
-    img[1] *= lam
-    for v in (img, ints) if nints > 1 else (img,):
-        # floor at -VAR_RNOISE / 2 (fmax: NaN where there is no slope becomes 0 there too)
-        np.multiply(v[2], -POISSON_FLOOR, out=v[3])
-        np.fmax(v[1], v[3], out=v[1])
-    for v in (img, ints) if nints > 1 else (img,):
-        np.add(v[1], v[2], out=v[3])
-        np.sqrt(v[3], out=v[3])
-    return RampFit(slope=img[0], err=img[3], var_poisson=img[1], var_rnoise=img[2], dq=dq,
-                   slope_ints=ints[0], err_ints=ints[3], var_poisson_ints=ints[1],
-                   var_rnoise_ints=ints[2], dq_ints=dq_ints)
+                               f"(nints, ngroups, ny, nx), got {data.shape} and {groupdq.shape}")
+    ny, nx = data.shape[2:]
+    timing = RampTiming.make((ny, nx), read_noise=read_noise, gain=gain, frame_time=frame_time,
+                             group_time=group_time, nframes=nframes, groupgap=groupgap)
+    if data.shape[0] == 1:  # the integration is the exposure: share the arrays
+        ints = fit_block(data, groupdq, timing, None)
+        err = np.empty_like(ints.slope)
+        lam = err[0]  # borrowed as scratch: scale_integrations reads it before writing err
+        _photon_rate(ints.slope[0], ints.var_poisson_unit[0], timing.gain, lam)
+        scale_integrations(ints.var_poisson_unit, ints.var_rnoise, lam, err)
+        return RampFit(ints.slope[0], err[0], ints.var_poisson_unit[0], ints.var_rnoise[0],
+                       ints.dq[0], ints.slope, err, ints.var_poisson_unit, ints.var_rnoise,
+                       ints.dq)
+    sums = RampSums.zeros((ny, nx))
+    ints = fit_block(data, groupdq, timing, sums)
+    exposure, lam = finish_exposure(sums, timing.gain)
+    err = np.empty_like(ints.slope)
+    scale_integrations(ints.var_poisson_unit, ints.var_rnoise, lam, err)
+    return dataclasses.replace(exposure, slope_ints=ints.slope, err_ints=err,
+                               var_poisson_ints=ints.var_poisson_unit,
+                               var_rnoise_ints=ints.var_rnoise, dq_ints=ints.dq)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
@@ -66,15 +67,12 @@ def reference_layout(pixeldq: np.ndarray, first_column: int, amp_width: int) -> 
                         parity=(columns % 2).astype(np.intp))
 
 
-def _running_mean(values: np.ndarray, length: int) -> np.ndarray:
-    kernel = np.ones(length) / length
-    padded = np.pad(values, length // 2, mode="edge")
-    return np.convolve(padded, kernel, mode="valid")[: values.size]
-
-
 def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
                                      odd_even: bool = True, side_smoothing: int = 11) -> None:
     """Apply the correction described in the module docstring to ``data`` in place.
+
+    Every group of every integration on its own, computed for many groups
+    at once (the running mean replicates the edge rows).
 
     Parameters
     ----------
@@ -93,16 +91,19 @@ def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
     label = layout.amp_of_column * 2 + (layout.parity if odd_even else 0)
     nlab = int(label.max()) + 1
     counts = np.bincount(label, minlength=nlab).astype(np.float64)
+    mean_of_label = np.zeros((data.shape[3], nlab))  # column means -> each label's mean
+    mean_of_label[np.arange(label.size), label] = 1.0 / np.maximum(counts, 1)[label]
     sides = layout.columns
-    for i in range(data.shape[0]):
-        for g in range(data.shape[1]):
-            plane = data[i, g]
-            colmean = plane[layout.rows].mean(axis=0, dtype=np.float64)
-            offsets = np.bincount(label, weights=colmean, minlength=nlab) / np.maximum(counts, 1)
-            plane -= offsets[label].astype(np.float32)[None, :]
-            if side_smoothing > 0 and sides.size:
-                rowmean = plane[:, sides].mean(axis=1, dtype=np.float64)
-                plane -= _running_mean(rowmean, side_smoothing).astype(np.float32)[:, None]
+    chunk = max(1, (4 << 20) // (data[0].size * 4))  # integrations per step: ~4 MB
+    for i0 in range(0, data.shape[0], chunk):
+        ints = data[i0:i0 + chunk]
+        colmean = ints[:, :, layout.rows].mean(axis=2, dtype=np.float64)
+        offsets = colmean @ mean_of_label
+        ints -= offsets[:, :, label].astype(np.float32)[:, :, None, :]
+        if side_smoothing > 0 and sides.size:
+            rowmean = ints[:, :, :, sides].mean(axis=3, dtype=np.float64)
+            smooth = uniform_filter1d(rowmean, side_smoothing, axis=2, mode="nearest")
+            ints -= smooth.astype(np.float32)[:, :, :, None]
 
 
 def correction_variance(read_noise: np.ndarray, layout: RefpixLayout, nframes: int,

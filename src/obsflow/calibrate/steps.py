@@ -30,7 +30,7 @@ from obsflow.profiles import Instrument
 from obsflow.refdata.validate import RefRecord
 
 if TYPE_CHECKING:  # the compiled kernels load when a step runs, not when recipes are read
-    from obsflow.calibrate.ramps import RampFit
+    from obsflow.calibrate.ramps import IntsFit, RampFit, RampSums
 
 __all__ = ["QUANTIZATION_VAR", "STEPS", "StepSpec", "Work"]
 
@@ -54,8 +54,24 @@ class Work:
     image: ImageArrays | None = None
     header: dict[str, Any] = field(default_factory=dict)
     wcs: Any = None
-    group_var_extra: float = QUANTIZATION_VAR
+    var_extra: dict[str, float] = field(default_factory=dict)
+    sums: RampSums | None = None
+    ints: IntsFit | None = None
     _arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def group_var_extra(self) -> float:
+        """White noise on every group average on top of READNOISE, DN**2: rounding to whole
+        DN plus each step's own (``var_extra``, by step: a step run again on the next block
+        of integrations sets, never adds)."""
+        return QUANTIZATION_VAR + sum(self.var_extra.values())
+
+    def set_fit(self, fit: RampFit) -> None:
+        """Keep the exposure's ramp fit and start the stage-2 image from it."""
+        assert self.pixeldq is not None
+        self.fit = fit
+        self.image = ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise,
+                                 fit.dq | self.pixeldq)
 
     def read_noise(self) -> np.ndarray:
         """Effective single-read noise, DN (ny, nx), for jump detection and ramp fitting.
@@ -127,8 +143,8 @@ def _refpix(w: Work, p: dict[str, Any]) -> str:
                        w.meta.subarray)
         return "SKIPPED: no reference rows in this subarray"
     correct_reference_pixels_inplace(w.data, layout, bool(p["odd_even"]), int(p["side_smoothing"]))
-    w.group_var_extra += correction_variance(w.ref("READNOISE"), layout, w.meta.nframes,
-                                             bool(p["odd_even"]), int(p["side_smoothing"]))
+    w.var_extra["refpix"] = correction_variance(w.ref("READNOISE"), layout, w.meta.nframes,
+                                                bool(p["odd_even"]), int(p["side_smoothing"]))
     return "COMPLETE" if layout.has_columns or not p["side_smoothing"] else \
         "COMPLETE: no side reference columns, rows only"
 
@@ -153,25 +169,29 @@ def _jump(w: Work, p: dict[str, Any]) -> str:
     # per_integration: each integration's differences on their own (a time series, whose
     # pixels' rates change between integrations with pointing jitter and the transit, must
     # not pool them: a PSF-core pixel moving by 0.1 pixel changes its rate by several sigma)
-    spans = ([slice(i, i + 1) for i in range(w.data.shape[0])] if p["per_integration"]
-             else [slice(None)])
-    for span in spans:
-        detect_jumps(w.data[span], w.groupdq[span], read_noise=w.read_noise(),
-                     gain=w.ref("GAIN"), nframes=w.meta.nframes, groupgap=w.meta.groupgap,
-                     threshold=float(p["threshold"]), options=opts, out=w.groupdq[span])
+    detect_jumps(w.data, w.groupdq, read_noise=w.read_noise(), gain=w.ref("GAIN"),
+                 nframes=w.meta.nframes, groupgap=w.meta.groupgap,
+                 threshold=float(p["threshold"]), options=opts, out=w.groupdq,
+                 per_integration=bool(p["per_integration"]))
     return "COMPLETE"
 
 
 def _ramp_fit(w: Work, p: dict[str, Any]) -> str:
-    from obsflow.calibrate.ramps import fit_ramps
+    """The whole exposure (``w.sums`` None), or the block of integrations in ``w.data``
+    added to ``w.sums`` (its integrations in ``w.ints``; the pipeline finishes the exposure)."""
+    from obsflow.calibrate.ramps import RampTiming, fit_block, fit_ramps
 
     assert w.groupdq is not None and w.pixeldq is not None
     m = w.meta
-    w.fit = fit_ramps(w.data, w.groupdq, read_noise=w.read_noise(), gain=w.ref("GAIN"),
-                      frame_time=m.frame_time, group_time=m.group_time, nframes=m.nframes,
-                      groupgap=m.groupgap)
-    dq = w.fit.dq | w.pixeldq
-    w.image = ImageArrays(w.fit.slope, w.fit.err, w.fit.var_poisson, w.fit.var_rnoise, dq)
+    timing = RampTiming.make(w.data.shape[2:], read_noise=w.read_noise(), gain=w.ref("GAIN"),
+                             frame_time=m.frame_time, group_time=m.group_time,
+                             nframes=m.nframes, groupgap=m.groupgap)
+    if w.sums is None:
+        w.set_fit(fit_ramps(w.data, w.groupdq, read_noise=timing.read_noise, gain=timing.gain,
+                            frame_time=m.frame_time, group_time=m.group_time,
+                            nframes=m.nframes, groupgap=m.groupgap))
+    else:
+        w.ints = fit_block(w.data, w.groupdq, timing, w.sums)
     return "COMPLETE"
 
 

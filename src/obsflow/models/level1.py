@@ -33,7 +33,8 @@ from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta, header_keywords
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
-__all__ = ["Level1", "check_uncal", "read_uncal", "write_uncal", "write_uncal_hashed"]
+__all__ = ["Level1", "UncalBlocks", "check_uncal", "read_uncal", "write_uncal",
+           "write_uncal_hashed"]
 
 EXPECTED = "a Level-1 _uncal.fits product (uint16 ramp cube in SCI)"
 """What a Level-1 reader expects, as error messages say it."""
@@ -193,6 +194,20 @@ def check_uncal(hdul: fits.HDUList, path: Path) -> None:
     _check_sci(hdul, path, header)
 
 
+def _header_parts(hdul: fits.HDUList, path: Path) -> tuple[ExposureMeta, WCS | None, list[str],
+                                                           ProductRef | None, Provenance | None]:
+    """Everything of a checked Level-1 file but its cubes: metadata, WCS, raw files, identity."""
+    header = hdul[0].header
+    meta = ExposureMeta.from_header(header)
+    wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
+    raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []
+    ref = (ProductRef.from_header(header, meta.data_id, path.name)
+           if "PRODUUID" in header else None)
+    prov = (Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], path.name)
+            if PROVENANCE_EXTNAME in hdul else None)
+    return meta, wcs, raw, ref, prov
+
+
 def read_uncal(path: Path) -> Level1:
     """Read a Level-1 product written by :func:`write_uncal`.
 
@@ -206,17 +221,75 @@ def read_uncal(path: Path) -> Level1:
     """
     with open_fits(path, EXPECTED) as hdul:
         check_uncal(hdul, Path(path))
-        meta = ExposureMeta.from_header(hdul[0].header)
         data = np.asarray(hdul["SCI"].data)
         if data.dtype != np.uint16:  # checked from the header above; never cast silently
             raise ProductFileError(f"{path}: SCI: data type {data.dtype}; expected uint16")
-        wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
         groupdq = np.asarray(hdul["GROUPDQ"].data) if "GROUPDQ" in hdul else None
-        raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []
-        header = hdul[0].header
-        ref = (ProductRef.from_header(header, meta.data_id, Path(path).name)
-               if "PRODUUID" in header else None)
-        prov = (Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], Path(path).name)
-                if PROVENANCE_EXTNAME in hdul else None)
+        meta, wcs, raw, ref, prov = _header_parts(hdul, Path(path))
     return Level1(data=data, meta=meta, wcs=wcs, groupdq=groupdq, raw_files=raw, ref=ref,
                   provenance=prov)
+
+
+class UncalBlocks:
+    """A Level-1 product's ramp cube, read a block of integrations at a time.
+
+    Opened with the checks of :func:`read_uncal` (headers only); the SCI
+    and GROUPDQ data are read from the file only by :meth:`read`, straight
+    into the block's arrays (no memory map: the process never holds more
+    than the block, whatever the number of integrations).  Use in a
+    ``with`` block.
+
+    Attributes
+    ----------
+    path : Path
+    meta : ExposureMeta
+    ref : ProductRef or None
+        The product's identity (None for a file made outside a site).
+    has_groupdq : bool
+        Whether the file carries a GROUPDQ cube.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open_fits(self.path, EXPECTED) as hdul:
+            check_uncal(hdul, self.path)
+            self.meta, _, _, self.ref, _ = _header_parts(hdul, self.path)
+            self._sci = int(hdul.fileinfo(hdul.index_of("SCI"))["datLoc"])
+            self._dq = (int(hdul.fileinfo(hdul.index_of("GROUPDQ"))["datLoc"])
+                        if "GROUPDQ" in hdul else None)
+        self.has_groupdq = self._dq is not None
+        self._fh = open(self.path, "rb")  # noqa: SIM115 - closed by close() / __exit__
+
+    def __enter__(self) -> UncalBlocks:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._fh.close()
+
+    def _read_into(self, offset: int, out: np.ndarray, what: str) -> None:
+        self._fh.seek(offset)
+        view = out.reshape(-1).view(np.uint8).data
+        got = self._fh.readinto(view)
+        if got != out.nbytes:
+            raise ProductFileError(f"{self.path}: {what}: file ended after {got} of the "
+                                   f"{out.nbytes} bytes expected at offset {offset}")
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Integrations ``start:stop``: float32 DN (n, ngroups, ny, nx) and uint8 GROUPDQ (or None)."""
+        m = self.meta
+        per_int = m.ngroups * m.subsize2 * m.subsize1
+        shape = (stop - start, m.ngroups, m.subsize2, m.subsize1)
+        raw = np.empty(shape, np.dtype(">i2"))  # FITS uint16: big-endian int16 with BZERO 32768
+        self._read_into(self._sci + 2 * per_int * start, raw, "SCI")
+        data = raw.astype(np.float32)
+        del raw
+        data += np.float32(32768.0)
+        groupdq = None
+        if self._dq is not None:
+            groupdq = np.empty(shape, np.uint8)
+            self._read_into(self._dq + per_int * start, groupdq, "GROUPDQ")
+        return data, groupdq

@@ -23,6 +23,9 @@ One writer and one reader per product class, all sharing the same layout.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +35,9 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from obsflow.exceptions import DataModelError
-from obsflow.fileio import Written, write_fits_hashed
+from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
+from obsflow.fitschecksum import DataSum, set_checksum
+from obsflow.models.fitsfile import BLOCK_BYTES
 from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
@@ -41,6 +46,7 @@ __all__ = [
     "CalImage",
     "RateImage",
     "RateInts",
+    "RateIntsWriter",
     "read_cal",
     "read_rate",
     "read_rateints",
@@ -106,27 +112,162 @@ class CalImage(_Level2):
     BUNIT: ClassVar[str] = "MJy/sr"
 
 
-def _write(path: Path, product: _Level2) -> Written:
+def _primary(cls: type[_Level2], meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
+             header_extra: dict[str, Any]) -> fits.PrimaryHDU:
     primary = fits.PrimaryHDU()
-    product.meta.to_header(primary.header)
-    primary.header["DATAMODL"] = (type(product).__name__, "obsflow product type")
-    primary.header["CAL_VER"] = (product.provenance.software, "obsflow version that made this")
-    product.ref.to_header(primary.header)
-    product.provenance.write_keywords(primary.header)
-    for key, value in product.header_extra.items():
+    meta.to_header(primary.header)
+    primary.header["DATAMODL"] = (cls.__name__, "obsflow product type")
+    primary.header["CAL_VER"] = (provenance.software, "obsflow version that made this")
+    ref.to_header(primary.header)
+    provenance.write_keywords(primary.header)
+    for key, value in header_extra.items():
         primary.header[key] = value
-    hdus: list[Any] = [primary]
-    for name in _ARRAYS:
-        hdu = fits.ImageHDU(getattr(product, name), name=name.upper())
-        if name != "dq":
-            hdu.header["BUNIT"] = product.BUNIT if name in ("sci", "err") else f"({product.BUNIT})**2"
-        if product.wcs is not None:
-            hdu.header.update(product.wcs.to_header())
-        hdus.append(hdu)
+    return primary
+
+
+def _image(cls: type[_Level2], name: str, data: np.ndarray, wcs: WCS | None) -> fits.ImageHDU:
+    """The HDU of array ``name`` (``data`` may be a zero-stride stand-in: only its header is used
+    by :class:`RateIntsWriter`)."""
+    hdu = fits.ImageHDU(data, name=name.upper())
+    if name != "dq":
+        hdu.header["BUNIT"] = cls.BUNIT if name in ("sci", "err") else f"({cls.BUNIT})**2"
+    if wcs is not None:
+        hdu.header.update(wcs.to_header())
+    return hdu
+
+
+def _write(path: Path, product: _Level2) -> Written:
+    hdus: list[Any] = [_primary(type(product), product.meta, product.ref, product.provenance,
+                                product.header_extra)]
+    hdus += [_image(type(product), name, getattr(product, name), product.wcs) for name in _ARRAYS]
     hdus.append(product.provenance.to_hdu())
     return write_fits_hashed(fits.HDUList(hdus), Path(path))
 
 
+_DISK = {"dq": np.dtype(">u4")}
+"""On-disk dtype of each array (float32 big-endian but DQ: uint32 as int32 with BZERO 2**31,
+i.e. the top bit flipped)."""
+
+
+class RateIntsWriter:
+    """Writes a ``_rateints`` product straight into its file, a block of integrations at a time.
+
+    For time series too long to hold: the file's layout (headers and data
+    sizes) is fixed when it opens, every array's block of integrations is
+    written at its place (:meth:`write`; read back with :meth:`read`), and
+    on a clean exit each HDU's DATASUM and CHECKSUM, accumulated from the
+    blocks written with ``final=True`` (:class:`obsflow.fitschecksum.DataSum`),
+    are filled in, the file is hashed and renamed into place
+    (:func:`obsflow.fileio.atomic_path`: until then it exists only under a
+    temporary name; an error leaves nothing).  The bytes are those
+    :func:`write_rateints` writes for the same arrays, but the checksum
+    cards' comments.  Use in a ``with`` block; :attr:`written` afterwards.
+    """
+
+    def __init__(self, path: Path, meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
+                 header_extra: dict[str, Any] | None = None, stamp: str = "obsflow") -> None:
+        if ref.kind != RateInts.SUFFIX:
+            raise DataModelError(f"RateIntsWriter needs a 'rateints' reference, got {ref.kind!r}")
+        self.path = Path(path)
+        self.shape = (meta.nints, meta.subsize2, meta.subsize1)
+        self._stamp = stamp
+        self._headers = [_primary(RateInts, meta, ref, provenance, header_extra or {}).header]
+        for name in _ARRAYS:
+            dtype = np.uint32 if name == "dq" else np.float32
+            stand_in = np.broadcast_to(np.zeros((), dtype), self.shape)
+            self._headers.append(_image(RateInts, name, stand_in, None).header)
+        for header in self._headers:
+            set_checksum(header, 0, stamp)  # the cards exist: the header's size is final
+        self._prov = provenance.to_hdu()
+        self._prov.add_checksum(when=stamp)
+        self._plane = int(np.prod(self.shape[1:])) * 4  # bytes per integration and array
+        self._span = -(-self._plane * self.shape[0] // BLOCK_BYTES) * BLOCK_BYTES
+        self._offsets: dict[str, int] = {}
+        pos = len(self._headers[0].tostring())
+        for name, header in zip(_ARRAYS, self._headers[1:], strict=True):
+            pos += len(header.tostring())
+            self._offsets[name] = pos
+            pos += self._span
+        self._tail = pos
+        self._sums = {name: DataSum() for name in _ARRAYS}
+        self._done = dict.fromkeys(_ARRAYS, 0)
+        self._stack = contextlib.ExitStack()
+        self._fd = -1
+        self.written: Written | None = None
+
+    def __enter__(self) -> RateIntsWriter:
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._tmp = tmp
+        self._fd = os.open(tmp, os.O_RDWR | os.O_CLOEXEC)
+        self._stack.callback(os.close, self._fd)
+        return self
+
+    def write(self, start: int, *, final: bool = True, **arrays: np.ndarray) -> None:
+        """Write integrations ``start:start + n`` of the named arrays (sci, err, dq, var_poisson,
+        var_rnoise; (n, ny, nx)).  Blocks of each array must come in order when ``final``
+        (the values the product keeps: they go into its DATASUM); ``final=False`` writes
+        scratch values to be overwritten later by final ones."""
+        for name, values in arrays.items():
+            if name not in self._offsets or values.shape[1:] != self.shape[1:]:
+                raise DataModelError(f"{self.path.name}: cannot write {name} of shape "
+                                     f"{values.shape}: expected one of {_ARRAYS} of shape "
+                                     f"(n, {self.shape[1]}, {self.shape[2]})")
+            if final and start != self._done[name]:
+                raise DataModelError(f"{self.path.name}: {name} integrations from {start} "
+                                     f"written out of order (next is {self._done[name]})")
+            if name == "dq":
+                disk = (values ^ np.uint32(0x80000000)).astype(_DISK["dq"])
+            else:
+                disk = values.astype(np.dtype(">f4"))
+            os.pwrite(self._fd, disk.data.cast("B"),
+                      self._offsets[name] + start * self._plane)
+            if final:
+                self._sums[name].update(values)  # the values: DataSum knows FITS's disk form
+                self._done[name] += values.shape[0]
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Integrations ``start:stop`` of a float array as written so far (float32 (n, ny, nx))."""
+        size = (stop - start) * self._plane
+        raw = os.pread(self._fd, size, self._offsets[name] + start * self._plane)
+        if len(raw) != size:
+            raise DataModelError(f"{self.path.name}: {name} integrations {start}:{stop} "
+                                 "not written yet")
+        return np.frombuffer(raw, np.dtype(">f4")).astype(np.float32).reshape(
+            (stop - start, *self.shape[1:]))
+
+    def _finish(self) -> None:
+        missing = [n for n in _ARRAYS if self._done[n] != self.shape[0]]
+        if missing:
+            raise DataModelError(f"{self.path.name}: {', '.join(missing)} hold "
+                                 f"{min(self._done[n] for n in missing)} of {self.shape[0]} "
+                                 "integrations: product not whole")
+        pad = self._span - self._plane * self.shape[0]
+        pos = 0
+        for k, header in enumerate(self._headers):
+            if k:
+                name = _ARRAYS[k - 1]
+                set_checksum(header, self._sums[name].value, self._stamp)
+            text = header.tostring().encode("ascii")
+            os.pwrite(self._fd, text, pos)
+            pos += len(text)
+            if k:
+                os.pwrite(self._fd, bytes(pad), pos + self._span - pad)
+                pos += self._span
+        buf = io.BytesIO()  # the table HDU's bytes: written after an empty primary, cut off
+        primary = fits.PrimaryHDU()
+        fits.HDUList([primary, self._prov]).writeto(buf, checksum=False)
+        table = buf.getvalue()[len(primary.header.tostring()):]
+        os.pwrite(self._fd, table, self._tail)
+        size = self._tail + len(table)
+        os.ftruncate(self._fd, size)
+        self.written = Written(self.path, sha256_file(self._tmp), size)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None:  # the temporary file goes, the error goes on
+            self._stack.__exit__(exc_type, exc, tb)
+            return
+        with self._stack:
+            self._finish()
 def _read(path: Path, cls: type[_Level2]) -> Any:
     with fits.open(path, memmap=False) as hdul:
         found = hdul[0].header.get("DATAMODL")
