@@ -132,30 +132,36 @@ def _ten_groups(uncal: Path, folder: Path) -> Path:
 
 
 def run_files(sim: str) -> dict[str, float]:
-    """Stage 1 + 2, files in and out, one full-frame exposure; first and second run."""
+    """Stage 1 + 2, files in and out, one full-frame exposure, as a worker runs it.
+
+    The compiled kernels are loaded first (``warm_up``, what a worker does at
+    start), then each exposure is calibrated three times into new folders;
+    the first and the median of the three are reported.
+    """
     import tempfile
 
     from astropy.io import fits
 
-    from obsflow.calibrate.pipeline import calibrate_product
+    from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product, warm_up
     from obsflow.profiles import load_profile
     from obsflow.refdata import FolderRefs
 
     prof = load_profile("webb_like")
     refs = FolderRefs(Path(sim) / "refs", prof)
     result: dict[str, float] = {}
+    warm_up()
     with tempfile.TemporaryDirectory() as tmp:
         sim_uncal = sorted((Path(sim) / "level1").glob("*_uncal.fits"))[0]
         for label, uncal in (("sim", sim_uncal), ("ten", _ten_groups(sim_uncal, Path(tmp)))):
             times = []
-            for k in range(2):
+            for k in range(3):
                 out = Path(tmp) / f"{label}{k}"
                 out.mkdir()
                 t0 = time.perf_counter()
-                calibrate_product(uncal, refs, prof, out_dir=out)
+                calibrate_product(uncal, refs, prof, CalibrationOptions(place=beside(out)))
                 times.append(time.perf_counter() - t0)
             h = fits.getheader(uncal)
-            result.update({f"{label}_first_s": times[0], f"{label}_second_s": times[1],
+            result.update({f"{label}_first_s": times[0], f"{label}_median_s": sorted(times)[1],
                            f"{label}_ngroups": h["NGROUPS"]})
         result.update({"nframes": h["NFRAMES"], "ny": h["SUBSIZE2"], "nx": h["SUBSIZE1"],
                        "peak_mb": _vmhwm_mb()})
@@ -282,8 +288,8 @@ def main() -> None:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         for label in ("sim", "ten"):
             print(f"files_stage1+2   obsflow {r['ny']}x{r['nx']} {r[label + '_ngroups']} groups x "
-                  f"{r['nframes']} frames: first run {r[label + '_first_s']:.2f} s, second "
-                  f"{r[label + '_second_s']:.2f} s (peak of the process {r['peak_mb']:.0f} MB)")
+                  f"{r['nframes']} frames: first run {r[label + '_first_s']:.2f} s, median of 3 "
+                  f"{r[label + '_median_s']:.2f} s (peak of the process {r['peak_mb']:.0f} MB)")
 
 
 if __name__ == "__main__":
