@@ -12,7 +12,8 @@ schedd is reachable.  The DAG::
     register:N   (runs every register job the calibrate job enqueued, then the
                   lightcurve job a time series's _rateints enqueues)
 
-    reprocess:M  (one node per campaign item; it registers its own outputs)
+    reprocess:M  (one node per campaign item; it registers its own outputs, then
+                  runs the lightcurve job a remade _rateints enqueues)
 
 Both node types run the job wrapper on the execute node
 (``python -m obsflow.orchestrate.worker``), which needs the site folder and
@@ -107,7 +108,7 @@ def write_workflow(cfg: SiteConfig, engine: Engine, dag_dir: Path) -> Workflow |
     dag = dags.DAG()
     if campaign:
         dag.layer(name="reprocess", submit_description=_submit_description(
-            cfg, f"{worker} --job $(job_id) --token $(token)", logs, "reprocess"),
+            cfg, f"{worker} --job $(job_id) --token $(token) --with-children", logs, "reprocess"),
             vars=[{"job_id": str(i), "token": t, "product": Path(p).name}
                   for i, t, p in campaign], retries=retries)
     if not leased:

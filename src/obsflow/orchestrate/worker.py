@@ -8,14 +8,16 @@ failure is recorded (retry later, or ``failed`` after the last attempt).
 
 By hand, or from an HTCondor DAG node::
 
-    python -m obsflow.orchestrate.worker --site SITE --job ID [--token TOKEN]
+    python -m obsflow.orchestrate.worker --site SITE --job ID [--token TOKEN] [--with-children]
     python -m obsflow.orchestrate.worker --site SITE --children-of ID
 
 Without ``--token`` the job must be ``pending``; it is claimed first.
 ``--children-of`` runs every pending job whose parent is ``ID`` (the
 register jobs of a calibrate job), then their pending children, and so on
-(the ``lightcurve`` job of a time series's ``_rateints``).  Exit status 0 when every job run is
-done, 1 otherwise.
+(the ``lightcurve`` job of a time series's ``_rateints``); ``--job ID
+--with-children`` runs the job, then its pending children the same way
+(a campaign's ``reprocess`` job and the light curve it enqueues).  Exit
+status 0 when every job run is done, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -193,13 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--job", type=int, help="id of the job to run")
     group.add_argument("--children-of", type=int, help="run the pending children of this job")
     parser.add_argument("--token", default=None, help="lease token of a claimed job")
+    parser.add_argument("--with-children", action="store_true",
+                        help="with --job: then run the pending jobs it enqueued, and theirs")
     args = parser.parse_args(argv)
+    if args.with_children and args.job is None:
+        parser.error("--with-children goes with --job")
     cfg = open_site(args.site)
     owner = f"htcondor:{process_id()}" if args.token or args.children_of else process_id()
-    if args.job is not None:
-        outcomes = [_run_by_hand(cfg, args.job, args.token, owner)]
-    else:
-        outcomes, parents = [], [args.children_of]
+    outcomes = [] if args.job is None else [_run_by_hand(cfg, args.job, args.token, owner)]
+    if args.children_of is not None or args.with_children:
+        parents = [args.children_of] if args.job is None else [args.job]
         while parents:  # the register jobs, then what they enqueued (a time series's light curve)
             ran = [_run_by_hand(cfg, child, None, owner)
                    for parent in parents for child in _children(cfg, parent)]
