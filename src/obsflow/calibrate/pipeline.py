@@ -233,8 +233,9 @@ def _write_outputs(work: Work, made: _Made, steps: list[StepRecord], place: Plac
     ``_cal``, each from its own thread.
 
     Most of a product's write is the kernel's (copying into the page cache,
-    ``fsync``) and hashlib's, which release the GIL: the three overlap, so
-    the exposure waits for one flush to disk instead of three in a row.
+    ``fsync``) and hashlib's, which release the GIL, so the writes may
+    overlap; on one busy core the gain measured small (three full-frame
+    products 1.24 s in threads against 1.35 s one after the other).
     """
     assert work.fit is not None and work.pixeldq is not None
     m, fit = work.meta, work.fit
