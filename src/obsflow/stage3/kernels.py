@@ -10,7 +10,8 @@ square    the input pixel shrunk by ``pixfrac`` about its centre, its four
           the centre map, as drizzle does), ``dow`` = exact overlap area of
           that quadrilateral with the output pixel / the quadrilateral's
           area x the input weight (so one input pixel hands out its weight
-          once in total).
+          once in total).  Overlaps are accumulated edge by edge over the
+          box of output pixels the quadrilateral spans (``_edge_cells``).
 point     all of the pixel at its centre's nearest output pixel, ``dow`` =
           input weight.
 turbo     an output-axis-aligned square of side ``pixfrac / ratio`` output
@@ -52,6 +53,9 @@ __all__ = ["KERNELS", "add_image", "lanczos_lut", "reach"]
 
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos3")
 """Kernel names, in the order of their numeric codes."""
+
+_BOX = 8
+"""Largest box of output pixels (per side) one square-kernel input pixel is spread over edge by edge."""
 
 LUT_DELTA = 0.003
 """Spacing of the Lanczos look-up table, in units of input pixels."""
@@ -121,6 +125,65 @@ def _sgarea(x1: float, y1: float, x2: float, y2: float) -> float:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _edge_cells(ov, xa, ya, xb, yb, ii0, ii1, jj0, jj1):  # type: ignore[no-untyped-def]
+    """Add one polygon edge's signed areas under it to the cells of a box of output pixels.
+
+    ``ov[jj - jj0, ii - ii0]`` gets, for each output pixel (ii, jj) of the
+    box, the signed area between the edge (xa, ya) -> (xb, yb) and the
+    pixel's lower side, inside the pixel: +area for an edge running towards
+    +x (drizzle's ``sgarea``, summed over a clockwise polygon's edges, is
+    its overlap).  The edge is clipped to each column once; within a column
+    the mean of ``clamp(y - bottom, 0, 1)`` along the clipped edge is
+    piecewise linear-quadratic in the row, so each row costs a few
+    operations and rows above the edge end the loop.
+    """
+    if xb == xa:
+        return
+    if xb > xa:
+        sgn = 1.0
+        xl = xa
+        yl = ya
+        xh = xb
+        yh = yb
+    else:
+        sgn = -1.0
+        xl = xb
+        yl = yb
+        xh = xa
+        yh = ya
+    slope = (yh - yl) / (xh - xl)
+    c0 = max(_nint(xl), ii0)
+    c1 = min(_nint(xh), ii1)
+    for ii in range(c0, c1 + 1):
+        xlo = max(xl, ii - 0.5)
+        xhi = min(xh, ii + 0.5)
+        width = xhi - xlo
+        if width <= 0.0:
+            continue
+        y1 = yl + slope * (xlo - xl)
+        y2 = yl + slope * (xhi - xl)
+        lo = min(y1, y2)
+        hi = max(y1, y2)
+        col = ii - ii0
+        for jj in range(jj0, jj1 + 1):
+            b = jj - 0.5
+            if hi <= b:
+                break
+            if lo >= b + 1.0:
+                ov[jj - jj0, col] += sgn * width
+                continue
+            ulo = lo - b
+            uhi = hi - b
+            if ulo >= 0.0 and uhi <= 1.0:
+                mean = 0.5 * (ulo + uhi)
+            else:
+                a = max(ulo, 0.0)
+                c = min(uhi, 1.0)
+                mean = (0.5 * (c - a) * (c + a) + max(uhi - 1.0, 0.0)) / (uhi - ulo)
+            ov[jj - jj0, col] += sgn * width * mean
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
     """Bilinear interpolation (linear extrapolation past the edges) of the pixel map."""
     ny = pixmap.shape[0]
@@ -176,6 +239,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
     shared = dh == 0.5
     band = 16
     lat = np.empty((band + 1, nx + 1, 2))
+    ov = np.empty((_BOX, _BOX))
     for j0 in range(row0, row1, band):
         j1 = min(j0 + band, row1)
         if shared:
@@ -219,6 +283,26 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                 jj1 = min(_nint(max(max(y0, y1), max(y2, y3))), ony - 1)
                 ii0 = max(_nint(min(min(x0, x1), min(x2, x3))), 0)
                 ii1 = min(_nint(max(max(x0, x1), max(x2, x3))), onx - 1)
+                nr = jj1 - jj0 + 1
+                nc = ii1 - ii0 + 1
+                if nr <= 0 or nc <= 0:
+                    continue
+                if nr <= _BOX and nc <= _BOX:
+                    for r2 in range(nr):
+                        for c2 in range(nc):
+                            ov[r2, c2] = 0.0
+                    _edge_cells(ov, x0, y0, x1, y1, ii0, ii1, jj0, jj1)
+                    _edge_cells(ov, x1, y1, x2, y2, ii0, ii1, jj0, jj1)
+                    _edge_cells(ov, x2, y2, x3, y3, ii0, ii1, jj0, jj1)
+                    _edge_cells(ov, x3, y3, x0, y0, ii0, ii1, jj0, jj1)
+                    for r2 in range(nr):
+                        for c2 in range(nc):
+                            dover = ov[r2, c2]
+                            if dover != 0.0:
+                                dow = np.float32(dover * w)
+                                if dow != 0.0:
+                                    _deposit(acc, con, plane, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
+                    continue
                 for jj in range(jj0, jj1 + 1):
                     js = jj - 0.5
                     for ii in range(ii0, ii1 + 1):
