@@ -50,7 +50,10 @@ def _walk(command: click.Command, path: tuple[str, ...]) -> Iterator[tuple[str, 
     if isinstance(command, click.Group):
         if command.invoke_without_command and path:
             yield " ".join(path), command
-        for name, sub in sorted(command.commands.items()):
+        ctx = click.Context(command)
+        for name in command.list_commands(ctx):  # the lazily imported subcommands too
+            sub = command.get_command(ctx, name)
+            assert sub is not None, name
             yield from _walk(sub, (*path, name))
     else:
         yield " ".join(path), command
@@ -122,6 +125,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadFile]:
     def rate(hdul: fits.HDUList) -> None:
         hdul[0].header["DATAMODL"] = "RateImage"
 
+    def rate_kind(hdul: fits.HDUList) -> None:
+        hdul[0].header["PRODKIND"] = "rate"
+        hdul[0].header.remove("DATAMODL", ignore_missing=True)
+
     made = {
         "good": BadFile(good, ()),
         "empty": BadFile(folder / "empty_uncal.fits", ("empty", "0 bytes", "expected")),
@@ -145,12 +152,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadFile]:
                        ("SCI", "float32", "expected uint16")),
         "a _rate file": BadFile(_variant(good, folder / "x_rate.fits", rate),
                                 ("DATAMODL", "'RateImage'", "expected 'Level1'")),
+        "a _rate by kind": BadFile(_variant(good, folder / "k_rate.fits", rate_kind),
+                                   ("PRODKIND = 'rate'", "a _rate product", "expected a Level-1 _uncal")),
     }
     return made
 
 
 LEVEL1_VARIANTS = ["empty", "not FITS", "truncated", "no DETECTOR", "no FILTER", "no NINTS",
-                   "no SCI", "wrong shape", "float64", "int64", "NaN", "a _rate file"]
+                   "no SCI", "wrong shape", "float64", "int64", "NaN", "a _rate file", "a _rate by kind"]
 
 
 def _site(root: Path, **ingest: float) -> Path:
@@ -433,7 +442,7 @@ def _site_cmd(command: str, *extra: str, stdin: str | None = None) -> Callable[[
 CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "accounting gaps": _both(_site_cmd("accounting gaps"), _gaps_cases),
     "archive add": _both(_config_cases("archive add", _good),  # a _rate's layout is not Level 1's
-                         _level1_cases("archive add", LEVEL1_VARIANTS[:-1]), _light_curve_cases),
+                         _level1_cases("archive add", [v for v in LEVEL1_VARIANTS if "_rate" not in v]), _light_curve_cases),
     "archive program add": _site_cmd("archive program add", "01234", "--exclusive-months", "12"),
     "calibrate": _both(_config_cases("calibrate", _good),
                        _level1_cases("calibrate", LEVEL1_VARIANTS)),

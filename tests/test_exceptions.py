@@ -18,8 +18,10 @@ from obsflow.exceptions import ObsflowError
 SRC = Path(exc_module.__file__).parent
 BUILTIN_EXCEPTIONS = {name for name, value in vars(builtins).items()
                       if isinstance(value, type) and issubclass(value, BaseException)}
-# control flow handed to frameworks, never shown to a user as an error
-ALLOWED_BUILTINS = {"SystemExit", "KeyboardInterrupt", "StopIteration", "GeneratorExit"}
+# control flow handed to frameworks, never shown to a user as an error; AttributeError is
+# what a package's module __getattr__ (PEP 562, obsflow._lazy) must raise for a missing name
+ALLOWED_BUILTINS = {"SystemExit", "KeyboardInterrupt", "StopIteration", "GeneratorExit",
+                    "AttributeError"}
 
 
 def _modules() -> list[tuple[Path, ast.Module]]:

@@ -8,6 +8,7 @@ command exits with status 2 (no traceback; ``-v`` adds one to the log).
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -28,23 +29,55 @@ from rich.table import Table
 from rich.text import Text
 
 from obsflow import __version__
+from obsflow.cli_console import output_console
 from obsflow.cli_types import FiniteFloatRange
-from obsflow.config import CONFIG_FILENAME, SiteConfig, default_site_root, load_config
-from obsflow.db import sqlite_path
 from obsflow.exceptions import ObsflowError, SiteError
-from obsflow.profiles import Profile, builtin_profiles, load_profile
 from obsflow.simulate.faults import FAULTS, parse_faults
-from obsflow.site import init_site
 
 if TYPE_CHECKING:
+    from obsflow.config import SiteConfig
+    from obsflow.profiles import Profile
     from obsflow.simulate.run import SimOptions, SimResult
 
-__all__ = ["ObsflowGroup", "main"]
+__all__ = ["LAZY_COMMANDS", "ObsflowGroup", "main"]
 
 ERROR_EXIT_CODE = 2
 """Exit status of a command that failed with an :class:`ObsflowError`."""
 
 logger = logging.getLogger(__name__)
+
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    # name: (module, attribute, the short help `obsflow --help` lists without importing it)
+    "accounting": ("obsflow.ingest.cli", "accounting_group",
+                  "Data accounting: missing packets and retransmission requests."),
+    "archive": ("obsflow.archive.cli", "archive",
+               "Register programs and products in the archive."),
+    "calibrate": ("obsflow.calibrate.cli", "calibrate_cmd",
+                 "Run Level-1 FILES through their recipe: write _rate, _rateints and _cal products."),
+    "ingest": ("obsflow.ingest.cli", "ingest_cmd",
+              "Take files from the incoming folder: archive, account, assemble Level 1."),
+    "jobs": ("obsflow.orchestrate.cli", "jobs_group",
+            "List jobs (newest last); `obsflow jobs retry ID` re-queues a failed one."),
+    "lightcurve": ("obsflow.tso.cli", "lightcurve_cmd",
+                  "Per-integration photometry of _rateints FILES: write <basename>_phot.ecsv and _phot.png."),
+    "refs": ("obsflow.refdata.cli", "refs_group",
+            "Reference files: deliver them, see which one applies, manage the numbered contexts."),
+    "reprocess": ("obsflow.reprocess.cli", "reprocess_group",
+                 "Reprocessing: which products a change affects, and campaigns that remake them."),
+    "run": ("obsflow.orchestrate.cli", "run_cmd",
+           "Run the chain: ingest -> calibrate -> register in the archive, until idle."),
+    "serve": ("obsflow.archive.cli", "serve",
+             "Serve the archive: web pages at /, HTTP API at /api (OpenAPI at /docs), VO at /vo."),
+    "status": ("obsflow.ingest.cli", "status_cmd",
+              "What arrived and what is missing: files, packets, exposures, gaps, and what was set aside (quarantined files, unassemblable packets, entries refused in incoming/)."),
+    "tokens": ("obsflow.archive.cli", "tokens",
+              "API tokens."),
+    "users": ("obsflow.archive.cli", "users",
+             "Archive users."),
+}
+"""Subcommands defined in other modules, imported only when run (or asked for help), so
+``obsflow --help`` and the light commands do not pay for numpy, astropy, numba and the
+archive.  A test checks each short help against the command's own."""
 
 
 def _error_line(text: str) -> None:
@@ -63,6 +96,35 @@ class ObsflowGroup(click.Group):
     ``error: ...`` on stderr, with exit status 2 and no traceback (``-vv``
     logs one).  Anything else is a bug and keeps its traceback.
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every subcommand name, the lazily imported ones included, sorted."""
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The subcommand ``cmd_name``, importing its module the first time it is asked for."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            module, attribute, _ = LAZY_COMMANDS[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the subcommands with their short help, importing none of the lazy ones."""
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.commands:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit=formatter.width)))
+            else:
+                stand_in = click.Command(name, help=LAZY_COMMANDS[name][2])
+                rows.append((name, stand_in.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the subcommand; report an expected failure in one line."""
@@ -84,7 +146,7 @@ class ObsflowGroup(click.Group):
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return output_console()
 
 
 def _setup_logging(verbose: int) -> None:
@@ -118,6 +180,9 @@ def main(verbose: int) -> None:
 
 def _planned_paths(root: Path) -> list[Path]:
     """Paths ``init`` may create at ``root`` (to tell created from kept afterwards)."""
+    from obsflow.config import CONFIG_FILENAME, SiteConfig, load_config
+    from obsflow.db import sqlite_path
+
     candidates = [SiteConfig.for_root(root)]
     if (root / CONFIG_FILENAME).is_file():
         try:
@@ -133,6 +198,8 @@ def _planned_paths(root: Path) -> list[Path]:
 
 
 def _init_table(cfg: SiteConfig, existed: set[Path], rewritten: bool) -> Table:
+    from obsflow.db import sqlite_path
+
     table = Table(title=f"obsflow site {cfg.site.name!r} (profile {cfg.profile.name})")
     table.add_column("item")
     table.add_column("path")
@@ -158,6 +225,9 @@ def init(directory: Path | None, profile: str | None, force: bool) -> None:
     DIRECTORY defaults to $OBSFLOW_HOME, or ./obsflow-site if that is unset.
     Idempotent: running it again on a site changes nothing.
     """
+    from obsflow.config import default_site_root
+    from obsflow.site import init_site
+
     root = (directory or default_site_root()).expanduser().resolve()
     existed = {path for path in _planned_paths(root) if path.exists()}
     cfg = init_site(root, profile=profile, force=force)
@@ -181,6 +251,7 @@ def _profile_row(name: str, profile: Profile) -> tuple[str, ...]:
 @click.argument("directory", required=False, type=click.Path(path_type=Path))
 def upgrade(directory: Path | None) -> None:
     """Bring the database of the site at DIRECTORY to this obsflow's schema (keeps all data)."""
+    from obsflow.config import CONFIG_FILENAME, default_site_root, load_config
     from obsflow.db import make_engine
     from obsflow.migrations import current_revision, head_revision
     from obsflow.site import open_site
@@ -210,6 +281,7 @@ def upgrade(directory: Path | None) -> None:
               help="The simulation's truth/ folder.")
 def truth_residuals(site_dir: Path | None, truth_dir: Path) -> None:
     """How far the site's current rates are from the simulator's truth (clean pixels)."""
+    from obsflow.config import default_site_root
     from obsflow.simulate.residuals import site_residuals
     from obsflow.site import open_site
 
@@ -229,6 +301,8 @@ def truth_residuals(site_dir: Path | None, truth_dir: Path) -> None:
 @main.command()
 def profiles() -> None:
     """List the built-in observatory profiles."""
+    from obsflow.profiles import builtin_profiles, load_profile
+
     table = Table(title="built-in observatory profiles")
     for column in ("name", "telescope", "instruments", "detectors", "detector size"):
         table.add_column(column)
@@ -346,42 +420,11 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
     ingest -> calibrate -> archive, shows what is missing, delivers the
     retransmission, runs again and serves the web archive on 127.0.0.1:8000.
     """
+    from obsflow.config import default_site_root
     from obsflow.demo import run_demo
+    from obsflow.kernel_cache import announce_compilation
 
     root = (site_dir or default_site_root()).expanduser().resolve()
+    announce_compilation()
     run_demo(root, seed=seed, exposures=exposures, serve=not no_serve,
              simulate_with_progress=_run_simulation, console=_console())
-
-
-from obsflow.ingest.cli import accounting_group, ingest_cmd, status_cmd  # noqa: E402
-
-main.add_command(ingest_cmd)
-main.add_command(status_cmd)
-main.add_command(accounting_group)
-
-from obsflow.archive.cli import archive, serve, tokens, users  # noqa: E402
-
-main.add_command(archive)
-main.add_command(users)
-main.add_command(tokens)
-main.add_command(serve)
-
-
-from obsflow.calibrate.cli import calibrate_cmd, refs_group  # noqa: E402
-
-main.add_command(calibrate_cmd)
-main.add_command(refs_group)
-
-from obsflow.tso.cli import lightcurve_cmd  # noqa: E402
-
-main.add_command(lightcurve_cmd)
-
-
-from obsflow.orchestrate.cli import jobs_group, run_cmd  # noqa: E402
-
-main.add_command(run_cmd)
-main.add_command(jobs_group)
-
-from obsflow.reprocess.cli import reprocess_group  # noqa: E402
-
-main.add_command(reprocess_group)

@@ -34,9 +34,8 @@ from obsflow.fileio import atomic_path
 from obsflow.ingest.status import gap_report
 from obsflow.orchestrate.cli import progress_display, summary_line
 from obsflow.orchestrate.handlers import program_spec
-from obsflow.orchestrate.jobs import enqueue_all
+from obsflow.orchestrate.jobs import enqueue_all, policy_of
 from obsflow.orchestrate.runner import RunSummary, run_site
-from obsflow.orchestrate.worker import policy_of
 from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult
 from obsflow.site import init_site

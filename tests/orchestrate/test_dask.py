@@ -102,7 +102,7 @@ def test_worker_killed_mid_job_is_retried_and_finished_once(
 def test_a_campaign_runs_on_the_dask_cluster(
         tmp_path: Path, downlink: SimResult, cluster: tuple[str, list[int]]) -> None:
     """Reprocessing goes through the same job layer: its items run on the Dask workers."""
-    from obsflow.orchestrate.worker import policy_of
+    from obsflow.orchestrate.jobs import policy_of
     from obsflow.reprocess.campaign import campaign_status, start_campaign
     from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
 

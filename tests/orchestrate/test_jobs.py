@@ -77,9 +77,9 @@ def test_fresh_data_runs_before_a_campaign_already_queued(tmp_path: Path) -> Non
     """Jobs of priority 0 enqueued while campaign jobs (priority -10) wait are claimed first."""
     import threading
 
+    from obsflow.orchestrate.jobs import policy_of
     from obsflow.orchestrate.runner import run_site
     from obsflow.orchestrate.tables import Job
-    from obsflow.orchestrate.worker import policy_of
     from obsflow.reprocess.campaign import CAMPAIGN_PRIORITY
     from obsflow.site import init_site
 

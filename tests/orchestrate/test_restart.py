@@ -30,9 +30,8 @@ from obsflow.db import make_engine
 from obsflow.fileio import TEMP_NAME
 from obsflow.ingest.cli import set_aside_lines
 from obsflow.orchestrate.handlers import ARCHIVED_KINDS
-from obsflow.orchestrate.jobs import JobSpec, enqueue_all, transaction
+from obsflow.orchestrate.jobs import JobSpec, enqueue_all, policy_of, transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
-from obsflow.orchestrate.worker import policy_of
 from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult, simulate
 

@@ -21,7 +21,7 @@ from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.models import Provenance
 from obsflow.orchestrate import run_site
-from obsflow.orchestrate.worker import policy_of
+from obsflow.orchestrate.jobs import policy_of
 from obsflow.refdata.registry import deliver_batch
 from obsflow.reprocess.campaign import campaign_status, cancel_campaign, start_campaign
 from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing

@@ -37,8 +37,8 @@ from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import JobContext, run_handler
+from obsflow.orchestrate.jobs import policy_of
 from obsflow.orchestrate.worker import main as worker_main
-from obsflow.orchestrate.worker import policy_of
 from obsflow.reprocess.campaign import start_campaign
 from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
 from obsflow.simulate.plan import TSO_PROGRAM

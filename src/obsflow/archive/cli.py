@@ -7,12 +7,12 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from obsflow.archive.context import Archive
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.users import add_user, create_token
+from obsflow.cli_console import output_console
 from obsflow.cli_types import FiniteFloatRange
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.exceptions import ConfigError
@@ -48,7 +48,7 @@ def archive_add(site_dir: Path | None, files: tuple[Path, ...]) -> None:
             record = register_product(arch, path)
             status = "[green]added[/green]" if record.created else "already there"
             table.add_row(path.name, record.product_id, str(record.version), status)
-    Console(highlight=False).print(table)
+    output_console().print(table)
 
 
 @archive.group("program")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from obsflow.calibrate.pipeline import (
     CalibrationOptions,
@@ -14,6 +13,7 @@ from obsflow.calibrate.pipeline import (
     calibrate_product,
     check_input,
 )
+from obsflow.cli_console import output_console
 from obsflow.exceptions import ConfigError
 from obsflow.profiles import load_profile
 from obsflow.refdata.cli import open_site_option, refs_group, site_option
@@ -58,6 +58,9 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
     with status 2 and one line naming the file, keyword or HDU and what was
     expected.
     """
+    from obsflow.kernel_cache import announce_compilation
+
+    announce_compilation()
     source: RefSource
     if refs_dir is not None:
         if profile is None:
@@ -71,7 +74,7 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
     overrides = _overrides(sets)
     for path in files:
         check_input(path, prof)
-    console = Console(highlight=False)
+    console = output_console()
     for path in files:
         options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent),
                                      block_mb=block_mb)

@@ -12,9 +12,24 @@ Assembled Level-1 versions are announced as ``exposure_ready`` events on the
 job layer's queue (:mod:`obsflow.events`).
 """
 
-from obsflow.ingest.assemble import current_level1_version
-from obsflow.ingest.service import IngestReport, ingest_once, pending_work, watch
-from obsflow.ingest.status import accounting_status, gap_report
+from typing import TYPE_CHECKING
+
+from obsflow._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from obsflow.ingest.assemble import current_level1_version
+    from obsflow.ingest.service import IngestReport, ingest_once, pending_work, watch
+    from obsflow.ingest.status import accounting_status, gap_report
 
 __all__ = ["IngestReport", "accounting_status", "current_level1_version", "gap_report",
            "ingest_once", "pending_work", "watch"]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "current_level1_version": "assemble",
+    "IngestReport": "service",
+    "ingest_once": "service",
+    "pending_work": "service",
+    "watch": "service",
+    "accounting_status": "status",
+    "gap_report": "status",
+})

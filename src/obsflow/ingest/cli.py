@@ -12,19 +12,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.fileio import atomic_path
-from obsflow.ingest.service import IngestReport, ingest_once, watch
 from obsflow.ingest.setaside import set_aside
 from obsflow.ingest.status import accounting_status, gap_report, retransmission_request
 from obsflow.site import open_site
+
+if TYPE_CHECKING:
+    from obsflow.ingest.service import IngestReport
 
 __all__ = ["SET_ASIDE_EXIT_CODE", "accounting_group", "ingest_cmd", "report_set_aside",
            "set_aside_lines", "status_cmd"]
@@ -95,8 +98,10 @@ def ingest_cmd(site_dir: Path | None, mode: str) -> None:
     refused (left in place and reported), hidden and ``.part`` names are
     left alone.
     """
+    from obsflow.ingest.service import ingest_once, watch
+
     cfg = _site(site_dir)
-    console = Console(highlight=False)
+    console = output_console()
     before = set_aside_lines(cfg)
     if mode == "watch":
         console.print(f"watching {cfg.incoming_dir} every {cfg.ingest.poll_seconds} s (Ctrl-C stops)")
@@ -174,7 +179,7 @@ def status_cmd(site_dir: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status, indent=1))
         return
-    console = Console(highlight=False)
+    console = output_console()
     for table in _status_tables(status):
         console.print(table)
 
@@ -205,7 +210,7 @@ def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
         ranges = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in g["missing_ranges"])
         table.add_row(str(g["exposure_id"]), str(g["basename"]), str(g["apid"]),
                       str(g["expected"]), str(g["received"]), ranges)
-    Console(highlight=False).print(table)
+    output_console().print(table)
     path = request_path or cfg.logs_dir / f"retransmission-{time.strftime('%Y%m%dT%H%M%S')}.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(request, indent=1))

@@ -11,11 +11,9 @@ from obsflow.ingest.ledger import FileContent
 from obsflow.ingest.records import engineering_rows, ephemeris_rows, observation_log_rows
 from obsflow.profiles import Profile
 from obsflow.telemetry import PayloadKind, apid_kinds, continuity, decode
+from obsflow.telemetry.packets import IDLE_APID
 
-__all__ = ["IDLE_APID", "parse_file"]
-
-IDLE_APID = 2047
-"""CCSDS idle packets: fill, never data, ignored without a word."""
+__all__ = ["parse_file"]
 
 
 def _continuity(apid: int, seq_count: np.ndarray) -> dict[str, int]:

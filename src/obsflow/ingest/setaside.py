@@ -28,11 +28,11 @@ from sqlalchemy import Engine, select
 
 from obsflow.config import SiteConfig
 from obsflow.ingest.locking import transaction
-from obsflow.ingest.parse import IDLE_APID
 from obsflow.ingest.rawstore import scan_incoming
 from obsflow.ingest.tables import ApidContinuity, RawFile
 from obsflow.profiles import Profile
-from obsflow.telemetry import apid_kinds
+from obsflow.telemetry.packets import IDLE_APID
+from obsflow.telemetry.payloads import apid_kinds
 
 __all__ = ["SetAside", "set_aside"]
 

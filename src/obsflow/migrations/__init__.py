@@ -25,21 +25,22 @@ from __future__ import annotations
 import importlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
 from obsflow.db import SiteInfo
 from obsflow.exceptions import SiteError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["LEGACY_VERSION_TABLE", "MODEL_MODULES", "VERSION_TABLE", "alembic_config",
            "current_revision", "head_revision", "init_schema", "load_models",
-           "upgrade_database"]
+           "newest_file_revision", "schema_is_current", "upgrade_database"]
 
 VERSION_TABLE = "obsflow_schema_version"
 """Table where Alembic records the revision of the whole site schema."""
@@ -70,6 +71,8 @@ def load_models() -> None:
 
 def alembic_config() -> Config:
     """Alembic configuration of the site schema (no ``alembic.ini`` needed)."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE))
     cfg.set_main_option("version_table", VERSION_TABLE)
@@ -78,6 +81,8 @@ def alembic_config() -> Config:
 
 def head_revision() -> str:
     """The newest revision in ``versions/``."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
@@ -85,6 +90,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None before the first upgrade)."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
         return context.get_current_revision()
@@ -111,6 +118,8 @@ def _check_known(engine: Engine) -> None:
     found = current_revision(engine)
     if found is None:
         return
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     if found not in {rev.revision for rev in script.walk_revisions()}:
         raise SiteError(
@@ -128,6 +137,8 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
     """Bring every table of ``engine``'s database up to ``revision`` (idempotent)."""
+    from alembic import command
+
     load_models()
     _adopt_legacy_version(engine)
     _check_known(engine)
@@ -154,6 +165,25 @@ def upgrade_database(engine: Engine, revision: str = "head") -> None:
                 connection.commit()
 
 
+def newest_file_revision() -> str:
+    """The newest revision, read from the ``NNNN_<what>.py`` names in ``versions/`` (no Alembic).
+
+    A test checks it is Alembic's head (:func:`head_revision`).
+    """
+    return max(path.name.split("_", 1)[0] for path in (_HERE / "versions").glob("[0-9]*_*.py"))
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database already records the newest revision: opening a site then needs
+    neither Alembic nor the table modules (the light commands start faster)."""
+    try:
+        with engine.connect() as connection:
+            found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    except DBAPIError:  # no version table yet: a new or a pre-0002 database
+        return False
+    return found == newest_file_revision()
+
+
 def init_schema(engine: Engine, *, profile: str | None = None) -> None:
     """Create or upgrade the whole site schema and fill ``site_info``.
 
@@ -174,7 +204,8 @@ def init_schema(engine: Engine, *, profile: str | None = None) -> None:
         The database is at a revision this obsflow does not know (made by a
         newer release).
     """
-    upgrade_database(engine)
+    if not schema_is_current(engine):
+        upgrade_database(engine)
     wanted = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
               "obsflow_version": __version__}
     with Session(engine) as session, session.begin():

@@ -170,7 +170,8 @@ def _check_sci(hdul: fits.HDUList, path: Path, header: fits.Header) -> None:
 def check_uncal(hdul: fits.HDUList, path: Path) -> None:
     """Check an open file is a Level-1 product :func:`read_uncal` can read (headers only).
 
-    Checks ``DATAMODL`` (when present) is ``Level1``, every exposure keyword
+    Checks ``PRODKIND`` (when present) is ``uncal`` and ``DATAMODL`` (when
+    present) is ``Level1``, every exposure keyword
     is present with its type, NINTS/NGROUPS/SUBSIZE1/SUBSIZE2 are at least
     1, SCI exists as uint16 (BITPIX 16, BZERO 32768) of shape (NINTS,
     NGROUPS, SUBSIZE2, SUBSIZE1), and GROUPDQ (when present) is uint8 of
@@ -182,6 +183,10 @@ def check_uncal(hdul: fits.HDUList, path: Path) -> None:
         One line naming ``path``, the HDU or keyword and what was expected.
     """
     header = hdul[0].header
+    kind = header.get("PRODKIND")
+    if kind is not None and kind != "uncal":
+        raise ProductFileError(f"{path}: PRODKIND = {kind!r}: a _{kind} product, made by "
+                               f"calibration; expected a Level-1 _uncal product (its input)")
     model = header.get("DATAMODL")
     if model is not None and model != "Level1":
         raise ProductFileError(f"{path}: DATAMODL = {model!r}: expected 'Level1', {EXPECTED}; "

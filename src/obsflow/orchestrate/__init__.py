@@ -12,18 +12,23 @@ See ``docs/architecture.md`` (the job layer) and ``docs/operations.md``
 
 from __future__ import annotations
 
-from obsflow.orchestrate.executors import (
-    Completion,
-    DaskExecutor,
-    Executor,
-    InlineExecutor,
-    LocalExecutor,
-    make_executor,
-)
-from obsflow.orchestrate.jobs import JobSpec, JobView, RetryPolicy, get_job, retry, state_counts
-from obsflow.orchestrate.runner import Orchestrator, RunSummary, run_site
-from obsflow.orchestrate.tables import STATES, Job, JobAttempt
-from obsflow.orchestrate.worker import Outcome, execute_job
+from typing import TYPE_CHECKING
+
+from obsflow._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from obsflow.orchestrate.executors import (
+        Completion,
+        DaskExecutor,
+        Executor,
+        InlineExecutor,
+        LocalExecutor,
+        make_executor,
+    )
+    from obsflow.orchestrate.jobs import JobSpec, JobView, RetryPolicy, get_job, retry, state_counts
+    from obsflow.orchestrate.runner import Orchestrator, RunSummary, run_site
+    from obsflow.orchestrate.tables import STATES, Job, JobAttempt
+    from obsflow.orchestrate.worker import Outcome, execute_job
 
 __all__ = [
     "STATES",
@@ -47,3 +52,26 @@ __all__ = [
     "run_site",
     "state_counts",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Completion": "executors",
+    "DaskExecutor": "executors",
+    "Executor": "executors",
+    "InlineExecutor": "executors",
+    "LocalExecutor": "executors",
+    "make_executor": "executors",
+    "JobSpec": "jobs",
+    "JobView": "jobs",
+    "RetryPolicy": "jobs",
+    "get_job": "jobs",
+    "retry": "jobs",
+    "state_counts": "jobs",
+    "Orchestrator": "runner",
+    "RunSummary": "runner",
+    "run_site": "runner",
+    "STATES": "tables",
+    "Job": "tables",
+    "JobAttempt": "tables",
+    "Outcome": "worker",
+    "execute_job": "worker",
+})

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -21,14 +21,16 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
+from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.ingest.cli import EXIT_STATUS_HELP, report_set_aside, set_aside_lines
-from obsflow.orchestrate.jobs import JobView, get_job, retry, transaction
-from obsflow.orchestrate.runner import RunSummary, run_site
+from obsflow.orchestrate.jobs import JobView, get_job, policy_of, retry, transaction
 from obsflow.orchestrate.tables import STATES, Job, JobAttempt
-from obsflow.orchestrate.worker import policy_of
 from obsflow.site import open_site
+
+if TYPE_CHECKING:
+    from obsflow.orchestrate.runner import RunSummary
 
 __all__ = ["jobs_group", "progress_display", "run_cmd", "summary_line"]
 
@@ -85,8 +87,13 @@ def run_cmd(site_dir: Path | None, watch: bool, workers: int | None) -> None:
     Jobs run on the executor of [executor] kind (local, dask or htcondor).
     A restarted run resumes pending jobs and re-queues those of a dead run.
     """
+
+    from obsflow.kernel_cache import announce_compilation
+    from obsflow.orchestrate.runner import run_site
+
     cfg = _site(site_dir)
-    console = Console(highlight=False)
+    announce_compilation()
+    console = output_console()
     before = set_aside_lines(cfg)
     try:
         with progress_display(console) as update:
@@ -158,7 +165,7 @@ def jobs_group(ctx: click.Context, site_dir: Path | None, kind: str | None, stat
     if as_json:
         click.echo(json.dumps([job.as_dict() for job in jobs], indent=2))
     else:
-        Console(highlight=False).print(_jobs_table(jobs))
+        output_console().print(_jobs_table(jobs))
 
 
 @jobs_group.command("retry")

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
@@ -28,10 +28,14 @@ from obsflow.exceptions import JobNotFoundError, JobStateError
 from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.owners import owner_alive
 
+if TYPE_CHECKING:
+    from obsflow.config import SiteConfig
+
 __all__ = [
     "JobSpec",
     "JobView",
     "RetryPolicy",
+    "policy_of",
     "begin_attempt",
     "claim",
     "enqueue",
@@ -91,6 +95,11 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
         return min(MAX_BACKOFF_SECONDS, self.backoff_seconds * 2 ** max(attempts - 1, 0))
+
+
+def policy_of(cfg: SiteConfig) -> RetryPolicy:
+    """The retry policy configured in ``[executor]``."""
+    return RetryPolicy(cfg.executor.max_attempts, cfg.executor.retry_backoff_seconds)
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,13 @@ from obsflow.orchestrate.jobs import (
     enqueue,
     fail_attempt,
     heartbeat,
+    policy_of,
     requeue_orphans,
     state_counts,
     transaction,
     utcnow,
 )
 from obsflow.orchestrate.tables import Job
-from obsflow.orchestrate.worker import policy_of
 from obsflow.owners import process_id
 from obsflow.site import sweep_site
 

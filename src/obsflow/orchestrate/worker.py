@@ -41,17 +41,17 @@ from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.orchestrate.handlers import JobContext, run_handler
 from obsflow.orchestrate.jobs import (
-    RetryPolicy,
     begin_attempt,
     claim,
     fail_attempt,
     finish_attempt,
+    policy_of,
     transaction,
 )
 from obsflow.orchestrate.tables import Job
 from obsflow.owners import process_id
 
-__all__ = ["Outcome", "execute_job", "main", "policy_of", "prepare_worker"]
+__all__ = ["Outcome", "execute_job", "main", "prepare_worker"]
 
 _LOG_LIMIT = 200_000
 """Characters of log kept per attempt."""
@@ -100,11 +100,6 @@ class Outcome:
     state: str  # done | pending (will retry) | failed | stale
     seconds: float
     error: str | None = None
-
-
-def policy_of(cfg: SiteConfig) -> RetryPolicy:
-    """The retry policy configured in ``[executor]``."""
-    return RetryPolicy(cfg.executor.max_attempts, cfg.executor.retry_backoff_seconds)
 
 
 @contextmanager

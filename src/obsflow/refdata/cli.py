@@ -14,29 +14,22 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
-from obsflow.models.level1 import read_uncal
-from obsflow.models.metadata import ExposureMeta
-from obsflow.refdata.compare import ContextDiff, diff_contexts
-from obsflow.refdata.contexts import (
-    RefContext,
-    list_contexts,
-    load_context,
-    operational_context,
-    pin_context,
-    pinned_number,
-)
-from obsflow.refdata.registry import deliver_batch
-from obsflow.refdata.select import best_reference, exposure_start_iso
-from obsflow.refdata.validate import REFTYPES
 from obsflow.site import open_site
+
+if TYPE_CHECKING:
+    from obsflow.models.metadata import ExposureMeta
+    from obsflow.refdata.compare import ContextDiff
+    from obsflow.refdata.contexts import RefContext
 
 __all__ = ["refs_group", "site_option"]
 
@@ -61,7 +54,7 @@ def _transaction(cfg: SiteConfig) -> Iterator[Session]:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return output_console()
 
 
 @click.group("refs")
@@ -75,6 +68,8 @@ def refs_group() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 def deliver_cmd(site_dir: Path | None, description: str, files: tuple[Path, ...]) -> None:
     """Validate reference FILES and add them to the registry as one delivery (one new context)."""
+    from obsflow.refdata.registry import deliver_batch
+
     cfg = open_site_option(site_dir)
     profile = cfg.load_profile()
     table = Table(title=f"delivered to {cfg.refs_dir}")
@@ -93,6 +88,9 @@ def deliver_cmd(site_dir: Path | None, description: str, files: tuple[Path, ...]
 
 
 def _best_table(context: RefContext, product: Path, meta: ExposureMeta) -> Table:
+    from obsflow.refdata.select import best_reference, exposure_start_iso
+    from obsflow.refdata.validate import REFTYPES
+
     table = Table(title=f"best references for {product.name} ({meta.instrument} {meta.detector} "
                         f"{meta.filter} {meta.readpatt} {meta.subarray}, start "
                         f"{exposure_start_iso(meta)}) in reference context {context.number}")
@@ -118,6 +116,9 @@ def _best_table(context: RefContext, product: Path, meta: ExposureMeta) -> Table
 @click.argument("product", type=click.Path(exists=True, path_type=Path))
 def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
     """Print the reference file of each type chosen for PRODUCT, and why."""
+    from obsflow.models.level1 import read_uncal
+    from obsflow.refdata.contexts import load_context, operational_context
+
     cfg = open_site_option(site_dir)
     meta = read_uncal(product).meta  # a bad product is reported before anything else
     with _transaction(cfg) as session:
@@ -132,6 +133,8 @@ def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
 @site_option
 def contexts_cmd(site_dir: Path | None) -> None:
     """List the reference contexts; mark the pinned, operational and newest ones."""
+    from obsflow.refdata.contexts import list_contexts, pinned_number
+
     cfg = open_site_option(site_dir)
     with _transaction(cfg) as session:
         rows = list_contexts(session)
@@ -177,6 +180,9 @@ def _diff_table(diff: ContextDiff) -> Table:
 @click.argument("new", type=int)
 def diff_cmd(site_dir: Path | None, as_json: bool, old: int, new: int) -> None:
     """Show what changed from reference context OLD to NEW: files per type, and the rules."""
+    from obsflow.refdata.compare import diff_contexts
+    from obsflow.refdata.contexts import load_context
+
     cfg = open_site_option(site_dir)
     with _transaction(cfg) as session:
         diff = diff_contexts(load_context(session, old), load_context(session, new))
@@ -198,6 +204,8 @@ def diff_cmd(site_dir: Path | None, as_json: bool, old: int, new: int) -> None:
 @click.argument("number", type=int, required=False)
 def pin_cmd(site_dir: Path | None, newest: bool, number: int | None) -> None:
     """Make context NUMBER the operational one (calibration of new data uses it)."""
+    from obsflow.refdata.contexts import operational_context, pin_context
+
     if newest == (number is not None):
         raise click.UsageError("give a context NUMBER or --newest (one of them)")
     cfg = open_site_option(site_dir)

@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 from astropy.time import Time
-from rich.console import Console
 from rich.table import Table
 
+from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
 from obsflow.exceptions import ConfigError
@@ -89,7 +89,7 @@ def _reason_text(reasons: list[dict[str, Any]]) -> str:
 
 
 def _print_plan(plan: Plan, limit: int) -> None:
-    console = Console(highlight=False)
+    console = output_console()
     target = f"context {plan.context}" if plan.context is not None else "no reference change"
     console.print(f"{len(plan.products)} of {plan.scanned} current products affected "
                   f"({target}; planned in {plan.seconds:.2f} s)")
@@ -142,12 +142,12 @@ def run_cmd(site_dir: Path | None, context: int | None, software: str | None,
             name: str | None, no_wait: bool, workers: int | None) -> None:
     """Plan, then remake the affected products in a new run (below fresh data in priority)."""
     from obsflow.orchestrate.cli import progress_display, summary_line
+    from obsflow.orchestrate.jobs import policy_of
     from obsflow.orchestrate.runner import run_site
-    from obsflow.orchestrate.worker import policy_of
 
     cfg = _site(site_dir)
     plan = _plan(cfg, _criteria(context, software, recipe, program, since, kind))
-    console = Console(highlight=False)
+    console = output_console()
     _print_plan(plan, 0)
     engine = make_engine(cfg.database_url)
     try:
@@ -168,7 +168,7 @@ def run_cmd(site_dir: Path | None, context: int | None, software: str | None,
 
 
 def _print_status(status: CampaignStatus) -> None:
-    console = Console(highlight=False)
+    console = output_console()
     console.print(f"campaign {status.name}: {status.state} (context {status.context}, "
                   f"started {status.created}"
                   + (f", finished {status.finished}" if status.finished else "") + ")")
@@ -222,7 +222,7 @@ def cancel_cmd(site_dir: Path | None, name: str) -> None:
 @click.argument("name")
 def retry_cmd(site_dir: Path | None, name: str) -> None:
     """Put the failed items of campaign NAME back in the queue (`obsflow run` runs them)."""
-    from obsflow.orchestrate.worker import policy_of
+    from obsflow.orchestrate.jobs import policy_of
 
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)

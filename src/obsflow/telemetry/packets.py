@@ -21,10 +21,10 @@ import numpy as np
 import numpy.typing as npt
 
 from obsflow.exceptions import TelemetryError, TelemetryTypeError
-from obsflow.telemetry.crc import crc16_many
 
 __all__ = [
     "APID_MAX",
+    "IDLE_APID",
     "CRC_SIZE",
     "HEADER_DTYPE",
     "HEADER_SIZE",
@@ -58,6 +58,8 @@ MAX_PAYLOAD_SIZE = 65536 - SECONDARY_HEADER_SIZE - CRC_SIZE
 """Largest payload the 16-bit data length field can describe, 65516 bytes."""
 APID_MAX = 0x7FF
 """Largest 11-bit APID."""
+IDLE_APID = 2047
+"""CCSDS idle packets: fill, never data, ignored without a word."""
 SEQUENCE_COUNT_MODULUS = 1 << 14
 """Sequence counts are 14 bits and wrap from 16383 to 0."""
 
@@ -230,6 +232,8 @@ def _payload_bytes(payloads: npt.ArrayLike) -> npt.NDArray[np.uint8]:
 
 def _fill_crcs(out: npt.NDArray[np.uint8], offsets: np.ndarray, sizes: np.ndarray) -> None:
     """Compute and store the CRC trailer of every packet in ``out`` (1-D, ours)."""
+    from obsflow.telemetry.crc import crc16_many  # numba: compiled kernels load on first use
+
     crc = crc16_many(out, offsets, sizes - CRC_SIZE)
     end = offsets + sizes
     out[end - 2] = (crc >> 8).astype(np.uint8)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
+from obsflow.cli_console import output_console
 from obsflow.fileio import atomic_path
 from obsflow.models.fitsfile import open_fits
 from obsflow.models.level2 import RateInts, read_rateints
@@ -51,7 +51,7 @@ def lightcurve_cmd(site_dir: Path | None, ephemeris_file: Path | None, radius: f
     ephemeris = read_ecsv(ephemeris_file, "ECSV ephemeris") if ephemeris_file is not None else None
     site = open_site_option(site_dir) if ephemeris is None else None
     outputs = [phot_path(path) for path in files]  # every name checked before any work
-    console = Console(highlight=False)
+    console = output_console()
     for path, out in zip(files, outputs, strict=True):
         product = _rateints(path)
         if site is not None:

@@ -1,0 +1,93 @@
+"""The CLI starts light: `obsflow --help` and the light commands import no heavy library.
+
+Heavy modules (numpy's friends astropy, numba, scipy; alembic; the archive's
+FastAPI) are imported only by the commands that use them: a subcommand's module
+is loaded when it runs, a package re-exports its names lazily, and opening a site
+whose schema is current needs no Alembic.  Checked in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from obsflow.cli import LAZY_COMMANDS, main
+from obsflow.migrations import head_revision, newest_file_revision
+
+HEAVY = ("astropy", "numba", "scipy", "alembic", "fastapi", "matplotlib", "photutils", "dask")
+
+
+def _imported_by(args: list[str]) -> dict:
+    """Run `obsflow ARGS` in a new interpreter; which heavy modules it imported, its exit code."""
+    code = ("import sys, json\n"
+            "from obsflow.cli import main\n"
+            "try:\n"
+            f"    main({args!r}, standalone_mode=False)\n"
+            "    status = 0\n"
+            "except SystemExit as exc:\n"
+            "    status = exc.code\n"
+            f"print(json.dumps({{'heavy': sorted(m for m in {HEAVY!r} if m in sys.modules), "
+            "'sqlalchemy': 'sqlalchemy' in sys.modules, 'numpy': 'numpy' in sys.modules, "
+            "'status': status}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_help_imports_no_database_and_no_science_library() -> None:
+    found = _imported_by(["--help"])
+    assert found["heavy"] == [] and not found["sqlalchemy"] and not found["numpy"], found
+
+
+@pytest.mark.parametrize("command", [["status"], ["jobs"], ["status", "--json"], ["jobs", "--json"]])
+def test_light_commands_import_no_heavy_library(tmp_path: Path, command: list[str]) -> None:
+    site = tmp_path / "site"
+    main(["init", str(site)], standalone_mode=False)
+    found = _imported_by([*command, "--site", str(site)])
+    assert found["status"] in (0, None)
+    assert found["heavy"] == [], found
+
+
+def test_lazy_commands_short_help_is_the_commands_own() -> None:
+    for name, (module, attribute, short) in LAZY_COMMANDS.items():
+        command = getattr(importlib.import_module(module), attribute)
+        assert command.name == name
+        assert command.get_short_help_str(limit=10_000) == short, name
+
+
+def test_help_lists_every_command_once() -> None:
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(main, ["--help"]).output
+    listed = [line.split()[0] for line in out.split("Commands:")[1].splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert sorted(listed) == sorted(set(main.list_commands(None)))  # type: ignore[arg-type]
+    assert set(LAZY_COMMANDS) <= set(listed)
+
+
+def test_newest_revision_file_is_alembics_head() -> None:
+    assert newest_file_revision() == head_revision()
+
+
+@pytest.mark.parametrize("package", ["obsflow.ingest", "obsflow.models", "obsflow.refdata",
+                                     "obsflow.orchestrate", "obsflow.telemetry"])
+def test_lazy_package_exports_resolve_to_the_submodules_objects(package: str) -> None:
+    mod = importlib.import_module(package)
+    for name in mod.__all__:
+        value = getattr(mod, name)
+        assert vars(mod)[name] is value  # kept on the package after the first read
+        assert not isinstance(value, types.ModuleType), name
+    # importing a submodule named like a re-exported function must not hide the function
+    for name in mod.__all__:
+        if importlib.util.find_spec(f"{package}.{name}") is not None:
+            importlib.import_module(f"{package}.{name}")
+            assert not isinstance(getattr(mod, name), types.ModuleType), name
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = mod.no_such_name
+    assert set(mod.__all__) <= set(dir(mod))
