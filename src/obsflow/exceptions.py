@@ -18,6 +18,8 @@ The hierarchy::
     ├── AlignmentError(ValueError)    exposures that cannot be aligned (too few matched stars)
     ├── SimulationError(ValueError)   simulator options that contradict each other
     ├── ResampleError(ValueError)     bad input to the stage-3 resample (shapes, kernel, grid)
+    ├── CatalogError(ValueError)      bad input to the stage-3 source catalog (shapes, options, PSF)
+    ├── ColourImageError(ValueError)  bad input to the stage-3 colour image (shapes, stretch, tiles)
     ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
@@ -57,6 +59,8 @@ __all__ = [
     "ArchiveError",
     "AuthenticationError",
     "CalibrationError",
+    "CatalogError",
+    "ColourImageError",
     "CampaignError",
     "DataModelError",
     "ExposureNotFoundError",
@@ -172,6 +176,14 @@ class AlignmentError(ObsflowError, ValueError):
 
 class ResampleError(ObsflowError, ValueError):
     """Bad input to the stage-3 resample (drizzle) step: shapes, kernel, grid or weights."""
+
+
+class CatalogError(ObsflowError, ValueError):
+    """Input the stage-3 source catalog cannot work on (array shapes, options, PSF, aperture radii)."""
+
+
+class ColourImageError(ObsflowError, ValueError):
+    """Input a colour image cannot be made from (mosaic shapes, stretch options, tile sizes)."""
 
 
 class SimulationError(ObsflowError, ValueError):

@@ -1,0 +1,266 @@
+"""The background of a mosaic under its sources, its noise and the noise's pixel correlation.
+
+Pure array functions.  The background is photutils'
+:class:`~photutils.background.Background2D` (sigma-clipped median per box, a
+3x3 median filter over the boxes, bicubic interpolation) computed with the
+sources masked.  A plain clipped median per box is biased high under the
+halo of a bright star or the disk of a galaxy: their faint outskirts lie
+within the noise, so clipping keeps them.  So the mask is built in passes:
+detect on the smoothed, background-subtracted image at a low threshold
+(``mask_nsigma``), then dilate every segment by a radius that grows with
+its size (``dilate`` x its equivalent radius, at least the PSF FWHM): a
+Moffat halo (surface brightness ~ r^-5) at twice the radius where it
+crossed the threshold is 32 times fainter.  Boxes with more than half of
+their pixels masked are left out and filled from their neighbours.
+
+Drizzled mosaics have correlated noise (each input pixel spreads over
+several output pixels), so the sum of N pixels varies more than N times a
+pixel's variance.  :func:`noise_correlation` measures the correlation
+coefficients of the normalised background residuals at lags up to a few
+pixels; :func:`aperture_variance_factor` turns them into the factor by
+which the variance of an aperture sum exceeds the sum of its pixels'
+variances.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.stats import SigmaClip, mad_std
+from astropy.utils.exceptions import AstropyUserWarning
+from photutils.aperture import CircularAperture
+from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
+from photutils.segmentation import detect_sources, make_2dgaussian_kernel
+from scipy.ndimage import distance_transform_edt
+from scipy.signal import fftconvolve
+
+from obsflow.exceptions import CatalogError
+
+__all__ = ["BackgroundMap", "aperture_variance_factor", "dilated_source_mask", "estimate_background",
+           "noise_correlation", "smooth", "smoothing_kernel"]
+
+
+@dataclass(frozen=True)
+class BackgroundMap:
+    """A mosaic's background (all maps (ny, nx), image units, e.g. MJy/sr).
+
+    Attributes
+    ----------
+    level : numpy.ndarray
+        Background surface brightness.
+    rms : numpy.ndarray
+        Pixel-to-pixel noise of the background (1 sigma per pixel).
+    level_err : numpy.ndarray
+        1-sigma error of ``level`` itself (the median of a box of correlated pixels).
+    source_mask : numpy.ndarray
+        bool, the dilated source mask the final pass used.
+    box_pix : int
+        Box side, pixels.
+    smooth_ratio : float
+        Noise of the smoothed image over the noise of a pixel (measured).
+    correlation : numpy.ndarray
+        (2L+1, 2L+1) correlation coefficients of the noise at lags -L..L (centre 1).
+    """
+
+    level: np.ndarray
+    rms: np.ndarray
+    level_err: np.ndarray
+    source_mask: np.ndarray
+    box_pix: int
+    smooth_ratio: float
+    correlation: np.ndarray
+
+
+def smoothing_kernel(fwhm_pix: float) -> np.ndarray:
+    """Unit-sum 2-D Gaussian detection kernel of the PSF's FWHM (at least 1.5 pixels)."""
+    fwhm = max(float(fwhm_pix), 1.5)
+    size = 2 * int(math.ceil(1.5 * fwhm)) + 1
+    kernel = make_2dgaussian_kernel(fwhm, size=size)
+    return np.asarray(kernel.array, np.float64)
+
+
+def smooth(data: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """``data`` convolved with ``kernel`` (same shape; zero beyond the edges)."""
+    return fftconvolve(data, kernel, mode="same")
+
+
+def _background(sci: np.ndarray, mask: np.ndarray, bad: np.ndarray, box: int) -> Background2D:
+    with warnings.catch_warnings():
+        # photutils warns when it fills the masked pixels of the input; it is what we ask
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return Background2D(np.where(bad, 0.0, sci), box, mask=mask, coverage_mask=bad,
+                            fill_value=0.0, exclude_percentile=50.0, filter_size=(3, 3),
+                            sigma_clip=SigmaClip(sigma=3.0, maxiters=10),
+                            bkg_estimator=MedianBackground(), bkg_rms_estimator=StdBackgroundRMS())
+
+
+def dilated_source_mask(segm: np.ndarray, dilate: float, min_radius: float) -> np.ndarray:
+    """True within ``max(min_radius, dilate x r_eq)`` pixels of each segment (r_eq =
+    sqrt(area / pi) of that segment), as a boolean map.
+
+    Radii are rounded up to a few classes (powers of sqrt 2) and each class
+    is dilated with one Euclidean distance transform.
+    """
+    labels = segm.ravel()
+    if not labels.any():
+        return np.zeros(segm.shape, bool)
+    area = np.bincount(labels)
+    radius = np.maximum(min_radius, dilate * np.sqrt(area / np.pi))
+    radius[0] = 0.0
+    cls = np.ceil(2.0 * np.log2(np.maximum(radius, 1.0))).astype(np.int64)
+    mask = segm > 0
+    out = mask.copy()
+    for c in np.unique(cls[1:][area[1:] > 0]):
+        members = np.zeros(radius.size, bool)
+        members[1:] = (cls[1:] == c) & (area[1:] > 0)
+        sel = members[segm]
+        if not sel.any():
+            continue
+        out |= distance_transform_edt(~sel) <= 2.0 ** (c / 2.0)
+    return out
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
+    """The overlapping parts of ``a`` and ``a`` shifted by (dy, dx)."""
+    ny, nx = a.shape
+    return (a[max(0, dy):ny + min(0, dy), max(0, dx):nx + min(0, dx)],
+            a[max(0, -dy):ny + min(0, -dy), max(0, -dx):nx + min(0, -dx)])
+
+
+def _limited_mask(labels: np.ndarray, bad: np.ndarray, dilate: float, min_radius: float,
+                  max_masked: float) -> np.ndarray:
+    """:func:`dilated_source_mask`, its dilation halved until it covers at most
+    ``max_masked`` of the pixels with data (undilated segments at the least)."""
+    n_good = max(int((~bad).sum()), 1)
+    while True:
+        mask = dilated_source_mask(labels, dilate, min_radius)
+        if float((mask & ~bad).sum()) / n_good <= max_masked or dilate < 0.1:
+            break
+        dilate, min_radius = dilate / 2.0, min_radius / 2.0
+    if float((mask & ~bad).sum()) / n_good > max_masked:
+        mask = labels > 0
+    return mask
+
+
+def noise_correlation(z: np.ndarray, good: np.ndarray, max_lag: int = 2,
+                      far_lag: int = 8) -> np.ndarray:
+    """Correlation coefficients of the noise in ``z`` between pixels of ``good`` at lags
+    (dy, dx) in -max_lag..max_lag, shape (2L+1, 2L+1), centre 1.
+
+    From the structure function D(lag) = mean (z(p + lag) - z(p))^2, which a
+    slowly varying residual background (a star's faint halo, a gradient) does
+    not enter: rho(lag) = 1 - D(lag) / D(far), D(far) the mean over the two
+    diagonal lags (``far_lag``, +-``far_lag``), where the noise is no longer
+    correlated (off the rows and columns, which row noise correlates).  Residuals beyond 5 sigma are clipped first.
+    """
+    L = max_lag
+    zz = np.clip(np.where(good, z, 0.0), -5.0, 5.0)
+
+    def structure(dy: int, dx: int) -> float:
+        a, b = _shifted(zz, dy, dx)
+        ga, gb = _shifted(good, dy, dx)
+        both = ga & gb
+        n = int(both.sum())
+        return float(np.sum(((a - b) ** 2)[both]) / n) if n > 0 else float("nan")
+
+    far = np.nanmean([structure(far_lag, far_lag), structure(far_lag, -far_lag)])
+    out = np.zeros((2 * L + 1, 2 * L + 1))
+    if not far > 0:
+        out[L, L] = 1.0
+        return out
+    for dy in range(-L, L + 1):
+        for dx in range(-L, L + 1):
+            d = structure(dy, dx)
+            out[dy + L, dx + L] = 1.0 - d / far if np.isfinite(d) else 0.0
+    out[L, L] = 1.0
+    return out
+
+
+def aperture_variance_factor(correlation: np.ndarray, radius: float) -> float:
+    """Variance of a circular aperture sum over what summing its pixels' variances gives.
+
+    With weights w (the aperture's exact pixel overlaps) and uniform noise,
+    Var = sigma^2 sum_lag rho(lag) sum_i w_i w_(i+lag), while the per-pixel
+    sum is sigma^2 sum_i w_i (what photutils' aperture error is).
+    """
+    L = correlation.shape[0] // 2
+    half = int(math.ceil(radius)) + 1
+    w = CircularAperture((half, half), radius).to_mask(method="exact").to_image(
+        (2 * half + 1, 2 * half + 1))
+    if w is None or w.sum() <= 0:
+        return 1.0
+    auto = fftconvolve(w, w[::-1, ::-1], mode="full")
+    c = auto.shape[0] // 2
+    window = auto[c - L:c + L + 1, c - L:c + L + 1]
+    return float(max(np.sum(correlation * window) / w.sum(), 1e-3))
+
+
+def estimate_background(sci: np.ndarray, bad: np.ndarray, fwhm_pix: float, *,
+                        box_pix: int | None = None, mask_nsigma: float = 2.0,
+                        dilate: float = 1.0, passes: int = 2,
+                        max_lag: int = 2, max_masked: float = 0.7) -> BackgroundMap:
+    """Background, its noise and their errors under the sources (see the module docstring).
+
+    Parameters
+    ----------
+    sci : numpy.ndarray
+        (ny, nx) image (surface brightness, e.g. MJy/sr).
+    bad : numpy.ndarray
+        (ny, nx) bool, pixels without data (zero weight, NaN).
+    fwhm_pix : float
+        PSF FWHM (as the image shows it), pixels.
+    box_pix : int, optional
+        Background box side; default 12 FWHM within [32, 128] pixels, at
+        most half the image's shorter side.
+    mask_nsigma, dilate : float
+        Source-mask threshold (sigma of the smoothed image) and dilation
+        factor.
+    passes : int
+        Mask-and-refit passes after the first, unmasked estimate.
+    max_lag : int
+        Largest lag of the measured noise correlation, pixels.
+    max_masked : float
+        Largest fraction of the pixels with data the source mask may cover:
+        where dilation would cover more (a field full of bright sources),
+        the dilation is halved until it does not (down to none).
+    """
+    if sci.ndim != 2 or bad.shape != sci.shape:
+        raise CatalogError(f"background: image must be 2-D with a mask of its shape, got "
+                           f"{sci.shape} and {bad.shape}")
+    ny, nx = sci.shape
+    if box_pix is None:
+        box_pix = int(min(128, max(32, 12 * fwhm_pix)))
+    box = int(max(8, min(box_pix, min(ny, nx) // 2)))
+    if (~bad).sum() < box * box:
+        raise CatalogError(f"background: {(~bad).sum()} pixels with data; need at least one "
+                           f"{box}x{box} box")
+    kernel = smoothing_kernel(fwhm_pix)
+    source = np.zeros(sci.shape, bool)
+    bkg = _background(sci, bad, bad, box)
+    ratio = float(np.sqrt(np.sum(kernel**2)))
+    for _ in range(passes):
+        rms = np.where(bkg.background_rms > 0, bkg.background_rms, np.inf)
+        z = np.where(bad, 0.0, (sci - bkg.background) / rms)
+        smoothed = smooth(z, kernel)
+        quiet = ~bad & ~source
+        ratio = float(mad_std(smoothed[quiet])) if quiet.sum() > 100 else ratio
+        npix = max(3, int(round(0.5 * math.pi * (max(fwhm_pix, 1.5) / 2.0) ** 2)))
+        segm = detect_sources(smoothed, mask_nsigma * ratio, npix, mask=bad)
+        labels = np.zeros(sci.shape, np.int64) if segm is None else np.asarray(segm.data)
+        source = _limited_mask(labels, bad, dilate, max(fwhm_pix, 1.5), max_masked)
+        bkg = _background(sci, bad | source, bad, box)
+    level = np.asarray(bkg.background, np.float64)
+    rms = np.asarray(bkg.background_rms, np.float64)
+    quiet = ~bad & ~source
+    z = np.where(quiet, (sci - level) / np.where(rms > 0, rms, np.inf), 0.0)
+    corr = noise_correlation(z, quiet, max_lag)
+    # the median of the good pixels of a box: 1.253 sigma / sqrt(N); N shrinks by the sum of the
+    # correlation coefficients (correlated pixels are not independent)
+    good_frac = max(float(quiet.mean()), 0.05)
+    n_eff = box * box * good_frac / max(float(corr.sum()), 1.0)
+    level_err = 1.2533 * rms / math.sqrt(n_eff)
+    return BackgroundMap(level=level, rms=rms, level_err=level_err, source_mask=source,
+                         box_pix=box, smooth_ratio=ratio, correlation=corr)

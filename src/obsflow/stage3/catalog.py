@@ -1,0 +1,443 @@
+"""The source catalog of a mosaic: detection, shapes, sky positions, aperture photometry.
+
+Pure array functions (:func:`source_catalog`) and two small writers
+(:func:`write_catalog` for ``_cat.ecsv``, :func:`write_segmentation` for
+``_segm.fits``).  The method (docs/stage3.md has the long form):
+
+1. background and its noise under the sources
+   (:func:`obsflow.stage3.background.estimate_background`);
+2. detection on the background-subtracted image divided by the local noise
+   and smoothed by a Gaussian of the PSF's FWHM: photutils
+   ``detect_sources`` at ``nsigma`` x the smoothed image's own noise
+   (measured) with ``npixels`` connected pixels, then ``deblend_sources``;
+3. photutils ``SourceCatalog`` for centroids (windowed, SExtractor's
+   XWIN), shapes and sky coordinates;
+4. circular apertures whose radii hold the fractions ``energy_fractions``
+   of a point source's light in the mosaic PSF model
+   (:mod:`obsflow.stage3.psfmodel`); errors from ERR, times the aperture
+   variance factor of the mosaic's correlated noise, plus the background
+   level's own error over the aperture's area;
+5. total flux of the largest aperture divided by its encircled energy
+   (the aperture correction), AB magnitudes, concentration indices against
+   the PSF's own, a point/extended flag and quality flags.
+
+Fluxes: a pixel of surface brightness SB (MJy/sr) and solid angle Omega
+(sr) holds SB x Omega x 1e6 Jy; AB = -2.5 log10(F / 3631 Jy).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.utils.exceptions import AstropyUserWarning
+from astropy.wcs import WCS
+from astropy.wcs.utils import proj_plane_pixel_area
+from photutils.aperture import CircularAperture, aperture_photometry
+from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sources, detect_sources
+
+from obsflow.exceptions import CatalogError
+from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
+from obsflow.stage3.background import (
+    BackgroundMap,
+    aperture_variance_factor,
+    estimate_background,
+    smooth,
+    smoothing_kernel,
+)
+from obsflow.stage3.psfmodel import MosaicPSF, encircled_energy, radius_for_energy
+
+__all__ = ["FLAGS", "CatalogOptions", "SourceCatalogResult", "source_catalog", "write_catalog",
+           "write_segmentation"]
+
+AB_ZERO_JY = 3631.0
+
+FLAGS = {
+    "EDGE": 1,         # the largest aperture reaches beyond the image or onto pixels without data
+    "LOW_WEIGHT": 2,   # median weight in the largest aperture below low_weight x the mosaic's median
+    "DEBLENDED": 4,    # the segment was split from a larger one by deblending
+    "NEGATIVE": 8,     # total flux <= 0 (no magnitude)
+}
+"""Bits of the catalog's ``flags`` column."""
+
+
+@dataclass(frozen=True)
+class CatalogOptions:
+    """Options of :func:`source_catalog` (lengths in mosaic pixels).
+
+    Attributes
+    ----------
+    nsigma : float
+        Detection threshold in sigma of the smoothed image's local noise.
+    npixels : int or None
+        Connected pixels above the threshold; default max(3, the area of a
+        circle of radius FWHM/2 of the blurred PSF, rounded).
+    deblend_levels, deblend_contrast :
+        photutils ``deblend_sources`` ``n_levels`` and ``contrast``.
+    energy_fractions : tuple of float
+        Encircled-energy fractions that set the aperture radii, ascending;
+        the last one's flux, aperture-corrected, is the total flux.
+    box_pix : int or None
+        Background box side (default: see ``estimate_background``).
+    mask_nsigma, mask_dilate : float
+        Background source mask threshold and dilation factor.
+    low_weight : float
+        ``LOW_WEIGHT`` flag below this fraction of the median weight.
+    point_ci_margin : float
+        A source is extended when its concentration index ``ci_50_90``
+        exceeds the PSF's by more than this (mag) and by 3 sigma.
+    """
+
+    nsigma: float = 5.0
+    npixels: int | None = None
+    deblend_levels: int = 32
+    deblend_contrast: float = 0.005
+    energy_fractions: tuple[float, ...] = (0.5, 0.7, 0.9)
+    box_pix: int | None = None
+    mask_nsigma: float = 2.0
+    mask_dilate: float = 1.0
+    low_weight: float = 0.5
+    point_ci_margin: float = 0.1
+
+    def __post_init__(self) -> None:
+        ef = self.energy_fractions
+        if len(ef) < 2 or any(not 0 < f < 1 for f in ef) or list(ef) != sorted(set(ef)):
+            raise CatalogError(f"energy_fractions must be >= 2 ascending values in (0, 1), got {ef}")
+        if not self.nsigma > 0:
+            raise CatalogError(f"nsigma must be > 0, got {self.nsigma}")
+        if self.npixels is not None and self.npixels < 1:
+            raise CatalogError(f"npixels must be >= 1, got {self.npixels}")
+
+
+@dataclass
+class SourceCatalogResult:
+    """What :func:`source_catalog` returns.
+
+    Attributes
+    ----------
+    table : astropy.table.Table
+        One row per source (columns in docs/formats.md), with units and a
+        ``meta`` block naming the mosaic, the method and the aperture
+        corrections.
+    segm : numpy.ndarray
+        (ny, nx) int32 segmentation image: 0 sky, else the row's ``label``.
+    background : BackgroundMap
+        The background it used.
+    """
+
+    table: Table
+    segm: np.ndarray
+    background: BackgroundMap
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+def _ee_label(f: float) -> str:
+    return f"{int(round(100 * f))}"
+
+
+def _deblend(smoothed: np.ndarray, segm: SegmentationImage, npixels: int,
+             options: CatalogOptions) -> SegmentationImage:
+    with warnings.catch_warnings():
+        # photutils notes when a segment's deblending mode falls back to linear; harmless
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return deblend_sources(smoothed, segm, npixels, n_levels=options.deblend_levels,
+                               contrast=options.deblend_contrast, progress_bar=False)
+
+
+def _magnitude(flux: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos = flux > 0
+        mag = np.where(pos, -2.5 * np.log10(np.where(pos, flux, 1.0) / AB_ZERO_JY), np.nan)
+        mag_err = np.where(pos, 2.5 / math.log(10) * err / np.where(pos, flux, 1.0), np.nan)
+    return mag, mag_err
+
+
+def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, psf: MosaicPSF,
+                   options: CatalogOptions | None = None, name: str = "") -> SourceCatalogResult:
+    """Detect and measure the sources of a mosaic.
+
+    Parameters
+    ----------
+    sci, err : numpy.ndarray
+        (ny, nx) surface brightness and its 1-sigma error, MJy/sr (NaN where
+        there is no data).
+    wht : numpy.ndarray
+        (ny, nx) drizzle weight (0: no data); for a single ``_cal`` any map
+        that is 0 on pixels to ignore and positive elsewhere.
+    wcs : astropy.wcs.WCS
+        Celestial WCS of the mosaic.
+    psf : MosaicPSF
+        The PSF as the mosaic shows it (``MosaicPSF.for_image``).
+    options : CatalogOptions
+    name : str
+        The mosaic's file name, recorded in the table's meta.
+
+    Returns
+    -------
+    SourceCatalogResult
+    """
+    opts = options or CatalogOptions()
+    if sci.ndim != 2 or err.shape != sci.shape or wht.shape != sci.shape:
+        raise CatalogError(f"source catalog: SCI, ERR and WHT must be 2-D of one shape, got "
+                           f"{sci.shape}, {err.shape}, {wht.shape}")
+    if not wcs.has_celestial:
+        raise CatalogError("source catalog: the WCS has no celestial axes")
+    sci = np.asarray(sci, np.float64)
+    err = np.asarray(err, np.float64)
+    bad = ~(np.isfinite(sci) & np.isfinite(err) & (wht > 0) & (err > 0))
+    fwhm = psf.blurred_fwhm_pix
+    bkg = estimate_background(sci, bad, fwhm, box_pix=opts.box_pix, mask_nsigma=opts.mask_nsigma,
+                              dilate=opts.mask_dilate)
+    data = np.where(bad, 0.0, sci - bkg.level)
+    rms = np.where(bkg.rms > 0, bkg.rms, np.inf)
+    kernel = smoothing_kernel(fwhm)
+    smoothed = smooth(np.where(bad, 0.0, data / rms), kernel)
+    npixels = opts.npixels or max(3, int(round(math.pi * (fwhm / 2.0) ** 2)))
+    threshold = opts.nsigma * bkg.smooth_ratio
+    segm = detect_sources(smoothed, threshold, npixels, mask=bad)
+    omega_sr = float(proj_plane_pixel_area(wcs.celestial)) * (math.pi / 180.0) ** 2
+    to_jy = omega_sr * 1e6
+    radii = radius_for_energy(psf, list(opts.energy_fractions))
+    ee = np.asarray(opts.energy_fractions, np.float64)
+    factors = [aperture_variance_factor(bkg.correlation, float(r)) for r in radii]
+    meta = _meta(name, psf, opts, radii, ee, factors, bkg, npixels, threshold, omega_sr, wcs)
+    if segm is None:
+        return SourceCatalogResult(_empty_table(opts, meta), np.zeros(sci.shape, np.int32), bkg,
+                                   meta)
+    parent = np.asarray(segm.data).copy()
+    segm = _deblend(smoothed, segm, npixels, opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AstropyUserWarning)  # NaN shapes of tiny segments
+        cat = SourceCatalog(data, segm, convolved_data=smoothed, error=np.where(bad, 0.0, err),
+                            mask=bad, wcs=wcs)
+        x = np.asarray(cat.x_centroid_win, np.float64)
+        y = np.asarray(cat.y_centroid_win, np.float64)
+        shapes = {k: np.asarray(getattr(cat, k)) for k in
+                  ("area", "semimajor_axis", "semiminor_axis", "orientation", "ellipticity",
+                   "fwhm", "segment_flux", "segment_flux_err")}
+    fallback = ~(np.isfinite(x) & np.isfinite(y))
+    x[fallback] = np.asarray(cat.x_centroid, np.float64)[fallback]
+    y[fallback] = np.asarray(cat.y_centroid, np.float64)[fallback]
+    labels = np.asarray(cat.labels)
+    ra, dec = wcs.celestial.pixel_to_world_values(x, y)
+    table = Table()
+    table["label"] = labels.astype(np.int32)
+    table["x_centroid"] = x
+    table["y_centroid"] = y
+    table["ra"] = np.asarray(ra, np.float64)
+    table["dec"] = np.asarray(dec, np.float64)
+    table["area"] = shapes["area"].astype(np.float64)
+    for k in ("semimajor_axis", "semiminor_axis", "fwhm"):
+        table[k] = shapes[k].astype(np.float64)
+    table["orientation"] = shapes["orientation"].astype(np.float64)
+    table["ellipticity"] = shapes["ellipticity"].astype(np.float64)
+    table["isophotal_flux"] = shapes["segment_flux"].astype(np.float64) * to_jy
+    table["isophotal_flux_err"] = shapes["segment_flux_err"].astype(np.float64) * to_jy
+    fluxes, errors, edge = [], [], np.zeros(len(labels), bool)
+    positions = np.column_stack([x, y])
+    safe = np.where(np.isfinite(positions), positions, 0.0)
+    for r, factor in zip(radii, factors, strict=True):
+        ap = CircularAperture(safe, float(r))
+        phot = aperture_photometry(data, ap, error=np.where(bad, 0.0, err), method="exact")
+        nbad = aperture_photometry(bad.astype(np.float64), ap, method="exact")["aperture_sum"]
+        area = float(ap.area)
+        level_err = aperture_photometry(bkg.level_err, ap, method="exact")["aperture_sum"]
+        var = factor * np.asarray(phot["aperture_sum_err"]) ** 2 + np.asarray(level_err) ** 2
+        fluxes.append(np.asarray(phot["aperture_sum"], np.float64) * to_jy)
+        errors.append(np.sqrt(var) * to_jy)
+        edge |= (np.asarray(nbad) > 1e-3 * area)
+    ny, nx = sci.shape
+    rmax = float(radii[-1])
+    edge |= (x - rmax < -0.5) | (x + rmax > nx - 0.5) | (y - rmax < -0.5) | (y + rmax > ny - 0.5)
+    for f, flux, e in zip(ee, fluxes, errors, strict=True):
+        tag = _ee_label(f)
+        table[f"aper{tag}_flux"] = flux
+        table[f"aper{tag}_flux_err"] = e
+    total = fluxes[-1] / ee[-1]
+    total_err = errors[-1] / ee[-1]
+    table["aper_total_flux"] = total
+    table["aper_total_flux_err"] = total_err
+    mag, mag_err = _magnitude(total, total_err)
+    table["aper_total_abmag"] = mag
+    table["aper_total_abmag_err"] = mag_err
+    ci, ci_err, ci_psf = _concentration(fluxes, errors, ee, psf, radii)
+    table["ci_50_90"] = ci
+    table["ci_50_90_err"] = ci_err
+    extended = np.isfinite(ci) & (ci - ci_psf > np.maximum(opts.point_ci_margin, 3.0 * ci_err))
+    table["is_extended"] = extended
+    flags = np.zeros(len(labels), np.int32)
+    flags[edge] |= FLAGS["EDGE"]
+    flags[_low_weight(wht, bad, safe, rmax, opts.low_weight)] |= FLAGS["LOW_WEIGHT"]
+    flags[_deblended(parent, np.asarray(segm.data), labels)] |= FLAGS["DEBLENDED"]
+    flags[~(total > 0)] |= FLAGS["NEGATIVE"]
+    table["flags"] = flags
+    _units(table)
+    meta["ci_50_90_psf"] = float(ci_psf)
+    table.meta.update(meta)
+    out = np.asarray(segm.data).astype(np.int32)
+    return SourceCatalogResult(table, out, bkg, meta)
+
+
+def _concentration(fluxes: list[np.ndarray], errors: list[np.ndarray], ee: np.ndarray,
+                   psf: MosaicPSF, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """ci_50_90 = m(r50) - m(r90) (mag) from the apertures nearest EE 0.5 and 0.9, its error
+    and the PSF's value."""
+    i = int(np.argmin(np.abs(ee - 0.5)))
+    j = len(ee) - 1
+    f1, f2, e1, e2 = fluxes[i], fluxes[j], errors[i], errors[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = (f1 > 0) & (f2 > 0)
+        ci = np.where(ok, 2.5 * np.log10(np.where(ok, f2 / np.where(ok, f1, 1.0), 1.0)), np.nan)
+        # the inner aperture's flux is part of the outer's: propagate the ring and the core
+        ring = f2 - f1
+        ring_e = np.sqrt(np.maximum(e2**2 - e1**2, 0.0))
+        ci_err = 2.5 / math.log(10) * np.sqrt((ring_e / np.where(ok, f2, 1.0)) ** 2
+                                              + (e1 * ring / np.where(ok, f1 * f2, 1.0)) ** 2)
+    ee_model = encircled_energy(psf, [float(radii[i]), float(radii[j])])
+    return ci, np.where(ok, ci_err, np.nan), float(2.5 * np.log10(ee_model[1] / ee_model[0]))
+
+
+def _low_weight(wht: np.ndarray, bad: np.ndarray, pos: np.ndarray, radius: float,
+                fraction: float) -> np.ndarray:
+    good = wht[~bad]
+    if good.size == 0:
+        return np.ones(pos.shape[0], bool)
+    level = float(np.median(good))
+    ny, nx = wht.shape
+    r = int(math.ceil(radius))
+    out = np.zeros(pos.shape[0], bool)
+    for k, (x, y) in enumerate(pos):
+        xi, yi = int(round(x)), int(round(y))
+        cut = wht[max(0, yi - r):min(ny, yi + r + 1), max(0, xi - r):min(nx, xi + r + 1)]
+        out[k] = cut.size == 0 or float(np.median(cut)) < fraction * level
+    return out
+
+
+def _deblended(parent: np.ndarray, child: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """True for the labels whose parent segment holds more than one child."""
+    sel = child > 0
+    pairs = np.unique(np.column_stack([parent[sel], child[sel]]), axis=0)
+    n_children = np.bincount(pairs[:, 0], minlength=int(parent.max()) + 1)
+    parent_of = np.zeros(int(child.max()) + 1, np.int64)
+    parent_of[pairs[:, 1]] = pairs[:, 0]
+    return n_children[parent_of[labels]] > 1
+
+
+_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": "deg", "area": "pix2",
+          "semimajor_axis": "pix", "semiminor_axis": "pix", "fwhm": "pix",
+          "orientation": "deg", "isophotal_flux": "Jy", "isophotal_flux_err": "Jy",
+          "aper_total_flux": "Jy", "aper_total_flux_err": "Jy", "aper_total_abmag": "mag",
+          "aper_total_abmag_err": "mag", "ci_50_90": "mag", "ci_50_90_err": "mag"}
+
+_DESCRIPTIONS = {
+    "label": "segment number in the _segm.fits image",
+    "x_centroid": "windowed centroid, 0-based pixel column",
+    "y_centroid": "windowed centroid, 0-based pixel row",
+    "ra": "right ascension of the centroid (ICRS)",
+    "dec": "declination of the centroid (ICRS)",
+    "area": "segment area",
+    "semimajor_axis": "1-sigma semimajor axis of the segment's light",
+    "semiminor_axis": "1-sigma semiminor axis of the segment's light",
+    "fwhm": "circularized FWHM from the second moments",
+    "orientation": "angle of the semimajor axis from +x, counterclockwise",
+    "ellipticity": "1 - semiminor/semimajor",
+    "isophotal_flux": "flux within the segment (no aperture correction)",
+    "aper_total_flux": "largest aperture's flux divided by its PSF encircled energy",
+    "aper_total_abmag": "AB magnitude of aper_total_flux",
+    "ci_50_90": "concentration index m(r50) - m(r90)",
+    "is_extended": "ci_50_90 above the PSF's by the margin and 3 sigma",
+    "flags": "bit flags: " + ", ".join(f"{v} {k}" for k, v in FLAGS.items()),
+}
+
+
+def _units(table: Table) -> None:
+    for col in table.colnames:
+        if col in _UNITS:
+            table[col].unit = _UNITS[col]
+        elif col.startswith("aper") and "_flux" in col:
+            table[col].unit = "Jy"
+        if col in _DESCRIPTIONS:
+            table[col].description = _DESCRIPTIONS[col]
+        elif col.endswith("_err"):
+            table[col].description = f"1-sigma error of {col[:-4]}"
+        elif col.startswith("aper") and col.endswith("_flux"):
+            table[col].description = f"flux in the circle holding {col[4:-5]}% of a point source's light"
+
+
+def _empty_table(opts: CatalogOptions, meta: dict[str, object]) -> Table:
+    names = ["label", "x_centroid", "y_centroid", "ra", "dec", "area", "semimajor_axis",
+             "semiminor_axis", "fwhm", "orientation", "ellipticity", "isophotal_flux",
+             "isophotal_flux_err"]
+    for f in opts.energy_fractions:
+        names += [f"aper{_ee_label(f)}_flux", f"aper{_ee_label(f)}_flux_err"]
+    names += ["aper_total_flux", "aper_total_flux_err", "aper_total_abmag", "aper_total_abmag_err",
+              "ci_50_90", "ci_50_90_err", "is_extended", "flags"]
+    dtypes = {"label": np.int32, "is_extended": bool, "flags": np.int32}
+    table = Table({n: np.zeros(0, dtypes.get(n, np.float64)) for n in names})
+    _units(table)
+    table.meta.update(meta)
+    return table
+
+
+def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee: np.ndarray,
+          factors: list[float], bkg: BackgroundMap, npixels: int, threshold: float,
+          omega_sr: float, wcs: WCS) -> dict[str, object]:
+    scale = math.sqrt(omega_sr) * 206264.80624709636
+    return {
+        "mosaic": name,
+        "method": ("background: photutils Background2D, sigma-clipped median in boxes, sources "
+                   "masked (segments dilated); detection: photutils detect_sources + "
+                   "deblend_sources on the noise-normalised image smoothed by a Gaussian of the "
+                   "PSF FWHM; centroids, shapes, sky positions: photutils SourceCatalog "
+                   "(windowed centroids); photometry: circular apertures holding fixed "
+                   "fractions of a point source's light in the PSF model; total flux: largest "
+                   "aperture / its encircled energy; AB = -2.5 log10(F / 3631 Jy)"),
+        "pixel_area_sr": omega_sr,
+        "pixel_scale_arcsec": scale,
+        "psf": {"model": "Moffat", "beta": psf.beta, "fwhm_pix": psf.fwhm_pix,
+                "boxes_pix": list(psf.boxes_pix), "blurred_fwhm_pix": psf.blurred_fwhm_pix},
+        "apertures": [{"name": f"aper{_ee_label(f)}", "encircled_energy": float(f),
+                       "radius_pix": float(r), "radius_arcsec": float(r) * scale,
+                       "aperture_correction": float(1.0 / f), "noise_variance_factor": float(v)}
+                      for f, r, v in zip(ee, radii, factors, strict=True)],
+        "total_flux_aperture": f"aper{_ee_label(float(ee[-1]))}",
+        "detection": {"nsigma": opts.nsigma, "threshold_smoothed": threshold,
+                      "smooth_ratio": bkg.smooth_ratio, "npixels": npixels,
+                      "deblend_levels": opts.deblend_levels,
+                      "deblend_contrast": opts.deblend_contrast},
+        "background": {"box_pix": bkg.box_pix, "mask_nsigma": opts.mask_nsigma,
+                       "mask_dilate": opts.mask_dilate,
+                       "median_level_mjy_sr": float(np.median(bkg.level)),
+                       "median_rms_mjy_sr": float(np.median(bkg.rms))},
+        "flags": dict(FLAGS),
+        "wcs_ctype": list(wcs.celestial.wcs.ctype),
+    }
+
+
+def write_catalog(path: Path, table: Table) -> Written:
+    """Write ``table`` as ``_cat.ecsv`` atomically; its path, sha256 and size."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+    return Written(path, sha256_file(path), path.stat().st_size)
+
+
+def write_segmentation(path: Path, segm: np.ndarray, wcs: WCS,
+                       header: dict[str, object] | None = None) -> Written:
+    """Write the int32 segmentation image as ``_segm.fits`` (primary header + SCI
+    extension with the mosaic's WCS) atomically; ``header`` adds primary keywords."""
+    if segm.ndim != 2:
+        raise CatalogError(f"segmentation image must be 2-D, got shape {segm.shape}")
+    primary = fits.PrimaryHDU()
+    for key, value in (header or {}).items():
+        primary.header[key] = value
+    primary.header["NSOURCES"] = (int(segm.max()) if segm.size else 0, "segments (labels 1..N)")
+    ext = fits.ImageHDU(np.ascontiguousarray(segm, np.int32), header=wcs.celestial.to_header(),
+                        name="SCI")
+    ext.header["BUNIT"] = ("", "segment label; 0 is sky")
+    return write_fits_hashed(fits.HDUList([primary, ext]), path)
