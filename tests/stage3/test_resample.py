@@ -153,6 +153,28 @@ def test_point_source_flux_conserved(kernel: str, pixfrac: float) -> None:
     assert total_out == pytest.approx(np.mean(totals_in), rel=0.005)
 
 
+def test_ivm_med_weights_keep_an_undersampled_stars_flux_where_ivm_loses_it() -> None:
+    """A star's core has a larger VAR_RNOISE (fewer groups fitted before saturation): per-pixel
+    inverse-variance weights then favour whichever input sampled the core off its peak."""
+    ny, nx = 60, 60
+    ra, dec = 150.0, 2.0
+    wcses = [_wcs(ny, nx, pa=0.0, dx_arcsec=SCALE * dx, dy_arcsec=SCALE * dy)
+             for dx, dy in ((0.0, 0.0), (0.5, 0.5), (0.25, 0.75), (0.75, 0.25))]
+    sr_in = (SCALE / 206264.806) ** 2
+    grid = output_grid(wcses, [(ny, nx)] * 4)
+    totals: dict[str, float] = {}
+    for kind in ("ivm", "ivm-med"):
+        rs = Resampler(grid)
+        for w in wcses:
+            sci = _star_image(w, ny, nx, ra, dec, 1.0, sigma_pix=0.45) / np.float32(sr_in)
+            vr = np.where(sci > 0.05 * sci.max(), 4e-2, 1e-2).astype(np.float32)
+            rs.add(sci, input_weight(sci, None, vr, kind), pixel_map(w, (ny, nx), grid))
+        i2d = rs.finish()
+        totals[kind] = float(np.nansum(i2d.sci, dtype=np.float64)) * sr_in
+    assert totals["ivm-med"] == pytest.approx(1.0, rel=0.005)
+    assert abs(totals["ivm"] - 1.0) > 2 * abs(totals["ivm-med"] - 1.0)
+
+
 @pytest.mark.parametrize("kernel", ["square", "turbo", "point", "gaussian"])
 def test_constant_surface_brightness_stays_constant(kernel: str) -> None:
     inputs = _inputs(2, ny=50, nx=50)
@@ -207,6 +229,9 @@ def test_exptime_and_ivm_weights() -> None:
     dq[1, 1] = DQ.DO_NOT_USE | DQ.HOT
     w = input_weight(sci, dq, vr, "ivm")
     assert w[2, 2] == 4.0 and w[0, 0] == 0.0 and w[1, 1] == 0.0
+    vr[3, 3] = 1.0  # a star's core: larger read-noise variance
+    w = input_weight(sci, dq, vr, "ivm-med")
+    assert w[2, 2] == w[3, 3] == 4.0 and w[0, 0] == 0.0 and w[1, 1] == 0.0  # median of good pixels
     w = input_weight(sci, dq, None, "exptime", exptime=42.5)
     assert w[2, 2] == 42.5 and w[1, 1] == 0.0 and w.dtype == np.float32
     with pytest.raises(ResampleError, match="VAR_RNOISE"):
