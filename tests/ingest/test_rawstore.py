@@ -84,3 +84,24 @@ def test_garbage_is_quarantined_with_reason_and_kept(site_factory, tmp_path: Pat
     assert any("junk.ccsds" in r and "no valid CCSDS packet" in r for r in reasons.values())
     assert any("notes.txt" in r and "unknown file type" in r for r in reasons.values())
     assert any("x_ephem.ecsv" in r for r in reasons.values())
+
+
+def test_ingest_once_waits_for_a_file_just_copied_or_says_it_is_settling(downlink, site_factory) -> None:
+    """`obsflow ingest --once` right after a copy: it waits for the file to settle and takes it;
+    with --wait 0 it takes nothing and says how many files are settling and why."""
+    from click.testing import CliRunner
+
+    from obsflow.cli import main
+
+    cfg = site_factory(settle_seconds=1.5)
+    src = dump_files(downlink)[0]
+    (cfg.incoming_dir / src.name).write_bytes(src.read_bytes())
+    out = CliRunner().invoke(main, ["ingest", "--once", "--wait", "0", "--site", str(cfg.root)])
+    assert "archived 0" in out.output
+    assert "1 in incoming still settling" in out.output and "settle_seconds" in out.output
+    t0 = time.monotonic()
+    out = CliRunner().invoke(main, ["ingest", "--once", "--site", str(cfg.root)])
+    assert "waiting" in out.output and "to settle" in out.output, out.output
+    assert out.output.strip().splitlines()[-1].startswith("archived 1,"), out.output
+    assert time.monotonic() - t0 < 30
+    assert not (cfg.incoming_dir / src.name).exists()

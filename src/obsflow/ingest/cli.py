@@ -58,6 +58,9 @@ def _report_line(report: IngestReport) -> str:
         line += f", {len(report.unassemblable)} with unassemblable packets"
     if report.refused:
         line += f", refused {len(report.refused)} in incoming"
+    if report.settling:
+        line += (f"; {len(report.settling)} in incoming still settling (changed less than "
+                 f"ingest.settle_seconds ago; taken once unchanged that long)")
     return line
 
 
@@ -91,12 +94,17 @@ def report_set_aside(cfg: SiteConfig, before: dict[str, str]) -> None:
 @click.option("--once", "mode", flag_value="once", default=True,
               help="One pass over the incoming folder, then exit (default).")
 @click.option("--watch", "mode", flag_value="watch", help="Keep polling every ingest.poll_seconds.")
-def ingest_cmd(site_dir: Path | None, mode: str) -> None:
+@click.option("--wait", "wait_seconds", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="With --once: wait up to this many seconds for files still being changed "
+                   "(younger than ingest.settle_seconds) to settle, then take them; 0 never waits.")
+def ingest_cmd(site_dir: Path | None, mode: str, wait_seconds: float) -> None:
     """Take files from the incoming folder: archive, account, assemble Level 1.
 
     Only regular files are taken; symbolic links, folders and FIFOs are
     refused (left in place and reported), hidden and ``.part`` names are
-    left alone.
+    left alone.  A file is taken once it has been unchanged for
+    ingest.settle_seconds (a copy may still be writing it): `--once` waits
+    for files that are still settling (see --wait) and says so.
     """
     from obsflow.ingest.service import ingest_once, watch
 
@@ -111,7 +119,13 @@ def ingest_cmd(site_dir: Path | None, mode: str) -> None:
         except KeyboardInterrupt:
             console.print("stopped")
     else:
-        console.print(_report_line(ingest_once(cfg)))
+        report = ingest_once(cfg)
+        if report.settling and not wait_seconds < report.settle_wait:
+            console.print(f"{_report_line(report)}\nwaiting {report.settle_wait:.0f} s for "
+                          f"{len(report.settling)} files to settle")
+            time.sleep(report.settle_wait + 0.05)
+            report = ingest_once(cfg)
+        console.print(_report_line(report))
     report_set_aside(cfg, before)
 
 

@@ -55,6 +55,10 @@ class IngestReport:
     """Parsed files holding packets of APIDs the profile does not define."""
     refused: list[str] = field(default_factory=list)
     """Incoming entries not taken (links, folders, FIFOs): ``"<name>: <why>"``."""
+    settling: list[str] = field(default_factory=list)
+    """Incoming files left for a later pass: modified less than ``settle_seconds`` ago."""
+    settle_wait: float = 0.0
+    """Seconds until the youngest settling file has been unchanged for ``settle_seconds``."""
 
 
 def pending_work(cfg: SiteConfig, engine: Engine) -> bool:
@@ -104,6 +108,18 @@ def _take(engine: Engine, cfg: SiteConfig, profile: Profile, path: Path, owner: 
     _parse_one(engine, cfg, profile, taken.raw_file_id, taken.data, report)
 
 
+def _settle_wait(settling: list[Path], settle_seconds: float) -> float:
+    """Seconds until every file of ``settling`` has been unchanged for ``settle_seconds``."""
+    now = time.time()
+    wait = 0.0
+    for path in settling:
+        try:
+            wait = max(wait, path.stat().st_mtime + settle_seconds - now)
+        except FileNotFoundError:
+            continue
+    return max(wait, 0.0)
+
+
 def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
                 progress: Progress | None = None, assemble: bool = True) -> IngestReport:
     """One pass: parse what is archived, take ready incoming files, assemble what is due.
@@ -125,6 +141,8 @@ def ingest_once(cfg: SiteConfig, *, engine: Engine | None = None,
             _parse_one(engine, cfg, profile, file_id, None, report)
         scan = scan_incoming(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time())
         files = scan.ready
+        report.settling = [path.name for path in scan.settling]
+        report.settle_wait = _settle_wait(scan.settling, cfg.ingest.settle_seconds)
         for path, why in scan.refused:
             report.refused.append(f"{path.name}: {why}")
             log.info("refused %s: %s", path, why)
