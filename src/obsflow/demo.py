@@ -181,8 +181,10 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     url = f"http://{cfg.server.host}:{cfg.server.port}/"
     console.print(f"demo chain done in {seconds:.1f} s "
                   f"({summary.total('failed')} failed jobs; `obsflow jobs` lists them all)")
-    console.print(f"web archive: {url}  (API {url}api/search, OpenAPI {url}docs)")
     if serve:
+        console.print(f"web archive: {url}  (API {url}api/search, OpenAPI {url}docs)")
         console.print(f"serving the archive on {url}; Ctrl-C stops")
         _serve(cfg)
+    else:
+        console.print(f"to browse the archive: obsflow serve --site {cfg.root}")
     return seconds

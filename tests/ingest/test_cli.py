@@ -39,6 +39,18 @@ def test_ingest_status_and_gaps_commands(downlink, site_factory, tmp_path) -> No
     assert result.exit_code == 0 and "open gaps" in result.output
 
 
+def test_gaps_on_a_site_missing_nothing_writes_no_request(tmp_path) -> None:
+    from obsflow.site import init_site
+
+    cfg = init_site(tmp_path / "site", env={})
+    request = tmp_path / "request.json"
+    result = CliRunner().invoke(main, ["accounting", "gaps", "--site", str(cfg.root),
+                                       "--request", str(request)])
+    assert result.exit_code == 0, result.output
+    assert "nothing is missing" in result.output
+    assert not request.exists() and not list(cfg.logs_dir.glob("retransmission-*.json"))
+
+
 def test_commands_on_a_missing_site_fail_clearly(tmp_path) -> None:
     result = CliRunner().invoke(main, ["status", "--site", str(tmp_path / "nowhere")])
     assert result.exit_code == 2

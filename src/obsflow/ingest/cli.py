@@ -209,7 +209,10 @@ def accounting_group() -> None:
               help="Write the retransmission request JSON here "
                    "(default <site>/logs/retransmission-<time>.json).")
 def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
-    """List missing packet ranges per exposure; write a retransmission request."""
+    """List missing packet ranges per exposure; write a retransmission request (if any)."""
+    if request_path is not None and request_path.is_dir():
+        raise click.BadParameter(f"{request_path} is a folder; expected a file name for the "
+                                 "request JSON", param_hint="--request")
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
@@ -225,6 +228,9 @@ def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
         table.add_row(str(g["exposure_id"]), str(g["basename"]), str(g["apid"]),
                       str(g["expected"]), str(g["received"]), ranges)
     output_console().print(table)
+    if not gaps:
+        click.echo("nothing is missing: no retransmission request written")
+        return
     path = request_path or cfg.logs_dir / f"retransmission-{time.strftime('%Y%m%dT%H%M%S')}.json"
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(request, indent=1))
