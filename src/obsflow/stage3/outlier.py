@@ -20,7 +20,8 @@ Method
    median image at each input pixel's pixel-map position (NaN where any of
    the four grid pixels around it is NaN: not tested).
 4. An input pixel is an outlier where
-   ``|data - blot| > snr1 * err + scale1 * deriv`` (``deriv`` the largest
+   ``data - blot > snr1 * err + scale1 * deriv`` (``|data - blot|`` with
+   ``low=True``) (``deriv`` the largest
    absolute difference between the blot and its four neighbours, the
    blot's local derivative, in SCI units per pixel), or where it passes the
    lower ``snr2, scale2`` thresholds and lies within ``grow`` pixels of a
@@ -47,7 +48,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,15 @@ class OutlierOptions:
     kernel, pixfrac, weight
         The single resamples' drizzle kernel, pixfrac and weight type
         (``ivm`` or ``exptime``), as in :class:`~obsflow.stage3.resample.Resampler`.
+        ``lanczos3`` (not the mosaic's ``square``): its median is sharp
+        enough that undersampled star cores are not flagged (with ``square``
+        the blot of a 1-pixel-FWHM star falls short of its core by more
+        than 1.2 derivatives).  ``exptime`` weights (uniform within an
+        exposure; 1 when the input has no exposure time), not the mosaic's
+        ``ivm``: a single resample's weight only tells how fully each output
+        pixel is covered, and the pixel-to-pixel spread of the read noise
+        (+/-20% on the simulated detectors) would make ``maskpt`` cut
+        random pixels, each leaving a hole in the blot.
     maskpt
         Resampled pixels with weight below ``maskpt`` x the median positive
         weight of their resample are left out of the median.
@@ -133,7 +143,14 @@ class OutlierOptions:
         see the module docstring); the JWST pipeline's median needs 3 to be
         robust.
     bad_bits
-        DQ bits that keep an input pixel out (never flagged either).
+        DQ bits that keep an input pixel out (never flagged either): the
+        resample's DO_NOT_USE and NON_SCIENCE, plus REFERENCE_PIXEL (the
+        simulated ``_cal`` border columns hold ~0 without DO_NOT_USE).
+    keep_bits
+        DQ bits of pixels that are used but never flagged: SATURATED (the
+        cores of the brightest stars, valued from their first groups; their
+        neighbours in the other exposures are often saturated and out of the
+        median, which then falls short of the core).
     section_mb
         Size of one row section of the memory-mapped resamples read for the median.
     tmpdir
@@ -147,21 +164,31 @@ class OutlierOptions:
         lanczos kernel, which the lower median of a pair picks up, no longer
         raises the derivative term around it and its weaker neighbours are
         found) and adds what it finds.
+    low
+        Also flag pixels *below* the blot by the thresholds (the JWST step
+        flags both signs).  Off by default: cosmic rays, hot pixels and
+        snowballs are all high, while on real undersampled stars the wing
+        pixels of an exposure whose sub-pixel phase puts less light there
+        than the median predicts come out low (measured on the simulator's
+        webb_like fields: every residual difference in the mosaic came from
+        such low flags).
     """
 
     snr: tuple[float, float] = (5.0, 4.0)
     scale: tuple[float, float] = (1.2, 0.7)
     kernel: str = "lanczos3"
     pixfrac: float = 1.0
-    weight: str = "ivm"
+    weight: str = "exptime"
     maskpt: float = 0.7
     grow: int = 1
     min_exposures: int = 2
-    bad_bits: int = BAD_BITS
+    bad_bits: int = BAD_BITS | int(DQ.REFERENCE_PIXEL)
+    keep_bits: int = int(DQ.SATURATED)
     section_mb: float = 16.0
     tmpdir: Path | None = None
     threads: int = 1
     passes: int = 2
+    low: bool = False
 
     def __post_init__(self) -> None:
         for name in ("snr", "scale"):
@@ -239,7 +266,12 @@ def _cubic(image, pmap):  # type: ignore[no-untyped-def]
                 for a in range(4):
                     row += wx[a] * image[y0 - 1 + b, x0 - 1 + a]
                 v += wy[b] * row
-            out[j, i] = v  # NaN when any of the 16 is NaN
+            if v != v:  # a NaN among the 16: bilinear from the inner 2 x 2 (NaN if one is NaN)
+                tx = x - x0
+                ty = y - y0
+                v = ((1.0 - ty) * ((1.0 - tx) * image[y0, x0] + tx * image[y0, x0 + 1])
+                     + ty * ((1.0 - tx) * image[y0 + 1, x0] + tx * image[y0 + 1, x0 + 1]))
+            out[j, i] = v
     return out
 
 
@@ -248,9 +280,10 @@ def blot(median: np.ndarray, pmap: np.ndarray) -> np.ndarray:
 
     Cubic convolution (Keys, a = -1/2: exact for quadratics, far less
     smoothing than bilinear interpolation, which matters for undersampled
-    stars).  ``pmap`` is the input's (ny, nx, 2) pixel map onto the
-    median's grid; NaN where the 4 x 4 grid pixels around the position are
-    not all on the grid and finite.
+    stars); bilinear where one of the 4 x 4 grid pixels around the position
+    is NaN (next to a hole in the median).  ``pmap`` is the input's
+    (ny, nx, 2) pixel map onto the median's grid; NaN off the grid's
+    interior or where one of the 2 x 2 nearest grid pixels is NaN.
     """
     if median.ndim != 2 or pmap.ndim != 3 or pmap.shape[2] != 2:
         raise OutlierError(f"blot needs a 2-D image and an (ny, nx, 2) pixel map, got "
@@ -279,15 +312,18 @@ def abs_deriv(image: np.ndarray) -> np.ndarray:
 
 def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
                   snr: tuple[float, float] = (5.0, 4.0), scale: tuple[float, float] = (1.2, 0.7),
-                  grow: int = 1) -> np.ndarray:
+                  grow: int = 1, low: bool = False) -> np.ndarray:
     """Boolean outlier mask of one input from its blotted median (see the module docstring).
 
     ``usable``: input pixels that may be tested (good DQ, finite values);
-    pixels where the blot is NaN are not tested.
+    pixels where the blot is NaN are not tested.  Only pixels above the blot
+    are outliers unless ``low`` (then ``|data - blot|``).
     """
     deriv = abs_deriv(blotted)
     with np.errstate(invalid="ignore"):
-        diff = np.abs(sci - blotted)
+        diff = sci - blotted
+        if low:
+            np.abs(diff, out=diff)
         tested = usable & np.isfinite(diff) & np.isfinite(err)
         e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
         first = tested & (diff > snr[0] * e + scale[0] * deriv)
@@ -351,6 +387,8 @@ def _check(inp: OutlierInput, k: int) -> str:
 
 
 def _weight(inp: OutlierInput, opts: OutlierOptions, label: str) -> np.ndarray:
+    if opts.weight == "exptime" and inp.exptime is None:
+        inp = replace(inp, exptime=1.0)
     var = inp.var_rnoise
     if opts.weight == "ivm" and var is None:
         var = np.square(inp.err, dtype=np.float32)
@@ -422,11 +460,15 @@ def _single_resample(inp: OutlierInput, label: str, grid: WCS, grid_shape: tuple
     threshold = opts.maskpt * float(np.median(positive)) if positive.size else np.inf
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(y1 - y0, x1 - x0))
     np.copyto(mm, i2d.sci)
+    missing = ~(wht >= threshold) | (wht <= 0)
     if floor is not None:
         with np.errstate(invalid="ignore"):
             np.maximum(mm, np.where(np.isfinite(floor), floor, -np.inf), out=mm)
         del floor
-    mm[~(wht >= threshold) | (wht <= 0)] = np.nan
+        # next to a missing input pixel the lanczos lobes no longer balance: unreliable
+        missing = ndimage.binary_dilation(missing, np.ones((3, 3), bool))
+    mm[missing] = np.nan
+    del missing
     mm.flush()
     del mm, i2d, rs
     return _Single(y0, y1, x0, x1, path)
@@ -514,8 +556,9 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         blotted = blot(median, pmap)
         del pmap
         with np.errstate(invalid="ignore"):
-            usable = ((inp.dq & opts.bad_bits) == 0) & np.isfinite(inp.sci)
-        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow)
+            usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
+        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow,
+                             opts.low)
         if previous is not None:
             mask |= previous[k]
         tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
