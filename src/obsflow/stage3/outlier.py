@@ -420,16 +420,21 @@ def _sub_grid(grid: WCS, box: tuple[int, int, int, int]) -> WCS:
     return sub
 
 
-def _single_resample(inp: OutlierInput, label: str, grid: WCS, grid_shape: tuple[int, int],
+def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, int],
                      opts: OutlierOptions, path: Path,
                      repair: tuple[np.ndarray, np.ndarray] | None) -> _Single:
     """Resample one input alone onto its box of the grid; low-weight pixels NaN; to a memory map.
 
     ``repair`` = (mask, median): the masked pixels take the blot of that
-    median instead of their value (an earlier pass's outliers).
+    median instead of their value (an earlier pass's outliers).  Only SCI and
+    the weight are kept once the input is loaded (ERR, DQ, variances dropped).
     """
-    pmap = pixel_map(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
-    sci = inp.sci
+    inp = _load(item, k)
+    label = _check(inp, k)
+    weight = _weight(inp, opts, label)
+    sci, wcs = inp.sci, inp.wcs
+    del inp
+    pmap = pixel_map(wcs, sci.shape, grid)  # type: ignore[arg-type]
     if repair is not None and repair[0].any():
         sci = np.where(repair[0], blot(repair[1], pmap), sci)
     ratio = scale_ratio(pmap)
@@ -440,7 +445,6 @@ def _single_resample(inp: OutlierInput, label: str, grid: WCS, grid_shape: tuple
     y0, y1, x0, x1 = box
     pmap[..., 0] -= x0
     pmap[..., 1] -= y0
-    weight = _weight(inp, opts, label)
     sub = _sub_grid(grid, box)
     floor = None
     if opts.kernel == "lanczos3":
@@ -539,13 +543,10 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
     with tempfile.TemporaryDirectory(prefix="obsflow-outlier-", dir=opts.tmpdir) as tmp:
         singles = []
         for k, item in enumerate(inputs):
-            inp = _load(item, k)
-            label = _check(inp, k)
-            singles.append(_single_resample(inp, label, grid, grid_shape, opts,
+            singles.append(_single_resample(item, k, grid, grid_shape, opts,
                                             Path(tmp) / f"single_{k:04d}.npy",
                                             None if previous is None or previous_median is None
                                             else (previous[k], previous_median)))
-            del inp
         del previous_median
         median = _median(singles, grid_shape, opts)
     masks = []
