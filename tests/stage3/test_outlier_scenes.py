@@ -32,7 +32,7 @@ from obsflow.stage3.outlier import (
     outlier_masks,
 )
 from obsflow.stage3.pixmap import pixel_map
-from obsflow.stage3.resample import Resampler, input_weight
+from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
 
 SCALE = 0.031  # arcsec per pixel (webb_like)
 BKG, RNOISE, GAIN = 0.3, 0.05, 20.0  # background, read-noise sigma, Poisson: var = value / GAIN
@@ -122,6 +122,17 @@ def _mosaic(inputs: list[OutlierInput], grid: WCS, masks: list[np.ndarray] | Non
     return rs.finish()
 
 
+def residual_groups(after: I2DArrays, before: I2DArrays, clean: I2DArrays,
+                    area: np.ndarray) -> tuple[int, int]:
+    """Groups of mosaic pixels above 5 sigma of ``clean`` within ``area``: (before, after)."""
+    counts = []
+    for mosaic in (before, after):
+        with np.errstate(invalid="ignore"):
+            z = np.where(area, (mosaic.sci - clean.sci) / clean.err, 0.0)
+        counts.append(int(ndimage.label(z > 5)[1]))
+    return counts[0], counts[1]
+
+
 def _star_peaks(scene: Scene, k: int, min_snr: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
     """(y, x) of the brightest pixel of each star with peak S/N >= ``min_snr`` in input ``k``."""
     truth = scene.truth[k]
@@ -196,11 +207,7 @@ def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float) -> None:
     clean = _mosaic(scene.clean, grid)
     raw = _mosaic(scene.inputs, grid)
     covered = clean.wht > 0
-    with np.errstate(invalid="ignore"):
-        resid = np.where(covered, (mosaic.sci - clean.sci) / clean.err, 0.0)
-        before = np.where(covered, (raw.sci - clean.sci) / clean.err, 0.0)
-    n_before = ndimage.label(before > 5)[1]
-    n_after = ndimage.label(resid > 5)[1]
+    n_before, n_after = residual_groups(mosaic, raw, clean, covered)
     per_1e5 = n_after / covered.sum() * 1e5
     print(f"{n} inputs: {n_before} cosmic-ray groups above 5 sigma in the mosaic before, "
           f"{n_after} after ({per_1e5:.2f} per 1e5 pixels)")

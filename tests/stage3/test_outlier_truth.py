@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 from tests.stage3.conftest import Field
+from tests.stage3.test_outlier_scenes import residual_groups
 
 from obsflow.fileio import sha256_file
 from obsflow.models.dq import DQ
@@ -160,11 +161,7 @@ def test_residual_cosmic_rays_in_the_mosaic(case: Case, masks: list[np.ndarray])
     count = sum(((clean.con[0] >> k) & 1) for k in range(n))
     # at least 2 inputs, 3 pixels (lanczos reach, cubic blot) inside the edge of that area
     area = ndimage.binary_erosion((count >= 2) & (clean.wht > 0), np.ones((7, 7), bool))
-    with np.errstate(invalid="ignore"):
-        z_after = np.where(area, (after.sci - clean.sci) / clean.err, 0.0)
-        z_before = np.where(area, (before.sci - clean.sci) / clean.err, 0.0)
-    n_before = ndimage.label(z_before > 5)[1]
-    n_after = ndimage.label(z_after > 5)[1]
+    n_before, n_after = residual_groups(after, before, clean, area)
     per_1e5 = n_after / area.sum() * 1e5
     print(f"{case.field.profile.mission.name}: {n_before} ray groups above 5 sigma in the mosaic "
           f"before, {n_after} after, {per_1e5:.2f} per 1e5 of {area.sum()} pixels")

@@ -520,14 +520,14 @@ def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
                            "(use stage3.grid.output_grid)")
     grid_shape = (int(grid.pixel_shape[1]), int(grid.pixel_shape[0]))
     if len(inputs) < opts.min_exposures:
-        masks = []
+        empty = []
         for k, item in enumerate(inputs):
             inp = _load(item, k)
             _check(inp, k)
-            masks.append(np.zeros(inp.sci.shape, dtype=bool))
+            empty.append(np.zeros(inp.sci.shape, dtype=bool))
         log.info("outlier detection: %d input(s), fewer than the %d needed to compare; "
                  "no pixel flagged", len(inputs), opts.min_exposures)
-        return masks
+        return empty
     masks: list[np.ndarray] | None = None
     median: np.ndarray | None = None
     for step in range(opts.passes):
