@@ -390,7 +390,7 @@ def _weight(inp: OutlierInput, opts: OutlierOptions, label: str) -> np.ndarray:
     if opts.weight == "exptime" and inp.exptime is None:
         inp = replace(inp, exptime=1.0)
     var = inp.var_rnoise
-    if opts.weight == "ivm" and var is None:
+    if opts.weight in ("ivm", "ivm-med") and var is None:
         var = np.square(inp.err, dtype=np.float32)
     try:
         return input_weight(inp.sci, inp.dq, var, opts.weight, inp.exptime, opts.bad_bits)
@@ -435,8 +435,11 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     sci, wcs = inp.sci, inp.wcs
     del inp
     pmap = pixel_map(wcs, sci.shape, grid)  # type: ignore[arg-type]
-    if repair is not None and repair[0].any():
-        sci = np.where(repair[0], blot(repair[1], pmap), sci)
+    if repair is not None:
+        flagged = _unpack(repair[0], sci.shape)
+        if flagged.any():
+            sci = np.where(flagged, blot(repair[1], pmap), sci)
+        del flagged
     ratio = scale_ratio(pmap)
     box = _box(pmap, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
     if box is None:
@@ -446,18 +449,8 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     pmap[..., 0] -= x0
     pmap[..., 1] -= y0
     sub = _sub_grid(grid, box)
-    floor = None
-    if opts.kernel == "lanczos3":
-        # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
-        square = Resampler(sub, kernel="square", threads=opts.threads)
-        square.add(sci, weight, pmap, ratio=ratio)
-        low = square.finish().sci
-        del square
-        floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
-        del low
     rs = Resampler(sub, kernel=opts.kernel, pixfrac=opts.pixfrac, threads=opts.threads)
     rs.add(sci, weight, pmap, ratio=ratio)
-    del pmap, weight, sci
     i2d = rs.finish()
     wht = i2d.wht
     positive = wht[wht > 0]
@@ -465,16 +458,25 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(y1 - y0, x1 - x0))
     np.copyto(mm, i2d.sci)
     missing = ~(wht >= threshold) | (wht <= 0)
-    if floor is not None:
+    del i2d, rs, wht, positive
+    if opts.kernel == "lanczos3":
+        # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
+        square = Resampler(sub, kernel="square", threads=opts.threads)
+        square.add(sci, weight, pmap, ratio=ratio)
+        low = square.finish().sci
+        del square, pmap, weight, sci
+        floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
+        del low
+        floor[~np.isfinite(floor)] = -np.inf
         with np.errstate(invalid="ignore"):
-            np.maximum(mm, np.where(np.isfinite(floor), floor, -np.inf), out=mm)
+            np.maximum(mm, floor, out=mm)
         del floor
         # next to a missing input pixel the lanczos lobes no longer balance: unreliable
         missing = ndimage.binary_dilation(missing, np.ones((3, 3), bool))
     mm[missing] = np.nan
     del missing
     mm.flush()
-    del mm, i2d, rs
+    del mm
     return _Single(y0, y1, x0, x1, path)
 
 
@@ -528,12 +530,17 @@ def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
         log.info("outlier detection: %d input(s), fewer than the %d needed to compare; "
                  "no pixel flagged", len(inputs), opts.min_exposures)
         return empty
-    masks: list[np.ndarray] | None = None
+    packed: list[np.ndarray] | None = None  # the masks so far, 8 pixels a byte between passes
     median: np.ndarray | None = None
-    for step in range(opts.passes):
-        masks, median = _one_pass(inputs, grid, grid_shape, opts, masks, median, step + 1)
-    assert masks is not None
-    return masks
+    for step in range(1, opts.passes):
+        masks, median = _one_pass(inputs, grid, grid_shape, opts, packed, median, step)
+        packed = [np.packbits(m) for m in masks]
+        del masks
+    return _one_pass(inputs, grid, grid_shape, opts, packed, median, opts.passes)[0]
+
+
+def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).view(bool)
 
 
 def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int],
@@ -561,7 +568,7 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow,
                              opts.low)
         if previous is not None:
-            mask |= previous[k]
+            mask |= _unpack(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
         log.info("%s: pass %d: %d outlier pixels flagged of %d tested (%.3f%%)", label, step,
                  int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
