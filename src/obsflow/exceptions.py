@@ -20,6 +20,7 @@ The hierarchy::
     ├── ResampleError(ValueError)     bad input to the stage-3 resample (shapes, kernel, grid)
     ├── CatalogError(ValueError)      bad input to the stage-3 source catalog (shapes, options, PSF)
     ├── ColourImageError(ValueError)  bad input to the stage-3 colour image (shapes, stretch, tiles)
+    ├── OutlierError(ValueError)      bad input to stage-3 outlier detection (names the input, field)
     ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
@@ -79,6 +80,7 @@ __all__ = [
     "JobNotFoundError",
     "JobStateError",
     "ObsflowError",
+    "OutlierError",
     "OrchestrateError",
     "ProductFileError",
     "ProductNotFoundError",
@@ -184,6 +186,10 @@ class CatalogError(ObsflowError, ValueError):
 
 class ColourImageError(ObsflowError, ValueError):
     """Input a colour image cannot be made from (mosaic shapes, stretch options, tile sizes)."""
+
+
+class OutlierError(ObsflowError, ValueError):
+    """Bad input to stage-3 outlier detection: shapes, WCS or options (names the input and field)."""
 
 
 class SimulationError(ObsflowError, ValueError):

@@ -1,0 +1,577 @@
+"""Outlier detection (the calwebb_image3 ``outlier_detection`` step) for dithered images.
+
+Method
+------
+1. Each input is resampled alone (:class:`~obsflow.stage3.resample.Resampler`,
+   same kernel and weights as the mosaic) onto the part of the common grid
+   its pixels reach; output pixels whose weight is below ``maskpt`` x the
+   median positive weight of that resample (edges, bad pixels) are left out.
+   The resamples go to float32 temporary memory maps (a temporary folder
+   removed at the end), never all in RAM.
+2. The median image is computed in row sections of the grid: for every
+   output pixel the *lower* median of the inputs that cover it (for an odd
+   count the median; for an even count the lower of the two middle values),
+   where at least ``min_exposures`` inputs cover it, NaN elsewhere.  The
+   lower median is the minimum of a pair: a two-value median is the pair's
+   mean and would copy half of a cosmic ray into the clean exposure (which
+   would then be flagged too); cosmic rays and hot pixels are positive, so
+   the lower value of a pair is the clean one.
+3. The median is blotted back to each input: bilinear interpolation of the
+   median image at each input pixel's pixel-map position (NaN where any of
+   the four grid pixels around it is NaN: not tested).
+4. An input pixel is an outlier where
+   ``data - blot > snr1 * err + scale1 * deriv`` (``|data - blot|`` with
+   ``low=True``) (``deriv`` the largest
+   absolute difference between the blot and its four neighbours, the
+   blot's local derivative, in SCI units per pixel), or where it passes the
+   lower ``snr2, scale2`` thresholds and lies within ``grow`` pixels of a
+   pixel of the first kind.  The derivative term keeps real, undersampled
+   point-source cores from being flagged: the median of dithered resamples
+   is smoother than any one sampling of a sharp star, by an amount that
+   scales with the local slope (jwst issue 9989).
+
+Memory: one input (with its pixel map and one single resample's
+accumulators) at a time, the median image (one float32 per grid pixel), a
+row section of the memory-mapped resamples (``section_mb``) and one boolean
+mask per input.  Inputs can be given as loaders (zero-argument callables
+returning an :class:`OutlierInput`), called once per pass, so the caller
+never holds all inputs either.
+
+Units: SCI and ERR in the same units (MJy/sr for ``_cal``), variances in
+their square; thresholds are multiples of ERR (``snr``) and of the local
+derivative (``scale``, dimensionless).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from astropy.wcs import WCS
+from numba import njit
+from scipy import ndimage
+
+from obsflow.exceptions import OutlierError
+from obsflow.models.dq import DQ
+from obsflow.stage3.kernels import KERNELS, reach
+from obsflow.stage3.pixmap import pixel_map, scale_ratio
+from obsflow.stage3.resample import BAD_BITS, WEIGHT_TYPES, Resampler, input_weight
+
+__all__ = [
+    "CRF_BITS",
+    "OutlierInput",
+    "OutlierOptions",
+    "abs_deriv",
+    "blot",
+    "crf_dq",
+    "flag_outliers",
+    "lower_median",
+    "outlier_masks",
+]
+
+log = logging.getLogger(__name__)
+
+CRF_BITS = int(DQ.OUTLIER | DQ.DO_NOT_USE)
+"""DQ bits an outlier gets in the ``_crf`` product (the JWST choice)."""
+
+
+@dataclass(frozen=True)
+class OutlierInput:
+    """One calibrated image: SCI, ERR (same units), DQ, celestial WCS.
+
+    ``var_rnoise`` (SCI units squared) is needed by ``ivm`` weights (without
+    it ERR^2 is used); ``exptime`` (s) by ``exptime`` weights.  ``name``
+    labels the input in errors and log lines.
+    """
+
+    sci: np.ndarray
+    err: np.ndarray
+    dq: np.ndarray
+    wcs: WCS | None
+    var_rnoise: np.ndarray | None = None
+    exptime: float | None = None
+    name: str = ""
+
+    @classmethod
+    def from_cal(cls, cal: object) -> OutlierInput:
+        """From a ``_cal`` product (:class:`obsflow.models.level2.CalImage`)."""
+        meta = getattr(cal, "meta", None)
+        return cls(sci=cal.sci, err=cal.err, dq=cal.dq, wcs=cal.wcs,  # type: ignore[attr-defined]
+                   var_rnoise=cal.var_rnoise,  # type: ignore[attr-defined]
+                   name=meta.basename if meta is not None else "")
+
+
+InputLike = OutlierInput | Callable[[], OutlierInput]
+"""An input or a loader returning it (called once per pass; lets the caller not hold all inputs)."""
+
+
+@dataclass(frozen=True)
+class OutlierOptions:
+    """Parameters of :func:`outlier_masks` (defaults: the JWST step's, but ``min_exposures``).
+
+    snr
+        (first, second) thresholds in units of the input's ERR.
+    scale
+        (first, second) multiples of the blot's local derivative added to them.
+    kernel, pixfrac, weight
+        The single resamples' drizzle kernel, pixfrac and weight type
+        (``ivm`` or ``exptime``), as in :class:`~obsflow.stage3.resample.Resampler`.
+        ``lanczos3`` (not the mosaic's ``square``): its median is sharp
+        enough that undersampled star cores are not flagged (with ``square``
+        the blot of a 1-pixel-FWHM star falls short of its core by more
+        than 1.2 derivatives).  ``exptime`` weights (uniform within an
+        exposure; 1 when the input has no exposure time), not the mosaic's
+        ``ivm``: a single resample's weight only tells how fully each output
+        pixel is covered, and the pixel-to-pixel spread of the read noise
+        (+/-20% on the simulated detectors) would make ``maskpt`` cut
+        random pixels, each leaving a hole in the blot.
+    maskpt
+        Resampled pixels with weight below ``maskpt`` x the median positive
+        weight of their resample are left out of the median.
+    grow
+        Radius (pixels, square) around a first-threshold outlier in which
+        pixels above the second threshold are flagged too (1: the 3x3
+        neighbours, the JWST rule).
+    min_exposures
+        Output pixels covered by fewer inputs get no median: their input
+        pixels are not tested.  2 (the lower median of a pair is its minimum,
+        see the module docstring); the JWST pipeline's median needs 3 to be
+        robust.
+    bad_bits
+        DQ bits that keep an input pixel out (never flagged either): the
+        resample's DO_NOT_USE and NON_SCIENCE, plus REFERENCE_PIXEL (the
+        simulated ``_cal`` border columns hold ~0 without DO_NOT_USE).
+    keep_bits
+        DQ bits of pixels that are used but never flagged: SATURATED (the
+        cores of the brightest stars, valued from their first groups; their
+        neighbours in the other exposures are often saturated and out of the
+        median, which then falls short of the core).
+    section_mb
+        Size of one row section of the memory-mapped resamples read for the median.
+    tmpdir
+        Where the temporary memory maps go (default: the system's temporary folder).
+    threads
+        Threads of each single resample.
+    passes
+        Times the whole detection runs; each pass after the first remakes
+        the single resamples with the pixels flagged so far replaced by the
+        previous pass's blot (so a strong cosmic ray's ringing through the
+        lanczos kernel, which the lower median of a pair picks up, no longer
+        raises the derivative term around it and its weaker neighbours are
+        found) and adds what it finds.
+    low
+        Also flag pixels *below* the blot by the thresholds (the JWST step
+        flags both signs).  Off by default: cosmic rays, hot pixels and
+        snowballs are all high, while on real undersampled stars the wing
+        pixels of an exposure whose sub-pixel phase puts less light there
+        than the median predicts come out low (measured on the simulator's
+        webb_like fields: every residual difference in the mosaic came from
+        such low flags).
+    """
+
+    snr: tuple[float, float] = (5.0, 4.0)
+    scale: tuple[float, float] = (1.2, 0.7)
+    kernel: str = "lanczos3"
+    pixfrac: float = 1.0
+    weight: str = "exptime"
+    maskpt: float = 0.7
+    grow: int = 1
+    min_exposures: int = 2
+    bad_bits: int = BAD_BITS | int(DQ.REFERENCE_PIXEL)
+    keep_bits: int = int(DQ.SATURATED)
+    section_mb: float = 16.0
+    tmpdir: Path | None = None
+    threads: int = 1
+    passes: int = 2
+    low: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("snr", "scale"):
+            pair = getattr(self, name)
+            if len(pair) != 2 or not all(math.isfinite(v) and v >= 0 for v in pair):
+                raise OutlierError(f"outlier option {name} must be two non-negative numbers "
+                                   f"(first, second threshold), got {pair!r}")
+        if self.kernel not in KERNELS:
+            raise OutlierError(f"outlier option kernel must be one of {KERNELS}, got {self.kernel!r}")
+        if self.weight not in WEIGHT_TYPES:
+            raise OutlierError(f"outlier option weight must be one of {WEIGHT_TYPES}, got {self.weight!r}")
+        if not 0.0 < self.pixfrac <= 1.0:
+            raise OutlierError(f"outlier option pixfrac must be in (0, 1], got {self.pixfrac}")
+        if not 0.0 <= self.maskpt <= 1.0:
+            raise OutlierError(f"outlier option maskpt must be in [0, 1], got {self.maskpt}")
+        if self.grow < 0:
+            raise OutlierError(f"outlier option grow must be >= 0 pixels, got {self.grow}")
+        if self.min_exposures < 2:
+            raise OutlierError(f"outlier option min_exposures must be >= 2 (a pixel needs another "
+                               f"exposure to be compared with), got {self.min_exposures}")
+        if not self.section_mb > 0:
+            raise OutlierError(f"outlier option section_mb must be > 0, got {self.section_mb}")
+        if self.passes < 1:
+            raise OutlierError(f"outlier option passes must be >= 1, got {self.passes}")
+        if self.threads < 1:
+            raise OutlierError(f"outlier option threads must be >= 1, got {self.threads}")
+
+
+# --- pure array functions ------------------------------------------------------------------
+
+
+def lower_median(stack: np.ndarray, min_count: int) -> np.ndarray:
+    """Lower median over axis 0 of ``stack`` ignoring NaN; NaN where fewer than ``min_count`` finite.
+
+    For n finite values the ((n - 1) // 2)-th smallest: the median for odd n,
+    the lower middle value for even n (the minimum of a pair).
+    """
+    ordered = np.sort(stack, axis=0)  # NaN sort last
+    count = np.count_nonzero(np.isfinite(stack), axis=0)
+    index = np.maximum((count - 1) // 2, 0)
+    out = np.take_along_axis(ordered, index[None], axis=0)[0]
+    out[count < min_count] = np.nan
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _keys(t):  # type: ignore[no-untyped-def]
+    """Keys (1981) cubic convolution weights (a = -1/2) of the 4 samples around offset t in [0, 1)."""
+    w0 = ((-0.5 * t + 1.0) * t - 0.5) * t
+    w1 = (1.5 * t - 2.5) * t * t + 1.0
+    w2 = ((-1.5 * t + 2.0) * t + 0.5) * t
+    w3 = (0.5 * t - 0.5) * t * t
+    return w0, w1, w2, w3
+
+
+@njit(cache=True, nogil=True)
+def _cubic(image, pmap):  # type: ignore[no-untyped-def]
+    ny, nx = pmap.shape[0], pmap.shape[1]
+    oy, ox = image.shape
+    out = np.empty((ny, nx), dtype=np.float32)
+    for j in range(ny):
+        for i in range(nx):
+            x = pmap[j, i, 0]
+            y = pmap[j, i, 1]
+            if not (x >= 1.0 and y >= 1.0 and x < ox - 2 and y < oy - 2):
+                out[j, i] = np.nan
+                continue
+            x0 = int(x)
+            y0 = int(y)
+            wx = _keys(x - x0)
+            wy = _keys(y - y0)
+            v = 0.0
+            for b in range(4):
+                row = 0.0
+                for a in range(4):
+                    row += wx[a] * image[y0 - 1 + b, x0 - 1 + a]
+                v += wy[b] * row
+            if v != v:  # a NaN among the 16: bilinear from the inner 2 x 2 (NaN if one is NaN)
+                tx = x - x0
+                ty = y - y0
+                v = ((1.0 - ty) * ((1.0 - tx) * image[y0, x0] + tx * image[y0, x0 + 1])
+                     + ty * ((1.0 - tx) * image[y0 + 1, x0] + tx * image[y0 + 1, x0 + 1]))
+            out[j, i] = v
+    return out
+
+
+def blot(median: np.ndarray, pmap: np.ndarray) -> np.ndarray:
+    """The median image sampled at each input pixel's map position, float32 (ny, nx).
+
+    Cubic convolution (Keys, a = -1/2: exact for quadratics, far less
+    smoothing than bilinear interpolation, which matters for undersampled
+    stars); bilinear where one of the 4 x 4 grid pixels around the position
+    is NaN (next to a hole in the median).  ``pmap`` is the input's
+    (ny, nx, 2) pixel map onto the median's grid; NaN off the grid's
+    interior or where one of the 2 x 2 nearest grid pixels is NaN.
+    """
+    if median.ndim != 2 or pmap.ndim != 3 or pmap.shape[2] != 2:
+        raise OutlierError(f"blot needs a 2-D image and an (ny, nx, 2) pixel map, got "
+                           f"{median.shape} and {pmap.shape}")
+    return _cubic(np.ascontiguousarray(median, dtype=np.float32),
+                     np.ascontiguousarray(pmap, dtype=np.float64))
+
+
+def abs_deriv(image: np.ndarray) -> np.ndarray:
+    """Largest absolute difference between each pixel and its eight neighbours (units of ``image``).
+
+    Neighbours off the image or NaN are ignored (0 if all are).
+    """
+    img = np.asarray(image, dtype=np.float32)
+    out = np.zeros(img.shape, dtype=np.float32)
+    whole, head, tail = slice(None), slice(1, None), slice(None, -1)
+    # each unordered neighbour pair once: right, down, down-right, down-left
+    for a, b in (((whole, head), (whole, tail)), ((head, whole), (tail, whole)),
+                 ((head, head), (tail, tail)), ((head, tail), (tail, head))):
+        with np.errstate(invalid="ignore"):
+            d = np.abs(img[a] - img[b])
+        np.fmax(out[a], d, out=out[a])
+        np.fmax(out[b], d, out=out[b])
+    return out
+
+
+def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
+                  snr: tuple[float, float] = (5.0, 4.0), scale: tuple[float, float] = (1.2, 0.7),
+                  grow: int = 1, low: bool = False) -> np.ndarray:
+    """Boolean outlier mask of one input from its blotted median (see the module docstring).
+
+    ``usable``: input pixels that may be tested (good DQ, finite values);
+    pixels where the blot is NaN are not tested.  Only pixels above the blot
+    are outliers unless ``low`` (then ``|data - blot|``).
+    """
+    deriv = abs_deriv(blotted)
+    with np.errstate(invalid="ignore"):
+        diff = sci - blotted
+        if low:
+            np.abs(diff, out=diff)
+        tested = usable & np.isfinite(diff) & np.isfinite(err)
+        e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
+        first = tested & (diff > snr[0] * e + scale[0] * deriv)
+        if grow == 0 or not first.any():
+            return first
+        second = tested & (diff > snr[1] * e + scale[1] * deriv)
+    near = ndimage.binary_dilation(first, structure=np.ones((2 * grow + 1, 2 * grow + 1), bool))
+    return first | (second & near)
+
+
+def crf_dq(dq: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The ``_crf`` DQ: a copy of ``dq`` with OUTLIER | DO_NOT_USE set where ``mask`` is true.
+
+    SCI, ERR and the variances of a ``_crf`` are those of its ``_cal``.
+    """
+    if dq.shape != mask.shape:
+        raise OutlierError(f"outlier mask shape {mask.shape} differs from DQ shape {dq.shape}")
+    out = np.array(dq, dtype=np.uint32, copy=True)
+    out[mask] |= np.uint32(CRF_BITS)
+    return out
+
+
+# --- the step --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Single:
+    """One input's single resample on the grid box [y0:y1, x0:x1], in a memory map."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    path: Path | None
+
+
+def _load(item: InputLike, k: int) -> OutlierInput:
+    inp = item() if callable(item) and not isinstance(item, OutlierInput) else item
+    if not isinstance(inp, OutlierInput):
+        raise OutlierError(f"outlier input {k}: expected an OutlierInput (or a loader returning "
+                           f"one), got {type(inp).__name__}")
+    return inp
+
+
+def _check(inp: OutlierInput, k: int) -> str:
+    label = f"outlier input {k}" + (f" ({inp.name})" if inp.name else "")
+    sci = inp.sci
+    if not isinstance(sci, np.ndarray) or sci.ndim != 2 or min(sci.shape) < 2:
+        raise OutlierError(f"{label}: SCI must be a 2-D image of at least 2 x 2 pixels, got "
+                           f"{getattr(sci, 'shape', type(sci).__name__)}")
+    for name in ("err", "dq", "var_rnoise"):
+        arr = getattr(inp, name)
+        if arr is None and name == "var_rnoise":
+            continue
+        if arr is None or np.shape(arr) != sci.shape:
+            raise OutlierError(f"{label}: {name.upper()} shape "
+                               f"{None if arr is None else np.shape(arr)} differs from SCI {sci.shape}")
+    if inp.wcs is None or not getattr(inp.wcs, "has_celestial", False):
+        raise OutlierError(f"{label}: no celestial WCS (a stage-2 _cal with its WCS is expected)")
+    return label
+
+
+def _weight(inp: OutlierInput, opts: OutlierOptions, label: str) -> np.ndarray:
+    if opts.weight == "exptime" and inp.exptime is None:
+        inp = replace(inp, exptime=1.0)
+    var = inp.var_rnoise
+    if opts.weight in ("ivm", "ivm-med") and var is None:
+        var = np.square(inp.err, dtype=np.float32)
+    try:
+        return input_weight(inp.sci, inp.dq, var, opts.weight, inp.exptime, opts.bad_bits)
+    except Exception as exc:  # ResampleError: say which input
+        raise OutlierError(f"{label}: {exc}") from exc
+
+
+def _box(pmap: np.ndarray, grid_shape: tuple[int, int], pad: int) -> tuple[int, int, int, int] | None:
+    """Grid rows/columns [y0:y1, x0:x1] the input's pixels can reach, or None if none."""
+    xs, ys = pmap[..., 0], pmap[..., 1]
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    if not ok.any():
+        return None
+    ny, nx = grid_shape
+    x0 = max(0, int(np.floor(xs[ok].min())) - pad)
+    x1 = min(nx, int(np.ceil(xs[ok].max())) + pad + 1)
+    y0 = max(0, int(np.floor(ys[ok].min())) - pad)
+    y1 = min(ny, int(np.ceil(ys[ok].max())) + pad + 1)
+    return None if x0 >= x1 or y0 >= y1 else (y0, y1, x0, x1)
+
+
+def _sub_grid(grid: WCS, box: tuple[int, int, int, int]) -> WCS:
+    y0, y1, x0, x1 = box
+    sub = grid.deepcopy()
+    sub.wcs.crpix = [grid.wcs.crpix[0] - x0, grid.wcs.crpix[1] - y0]
+    sub.pixel_shape = (x1 - x0, y1 - y0)
+    return sub
+
+
+def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, int],
+                     opts: OutlierOptions, path: Path,
+                     repair: tuple[np.ndarray, np.ndarray] | None) -> _Single:
+    """Resample one input alone onto its box of the grid; low-weight pixels NaN; to a memory map.
+
+    ``repair`` = (mask, median): the masked pixels take the blot of that
+    median instead of their value (an earlier pass's outliers).  Only SCI and
+    the weight are kept once the input is loaded (ERR, DQ, variances dropped).
+    """
+    inp = _load(item, k)
+    label = _check(inp, k)
+    weight = _weight(inp, opts, label)
+    sci, wcs = inp.sci, inp.wcs
+    del inp
+    pmap = pixel_map(wcs, sci.shape, grid)  # type: ignore[arg-type]
+    if repair is not None:
+        flagged = _unpack(repair[0], sci.shape)
+        if flagged.any():
+            sci = np.where(flagged, blot(repair[1], pmap), sci)
+        del flagged
+    ratio = scale_ratio(pmap)
+    box = _box(pmap, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
+    if box is None:
+        log.info("%s: no pixel on the output grid", label)
+        return _Single(0, 0, 0, 0, None)
+    y0, y1, x0, x1 = box
+    pmap[..., 0] -= x0
+    pmap[..., 1] -= y0
+    sub = _sub_grid(grid, box)
+    rs = Resampler(sub, kernel=opts.kernel, pixfrac=opts.pixfrac, threads=opts.threads)
+    rs.add(sci, weight, pmap, ratio=ratio)
+    i2d = rs.finish()
+    wht = i2d.wht
+    positive = wht[wht > 0]
+    threshold = opts.maskpt * float(np.median(positive)) if positive.size else np.inf
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(y1 - y0, x1 - x0))
+    np.copyto(mm, i2d.sci)
+    missing = ~(wht >= threshold) | (wht <= 0)
+    del i2d, rs, wht, positive
+    if opts.kernel == "lanczos3":
+        # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
+        square = Resampler(sub, kernel="square", threads=opts.threads)
+        square.add(sci, weight, pmap, ratio=ratio)
+        low = square.finish().sci
+        del square, pmap, weight, sci
+        floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
+        del low
+        floor[~np.isfinite(floor)] = -np.inf
+        with np.errstate(invalid="ignore"):
+            np.maximum(mm, floor, out=mm)
+        del floor
+        # next to a missing input pixel the lanczos lobes no longer balance: unreliable
+        missing = ndimage.binary_dilation(missing, np.ones((3, 3), bool))
+    mm[missing] = np.nan
+    del missing
+    mm.flush()
+    del mm
+    return _Single(y0, y1, x0, x1, path)
+
+
+def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions) -> np.ndarray:
+    """The lower-median image of the single resamples, read in row sections."""
+    ny, nx = grid_shape
+    n = len(singles)
+    rows = max(1, int(opts.section_mb * 2**20 // (4 * nx * max(n, 1))))
+    median = np.full(grid_shape, np.nan, dtype=np.float32)
+    maps = [np.load(s.path, mmap_mode="r") if s.path is not None else None for s in singles]
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        live = [(s, m) for s, m in zip(singles, maps, strict=True)
+                if m is not None and s.y0 < r1 and s.y1 > r0]
+        if len(live) < opts.min_exposures:
+            continue
+        stack = np.full((len(live), r1 - r0, nx), np.nan, dtype=np.float32)
+        for k, (s, m) in enumerate(live):
+            a, b = max(r0, s.y0), min(r1, s.y1)
+            stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
+        median[r0:r1] = lower_median(stack, opts.min_exposures)
+        del stack
+    del maps
+    return median
+
+
+def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
+                  options: OutlierOptions | None = None) -> list[np.ndarray]:
+    """Boolean outlier mask of every input (True: flag OUTLIER | DO_NOT_USE), in input order.
+
+    ``inputs``: :class:`OutlierInput` objects or loaders returning them (each
+    loader is called twice, once per pass, and its result dropped after use);
+    ``grid``: the mosaic's output WCS with ``pixel_shape``
+    (:func:`obsflow.stage3.grid.output_grid`).  One input: nothing to compare
+    with, every mask empty (logged).  Bad inputs raise :class:`OutlierError`
+    naming the input and the field.
+    """
+    opts = options or OutlierOptions()
+    if len(inputs) == 0:
+        raise OutlierError("outlier detection needs at least one input, got none")
+    if grid.pixel_shape is None:
+        raise OutlierError("outlier detection: output grid WCS has no pixel_shape "
+                           "(use stage3.grid.output_grid)")
+    grid_shape = (int(grid.pixel_shape[1]), int(grid.pixel_shape[0]))
+    if len(inputs) < opts.min_exposures:
+        empty = []
+        for k, item in enumerate(inputs):
+            inp = _load(item, k)
+            _check(inp, k)
+            empty.append(np.zeros(inp.sci.shape, dtype=bool))
+        log.info("outlier detection: %d input(s), fewer than the %d needed to compare; "
+                 "no pixel flagged", len(inputs), opts.min_exposures)
+        return empty
+    packed: list[np.ndarray] | None = None  # the masks so far, 8 pixels a byte between passes
+    median: np.ndarray | None = None
+    for step in range(1, opts.passes):
+        masks, median = _one_pass(inputs, grid, grid_shape, opts, packed, median, step)
+        packed = [np.packbits(m) for m in masks]
+        del masks
+    return _one_pass(inputs, grid, grid_shape, opts, packed, median, opts.passes)[0]
+
+
+def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).view(bool)
+
+
+def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int],
+              opts: OutlierOptions, previous: list[np.ndarray] | None,
+              previous_median: np.ndarray | None, step: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Singles (pixels flagged so far repaired), median, blot, flags (added to the previous)."""
+    with tempfile.TemporaryDirectory(prefix="obsflow-outlier-", dir=opts.tmpdir) as tmp:
+        singles = []
+        for k, item in enumerate(inputs):
+            singles.append(_single_resample(item, k, grid, grid_shape, opts,
+                                            Path(tmp) / f"single_{k:04d}.npy",
+                                            None if previous is None or previous_median is None
+                                            else (previous[k], previous_median)))
+        del previous_median
+        median = _median(singles, grid_shape, opts)
+    masks = []
+    for k, item in enumerate(inputs):
+        inp = _load(item, k)
+        label = _check(inp, k)
+        pmap = pixel_map(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
+        blotted = blot(median, pmap)
+        del pmap
+        with np.errstate(invalid="ignore"):
+            usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
+        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow,
+                             opts.low)
+        if previous is not None:
+            mask |= _unpack(previous[k], mask.shape)
+        tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
+        log.info("%s: pass %d: %d outlier pixels flagged of %d tested (%.3f%%)", label, step,
+                 int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
+        masks.append(mask)
+        del inp, blotted
+    return masks, median

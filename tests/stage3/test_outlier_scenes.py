@@ -1,0 +1,291 @@
+"""Outlier detection on scenes the simulator does not make, checked against their truth.
+
+Dithered (sub-pixel and a few pixels, small rotations) images of a dense star
+field with an undersampled PSF (Moffat FWHM 1.0 px, the webb_like
+short-wave case of jwst issue 9989) and very bright, saturated-ish stars;
+cosmic rays of known positions and amplitudes (10-1000 sigma, sharing 5% of
+their charge with each side neighbour) injected into each image.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.wcs import WCS
+from scipy import ndimage
+
+from obsflow.exceptions import ObsflowError, OutlierError
+from obsflow.models.dq import DQ
+from obsflow.models.pointing import detector_wcs
+from obsflow.simulate.sky import moffat_stamp
+from obsflow.stage3.grid import output_grid
+from obsflow.stage3.outlier import (
+    CRF_BITS,
+    OutlierInput,
+    OutlierOptions,
+    crf_dq,
+    lower_median,
+    outlier_masks,
+)
+from obsflow.stage3.pixmap import pixel_map
+from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
+
+SCALE = 0.031  # arcsec per pixel (webb_like)
+BKG, RNOISE, GAIN = 0.3, 0.05, 20.0  # background, read-noise sigma, Poisson: var = value / GAIN
+
+
+@dataclass
+class Scene:
+    """Inputs with cosmic rays, the same inputs without them, and the truth."""
+
+    inputs: list[OutlierInput]
+    clean: list[OutlierInput]
+    crs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (y, x, amplitude / ERR) per input
+    star_ra: np.ndarray
+    star_dec: np.ndarray
+    star_flux: np.ndarray
+    truth: list[np.ndarray]  # noiseless image of each input
+
+
+def _wcs(ny: int, nx: int, dx: float, dy: float, pa: float) -> WCS:
+    return detector_wcs(150.0, 2.0, pa, (dx * SCALE, dy * SCALE, 0.0), SCALE, (nx, ny, 1, 1, nx, ny))
+
+
+def _render(w: WCS, shape: tuple[int, int], ra: np.ndarray, dec: np.ndarray, flux: np.ndarray,
+            fwhm: float) -> np.ndarray:
+    ny, nx = shape
+    img = np.full(shape, BKG, dtype=np.float64)
+    x, y = w.world_to_pixel_values(ra, dec)
+    half = 10
+    for xi, yi, f in zip(x, y, flux, strict=True):
+        x0, y0 = int(np.floor(xi + 0.5)), int(np.floor(yi + 0.5))
+        stamp = f * moffat_stamp(xi - x0, yi - y0, half, fwhm)
+        ya, yb, xa, xb = max(0, y0 - half), min(ny, y0 + half + 1), max(0, x0 - half), min(nx, x0 + half + 1)
+        if ya < yb and xa < xb:
+            img[ya:yb, xa:xb] += stamp[ya - y0 + half:yb - y0 + half, xa - x0 + half:xb - x0 + half]
+    return img
+
+
+def make_scene(n: int, fwhm: float = 1.0, size: int = 150, stars: int = 40,
+               max_flux: float = 2.0e4, crs: int = 60, seed: int = 5) -> Scene:
+    """``n`` dithered images: offsets up to +/-3 px (sub-pixel phases), rotations up to 2 deg."""
+    rng = np.random.default_rng(seed)
+    shape = (size, size)
+    ref = _wcs(size, size, 0.0, 0.0, 0.0)
+    sx, sy = rng.uniform(8, size - 8, stars), rng.uniform(8, size - 8, stars)
+    ra, dec = ref.pixel_to_world_values(sx, sy)
+    flux = 10 ** rng.uniform(np.log10(max_flux / 300), np.log10(max_flux), stars)
+    inputs, clean, hits, truths = [], [], [], []
+    for k in range(n):
+        w = _wcs(size, size, *rng.uniform(-3, 3, 2), pa=float(rng.uniform(0, 2)) if k else 0.0)
+        truth = _render(w, shape, np.asarray(ra), np.asarray(dec), flux, fwhm)
+        var = RNOISE**2 + truth / GAIN
+        err = np.sqrt(var).astype(np.float32)
+        sci = (truth + rng.normal(size=shape) * np.sqrt(var)).astype(np.float32)
+        dq = np.zeros(shape, np.uint32)
+        bright = truth > 0.5 * truth.max()
+        dq[bright] |= np.uint32(DQ.SATURATED)  # saturated-ish: a value from the first groups
+        vr = np.full(shape, RNOISE**2, np.float32)
+        clean.append(OutlierInput(sci, err, dq, w, var_rnoise=vr, name=f"clean{k}"))
+        # cosmic rays on the sky (true scene within 1 sigma of the background), 6 px from edges
+        sky = (np.abs(truth - BKG) < np.sqrt(RNOISE**2 + BKG / GAIN))
+        sky[:6], sky[-6:], sky[:, :6], sky[:, -6:] = False, False, False, False
+        cand = np.flatnonzero(sky)
+        pick = rng.choice(cand, size=crs, replace=False)
+        cy, cx = np.unravel_index(pick, shape)
+        amp = 10 ** rng.uniform(1.0, 3.0, crs)
+        hit = sci.copy()
+        hit[cy, cx] += amp * err[cy, cx]
+        for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+            hit[cy + dy, cx + dx] += 0.05 * amp * err[cy, cx]
+        inputs.append(OutlierInput(hit, err, dq, w, var_rnoise=vr, name=f"input{k}"))
+        hits.append((cy, cx, amp))
+        truths.append(truth)
+    return Scene(inputs, clean, hits, np.asarray(ra), np.asarray(dec), flux, truths)
+
+
+def _grid(inputs: list[OutlierInput]) -> WCS:
+    return output_grid([i.wcs for i in inputs], [i.sci.shape for i in inputs])  # type: ignore[misc]
+
+
+def _mosaic(inputs: list[OutlierInput], grid: WCS, masks: list[np.ndarray] | None = None):
+    rs = Resampler(grid)
+    for k, inp in enumerate(inputs):
+        dq = inp.dq if masks is None else crf_dq(inp.dq, masks[k])
+        w = input_weight(inp.sci, dq, inp.var_rnoise, "ivm")
+        rs.add(inp.sci, w, pixel_map(inp.wcs, inp.sci.shape, grid), var_rnoise=inp.var_rnoise,
+               var_poisson=np.square(inp.err) - inp.var_rnoise)
+    return rs.finish()
+
+
+def residual_groups(after: I2DArrays, before: I2DArrays, clean: I2DArrays,
+                    area: np.ndarray) -> tuple[int, int]:
+    """Groups of mosaic pixels above 5 sigma of ``clean`` within ``area``: (before, after)."""
+    counts = []
+    for mosaic in (before, after):
+        with np.errstate(invalid="ignore"):
+            z = np.where(area, (mosaic.sci - clean.sci) / clean.err, 0.0)
+        counts.append(int(ndimage.label(z > 5)[1]))
+    return counts[0], counts[1]
+
+
+def _star_peaks(scene: Scene, k: int, min_snr: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the brightest pixel of each star with peak S/N >= ``min_snr`` in input ``k``."""
+    truth = scene.truth[k]
+    x, y = scene.inputs[k].wcs.world_to_pixel_values(scene.star_ra, scene.star_dec)  # type: ignore[union-attr]
+    ny, nx = truth.shape
+    ys, xs = [], []
+    for xi, yi in zip(np.round(x).astype(int), np.round(y).astype(int), strict=True):
+        if 2 <= xi < nx - 2 and 2 <= yi < ny - 2:
+            box = truth[yi - 1:yi + 2, xi - 1:xi + 2]
+            j, i = np.unravel_index(np.argmax(box), box.shape)
+            py, px = yi - 1 + j, xi - 1 + i
+            if (truth[py, px] - BKG) / np.sqrt(RNOISE**2 + truth[py, px] / GAIN) >= min_snr:
+                ys.append(py)
+                xs.append(px)
+    return np.array(ys, int), np.array(xs, int)
+
+
+@pytest.mark.parametrize(("n", "fwhm", "max_flux"), [(4, 1.0, 2e4), (3, 1.0, 2e4), (2, 1.0, 2e4),
+                                                     (3, 1.4, 3e5), (4, 2.0, 3e5)])
+def test_no_star_peak_flagged(n: int, fwhm: float, max_flux: float) -> None:
+    scene = make_scene(n, fwhm=fwhm, max_flux=max_flux)
+    masks = outlier_masks(scene.inputs, _grid(scene.inputs))
+    peaks = 0
+    for k, mask in enumerate(masks):
+        py, px = _star_peaks(scene, k)
+        peaks += py.size
+        core = ndimage.binary_dilation(np.zeros_like(mask), iterations=0)
+        core[py, px] = True
+        flagged = mask & ndimage.binary_dilation(core, np.ones((3, 3), bool))
+        assert not flagged.any(), (k, np.argwhere(flagged))
+    assert peaks >= 20 * n
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_cosmic_rays_on_the_sky_are_flagged(n: int) -> None:
+    scene = make_scene(n, size=200, crs=40, seed=7 + n)
+    masks = outlier_masks(scene.inputs, _grid(scene.inputs))
+    sky = [np.column_stack(inp.wcs.pixel_to_world_values(c[1], c[0]))  # type: ignore[union-attr]
+           for inp, c in zip(scene.inputs, scene.crs, strict=True)]
+    for k, mask in enumerate(masks):
+        cy, cx, amp = scene.crs[k]
+        # rays of other exposures within 5 pixels (kernel and blot reach) of this one: the
+        # lower median of n values stands n - 1 - (n - 1) // 2 high ones, no more
+        others = [s for j, s in enumerate(sky) if j != k]
+        near = sum((np.hypot((sky[k][:, None, 0] - o[None, :, 0]) * np.cos(np.deg2rad(2.0)),
+                             sky[k][:, None, 1] - o[None, :, 1]) * 3600 / SCALE < 5.0).any(axis=1)
+                   for o in others)
+        alone = near + 1 <= n - 1 - (n - 1) // 2
+        assert alone.sum() >= 0.7 * alone.size
+        # every injected cosmic ray of 10 sigma or more on the sky
+        hit = mask[cy, cx]
+        assert hit[alone].all(), (k, amp[alone & ~hit])
+        # few other pixels: the rays' neighbours (5% of the charge), noise at 4-5 sigma
+        near = np.zeros_like(mask)
+        near[cy, cx] = True
+        near = ndimage.binary_dilation(near, np.ones((3, 3), bool))
+        assert np.count_nonzero(mask & ~near) <= 2e-3 * mask.size
+
+
+@pytest.mark.parametrize(("n", "limit"), [(2, 15.0), (3, 1.0), (4, 1.0)])
+def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float) -> None:
+    """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels from 3 inputs on.
+
+    A pair falls short on this crowded field (measured 7.3 per 1e5: the 5%
+    side neighbours of rays of > 100 sigma next to stars, 5.1-5.3 sigma in
+    the mosaic, where the derivative of a two-image blot is high).
+    """
+    scene = make_scene(n, size=200, crs=40, seed=11 + n)
+    grid = _grid(scene.inputs)
+    masks = outlier_masks(scene.inputs, grid)
+    mosaic = _mosaic(scene.inputs, grid, masks)
+    clean = _mosaic(scene.clean, grid)
+    raw = _mosaic(scene.inputs, grid)
+    covered = clean.wht > 0
+    n_before, n_after = residual_groups(mosaic, raw, clean, covered)
+    per_1e5 = n_after / covered.sum() * 1e5
+    print(f"{n} inputs: {n_before} cosmic-ray groups above 5 sigma in the mosaic before, "
+          f"{n_after} after ({per_1e5:.2f} per 1e5 pixels)")
+    assert n_before > 30 * n  # the injected rays are there without outlier detection
+    assert per_1e5 <= limit
+
+
+def test_one_member_gives_empty_masks(caplog: pytest.LogCaptureFixture) -> None:
+    scene = make_scene(1)
+    with caplog.at_level(logging.INFO, logger="obsflow.stage3.outlier"):
+        masks = outlier_masks(scene.inputs, _grid(scene.inputs))
+    assert len(masks) == 1 and masks[0].shape == scene.inputs[0].sci.shape and not masks[0].any()
+    assert "1 input(s), fewer than the 2 needed" in caplog.text
+
+
+def test_loaders_give_the_same_masks_and_memory_maps_are_removed(tmp_path: Path) -> None:
+    scene = make_scene(3, size=90, stars=15, crs=20)
+    grid = _grid(scene.inputs)
+    opts = OutlierOptions(tmpdir=tmp_path, section_mb=0.01)  # many row sections
+    calls = []
+
+    def loader(k: int):
+        def load() -> OutlierInput:
+            calls.append(k)
+            return scene.inputs[k]
+        return load
+
+    direct = outlier_masks(scene.inputs, grid, opts)
+    lazy = outlier_masks([loader(k) for k in range(3)], grid, opts)
+    assert sorted(calls) == [0] * 4 + [1] * 4 + [2] * 4  # two loads per pass, two passes
+    assert all(np.array_equal(a, b) for a, b in zip(direct, lazy, strict=True))
+    assert sum(int(m.sum()) for m in direct) >= 60
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lower_median() -> None:
+    nan = np.nan
+    stack = np.array([[1.0, 5.0, 2.0, nan], [9.0, 1.0, nan, nan], [4.0, 3.0, nan, 7.0],
+                      [nan, 2.0, nan, nan]], np.float32)[:, None, :]
+    out = lower_median(stack, 2)[0]
+    # column 0: (1, 9, 4) -> 4; column 1: (5, 1, 3, 2) -> lower middle 2; column 2: one value -> NaN;
+    # column 3: one value -> NaN
+    assert out[0] == 4.0 and out[1] == 2.0 and np.isnan(out[2]) and np.isnan(out[3])
+    pair = np.array([[3.0], [10.0]], np.float32)[:, None, :]
+    assert lower_median(pair, 2)[0, 0] == 3.0  # a pair's lower median is its minimum
+
+
+def test_crf_dq_sets_outlier_and_do_not_use() -> None:
+    dq = np.array([[0, int(DQ.JUMP_DET)], [int(DQ.SATURATED), 0]], np.uint32)
+    mask = np.array([[True, True], [False, False]])
+    out = crf_dq(dq, mask)
+    assert out.dtype == np.uint32
+    assert out.tolist() == [[CRF_BITS, CRF_BITS | int(DQ.JUMP_DET)], [int(DQ.SATURATED), 0]]
+    assert dq[0, 0] == 0  # a copy
+    with pytest.raises(OutlierError, match="outlier mask shape"):
+        crf_dq(dq, mask[:1])
+
+
+def test_bad_input_raises_one_clear_error() -> None:
+    scene = make_scene(2, size=40, stars=3, crs=5)
+    grid = _grid(scene.inputs)
+    a, b = scene.inputs
+    cases = [
+        ([a, replace(b, err=b.err[:-1])], r"outlier input 1 \(input1\): ERR shape \(39, 40\) differs from SCI"),
+        ([a, replace(b, dq=b.dq[:, :5])], r"outlier input 1 \(input1\): DQ shape"),
+        ([replace(a, wcs=None), b], r"outlier input 0 \(input0\): no celestial WCS"),
+        ([replace(a, sci=a.sci[0]), b], r"outlier input 0 \(input0\): SCI must be a 2-D image"),
+        ([], "at least one input"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(OutlierError, match=message) as info:
+            outlier_masks(inputs, grid)
+        assert isinstance(info.value, ObsflowError) and "\n" not in str(info.value)
+    for bad, message in ((dict(snr=(5.0,)), "snr must be two"), (dict(min_exposures=1), "min_exposures"),
+                         (dict(kernel="box"), "kernel must be one of"), (dict(maskpt=1.5), "maskpt")):
+        with pytest.raises(OutlierError, match=message):
+            OutlierOptions(**bad)  # type: ignore[arg-type]
+    nogrid = grid.deepcopy()
+    nogrid.pixel_shape = None
+    with pytest.raises(OutlierError, match="no pixel_shape"):
+        outlier_masks([a, b], nogrid)
