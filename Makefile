@@ -26,6 +26,7 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	bash .ci/chromium.sh
+	bash .ci/stilts.sh
 	url="$$(bash .ci/postgres.sh)" && \
 	OBSFLOW_TEST_POSTGRES_URL="$$url" $(BIN)/python -m pytest -n 2 -q
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from astropy import units as u
@@ -40,7 +41,10 @@ class Footprint:
 
     @property
     def s_region(self) -> str:
-        """The footprint as an STC-S polygon, e.g. ``POLYGON ICRS 10.0 -5.0 ...``."""
+        """The footprint as an STC-S polygon, e.g. ``POLYGON ICRS 10.0 -5.0 ...``, or
+        ``POSITION ICRS ra dec`` for a product with no extent (no celestial WCS)."""
+        if len(set(self.corners)) < 3:
+            return f"POSITION ICRS {self.ra:.7f} {self.dec:.7f}"
         return "POLYGON ICRS " + " ".join(f"{ra:.7f} {dec:.7f}" for ra, dec in self.corners)
 
 
@@ -108,11 +112,15 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
         order -= 1
 
 
-def cone_clause(ra: float, dec: float, radius_deg: float) -> ColumnElement[bool]:
-    """SQL condition: the exposure's centre lies within ``radius_deg`` of (ra, dec)."""
+def cone_clause(ra: float, dec: float, radius_deg: float,
+                columns: tuple[Any, Any, Any, Any] | None = None) -> ColumnElement[bool]:
+    """SQL condition: the exposure's centre lies within ``radius_deg`` of (ra, dec).
+
+    ``columns`` are the (cx, cy, cz, hpx) columns to test, by default the
+    ``exposures`` table's (a subquery's copies of them also use its indexes).
+    """
+    cx, cy, cz, hpx = columns or (Exposure.cx, Exposure.cy, Exposure.cz, Exposure.hpx)
     x, y, z = unit_vector(ra, dec)
-    exact = Exposure.cx * x + Exposure.cy * y + Exposure.cz * z >= math.cos(
-        math.radians(radius_deg)
-    )
-    prefilter = or_(*(Exposure.hpx.between(lo, hi) for lo, hi in cone_ranges(ra, dec, radius_deg)))
+    exact = cx * x + cy * y + cz * z >= math.cos(math.radians(radius_deg))
+    prefilter = or_(*(hpx.between(lo, hi) for lo, hi in cone_ranges(ra, dec, radius_deg)))
     return and_(prefilter, exact)

@@ -1,27 +1,30 @@
-"""The ADQL subset the TAP endpoint accepts: tokenizer, parser and syntax tree.
+"""ADQL 2.1 core: tokenizer, parser and syntax tree (no SQL, no database).
 
-Grammar (keywords case-insensitive; one table, ``ivoa.ObsCore``)::
+Grammar (keywords case-insensitive)::
 
-    query     := SELECT [TOP int] items FROM ivoa.ObsCore [[AS] alias]
-                 [WHERE cond] [ORDER BY order {, order}] [;]
-    items     := '*' | column [[AS] name] {, column [[AS] name]}
-    order     := (column | name | position) [ASC | DESC]
+    query     := select [;]
+    select    := SELECT [ALL | DISTINCT] [TOP int] items FROM from {, from}
+                 [WHERE cond] [GROUP BY value {, value}] [HAVING cond]
+                 [ORDER BY order {, order}] [OFFSET int]
+    items     := '*' | item {, item};   item := name '.' '*' | value [[AS] name]
+    from      := primary {[NATURAL] [INNER | LEFT [OUTER] | RIGHT [OUTER] | FULL [OUTER]
+                           | CROSS] JOIN primary [ON cond | USING '(' name {, name} ')']}
+    primary   := table [[AS] name] | '(' select ')' [AS] name | '(' from ')'
+    order     := value [ASC | DESC]          (a value may be an output name or position)
     cond      := and {OR and};   and := not {AND not};   not := NOT not | pred
-    pred      := '(' cond ')' | contains ('=' | '<>' | '!=') (1 | 0)
-               | value [NOT] BETWEEN value AND value | value [NOT] LIKE string
-               | value [NOT] IN '(' literal {, literal} ')' | value IS [NOT] NULL
+    pred      := '(' cond ')' | EXISTS '(' select ')'
+               | value [NOT] BETWEEN value AND value | value [NOT] (LIKE | ILIKE) value
+               | value [NOT] IN '(' (select | value {, value}) ')' | value IS [NOT] NULL
                | value ('=' | '<>' | '!=' | '<' | '<=' | '>' | '>=') value
-    contains  := CONTAINS '(' POINT '(' 'ICRS', s_ra, s_dec ')' ,
-                              CIRCLE '(' 'ICRS', num, num, num ')' ')'
-    value     := term {('+' | '-') term};  term := factor {('*' | '/') factor}
-    factor    := ['-' | '+'] (number | string | column | '(' value ')')
+    value     := term {('+' | '-' | '||') term};  term := factor {('*' | '/') factor}
+    factor    := ['-' | '+'] (number | string | NULL | column | function | '(' value ')')
+    function  := name '(' [DISTINCT] [args | '*'] ')'
 
-Columns are checked against :data:`~obsflow.archive.vo.obscore.COLUMNS`
-(and their kinds: numbers compare with numbers, strings with strings);
-anything else — other tables, functions, joins, subqueries, comments that
-hide text — is refused with a :class:`~obsflow.exceptions.VOQueryError`
-naming what is supported.  The tree is translated by
-:mod:`obsflow.archive.vo.tap_sql`; user text never reaches SQL as text.
+Names are regular identifiers (case-insensitive, kept lower-case) or
+delimited ``"identifiers"`` (case kept).  What a name refers to (tables,
+columns, functions) is checked by :mod:`obsflow.archive.vo.tap_sql`, which
+translates the tree to SQLAlchemy; user text never reaches SQL as text.
+Errors are :class:`~obsflow.exceptions.VOQueryError` naming the position.
 """
 
 from __future__ import annotations
@@ -33,37 +36,41 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from obsflow.archive.limits import INT64_MAX, check_text
-from obsflow.archive.vo.obscore import BY_NAME, COLUMNS
 from obsflow.exceptions import VOQueryError
 
 __all__ = [
-    "And", "Arith", "Between", "ColumnRef", "Compare", "Contains", "InList", "IsNull", "Like",
-    "Literal", "MAX_QUERY_LENGTH", "Neg", "Not", "Or", "Query", "parse_adql", "tokenize",
+    "AllColumns", "And", "Arith", "Between", "ColumnRef", "Compare", "Condition", "Exists",
+    "Func", "InList", "InQuery", "IsNull", "Join", "Like", "Literal", "MAX_QUERY_LENGTH", "Neg",
+    "Not", "Or", "Select", "SubqueryRef", "TableRef", "Value", "parse_adql", "tokenize",
 ]
 
 MAX_QUERY_LENGTH = 20_000
 """Longest ADQL text accepted, characters."""
 
 MAX_DEPTH = 50
-"""Deepest nesting of parentheses / NOT accepted."""
-
-TABLE_NAMES = ("ivoa.obscore",)
+"""Deepest nesting of parentheses / NOT / operator chains accepted."""
 
 _TOKEN = re.compile(r"""
     (?P<ws>\s+|--[^\n]*)
   | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<str>'(?:[^']|'')*')
+  | (?P<quoted>"(?:[^"]|"")+")
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op><=|>=|<>|!=|[=<>(),.*+\-/;])
+  | (?P<op><=|>=|<>|!=|\|\||[=<>(),.*+\-/;])
 """, re.VERBOSE)
 
-_KEYWORDS = {"select", "top", "from", "as", "where", "order", "by", "asc", "desc", "and", "or",
-             "not", "between", "like", "in", "is", "null", "contains", "point", "circle"}
+_KEYWORDS = {
+    "select", "all", "distinct", "top", "from", "as", "where", "group", "having", "order", "by",
+    "asc", "desc", "offset", "and", "or", "not", "between", "like", "ilike", "in", "is", "null",
+    "exists", "join", "inner", "left", "right", "full", "outer", "cross", "natural", "on",
+    "using", "union", "intersect", "except",
+}
 
 
 @dataclass(frozen=True)
 class Token:
-    """One token: ``kind`` is num, str, name, kw or op; ``text`` as written (kw lower-case)."""
+    """One token: ``kind`` is num, str, name, kw or op; ``text`` as written (kw and names
+    lower-case, delimited identifiers without their quotes)."""
 
     kind: str
     text: str
@@ -84,24 +91,31 @@ def tokenize(text: str) -> list[Token]:
         value = match.group()
         if kind == "name" and value.lower() in _KEYWORDS:
             tokens.append(Token("kw", value.lower(), pos))
+        elif kind == "name":
+            tokens.append(Token("name", value.lower(), pos))
+        elif kind == "quoted":
+            tokens.append(Token("name", check_text("identifier", value[1:-1].replace('""', '"')),
+                                pos))
         elif kind != "ws":
             tokens.append(Token(kind, value, pos))
         pos = match.end()
     return tokens
 
 
+# -- the syntax tree ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ColumnRef:
-    """An ObsCore column (lower-case name)."""
+    """A column, optionally qualified by a table name or alias (``qualifier`` as written)."""
 
     name: str
+    qualifier: str | None = None
 
 
 @dataclass(frozen=True)
 class Literal:
-    """A number or a string."""
+    """A number, a string or NULL (``value`` None)."""
 
-    value: int | float | str
+    value: int | float | str | None
 
 
 @dataclass(frozen=True)
@@ -113,14 +127,24 @@ class Neg:
 
 @dataclass(frozen=True)
 class Arith:
-    """``left op right`` with op one of + - * /."""
+    """``left op right`` with op one of + - * / ||."""
 
     op: str
     left: Value
     right: Value
 
 
-Value = ColumnRef | Literal | Neg | Arith
+@dataclass(frozen=True)
+class Func:
+    """A function call (``name`` upper-case); ``star`` for ``COUNT(*)``."""
+
+    name: str
+    args: tuple[Value, ...]
+    distinct: bool = False
+    star: bool = False
+
+
+Value = ColumnRef | Literal | Neg | Arith | Func
 
 
 @dataclass(frozen=True)
@@ -144,11 +168,12 @@ class Between:
 
 @dataclass(frozen=True)
 class Like:
-    """``value [NOT] LIKE pattern`` (case-sensitive, ``%`` and ``_`` wildcards)."""
+    """``value [NOT] LIKE pattern`` (case-sensitive; ILIKE: ``nocase``)."""
 
     value: Value
-    pattern: str
+    pattern: Value
     negated: bool = False
+    nocase: bool = False
 
 
 @dataclass(frozen=True)
@@ -156,8 +181,24 @@ class InList:
     """``value [NOT] IN (items)``."""
 
     value: Value
-    items: tuple[Literal, ...]
+    items: tuple[Value, ...]
     negated: bool = False
+
+
+@dataclass(frozen=True)
+class InQuery:
+    """``value [NOT] IN (SELECT ...)``."""
+
+    value: Value
+    query: Select
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Exists:
+    """``EXISTS (SELECT ...)``."""
+
+    query: Select
 
 
 @dataclass(frozen=True)
@@ -166,19 +207,6 @@ class IsNull:
 
     value: Value
     negated: bool = False
-
-
-@dataclass(frozen=True)
-class Contains:
-    """``CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', ra, dec, radius)) = 1`` (degrees).
-
-    ``inside`` is False for ``= 0``.
-    """
-
-    ra: float
-    dec: float
-    radius: float
-    inside: bool = True
 
 
 @dataclass(frozen=True)
@@ -209,17 +237,64 @@ class _Bare:
     value: Value
 
 
-Condition = Compare | Between | Like | InList | IsNull | Contains | And | Or | Not | _Bare
+Condition = Compare | Between | Like | InList | InQuery | Exists | IsNull | And | Or | Not
 
 
 @dataclass(frozen=True)
-class Query:
-    """A parsed query: output ``(column, name)`` pairs, TOP, WHERE and ORDER BY ``(column, desc)``."""
+class TableRef:
+    """A table by name (``schema.table``, as written) with an optional alias."""
 
-    select: tuple[tuple[str, str], ...]
-    top: int | None
-    where: Condition | None
-    order: tuple[tuple[str, bool], ...]
+    name: str
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class SubqueryRef:
+    """``(SELECT ...) AS alias`` in FROM."""
+
+    query: Select
+    alias: str
+
+
+@dataclass(frozen=True)
+class Join:
+    """``left kind JOIN right`` (kind: inner, left, right, full, cross) ON / USING / NATURAL."""
+
+    kind: str
+    left: FromItem
+    right: FromItem
+    on: Condition | None = None
+    using: tuple[str, ...] = ()
+    natural: bool = False
+
+
+FromItem = TableRef | SubqueryRef | Join
+
+
+@dataclass(frozen=True)
+class AllColumns:
+    """``*`` or ``qualifier.*`` in the select list."""
+
+    qualifier: str | None = None
+
+
+@dataclass(frozen=True)
+class Select:
+    """One SELECT: items are ``(value or AllColumns, alias or None)``; order items are
+    ``(value, descending)``."""
+
+    items: tuple[tuple[Value | AllColumns, str | None], ...]
+    from_: tuple[FromItem, ...]
+    where: Condition | None = None
+    group_by: tuple[Value, ...] = ()
+    having: Condition | None = None
+    order: tuple[tuple[Value, bool], ...] = ()
+    top: int | None = None
+    offset: int | None = None
+    distinct: bool = False
+
+
+_COMPARISONS = {"=", "<>", "!=", "<", "<=", ">", ">="}
 
 
 class _Parser:
@@ -228,7 +303,6 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.i = 0
-        self.alias: str | None = None
         self.depth = 0
 
     # -- token helpers -------------------------------------------------------------------
@@ -260,135 +334,178 @@ class _Parser:
         where = f"near {tok.text!r} (position {tok.pos + 1})" if tok else "at the end of the query"
         return VOQueryError(f"ADQL syntax error {where}: {message}")
 
-    def deeper(self) -> None:
-        """One more level of the syntax tree (nesting and operator chains count alike)."""
+    @contextmanager
+    def nested(self) -> Iterator[None]:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
-
-    @contextmanager
-    def nested(self) -> Iterator[None]:
-        self.deeper()
         try:
             yield
         finally:
             self.depth -= 1
 
     # -- query ---------------------------------------------------------------------------
-    def query(self) -> Query:
-        self.take("kw", "select")
-        top = None
-        if self.accept("kw", "top"):
-            top = int(_number(self.take("num").text)) if self.at("num") and self._is_int() else None
-            if top is None:
-                raise self.error("TOP needs a whole number")
-        select = self.select_list()
-        self.take("kw", "from")
-        self.table()
-        where = self.condition() if self.accept("kw", "where") else None
-        order: tuple[tuple[str, bool], ...] = ()
-        if self.accept("kw", "order"):
-            self.take("kw", "by")
-            order = self.order_list(select)
+    def statement(self) -> Select:
+        query = self.select()
         self.accept("op", ";")
         if self.peek() is not None:
-            raise self.error("unexpected text after the query (one SELECT on ivoa.ObsCore "
-                             "with WHERE / ORDER BY is supported)")
-        return Query(select, top, where, order)
+            if self.at("kw", "union") or self.at("kw", "intersect") or self.at("kw", "except"):
+                raise self.error("UNION, INTERSECT and EXCEPT are not supported")
+            raise self.error("unexpected text after the query (one SELECT is accepted)")
+        return query
 
-    def _is_int(self) -> bool:
+    def select(self) -> Select:
+        with self.nested():
+            self.take("kw", "select")
+            distinct = self.accept("kw", "distinct")
+            if not distinct:
+                self.accept("kw", "all")
+            top = self.count("TOP") if self.accept("kw", "top") else None
+            items = self.select_list()
+            self.take("kw", "from")
+            from_ = [self.from_item()]
+            while self.accept("op", ","):
+                from_.append(self.from_item())
+            where = self.condition() if self.accept("kw", "where") else None
+            group: list[Value] = []
+            if self.accept("kw", "group"):
+                self.take("kw", "by")
+                group = [self.value()]
+                while self.accept("op", ","):
+                    group.append(self.value())
+            having = self.condition() if self.accept("kw", "having") else None
+            order: list[tuple[Value, bool]] = []
+            if self.accept("kw", "order"):
+                self.take("kw", "by")
+                order = [self.order_item()]
+                while self.accept("op", ","):
+                    order.append(self.order_item())
+            offset = self.count("OFFSET") if self.accept("kw", "offset") else None
+            return Select(tuple(items), tuple(from_), where, tuple(group), having, tuple(order),
+                          top, offset, distinct)
+
+    def count(self, what: str) -> int:
         tok = self.peek()
-        return tok is not None and tok.text.isdigit()
-
-    def select_list(self) -> tuple[tuple[str, str], ...]:
-        if self.accept("op", "*"):
-            return tuple((c.name, c.name) for c in COLUMNS)
-        items = []
-        while True:
-            column = self.column_name()
-            name = column
-            if self.accept("kw", "as") or self.at("name"):
-                name = self.take("name").text.lower()
-            items.append((column, name))
-            if not self.accept("op", ","):
-                return tuple(items)
-
-    def table(self) -> None:
-        first = self.take("name").text.lower()
-        name = first + "." + self.take("name").text.lower() if self.accept("op", ".") else first
-        if name not in TABLE_NAMES:
-            raise VOQueryError(f"unknown table {name!r}; this service has ivoa.ObsCore")
-        if self.accept("kw", "as") or self.at("name"):
-            self.alias = self.take("name").text.lower()
-
-    def order_list(self, select: tuple[tuple[str, str], ...]) -> tuple[tuple[str, bool], ...]:
-        names = {name: column for column, name in select}
-        items = []
-        while True:
-            if self.at("num"):
-                position = int(_number(self.take("num").text))
-                if not 1 <= position <= len(select):
-                    raise self.error(f"ORDER BY position {position} is not a selected column")
-                column = select[position - 1][0]
-            elif self.at("name") and self.peek().text.lower() in names:  # type: ignore[union-attr]
-                column = names[self.take("name").text.lower()]
-            else:
-                column = self.column_name()
-            desc = self.accept("kw", "desc")
-            if not desc:
-                self.accept("kw", "asc")
-            items.append((column, desc))
-            if not self.accept("op", ","):
-                return tuple(items)
-
-    def column_name(self) -> str:
-        tok = self.peek()
-        if tok is None or tok.kind != "name":
-            raise self.error("expected a column name")
+        if tok is None or tok.kind != "num" or not tok.text.isdigit():
+            raise self.error(f"{what} needs a whole number")
         self.i += 1
-        name = tok.text.lower()
-        if self.at("op", ".") and self.at("name", offset=1):
-            qualifier = name
-            self.i += 1
-            name = self.take("name").text.lower()
-            if qualifier not in {self.alias, "obscore"}:
-                raise VOQueryError(f"unknown table or alias {qualifier!r}")
-        if name not in BY_NAME:
-            raise VOQueryError(f"unknown column {tok.text!r}; ivoa.ObsCore has "
-                               + ", ".join(c.name for c in COLUMNS))
-        return name
+        return int(_number(tok.text))
+
+    def select_list(self) -> list[tuple[Value | AllColumns, str | None]]:
+        if self.accept("op", "*"):
+            return [(AllColumns(), None)]
+        items: list[tuple[Value | AllColumns, str | None]] = []
+        while True:
+            if self.at("name") and self.at("op", ".", 1) and self.at("op", "*", 2):
+                items.append((AllColumns(self.take("name").text), None))
+                self.i += 2
+            elif self.at("name") and self.at("op", ".", 1) and self.at("name", offset=2) \
+                    and self.at("op", ".", 3) and self.at("op", "*", 4):
+                qualifier = self.take("name").text + "." + self.tokens[self.i + 1].text
+                self.i += 4
+                items.append((AllColumns(qualifier), None))
+            else:
+                value = self.value()
+                alias = None
+                if self.accept("kw", "as") or self.at("name"):
+                    alias = self.take("name").text
+                items.append((value, alias))
+            if not self.accept("op", ","):
+                return items
+
+    def order_item(self) -> tuple[Value, bool]:
+        value = self.value()
+        desc = self.accept("kw", "desc")
+        if not desc:
+            self.accept("kw", "asc")
+        return value, desc
+
+    # -- FROM ----------------------------------------------------------------------------
+    def from_item(self) -> FromItem:
+        left = self.from_primary()
+        while True:
+            natural = self.accept("kw", "natural")
+            kind = "inner"
+            if self.accept("kw", "inner"):
+                pass
+            elif self.at("kw", "left") or self.at("kw", "right") or self.at("kw", "full"):
+                kind = self.take("kw").text
+                self.accept("kw", "outer")
+            elif self.accept("kw", "cross"):
+                kind = "cross"
+            elif not self.at("kw", "join"):
+                if natural:
+                    raise self.error("expected JOIN after NATURAL")
+                return left
+            self.take("kw", "join")
+            with self.nested():
+                right = self.from_primary()
+            on: Condition | None = None
+            using: tuple[str, ...] = ()
+            if kind != "cross" and not natural:
+                if self.accept("kw", "on"):
+                    on = self.condition()
+                elif self.accept("kw", "using"):
+                    self.take("op", "(")
+                    names = [self.take("name").text]
+                    while self.accept("op", ","):
+                        names.append(self.take("name").text)
+                    self.take("op", ")")
+                    using = tuple(names)
+                else:
+                    raise self.error("a JOIN needs ON or USING (or NATURAL / CROSS JOIN)")
+            left = Join(kind, left, right, on, using, natural)
+
+    def from_primary(self) -> FromItem:
+        if self.accept("op", "("):
+            with self.nested():
+                if self.at("kw", "select"):
+                    query = self.select()
+                    self.take("op", ")")
+                    self.accept("kw", "as")
+                    return SubqueryRef(query, self.take("name").text)
+                inner = self.from_item()
+            self.take("op", ")")
+            return inner
+        name = self.take("name").text
+        while self.accept("op", "."):
+            name += "." + self.take("name").text
+        alias = None
+        if self.accept("kw", "as") or self.at("name"):
+            alias = self.take("name").text
+        return TableRef(name, alias)
 
     # -- conditions ----------------------------------------------------------------------
     def condition(self) -> Condition:
-        items = [self.conjunction()]
-        while self.accept("kw", "or"):
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else Or(self.conditions(items))
+        with self.nested():
+            items = [self.conjunction()]
+            while self.accept("kw", "or"):
+                items.append(self.conjunction())
+        return items[0] if len(items) == 1 else Or(tuple(items))
 
     def conjunction(self) -> Condition:
         items = [self.negation()]
         while self.accept("kw", "and"):
             items.append(self.negation())
-        return items[0] if len(items) == 1 else And(self.conditions(items))
-
-    def conditions(self, items: list[Condition]) -> tuple[Condition, ...]:
-        if any(isinstance(item, _Bare) for item in items):
-            raise self.error("a value is not a condition (compare it with something)")
-        return tuple(items)
+        return items[0] if len(items) == 1 else And(tuple(items))
 
     def negation(self) -> Condition:
         if self.accept("kw", "not"):
             with self.nested():
                 item = self.negation()
-            return Not(self.conditions([item])[0])
+            return Not(item)
         return self.predicate()
 
     def predicate(self) -> Condition:
-        if self.at("kw", "contains"):
-            return self.contains()
-        if self.accept("op", "("):
+        if self.accept("kw", "exists"):
+            self.take("op", "(")
+            query = self.select()
+            self.take("op", ")")
+            return Exists(query)
+        if self.at("op", "(") and not self.at("kw", "select", 1):
+            self.i += 1
             with self.nested():
-                inner = self.condition()
+                inner = self._condition_or_bare()
             self.take("op", ")")
             if not isinstance(inner, _Bare):
                 return inner
@@ -396,87 +513,65 @@ class _Parser:
             return self.value_predicate(self.value_rest(inner.value))
         return self.value_predicate(self.value())
 
+    def _condition_or_bare(self) -> Condition | _Bare:
+        start, depth = self.i, self.depth
+        try:
+            return self.condition()
+        except _BareValue:
+            self.i, self.depth = start, depth  # parse again as one value, e.g. (a + b)
+        value = self.value()
+        if not self.at("op", ")"):
+            raise self.error("a value is not a condition (compare it with something)")
+        return _Bare(value)
+
     def value_predicate(self, left: Value) -> Condition:
         negated = self.accept("kw", "not")
         if self.accept("kw", "between"):
             low = self.value()
             self.take("kw", "and")
             return Between(left, low, self.value(), negated)
-        if self.accept("kw", "like"):
-            return Like(left, self.string(), negated)
+        if self.at("kw", "like") or self.at("kw", "ilike"):
+            nocase = self.take("kw").text == "ilike"
+            return Like(left, self.value(), negated, nocase)
         if self.accept("kw", "in"):
             self.take("op", "(")
-            items = [self.literal()]
+            if self.at("kw", "select"):
+                query = self.select()
+                self.take("op", ")")
+                return InQuery(left, query, negated)
+            items = [self.value()]
             while self.accept("op", ","):
-                items.append(self.literal())
+                items.append(self.value())
             self.take("op", ")")
             return InList(left, tuple(items), negated)
         if negated:
             raise self.error("expected BETWEEN, LIKE or IN after NOT")
         if self.at("op", ")") and self.depth > 0:
-            return _Bare(left)
+            raise _BareValue(left)
         if self.accept("kw", "is"):
             negated = self.accept("kw", "not")
             self.take("kw", "null")
             return IsNull(left, negated)
         tok = self.peek()
-        if tok is None or tok.kind != "op" or tok.text not in {"=", "<>", "!=", "<", "<=", ">",
-                                                               ">="}:
+        if tok is None or tok.kind != "op" or tok.text not in _COMPARISONS:
             raise self.error("expected a comparison (=, <>, <, <=, >, >=, BETWEEN, LIKE, IN, "
                              "IS NULL)")
         self.i += 1
         return Compare("<>" if tok.text == "!=" else tok.text, left, self.value())
 
-    def contains(self) -> Condition:
-        self.take("kw", "contains")
-        self.take("op", "(")
-        self.take("kw", "point")
-        self.take("op", "(")
-        self.frame()
-        ra, dec = self.column_name(), (self.take("op", ","), self.column_name())[1]
-        if (ra, dec) != ("s_ra", "s_dec"):
-            raise VOQueryError("CONTAINS supports POINT('ICRS', s_ra, s_dec) as its point")
-        self.take("op", ")")
-        self.take("op", ",")
-        self.take("kw", "circle")
-        self.take("op", "(")
-        self.frame()
-        numbers = [self.number()]
-        for _ in range(2):
-            self.take("op", ",")
-            numbers.append(self.number())
-        self.take("op", ")")
-        self.take("op", ")")
-        op = self.peek()
-        if op is None or op.text not in {"=", "<>", "!="}:
-            raise self.error("CONTAINS(...) must be compared: = 1 or = 0")
-        self.i += 1
-        flag = self.number()
-        if flag not in (0, 1):
-            raise self.error("CONTAINS(...) is 1 or 0")
-        circle_ra, circle_dec, radius = numbers
-        if not (-90 <= circle_dec <= 90 and 0 < radius <= 180):
-            raise VOQueryError("CIRCLE needs -90 <= dec <= 90 and 0 < radius <= 180 (degrees)")
-        return Contains(circle_ra % 360.0, circle_dec, radius, (flag == 1) == (op.text == "="))
-
-    def frame(self) -> None:
-        frame = self.string()
-        if frame.strip().upper() not in {"ICRS", ""}:
-            raise VOQueryError(f"coordinate system {frame!r} is not supported; use 'ICRS'")
-        self.take("op", ",")
-
     # -- values --------------------------------------------------------------------------
     def value(self) -> Value:
-        return self.value_rest(self.factor())
+        with self.nested():
+            return self.value_rest(self.factor())
 
     def value_rest(self, left: Value) -> Value:
         """Continue a value whose first factor is ``left``."""
         saved = self.depth
         try:
             left = self.term_rest(left)
-            while self.at("op", "+") or self.at("op", "-"):
+            while self.at("op", "+") or self.at("op", "-") or self.at("op", "||"):
                 op = self.take("op").text
-                self.deeper()
+                self._deeper()
                 left = Arith(op, left, self.term_rest(self.factor()))
             return left
         finally:
@@ -487,16 +582,24 @@ class _Parser:
         try:
             while self.at("op", "*") or self.at("op", "/"):
                 op = self.take("op").text
-                self.deeper()
+                self._deeper()
                 left = Arith(op, left, self.factor())
             return left
         finally:
             self.depth = saved
 
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.error(f"expression nested more than {MAX_DEPTH} levels deep")
+
     def factor(self) -> Value:
         if self.accept("op", "-"):
             with self.nested():
-                return Neg(self.factor())
+                inner = self.factor()
+            if isinstance(inner, Literal) and isinstance(inner.value, int | float):
+                return Literal(-inner.value)
+            return Neg(inner)
         if self.accept("op", "+"):
             with self.nested():
                 return self.factor()
@@ -504,30 +607,57 @@ class _Parser:
             return Literal(_number(self.take("num").text))
         if self.at("str"):
             return Literal(self.string())
+        if self.accept("kw", "null"):
+            return Literal(None)
         if self.accept("op", "("):
             with self.nested():
+                if self.at("kw", "select"):
+                    raise self.error("a sub-query is accepted after IN, EXISTS and in FROM")
                 inner = self.value()
             self.take("op", ")")
             return inner
         if self.at("name") and self.at("op", "(", offset=1):
-            raise self.error("unsupported function; functions supported: CONTAINS, POINT, CIRCLE")
+            return self.function()
+        if self.at("kw", "left") or self.at("kw", "right"):  # LEFT(...) is not ADQL
+            raise self.error("expected a value")
         if self.at("name"):
-            return ColumnRef(self.column_name())
-        raise self.error("expected a column, a number or a string")
+            name = self.take("name").text
+            if self.accept("op", "."):
+                qualifier = name
+                name = self.take("name").text
+                if self.accept("op", "."):  # schema.table.column
+                    qualifier += "." + name
+                    name = self.take("name").text
+                return ColumnRef(name, qualifier)
+            return ColumnRef(name)
+        raise self.error("expected a column, a number, a string or a function")
 
-    def literal(self) -> Literal:
-        if self.at("str"):
-            return Literal(self.string())
-        sign = -1 if self.accept("op", "-") else 1
-        return Literal(sign * _number(self.take("num").text))
-
-    def number(self) -> float:
-        sign = -1.0 if self.accept("op", "-") else 1.0
-        self.accept("op", "+")
-        return sign * float(_number(self.take("num").text))
+    def function(self) -> Func:
+        name = self.take("name").text.upper()
+        self.take("op", "(")
+        with self.nested():
+            if self.accept("op", "*"):
+                self.take("op", ")")
+                return Func(name, (), star=True)
+            distinct = self.accept("kw", "distinct")
+            args: list[Value] = []
+            if not self.at("op", ")"):
+                args.append(self.value())
+                while self.accept("op", ","):
+                    args.append(self.value())
+            self.take("op", ")")
+        return Func(name, tuple(args), distinct)
 
     def string(self) -> str:
         return check_text("string literal", self.take("str").text[1:-1].replace("''", "'"))
+
+
+class _BareValue(Exception):
+    """A parenthesised value where a condition was tried (parser-internal)."""
+
+    def __init__(self, value: Value) -> None:
+        super().__init__("value")
+        self.value = value
 
 
 def _number(text: str) -> int | float:
@@ -544,51 +674,13 @@ def _number(text: str) -> int | float:
     return number
 
 
-def parse_adql(text: str) -> Query:
-    """Parse one ADQL query of the supported subset (see the module docstring)."""
+def parse_adql(text: str) -> Select:
+    """Parse one ADQL query (see the module docstring)."""
     tokens = tokenize(text)
     if not tokens:
         raise VOQueryError("empty QUERY")
-    query = _Parser(tokens).query()
-    if query.where is not None:
-        check_kinds(query.where)
-    return query
-
-
-def value_kind(value: Value) -> str:
-    """``num``, ``str`` or ``time`` (an ISO string compared with a time column)."""
-    if isinstance(value, ColumnRef):
-        return BY_NAME[value.name].kind
-    if isinstance(value, Literal):
-        return "str" if isinstance(value.value, str) else "num"
-    parts = [value.operand] if isinstance(value, Neg) else [value.left, value.right]
-    if any(value_kind(p) != "num" for p in parts):
-        raise VOQueryError("arithmetic needs numbers")
-    return "num"
-
-
-def _same_kind(values: list[Value], what: str) -> None:
-    kinds = {value_kind(v) for v in values}
-    if "time" in kinds:
-        kinds = {"str" if k == "time" else k for k in kinds}
-    if len(kinds) > 1:
-        raise VOQueryError(f"{what} mixes numbers and strings")
-
-
-def check_kinds(cond: Condition) -> None:
-    """Refuse comparisons of numbers with strings (they mean different things per database)."""
-    if isinstance(cond, And | Or):
-        for item in cond.items:
-            check_kinds(item)
-    elif isinstance(cond, Not):
-        check_kinds(cond.item)
-    elif isinstance(cond, Compare):
-        _same_kind([cond.left, cond.right], f"comparison {cond.op}")
-    elif isinstance(cond, Between):
-        _same_kind([cond.value, cond.low, cond.high], "BETWEEN")
-    elif isinstance(cond, InList):
-        _same_kind([cond.value, *cond.items], "IN")
-    elif isinstance(cond, Like) and value_kind(cond.value) == "num":
-        raise VOQueryError("LIKE needs a string column")
-    elif isinstance(cond, IsNull):
-        value_kind(cond.value)
+    try:
+        return _Parser(tokens).statement()
+    except _BareValue:
+        raise VOQueryError("ADQL syntax error: a value is not a condition "
+                           "(compare it with something)") from None

@@ -115,8 +115,10 @@ def _error(exc: VOQueryError) -> Response:
                     headers=headers)
 
 
-async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Response:
-    """Run ``handler`` (in a worker thread) and answer its VOTable, or a VOTable error."""
+async def vo_answer(request: Request, handler: Callable[[VoCall], bytes | Response]
+                    ) -> Response:
+    """Run ``handler`` (in a worker thread) and answer its VOTable (or its own response),
+    or a VOTable error."""
     try:
         params = await read_params(request)
         archive = get_archive(request)
@@ -134,7 +136,7 @@ async def vo_answer(request: Request, handler: Callable[[VoCall], bytes]) -> Res
     except Exception:  # a VO client can only read VOTable errors
         logger.exception("VO request %s failed", request.url.path)
         return _error(VOQueryError("internal error of the archive; see the server log", 500))
-    return Response(body, media_type=VOTABLE_TYPE)
+    return body if isinstance(body, Response) else Response(body, media_type=VOTABLE_TYPE)
 
 
 def openapi_params(params: dict[str, dict[str, Any]], required: Sequence[str] = ()

@@ -38,7 +38,7 @@ from sqlalchemy import (
 from obsflow.archive.policy import Viewer, visible_clause
 from obsflow.archive.schema import Exposure, Product, Program
 
-__all__ = ["COLUMNS", "BY_NAME", "ColumnSpec", "obscore_columns", "obscore_select"]
+__all__ = ["COLUMNS", "BY_NAME", "ColumnSpec", "obscore_columns", "obscore_select", "result_columns"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class ColumnSpec:
     unit: str = ""
     description: str = ""
     principal: bool = False
+    xtype: str = ""
+    indexed: bool = False
 
     @property
     def arraysize(self) -> str | None:
@@ -64,11 +66,16 @@ class ColumnSpec:
         return "*" if self.datatype == "char" else None
 
 
+_XTYPES = {"timestamp": "timestamp", "region": "adql:REGION"}
+_INDEXED = {"s_ra", "s_dec", "t_min", "obs_id", "product_id"}
+
+
 def _c(name: str, datatype: str, ucd: str, utype: str, unit: str, description: str,
        principal: bool = False) -> ColumnSpec:
-    kind = {"char": "str", "timestamp": "time"}.get(datatype, "num")
-    return ColumnSpec(name, "char" if datatype == "timestamp" else datatype, kind, ucd,
-                      utype and f"obscore:{utype}", unit, description, principal)
+    kind = {"char": "str", "timestamp": "time", "region": "region"}.get(datatype, "num")
+    return ColumnSpec(name, "char" if datatype in _XTYPES else datatype, kind, ucd,
+                      utype and f"obscore:{utype}", unit, description, principal,
+                      _XTYPES.get(datatype, ""), name in _INDEXED)
 
 
 _SPATIAL = "Char.SpatialAxis."
@@ -99,7 +106,7 @@ COLUMNS: tuple[ColumnSpec, ...] = (
        "deg", "Declination of the field centre (ICRS)", True),
     _c("s_fov", "double", "phys.angSize;instr.fov", _SPATIAL + "Coverage.Bounds.Extent.diameter",
        "deg", "Diameter of the field", True),
-    _c("s_region", "char", "pos.outline;obs.field", _SPATIAL + "Coverage.Support.Area", "",
+    _c("s_region", "region", "pos.outline;obs.field", _SPATIAL + "Coverage.Support.Area", "",
        "Footprint (STC-S polygon, ICRS)"),
     _c("s_resolution", "double", "pos.angResolution", _SPATIAL + "Resolution.Refval.value",
        "arcsec", "Spatial resolution (PSF FWHM)"),
@@ -132,9 +139,11 @@ COLUMNS: tuple[ColumnSpec, ...] = (
        "Instrument", True),
     _c("obs_release_date", "timestamp", "time.release", "Curation.releaseDate", "",
        "Release date (UTC): public from then on", True),
-    _c("proposal_id", "char", "meta.id;obs.proposal", "Proposal.identifier", "", "Program"),
-    _c("proposal_pi", "char", "meta.id.PI", "Proposal.pi", "", "Principal investigator"),
-    _c("proposal_title", "char", "meta.title;obs.proposal", "Proposal.title", "",
+    _c("proposal_id", "char", "meta.id;obs.proposal", "Provenance.Proposal.identifier", "",
+       "Program"),
+    _c("proposal_pi", "char", "meta.id.PI", "Provenance.Proposal.pi", "",
+       "Principal investigator"),
+    _c("proposal_title", "char", "meta.title;obs.proposal", "Provenance.Proposal.title", "",
        "Program title"),
     _c("filter", "char", "meta.id;instr.filter", "", "", "Filter name (local column)", True),
     _c("detector", "char", "meta.id;instr.det", "", "", "Detector (local column)"),
@@ -194,3 +203,8 @@ def obscore_select(columns: Sequence[Any], viewer: Viewer,
             .join(Exposure, Product.exposure_id == Exposure.id)
             .join(Program, Program.program == Exposure.program)
             .where(Product.is_latest.is_(True), visible_clause(viewer, now)))
+
+
+def result_columns(names: Sequence[str]) -> list[tuple[ColumnSpec, str]]:
+    """``(spec, name)`` for ObsCore column names (the output columns of a VOTable)."""
+    return [(BY_NAME[name], name) for name in names]

@@ -22,7 +22,7 @@ from obsflow.archive.vo.common import (
     parse_maxrec,
     vo_answer,
 )
-from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select
+from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select, result_columns
 from obsflow.archive.vo.sia2 import (
     CALIB_LEVELS,
     MAX_VALUE_LENGTH,
@@ -32,7 +32,6 @@ from obsflow.archive.vo.sia2 import (
     STRING_PARAMS,
     sia2_conditions,
 )
-from obsflow.archive.vo.tap_sql import result_columns
 from obsflow.archive.vo.votable import results_votable
 from obsflow.exceptions import VOQueryError
 

@@ -22,6 +22,8 @@ from obsflow.archive.vo.common import (
     vo_answer,
     xml_response,
 )
+from obsflow.archive.vo.tap_async import add_async_endpoints
+from obsflow.archive.vo.tap_examples import examples_xhtml
 from obsflow.archive.vo.tap_sql import TapRequest, run_adql
 from obsflow.archive.vo.votable import results_votable, tables_xml
 from obsflow.exceptions import VOQueryError
@@ -64,7 +66,8 @@ _EXTRA = openapi_params({
     "REQUEST": {"type": "string", "enum": ["doQuery"]},
     "LANG": {"type": "string", "enum": sorted(_LANGS)},
     "QUERY": {"type": "string", "minLength": 1, "maxLength": MAX_PARAM_LENGTH,
-              "description": "ADQL: one SELECT on ivoa.ObsCore (docs/archive.md)"},
+              "description": "ADQL 2.1: one SELECT on ivoa.ObsCore and TAP_SCHEMA "
+                             "(docs/archive.md)"},
     "FORMAT": {"type": "string", "enum": sorted(_FORMATS)},
     "RESPONSEFORMAT": {"type": "string", "enum": sorted(_FORMATS)},
     "MAXREC": {"type": "integer", "minimum": 0, "description": "at most this many rows"},
@@ -91,5 +94,14 @@ add_vosi_endpoints(router, "tap", "TAP, tables, availability and capabilities en
 
 @router.get("/tables", response_class=Response, summary="VOSI tables", responses=XML_OK)
 def tables() -> Response:
-    """Schema ``ivoa``: table ``ivoa.ObsCore`` and its columns."""
+    """Schemas ``ivoa`` (``ivoa.ObsCore``) and ``TAP_SCHEMA`` with their tables and columns."""
     return xml_response(tables_xml())
+
+
+@router.get("/examples", response_class=Response, summary="DALI examples")
+def examples() -> Response:
+    """Example ADQL queries (XHTML with DALI RDFa markup)."""
+    return Response(examples_xhtml(), media_type="application/xhtml+xml")
+
+
+add_async_endpoints(router, tap_sync)

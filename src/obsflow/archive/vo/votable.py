@@ -15,14 +15,17 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTableFile
 
 from obsflow import __version__
-from obsflow.archive.vo.obscore import COLUMNS, ColumnSpec
+from obsflow.archive.vo.obscore import ColumnSpec
+
+if TYPE_CHECKING:
+    from obsflow.archive.vo.tap_tables import ForeignKey
 
 __all__ = ["VOTABLE_TYPE", "availability_xml", "capabilities_xml", "error_votable",
            "results_votable", "tables_xml"]
@@ -46,7 +49,8 @@ def _column_values(spec: ColumnSpec, values: list[Any]) -> tuple[np.ndarray, np.
 
 def _field(vot: VOTableFile, spec: ColumnSpec, name: str) -> Field:
     return Field(vot, name=name, ID=None, datatype=spec.datatype, arraysize=spec.arraysize,
-                 ucd=spec.ucd or None, utype=spec.utype or None, unit=spec.unit or None)
+                 ucd=spec.ucd or None, utype=spec.utype or None, unit=spec.unit or None,
+                 xtype=spec.xtype or None)
 
 
 def results_votable(columns: Sequence[tuple[ColumnSpec, str]], rows: Sequence[Sequence[Any]],
@@ -91,21 +95,39 @@ _CAPS_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
     xmlns:tr="http://www.ivoa.net/xml/TAPRegExt/v1.0">
 """
 
-_TAP_BODY = """  <language>
+_GEOMETRY_FEATURES = ("POINT", "CIRCLE", "BOX", "POLYGON", "CONTAINS", "INTERSECTS",
+                      "DISTANCE", "COORD1", "COORD2")
+_ADQL_FEATURES = (("ivo://ivoa.net/std/TAPRegExt#features-adql-string", "LOWER"),
+                  ("ivo://ivoa.net/std/TAPRegExt#features-adql-string", "ILIKE"),
+                  ("ivo://ivoa.net/std/TAPRegExt#features-adql-sets", "OFFSET"),
+                  ("ivo://ivoa.net/std/TAPRegExt#features-adql-common-table", "COALESCE"))
+
+
+def _features() -> str:
+    geo = "".join(f"    <feature><form>{name}</form></feature>\n" for name in _GEOMETRY_FEATURES)
+    out = ('   <languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">\n'
+           f"{geo}   </languageFeatures>\n")
+    for kind, name in _ADQL_FEATURES:
+        out += (f'   <languageFeatures type="{kind}">\n'
+                f"    <feature><form>{name}</form></feature>\n   </languageFeatures>\n")
+    return out
+
+
+_TAP_BODY = """  <dataModel ivo-id="ivo://ivoa.net/std/ObsCore#core-1.1">ObsCore-1.1</dataModel>
+  <language>
    <name>ADQL</name>
    <version ivo-id="ivo://ivoa.net/std/ADQL#v2.0">2.0</version>
-   <description>ADQL 2.0 subset: SELECT [TOP] columns FROM ivoa.ObsCore WHERE comparisons,
-     AND/OR/NOT, BETWEEN, LIKE, IN, IS NULL, CONTAINS(POINT, CIRCLE); ORDER BY</description>
-   <languageFeatures type="ivo://ivoa.net/std/TAPRegExt#features-adqlgeo">
-    <feature><form>POINT</form></feature>
-    <feature><form>CIRCLE</form></feature>
-    <feature><form>CONTAINS</form></feature>
-   </languageFeatures>
-  </language>
+   <version ivo-id="ivo://ivoa.net/std/ADQL#v2.1">2.1</version>
+   <description>ADQL 2.1 core (docs/archive.md): SELECT [DISTINCT] [TOP], expressions,
+     aggregates with GROUP BY / HAVING, ORDER BY, OFFSET, joins, IN and EXISTS sub-queries,
+     string and math functions, geometry</description>
+{features}  </language>
   <outputFormat ivo-id="ivo://ivoa.net/std/TAPRegExt#output-votable-td">
    <mime>application/x-votable+xml</mime>
    <alias>votable</alias>
   </outputFormat>
+  <retentionPeriod><default>{retention}</default><hard>{retention}</hard></retentionPeriod>
+  <executionDuration><default>{duration}</default><hard>{duration}</hard></executionDuration>
   <outputLimit>
    <default unit="row">{default}</default>
    <hard unit="row">{hard}</hard>
@@ -114,9 +136,9 @@ _TAP_BODY = """  <language>
 
 
 def _capability(standard_id: str, url: str, extra_type: str = "", body: str = "",
-                role: str = "") -> str:
+                role: str = "", version: str = "") -> str:
     xsi = f' xsi:type="{extra_type}"' if extra_type else ""
-    role_attr = f' role="{role}"' if role else ""
+    role_attr = (f' role="{role}"' if role else "") + (f' version="{version}"' if version else "")
     return (f"  <capability standardID={quoteattr(standard_id)}{xsi}>\n"
             f'   <interface xsi:type="vs:ParamHTTP"{role_attr}>\n'
             f'    <accessURL use="base">{escape(url)}</accessURL>\n'
@@ -127,6 +149,8 @@ def _capability(standard_id: str, url: str, extra_type: str = "", body: str = ""
 
 def capabilities_xml(service: str, base: str, maxrec: tuple[int, int]) -> bytes:
     """VOSI capabilities of ``service`` (``sia2`` or ``tap``) mounted at ``base`` (absolute)."""
+    from obsflow.archive.vo.uws import EXECUTION_DURATION_S, RETENTION_S
+
     parts = [_CAPS_HEAD,
              _capability("ivo://ivoa.net/std/VOSI#capabilities", f"{base}/capabilities"),
              _capability("ivo://ivoa.net/std/VOSI#availability", f"{base}/availability")]
@@ -135,9 +159,11 @@ def capabilities_xml(service: str, base: str, maxrec: tuple[int, int]) -> bytes:
                                  role="std"))
     else:
         parts.append(_capability("ivo://ivoa.net/std/VOSI#tables", f"{base}/tables"))
-        parts.append(_capability("ivo://ivoa.net/std/TAP", base, "tr:TableAccess",
-                                 _TAP_BODY.format(default=maxrec[0], hard=maxrec[1]),
-                                 role="std"))
+        parts.append(_capability("ivo://ivoa.net/std/DALI#examples", f"{base}/examples"))
+        body = _TAP_BODY.format(default=maxrec[0], hard=maxrec[1], features=_features(),
+                                retention=RETENTION_S, duration=EXECUTION_DURATION_S)
+        parts.append(_capability("ivo://ivoa.net/std/TAP", base, "tr:TableAccess", body,
+                                 role="std", version="1.1"))
     parts.append("</vosi:capabilities>\n")
     return "".join(parts).encode()
 
@@ -158,28 +184,48 @@ def _column_xml(spec: ColumnSpec) -> str:
              f"<description>{escape(spec.description)}</description>"]
     if spec.unit:
         parts.append(f"<unit>{spec.unit}</unit>")
-    parts.append(f"<ucd>{spec.ucd}</ucd>")
+    if spec.ucd:
+        parts.append(f"<ucd>{spec.ucd}</ucd>")
     if spec.utype:
         parts.append(f"<utype>{spec.utype}</utype>")
     size = ' arraysize="*"' if spec.arraysize else ""
-    parts.append(f'<dataType xsi:type="vs:VOTableType"{size}>{spec.datatype}</dataType>')
+    xtype = f' extendedType="{spec.xtype}"' if spec.xtype else ""
+    parts.append(f'<dataType xsi:type="vs:VOTableType"{size}{xtype}>{spec.datatype}</dataType>')
+    if spec.indexed:
+        parts.append("<flag>indexed</flag>")
     if spec.principal:
         parts.append("<flag>principal</flag>")
     parts.append("</column>\n")
     return "".join(parts)
 
 
+def _key_xml(key: ForeignKey) -> str:
+    return ("    <foreignKey>"
+            f"<targetTable>{escape(key.target_table)}</targetTable>"
+            f"<fkColumn><fromColumn>{escape(key.from_column)}</fromColumn>"
+            f"<targetColumn>{escape(key.target_column)}</targetColumn></fkColumn>"
+            f"<description>{escape(key.description)}</description></foreignKey>\n")
+
+
 def tables_xml() -> bytes:
-    """VOSI tables: schema ``ivoa`` with ``ivoa.ObsCore`` and its columns."""
-    columns = "".join(_column_xml(c) for c in COLUMNS)
+    """VOSI tables: every schema and table of :data:`~obsflow.archive.vo.tap_tables.TABLES`
+    with its columns (the same metadata TAP_SCHEMA holds)."""
+    from obsflow.archive.vo.tap_tables import SCHEMAS, TABLES
+
+    body = []
+    for schema, description in SCHEMAS:
+        body.append(f" <schema>\n  <name>{escape(schema)}</name>\n"
+                    f"  <description>{escape(description)}</description>\n")
+        for table in (t for t in TABLES if t.schema == schema):
+            utype = f"   <utype>{escape(table.utype)}</utype>\n" if table.utype else ""
+            body.append('  <table type="table">\n'
+                        f"   <name>{escape(table.name)}</name>\n"
+                        f"   <description>{escape(table.description)}</description>\n"
+                        f"{utype}" + "".join(_column_xml(c) for c in table.columns)
+                        + "".join(_key_xml(k) for k in table.keys) + "  </table>\n")
+        body.append(" </schema>\n")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<vosi:tableset xmlns:vosi="http://www.ivoa.net/xml/VOSITables/v1.0"\n'
             '    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"\n'
             '    xmlns:vs="http://www.ivoa.net/xml/VODataService/v1.1">\n'
-            " <schema>\n  <name>ivoa</name>\n"
-            "  <description>IVOA-defined tables</description>\n"
-            '  <table type="table">\n   <name>ivoa.ObsCore</name>\n'
-            "   <description>ObsCore 1.1: one row per latest product</description>\n"
-            '   <utype>ivo://ivoa.net/std/obscore#core-1.1</utype>\n'
-            f"{columns}"
-            "  </table>\n </schema>\n</vosi:tableset>\n").encode()
+            + "".join(body) + "</vosi:tableset>\n").encode()
