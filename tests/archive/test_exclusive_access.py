@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -93,6 +94,9 @@ class AccessSite:
     """(dataproduct_type, calib_level) of every latest public product."""
     authority: str
     callers: dict[str, dict[str, str]] = field(default_factory=dict)
+    alice_jobs: tuple[str, str] = ("", "")
+    """Async TAP jobs of alice: one completed (its result holds her program's rows), one
+    the walk deletes."""
 
 
 def _product(archive: Archive, folder: Path, m: ExposureMeta, kind: str,
@@ -214,8 +218,24 @@ def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "alice": {"Authorization": f"Bearer {tokens['alice']}",
                       "Cookie": f"{SESSION_COOKIE}={cookies['alice']}"},
         }
+        access.alice_jobs = (_alice_job(url, tokens["alice"], run=True),
+                             _alice_job(url, tokens["alice"], run=False))
         yield access
     archive.close()
+
+
+def _alice_job(url: str, token: str, run: bool) -> str:
+    """An async TAP job of alice over her program's rows (COMPLETED when ``run``); its id."""
+    headers = {"Authorization": f"Bearer {token}"}
+    query = f"SELECT * FROM ivoa.ObsCore WHERE proposal_id = '{SECRET}'"
+    r = httpx.post(url + "/vo/tap/async", headers=headers,
+                   data={"LANG": "ADQL", "QUERY": query, "PHASE": "RUN" if run else "PENDING"})
+    assert r.status_code == 303, r.text
+    job = r.headers["location"]
+    while run and (phase := httpx.get(job + "/phase", headers=headers).text) != "COMPLETED":
+        assert phase in ("QUEUED", "EXECUTING"), phase
+        time.sleep(0.05)
+    return job.rsplit("/", 1)[1]
 
 
 def _login(url: str, name: str) -> str:
@@ -397,7 +417,56 @@ def _vo_calls(site: AccessSite) -> list[Call]:
     for service in ("sia2", "tap"):
         calls += [Call("GET", f"/vo/{service}/{doc}", f"/vo/{service}/{doc}")
                   for doc in ("capabilities", "availability")]
-    calls.append(Call("GET", "/vo/tap/tables", "/vo/tap/tables"))
+    calls += [Call("GET", "/vo/tap/tables", "/vo/tap/tables"),
+              Call("GET", "/vo/tap/examples", "/vo/tap/examples")]
+    return calls + _async_calls(site)
+
+
+def _status(status: int) -> Callable[[httpx.Response, bool], None]:
+    """Everyone gets ``status``."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == status, response.text
+    return check
+
+
+def _owner_only(status: int) -> Callable[[httpx.Response, bool], None]:
+    """alice (the job's owner) gets ``status``; anyone else 404."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == (status if alice else 404), response.text
+    return check
+
+
+def _job_list(site: AccessSite) -> Callable[[httpx.Response, bool], None]:
+    """The job list names alice's jobs to her only (others see just their own)."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200
+        assert (site.alice_jobs[0] in response.text) == alice, response.text
+    return check
+
+
+def _async_calls(site: AccessSite) -> list[Call]:
+    """Every UWS route, on alice's jobs: found only by her (a job's query, parameters and
+    result tell her program's values)."""
+    done, doomed = site.alice_jobs
+    base = "/vo/tap/async"
+    job = base + "/{job_id}"
+    calls = [Call("POST", base, base, data={"QUERY": "SELECT obs_id FROM ivoa.ObsCore"},
+                  check=_status(303)),
+             Call("GET", base, base, check=_job_list(site)),
+             Call("GET", job, f"{base}/{done}", hidden=True),
+             Call("POST", job, f"{base}/{done}", data={"PHASE": "RUN"}, check=_owner_only(303))]
+    for name in ("phase", "executionduration", "destruction", "quote", "owner", "parameters",
+                 "error", "results", "results/result"):
+        status = 404 if name == "error" else 200  # (the job did not fail)
+        calls.append(Call("GET", f"{job}/{name}", f"{base}/{done}/{name}",
+                          check=_owner_only(status)))
+    for name, value in (("phase", "RUN"), ("executionduration", "5"),
+                        ("destruction", "2999-01-01T00:00:00Z")):
+        calls.append(Call("POST", f"{job}/{name}", f"{base}/{done}/{name}",
+                          data={name.upper(): value}, check=_owner_only(303)))
+    calls += [Call("POST", f"{job}/parameters", f"{base}/{doomed}/parameters",
+                   data={"MAXREC": "5"}, check=_owner_only(303)),
+              Call("DELETE", job, f"{base}/{doomed}", check=_owner_only(303))]
     return calls
 
 

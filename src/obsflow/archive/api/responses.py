@@ -28,6 +28,7 @@ _WHY = {
     400: "A request the archive cannot answer (the message says why)",
     401: "Unknown, expired or malformed credentials (bearer token or session cookie)",
     404: "No such resource, or one the caller may not see (never told apart)",
+    409: "The resource's state does not allow it (e.g. a UWS job no longer PENDING)",
     416: "The Range is outside the file; Content-Range gives its size",
     422: "A parameter fails validation (details list every one)",
     429: "Too many bad credentials from this address; Retry-After says when to retry",

@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from obsflow.archive.api.responses import votable_errors
 from obsflow.archive.vo.common import VoCall, vo_answer
 from obsflow.archive.vo.uws import (
     EXECUTION_DURATION_S,
@@ -24,7 +26,9 @@ from obsflow.archive.vo.uws import (
     JobStore,
     job_xml,
     jobs_xml,
+    parameters_xml,
     parse_destruction,
+    results_xml,
 )
 from obsflow.exceptions import VOQueryError
 
@@ -34,6 +38,20 @@ MAX_WAIT_S = 30.0
 """Longest a ``GET job?WAIT=n`` blocks, seconds."""
 
 _ACTIVE = {"PENDING", "QUEUED", "EXECUTING"}
+
+_ERRORS = votable_errors(400, 401, 404, 409, 429)
+_REDIRECT: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Done: see the job (or the job list)"}, **_ERRORS}
+_XML: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A UWS document", "content": {"text/xml": {"schema": {"type": "string"}}}},
+    **_ERRORS}
+_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The value", "content": {"text/plain": {"schema": {"type": "string"}}}},
+    **_ERRORS}
+_VOTABLE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A VOTable",
+          "content": {"application/x-votable+xml": {"schema": {"type": "string"}}}},
+    **_ERRORS}
 
 
 def _store(request: Request) -> JobStore:
@@ -103,7 +121,9 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
         return await vo_answer(request, lambda call: handler(call, store))
 
     @router.post("/async", response_class=Response, summary="TAP async: create a job",
-                 status_code=303)
+                 status_code=303, responses={**_REDIRECT, 503: {
+                     "description": "Too many async jobs on this server (VOTable error)",
+                     "content": {"application/x-votable+xml": {"schema": {"type": "string"}}}}})
     async def create(request: Request) -> Response:
         """Create a job from the query parameters; ``PHASE=RUN`` starts it at once."""
         def handler(call: VoCall, store: JobStore) -> Response:
@@ -114,7 +134,8 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
             return RedirectResponse(f"{base_of(call)}/{job.job_id}", status_code=303)
         return await answer(request, handler)
 
-    @router.get("/async", response_class=Response, summary="TAP async: the caller's jobs")
+    @router.get("/async", response_class=Response, summary="TAP async: the caller's jobs",
+                responses=_XML)
     async def job_list(request: Request) -> Response:
         """The caller's jobs (UWS job list); ``PHASE`` filters by phase."""
         def handler(call: VoCall, store: JobStore) -> Response:
@@ -122,7 +143,8 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
             return _xml(jobs_xml(store.list(owner(call), phases), base_of(call)))
         return await answer(request, handler)
 
-    @router.get("/async/{job_id}", response_class=Response, summary="TAP async: a job")
+    @router.get("/async/{job_id}", response_class=Response, summary="TAP async: a job",
+                responses=_XML)
     async def get_job(request: Request, job_id: str) -> Response:
         """The job document; ``WAIT=n`` blocks up to n seconds while the job is active."""
         def handler(call: VoCall, store: JobStore) -> Response:
@@ -142,7 +164,7 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
         return await answer(request, handler)
 
     @router.post("/async/{job_id}", response_class=Response, status_code=303,
-                 summary="TAP async: change or delete a job")
+                 summary="TAP async: change or delete a job", responses=_REDIRECT)
     async def post_job(request: Request, job_id: str) -> Response:
         """``ACTION=DELETE`` destroys the job; otherwise PHASE, DESTRUCTION,
         EXECUTIONDURATION and (while PENDING) query parameters change it."""
@@ -159,7 +181,7 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
         return await answer(request, handler)
 
     @router.delete("/async/{job_id}", response_class=Response, status_code=303,
-                   summary="TAP async: delete a job")
+                   summary="TAP async: delete a job", responses=_REDIRECT)
     async def delete_job(request: Request, job_id: str) -> Response:
         """Destroy the job (aborting it if it runs)."""
         def handler(call: VoCall, store: JobStore) -> Response:
@@ -169,14 +191,16 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
 
     def attribute(name: str, show: Callable[[Job], str]) -> None:
         @router.get(f"/async/{{job_id}}/{name}", response_class=Response,
-                    summary=f"TAP async: a job's {name}", name=f"tap_async_get_{name}")
+                    summary=f"TAP async: a job's {name}", name=f"tap_async_get_{name}",
+                    responses=_TEXT)
         async def get_value(request: Request, job_id: str) -> Response:
             return await answer(request, lambda call, store: _text(
                 show(store.get(job_id, owner(call)))))
 
         if name in ("phase", "executionduration", "destruction"):
             @router.post(f"/async/{{job_id}}/{name}", response_class=Response, status_code=303,
-                         summary=f"TAP async: set a job's {name}", name=f"tap_async_set_{name}")
+                         summary=f"TAP async: set a job's {name}",
+                         name=f"tap_async_set_{name}", responses=_REDIRECT)
             async def set_value(request: Request, job_id: str) -> Response:
                 def handler(call: VoCall, store: JobStore) -> Response:
                     job = store.get(job_id, owner(call))
@@ -195,21 +219,8 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
     attribute("quote", lambda job: "")
     attribute("owner", lambda job: job.owner or "")
 
-    @router.get("/async/{job_id}/parameters", response_class=Response,
-                summary="TAP async: a job's parameters")
-    async def parameters(request: Request, job_id: str) -> Response:
-        """The job's parameters (UWS parameters document)."""
-        def handler(call: VoCall, store: JobStore) -> Response:
-            job = store.get(job_id, owner(call))
-            whole = job_xml(job, f"{base_of(call)}/{job.job_id}").decode()
-            part = whole[whole.index(" <uws:parameters>"):whole.index("</uws:parameters>")]
-            return _xml(('<?xml version="1.0" encoding="UTF-8"?>\n'
-                         '<uws:parameters xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0">\n'
-                         + part.split("\n", 1)[1] + "</uws:parameters>\n").encode())
-        return await answer(request, handler)
-
     @router.post("/async/{job_id}/parameters", response_class=Response, status_code=303,
-                 summary="TAP async: set a PENDING job's parameters")
+                 summary="TAP async: set a PENDING job's parameters", responses=_REDIRECT)
     async def set_parameters(request: Request, job_id: str) -> Response:
         """Change query parameters of a PENDING job (UWS 1.1)."""
         def handler(call: VoCall, store: JobStore) -> Response:
@@ -218,39 +229,27 @@ def add_async_endpoints(router: APIRouter, run_query: Callable[[VoCall], bytes])
             return RedirectResponse(f"{base_of(call)}/{job.job_id}", status_code=303)
         return await answer(request, handler)
 
-    @router.get("/async/{job_id}/error", response_class=Response,
-                summary="TAP async: a job's error document")
-    async def error(request: Request, job_id: str) -> Response:
-        """The error VOTable of a job in phase ERROR."""
-        def handler(call: VoCall, store: JobStore) -> Response:
-            job = store.get(job_id, owner(call))
-            if job.error is None:
-                raise VOQueryError(f"job {job_id} has no error (phase {job.phase})", 404)
-            return Response(job.error, media_type="application/x-votable+xml")
-        return await answer(request, handler)
+    def document(name: str, responses: dict[int | str, dict[str, Any]],
+                 make: Callable[[Job, str], Response]) -> None:
+        """``GET /async/{job_id}/<name>``: ``make(job, job URL)``."""
+        @router.get(f"/async/{{job_id}}/{name}", response_class=Response,
+                    summary=f"TAP async: a job's {name}", name=f"tap_async_{name}",
+                    responses=responses)
+        async def get_document(request: Request, job_id: str) -> Response:
+            def handler(call: VoCall, store: JobStore) -> Response:
+                job = store.get(job_id, owner(call))
+                return make(job, f"{base_of(call)}/{job.job_id}")
+            return await answer(request, handler)
 
-    @router.get("/async/{job_id}/results", response_class=Response,
-                summary="TAP async: a job's results list")
-    async def results(request: Request, job_id: str) -> Response:
-        """The UWS results list (one ``result`` once COMPLETED)."""
-        def handler(call: VoCall, store: JobStore) -> Response:
-            job = store.get(job_id, owner(call))
-            whole = job_xml(job, f"{base_of(call)}/{job.job_id}").decode()
-            part = whole[whole.index(" <uws:results>"):whole.index("</uws:results>")]
-            return _xml(('<?xml version="1.0" encoding="UTF-8"?>\n'
-                         '<uws:results xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" '
-                         'xmlns:xlink="http://www.w3.org/1999/xlink">\n'
-                         + part.split("\n", 1)[1] + "</uws:results>\n").encode())
-        return await answer(request, handler)
+    def votable(what: str) -> Callable[[Job, str], Response]:
+        def make(job: Job, url: str) -> Response:
+            body = job.error if what == "error" else job.result
+            if body is None:
+                raise VOQueryError(f"job {job.job_id} has no {what} (phase {job.phase})", 404)
+            return Response(body, media_type="application/x-votable+xml")
+        return make
 
-    @router.get("/async/{job_id}/results/result", response_class=Response,
-                summary="TAP async: a job's result VOTable")
-    async def result(request: Request, job_id: str) -> Response:
-        """The result VOTable of a COMPLETED job."""
-        def handler(call: VoCall, store: JobStore) -> Response:
-            job = store.get(job_id, owner(call))
-            if job.result is None:
-                raise VOQueryError(f"job {job_id} has no result (phase {job.phase})", 404)
-            return Response(job.result, media_type="application/x-votable+xml")
-        return await answer(request, handler)
-
+    document("parameters", _XML, lambda job, url: _xml(parameters_xml(job)))
+    document("results", _XML, lambda job, url: _xml(results_xml(job, url)))
+    document("error", _VOTABLE, votable("error"))
+    document("results/result", _VOTABLE, votable("result"))

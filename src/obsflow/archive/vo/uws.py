@@ -22,7 +22,7 @@ from xml.sax.saxutils import escape, quoteattr
 from obsflow.exceptions import VOQueryError
 
 __all__ = ["EXECUTION_DURATION_S", "Job", "JobStore", "MAX_JOBS", "PHASES", "RETENTION_S",
-           "job_xml", "jobs_xml"]
+           "job_xml", "jobs_xml", "parameters_xml", "parse_destruction", "results_xml"]
 
 RETENTION_S = 86_400
 """Seconds a job is kept after creation unless its DESTRUCTION is set earlier."""
@@ -157,40 +157,54 @@ class JobStore:
         threading.Thread(target=execute, name=f"tap-job-{job.job_id[:8]}", daemon=True).start()
 
 
+def _parameters(job: Job) -> str:
+    return "".join(f'  <uws:parameter id={quoteattr(name.lower())}>{escape(values[-1])}'
+                   "</uws:parameter>\n" for name, values in job.params.items() if values)
+
+
+def _results(job: Job, base: str) -> str:
+    if job.phase != "COMPLETED":
+        return ""
+    return (f'  <uws:result id="result" xlink:href={quoteattr(base + "/results/result")}'
+            ' mime-type="application/x-votable+xml"/>\n')
+
+
+_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def parameters_xml(job: Job) -> bytes:
+    """The UWS parameters document of ``job``."""
+    return (f"{_HEAD}<uws:parameters {_NS}>\n{_parameters(job)}</uws:parameters>\n").encode()
+
+
+def results_xml(job: Job, base: str) -> bytes:
+    """The UWS results list of ``job`` (``base``: the job's absolute URL)."""
+    return f"{_HEAD}<uws:results {_NS}>\n{_results(job, base)}</uws:results>\n".encode()
+
+
+def _nil_or(tag: str, value: str) -> str:
+    return f" <uws:{tag}>{value}</uws:{tag}>\n" if value else f' <uws:{tag} xsi:nil="true"/>\n'
+
+
 def job_xml(job: Job, base: str) -> bytes:
     """The UWS job document; ``base`` is the job's absolute URL."""
-    params = "".join(f'  <uws:parameter id={quoteattr(name.lower())}>{escape(value)}'
-                     "</uws:parameter>\n"
-                     for name, values in job.params.items() for value in values[-1:])
-    results = ""
-    if job.phase == "COMPLETED":
-        results = (f'  <uws:result id="result" xlink:href={quoteattr(base + "/results/result")}'
-                   ' mime-type="application/x-votable+xml"/>\n')
     error = ""
     if job.phase == "ERROR":
         error = (' <uws:errorSummary type="fatal" hasDetail="true">\n'
                  f"  <uws:message>{escape(job.error_message)}</uws:message>\n"
                  " </uws:errorSummary>\n")
-    owner = (f" <uws:ownerId>{escape(job.owner)}</uws:ownerId>\n" if job.owner
-             else ' <uws:ownerId xsi:nil="true"/>\n')
-    start = (f" <uws:startTime>{_iso(job.start)}</uws:startTime>\n" if job.start
-             else ' <uws:startTime xsi:nil="true"/>\n')
-    end = (f" <uws:endTime>{_iso(job.end)}</uws:endTime>\n" if job.end
-           else ' <uws:endTime xsi:nil="true"/>\n')
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<uws:job {_NS} version="1.1">\n'
+    return (f"{_HEAD}<uws:job {_NS} version=\"1.1\">\n"
             f" <uws:jobId>{job.job_id}</uws:jobId>\n"
-            f"{owner}"
-            f" <uws:phase>{job.phase}</uws:phase>\n"
+            + _nil_or("ownerId", escape(job.owner or ""))
+            + f" <uws:phase>{job.phase}</uws:phase>\n"
             ' <uws:quote xsi:nil="true"/>\n'
             f" <uws:creationTime>{_iso(job.created)}</uws:creationTime>\n"
-            f"{start}{end}"
-            f" <uws:executionDuration>{job.execution_duration}</uws:executionDuration>\n"
+            + _nil_or("startTime", _iso(job.start)) + _nil_or("endTime", _iso(job.end))
+            + f" <uws:executionDuration>{job.execution_duration}</uws:executionDuration>\n"
             f" <uws:destruction>{_iso(job.destruction)}</uws:destruction>\n"
-            f" <uws:parameters>\n{params} </uws:parameters>\n"
-            f" <uws:results>\n{results} </uws:results>\n"
-            f"{error}"
-            "</uws:job>\n").encode()
+            f" <uws:parameters>\n{_parameters(job)} </uws:parameters>\n"
+            f" <uws:results>\n{_results(job, base)} </uws:results>\n"
+            f"{error}</uws:job>\n").encode()
 
 
 def jobs_xml(jobs: list[Job], base: str) -> bytes:
@@ -199,8 +213,7 @@ def jobs_xml(jobs: list[Job], base: str) -> bytes:
                    f"<uws:phase>{j.phase}</uws:phase>"
                    f"<uws:creationTime>{_iso(j.created)}</uws:creationTime></uws:jobref>\n"
                    for j in jobs)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<uws:jobs {_NS} version="1.1">\n{refs}</uws:jobs>\n').encode()
+    return f'{_HEAD}<uws:jobs {_NS} version="1.1">\n{refs}</uws:jobs>\n'.encode()
 
 
 def parse_destruction(text: str) -> datetime:
