@@ -65,13 +65,14 @@ def build_catalog(db: Path) -> float:
         " ?, ?, ?, ?, 0.018, '', 61000.0, 61000.01, 864.0, '2026-01-01 00:00:00.000000')",
         ((i + 1, f"b{i:07d}", i, f"T{i % 1000}", float(ra[i]), float(dec[i]), float(cx[i]),
           float(cy[i]), float(cz[i]), int(hpx[i])) for i in range(N)))
+    con.execute("INSERT INTO runs VALUES ('bench', 'manual', '2026-01-01 00:00:00', '')")
     con.executemany(
         "INSERT INTO products (id, product_id, exposure_id, kind, level, calib_level, "
         "dataproduct_type, version, is_latest, filename, path, size, sha256, content_type, "
-        "created, software_version, recipe, reference_files) VALUES (?, ?, ?, 'cal', '2b', 2, "
-        "'image', 1, 1, 'f.fits', 'f.fits', 1, '', 'application/fits', "
-        "'2026-01-01 00:00:00.000000', '', '', '[]')",
-        ((i + 1, f"b{i:07d}_cal_v1", i + 1) for i in range(N)))
+        "created, software_version, recipe, reference_files, uuid, run, provenance) VALUES (?, ?, ?, "
+        "'cal', '2b', 2, 'image', 1, 1, 'f.fits', 'f.fits', 1, '', 'application/fits', "
+        "'2026-01-01 00:00:00.000000', '', '', '[]', ?, 'bench', '{}')",
+        ((i + 1, f"b{i:07d}_cal_v1", i + 1, f"{i:032x}") for i in range(N)))
     con.commit()
     con.execute("ANALYZE")
     con.close()

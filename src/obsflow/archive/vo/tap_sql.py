@@ -250,8 +250,8 @@ class _Compiler:
                                self.request.base_url, self.request.authority)
             alias = f"t{next(self.names)}"
             fenced = self.fence and table is OBSCORE_TABLE
-            sql = (sub.element.cte(alias).prefix_with("MATERIALIZED") if fenced
-                   else sub.element.subquery(alias))
+            sql = (sub.cte(alias).prefix_with("MATERIALIZED") if fenced
+                   else sub.subquery(alias))
             names = {item.alias.lower()} if item.alias else {
                 table.name.lower(), table.name.split(".")[-1].lower()}
             columns = {adql_name(c): (c, sql.c[adql_name(c)]) for c in table.columns}

@@ -2,7 +2,7 @@
 
 :data:`TABLES` holds each table's metadata (the one source of the VOSI
 ``/tables`` document and of the TAP_SCHEMA rows, so the two always agree).
-:func:`table_source` gives a table as a SQLAlchemy subquery whose columns
+:func:`table_source` gives a table as a SQLAlchemy SELECT whose columns
 are labelled with the ADQL column names:
 
 * ``ivoa.ObsCore`` is :func:`~obsflow.archive.vo.obscore.obscore_select`
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Subquery, cast, false, literal, null, select, union_all
+from sqlalchemy import Integer, String, cast, false, literal, null, select, union_all
 
 from obsflow.archive.policy import Viewer
 from obsflow.archive.schema import Exposure
@@ -153,26 +153,26 @@ def _typed(value: Any, spec: ColumnSpec) -> Any:
     return cast(null(), sql_type) if value is None else literal(value, sql_type)
 
 
-def _literal_rows(table: TapTable, rows: list[tuple[Any, ...]]) -> Subquery:
+def _literal_rows(table: TapTable, rows: list[tuple[Any, ...]]) -> Any:
     if not rows:
-        empty = select(*(_typed(None, c).label(adql_name(c)) for c in table.columns)
-                       ).where(false())
-        return empty.subquery()
+        return select(*(_typed(None, c).label(adql_name(c)) for c in table.columns)
+                      ).where(false())
     selects = [select(*(_typed(v, c).label(adql_name(c))
                         for v, c in zip(row, table.columns, strict=True)))
                for row in rows]
-    return union_all(*selects).subquery() if len(selects) > 1 else selects[0].subquery()
+    return union_all(*selects) if len(selects) > 1 else selects[0]
 
 
 def table_source(table: TapTable, viewer: Viewer, now: datetime, base_url: str,
-                 authority: str) -> Subquery:
-    """``table`` as a subquery with columns labelled by their ADQL names (see the module)."""
+                 authority: str) -> Any:
+    """``table`` as a SELECT (to alias as a subquery or CTE) with columns labelled by their
+    ADQL names (see the module)."""
     if table is OBSCORE_TABLE:
         exprs = obscore_columns(base_url, authority)
         hidden = (Exposure.cx, Exposure.cy, Exposure.cz, Exposure.hpx)
         return obscore_select(
             [exprs[c.name].label(adql_name(c)) for c in COLUMNS]
             + [col.label(name) for col, name in zip(hidden, HIDDEN, strict=True)],
-            viewer, now).subquery()
+            viewer, now)
     return _literal_rows(table, _schema_rows()[table.name.lower()])
 
