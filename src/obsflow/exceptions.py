@@ -85,6 +85,7 @@ __all__ = [
     "ProductFileError",
     "ProductNotFoundError",
     "VOQueryError",
+    "ADQLBareValueError",
     "PacketError",
     "QueryValueError",
     "ProfileError",
@@ -278,6 +279,20 @@ class VOQueryError(ArchiveError, ValueError):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ADQLBareValueError(VOQueryError):
+    """ADQL: a value stands where a condition is needed, e.g. ``WHERE s_ra``.
+
+    The parser raises it inside parentheses and retries the text as a
+    parenthesised value (``(t_max - t_min) * 86400 > 100``); ``value`` is the
+    syntax tree of the value.
+    """
+
+    def __init__(self, value: object) -> None:
+        super().__init__("ADQL syntax error: a value is not a condition (compare it with "
+                         "something)")
+        self.value = value
 
 
 class OrchestrateError(ObsflowError, RuntimeError):

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from obsflow.archive.limits import INT64_MAX, check_text
-from obsflow.exceptions import VOQueryError
+from obsflow.exceptions import ADQLBareValueError, VOQueryError
 
 __all__ = [
     "AllColumns", "And", "Arith", "Between", "ColumnRef", "Compare", "Condition", "Exists",
@@ -517,7 +517,7 @@ class _Parser:
         start, depth = self.i, self.depth
         try:
             return self.condition()
-        except _BareValue:
+        except ADQLBareValueError:
             self.i, self.depth = start, depth  # parse again as one value, e.g. (a + b)
         value = self.value()
         if not self.at("op", ")"):
@@ -547,7 +547,7 @@ class _Parser:
         if negated:
             raise self.error("expected BETWEEN, LIKE or IN after NOT")
         if self.at("op", ")") and self.depth > 0:
-            raise _BareValue(left)
+            raise ADQLBareValueError(left)
         if self.accept("kw", "is"):
             negated = self.accept("kw", "not")
             self.take("kw", "null")
@@ -652,14 +652,6 @@ class _Parser:
         return check_text("string literal", self.take("str").text[1:-1].replace("''", "'"))
 
 
-class _BareValue(Exception):
-    """A parenthesised value where a condition was tried (parser-internal)."""
-
-    def __init__(self, value: Value) -> None:
-        super().__init__("value")
-        self.value = value
-
-
 def _number(text: str) -> int | float:
     """An integer (at most 64 bits, what the database holds) or a finite float literal."""
     if text.isdigit():
@@ -679,8 +671,4 @@ def parse_adql(text: str) -> Select:
     tokens = tokenize(text)
     if not tokens:
         raise VOQueryError("empty QUERY")
-    try:
-        return _Parser(tokens).statement()
-    except _BareValue:
-        raise VOQueryError("ADQL syntax error: a value is not a condition "
-                           "(compare it with something)") from None
+    return _Parser(tokens).statement()
