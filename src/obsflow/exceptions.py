@@ -22,6 +22,9 @@ The hierarchy::
     ├── ColourImageError(ValueError)  bad input to the stage-3 colour image (shapes, stretch, tiles)
     ├── OutlierError(ValueError)      bad input to stage-3 outlier detection (names the input, field)
     ├── TransitFitError(ValueError)   a light curve a transit cannot be fitted to
+    ├── EtcError(ValueError)          an exposure-time request that cannot be met (names why)
+    ├── ProposalError(ValueError)     a program file that is invalid (file, field, expected)
+    ├── PlanningError(ValueError)     a visibility or scheduling request that cannot be met
     ├── ReferenceFileError(ValueError) a reference file unreadable, incomplete or not fitting the profile
     ├── RefContextError(RuntimeError) a reference context that cannot be made or changed
     │   └── ContextNotFoundError(LookupError)  no context with that number (names the range)
@@ -64,6 +67,7 @@ __all__ = [
     "ColourImageError",
     "CampaignError",
     "DataModelError",
+    "EtcError",
     "ExposureNotFoundError",
     "IngestError",
     "RangeNotSatisfiableError",
@@ -87,6 +91,8 @@ __all__ = [
     "VOQueryError",
     "ADQLBareValueError",
     "PacketError",
+    "PlanningError",
+    "ProposalError",
     "QueryValueError",
     "ProfileError",
     "RefContextError",
@@ -199,6 +205,18 @@ class SimulationError(ObsflowError, ValueError):
 
 class TransitFitError(ObsflowError, ValueError):
     """A light curve that cannot be fitted with a transit (too few usable points)."""
+
+
+class EtcError(ObsflowError, ValueError):
+    """An exposure-time request that cannot be met (saturates, S/N out of reach, bad source)."""
+
+
+class ProposalError(ObsflowError, ValueError):
+    """A program (proposal) file is invalid: the message names the file, field and expected value."""
+
+
+class PlanningError(ObsflowError, ValueError):
+    """A visibility or scheduling request that cannot be met (names the target or plan)."""
 
 
 class ReferenceFileError(ObsflowError, ValueError):

@@ -25,6 +25,7 @@ __all__ = [
     "Detector",
     "Filter",
     "Instrument",
+    "Planning",
     "Profile",
     "ReadoutPattern",
     "Subarray",
@@ -84,6 +85,38 @@ class Engineering(_Frozen):
 class Ephemeris(_Frozen):
     period_s: float = Field(gt=0)
     orbit: str
+
+
+class Planning(_Frozen):
+    """What the planner needs: pointing constraints and the slew and filter-wheel models.
+
+    Angles in degrees, times in seconds.  ``sun_angle_deg`` is the field of
+    regard (the Sun's angle from the boresight must lie inside it); on a low
+    Earth orbit the boresight must also stay ``earth_limb_deg`` above the
+    Earth's limb (else the target is occulted) and ``moon_angle_deg`` from the
+    Moon.  ``roll_tolerance_deg``: the V3 position angle may differ from the
+    nominal, Sun-fixed one (the Sun's position angle at the target + 180) by
+    at most this.  A slew of ``theta`` degrees takes ``slew_settle_s + theta /
+    slew_rate_deg_s``; a filter-wheel move ``filter_step_s`` per position
+    stepped (the wheel's order is the profile's filter order, the shorter way
+    round); every visit adds ``visit_overhead_s``.
+    """
+
+    sun_angle_deg: tuple[float, float]
+    earth_limb_deg: float = Field(default=0.0, ge=0)
+    moon_angle_deg: float = Field(default=0.0, ge=0)
+    roll_tolerance_deg: float = Field(ge=0, le=180)
+    slew_rate_deg_s: float = Field(gt=0)
+    slew_settle_s: float = Field(ge=0)
+    filter_step_s: float = Field(ge=0)
+    visit_overhead_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _sun_range(self) -> Planning:
+        lo, hi = self.sun_angle_deg
+        if not 0 <= lo < hi <= 180:
+            raise ProfileError(f"planning.sun_angle_deg must be 0 <= min < max <= 180, got {lo}, {hi}")
+        return self
 
 
 class CosmicRays(_Frozen):
@@ -209,6 +242,7 @@ class Profile(_Frozen):
     ephemeris: Ephemeris
     cosmic_rays: CosmicRays
     instruments: list[Instrument] = Field(min_length=1)
+    planning: Planning | None = None
 
     def instrument(self, name: str) -> Instrument:
         return _by_name(self.instruments, "instrument", name)  # type: ignore[no-any-return]
