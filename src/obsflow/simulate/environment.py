@@ -11,7 +11,7 @@ from astropy.table import Table
 from obsflow.exceptions import UnknownOptionError
 from obsflow.profiles import Profile
 
-__all__ = ["engineering_samples", "ephemeris_table"]
+__all__ = ["engineering_samples", "ephemeris_table", "orbit_position_km"]
 
 _DAY_S = 86400.0
 
@@ -54,6 +54,16 @@ def _leo(t: np.ndarray) -> np.ndarray:
 
 
 _ORBITS = {"L2": _l2, "LEO": _leo}
+
+
+def orbit_position_km(orbit: str, t: np.ndarray) -> np.ndarray:
+    """Observatory position (N, 3), km, Earth-centred equatorial axes, at mission seconds ``t``.
+
+    ``orbit`` is the profile's ``ephemeris.orbit`` (``L2`` or ``LEO``).
+    """
+    if orbit not in _ORBITS:
+        raise UnknownOptionError("orbit", orbit, _ORBITS)
+    return _ORBITS[orbit](np.atleast_1d(np.asarray(t, np.float64)))
 
 
 def ephemeris_table(profile: Profile, t0: float, t1: float, epoch_mjd) -> Table:  # type: ignore[no-untyped-def]
