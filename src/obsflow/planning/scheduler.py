@@ -1,0 +1,335 @@
+"""The scheduler: approved programs -> a time-ordered observing plan.
+
+An *observation* is one target in one filter: its dither points of
+``nints`` integrations of ``ngroups`` groups (:func:`observations`).  It may
+run when its target is visible over the whole observation (sampled on a
+grid of ``step_days``; an interval counts only if the grid samples on both
+sides of it are visible), inside one of its time windows, at a V3 position
+angle allowed both by the Sun (``roll_tolerance_deg`` about the nominal)
+and by its ``pa_range``.
+
+The schedule is built forward in time, greedily: at the current time and
+pointing, every remaining observation that could start after its slew and
+filter move is a candidate; the highest priority wins, and among equal
+priorities the one reached soonest (slew settle and time, filter-wheel
+steps), so that a target's filters follow each other in wheel order and
+nearby targets follow each other.  When nothing can start, the clock moves to
+the next grid time at which something could (idle time).  Times are MJD UTC,
+angles degrees, durations seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from obsflow.exceptions import PlanningError
+from obsflow.fileio import atomic_path
+from obsflow.planning.visibility import allowed_pa, nominal_pa_v3, pa_allowed, planning_of, visible
+from obsflow.profiles import Planning, Profile
+from obsflow.proposals.program import Program
+
+__all__ = ["STATUSES", "Observation", "Schedule", "Scheduled", "default_cycle", "filter_steps",
+           "observations", "reschedule",
+           "read_schedule", "schedule", "separation_deg", "slew_seconds", "write_schedule"]
+
+_DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One target in one filter, all its dithers; ``key`` is ``program:target:filter``."""
+
+    key: str
+    program: str
+    target: str
+    ra: float
+    dec: float
+    filter: str
+    readpatt: str
+    ngroups: int
+    nints: int
+    dither: int
+    subarray: str
+    duration_s: float
+    priority: int
+    windows: tuple[tuple[float, float], ...] = ()
+    pa_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """An observation placed in time: start/end MJD UTC, V3 PA, the slew and wheel steps
+    before it and the time they took (``move_s``: slew and wheel turn at once)."""
+
+    observation: Observation
+    start: float
+    end: float
+    pa_v3: float
+    slew_deg: float
+    filter_steps: int
+    move_s: float = 0.0
+
+
+@dataclass
+class Schedule:
+    """A plan: what runs when, what could not be placed (with the reason), and its span."""
+
+    start: float
+    end: float
+    scheduled: list[Scheduled] = field(default_factory=list)
+    unscheduled: list[tuple[Observation, str]] = field(default_factory=list)
+
+    def report(self) -> dict[str, float]:
+        """Scheduled fraction, total slew (deg), filter moves and steps, hours of science,
+        slews/wheel moves and idle time from the plan's start to its last observation's end."""
+        n = len(self.scheduled) + len(self.unscheduled)
+        science = sum(s.observation.duration_s for s in self.scheduled) / 3600.0
+        span = (self.scheduled[-1].end - self.start) * 24.0 if self.scheduled else 0.0
+        moving = sum(s.move_s for s in self.scheduled) / 3600.0
+        return {"observations": n, "scheduled": len(self.scheduled),
+                "scheduled_fraction": len(self.scheduled) / n if n else 0.0,
+                "total_slew_deg": sum(s.slew_deg for s in self.scheduled),
+                "filter_moves": sum(1 for s in self.scheduled if s.filter_steps > 0),
+                "filter_steps": sum(s.filter_steps for s in self.scheduled),
+                "science_hours": science, "move_hours": moving, "span_hours": span,
+                "idle_hours": span - science - moving}
+
+
+def observations(programs: list[Program], profile: Profile) -> list[Observation]:
+    """Every (target, filter) of ``programs`` as an :class:`Observation`, durations from the profile.
+
+    Duration: per dither point, ``nints * (frames + 1)`` frame times (the
+    simulator's exposure length, resets included) plus the visit overhead.
+    """
+    inst = profile.instruments[0]
+    plan = planning_of(profile)
+    out = []
+    for prog in programs:
+        for t in prog.targets:
+            readout, sub = inst.readout(t.readpatt), inst.subarray(t.subarray)
+            frames = t.ngroups * (readout.nframes + readout.groupgap) - readout.groupgap
+            exposure = t.nints * (frames + 1) * sub.frame_time_s
+            ra, dec = t.position
+            for f in t.filters:
+                out.append(Observation(
+                    f"{prog.program.id}:{t.name}:{f}", prog.program.id, t.name, ra, dec, f,
+                    t.readpatt, t.ngroups, t.nints, t.dither, t.subarray,
+                    t.dither * (exposure + plan.visit_overhead_s), prog.priority(t),
+                    tuple(t.window_mjd()), t.pa_range))
+    keys = [o.key for o in out]
+    if len(set(keys)) != len(keys):
+        raise PlanningError("two programs share an id, target and filter: "
+                            f"{sorted({k for k in keys if keys.count(k) > 1})}")
+    return out
+
+
+def separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Great-circle angle between two positions, degrees (haversine: exact 0 for one position)."""
+    a1, d1, a2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
+    h = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((a2 - a1) / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
+
+
+def slew_seconds(plan: Planning, angle_deg: float) -> float:
+    """Time of a slew of ``angle_deg``: settle plus angle over rate (0 for no slew)."""
+    return 0.0 if angle_deg <= 0.0 else plan.slew_settle_s + angle_deg / plan.slew_rate_deg_s
+
+
+def filter_steps(filters: list[str], a: str | None, b: str) -> int:
+    """Wheel positions stepped from filter ``a`` to ``b`` (the shorter way round; 0 from None)."""
+    if a is None:
+        return 0
+    d = abs(filters.index(a) - filters.index(b))
+    return min(d, len(filters) - d)
+
+
+class _Grid:
+    """Each observation's feasibility on the time grid (visibility, windows, PA)."""
+
+    def __init__(self, obs: list[Observation], profile: Profile, start: float, end: float,
+                 step: float) -> None:
+        self.start, self.step, self.profile = start, step, profile
+        self.mjd = np.arange(start, end + 2 * step, step)
+        tol = planning_of(profile).roll_tolerance_deg
+        by_target: dict[tuple[float, float], np.ndarray] = {}
+        nominal: dict[tuple[float, float], np.ndarray | None] = {}
+        self.ok: dict[str, np.ndarray] = {}
+        for o in obs:
+            pos = (o.ra, o.dec)
+            if pos not in by_target:
+                by_target[pos] = visible(profile, o.ra, o.dec, self.mjd)
+                nominal[pos] = nominal_pa_v3(o.ra, o.dec, self.mjd) if tol < 180 else None
+            ok = by_target[pos].copy()
+            nom = nominal[pos]
+            if o.pa_range is not None and nom is not None:
+                # 1 degree margin: the nominal angle moves about a degree a day
+                lo = np.asarray((nom - tol + 1.0) % 360.0)
+                ok &= np.array([_overlap(a, a + 2 * (tol - 1.0), o.pa_range) for a in lo])
+            self.ok[o.key] = ok
+
+    def feasible(self, o: Observation, t0: float, t1: float) -> bool:
+        if o.windows and not any(a <= t0 and t1 <= b for a, b in o.windows):
+            return False
+        k0 = int(math.floor((t0 - self.start) / self.step))
+        k1 = int(math.floor((t1 - self.start) / self.step)) + 1
+        if k0 < 0 or k1 >= self.mjd.size:
+            return False
+        return bool(self.ok[o.key][k0:k1 + 1].all())
+
+    def next_start(self, o: Observation, after: float) -> float | None:
+        """The first grid time after ``after`` from which ``o`` may be feasible (None: never)."""
+        k = int(math.floor((after - self.start) / self.step)) + 1
+        ok = np.flatnonzero(self.ok[o.key][max(k, 0):])
+        return None if not ok.size else float(self.mjd[ok[0] + max(k, 0)])
+
+
+def _overlap(lo: float, hi: float, wanted: tuple[float, float]) -> bool:
+    a, b = wanted
+    width = (b - a) % 360.0
+    return pa_allowed(lo, hi, a) or pa_allowed(a, a + width, lo)
+
+
+def _choose_pa(profile: Profile, o: Observation, mjd: float) -> float | None:
+    """The V3 PA for ``o`` at ``mjd``: the nominal one, or nearest to it within ``pa_range``."""
+    lo, hi = allowed_pa(profile, o.ra, o.dec, mjd)
+    nominal = (lo + hi) / 2.0 % 360.0 if hi - lo < 360 else 0.0
+    if o.pa_range is None:
+        return nominal
+    a, b = o.pa_range
+    width = (b - a) % 360.0
+    samples = [(a + width * k / 64.0) % 360.0 for k in range(65)]
+    good = [p for p in samples if pa_allowed(lo, hi, p)]
+    if not good:
+        return None
+    return min(good, key=lambda p: abs((p - nominal + 180.0) % 360.0 - 180.0))
+
+
+@dataclass
+class _State:
+    t: float
+    ra: float | None = None
+    dec: float | None = None
+    filter: str | None = None
+
+
+def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
+             step_days: float | None = None) -> Schedule:
+    """Place ``obs`` between MJD ``start`` and ``end`` (module docstring)."""
+    if not end > start:
+        raise PlanningError(f"schedule: end {end} must be after start {start} (MJD)")
+    plan = planning_of(profile)
+    if step_days is None:
+        step_days = 1.0 / 1440.0 if profile.ephemeris.orbit == "LEO" else 0.25
+    grid = _Grid(obs, profile, start, end, step_days)
+    wheel = [f.name for f in profile.instruments[0].filters]
+    out = Schedule(start, end)
+    remaining = {o.key: o for o in obs}
+    for o in obs:
+        if not grid.ok[o.key].any():
+            out.unscheduled.append((o, "never visible (at an allowed position angle) in the plan"))
+            del remaining[o.key]
+    state = _State(start)
+    while remaining:
+        best: tuple[Any, ...] | None = None
+        for o in remaining.values():
+            slew = 0.0 if state.ra is None else separation_deg(state.ra, state.dec or 0.0,
+                                                               o.ra, o.dec)
+            steps = filter_steps(wheel, state.filter, o.filter)
+            move = max(slew_seconds(plan, slew), steps * plan.filter_step_s)
+            t0 = state.t + move / _DAY_S
+            t1 = t0 + o.duration_s / _DAY_S
+            if t1 <= end and grid.feasible(o, t0, t1):
+                key = (o.priority, move, steps, slew, o.key)
+                if best is None or key < best[0]:
+                    best = (key, o, t0, t1, slew, steps)
+        if best is not None:
+            _, o, t0, t1, slew, steps = best
+            pa = _choose_pa(profile, o, t0)
+            if pa is not None:
+                out.scheduled.append(Scheduled(o, t0, t1, pa, slew, steps,
+                                               (t0 - state.t) * _DAY_S))
+                state = _State(t1, o.ra, o.dec, o.filter)
+                del remaining[o.key]
+                continue
+        nexts = [t for o in remaining.values() if (t := grid.next_start(o, state.t)) is not None]
+        if not nexts or min(nexts) >= end:
+            break
+        state = _State(min(nexts), state.ra, state.dec, state.filter)
+    out.unscheduled += [(o, "no time left in the plan inside its windows")
+                        for o in remaining.values()]
+    return out
+
+
+def write_schedule(path: Path, sched: Schedule, profile: Profile) -> Path:
+    """Write ``sched`` as JSON (observations, times, report) atomically; returns ``path``."""
+    data = {"profile": profile.mission.name, "start_mjd": sched.start, "end_mjd": sched.end,
+            "report": sched.report(),
+            "scheduled": [{**asdict(s), "observation": asdict(s.observation)}
+                          for s in sched.scheduled],
+            "unscheduled": [{"observation": asdict(o), "reason": r} for o, r in sched.unscheduled]}
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=1))
+    return Path(path)
+
+
+def _observation(d: dict[str, Any]) -> Observation:
+    d = dict(d)
+    d["windows"] = tuple(tuple(w) for w in d.get("windows", ()))
+    d["pa_range"] = tuple(d["pa_range"]) if d.get("pa_range") is not None else None
+    return Observation(**d)
+
+
+def read_schedule(path: Path) -> Schedule:
+    """Read a plan written by :func:`write_schedule` (PlanningError naming the file if bad)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        sched = Schedule(float(data["start_mjd"]), float(data["end_mjd"]))
+        for s in data["scheduled"]:
+            sched.scheduled.append(Scheduled(_observation(s["observation"]), s["start"], s["end"],
+                                             s["pa_v3"], s["slew_deg"], s["filter_steps"],
+                                             s.get("move_s", 0.0)))
+        sched.unscheduled = [(_observation(u["observation"]), u["reason"])
+                             for u in data["unscheduled"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PlanningError(f"{path}: not an obsflow plan file (expected the JSON `obsflow plan` "
+                            f"writes): {exc}") from exc
+    return sched
+
+
+def default_cycle(profile: Profile) -> tuple[float, float]:
+    """A year from the mission epoch + 300 days (where the simulator's plans start), MJD UTC."""
+    from astropy.time import Time
+
+    start = float(Time(profile.mission.time_epoch_tai, scale="tai").utc.mjd) + 300.0
+    return start, start + 365.0
+
+
+STATUSES = ("executed", "skipped", "failed")
+"""What an observation's execution can report (the observation log's values)."""
+
+
+def reschedule(previous: Schedule, status: dict[str, str], profile: Profile,
+               now: float) -> Schedule:
+    """The next plan after ``previous`` ran until MJD ``now`` (skip-ahead).
+
+    ``status`` maps observation keys to one of :data:`STATUSES`.  Executed
+    observations are kept as they were; those that failed or were skipped,
+    and every one not yet started at ``now`` or never placed, are scheduled
+    again from ``now`` to the end of ``previous``.
+    """
+    for key, value in status.items():
+        if value not in STATUSES:
+            raise PlanningError(f"status of {key}: {value!r} is not one of {', '.join(STATUSES)}")
+    done = [s for s in previous.scheduled if status.get(s.observation.key) == "executed"]
+    again = [s.observation for s in previous.scheduled if s not in done]
+    again += [o for o, _ in previous.unscheduled]
+    nxt = schedule(again, profile, max(now, previous.start), previous.end)
+    nxt.start = previous.start
+    nxt.scheduled = done + nxt.scheduled
+    return nxt

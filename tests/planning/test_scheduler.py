@@ -1,0 +1,153 @@
+"""The scheduler: no observation outside its window or constraints (property test), priorities,
+slews and filter moves, skip-ahead rescheduling, plan files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from obsflow.exceptions import PlanningError
+from obsflow.planning.scheduler import (
+    Observation,
+    filter_steps,
+    observations,
+    read_schedule,
+    reschedule,
+    schedule,
+    separation_deg,
+    write_schedule,
+)
+from obsflow.planning.visibility import allowed_pa, pa_allowed, visible
+from obsflow.profiles import load_profile
+from obsflow.proposals.program import Program
+
+PROFILE = load_profile("webb_like")
+START = 61400.0
+WHEEL = [f.name for f in PROFILE.instruments[0].filters]
+
+
+def _program(draw: st.DrawFn, pid: int) -> Program:
+    targets = []
+    for k in range(draw(st.integers(1, 3))):
+        target = {"name": f"T{pid}{k}", "ra": draw(st.floats(0, 359.9)),
+                  "dec": draw(st.floats(-89, 89)),
+                  "filters": draw(st.lists(st.sampled_from(WHEEL), min_size=1, max_size=4,
+                                           unique=True)),
+                  "readpatt": draw(st.sampled_from(["RAPID", "MEDIUM8", "DEEP8"])),
+                  "ngroups": draw(st.integers(2, 10)), "dither": draw(st.integers(1, 4)),
+                  "priority": draw(st.integers(1, 3))}
+        if draw(st.booleans()):
+            a = START + draw(st.floats(0, 20))
+            target["windows"] = [(f"{_iso(a)}", f"{_iso(a + draw(st.floats(0.2, 8)))}")]
+        if draw(st.booleans()):
+            lo = draw(st.floats(0, 359))
+            target["pa_range"] = (lo, (lo + draw(st.floats(10, 200))) % 360)
+        targets.append(target)
+    return Program.model_validate({"program": {"id": f"{10000 + pid}", "pi": "P", "title": "t"},
+                                   "targets": targets})
+
+
+def _iso(mjd: float) -> str:
+    from astropy.time import Time
+
+    return str(Time(mjd, format="mjd").isot)
+
+
+@st.composite
+def programs(draw: st.DrawFn) -> list[Program]:
+    return [_program(draw, p) for p in range(draw(st.integers(1, 4)))]
+
+
+def _check_constraints(sched_obs: list, end: float) -> None:  # type: ignore[type-arg]
+    previous = START
+    for s in sched_obs:
+        o = s.observation
+        assert START <= s.start and s.end <= end and s.start >= previous - 1e-9
+        assert s.end - s.start == pytest.approx(o.duration_s / 86400.0)
+        previous = s.end
+        mid = (s.start + s.end) / 2
+        assert visible(PROFILE, o.ra, o.dec, np.array([s.start, mid, s.end])).all(), o.key
+        if o.windows:
+            assert any(a <= s.start and s.end <= b for a, b in o.windows), o.key
+        lo, hi = allowed_pa(PROFILE, o.ra, o.dec, s.start)
+        assert pa_allowed(lo, hi, s.pa_v3), (o.key, s.pa_v3, lo, hi)
+        if o.pa_range is not None:
+            a, b = o.pa_range
+            assert pa_allowed(a, a + (b - a) % 360.0, s.pa_v3), (o.key, s.pa_v3, o.pa_range)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_no_observation_outside_its_window_or_constraints(progs: list[Program]) -> None:
+    end = START + 30.0
+    obs = observations(progs, PROFILE)
+    sched = schedule(obs, PROFILE, START, end)
+    assert len(sched.scheduled) + len(sched.unscheduled) == len(obs)
+    assert len({s.observation.key for s in sched.scheduled}) == len(sched.scheduled)
+    _check_constraints(sched.scheduled, end)
+    for s, nxt in zip(sched.scheduled, sched.scheduled[1:], strict=False):
+        a, b = s.observation, nxt.observation
+        assert nxt.slew_deg == pytest.approx(separation_deg(a.ra, a.dec, b.ra, b.dec))
+        assert nxt.filter_steps == filter_steps(WHEEL, a.filter, b.filter)
+
+
+def _obs(key: str, ra: float, dec: float, filt: str, priority: int, hours: float) -> Observation:
+    return Observation(key, "10000", key, ra, dec, filt, "RAPID", 2, 1, 1, "FULL",
+                       hours * 3600.0, priority)
+
+
+def test_priorities_win_when_time_is_short() -> None:
+    # the ecliptic pole is always visible: 3 hours of time, four 1-hour observations
+    pole = (270.0, 66.56)
+    obs = [_obs(f"p{k}", *pole, "F150W", p, 1.0) for k, p in enumerate((3, 1, 2, 3))]
+    sched = schedule(obs, PROFILE, START, START + 3.2 / 24)
+    assert sorted(s.observation.priority for s in sched.scheduled) == [1, 2, 3]
+    assert [o.priority for o, _ in sched.unscheduled] == [3]
+
+
+def test_a_targets_filters_follow_each_other_in_wheel_order() -> None:
+    near = [(270.0, 66.56), (272.0, 66.0)]
+    obs = [_obs(f"{t}{f}", *near[t], f, 1, 0.5) for t in (0, 1) for f in ("F444W", "F150W",
+                                                                            "F277W")]
+    sched = schedule(obs, PROFILE, START, START + 5)
+    order = [(s.observation.ra, s.observation.filter) for s in sched.scheduled]
+    assert len(order) == 6
+    assert sum(s.slew_deg > 0 for s in sched.scheduled) == 1  # one slew between the targets
+    assert sum(s.filter_steps for s in sched.scheduled) <= 4
+
+
+def test_skip_ahead_reschedules_failed_and_skipped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pole = (270.0, 66.56)
+    obs = [_obs(f"o{k}", *pole, WHEEL[k % 4], 1, 1.0) for k in range(5)]
+    first = schedule(obs, PROFILE, START, START + 2)
+    assert len(first.scheduled) == 5
+    path = write_schedule(tmp_path / "plan.json", first, PROFILE)
+    assert read_schedule(path).scheduled == first.scheduled
+    now = first.scheduled[2].end
+    order = [s.observation.key for s in first.scheduled]
+    status = dict(zip(order, ("executed", "failed", "skipped"), strict=False))
+    nxt = reschedule(first, status, PROFILE, now)
+    assert nxt.scheduled[0] == first.scheduled[0]  # executed: kept as it ran
+    again = {s.observation.key: s.start for s in nxt.scheduled[1:]}
+    assert set(again) == set(order[1:]) and min(again.values()) >= now
+    with pytest.raises(PlanningError, match="not one of executed, skipped, failed"):
+        reschedule(first, {"o1": "lost"}, PROFILE, now)
+
+
+def test_never_visible_is_reported() -> None:
+    from astropy.coordinates import get_body
+    from astropy.time import Time
+
+    sun = get_body("sun", Time(START + 1, format="mjd"))
+    o = _obs("anti", (sun.ra.deg + 180) % 360, -sun.dec.deg, "F150W", 1, 1.0)
+    sched = schedule([o], PROFILE, START, START + 2)
+    assert not sched.scheduled and "never visible" in sched.unscheduled[0][1]
+
+
+def test_bad_plan_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "plan.json"
+    bad.write_text("{}")
+    with pytest.raises(PlanningError, match="plan.json: not an obsflow plan file"):
+        read_schedule(bad)
