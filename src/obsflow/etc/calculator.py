@@ -156,6 +156,7 @@ class _Setup:
     sub: Subarray
     source: np.ndarray  # e-/s per pixel of the source on the stamp
     sky_e_s: float
+    rate: float  # the source's total (point) or per-pixel (surface) rate, e-/s
 
 
 def _setup(profile: Profile, req: EtcRequest) -> _Setup:
@@ -172,7 +173,8 @@ def _setup(profile: Profile, req: EtcRequest) -> _Setup:
         source = np.full((2 * half + 1, 2 * half + 1), rate * inst.pixel_scale_arcsec**2)
     else:
         source = rate * moffat_stamp(0.0, 0.0, half, inst.psf_fwhm_pix_per_um * filt.pivot_um)
-    return _Setup(inst, det, readout, sub, source, background_e_s(filt, inst.pixel_scale_arcsec))
+    return _Setup(inst, det, readout, sub, source, background_e_s(filt, inst.pixel_scale_arcsec),
+                  float(source.max()) if req.surface else rate)
 
 
 def _frames(s: _Setup, ngroups: int) -> ReadoutTiming:
@@ -256,7 +258,7 @@ def _result(s: _Setup, req: EtcRequest, ngroups: int, nints: int) -> EtcResult:
     return EtcResult(
         request=replace(req, ngroups=ngroups, nints=nints), ngroups=ngroups, nints=nints,
         snr=snr1 * math.sqrt(nints), snr_per_integration=snr1,
-        source_e_s=float(s.source.max() if req.surface else s.source.sum()),
+        source_e_s=s.rate,
         signal_e_s=signal, background_e_s=s.sky_e_s, dark_e_s=s.det.dark_current_e_s,
         peak_e_s=peak, peak_fill=charge[-1] / full, saturation_group=saturating,
         exposure_time_s=nints * (timing.frames + 1) * timing.frame_time,

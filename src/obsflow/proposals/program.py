@@ -82,22 +82,22 @@ class TargetRequest(_Strict):
     def _position(self) -> TargetRequest:
         if self.field is not None:
             if self.ra is not None or self.dec is not None:
-                raise ValueError("give ra and dec, or field, not both")
+                raise ProposalError("give ra and dec, or field, not both")
             if self.field not in FIELDS:
-                raise ValueError(f"field {self.field!r} is not a simulated field; expected one "
+                raise ProposalError(f"field {self.field!r} is not a simulated field; expected one "
                                  f"of {', '.join(sorted(FIELDS))}")
         elif self.ra is None or self.dec is None:
-            raise ValueError("give ra and dec (degrees) or field (a simulated field's name)")
+            raise ProposalError("give ra and dec (degrees) or field (a simulated field's name)")
         for k, (a, b) in enumerate(self.windows):
             try:
                 ta, tb = Time(a, scale="utc"), Time(b, scale="utc")
             except ValueError as exc:
-                raise ValueError(f"windows[{k}]: not an ISO date/time: {exc}") from exc
+                raise ProposalError(f"windows[{k}]: not an ISO date/time: {exc}") from exc
             if not tb > ta:
-                raise ValueError(f"windows[{k}]: end {b} must be after start {a}")
+                raise ProposalError(f"windows[{k}]: end {b} must be after start {a}")
         if self.pa_range is not None and not (0 <= self.pa_range[0] < 360
                                               and 0 <= self.pa_range[1] < 360):
-            raise ValueError(f"pa_range must be two angles in [0, 360) degrees, got "
+            raise ProposalError(f"pa_range must be two angles in [0, 360) degrees, got "
                              f"{list(self.pa_range)}")
         return self
 
@@ -125,7 +125,7 @@ class Program(_Strict):
     def _unique_names(self) -> Program:
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
-            raise ValueError(f"target names must be unique, got {names}")
+            raise ProposalError(f"target names must be unique, got {names}")
         return self
 
     def priority(self, target: TargetRequest) -> int:
