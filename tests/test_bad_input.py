@@ -439,8 +439,48 @@ def _site_cmd(command: str, *extra: str, stdin: str | None = None) -> Callable[[
     return _config_cases(command, lambda ctx: list(extra), stdin=stdin)
 
 
+def _planning_file(ctx: Ctx, name: str, text: str) -> Path:
+    folder = ctx.tmp / "planning"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def _etc_cases(ctx: Ctx) -> list[Case]:
+    return [Case(["etc", "--filter", "NOFILTER", "--readpatt", "RAPID", "--mag", "22", "--ngroups", "5"],
+                 ("NOFILTER",)),
+            Case(["etc", "--filter", "F150W", "--readpatt", "RAPID", "--mag", "nan", "--ngroups", "5"],
+                 ("--mag",))]
+
+
+def _propose_cases(ctx: Ctx) -> list[Case]:
+    bad = _planning_file(ctx, "bad_program.toml", "this is = = not toml [\n")
+    return [Case(["propose", "check", str(bad)], ("bad_program.toml",), inputs=[bad])]
+
+
+def _plan_make_cases(ctx: Ctx) -> list[Case]:
+    bad = _planning_file(ctx, "bad_program2.toml", "[program\n")
+    out = ctx.tmp / "planning" / "plan.json"
+    return [Case(["plan", "make", "--out", str(out), str(bad)], ("bad_program2.toml",), inputs=[bad])]
+
+
+def _plan_status_cases(ctx: Ctx) -> list[Case]:
+    bad = _planning_file(ctx, "bad_plan.json", "{not json")
+    return [Case(["plan", "status", str(bad)], ("bad_plan.json",), inputs=[bad])]
+
+
+def _plan_visibility_cases(ctx: Ctx) -> list[Case]:
+    return [Case(["plan", "visibility", "--ra", "400", "--dec", "0"], ("400",))]
+
+
 CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "accounting gaps": _both(_site_cmd("accounting gaps"), _gaps_cases),
+    "etc": _etc_cases,
+    "plan make": _plan_make_cases,
+    "plan status": _plan_status_cases,
+    "plan visibility": _plan_visibility_cases,
+    "propose check": _propose_cases,
     "archive add": _both(_config_cases("archive add", _good),  # a _rate's layout is not Level 1's
                          _level1_cases("archive add", [v for v in LEVEL1_VARIANTS if "_rate" not in v]), _light_curve_cases),
     "archive program add": _site_cmd("archive program add", "01234", "--exclusive-months", "12"),

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from obsflow.cli_types import FiniteFloatRange
+
 __all__ = ["etc_cmd"]
 
 
@@ -14,7 +16,7 @@ __all__ = ["etc_cmd"]
               help="Observatory profile: built-in name or .toml path.")
 @click.option("--filter", "filt", required=True, help="Filter name from the profile.")
 @click.option("--readpatt", required=True, help="Readout pattern name from the profile.")
-@click.option("--mag", type=float, required=True,
+@click.option("--mag", type=FiniteFloatRange(), required=True,
               help="AB magnitude (point source) or AB mag per square arcsec (--surface).")
 @click.option("--surface", is_flag=True, help="A surface brightness instead of a point source.")
 @click.option("--ngroups", type=int, default=None, help="Groups per integration (S/N of this).")

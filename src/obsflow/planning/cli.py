@@ -151,8 +151,10 @@ def plan_status(status_file: Path | None, plan: Path) -> None:
 @_profile_option
 @_cycle_option
 @_days_option
-@click.option("--ra", type=float, required=True, help="Right ascension, degrees.")
-@click.option("--dec", type=float, required=True, help="Declination, degrees.")
+@click.option("--ra", type=click.FloatRange(0.0, 360.0, max_open=True), required=True,
+              help="Right ascension, degrees [0, 360).")
+@click.option("--dec", type=click.FloatRange(-90.0, 90.0), required=True,
+              help="Declination, degrees [-90, 90].")
 def plan_visibility(profile: str, start: str | None, days: float | None, ra: float,
                     dec: float) -> None:
     """Visibility windows of (RA, Dec) in the cycle, with the allowed V3 PA at each start."""
