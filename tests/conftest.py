@@ -61,3 +61,41 @@ def module_db_url(request: pytest.FixtureRequest,
     """An empty database shared by the tests of one module, on each backend."""
     with _fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
+
+
+# -- disk: a module's temporary folders go when its fixtures do -------------------------------
+#
+# The suite simulates several GB of telemetry.  A test's own ``tmp_path`` is
+# removed when it passes (``tmp_path_retention_policy`` in pyproject.toml); the
+# folders a module- or class-scoped fixture makes with ``tmp_path_factory``
+# would stay until the session ends, so they are removed when that fixture is
+# torn down.  A folder is the fixture's if it appeared under the worker's base
+# temporary folder while the fixture was being set up (fixtures of one worker
+# are set up one at a time; the fixtures it depends on were set up before).
+
+_SHORT_SCOPES = ("module", "class")
+
+
+def _tmp_children(request: pytest.FixtureRequest) -> set[Path]:
+    base = request.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return set(base.iterdir())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object],
+                         request: pytest.FixtureRequest) -> object:
+    if fixturedef.scope not in _SHORT_SCOPES:
+        return (yield)
+    before = _tmp_children(request)
+    try:
+        return (yield)
+    finally:
+        made = sorted(_tmp_children(request) - before)
+        fixturedef.addfinalizer(lambda: _remove(made))
+
+
+def _remove(folders: list[Path]) -> None:
+    import shutil
+
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
