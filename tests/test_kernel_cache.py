@@ -71,3 +71,11 @@ def test_announcement_is_one_line_only_when_compiling(tmp_path: Path,
         (cache / f"{Path(relative).stem}.k-1.py311.nbi").write_bytes(b"")
     assert announce_compilation(console, tmp_path) is False
     assert console.export_text() == ""
+
+
+def test_the_list_names_every_module_with_cached_kernels() -> None:
+    """KERNEL_MODULES is written out (no source scan at run time); it must not drift."""
+    found = sorted(path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
+                   if "njit(cache=True" in path.read_text(encoding="utf-8")
+                   and path.name != "kernel_cache.py")
+    assert found == sorted(KERNEL_MODULES)

@@ -3,7 +3,7 @@
 The kernels (``@njit(cache=True)``) compile on first use and are cached next to
 their modules (``__pycache__/*.nbi`` and ``*.nbc``); on a fresh install that first
 use takes about a minute, which a newcomer would otherwise watch as a silent
-progress bar.  Commands that calibrate (``demo``, ``run``, ``calibrate``) call
+progress bar.  Commands that calibrate or make mosaics (``demo``, ``run``, ``calibrate``) call
 :func:`announce_compilation` first.
 """
 
@@ -22,10 +22,14 @@ KERNEL_MODULES = (
     "calibrate/jumps.py",
     "calibrate/ramps.py",
     "calibrate/regions.py",
+    "stage3/kernels.py",
+    "stage3/outlier.py",
+    "stage3/pixmap.py",
     "telemetry/crc.py",
     "telemetry/decode.py",
 )
-"""Modules (relative to the package) whose compiled kernels a calibration uses."""
+"""Every module (relative to the package) with cached numba kernels (``@njit(cache=True)``);
+a test keeps the list equal to the package's sources."""
 
 _PACKAGE = Path(__file__).resolve().parent
 

@@ -55,7 +55,8 @@ KERNELS = ("square", "point", "turbo", "gaussian", "lanczos3")
 """Kernel names, in the order of their numeric codes."""
 
 _BOX = 8
-"""Largest box of output pixels (per side) one square-kernel input pixel is spread over edge by edge."""
+"""Initial size (per side) of the square kernel's scratch box of output pixels; it grows when an
+input pixel covers more (output pixels much finer than the input's)."""
 
 LUT_DELTA = 0.003
 """Spacing of the Lanczos look-up table, in units of input pixels."""
@@ -80,48 +81,6 @@ def _nint(x: float) -> int:
     if x >= 0.0:
         return int(math.floor(x + 0.5))
     return -int(math.floor(0.5 - x))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sgarea(x1: float, y1: float, x2: float, y2: float) -> float:
-    """Signed area under the segment (x1,y1)-(x2,y2) inside the unit square [0,1]^2."""
-    dx = x2 - x1
-    dy = y2 - y1
-    if dx == 0.0:
-        return 0.0
-    if dx < 0.0:
-        sgn = -1.0
-        xlo = x2
-        xhi = x1
-    else:
-        sgn = 1.0
-        xlo = x1
-        xhi = x2
-    if xlo >= 1.0 or xhi <= 0.0:
-        return 0.0
-    xlo = max(xlo, 0.0)
-    xhi = min(xhi, 1.0)
-    slope = dy / dx
-    ylo = y1 + slope * (xlo - x1)
-    yhi = y1 + slope * (xhi - x1)
-    if ylo <= 0.0 and yhi <= 0.0:
-        return 0.0
-    if ylo >= 1.0 and yhi >= 1.0:
-        return sgn * (xhi - xlo)
-    det = x1 * y2 - y1 * x2
-    if ylo < 0.0:
-        ylo = 0.0
-        xlo = det / dy
-    if yhi < 0.0:
-        yhi = 0.0
-        xhi = det / dy
-    if ylo <= 1.0:
-        if yhi <= 1.0:
-            return sgn * 0.5 * (xhi - xlo) * (yhi + ylo)
-        xtop = (dx + det) / dy
-        return sgn * (0.5 * (xtop - xlo) * (1.0 + ylo) + xhi - xtop)
-    xtop = (dx + det) / dy
-    return sgn * (0.5 * (xhi - xtop) * (1.0 + yhi) + xtop - xlo)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -287,34 +246,22 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                 nc = ii1 - ii0 + 1
                 if nr <= 0 or nc <= 0:
                     continue
-                if nr <= _BOX and nc <= _BOX:
-                    for r2 in range(nr):
-                        for c2 in range(nc):
-                            ov[r2, c2] = 0.0
-                    _edge_cells(ov, x0, y0, x1, y1, ii0, ii1, jj0, jj1)
-                    _edge_cells(ov, x1, y1, x2, y2, ii0, ii1, jj0, jj1)
-                    _edge_cells(ov, x2, y2, x3, y3, ii0, ii1, jj0, jj1)
-                    _edge_cells(ov, x3, y3, x0, y0, ii0, ii1, jj0, jj1)
-                    for r2 in range(nr):
-                        for c2 in range(nc):
-                            dover = ov[r2, c2]
-                            if dover != 0.0:
-                                dow = np.float32(dover * w)
-                                if dow != 0.0:
-                                    _deposit(acc, con, plane, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
-                    continue
-                for jj in range(jj0, jj1 + 1):
-                    js = jj - 0.5
-                    for ii in range(ii0, ii1 + 1):
-                        is_ = ii - 0.5
-                        dover = (_sgarea(x0 - is_, y0 - js, x1 - is_, y1 - js)
-                                 + _sgarea(x1 - is_, y1 - js, x2 - is_, y2 - js)
-                                 + _sgarea(x2 - is_, y2 - js, x3 - is_, y3 - js)
-                                 + _sgarea(x3 - is_, y3 - js, x0 - is_, y0 - js))
+                if nr > ov.shape[0] or nc > ov.shape[1]:
+                    ov = np.empty((max(nr, ov.shape[0]), max(nc, ov.shape[1])))
+                for r2 in range(nr):
+                    for c2 in range(nc):
+                        ov[r2, c2] = 0.0
+                _edge_cells(ov, x0, y0, x1, y1, ii0, ii1, jj0, jj1)
+                _edge_cells(ov, x1, y1, x2, y2, ii0, ii1, jj0, jj1)
+                _edge_cells(ov, x2, y2, x3, y3, ii0, ii1, jj0, jj1)
+                _edge_cells(ov, x3, y3, x0, y0, ii0, ii1, jj0, jj1)
+                for r2 in range(nr):
+                    for c2 in range(nc):
+                        dover = ov[r2, c2]
                         if dover != 0.0:
                             dow = np.float32(dover * w)
                             if dow != 0.0:
-                                _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                                _deposit(acc, con, plane, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
 
 
 @njit(cache=True, nogil=True)
