@@ -16,6 +16,7 @@ The hierarchy::
     ├── DataModelError(ValueError)    a product's arrays or keywords are inconsistent
     ├── CalibrationError(ValueError)  inputs a calibration step cannot work on
     ├── AlignmentError(ValueError)    exposures that cannot be aligned (too few matched stars)
+    ├── AssociationError(ValueError)  a stage-3 association file or member set that cannot be used
     ├── SimulationError(ValueError)   simulator options that contradict each other
     ├── ResampleError(ValueError)     bad input to the stage-3 resample (shapes, kernel, grid)
     ├── CatalogError(ValueError)      bad input to the stage-3 source catalog (shapes, options, PSF)
@@ -60,6 +61,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "AlignmentError",
+    "AssociationError",
     "ArchiveError",
     "AuthenticationError",
     "CalibrationError",
@@ -181,6 +183,10 @@ class CalibrationError(ObsflowError, ValueError):
 
 class AlignmentError(ObsflowError, ValueError):
     """Exposures that cannot be aligned: too few stars detected or matched (names which)."""
+
+
+class AssociationError(ObsflowError, ValueError):
+    """A stage-3 association file or member set that cannot be used (names the file and field)."""
 
 
 class ResampleError(ObsflowError, ValueError):

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -159,8 +159,14 @@ def write_fits(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Path:
     return write_fits_hashed(hdul, path, stamp).path
 
 
-def write_fits_hashed(hdul: fits.HDUList, path: Path, stamp: str = "obsflow") -> Written:
+def write_fits_hashed(hdul: fits.HDUList | Iterable[fits.PrimaryHDU | fits.ImageHDU
+                                                   | fits.BinTableHDU],
+                      path: Path, stamp: str = "obsflow") -> Written:
     """:func:`write_fits`, also hashing the file as it is written.
+
+    ``hdul`` may also be any iterable of HDUs, the primary first (e.g. a
+    generator making each HDU's array only when it is written, so a large
+    product never holds two copies of all its arrays).
 
     Image HDUs (plain arrays) are converted to their big-endian disk form
     once; that one buffer gives DATASUM (:class:`obsflow.fitschecksum.DataSum`),

@@ -44,13 +44,16 @@ from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
 __all__ = [
     "CalImage",
+    "CrfImage",
     "RateImage",
     "RateInts",
     "RateIntsWriter",
     "read_cal",
+    "read_crf",
     "read_rate",
     "read_rateints",
     "write_cal",
+    "write_crf",
     "write_rate",
     "write_rateints",
 ]
@@ -110,6 +113,18 @@ class CalImage(_Level2):
 
     SUFFIX: ClassVar[str] = "cal"
     BUNIT: ClassVar[str] = "MJy/sr"
+
+
+@dataclass
+class CrfImage(CalImage):
+    """``_crf``: a ``_cal`` made ready for its mosaic by stage 3 (the JWST name).
+
+    The same arrays and layout, with the aligned WCS (``ALN_*`` keywords,
+    a ``tweakreg`` step), the sky level found by sky matching (``BKG*``)
+    and, once outlier detection runs, outliers flagged in DQ; its one input
+    is the ``_cal`` (see docs/stage3.md)."""
+
+    SUFFIX: ClassVar[str] = "crf"
 
 
 def _primary(cls: type[_Level2], meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
@@ -279,7 +294,7 @@ def _read(path: Path, cls: type[_Level2]) -> Any:
         ref = ProductRef.from_header(hdul[0].header, meta.data_id, Path(path).name)
         prov = Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], Path(path).name)
         extra = {k: hdul[0].header[k] for k in hdul[0].header
-                 if k in ("PHOTMJSR", "BKGLEVEL", "BKGRMS", "BUNIT") or k.startswith("ALN_")}
+                 if k in ("PHOTMJSR", "BKGLEVEL", "BKGRMS", "BKGMETH", "BKGSUB", "BUNIT") or k.startswith("ALN_")}
     return cls(**arrays, meta=meta, ref=ref, provenance=prov,  # type: ignore[arg-type]
                header_extra=extra, wcs=wcs)
 
@@ -312,3 +327,13 @@ def write_cal(path: Path, product: CalImage) -> Written:
 def read_cal(path: Path) -> CalImage:
     """Read a ``_cal`` product written by :func:`write_cal`."""
     return _read(path, CalImage)  # type: ignore[no-any-return]
+
+
+def write_crf(path: Path, product: CrfImage) -> Written:
+    """Write a ``_crf`` product atomically."""
+    return _write(path, product)
+
+
+def read_crf(path: Path) -> CrfImage:
+    """Read a ``_crf`` product written by :func:`write_crf`."""
+    return _read(path, CrfImage)  # type: ignore[no-any-return]

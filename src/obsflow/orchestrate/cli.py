@@ -37,7 +37,7 @@ __all__ = ["jobs_group", "progress_display", "run_cmd", "summary_line"]
 _site_option = click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
                             help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
 
-KIND_ORDER = ("ingest", "program", "calibrate", "register", "lightcurve", "noop")
+KIND_ORDER = ("ingest", "program", "calibrate", "register", "lightcurve", "image3", "noop")
 
 
 def _site(site_dir: Path | None) -> SiteConfig:
@@ -150,7 +150,7 @@ def _jobs_table(jobs: list[JobView]) -> Table:
 @click.group("jobs", invoke_without_command=True)
 @_site_option
 @click.option("--kind", default=None, help="Only jobs of this kind (ingest, program, calibrate, "
-                                          "register, lightcurve, reprocess).")
+                                          "register, lightcurve, image3, reprocess).")
 @click.option("--state", type=click.Choice(STATES), default=None, help="Only jobs in this state.")
 @click.option("--limit", type=click.IntRange(min=1), default=200, show_default=True,
               help="Most recent jobs shown.")

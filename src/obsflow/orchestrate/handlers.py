@@ -17,11 +17,17 @@ calibrate  the Level-1 product: ``ref``,         register the Level-1 product,
 register   one output: ``ref``, ``product``,       register it in the archive
            ``sha256``, ``size``, ``provenance``    (linked to its input); a
                                                    time series's ``_rateints``
-                                                   gets a ``lightcurve`` child
+                                                   gets a ``lightcurve`` child,
+                                                   a ``_cal`` completing its
+                                                   association an ``image3`` one
 lightcurve the ``_rateints`` of a time series      stage 3: photometry with the
            (as ``register``)                       ingested ephemeris, transit
                                                    fit, ``_phot.ecsv`` + PNG,
                                                    registered (level 3)
+image3     ``association`` (the file's content),  stage 3 of imaging: align,
+           ``run``, optional ``options``           skymatch, resample; ``_crf``
+                                                   + ``_i2d`` registered
+                                                   (:mod:`obsflow.stage3.job`)
 reprocess  ``campaign``, ``item``, ``run``,        remake one exposure's planned
            ``context``, ``kinds``, ``source``      products in a campaign's run
            (the Level-1 product), ``replaces``     (:mod:`obsflow.reprocess.campaign`)
@@ -213,17 +219,25 @@ def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 
 def _register(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.archive.register import register_outputs
+    from obsflow.stage3.job import image3_specs
 
-    record = register_outputs(archive_of(ctx), [registration_of(ctx.cfg, inputs)])[0]
+    registration = registration_of(ctx.cfg, inputs)
+    record = register_outputs(archive_of(ctx), [registration])[0]
     return Result({"product_id": record.product_id, "version": record.version,
                    "created": record.created, "store_key": record.store_key},
-                  lightcurve_specs(inputs))
+                  lightcurve_specs(inputs) + image3_specs(ctx.engine, [registration.ref]))
 
 
 def _lightcurve(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.tso.job import make_light_curve
 
     return make_light_curve(ctx, inputs)
+
+
+def _image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
+    from obsflow.stage3.job import make_image3
+
+    return make_image3(ctx, inputs)
 
 
 def _reprocess(ctx: JobContext, inputs: dict[str, Any]) -> Result:
@@ -243,6 +257,7 @@ HANDLERS: dict[str, Callable[[JobContext, dict[str, Any]], Result]] = {
     "calibrate": _calibrate,
     "register": _register,
     "lightcurve": _lightcurve,
+    "image3": _image3,
     "reprocess": _reprocess,
     "noop": _noop,
 }

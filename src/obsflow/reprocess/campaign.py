@@ -52,6 +52,10 @@ __all__ = ["CAMPAIGN_PRIORITY", "CampaignStatus", "cancel_campaign",
 CAMPAIGN_PRIORITY = -10
 """Job priority of campaign items (fresh data: 0; higher is claimed first)."""
 
+DOWNSTREAM_KINDS = ("i2d",)
+"""Planned kinds that are no campaign item of their own (made by the jobs their inputs'
+new versions enqueue)."""
+
 
 @dataclass(frozen=True)
 class CampaignStatus:
@@ -128,9 +132,12 @@ def start_campaign(engine: Engine, plan: Plan, policy: RetryPolicy, *,
 
 
 def _by_exposure(plan: Plan) -> dict[int, list[Any]]:
+    """The plan's products by exposure; a mosaic's (``i2d``: made from many exposures) is
+    no item: the ``image3`` job its remade ``_cal`` members enqueue remakes it."""
     out: dict[int, list[Any]] = {}
     for product in plan.products:
-        out.setdefault(product.exposure_pk, []).append(product)
+        if product.kind not in DOWNSTREAM_KINDS:
+            out.setdefault(product.exposure_pk, []).append(product)
     return out
 
 
@@ -203,17 +210,24 @@ def _changes(engine: Engine, cfg: SiteConfig, replaces: dict[str, int],
             for kind, row in paths.items() if row is not None and kind in written}
 
 
-def _lightcurves(engine: Engine, product_ids: list[str]) -> list[JobSpec]:
-    """The ``lightcurve`` jobs of the registered products ``product_ids`` (a time series's
-    new ``_rateints``), at the campaign's priority."""
+def _downstream_jobs(engine: Engine, product_ids: list[str], campaign: int) -> list[JobSpec]:
+    """The jobs that remake what is made from the registered products ``product_ids``, at
+    the campaign's priority: the ``lightcurve`` of a time series's new ``_rateints``, the
+    ``image3`` mosaic a new ``_cal`` completes (once no item of the campaign remaking
+    another of its members is left to run)."""
     from obsflow.orchestrate.handlers import lightcurve_specs
+    from obsflow.stage3.job import image3_specs
 
     with Session(engine) as session:
         rows = session.execute(select(Product, Exposure).join(
             Exposure, Exposure.id == Product.exposure_id).where(
-            Product.product_id.in_(product_ids), Product.kind == "rateints")).all()
-        return [spec for row, exposure in rows
-                for spec in lightcurve_specs(_source_inputs(row, exposure), CAMPAIGN_PRIORITY)]
+            Product.product_id.in_(product_ids),
+            Product.kind.in_(("rateints", "cal")))).all()
+        inputs = [(row.kind, _source_inputs(row, exposure)) for row, exposure in rows]
+    specs = [spec for kind, data in inputs if kind == "rateints"
+             for spec in lightcurve_specs(data, CAMPAIGN_PRIORITY)]
+    cals = [ProductRef.from_dict(data["ref"]) for kind, data in inputs if kind == "cal"]
+    return specs + image3_specs(engine, cals, CAMPAIGN_PRIORITY, campaign)
 
 
 def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
@@ -241,7 +255,8 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
                                 for kind in kinds])
     if done is not None:  # killed after registering them: never remake registered files
         _finish_item(engine, item_id, "done", {"products": done, "resumed": True})
-        return Result({"products": done, "resumed": True}, _lightcurves(engine, done))
+        return Result({"products": done, "resumed": True},
+                      _downstream_jobs(engine, done, int(inputs["campaign"])))
     options = CalibrationOptions(run=str(inputs["run"]), place=in_runs(cfg.products_dir))
     written = calibrate_product(source.path, SiteRefs(cfg.database_url, cfg.refs_dir,
                                                       inputs["context"]),
@@ -262,7 +277,7 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     outputs = {"products": products, "change": change,
                "seconds": round(time.perf_counter() - started, 3)}
     _finish_item(engine, item_id, "done", outputs)
-    return Result(outputs, _lightcurves(engine, products))
+    return Result(outputs, _downstream_jobs(engine, products, int(inputs["campaign"])))
 
 
 # -- status, cancel, retry ------------------------------------------------------------------------

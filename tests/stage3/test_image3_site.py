@@ -1,0 +1,222 @@
+"""Stage 3 of imaging through the site: ``obsflow run`` -> ``_crf`` + ``_i2d`` in the archive.
+
+The orchestrator tests' small webb_like SUB64 downlink (6 planned exposures,
+dithered) is ingested, calibrated, associated and mosaicked by the site's
+own jobs on each database backend; the archive is served by a real uvicorn
+on 127.0.0.1.  The program is given 12 months of exclusive access, so its
+mosaics are proprietary: alice (a member) sees them, an anonymous visitor
+does not.  SUB64 holds too few stars to align on: the job records the
+alignment as skipped (the science of the mosaic is tested on richer fields
+in test_mosaic.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.io.votable import parse_single_table
+from sqlalchemy import select
+from tests.archive.conftest import live_server
+from tests.orchestrate.conftest import SIM_OPTIONS, jobs_of, make_site
+
+from obsflow.archive import vo, web
+from obsflow.archive.api import ApiSettings, create_app
+from obsflow.archive.context import Archive
+from obsflow.archive.register import register_program
+from obsflow.archive.schema import Exposure, Product, ProductInput
+from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
+from obsflow.config import SiteConfig
+from obsflow.db import make_engine
+from obsflow.orchestrate import run_site
+from obsflow.orchestrate.handlers import JobContext, run_handler
+from obsflow.orchestrate.worker import policy_of
+from obsflow.reprocess.campaign import start_campaign
+from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
+from obsflow.simulate.run import SimResult, simulate
+from obsflow.stage3.association import read_association
+from obsflow.stage3.mosaic import asn_path
+
+NOW = datetime(2026, 12, 1)  # before the 12 months of exclusive access end
+
+
+@dataclasses.dataclass
+class Site:
+    cfg: SiteConfig
+    sim: SimResult
+    url: str
+    token: str
+    cookie: str
+    program: str
+    i2d_ids: list[str]
+
+    def get(self, path: str, member: bool = False, **kw: object) -> httpx.Response:
+        headers = ({"Authorization": f"Bearer {self.token}",
+                    "Cookie": f"{SESSION_COOKIE}={self.cookie}"} if member else {})
+        return httpx.get(self.url + path, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def _expected_associations(sim: SimResult) -> Counter[tuple[str, int, str]]:
+    """(program, observation, filter) -> executed products, from the simulator's plan."""
+    return Counter((e.program, e.observation, e.filter) for e in sim.plan.exposures
+                   if e.status == "executed")
+
+
+@pytest.fixture(scope="session")
+def downlink(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
+    """The orchestrator tests' downlink (webb_like SUB64, 6 planned exposures, dithered)."""
+    return simulate(tmp_path_factory.mktemp("image3-sim"), SIM_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def site(module_db_url: str, downlink: SimResult,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    cfg = make_site(tmp_path_factory.mktemp("image3-site") / "site", downlink,
+                    None if module_db_url.startswith("sqlite") else module_db_url)
+    program = downlink.plan.exposures[0].program
+    archive = Archive.from_site(cfg)
+    with archive.session() as session, session.begin():
+        add_user(session, "alice", password="alice-pw")
+    for prog in sorted({e.program for e in downlink.plan.exposures}):
+        register_program(archive, prog, exclusive_months=12,
+                         members=["alice"] if prog == program else [])
+    with archive.session() as session, session.begin():
+        token = create_token(session, "alice")
+    summary = run_site(cfg)
+    assert summary.total("failed") == 0, summary.counts
+    with archive.session() as session:
+        ids = list(session.scalars(select(Product.product_id).where(
+            Product.kind == "i2d", Product.product_id.startswith(program))))
+    app = create_app(archive, ApiSettings(clock=lambda: NOW),
+                     routers=[*vo.routers(), *web.routers()])
+    with live_server(app) as url:
+        login = httpx.post(url + "/login", data={"name": "alice", "password": "alice-pw"})
+        assert login.status_code == 303, login.text
+        yield Site(cfg, downlink, url, token, login.cookies[SESSION_COOKIE], program, ids)
+    archive.close()
+
+
+def test_one_mosaic_per_observation_and_filter_linked_to_its_members(site: Site) -> None:
+    expected = _expected_associations(site.sim)
+    jobs = Counter((j.kind, j.state) for j in jobs_of(site.cfg))
+    assert jobs[("image3", "done")] == len(expected) and jobs[("image3", "failed")] == 0
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        mosaics = session.execute(select(Product, Exposure).join(
+            Exposure, Exposure.id == Product.exposure_id).where(Product.kind == "i2d")).all()
+        assert Counter((e.program, e.observation, e.filter) for _, e in mosaics) == Counter(
+            dict.fromkeys(expected, 1))
+        for product, exposure in mosaics:
+            assert (product.level, product.calib_level, product.run) == ("3", 3, "prompt")
+            assert (exposure.visit, exposure.exposure, exposure.detector) == (0, 0,
+                                                                              exposure.filter)
+            crfs = session.scalars(select(Product).join(
+                ProductInput, ProductInput.input_pk == Product.id).where(
+                ProductInput.product_pk == product.id)).all()
+            assert {c.kind for c in crfs} == {"crf"}
+            assert len(crfs) == expected[(exposure.program, exposure.observation,
+                                          exposure.filter)]
+            cals = session.scalars(select(Product).join(
+                ProductInput, ProductInput.input_pk == Product.id).where(
+                ProductInput.product_pk.in_([c.id for c in crfs]))).all()
+            assert {c.kind for c in cals} == {"cal"} and all(c.is_latest for c in cals)
+            path = site.cfg.products_dir / product.path
+            asn = read_association(asn_path(path))
+            assert {m.ref.uuid for m in asn.members} == {c.uuid for c in cals}
+            with fits.open(path) as hdul:
+                assert hdul[0].header["NINPUTS"] == len(cals)
+                steps = {name: status for name, status, _ in json.loads(
+                    product.provenance)["steps"]}
+                assert list(steps) == ["tweakreg", "skymatch", "resample"]
+                assert hdul[0].header["S_TWEAKR"] == steps["tweakreg"].split(":")[0]
+                assert hdul["CON"].data.max() == 2 ** len(cals) - 1
+                assert np.isfinite(hdul["SCI"].data[hdul["WHT"].data > 0]).all()
+            # the mosaic's release date: the last member's end + the program's 12 months
+            ends = session.scalars(select(Exposure.release_date).where(
+                Exposure.obs_id.in_([m.ref.data_id.basename for m in asn.members]))).all()
+            assert exposure.release_date == max(ends) > NOW
+
+
+def _obscore_mosaics(site: Site, member: bool) -> list[str]:
+    query = "SELECT obs_publisher_did, calib_level FROM ivoa.obscore WHERE calib_level = 3"
+    answer = site.get("/vo/tap/sync", member=member,
+                      params={"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query})
+    assert answer.status_code == 200, answer.text[:300]
+    rows = parse_single_table(io.BytesIO(answer.content)).to_table()
+    return [str(v) for v in rows["obs_publisher_did"] if "_i2d" in str(v)]
+
+
+def test_a_proprietary_mosaic_is_seen_by_members_only(site: Site) -> None:
+    assert site.i2d_ids
+    for product_id in site.i2d_ids:
+        for path in (f"/products/{product_id}", f"/api/products/{product_id}",
+                     f"/api/products/{product_id}/download",
+                     f"/api/products/{product_id}/preview"):
+            assert site.get(path).status_code == 404, path
+            assert site.get(path, member=True).status_code == 200, path
+        page = site.get(f"/products/{product_id}", member=True).text
+        assert f"/api/products/{product_id}/preview" in page
+    mine = site.get("/api/search", member=True, params={"kind": "i2d"}).json()
+    assert set(site.i2d_ids) <= {r["product_id"] for r in mine["results"]}
+    assert all(r["calib_level"] == 3 for r in mine["results"])
+    anonymous = site.get("/api/search", params={"kind": "i2d"}).json()
+    assert anonymous["total"] == 0
+    assert _obscore_mosaics(site, member=False) == []
+    assert len(_obscore_mosaics(site, member=True)) >= len(site.i2d_ids)
+    download = site.get(f"/api/products/{site.i2d_ids[0]}/download", member=True)
+    with fits.open(io.BytesIO(download.content)) as hdul:
+        assert [h.name for h in hdul][1:8] == ["SCI", "ERR", "WHT", "CON", "VAR_POISSON",
+                                               "VAR_RNOISE", "VAR_FLAT"]
+
+
+def test_running_again_changes_nothing(site: Site) -> None:
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        before = session.execute(select(Product.product_id, Product.sha256)
+                                 .order_by(Product.id)).all()
+    assert run_site(site.cfg).total("failed") == 0
+    job = next(j for j in jobs_of(site.cfg) if j.kind == "image3")
+    engine = make_engine(site.cfg.database_url)
+    try:  # the job itself again, as after a crash between its registration and its commit
+        result = run_handler("image3", JobContext(site.cfg, engine), job.inputs)
+    finally:
+        engine.dispose()
+    assert result.outputs["created"] is False
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        after = session.execute(select(Product.product_id, Product.sha256)
+                                .order_by(Product.id)).all()
+    assert after == before
+
+
+def test_a_campaign_that_remakes_the_members_remakes_the_mosaic(site: Site) -> None:
+    """(Runs last: it adds versions.)  A software campaign over one program plans its cal
+    products and, downstream, the crf and i2d; the campaign's new cals make one new mosaic
+    version per association, in the campaign's run, linked to the new crfs."""
+    engine = make_engine(site.cfg.database_url)
+    try:
+        plan = plan_reprocessing(engine, PlanCriteria(program=site.program,
+                                                      software="99.0.0"))
+        kinds = Counter(p.kind for p in plan.products)
+        assert kinds["i2d"] == len(site.i2d_ids) and kinds["crf"] == kinds["cal"], [
+            (p.product_id, p.kind, p.reasons) for p in plan.products]
+        run = start_campaign(engine, plan, policy_of(site.cfg), name="remake-image3")
+    finally:
+        engine.dispose()
+    assert run_site(site.cfg).total("failed") == 0
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        mosaics = session.scalars(select(Product).where(
+            Product.kind == "i2d", Product.product_id.startswith(site.program),
+            Product.is_latest.is_(True))).all()
+        assert len(mosaics) == len(site.i2d_ids)
+        for mosaic in mosaics:
+            assert mosaic.run == run and mosaic.version == 2
+            prov = json.loads(mosaic.provenance)
+            crfs = session.scalars(select(Product).where(
+                Product.uuid.in_([r["uuid"] for r in prov["inputs"]]))).all()
+            assert crfs and all(c.run == run and c.is_latest for c in crfs)
