@@ -182,7 +182,7 @@ def test_flux_of_isolated_sources_is_conserved_from_cal_to_i2d(field: Field,
                                                                 options: Image3Options) -> None:
     """Total flux of the bright, isolated, unsaturated stars inside every member: the
     mosaic's against the mean of the members' (each through its own aligned WCS, its sky
-    level subtracted as in the mosaic; apertures of 8 FWHM), within 0.5%.  (With per-pixel
+    level subtracted as in the mosaic; apertures of 5 FWHM), within 0.5%.  (With per-pixel
     ``ivm`` weights the mosaic loses ~5%: star cores have larger read-noise variances in
     obsflow's stage 1, see docs/stage3.md; the default ``ivm-med`` and ``exptime`` do not.)"""
     program = PROGRAMS[0]
@@ -196,7 +196,7 @@ def test_flux_of_isolated_sources_is_conserved_from_cal_to_i2d(field: Field,
     tx, ty = image.wcs.world_to_pixel_values(ra, dec)
     tree = cKDTree(np.column_stack([tx, ty]))
     flux = 10 ** (-0.4 * mag)
-    radius = 8 * fwhm  # (the total flux: drizzling widens the star)
+    radius = 5 * fwhm  # (nearly the total flux: drizzling widens the star)
     inside = np.all([_inside(c, ra, dec, 3 * radius + 2) for c in crfs], axis=0)
     clean = inside & ~np.any([_flagged(c, ra, dec, radius) for c in crfs], axis=0)
     isolated = [i for i in np.flatnonzero(clean)
@@ -289,6 +289,7 @@ mosaic(Field(Path({out!r}), load_profile({profile!r})), {program!r}, "crash")
 """
 
 
+@pytest.mark.parametrize("field", ["webb_like"], indirect=True)  # (the smaller field: fast)
 def test_a_job_killed_mid_way_runs_again_to_a_whole_mosaic(field: Field) -> None:
     """A mosaic making killed (SIGKILL) once its first _crf is on disk leaves no _i2d under
     its final name; running it again makes the same mosaic as an uninterrupted run."""
