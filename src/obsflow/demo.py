@@ -6,8 +6,9 @@
 3. deliver the simulator's reference files into the site registry and
    record the programs of the plan (PI, title, exclusive-access months);
 4. drop the first dumps in ``incoming/`` like a ground station and run the
-   chain (ingest -> calibrate -> register in the archive) until idle, with
-   progress; show what is still missing;
+   chain (ingest -> calibrate -> register in the archive -> a mosaic of each
+   dithered observation and filter once all its exposures are in, stage 3)
+   until idle, with progress; show what is still missing;
 5. drop the retransmission dump and run again;
 6. print the reprocessing exercise (the simulator delivered an early dark
    measured with an error; the better one waits in ``simulation/refs_update``)
@@ -117,7 +118,7 @@ def _archive_table(cfg: SiteConfig) -> Table:
 
     engine = make_engine(cfg.database_url)
     table = Table(title="the archive")
-    for col in ("program", "PI", "exclusive months", "exposures", "products"):
+    for col in ("program", "PI", "exclusive months", "exposures", "products", "mosaics"):
         table.add_column(col)
     try:
         with Session(engine) as session:
@@ -127,8 +128,11 @@ def _archive_table(cfg: SiteConfig) -> Table:
                 products = session.scalar(select(func.count()).select_from(Product).join(
                     Exposure, Exposure.id == Product.exposure_id)
                     .where(Exposure.program == prog.program))
+                mosaics = session.scalar(select(func.count()).select_from(Product).join(
+                    Exposure, Exposure.id == Product.exposure_id)
+                    .where(Exposure.program == prog.program, Product.kind == "i2d"))
                 table.add_row(prog.program, prog.pi_name, str(prog.exclusive_months),
-                              str(exposures), str(products))
+                              str(exposures), str(products), str(mosaics))
     finally:
         engine.dispose()
     return table

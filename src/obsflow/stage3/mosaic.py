@@ -216,9 +216,14 @@ def _mapped(path: Path) -> Any:
 
 
 def _var_flat(cal: CalImage) -> np.ndarray:
+    """``max(ERR² - VAR_POISSON - VAR_RNOISE, 0)``, float32, in one new array."""
+    rest = np.square(cal.err, dtype=np.float32)
     with np.errstate(invalid="ignore"):
-        rest = np.square(cal.err, dtype=np.float32) - cal.var_poisson - cal.var_rnoise
-    return np.where(rest > 0, rest, np.float32(0.0)).astype(np.float32)
+        rest -= cal.var_poisson
+        rest -= cal.var_rnoise
+        np.maximum(rest, np.float32(0.0), out=rest)
+    rest[~np.isfinite(rest)] = 0.0
+    return rest
 
 
 def _crf(cal: CalImage, alignment: Alignment | None, notes: list[str], ref: ProductRef,
@@ -327,11 +332,12 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
         weight = input_weight(crf.sci, crf.dq, crf.var_rnoise, opts.weight,
                               crf.meta.exposure_duration)
         assert crf.wcs is not None
-        resampler.add(crf.sci - np.float32(level), weight,
-                      pixel_map(crf.wcs, crf.sci.shape, grid),
+        sci = crf.sci  # (written: its SCI may now lose the sky level in place)
+        sci -= np.float32(level)
+        resampler.add(sci, weight, pixel_map(crf.wcs, crf.sci.shape, grid),
                       var_poisson=crf.var_poisson, var_rnoise=crf.var_rnoise,
                       var_flat=_var_flat(crf))
-        del cal, crf, weight
+        del cal, crf, weight, sci
     arrays = resampler.finish()
     seconds["resample"] = time.perf_counter() - t2
     ref = mosaic_ref(asn, run)
