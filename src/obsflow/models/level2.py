@@ -51,6 +51,7 @@ __all__ = [
     "read_cal",
     "read_crf",
     "read_rate",
+    "product_primary",
     "read_rateints",
     "write_cal",
     "write_crf",
@@ -129,9 +130,16 @@ class CrfImage(CalImage):
 
 def _primary(cls: type[_Level2], meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
              header_extra: dict[str, Any]) -> fits.PrimaryHDU:
+    return product_primary(cls.__name__, meta, ref, provenance, header_extra)
+
+
+def product_primary(datamodel: str, meta: ExposureMeta, ref: ProductRef,
+                    provenance: Provenance, header_extra: dict[str, Any]) -> fits.PrimaryHDU:
+    """The primary HDU of a product: exposure keywords, DATAMODL, CAL_VER, the reference, the
+    provenance's keywords, then ``header_extra`` (value or (value, comment))."""
     primary = fits.PrimaryHDU()
     meta.to_header(primary.header)
-    primary.header["DATAMODL"] = (cls.__name__, "obsflow product type")
+    primary.header["DATAMODL"] = (datamodel, "obsflow product type")
     primary.header["CAL_VER"] = (provenance.software, "obsflow version that made this")
     ref.to_header(primary.header)
     provenance.write_keywords(primary.header)

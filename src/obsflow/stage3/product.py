@@ -42,6 +42,7 @@ from astropy.wcs import WCS
 from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, write_fits_hashed
 from obsflow.models.identity import ProductRef
+from obsflow.models.level2 import product_primary
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 from obsflow.stage3.resample import I2DArrays
@@ -59,17 +60,9 @@ _UNITS = {"sci": "MJy/sr", "err": "MJy/sr", "var_poisson": "(MJy/sr)**2",
 
 
 @dataclass
-class MosaicImage:
-    """An ``_i2d`` read back: its arrays, grid WCS, metadata, reference, provenance, header."""
+class MosaicImage(I2DArrays):
+    """An ``_i2d`` read back: its arrays and grid WCS, metadata, reference, provenance, header."""
 
-    sci: np.ndarray
-    err: np.ndarray
-    wht: np.ndarray
-    con: np.ndarray
-    var_poisson: np.ndarray
-    var_rnoise: np.ndarray
-    var_flat: np.ndarray
-    wcs: WCS
     meta: ExposureMeta
     ref: ProductRef
     provenance: Provenance
@@ -79,15 +72,7 @@ class MosaicImage:
 def _hdus(arrays: I2DArrays, meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
           header_extra: dict[str, Any]) -> Iterator[fits.PrimaryHDU | fits.ImageHDU
                                                     | fits.BinTableHDU]:
-    primary = fits.PrimaryHDU()
-    meta.to_header(primary.header)
-    primary.header["DATAMODL"] = (I2D_DATAMODEL, "data model (JWST name)")
-    primary.header["CAL_VER"] = (provenance.software, "obsflow version that made this")
-    ref.to_header(primary.header)
-    provenance.write_keywords(primary.header)
-    for key, value in header_extra.items():
-        primary.header[key] = value
-    yield primary
+    yield product_primary(I2D_DATAMODEL, meta, ref, provenance, header_extra)
     wcs_header = arrays.wcs.to_header()
     for name in I2D_ARRAYS:
         data = getattr(arrays, name)
@@ -129,7 +114,8 @@ def read_i2d(path: Path) -> MosaicImage:
             raise DataModelError(f"{path}: extension(s) {', '.join(missing)} missing")
         meta = ExposureMeta.from_header(primary)
         arrays = {n: np.asarray(hdul[n.upper()].data) for n in I2D_ARRAYS}
-        return MosaicImage(**arrays, wcs=WCS(hdul["SCI"].header), meta=meta,
+        return MosaicImage(**arrays, wcs=WCS(hdul["SCI"].header),
+                           n_inputs=int(primary.get("NINPUTS", 0)), meta=meta,
                            ref=ProductRef.from_header(primary, meta.data_id, path.name),
                            provenance=Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], path.name),
                            header=primary.copy())
