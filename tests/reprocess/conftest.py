@@ -38,26 +38,34 @@ def processed_sqlite(tmp_path: Path, downlink: SimResult) -> SiteConfig:  # noqa
     return cfg
 
 
+EXPOSURE_KINDS = ("uncal", "rate", "rateints", "cal")
+"""The exposures' own products: what these tests follow (stage 3's ``crf`` and ``i2d``,
+remade by the image3 job a campaign's new ``_cal`` products fire, are tested in
+tests/stage3/test_image3_site.py)."""
+
+
 def current(cfg: SiteConfig) -> dict[tuple[str, str], Product]:
-    """(obs_id, kind) -> the current product row."""
+    """(obs_id, kind) -> the current product row (of the :data:`EXPOSURE_KINDS`)."""
     engine = make_engine(cfg.database_url)
     try:
         with Session(engine, expire_on_commit=False) as session:
             rows = session.execute(select(Product, Exposure.obs_id).join(
-                Exposure, Exposure.id == Product.exposure_id).where(Product.is_latest.is_(True)))
+                Exposure, Exposure.id == Product.exposure_id).where(
+                Product.is_latest.is_(True), Product.kind.in_(EXPOSURE_KINDS)))
             return {(obs_id, p.kind): p for p, obs_id in rows}
     finally:
         engine.dispose()
 
 
 def all_versions(cfg: SiteConfig) -> list[tuple[str, str, int, str]]:
-    """(obs_id, kind, version, run) of every product row."""
+    """(obs_id, kind, version, run) of every product row (of the :data:`EXPOSURE_KINDS`)."""
     engine = make_engine(cfg.database_url)
     try:
         with Session(engine) as session:
             rows = session.execute(select(Exposure.obs_id, Product.kind, Product.version,
-                                          Product.run).join(Exposure,
-                                                            Exposure.id == Product.exposure_id))
+                                          Product.run).join(
+                Exposure, Exposure.id == Product.exposure_id).where(
+                Product.kind.in_(EXPOSURE_KINDS)))
             return sorted((str(a), str(b), int(c), str(d)) for a, b, c, d in rows)
     finally:
         engine.dispose()

@@ -26,7 +26,7 @@ from obsflow.refdata.registry import deliver_batch
 from obsflow.reprocess.campaign import campaign_status, cancel_campaign, start_campaign
 from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
 
-from .conftest import all_versions, current
+from .conftest import EXPOSURE_KINDS, all_versions, current
 
 KINDS = ("rate", "rateints", "cal")
 
@@ -68,8 +68,10 @@ def test_campaign_remakes_exactly_the_plan_once(processed: SiteConfig, tmp_path:
     engine = make_engine(cfg.database_url)
     try:
         plan = plan_reprocessing(engine, PlanCriteria(context=context))
-        planned = {(p.obs_id, p.kind) for p in plan.products}
+        planned = {(p.obs_id, p.kind) for p in plan.products if p.kind in EXPOSURE_KINDS}
         assert planned == {(o, k) for o in expected for k in KINDS}
+        downstream = Counter(p.kind for p in plan.products if p.kind not in EXPOSURE_KINDS)
+        assert downstream["i2d"] >= 1 and set(downstream) <= {"crf", "i2d"}  # stage 3
         name = start_campaign(engine, plan, policy_of(cfg), name="better-dark")
         summary = run_site(cfg)
         assert summary.total("failed") == 0
@@ -178,13 +180,14 @@ def test_killed_campaign_resumes_and_remakes_each_product_once(
         engine.dispose()
     assert status.state == "done" and status.counts == {"done": len(before) // 4}
     after = current(cfg)
-    planned = {(p.obs_id, p.kind) for p in plan.products}
+    planned = {(p.obs_id, p.kind) for p in plan.products if p.kind in EXPOSURE_KINDS}
     assert {k for k, p in after.items() if p.run == name} == planned
     versions = all_versions(cfg)
     assert sorted((o, k) for o, k, v, _ in versions if v == 2) == sorted(planned)
     assert max(v for _, _, v, _ in versions) == 2  # each planned product remade exactly once
     on_disk = sorted(p.relative_to(cfg.products_dir).as_posix()
-                     for p in (cfg.products_dir / name).rglob("*") if p.is_file())
+                     for p in (cfg.products_dir / name).rglob("*") if p.is_file()
+                     and p.name.rsplit("_", 1)[-1].split(".")[0] in EXPOSURE_KINDS)
     assert on_disk == sorted(after[k].path for k in planned)  # no orphan, no stray .part
 
 
