@@ -43,7 +43,7 @@ from obsflow.reprocess.campaign import start_campaign
 from obsflow.reprocess.plan import PlanCriteria, plan_reprocessing
 from obsflow.simulate.run import SimResult, simulate
 from obsflow.stage3.association import read_association
-from obsflow.stage3.mosaic import asn_path
+from obsflow.stage3.mosaic import asn_path, beside
 
 NOW = datetime(2026, 12, 1)  # before the 12 months of exclusive access end
 
@@ -134,7 +134,9 @@ def test_one_mosaic_per_observation_and_filter_linked_to_its_members(site: Site)
                 assert hdul[0].header["NINPUTS"] == len(cals)
                 steps = {name: status for name, status, _ in json.loads(
                     product.provenance)["steps"]}
-                assert list(steps) == ["tweakreg", "skymatch", "resample"]
+                assert list(steps) == ["tweakreg", "skymatch", "resample", "source_catalog"]
+                if steps["source_catalog"] == "COMPLETE":
+                    assert beside(path, "cat.ecsv").is_file() and beside(path, "segm.fits").is_file()
                 assert hdul[0].header["S_TWEAKR"] == steps["tweakreg"].split(":")[0]
                 assert hdul["CON"].data.max() == 2 ** len(cals) - 1
                 assert np.isfinite(hdul["SCI"].data[hdul["WHT"].data > 0]).all()

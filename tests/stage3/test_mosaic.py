@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.table import Table
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
@@ -33,6 +34,7 @@ from obsflow.stage3.detect import detect_stars
 from obsflow.stage3.mosaic import (
     Image3Options,
     MosaicProduct,
+    beside,
     make_mosaic,
     mosaic_ref,
 )
@@ -222,8 +224,14 @@ def test_a_one_member_association_makes_a_valid_mosaic(field: Field) -> None:
                                                  + image.var_flat)[covered], rtol=1e-4)
     assert image.header["NINPUTS"] == 1 and image.meta.exposure == 0
     assert image.meta.detector == image.meta.filter.upper()
-    steps = [s.name for s in image.provenance.steps]
-    assert steps == ["tweakreg", "skymatch", "resample"]
+    steps = {s.name: s.status for s in image.provenance.steps}
+    assert list(steps) == ["tweakreg", "skymatch", "resample", "source_catalog"]
+    assert steps["source_catalog"] == "COMPLETE"
+    catalog = Table.read(beside(made.mosaic.path, "cat.ecsv"), format="ascii.ecsv")
+    assert len(catalog) > 0 and catalog.meta
+    with fits.open(beside(made.mosaic.path, "segm.fits")) as segm:
+        assert segm["SCI"].data.shape == image.sci.shape
+        assert segm["SCI"].data.max() == segm[0].header["NSOURCES"] >= len(catalog) > 0
     assert [r.kind for r in image.provenance.inputs] == ["crf"]
     with fits.open(made.mosaic.path, checksum=True) as hdul:  # checksums verify
         assert hdul[0].header["DATAMODL"] == "ImageModel"

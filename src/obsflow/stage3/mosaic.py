@@ -20,8 +20,12 @@ inputs:
    the ``_cal`` as its one input) is written, then resampled (SCI minus its
    sky level, weights ``ivm`` or ``exptime``, an interpolated pixel map)
    into one :class:`~obsflow.stage3.resample.Resampler`;
-6. the association file (``<basename>_asn.json``) then the ``_i2d``
-   (:func:`obsflow.stage3.product.write_i2d`) are written atomically.
+6. the association file (``<basename>_asn.json``), the source catalog of
+   the mosaic (:func:`obsflow.stage3.catalog.source_catalog`:
+   ``<basename>_cat.ecsv`` and ``<basename>_segm.fits``; a mosaic it cannot
+   measure records ``source_catalog`` ``SKIPPED: <why>``) and then the
+   ``_i2d`` (:func:`obsflow.stage3.product.write_i2d`) are written, each
+   atomically.
 
 VAR_FLAT of an input is what its ERR holds beyond VAR_POISSON and
 VAR_RNOISE (``_cal`` keeps no VAR_FLAT array): ``max(ERR² - VP - VR, 0)``.
@@ -46,7 +50,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from obsflow import __version__
-from obsflow.exceptions import AlignmentError, AssociationError
+from obsflow.exceptions import AlignmentError, AssociationError, CatalogError
 from obsflow.models.identity import ProductRef
 from obsflow.models.level2 import CalImage, CrfImage, read_cal, write_crf
 from obsflow.models.metadata import ExposureMeta
@@ -63,14 +67,17 @@ from obsflow.stage3.align import (
     exposure_key,
 )
 from obsflow.stage3.association import ASN_RULE, Association, write_association
+from obsflow.stage3.catalog import source_catalog, write_catalog, write_segmentation
 from obsflow.stage3.detect import detect_stars
 from obsflow.stage3.grid import output_grid, pixel_scale_arcsec
 from obsflow.stage3.pixmap import pixel_map
 from obsflow.stage3.product import write_i2d
-from obsflow.stage3.resample import Resampler, input_weight
+from obsflow.stage3.psfmodel import MosaicPSF
+from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
 from obsflow.stage3.skymatch import SkyImage, match_sky, sky_keywords
 
-__all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "crf_ref",
+__all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "beside",
+           "crf_ref",
            "make_mosaic", "mosaic_ref"]
 
 IMAGE3_RECIPE = "image3"
@@ -173,9 +180,31 @@ def crf_ref(cal: ProductRef, asn: Association, run: str) -> ProductRef:
     return ProductRef.derived("crf", cal.data_id, run, f"{cal.uuid}:{asn.digest}")
 
 
+def beside(mosaic: Path, suffix: str) -> Path:
+    """``<basename>_<suffix>`` beside an ``_i2d`` (``asn.json``, ``cat.ecsv``, ``segm.fits``)."""
+    return mosaic.with_name(mosaic.name.replace("i2d.fits", suffix))
+
+
 def asn_path(mosaic: Path) -> Path:
     """The association file beside an ``_i2d`` (``<basename>_asn.json``)."""
-    return mosaic.with_name(mosaic.name.replace("_i2d.fits", "_asn.json"))
+    return beside(mosaic, "asn.json")
+
+
+def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: ExposureMeta,
+                   opts: Image3Options, extra: dict[str, Any]) -> str:
+    """The mosaic's source catalog, ``_cat.ecsv`` and ``_segm.fits`` beside it (before the
+    ``_i2d``: a mosaic on disk has them); the ``source_catalog`` step's status."""
+    psf = MosaicPSF.for_image(profile, meta.instrument, meta.filter,
+                              pixel_scale_arcsec(arrays.wcs), opts.pixfrac)
+    try:
+        found = source_catalog(arrays.sci, arrays.err, arrays.wht, arrays.wcs, psf,
+                               name=path.name)
+    except CatalogError as exc:
+        return f"SKIPPED: {exc}"
+    write_segmentation(beside(path, "segm.fits"), found.segm, arrays.wcs,
+                       {k: v for k, v in extra.items() if k in ("ASNID", "NINPUTS")})
+    write_catalog(beside(path, "cat.ecsv"), found.table)
+    return "COMPLETE"
 
 
 def _read_member(products_dir: Path, asn: Association, k: int) -> CalImage:
@@ -345,6 +374,12 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     path = products_dir / ref.relpath()
     write_association(asn_path(path), asn)  # first: a mosaic on disk always has its association
     extra = _keywords(asn, metas, opts, grid)
+    t3 = time.perf_counter()
+    catalog_note = _write_catalog(path, arrays, profile, metas[0], opts, extra)
+    seconds["catalog"] = time.perf_counter() - t3
+    prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
+        "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,
+                                          "segmentation": beside(path, "segm.fits").name})))
     written = write_i2d(path, arrays, _mosaic_meta(asn, metas, arrays.sci.shape), ref, prov,
                         extra)
     seconds["total"] = time.perf_counter() - t0
