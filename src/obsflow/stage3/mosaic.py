@@ -15,8 +15,12 @@ inputs:
    not the Python heap), through the aligned WCSs;
 4. **grid**: :func:`obsflow.stage3.grid.output_grid` over every aligned
    input (or the user's scale, rotation, CRVAL, shape);
-5. per member again: the ``_crf`` (the ``_cal`` with its aligned WCS,
-   ``ALN_*`` and ``BKG*`` keywords, a ``tweakreg`` and a ``skymatch`` step,
+5. **outlier detection** (:func:`obsflow.stage3.outlier.outlier_masks`, the
+   members loaded one at a time, sky-subtracted, through their aligned
+   WCSs): one mask per member (a one-member association: none);
+   then per member again: the ``_crf`` (the ``_cal`` with its aligned WCS,
+   ``ALN_*`` and ``BKG*`` keywords, its outliers flagged OUTLIER |
+   DO_NOT_USE in DQ, ``tweakreg``, ``skymatch`` and ``outlier_detection`` steps,
    the ``_cal`` as its one input) is written, then resampled (SCI minus its
    sky level, weights ``ivm`` or ``exptime``, an interpolated pixel map)
    into one :class:`~obsflow.stage3.resample.Resampler`;
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +75,7 @@ from obsflow.stage3.association import ASN_RULE, Association, write_association
 from obsflow.stage3.catalog import source_catalog, write_catalog, write_segmentation
 from obsflow.stage3.detect import detect_stars
 from obsflow.stage3.grid import output_grid, pixel_scale_arcsec
+from obsflow.stage3.outlier import OutlierInput, OutlierOptions, crf_dq, outlier_masks
 from obsflow.stage3.pixmap import pixel_map
 from obsflow.stage3.product import write_i2d
 from obsflow.stage3.psfmodel import MosaicPSF
@@ -255,8 +261,17 @@ def _var_flat(cal: CalImage) -> np.ndarray:
     return rest
 
 
+def _outlier_input(products_dir: Path, asn: Association, k: int, wcs: WCS,
+                   level: float) -> OutlierInput:
+    """Member ``k`` for outlier detection: its aligned WCS, its sky level subtracted."""
+    cal = _read_member(products_dir, asn, k)
+    cal.sci -= np.float32(level)
+    return OutlierInput(cal.sci, cal.err, cal.dq, wcs, cal.var_rnoise,
+                        cal.meta.exposure_duration, cal.meta.basename)
+
+
 def _crf(cal: CalImage, alignment: Alignment | None, notes: list[str], ref: ProductRef,
-         level: float, options: Image3Options) -> CrfImage:
+         level: float, options: Image3Options, outliers: np.ndarray) -> CrfImage:
     if alignment is None:  # recorded, never silent: the step says why it was skipped
         aligned = dataclasses.replace(
             cal, header_extra={**cal.header_extra, "ALN_REF": ("NOT ALIGNED", "tweakreg "
@@ -271,8 +286,10 @@ def _crf(cal: CalImage, alignment: Alignment | None, notes: list[str], ref: Prod
         aligned.provenance, run=ref.run, software=__version__, inputs=(cal.ref,),
         steps=(*aligned.provenance.steps,
                StepRecord("skymatch", "COMPLETE", {"method": options.skymatch,
-                                                   "level": float(level)})))
-    return CrfImage(aligned.sci, aligned.err, aligned.dq, aligned.var_poisson,
+                                                   "level": float(level)}),
+               StepRecord("outlier_detection", "COMPLETE",
+                          {"flagged": int(outliers.sum())})))
+    return CrfImage(aligned.sci, aligned.err, crf_dq(aligned.dq, outliers), aligned.var_poisson,
                     aligned.var_rnoise, aligned.meta, ref, prov,
                     {**aligned.header_extra, **sky}, aligned.wcs)
 
@@ -350,11 +367,19 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     t2 = time.perf_counter()
     grid = output_grid(aligned, shapes, pixel_scale=opts.pixel_scale, rotation=opts.rotation,
                        crval=opts.crval, shape=opts.shape)
+    t_out = time.perf_counter()
+    masks = outlier_masks([functools.partial(_outlier_input, products_dir, asn, k, aligned[k],
+                                             levels[k] if opts.subtract_sky else 0.0)
+                           for k in range(len(asn.members))], grid,
+                          OutlierOptions(tmpdir=products_dir, threads=opts.threads))
+    seconds["outlier"] = time.perf_counter() - t_out
     resampler = Resampler(grid, opts.kernel, opts.pixfrac, opts.threads)
     crfs = []
     for k, member in enumerate(asn.members):  # 5. crf, then resample, one member at a time
         cal = _read_member(products_dir, asn, k)
-        crf = _crf(cal, alignment, notes, crf_ref(member.ref, asn, run), levels[k], opts)
+        crf = _crf(cal, alignment, notes, crf_ref(member.ref, asn, run), levels[k], opts,
+                   masks[k])
+        masks[k] = np.zeros((0, 0), bool)  # (used: dropped)
         written = write_crf(products_dir / crf.ref.relpath(), crf)
         crfs.append(Made(crf.ref, written.path, written.sha256, written.size, crf.provenance))
         level = levels[k] if opts.subtract_sky else 0.0
