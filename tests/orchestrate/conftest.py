@@ -21,6 +21,7 @@ from sqlalchemy import select
 from obsflow.config import SiteConfig, load_config
 from obsflow.db import make_engine
 from obsflow.demo import _deliver_refs
+from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.orchestrate.jobs import transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.simulate.run import SimOptions, SimResult, simulate
@@ -38,6 +39,18 @@ def downlink(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
 def executed(result: SimResult) -> int:
     """Number of exposures of the plan that produce data."""
     return sum(e.status == "executed" for e in result.plan.exposures)
+
+
+def mosaics(result: SimResult) -> int:
+    """Number of image3 associations (one mosaic each): executed (program, observation, filter)."""
+    return len({(e.program, e.observation, e.filter) for e in result.plan.exposures
+                if e.status == "executed"})
+
+
+def products_expected(result: SimResult) -> int:
+    """Archive rows a clean run makes: each exposure's own products and ``_crf``, each mosaic."""
+    n = executed(result)
+    return n * (len(ARCHIVED_KINDS) + 1) + mosaics(result)
 
 
 def make_site(root: Path, sim: SimResult, database_url: str | None = None,

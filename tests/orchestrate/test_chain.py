@@ -6,11 +6,21 @@ from collections import Counter
 
 from obsflow.config import SiteConfig
 from obsflow.ingest.service import ingest_once
+from obsflow.models.metadata import product_basename
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.simulate.run import SimResult
 
-from .conftest import archive_products, attempts_of, cli, executed, jobs_of, json_jobs
+from .conftest import (
+    archive_products,
+    attempts_of,
+    cli,
+    executed,
+    jobs_of,
+    json_jobs,
+    mosaics,
+    products_expected,
+)
 
 
 def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: SimResult) -> None:
@@ -20,12 +30,14 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
     assert kinds[("calibrate", "done")] == n
     assert kinds[("register", "done")] == n * (len(ARCHIVED_KINDS) - 1)
     assert kinds[("ingest", "done")] >= 1
+    assert kinds[("image3", "done")] == mosaics(downlink)
     assert {state for _, state in kinds} == {"done"}
     assert summary.total("failed") == 0
     products = archive_products(site)
-    assert len(products) == n * len(ARCHIVED_KINDS)
+    assert len(products) == products_expected(downlink)
     assert {version for _, _, version in products} == {1}
-    assert {kind for _, kind, _ in products} == {"uncal", "rate", "rateints", "cal"}
+    assert Counter(kind for _, kind, _ in products) == {
+        "uncal": n, "rate": n, "rateints": n, "cal": n, "crf": n, "i2d": mosaics(downlink)}
     for job in jobs_of(site):  # every job has its timings and one successful attempt logged
         assert job.started is not None and job.finished is not None and job.attempts == 1
         (attempt,) = attempts_of(site, job.id)
@@ -61,7 +73,16 @@ def test_poisoned_input_fails_alone_with_a_clear_reason(site: SiteConfig,
     assert "Traceback" in attempts_of(site, bad.id)[-1].log
     n = executed(downlink)
     assert sum(job.kind == "calibrate" and job.state == "done" for job in jobs) == n - 1
-    assert len(archive_products(site)) == (n - 1) * len(ARCHIVED_KINDS)
+    kinds = Counter(kind for _, kind, _ in archive_products(site))
+    assert sum(kinds[k] for k in ARCHIVED_KINDS) == (n - 1) * len(ARCHIVED_KINDS)
+    # the victim's association never completes: no mosaic of it, no _crf of its members
+    victim_meta = next(e for e in downlink.plan.exposures if product_basename(
+        e.program, e.observation, e.visit, e.exposure, e.detector) == basename)
+    group = (victim_meta.program, victim_meta.observation, victim_meta.filter)
+    others = [e for e in downlink.plan.exposures if e.status == "executed"
+              and (e.program, e.observation, e.filter) != group]
+    assert kinds["i2d"] == mosaics(downlink) - 1
+    assert kinds["crf"] == len(others)
     # the CLI lists it and can put it back in the queue
     listed = json_jobs(site, "--state", "failed")
     assert [job["id"] for job in listed] == [bad.id]

@@ -20,7 +20,16 @@ from obsflow.orchestrate.jobs import transaction
 from obsflow.orchestrate.tables import Job, JobAttempt
 from obsflow.simulate.run import SimResult
 
-from .conftest import archive_products, attempts_of, executed, jobs_of, make_site, wait_for
+from .conftest import (
+    archive_products,
+    attempts_of,
+    executed,
+    jobs_of,
+    make_site,
+    mosaics,
+    products_expected,
+    wait_for,
+)
 from .dask_cluster import DaskCluster
 
 
@@ -95,7 +104,8 @@ def test_worker_killed_mid_job_is_retried_and_finished_once(
     assert sum(j.kind == "calibrate" for j in jobs) == n
     assert sum(j.kind == "register" for j in jobs) == n * (len(ARCHIVED_KINDS) - 1)
     products = archive_products(cfg)
-    assert len(products) == len(set(products)) == n * len(ARCHIVED_KINDS)
+    assert len(products) == len(set(products)) == products_expected(downlink)
+    assert sum(j.kind == "image3" for j in jobs) == mosaics(downlink)
     assert {version for _, _, version in products} == {1}
 
 

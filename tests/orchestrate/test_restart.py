@@ -248,13 +248,16 @@ def _storm(cfg: SiteConfig, engine: Engine) -> None:
 _DELIVERED = re.compile(rb"_\d{8}T\d{6}_")
 _CARD_SUM = re.compile(rb"((?:CHECKSUM|DATASUM) *= +)'[^']*' *")
 _PREVIEW_OF = re.compile(r"_[0-9a-f]{16}(?=\.)")
+_MEMBER_SUM = re.compile(rb'("sha256": ")[0-9a-f]{64}"')
 
 
 def _same_bytes(data: bytes) -> bytes:
     """File bytes without what differs between two sites by construction: the delivery time
-    in reference-file names (their refs were delivered at different times) and the FITS
-    checksum cards that cover it.  Lengths are kept, so nothing else can hide."""
+    in reference-file names (their refs were delivered at different times), the FITS
+    checksum cards that cover it and, in an association file, its members' sha256 (of
+    those files).  Lengths are kept, so nothing else can hide."""
     data = _DELIVERED.sub(b"_YYYYMMDDTHHMMSS_", data)
+    data = _MEMBER_SUM.sub(lambda m: m.group(1) + b"?" * 64 + b'"', data)
     return _CARD_SUM.sub(lambda m: m.group(1) + b"?" * (len(m.group(0)) - len(m.group(1))), data)
 
 
@@ -290,6 +293,6 @@ def test_kills_at_random_moments_end_like_an_uninterrupted_run(
             assert job.finished == before[job.id]
     assert _products(cfg) == products  # every product and preview, byte for byte
     assert archive_products(cfg) == rows
-    assert {kind for _, kind, _ in rows} == set(ARCHIVED_KINDS)
+    assert {kind for _, kind, _ in rows} == {*ARCHIVED_KINDS, "crf", "i2d"}
     assert not abandoned.exists()
     assert _temporary_files(cfg) == []

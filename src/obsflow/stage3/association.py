@@ -207,15 +207,18 @@ def complete_association(engine: Engine, cal: ProductRef, pool: str = "obsflow"
     """The association ``cal`` belongs to, if every planned member has a current ``_cal``.
 
     None when a planned member is not calibrated (and registered) yet, when
-    ``cal`` is no longer current, or when the observation log plans nothing
+    ``cal`` is no longer current, when it is a time series (its integrations
+    go to a light curve, not a mosaic: the ``timeseries`` recipe), or when the observation log plans nothing
     for it (see :func:`planned_members`).
     """
     from obsflow.archive.schema import Exposure, Product
+    from obsflow.orchestrate.handlers import TIME_SERIES_RECIPE
 
     with Session(engine) as session:
         own = session.execute(select(Product, Exposure).join(
             Exposure, Exposure.id == Product.exposure_id).where(Product.uuid == cal.uuid)).first()
-        if own is None or not own[0].is_latest or own[0].kind != "cal":
+        if (own is None or not own[0].is_latest or own[0].kind != "cal"
+                or own[0].recipe == TIME_SERIES_RECIPE):
             return None
         exposure = own[1]
         planned = planned_members(engine, exposure.program, exposure.observation,
