@@ -88,7 +88,8 @@ def test_worker_killed_mid_job_is_retried_and_finished_once(
     runner = threading.Thread(target=run_site, args=(cfg,))
     runner.start()
     try:
-        wait_for(lambda: _first_running_calibrate(cfg) is not None, 60, "a calibrate job to start")
+        wait_for(lambda: _first_running_calibrate(cfg) is not None, 150,
+                 "a calibrate job to start")
         victim = _first_running_calibrate(cfg)
         assert victim is not None
         os.kill(int(victim.worker.rpartition(":")[2]), signal.SIGKILL)
