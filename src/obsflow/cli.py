@@ -427,9 +427,7 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
     """
     from obsflow.config import default_site_root
     from obsflow.demo import run_demo
-    from obsflow.kernel_cache import announce_compilation
 
     root = (site_dir or default_site_root()).expanduser().resolve()
-    announce_compilation()
     run_demo(root, seed=seed, exposures=exposures, serve=not no_serve,
              simulate_with_progress=_run_simulation, console=_console())

@@ -161,8 +161,11 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
              simulate_with_progress: Callable[[Path, SimOptions], SimResult],
              console: Console) -> float:
     """Run the demo at ``root`` (see the module docstring); return the chain's seconds."""
+    from obsflow.kernel_cache import announce_compilation
+
     started = time.perf_counter()
     cfg = init_site(root)
+    announce_compilation()
     profile = cfg.load_profile()
     sub = min(profile.instruments[0].subarrays,
               key=lambda s: abs(s.nx - DEMO_SUBARRAY_WIDTH)).name

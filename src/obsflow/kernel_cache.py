@@ -4,7 +4,7 @@ The kernels (``@njit(cache=True)``) compile on first use and are cached next to
 their modules (``__pycache__/*.nbi`` and ``*.nbc``); on a fresh install that first
 use takes about a minute, which a newcomer would otherwise watch as a silent
 progress bar.  Commands that calibrate or make mosaics (``demo``, ``run``, ``calibrate``) call
-:func:`announce_compilation` first.
+:func:`announce_compilation` once their input is checked, with the modules they use.
 """
 
 from __future__ import annotations
@@ -14,27 +14,36 @@ from pathlib import Path
 
 from rich.console import Console
 
-__all__ = ["KERNEL_MODULES", "announce_compilation", "uncompiled_modules"]
+__all__ = ["CALIBRATION_KERNELS", "KERNEL_MODULES", "MOSAIC_KERNELS", "announce_compilation",
+           "uncompiled_modules"]
 
-KERNEL_MODULES = (
+CALIBRATION_KERNELS = (
     "calibrate/_numeric.py",
     "calibrate/corrections.py",
     "calibrate/jumps.py",
     "calibrate/ramps.py",
     "calibrate/regions.py",
-    "stage3/kernels.py",
-    "stage3/outlier.py",
-    "stage3/pixmap.py",
     "telemetry/crc.py",
     "telemetry/decode.py",
 )
-"""Every module (relative to the package) with cached numba kernels (``@njit(cache=True)``);
-a test keeps the list equal to the package's sources."""
+"""Modules (relative to the package) whose compiled kernels ingest and calibration use."""
+
+MOSAIC_KERNELS = (
+    "stage3/kernels.py",
+    "stage3/outlier.py",
+    "stage3/pixmap.py",
+)
+"""Modules whose compiled kernels stage 3 (outlier detection, resampling) uses."""
+
+KERNEL_MODULES = CALIBRATION_KERNELS + MOSAIC_KERNELS
+"""Every module with cached numba kernels (``@njit(cache=True)``); a test keeps it equal to
+the package's sources."""
 
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def uncompiled_modules(package: Path = _PACKAGE) -> list[str]:
+def uncompiled_modules(package: Path = _PACKAGE,
+                       modules: tuple[str, ...] = KERNEL_MODULES) -> list[str]:
     """Kernel modules with no numba cache index yet (empty: every one is compiled).
 
     Looks where numba writes its cache: ``__pycache__`` beside the module, or
@@ -42,7 +51,7 @@ def uncompiled_modules(package: Path = _PACKAGE) -> list[str]:
     """
     cache_root = os.environ.get("NUMBA_CACHE_DIR")
     missing = []
-    for relative in KERNEL_MODULES:
+    for relative in modules:
         source = package / relative
         folder = source.parent / "__pycache__"
         if cache_root:
@@ -52,9 +61,11 @@ def uncompiled_modules(package: Path = _PACKAGE) -> list[str]:
     return missing
 
 
-def announce_compilation(console: Console | None = None, package: Path = _PACKAGE) -> bool:
-    """Print one line on stderr if kernels are about to be compiled; whether they are."""
-    missing = uncompiled_modules(package)
+def announce_compilation(console: Console | None = None, package: Path = _PACKAGE,
+                         modules: tuple[str, ...] = KERNEL_MODULES) -> bool:
+    """Print one line on stderr if kernels of ``modules`` are about to be compiled; whether they
+    are.  Commands call it once their input is checked (bad input compiles nothing)."""
+    missing = uncompiled_modules(package, modules)
     if missing:
         (console or Console(stderr=True, highlight=False)).print(
             f"[yellow]compiling the numerical kernels ({len(missing)} modules), once per install: "

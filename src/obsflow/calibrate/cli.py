@@ -58,9 +58,8 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
     with status 2 and one line naming the file, keyword or HDU and what was
     expected.
     """
-    from obsflow.kernel_cache import announce_compilation
+    from obsflow.kernel_cache import CALIBRATION_KERNELS, announce_compilation
 
-    announce_compilation()
     source: RefSource
     if refs_dir is not None:
         if profile is None:
@@ -74,6 +73,7 @@ def calibrate_cmd(site_dir: Path | None, refs_dir: Path | None, profile: str | N
     overrides = _overrides(sets)
     for path in files:
         check_input(path, prof)
+    announce_compilation(modules=CALIBRATION_KERNELS)
     console = output_console()
     for path in files:
         options = CalibrationOptions(overrides, tuple(skip), place=beside(out_dir or path.parent),
