@@ -428,7 +428,12 @@ def downlink_table(folder: Path, profile: Profile) -> Table:
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--exposures", default=12, show_default=True, type=click.IntRange(min=1))
 @click.option("--no-serve", is_flag=True, help="Do not start the web server at the end.")
-def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> None:
+@click.option("--proposals", is_flag=True,
+              help="Start from the two example proposals: plan them (on the demo's subarray) "
+                   "and observe the plan, instead of the simulator's built-in plan "
+                   "(--exposures is then ignored).")
+def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool,
+         proposals: bool) -> None:
     """Run the whole chain on a simulated downlink, on the embedded default.
 
     Creates the site, simulates a small downlink (subarray exposures, every
@@ -444,4 +449,4 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
     root = (site_dir or default_site_root()).expanduser().resolve()
     announce_compilation()
     run_demo(root, seed=seed, exposures=exposures, serve=not no_serve,
-             simulate_with_progress=_run_simulation, console=_console())
+             simulate_with_progress=_run_simulation, console=_console(), proposals=proposals)

@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -26,9 +27,14 @@ from tests.orchestrate.conftest import make_site
 from obsflow.archive.context import Archive
 from obsflow.archive.schema import Exposure, Program
 from obsflow.cli import main
-from obsflow.demo import _record_programs
+from obsflow.demo import _record_programs, plan_examples
+from obsflow.exceptions import SimulationError
 from obsflow.orchestrate import run_site
 from obsflow.planning.scheduler import Schedule, read_schedule
+from obsflow.planning.visibility import visible
+from obsflow.profiles import load_profile
+from obsflow.proposals import example_programs, load_program
+from obsflow.simulate.planned import observe_plan
 from obsflow.simulate.run import SimResult
 
 DEEP = """[program]
@@ -165,3 +171,31 @@ def test_skip_ahead_from_the_simulators_statuses(chain: Chain) -> None:
         if chain.status[s.observation.key] == "executed":
             assert again[s.observation.key] == s  # kept as it ran
     assert nxt.programs == chain.plan.programs and nxt.profile == "smallsat"
+
+
+def test_a_plan_for_another_profile_is_refused(chain: Chain) -> None:
+    with pytest.raises(SimulationError, match=r"plan.json: a plan for profile 'smallsat'; "
+                                              r"expected one for 'webb_like'"):
+        observe_plan(load_profile("webb_like"), chain.folder / "plan.json", seed=1)
+    with pytest.raises(SimulationError, match="--plan-failures: expected 0 to 3"):
+        observe_plan(load_profile("smallsat"), chain.folder / "plan.json", seed=1, failures=4)
+
+
+def test_the_demo_plans_the_example_proposals(tmp_path: Path) -> None:
+    """``obsflow demo --proposals``: both example programs, every observation on the demo's
+    subarray, inside its target's visibility; the simulator's plan of it has every dither."""
+    profile = load_profile("webb_like")
+    sched = read_schedule(plan_examples(profile, "SUB320", tmp_path / "plan.json"))
+    examples = [load_program(p) for p in example_programs()]
+    wanted = {f"{p.program.id}:{t.name}:{f}": t.dither for p in examples for t in p.targets
+              for f in t.filters}
+    assert {s.observation.key for s in sched.scheduled} == set(wanted) and not sched.unscheduled
+    assert {s.observation.subarray for s in sched.scheduled} == {"SUB320"}
+    for s in sched.scheduled:
+        assert visible(profile, s.observation.ra, s.observation.dec,
+                       np.array([s.start, s.end])).all()
+    assert sched.programs["02345"]["pi"] == "K. Osei"
+    plan, status = observe_plan(profile, tmp_path / "plan.json", seed=1, failures=0)
+    assert Counter(f"{e.program}:{e.target}:{e.filter}" for e in plan.exposures) == wanted
+    assert set(status.values()) == {"executed"}
+    assert {e.subsize1 for e in plan.exposures} == {320}
