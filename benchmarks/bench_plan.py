@@ -1,6 +1,8 @@
 """Benchmark the scheduler against astroplan on the same programs and constraints.
 
-1. Random programs (seeded): ``--targets`` targets spread over the sky, each
+1. Random programs (seeded): ``--targets`` targets spread over the part of the
+   sky inside the field of regard over the whole cycle (a target outside it
+   is never scheduled by anyone and measures nothing), each
    with one to four filters of the Webb-like profile, 2-4 dithers, a
    readout pattern and groups giving observations of roughly 0.3-3 hours,
    priorities 1-3, a third of them inside a time window; a cycle of
@@ -9,18 +11,27 @@
    field of regard (Sun angle 85-135 degrees), the windows, the slew model
    (settle + angle / rate) and the filter wheel (10 s per position).
 3. Anchors, in the same run: astroplan's ``PriorityScheduler`` and
-   ``SequentialScheduler`` with ``SunSeparationConstraint(85, 135 deg)``,
+   ``SequentialScheduler`` with the same field of regard (the geocentric
+   Sun's angle from the target within 85-135 degrees, :class:`FieldOfRegard`),
    ``TimeConstraint`` per windowed block, a ``Transitioner`` with the same
    slew rate and per-pair filter reconfiguration times (astroplan has no
-   settle time; it is left out of its transitions, which favours it).
-   astroplan needs a ground observer: one at the geocentre's surface point
-   (0, 0), only the Sun constraint applies, so its location barely matters.
+   settle time; it is left out of its transitions, which favours it; slews
+   measured on the sky, as obsflow does, not in Alt/Az) and
+   a time resolution of ``--resolution`` seconds (block durations rounded up
+   to it).  astroplan needs a ground observer (one at latitude and
+   longitude 0) and adds a horizon constraint to every block unless one of
+   the constraints is an ``AltitudeConstraint``; a space telescope has no
+   horizon, so the field of regard is declared as one (and computed from a
+   table of the Sun's position, which keeps astroplan's run to minutes:
+   astropy's topocentric ``get_body`` per candidate and time step did not
+   finish in twenty minutes on a loaded two-core machine).
 4. Reported for each: observations scheduled, total slew angle between
    consecutive observations, filter-wheel moves and steps, idle time,
    wall-clock time.  The issue's target: obsflow schedules at least as many
    observations with at least 30% less slew and filter-wheel travel.
 
-Run with ``.venv/bin/python benchmarks/bench_plan.py`` (about a minute).
+Run with ``.venv/bin/python benchmarks/bench_plan.py --targets 12 --days 3`` (a few
+minutes; astroplan's SequentialScheduler takes most of it).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import argparse
 import math
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +52,23 @@ from obsflow.planning.scheduler import (
     schedule,
     separation_deg,
 )
+from obsflow.planning.visibility import planning_of
 from obsflow.profiles import Profile, load_profile
 from obsflow.proposals.program import Program
 
-_RESOLUTION_S = 300.0
-"""astroplan's time resolution, seconds."""
 _PATTERNS = [("MEDIUM8", 8), ("DEEP8", 10), ("SHALLOW4", 10), ("DEEP2", 12)]
+
+
+def _visible_position(profile: Profile, rng: np.random.Generator, start: float,
+                      days: float) -> tuple[float, float]:
+    """A random position (uniform on the sky) in the field of regard over the whole cycle."""
+    from obsflow.planning.visibility import visible
+
+    times = np.linspace(start, start + days, 9)
+    while True:
+        ra, dec = float(rng.uniform(0, 360)), float(np.rad2deg(np.arcsin(rng.uniform(-1, 1))))
+        if visible(profile, ra, dec, times).all():
+            return ra, dec
 
 
 def random_programs(profile: Profile, n_targets: int, start: float, days: float,
@@ -62,8 +85,8 @@ def random_programs(profile: Profile, n_targets: int, start: float, days: float,
             patt, ng = _PATTERNS[int(rng.integers(len(_PATTERNS)))]
             nf = int(rng.integers(1, len(wheel) + 1))
             filters = [wheel[i] for i in sorted(rng.choice(len(wheel), nf, replace=False))]
-            target = {"name": f"T{k:03d}", "ra": float(rng.uniform(0, 360)),
-                      "dec": float(np.rad2deg(np.arcsin(rng.uniform(-1, 1)))),
+            ra, dec = _visible_position(profile, rng, start, days)
+            target = {"name": f"T{k:03d}", "ra": ra, "dec": dec,
                       "filters": filters, "readpatt": patt, "ngroups": ng,
                       "nints": int(rng.integers(1, 3)), "dither": int(rng.integers(2, 5)),
                       "priority": int(rng.integers(1, 4))}
@@ -87,8 +110,56 @@ def _metrics(order: list[Observation], wheel: list[str]) -> dict[str, float]:
             "filter_steps": sum(steps)}
 
 
+def field_of_regard(profile: Profile, start: float, end: float) -> Any:
+    """An astroplan constraint: the geocentric Sun's angle from the target inside the
+    profile's ``sun_angle_deg`` (what :func:`obsflow.planning.visibility.visible` asks at L2),
+    the Sun's direction interpolated in a table every 0.01 day from ``start`` to ``end``."""
+    from astroplan.constraints import AltitudeConstraint
+    from astropy.coordinates import get_body
+    from astropy.time import Time
+
+    lo, hi = planning_of(profile).sun_angle_deg
+    grid = np.arange(start - 1.0, end + 1.0, 0.01)
+    xyz = get_body("sun", Time(grid, format="mjd", scale="utc")).cartesian.xyz.value
+    sun = (xyz / np.linalg.norm(xyz, axis=0)).T
+
+    class FieldOfRegard(AltitudeConstraint):  # an AltitudeConstraint: no horizon added
+        def __init__(self) -> None:
+            super().__init__()
+
+        def compute_constraint(self, times: Any, observer: Any, targets: Any) -> np.ndarray:
+            mjd = np.asarray(times.mjd, np.float64)
+            s = np.stack([np.interp(mjd, grid, sun[:, k]) for k in range(3)], axis=-1)
+            ra, dec = np.deg2rad(targets.ra.deg), np.deg2rad(targets.dec.deg)
+            t = np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)],
+                         axis=-1)
+            cos = np.sum(s * t, axis=-1) / np.linalg.norm(s, axis=-1)
+            angle = np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+            return np.asarray((angle >= lo) & (angle <= hi))
+
+    return FieldOfRegard()
+
+
+def check_field_of_regard(obs: list[Observation], profile: Profile, start: float,
+                          end: float) -> None:
+    """Stop unless astroplan's constraint agrees with obsflow's visibility (every 0.05 day)."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    from obsflow.planning.visibility import visible
+
+    constraint = field_of_regard(profile, start, end)
+    mjd = np.arange(start, end, 0.05)
+    for o in obs:
+        theirs = constraint.compute_constraint(Time(mjd, format="mjd"), None,
+                                               SkyCoord(o.ra * u.deg, o.dec * u.deg))
+        if (theirs != visible(profile, o.ra, o.dec, mjd)).any():
+            raise SystemExit(f"field of regard of {o.key}: astroplan's and obsflow's differ")
+
+
 def run_astroplan(obs: list[Observation], profile: Profile, start: float, end: float,
-                  kind: str) -> tuple[list[Observation], float, float]:
+                  kind: str, resolution_s: float) -> tuple[list[Observation], float, float]:
     """Scheduled observations in time order, idle hours and seconds taken, by astroplan."""
     import astropy.units as u
     from astroplan import (
@@ -97,10 +168,11 @@ def run_astroplan(obs: list[Observation], profile: Profile, start: float, end: f
         ObservingBlock,
         PriorityScheduler,
         SequentialScheduler,
+        TransitionBlock,
         Transitioner,
     )
     from astroplan import Schedule as APSchedule
-    from astroplan.constraints import SunSeparationConstraint, TimeConstraint
+    from astroplan.constraints import TimeConstraint
     from astropy.coordinates import EarthLocation, SkyCoord
     from astropy.time import Time
     from astropy.utils import iers
@@ -112,8 +184,24 @@ def run_astroplan(obs: list[Observation], profile: Profile, start: float, end: f
     wheel = [f.name for f in profile.instruments[0].filters]
     reconfig = {(a, b): filter_steps(wheel, a, b) * plan.filter_step_s * u.s
                 for a in wheel for b in wheel if a != b}
-    transitioner = Transitioner(slew_rate=plan.slew_rate_deg_s * u.deg / u.s,
-                                instrument_reconfig_times={"filter": reconfig})
+
+    class SkyTransitioner(Transitioner):  # type: ignore[misc]
+        """astroplan's Transitioner with the slew angle taken on the sky (great circle between
+        the targets' RA/Dec) instead of between their Alt/Az, the same angle without the
+        coordinate transforms (which took most of astroplan's time)."""
+
+        def __call__(self, oldblock: Any, newblock: Any, start_time: Any, observer: Any) -> Any:
+            components = {}
+            if oldblock is not None and newblock is not None:
+                a, b = oldblock.target, newblock.target
+                sep = separation_deg(a.ra.deg, a.dec.deg, b.ra.deg, b.dec.deg)
+                if sep / plan.slew_rate_deg_s > 1.0:
+                    components["slew_time"] = sep / plan.slew_rate_deg_s * u.s
+                components.update(self.compute_instrument_transitions(oldblock, newblock))
+            return TransitionBlock(components, start_time) if components else None
+
+    transitioner = SkyTransitioner(slew_rate=plan.slew_rate_deg_s * u.deg / u.s,
+                                   instrument_reconfig_times={"filter": reconfig})
     observer = Observer(location=EarthLocation.from_geodetic(0 * u.deg, 0 * u.deg, 0 * u.m))
     by_name = {}
     blocks = []
@@ -123,19 +211,21 @@ def run_astroplan(obs: list[Observation], profile: Profile, start: float, end: f
                 for a, b in o.windows]
         # astroplan issue 368: the PriorityScheduler fails ("block already occupied") unless
         # durations are whole multiples of its time resolution; round them up
-        duration = math.ceil(o.duration_s / _RESOLUTION_S) * _RESOLUTION_S
+        duration = math.ceil(o.duration_s / resolution_s) * resolution_s
         blocks.append(ObservingBlock(target, duration * u.s, o.priority,
                                      configuration={"filter": o.filter}, constraints=cons))
         by_name[o.key] = o
-    lo, hi = plan.sun_angle_deg
-    constraints = [SunSeparationConstraint(min=lo * u.deg, max=hi * u.deg)]
+    # the cycle as a constraint too: the SequentialScheduler otherwise places blocks that end
+    # after the schedule (and fails inserting their transitions, "longer block than slot")
+    constraints = [field_of_regard(profile, start, end),
+                   TimeConstraint(Time(start, format="mjd"), Time(end, format="mjd"))]
     cls = PriorityScheduler if kind == "priority" else SequentialScheduler
     sched = APSchedule(Time(start, format="mjd"), Time(end, format="mjd"))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cls(constraints=constraints, observer=observer, transitioner=transitioner,
-            time_resolution=_RESOLUTION_S * u.s)(blocks, sched)
+            time_resolution=resolution_s * u.s)(blocks, sched)
     took = time.perf_counter() - t0
     done = sorted((b for b in sched.scheduled_blocks if isinstance(b, ObservingBlock)),
                   key=lambda b: b.start_time.mjd)
@@ -147,9 +237,11 @@ def run_astroplan(obs: list[Observation], profile: Profile, start: float, end: f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", type=int, default=40)
-    parser.add_argument("--days", type=float, default=10.0)
+    parser.add_argument("--targets", type=int, default=12)
+    parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--resolution", type=float, default=300.0,
+                        help="astroplan's time resolution, seconds")
     args = parser.parse_args()
     profile = load_profile("webb_like")
     start = 61400.0
@@ -160,14 +252,16 @@ def main() -> None:
     hours = sum(o.duration_s for o in obs) / 3600.0
     print(f"{len(obs)} observations of {args.targets} targets, {hours:.1f} h of science "
           f"requested in {args.days * 24:.0f} h")
+    check_field_of_regard(obs, profile, start, end)
     t0 = time.perf_counter()
     ours: Schedule = schedule(obs, profile, start, end)
     took = time.perf_counter() - t0
     rows = {"obsflow": (_metrics([s.observation for s in ours.scheduled], wheel),
                         ours.report()["idle_hours"], took)}
     for kind in ("priority", "sequential"):
-        order, idle, took = run_astroplan(obs, profile, start, end, kind)
+        order, idle, took = run_astroplan(obs, profile, start, end, kind, args.resolution)
         rows[f"astroplan {kind}"] = (_metrics(order, wheel), idle, took)
+        print(f"astroplan {kind}: {took:.0f} s", flush=True)
     print(f"{'scheduler':22s} {'sched':>6s} {'slew deg':>9s} {'f.moves':>8s} {'f.steps':>8s} "
           f"{'idle h':>7s} {'time s':>7s}")
     for name, (m, idle, took) in rows.items():

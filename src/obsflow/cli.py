@@ -374,9 +374,16 @@ def _simulation_table(result: SimResult) -> Table:
 @click.option("--tso", "tso_nints", type=click.IntRange(min=2), default=None,
               help="Instead of the programs' pointings: one time-series exposure of this many "
                    "integrations of a transiting planet's star on --subarray (e.g. 64).")
+@click.option("--plan", "plan_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Observe this plan (`obsflow plan make`) instead of the built-in one; "
+                   "truth/status.json gets each observation's status.")
+@click.option("--plan-failures", type=click.IntRange(min=0), default=None,
+              help="With --plan: skip or fail this many observations (default one in eight).")
 def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,
                  subarray: str, faults: str, dumps: int, level1: bool,
-                 dark_error: float, tso_nints: int | None) -> None:
+                 dark_error: float, tso_nints: int | None, plan_file: Path | None,
+                 plan_failures: int | None) -> None:
     """Run the virtual observatory and write a downlink with its truth.
 
     Same options and seed give byte-identical files.
@@ -385,13 +392,18 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
         raise click.UsageError("give --exposures or --hours, not both")
     if tso_nints is not None and (exposures is not None or hours is not None):
         raise click.UsageError("--tso plans its one exposure: give neither --exposures nor --hours")
+    if plan_file is not None and (exposures is not None or hours is not None or tso_nints):
+        raise click.UsageError("--plan gives the exposures: give no --exposures, --hours or --tso")
+    if plan_failures is not None and plan_file is None:
+        raise click.UsageError("--plan-failures needs --plan")
     from obsflow.simulate.run import SimOptions
     from obsflow.simulate.tso import TsoOptions
 
     options = SimOptions(seed=seed, profile=profile, exposures=exposures, hours=hours,
                          subarray=subarray, faults=parse_faults(faults), dumps=dumps, level1=level1,
                          dark_error=dark_error,
-                         tso=None if tso_nints is None else TsoOptions(nints=tso_nints))
+                         tso=None if tso_nints is None else TsoOptions(nints=tso_nints),
+                         plan=plan_file, plan_failures=plan_failures)
     result = _run_simulation(out, options)
     _console().print(_simulation_table(result))
 
@@ -416,7 +428,12 @@ def downlink_table(folder: Path, profile: Profile) -> Table:
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--exposures", default=12, show_default=True, type=click.IntRange(min=1))
 @click.option("--no-serve", is_flag=True, help="Do not start the web server at the end.")
-def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> None:
+@click.option("--proposals", is_flag=True,
+              help="Start from the two example proposals: plan them (on the demo's subarray) "
+                   "and observe the plan, instead of the simulator's built-in plan "
+                   "(--exposures is then ignored).")
+def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool,
+         proposals: bool) -> None:
     """Run the whole chain on a simulated downlink, on the embedded default.
 
     Creates the site, simulates a small downlink (subarray exposures, every
@@ -430,4 +447,4 @@ def demo(site_dir: Path | None, seed: int, exposures: int, no_serve: bool) -> No
 
     root = (site_dir or default_site_root()).expanduser().resolve()
     run_demo(root, seed=seed, exposures=exposures, serve=not no_serve,
-             simulate_with_progress=_run_simulation, console=_console())
+             simulate_with_progress=_run_simulation, console=_console(), proposals=proposals)

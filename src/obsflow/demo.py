@@ -2,7 +2,9 @@
 
 1. create (or reuse) the site: ``$OBSFLOW_HOME`` or ``./obsflow-site``;
 2. simulate a small downlink (about a dozen subarray exposures of three
-   programs, every packet fault, a retransmission dump);
+   programs, every packet fault, a retransmission dump); with ``proposals``
+   the simulator observes instead the plan of the two example programs
+   (:func:`plan_examples`);
 3. deliver the simulator's reference files into the site registry and
    record the programs of the plan (PI, title, exclusive-access months);
 4. drop the first dumps in ``incoming/`` like a ground station and run the
@@ -18,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -37,14 +40,18 @@ from obsflow.orchestrate.cli import progress_display, summary_line
 from obsflow.orchestrate.handlers import program_spec
 from obsflow.orchestrate.jobs import enqueue_all, policy_of
 from obsflow.orchestrate.runner import RunSummary, run_site
+from obsflow.profiles import Profile
 from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult
 from obsflow.site import init_site
 
-__all__ = ["DEMO_SUBARRAY_WIDTH", "run_demo"]
+__all__ = ["DEMO_PLAN_DAYS", "DEMO_SUBARRAY_WIDTH", "plan_examples", "run_demo"]
 
 DEMO_SUBARRAY_WIDTH = 320
 """The demo observes on the profile's subarray closest to this width (pixels)."""
+
+DEMO_PLAN_DAYS = 3.0
+"""Length of the plan the demo makes of the example programs, days."""
 
 DEMO_DARK_ERROR = 0.1
 """Error of the early dark the demo's first reference delivery holds, DN/s (mean)."""
@@ -157,9 +164,51 @@ def _serve(cfg: SiteConfig) -> None:
     serve.main(["--site", str(cfg.root)], standalone_mode=False)
 
 
+def plan_examples(profile: Profile, subarray: str, out: Path) -> Path:
+    """Plan the example programs (``obsflow.proposals.example_programs``) into ``out``.
+
+    Each target is observed on ``subarray`` (the demo's, to stay fast) and the
+    plan covers :data:`DEMO_PLAN_DAYS` from the first time (0.25-day steps) in
+    the default cycle at which every example target is visible.  Raises
+    ProposalError/PlanningError if the examples do not fit ``profile``.
+    """
+    import numpy as np
+
+    from obsflow.exceptions import PlanningError
+    from obsflow.planning.scheduler import (
+        default_cycle,
+        observations,
+        program_info,
+        schedule,
+        write_schedule,
+    )
+    from obsflow.planning.visibility import visible
+    from obsflow.proposals import check_program, example_programs, load_program
+
+    cycle = default_cycle(profile)
+    programs = []
+    for path in example_programs():
+        prog = load_program(path)
+        check_program(prog, profile, cycle, str(path))
+        programs.append(prog.model_copy(update={"targets": [
+            t.model_copy(update={"subarray": subarray}) for t in prog.targets]}))
+    grid = np.arange(*cycle, 0.25)
+    together = np.ones(grid.size, bool)
+    for prog in programs:
+        for t in prog.targets:
+            together &= visible(profile, *t.position, grid)
+    if not together.any():
+        raise PlanningError("the example programs' targets are never visible together in the "
+                            f"cycle MJD {cycle[0]:.1f}-{cycle[1]:.1f}")
+    start = float(grid[np.argmax(together)])
+    sched = schedule(observations(programs, profile), profile, start, start + DEMO_PLAN_DAYS)
+    sched.programs = program_info(programs, profile)
+    return write_schedule(out, sched, profile)
+
+
 def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
              simulate_with_progress: Callable[[Path, SimOptions], SimResult],
-             console: Console) -> float:
+             console: Console, proposals: bool = False) -> float:
     """Run the demo at ``root`` (see the module docstring); return the chain's seconds."""
     from obsflow.kernel_cache import announce_compilation
 
@@ -171,6 +220,11 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
               key=lambda s: abs(s.nx - DEMO_SUBARRAY_WIDTH)).name
     options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
                          faults=parse_faults("all"), dark_error=DEMO_DARK_ERROR)
+    if proposals:
+        plan = plan_examples(profile, sub, root / "plan.json")
+        console.print(f"the example programs planned into {plan} "
+                      f"(obsflow plan status {plan})")
+        options = dataclasses.replace(options, exposures=None, plan=plan)
     result = simulate_with_progress(root / "simulation", options)
     new_refs = _deliver_refs(cfg, result.out / "refs")
     _record_programs(cfg, result.out / "truth" / "plan.json")

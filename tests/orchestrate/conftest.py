@@ -54,14 +54,14 @@ def products_expected(result: SimResult) -> int:
 
 
 def make_site(root: Path, sim: SimResult, database_url: str | None = None,
-              **executor: Any) -> SiteConfig:
+              profile: str = "webb_like", **executor: Any) -> SiteConfig:
     """A site at ``root`` with the simulator's refs delivered and its dumps in incoming.
 
     Ingest does not wait for files to settle; retries wait 0.2 s; ``executor``
     overrides ``[executor]`` keys; ``database_url`` puts the catalog there
-    (default: the site's SQLite file).
+    (default: the site's SQLite file); ``profile`` is the simulation's.
     """
-    init_site(root, profile="webb_like", env={})
+    init_site(root, profile=profile, env={})
     path = root / "obsflow.toml"
     data = tomllib.loads(path.read_text())
     data["ingest"]["settle_seconds"] = 0.0

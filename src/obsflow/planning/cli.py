@@ -87,6 +87,7 @@ def plan_make(profile: str, start: str | None, days: float | None, out: Path,
     from obsflow.exceptions import PlanningError
     from obsflow.planning.scheduler import (
         observations,
+        program_info,
         read_schedule,
         reschedule,
         schedule,
@@ -112,6 +113,7 @@ def plan_make(profile: str, start: str | None, days: float | None, out: Path,
         for prog, path in zip(programs, files, strict=True):
             check_program(prog, prof, cycle, str(path))
         sched = schedule(observations(programs, prof), prof, *cycle)
+        sched.programs = program_info(programs, prof)
     write_schedule(out, sched, prof)
     _print_report(sched.report())
     click.echo(f"plan written to {out}")

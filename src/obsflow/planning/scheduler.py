@@ -35,7 +35,7 @@ from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
 
 __all__ = ["STATUSES", "Observation", "Schedule", "Scheduled", "default_cycle", "filter_steps",
-           "observations", "reschedule",
+           "observations", "program_info", "reschedule",
            "read_schedule", "schedule", "separation_deg", "slew_seconds", "write_schedule"]
 
 _DAY_S = 86400.0
@@ -78,12 +78,17 @@ class Scheduled:
 
 @dataclass
 class Schedule:
-    """A plan: what runs when, what could not be placed (with the reason), and its span."""
+    """A plan: what runs when, what could not be placed (with the reason), and its span;
+    ``programs`` describes each program by id (``pi``, ``title``, ``exclusive_months``: see
+    :func:`program_info`) for whoever observes the plan."""
 
     start: float
     end: float
     scheduled: list[Scheduled] = field(default_factory=list)
     unscheduled: list[tuple[Observation, str]] = field(default_factory=list)
+    programs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    profile: str = ""
+    """The profile's mission name (read from a plan file; written from the profile)."""
 
     def report(self) -> dict[str, float]:
         """Scheduled fraction, total slew (deg), filter moves and steps, hours of science,
@@ -127,6 +132,15 @@ def observations(programs: list[Program], profile: Profile) -> list[Observation]
         raise PlanningError("two programs share an id, target and filter: "
                             f"{sorted({k for k in keys if keys.count(k) > 1})}")
     return out
+
+
+def program_info(programs: list[Program], profile: Profile) -> dict[str, dict[str, Any]]:
+    """PI, title and exclusive-access months (the profile's default when not given) by id."""
+    default = profile.mission.default_exclusive_access_months
+    return {p.program.id: {"pi": p.program.pi, "title": p.program.title,
+                           "exclusive_months": (p.program.exclusive_months
+                                                if p.program.exclusive_months is not None
+                                                else default)} for p in programs}
 
 
 def separation_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
@@ -269,7 +283,7 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
 def write_schedule(path: Path, sched: Schedule, profile: Profile) -> Path:
     """Write ``sched`` as JSON (observations, times, report) atomically; returns ``path``."""
     data = {"profile": profile.mission.name, "start_mjd": sched.start, "end_mjd": sched.end,
-            "report": sched.report(),
+            "report": sched.report(), "programs": sched.programs,
             "scheduled": [{**asdict(s), "observation": asdict(s.observation)}
                           for s in sched.scheduled],
             "unscheduled": [{"observation": asdict(o), "reason": r} for o, r in sched.unscheduled]}
@@ -296,6 +310,8 @@ def read_schedule(path: Path) -> Schedule:
                                              s.get("move_s", 0.0)))
         sched.unscheduled = [(_observation(u["observation"]), u["reason"])
                              for u in data["unscheduled"]]
+        sched.programs = {str(k): dict(v) for k, v in data.get("programs", {}).items()}
+        sched.profile = str(data.get("profile", ""))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PlanningError(f"{path}: not an obsflow plan file (expected the JSON `obsflow plan` "
                             f"writes): {exc}") from exc
@@ -331,5 +347,6 @@ def reschedule(previous: Schedule, status: dict[str, str], profile: Profile,
     again += [o for o, _ in previous.unscheduled]
     nxt = schedule(again, profile, max(now, previous.start), previous.end)
     nxt.start = previous.start
+    nxt.programs, nxt.profile = previous.programs, previous.profile
     nxt.scheduled = done + nxt.scheduled
     return nxt

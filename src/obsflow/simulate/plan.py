@@ -29,8 +29,8 @@ from obsflow.models.pointing import detector_wcs
 from obsflow.profiles import Instrument, Profile, Subarray
 from obsflow.simulate.sky import SceneOptions
 
-__all__ = ["Plan", "PlanOptions", "Program", "Target", "TruePointing", "make_plan",
-           "make_tso_plan", "true_pointing"]
+__all__ = ["Plan", "PlanOptions", "Pointed", "Program", "Target", "TruePointing", "make_plan",
+           "SCENES", "make_tso_plan", "pointed_exposure", "true_pointing"]
 
 
 @dataclass(frozen=True)
@@ -135,12 +135,13 @@ class Plan:
         return (meta.ra_v1, meta.dec_v1, meta.pa_v3) if p is None else (p.ra_v1, p.dec_v1, p.pa_v3)
 
 
-_SCENES = {
+SCENES = {
     "DEEP-FIELD-1": SceneOptions(star_density=10.0, galaxy_density=400.0),
     "CLUSTER-7": SceneOptions(star_density=30.0, galaxy_density=20.0, cluster_stars=20000,
                               cluster_core_arcsec=25.0, star_mag=(17.0, 27.0)),
     "CAL-FIELD": SceneOptions(star_density=2000.0, galaxy_density=60.0, star_mag=(15.0, 23.0)),
 }
+"""The scenes of the simulator's named fields (every other target: the default scene)."""
 _PROGRAM_TEMPLATES = [
     ("01234", "A. Rivera", "A deep field in every filter", 12, "DEEP-FIELD-1", (53.16, -27.78),
      99, ("MEDIUM8", "SHALLOW4", "RAPID"), 8, 1, 4),
@@ -165,7 +166,7 @@ def _programs(instrument: Instrument, rng: np.random.Generator) -> tuple[list[Pr
                                 readpatt, min(ngroups, maxg), nints, ndither))
         jitter = rng.normal(0.0, 0.01, 2)
         targets.append(Target(tname, float(ra + jitter[0]), float(dec + jitter[1]),
-                              _SCENES.get(tname, SceneOptions())))
+                              SCENES.get(tname, SceneOptions())))
     return programs, targets
 
 
@@ -196,8 +197,6 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     rng = np.random.default_rng([options.seed, 101])
     inst = profile.instrument(options.instrument) if options.instrument else profile.instruments[0]
     sub = inst.subarray(options.subarray)
-    full = sub.nx == inst.detectors[0].nx and sub.ny == inst.detectors[0].ny
-    detectors = inst.detectors if full else inst.detectors[:1]
     programs, targets = _programs(inst, rng)
     epoch = Time(profile.mission.time_epoch_tai, scale="tai")
     start = (epoch + (300 + options.seed % 30) * u.day).utc
@@ -209,7 +208,6 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     for ip, obs, ifilt, dpos in _exposure_sequence(programs, n_exposures):
         prog, target = programs[ip], targets[ip]
         readout = inst.readout(prog.readpatt)
-        tgroup = (readout.nframes + readout.groupgap) * sub.frame_time_s
         ramp_frames = prog.ngroups * (readout.nframes + readout.groupgap) - readout.groupgap
         duration = prog.nints * (ramp_frames + 1) * sub.frame_time_s
         if ip != last_prog:
@@ -219,33 +217,71 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
         last_prog = ip
         key = (prog.program, obs)
         exp_counter[key] = exp_counter.get(key, 0) + 1
-        radius = min(_DITHER_ARCSEC, 0.08 * min(sub.nx, sub.ny) * inst.pixel_scale_arcsec)
-        dx, dy = _dither_offset(dpos, prog.dither_points, radius)
-        pa_v3 = float(ip * 37.0 + 12.0)
-        aim_ra, aim_dec = (target.ra, target.dec) if full else _aim(target, pa_v3, inst, sub)
-        ra_v1 = aim_ra + dx / 3600.0 / np.cos(np.deg2rad(target.dec))
-        dec_v1 = aim_dec + dy / 3600.0
-        tstart, tend = t, t + duration * u.s
-        for det in detectors:
-            exposures.append(ExposureMeta(
-                telescope=profile.mission.telescope, instrument=inst.name, detector=det.name,
-                filter=inst.filters[int(ifilt)].name, program=prog.program, observation=obs,
-                visit=1, exposure=exp_counter[key], exposure_id=next_id, pi_name=prog.pi_name,
-                title=prog.title, target=target.name, target_ra=target.ra, target_dec=target.dec,
-                ra_v1=float(ra_v1), dec_v1=float(dec_v1), pa_v3=pa_v3,
-                dither_pattern=f"{prog.dither_points}-POINT", dither_position=dpos,
-                dither_npoints=prog.dither_points, readpatt=readout.name, nints=prog.nints,
-                ngroups=prog.ngroups, nframes=readout.nframes, groupgap=readout.groupgap,
-                frame_time=sub.frame_time_s, group_time=tgroup, subarray=sub.name,
-                substrt1=sub.xstart, substrt2=sub.ystart, subsize1=sub.nx, subsize2=sub.ny,
-                expstart=float(tstart.mjd), expmid=float((tstart + duration / 2 * u.s).mjd),
-                expend=float(tend.mjd), exposure_duration=float(duration),
-            ))
-            next_id += 1
-        t = tend + _OVERHEAD_S * u.s
+        metas = pointed_exposure(
+            profile, inst, sub, Pointed(prog.program, prog.pi_name, prog.title, target, obs,
+                                        exp_counter[key], inst.filters[int(ifilt)].name,
+                                        readout.name, prog.ngroups, prog.nints, dpos,
+                                        prog.dither_points, float(ip * 37.0 + 12.0)),
+            t, next_id)
+        exposures += metas
+        next_id += len(metas)
+        t = t + duration * u.s + _OVERHEAD_S * u.s
     exposures = _mark_status(exposures, rng)
     pointing = true_pointing(exposures, profile, np.random.default_rng([options.seed, 102]))
     return Plan(programs, targets, exposures, start.isot, t.isot, pointing)
+
+
+@dataclass(frozen=True)
+class Pointed:
+    """One pointed exposure to lay out: who, what, where (one dither position) and how."""
+
+    program: str
+    pi_name: str
+    title: str
+    target: Target
+    observation: int
+    exposure: int
+    filter: str
+    readpatt: str
+    ngroups: int
+    nints: int
+    dither_position: int
+    dither_npoints: int
+    pa_v3: float
+
+
+def pointed_exposure(profile: Profile, inst: Instrument, sub: Subarray, p: Pointed,
+                     start: Time, first_id: int) -> list[ExposureMeta]:
+    """The ExposureMeta of ``p`` starting at ``start``: one per detector on FULL frames, the
+    first detector alone (the target at the subarray's centre) on a subarray; exposure ids
+    from ``first_id`` on.  Its length is ``nints * (frames + 1)`` frame times (resets)."""
+    full = sub.nx == inst.detectors[0].nx and sub.ny == inst.detectors[0].ny
+    detectors = inst.detectors if full else inst.detectors[:1]
+    readout = inst.readout(p.readpatt)
+    tgroup = (readout.nframes + readout.groupgap) * sub.frame_time_s
+    ramp_frames = p.ngroups * (readout.nframes + readout.groupgap) - readout.groupgap
+    duration = p.nints * (ramp_frames + 1) * sub.frame_time_s
+    target = p.target
+    radius = min(_DITHER_ARCSEC, 0.08 * min(sub.nx, sub.ny) * inst.pixel_scale_arcsec)
+    dx, dy = _dither_offset(p.dither_position, p.dither_npoints, radius)
+    aim_ra, aim_dec = (target.ra, target.dec) if full else _aim(target, p.pa_v3, inst, sub)
+    ra_v1 = aim_ra + dx / 3600.0 / np.cos(np.deg2rad(target.dec))
+    dec_v1 = aim_dec + dy / 3600.0
+    tend = start + duration * u.s
+    return [ExposureMeta(
+        telescope=profile.mission.telescope, instrument=inst.name, detector=det.name,
+        filter=p.filter, program=p.program, observation=p.observation,
+        visit=1, exposure=p.exposure, exposure_id=first_id + k, pi_name=p.pi_name,
+        title=p.title, target=target.name, target_ra=target.ra, target_dec=target.dec,
+        ra_v1=float(ra_v1), dec_v1=float(dec_v1), pa_v3=p.pa_v3,
+        dither_pattern=f"{p.dither_npoints}-POINT", dither_position=p.dither_position,
+        dither_npoints=p.dither_npoints, readpatt=readout.name, nints=p.nints,
+        ngroups=p.ngroups, nframes=readout.nframes, groupgap=readout.groupgap,
+        frame_time=sub.frame_time_s, group_time=tgroup, subarray=sub.name,
+        substrt1=sub.xstart, substrt2=sub.ystart, subsize1=sub.nx, subsize2=sub.ny,
+        expstart=float(start.mjd), expmid=float((start + duration / 2 * u.s).mjd),
+        expend=float(tend.mjd), exposure_duration=float(duration),
+    ) for k, det in enumerate(detectors)]
 
 
 def true_pointing(exposures: list[ExposureMeta], profile: Profile,

@@ -38,6 +38,7 @@ from obsflow.simulate.packetize import (
     science_batch,
 )
 from obsflow.simulate.plan import Plan, PlanOptions, make_plan, make_tso_plan, resolve_subarray
+from obsflow.simulate.planned import observe_plan
 from obsflow.simulate.ramps import PixelInputs, simulate_ramps
 from obsflow.simulate.refs import write_dark_update, write_reference_files
 from obsflow.simulate.sky import SceneOptions, make_catalog, render_scene
@@ -71,6 +72,12 @@ class SimOptions:
     scene: SceneOptions | None = None
     """When given, every target's field holds this scene instead of its own (e.g. a
     sparse field of bright stars for alignment tests)."""
+    plan: Path | None = None
+    """When given, observe this plan file (``obsflow plan make``) instead of the built-in
+    plan (see :mod:`obsflow.simulate.planned`); ``truth/status.json`` gets each
+    observation's status."""
+    plan_failures: int | None = None
+    """With ``plan``: how many observations to skip or fail (default one in eight)."""
 
 
 @dataclass
@@ -296,7 +303,10 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     out = Path(out)
     for sub in ("downlink", "truth", "refs"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    if options.tso is not None:
+    status = None
+    if options.plan is not None:
+        plan, status = observe_plan(profile, options.plan, options.seed, options.plan_failures)
+    elif options.tso is not None:
         plan = make_tso_plan(profile, options.seed, subarray, options.tso.nints,
                              options.tso.ngroups, options.tso.readpatt)
     else:
@@ -340,6 +350,8 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
     eng_table.write(out / "truth" / "engineering.ecsv", overwrite=True)
     _fate_table(fates).write(out / "truth" / "packets.ecsv", overwrite=True)
     _write_json(out / "truth" / "plan.json", plan.to_dict())
+    if status is not None:
+        _write_json(out / "truth" / "status.json", status)
     _write_json(out / "truth" / "downlink.json", {"files": manifest, "seed": options.seed,
                                                   "profile": profile.mission.name,
                                                   "faults": sorted(options.faults)})
