@@ -137,9 +137,14 @@ def test_the_archive_holds_the_planned_exposures(chain: Chain,
     executed = {s.observation.key: s for s in chain.plan.scheduled
                 if chain.status[s.observation.key] == "executed"}
     with Archive.from_site(cfg) as archive, archive.session() as session:
-        rows = session.scalars(select(Exposure)).all()
+        everything = session.scalars(select(Exposure)).all()
         programs = {p.program: (p.pi_name, p.title, p.exclusive_months)
                     for p in session.scalars(select(Program))}
+    # a mosaic (visit and exposure 0: all of them) per executed observation, beside its exposures
+    rows = [e for e in everything if e.exposure > 0]
+    mosaics = Counter(f"{e.program}:{e.target_name}:{e.filter}" for e in everything
+                      if e.exposure == 0)
+    assert mosaics == Counter(executed.keys())
     got = Counter(f"{e.program}:{e.target_name}:{e.filter}" for e in rows)
     assert got == Counter({k: s.observation.dither for k, s in executed.items()})
     for e in rows:
