@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from obsflow.archive.store import ProductStore
@@ -53,6 +53,17 @@ class ArchiveSettings:
     authority: str = "obsflow.local"
 
 
+def _sqlite_sphere_functions(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Register the spherical-geometry functions (footprint search, ADQL geometry) of
+    :mod:`obsflow.archive.vo.sphere` on a SQLite connection, once per connection."""
+    if not record.info.get("obsflow_sphere"):
+        from obsflow.archive.vo.sphere import sqlite_functions
+
+        for name, (count, function) in sqlite_functions().items():
+            dbapi_connection.create_function(name, count, function, deterministic=True)
+        record.info["obsflow_sphere"] = True
+
+
 @dataclass
 class Archive:
     """A site's archive: engine, session factory and :class:`ArchiveSettings`."""
@@ -62,6 +73,9 @@ class Archive:
 
     def __post_init__(self) -> None:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.engine.dialect.name == "sqlite" and not event.contains(
+                self.engine, "checkout", _sqlite_sphere_functions):
+            event.listen(self.engine, "checkout", _sqlite_sphere_functions)
 
     @classmethod
     def from_site(cls, cfg: SiteConfig) -> Archive:

@@ -29,20 +29,21 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
 from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
+from obsflow.archive.footprints import coverage_cells
 from obsflow.archive.lightcurves import (
     TABLE_KINDS,
     read_table_product,
@@ -54,13 +55,20 @@ from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
 from obsflow.archive.schema import (
     Composite,
     Exposure,
+    FootprintCell,
     Preview,
     Product,
     ProductInput,
     Program,
     Run,
 )
-from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
+from obsflow.archive.sky import (
+    Footprint,
+    footprint_from_header,
+    footprint_from_region,
+    healpix_index,
+    unit_vector,
+)
 from obsflow.config import SiteConfig
 from obsflow.exceptions import ArchiveError, DataModelError, ProductFileError, UnknownOptionError
 from obsflow.fileio import sha256_file
@@ -302,45 +310,64 @@ def _ensure_program(session: Session, meta: ExposureMeta, settings: ArchiveSetti
     return row
 
 
-def _band(meta: ExposureMeta, settings: ArchiveSettings) -> tuple[Any, Any, Any]:
-    """(em_min m, em_max m, s_resolution arcsec) from the profile, or Nones."""
+def _band(meta: ExposureMeta, settings: ArchiveSettings) -> dict[str, Any]:
+    """em_min, em_max (m), s_resolution (arcsec, the PSF FWHM) and em_res_power
+    (pivot / width of the filter) from the profile, or Nones."""
+    names = ("em_min", "em_max", "s_resolution", "em_res_power")
     if settings.profile is None:
-        return None, None, None
+        return dict.fromkeys(names)
     try:
         instrument = settings.profile.instrument(meta.instrument)
         band = instrument.filter(meta.filter)
     except (KeyError, ValueError):
-        return None, None, None
+        return dict.fromkeys(names)
     lo, hi = (band.pivot_um - band.width_um / 2) * 1e-6, (band.pivot_um + band.width_um / 2) * 1e-6
     fwhm = instrument.psf_fwhm_pix_per_um * band.pivot_um * instrument.pixel_scale_arcsec
-    return lo, hi, fwhm
+    return dict(zip(names, (lo, hi, fwhm, band.pivot_um / band.width_um), strict=True))
 
 
 def _exposure_values(meta: ExposureMeta, foot: Footprint, program: Program,
                      settings: ArchiveSettings) -> dict[str, Any]:
     cx, cy, cz = unit_vector(foot.ra, foot.dec)
-    em_min, em_max, resolution = _band(meta, settings)
     return dict(
         program=meta.program, observation=meta.observation, visit=meta.visit,
         exposure=meta.exposure, detector=meta.detector, facility_name=meta.telescope,
         instrument_name=meta.instrument, filter=meta.filter, readpatt=meta.readpatt,
         subarray=meta.subarray, target_name=meta.target, s_ra=foot.ra, s_dec=foot.dec,
         cx=cx, cy=cy, cz=cz, hpx=int(healpix_index(foot.ra, foot.dec)), s_fov=foot.fov,
-        s_region=foot.s_region, s_resolution=resolution, t_min=meta.expstart,
-        t_max=meta.expend, t_exptime=meta.exposure_duration, em_min=em_min, em_max=em_max,
+        s_region=foot.s_region, t_min=meta.expstart, t_max=meta.expend,
+        t_exptime=meta.exposure_duration, **_band(meta, settings),
         release_date=release_date(meta.expend, program.exclusive_months),
     )
 
 
-def _upsert_exposure(session: Session, meta: ExposureMeta, values: dict[str, Any]) -> Exposure:
+_SKY = ("s_ra", "s_dec", "cx", "cy", "cz", "hpx", "s_fov", "s_region")
+"""The exposure's columns a footprint sets."""
+
+
+def _upsert_exposure(session: Session, meta: ExposureMeta, foot: Footprint,
+                     values: dict[str, Any]) -> Exposure:
+    """Insert or update the exposure; its footprint cells follow its footprint.
+
+    A product without a celestial WCS (a point footprint) never replaces the polygon
+    another product of the exposure gave it."""
     row = session.scalar(select(Exposure).where(Exposure.obs_id == meta.basename))
     if row is None:
         row = Exposure(obs_id=meta.basename, **values)
         session.add(row)
+        old_region = None
     else:
+        old_region = row.s_region
+        keep = not foot.is_polygon and old_region.startswith("POLYGON")
         for key, value in values.items():
-            setattr(row, key, value)
+            if not (keep and key in _SKY):
+                setattr(row, key, value)
     session.flush()
+    if row.s_region != old_region:
+        session.execute(delete(FootprintCell).where(FootprintCell.exposure_id == row.id))
+        session.add_all([FootprintCell(exposure_id=row.id, cell=c) for c in coverage_cells(
+            footprint_from_region(row.s_region, row.s_ra, row.s_dec, row.s_fov))])
+        session.flush()
     return row
 
 
@@ -360,6 +387,22 @@ class _Staged:
     content_type: str
     key: str
     previews: list[tuple[Rendered, str]]
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """``s_xel1``, ``s_xel2``, ``t_xel``, ``t_resolution`` of an image product."""
+
+
+def _sampling(sci: fits.Header, meta: ExposureMeta) -> dict[str, Any]:
+    """Pixels along the sky axes and time samples of a SCI array (2-D image, 3-D
+    integrations, 4-D ramp) and the seconds one time sample spans."""
+    ndim = int(sci["NAXIS"])
+    dims = [int(sci.get(f"NAXIS{i}", 1)) for i in range(1, ndim + 1)]
+    t_xel = int(np.prod(dims[2:])) if ndim > 2 else 1
+    if ndim == 4:  # a ramp: one sample per group
+        resolution = meta.group_time
+    else:  # an integration (of _rateints) or the whole exposure
+        resolution = meta.exposure_duration / max(t_xel, 1)
+    return {"s_xel1": dims[0], "s_xel2": dims[1] if ndim > 1 else 1, "t_xel": t_xel,
+            "t_resolution": resolution}
 
 
 def _store_key(settings: ArchiveSettings, reg: Registration) -> str:
@@ -395,7 +438,8 @@ def _stage_fits(settings: ArchiveSettings, reg: Registration, read: _Read) -> _S
     previews = _put_previews(settings, reg, render_previews(read.data))
     ndim = int(read.sci_header["NAXIS"])
     return _Staged(reg, meta, footprint_from_header(read.sci_header, read.primary),
-                   "image" if ndim == 2 else "cube", "application/fits", key, previews)
+                   "image" if ndim == 2 else "cube", "application/fits", key, previews,
+                   _sampling(read.sci_header, meta))
 
 
 def _stage(settings: ArchiveSettings, reg: Registration, verify: bool) -> _Staged:
@@ -442,7 +486,7 @@ def _add_version(session: Session, exposure: Exposure, staged: _Staged,
         filename=reg.path.name, path=staged.key, size=reg.size, sha256=reg.sha256,
         created=when, software_version=prov.software[:32], recipe=prov.recipe[:128],
         reference_files=json.dumps([f"{r.reftype}={r.name}" for r in prov.references]),
-        ref_context=prov.context, provenance=prov.to_json(),
+        ref_context=prov.context, provenance=prov.to_json(), **staged.sampling,
     )
     session.add(row)
     session.flush()
@@ -472,7 +516,7 @@ def _commit_one(session: Session, settings: ArchiveSettings, staged: _Staged,
         exposure = _known_exposure(session, staged.reg)
     else:
         program = _ensure_program(session, meta, settings)
-        exposure = _upsert_exposure(session, meta,
+        exposure = _upsert_exposure(session, meta, staged.footprint,
                                     _exposure_values(meta, staged.footprint, program, settings))
     same = session.scalar(select(Product).where(Product.uuid == staged.reg.ref.uuid))
     if same is not None:

@@ -47,6 +47,7 @@ __all__ = [
     "ApiToken",
     "Composite",
     "Exposure",
+    "FootprintCell",
     "Preview",
     "Product",
     "ProductInput",
@@ -151,9 +152,26 @@ class Exposure(Base):
     t_exptime: Mapped[float] = mapped_column(Float)
     em_min: Mapped[float | None] = mapped_column(Float, nullable=True)
     em_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    em_res_power: Mapped[float | None] = mapped_column(Float, nullable=True)
     release_date: Mapped[datetime] = mapped_column(DateTime)
 
     products: Mapped[list[Product]] = relationship(back_populates="exposure_row")
+
+
+class FootprintCell(Base):
+    """One HEALPix cell covering an exposure's footprint (the footprint search's indexed
+    prefilter: :mod:`obsflow.archive.footprints`).
+
+    ``cell`` is the NUNIQ number ``4 * 4**order + nested index`` of a cell of one of
+    :data:`obsflow.archive.footprints.COVER_ORDERS`.
+    """
+
+    __tablename__ = "footprint_cells"
+    __table_args__ = (Index("ix_footprint_cells_cell", "cell", "exposure_id"),)
+
+    exposure_id: Mapped[int] = mapped_column(
+        ForeignKey("exposures.id", ondelete="CASCADE"), primary_key=True)
+    cell: Mapped[int] = mapped_column(BigInteger, primary_key=True)
 
 
 class Run(Base):
@@ -173,7 +191,13 @@ class Run(Base):
 
 
 class Product(Base):
-    """One version of one product file in the store."""
+    """One version of one product file in the store.
+
+    ``s_xel1``/``s_xel2`` are its pixels along the sky axes, ``t_xel`` its time samples
+    (groups x integrations of a ramp, integrations of ``_rateints``, else 1) and
+    ``t_resolution`` the time one sample spans, seconds (NULL for a table product or a
+    product registered before these columns existed).
+    """
 
     __tablename__ = "products"
     __table_args__ = (
@@ -206,6 +230,10 @@ class Product(Base):
     software_version: Mapped[str] = mapped_column(String(32), default="")
     recipe: Mapped[str] = mapped_column(String(128), default="")
     reference_files: Mapped[str] = mapped_column(Text, default="[]")
+    s_xel1: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    s_xel2: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    t_xel: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    t_resolution: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     exposure_row: Mapped[Exposure] = relationship(back_populates="products")
     previews: Mapped[list[Preview]] = relationship(cascade="all, delete-orphan")

@@ -21,9 +21,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from obsflow.archive.footprints import Region, overlap_clause
 from obsflow.archive.policy import Viewer, visible_clause
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
-from obsflow.archive.sky import cone_clause
 from obsflow.exceptions import ProductNotFoundError
 from obsflow.models.provenance import Provenance
 
@@ -116,8 +116,9 @@ def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
     ]
     where: list[ColumnElement[bool]] = [column == value for value, column in pairs
                                         if value is not None]
-    if query.cone is not None:
-        where.append(cone_clause(query.cone.ra, query.cone.dec, query.cone.radius))
+    if query.cone is not None:  # footprints overlapping the cone
+        where.append(overlap_clause(Region.circle(query.cone.ra, query.cone.dec,
+                                                  query.cone.radius)))
     if query.t_min is not None:
         where.append(Exposure.t_max >= query.t_min)
     if query.t_max is not None:

@@ -23,8 +23,8 @@ from sqlalchemy import ColumnElement, and_, or_
 
 from obsflow.archive.schema import HPX_ORDER, Exposure
 
-__all__ = ["Footprint", "cone_clause", "cone_ranges", "footprint_from_header", "healpix_index",
-           "unit_vector"]
+__all__ = ["Footprint", "angle_deg", "cone_clause", "cone_ranges", "footprint_from_header",
+           "footprint_from_region", "healpix_index", "unit_vector"]
 
 MAX_RANGES = 64
 """A cone is covered by at most about this many HEALPix ranges (coarser order otherwise)."""
@@ -32,7 +32,13 @@ MAX_RANGES = 64
 
 @dataclass(frozen=True)
 class Footprint:
-    """Where an exposure looks: centre, corners (ICRS degrees) and size."""
+    """Where an exposure looks: centre, corners (ICRS degrees) and size.
+
+    ``corners`` are the outer corners of the image's corner pixels, counter-clockwise
+    on the sky (north up, east left), so consecutive corners are joined by great-circle
+    arcs exactly for a gnomonic (TAN) WCS; ``fov`` is twice the largest
+    centre-to-corner angle, degrees.
+    """
 
     ra: float
     dec: float
@@ -40,12 +46,17 @@ class Footprint:
     corners: tuple[tuple[float, float], ...]
 
     @property
+    def is_polygon(self) -> bool:
+        """True if the footprint has an extent (three or more distinct corners)."""
+        return len(set(self.corners)) >= 3
+
+    @property
     def s_region(self) -> str:
         """The footprint as an STC-S polygon, e.g. ``POLYGON ICRS 10.0 -5.0 ...``, or
         ``POSITION ICRS ra dec`` for a product with no extent (no celestial WCS)."""
-        if len(set(self.corners)) < 3:
-            return f"POSITION ICRS {self.ra:.7f} {self.dec:.7f}"
-        return "POLYGON ICRS " + " ".join(f"{ra:.7f} {dec:.7f}" for ra, dec in self.corners)
+        if not self.is_polygon:
+            return f"POSITION ICRS {self.ra:.9f} {self.dec:.9f}"
+        return "POLYGON ICRS " + " ".join(f"{ra:.9f} {dec:.9f}" for ra, dec in self.corners)
 
 
 def unit_vector(ra: float, dec: float) -> tuple[float, float, float]:
@@ -54,9 +65,18 @@ def unit_vector(ra: float, dec: float) -> tuple[float, float, float]:
     return (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
 
 
-def _angle(v1: tuple[float, float, float], v2: tuple[float, float, float]) -> float:
-    dot = max(-1.0, min(1.0, sum(a * b for a, b in zip(v1, v2, strict=True))))
-    return math.degrees(math.acos(dot))
+def angle_deg(v1: Any, v2: Any) -> float:
+    """Angle between two unit vectors (3-sequences), degrees (atan2 form: exact when small)."""
+    a, b = np.asarray(v1, dtype=float), np.asarray(v2, dtype=float)
+    return math.degrees(math.atan2(float(np.linalg.norm(np.cross(a, b))), float(a @ b)))
+
+
+def _counter_clockwise(corners: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """``corners`` in counter-clockwise order on the sky (the order DALI polygons use):
+    seen from outside the sphere that is clockwise, ``(v0 x v1) . centre < 0``."""
+    v = np.array([unit_vector(a, d) for a, d in corners])
+    turn = float(np.sum(np.cross(v, np.roll(v, -1, axis=0)) @ v.sum(axis=0)))
+    return corners[::-1] if turn > 0 else corners
 
 
 def healpix_index(ra: float | np.ndarray, dec: float | np.ndarray) -> np.ndarray:
@@ -67,39 +87,55 @@ def healpix_index(ra: float | np.ndarray, dec: float | np.ndarray) -> np.ndarray
 
 
 def footprint_from_header(sci: fits.Header, primary: fits.Header) -> Footprint:
-    """Footprint from the SCI extension's celestial WCS, else a point at TARG_RA/TARG_DEC."""
-    if "CTYPE1" in sci and "CTYPE2" in sci:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FITSFixedWarning)
-            wcs = WCS(sci).celestial
+    """Footprint from the SCI extension's celestial WCS (the outer edges of its pixels),
+    else a point at TARG_RA/TARG_DEC (a product with no celestial WCS)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(sci).celestial if "CTYPE1" in sci and "CTYPE2" in sci else None
+    if wcs is not None and wcs.naxis == 2:
         nx, ny = int(sci["NAXIS1"]), int(sci["NAXIS2"])
         ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
-        corners = [(float(a), float(b)) for a, b in wcs.calc_footprint(axes=(nx, ny))]
+        raw = wcs.calc_footprint(axes=(nx, ny), center=False)
+        corners = _counter_clockwise([(float(a) % 360.0, float(b)) for a, b in raw])
         centre = unit_vector(ra, dec)
-        fov = 2 * max(_angle(centre, unit_vector(a, b)) for a, b in corners)
-        return Footprint(ra % 360.0, dec, fov, tuple((a % 360.0, b) for a, b in corners))
+        fov = 2 * max(angle_deg(centre, unit_vector(a, b)) for a, b in corners)
+        if np.all(np.isfinite(raw)) and math.isfinite(ra) and math.isfinite(dec):
+            return Footprint(ra % 360.0, dec, fov, tuple(corners))
     ra, dec = float(primary["TARG_RA"]), float(primary["TARG_DEC"])
     return Footprint(ra % 360.0, dec, 0.0, ((ra % 360.0, dec),) * 3)
 
 
-def _query_order(radius_deg: float) -> int:
-    """Finest order whose pixels are not much smaller than the cone."""
+def footprint_from_region(s_region: str, ra: float, dec: float, fov: float) -> Footprint:
+    """The :class:`Footprint` an ``s_region`` text describes (``POLYGON ICRS ...``), else the
+    position (ra, dec) with no extent."""
+    words = s_region.split()
+    if len(words) > 2 and words[0].upper() == "POLYGON":
+        values = [float(w) for w in words[2:]]
+        corners = tuple(zip(values[0::2], values[1::2], strict=True))
+        return Footprint(ra, dec, fov, corners)
+    return Footprint(ra, dec, 0.0, ((ra, dec),) * 3)
+
+
+def _query_order(radius_deg: float, finest: int) -> int:
+    """Finest order (at most ``finest``) whose pixels are not much smaller than the cone."""
     order = 0
-    while order < HPX_ORDER and math.degrees(
+    while order < finest and math.degrees(
         HEALPix(nside=2 ** (order + 1)).pixel_resolution.to_value(u.rad)
     ) > radius_deg:
         order += 1
     return order
 
 
-def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int]]:
-    """Inclusive ranges of :data:`HPX_ORDER` nested indices covering the cone."""
-    order = _query_order(radius_deg)
+def cone_ranges(ra: float, dec: float, radius_deg: float,
+                target: int = HPX_ORDER) -> list[tuple[int, int]]:
+    """Inclusive ranges of nested indices at order ``target`` (default :data:`HPX_ORDER`)
+    covering the cone (padded by one pixel of the order the cone is searched at)."""
+    order = _query_order(radius_deg, target)
     while True:
         hp = HEALPix(nside=2**order, order="nested")
         pad = radius_deg + math.degrees(hp.pixel_resolution.to_value(u.rad))
         pix = np.unique(hp.cone_search_lonlat(ra * u.deg, dec * u.deg, min(pad, 180.0) * u.deg))
-        shift = 2 * (HPX_ORDER - order)
+        shift = 2 * (target - order)
         ranges: list[tuple[int, int]] = []
         for p in pix.tolist():
             lo, hi = p << shift, ((p + 1) << shift) - 1

@@ -9,7 +9,7 @@ One row per **latest** product the viewer may see::
 :data:`COLUMNS` lists every column in ObsCore 1.1 order (all the mandatory
 ones, then optional and local ones) with the datatype, unit, UCD and utype
 the VOTable fields and the VOSI ``/tables`` document carry.  Columns with no
-source in the catalog (``s_xel1``, ``s_xel2``, ``pol_states``, ...) are NULL.
+source in the catalog (``pol_states``: no polarization) are NULL.
 
 :func:`obscore_columns` maps each name to a SQLAlchemy expression on the
 underlying tables (not on a subquery), so conditions on ``s_ra``/``s_dec``
@@ -25,11 +25,11 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Float,
     Select,
     String,
     case,
     cast,
+    func,
     literal,
     null,
     select,
@@ -119,20 +119,21 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     _c("t_exptime", "double", "time.duration;obs.exposure", _TIME + "Coverage.Support.Extent",
        "s", "Exposure time", True),
     _c("t_resolution", "double", "time.resolution", _TIME + "Resolution.Refval.value", "s",
-       "Time resolution (the exposure time)"),
-    _c("t_xel", "long", "meta.number", _TIME + "numBins", "", "Time bins"),
+       "Time one sample spans: a group of a ramp, an integration, else the exposure"),
+    _c("t_xel", "long", "meta.number", _TIME + "numBins", "",
+       "Time samples: groups x integrations of a ramp, integrations, else 1"),
     _c("em_min", "double", "em.wl;stat.min", _SPECTRAL + "Coverage.Bounds.Limits.LoLimit", "m",
        "Shortest wavelength of the filter band", True),
     _c("em_max", "double", "em.wl;stat.max", _SPECTRAL + "Coverage.Bounds.Limits.HiLimit", "m",
        "Longest wavelength of the filter band", True),
     _c("em_res_power", "double", "spect.resolution", _SPECTRAL + "Resolution.ResolPower.refVal",
-       "", "Spectral resolving power"),
+       "", "Spectral resolving power: the filter's pivot wavelength / width"),
     _c("em_xel", "long", "meta.number", _SPECTRAL + "numBins", "", "Spectral bins"),
     _c("o_ucd", "char", "meta.ucd", "Char.ObservableAxis.ucd", "", "UCD of the observable"),
     _c("pol_states", "char", "meta.code;phys.polarization", "Char.PolarizationAxis.stateList",
        "", "Polarization states (none: imaging)"),
     _c("pol_xel", "long", "meta.number", "Char.PolarizationAxis.numBins", "",
-       "Polarization bins"),
+       "Polarization samples (0: imaging without polarization)"),
     _c("facility_name", "char", "meta.id;instr.tel", "Provenance.ObsConfig.Facility.name", "",
        "Telescope", True),
     _c("instrument_name", "char", "meta.id;instr", "Provenance.ObsConfig.Instrument.name", "",
@@ -173,15 +174,17 @@ def obscore_columns(base_url: str, authority: str) -> dict[str, Any]:
         "access_estsize": cast((Product.size + 1023) / 1024, BigInteger),
         "target_name": Exposure.target_name, "s_ra": Exposure.s_ra, "s_dec": Exposure.s_dec,
         "s_fov": Exposure.s_fov, "s_region": Exposure.s_region,
-        "s_resolution": Exposure.s_resolution, "s_xel1": cast(null(), BigInteger),
-        "s_xel2": cast(null(), BigInteger), "t_min": Exposure.t_min, "t_max": Exposure.t_max,
-        "t_exptime": Exposure.t_exptime, "t_resolution": Exposure.t_exptime,
-        "t_xel": cast(literal(1), BigInteger), "em_min": Exposure.em_min,
-        "em_max": Exposure.em_max, "em_res_power": cast(null(), Float),
+        "s_resolution": Exposure.s_resolution, "s_xel1": Product.s_xel1,
+        "s_xel2": Product.s_xel2, "t_min": Exposure.t_min, "t_max": Exposure.t_max,
+        "t_exptime": Exposure.t_exptime,
+        "t_resolution": func.coalesce(Product.t_resolution, Exposure.t_exptime),
+        "t_xel": func.coalesce(Product.t_xel, cast(literal(1), BigInteger)),
+        "em_min": Exposure.em_min, "em_max": Exposure.em_max,
+        "em_res_power": Exposure.em_res_power,
         "em_xel": cast(literal(1), BigInteger),
         "o_ucd": case((Product.kind.in_(_CALIBRATED), literal("phot.flux", String)),
                       else_=literal("phot.count", String)),
-        "pol_states": cast(null(), String), "pol_xel": cast(null(), BigInteger),
+        "pol_states": cast(null(), String), "pol_xel": cast(literal(0), BigInteger),
         "facility_name": Exposure.facility_name, "instrument_name": Exposure.instrument_name,
         "obs_release_date": Exposure.release_date, "proposal_id": Exposure.program,
         "proposal_pi": Program.pi_name, "proposal_title": Program.title,

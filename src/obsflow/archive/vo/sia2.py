@@ -6,7 +6,8 @@ OR-ed, different parameters AND-ed (SIA 2.0, DALI).  Supported:
 =============  ==============================================================
 ``POS``        ``CIRCLE ra dec r``, ``RANGE ra1 ra2 dec1 dec2``,
                ``POLYGON ra1 dec1 ra2 dec2 ra3 dec3 ...`` (convex), degrees;
-               matches exposures whose **centre** lies inside the shape
+               matches products whose **footprint** (``s_region``) overlaps
+               the shape
 ``BAND``       ``lo hi`` wavelength interval in metres (``-Inf``/``+Inf`` open)
                overlapping ``[em_min, em_max]``
 ``TIME``       ``lo hi`` MJD interval overlapping ``[t_min, t_max]``
@@ -23,9 +24,9 @@ OR-ed, different parameters AND-ed (SIA 2.0, DALI).  Supported:
 Only images and cubes are served (:data:`SIA_TYPES`): a time series's light
 curve (``timeseries``, ECSV) is in the ObsCore view (TAP), not an image.
 
-A circle uses :func:`~obsflow.archive.sky.cone_clause` (HEALPix prefilter +
-exact test); a polygon a HEALPix prefilter on its bounding cone plus one
-exact half-space test per edge.  Bad values raise
+Every shape is a :class:`~obsflow.archive.footprints.Region` searched with
+:func:`~obsflow.archive.footprints.overlap_clause` (the footprints' HEALPix
+cells as an indexed prefilter, then the exact overlap test).  Bad values raise
 :class:`~obsflow.exceptions.VOQueryError` (HTTP 400).
 """
 
@@ -38,9 +39,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, and_, false, or_
 
+from obsflow.archive.footprints import Region, overlap_clause
 from obsflow.archive.limits import check_text
-from obsflow.archive.schema import Exposure
-from obsflow.archive.sky import cone_clause, unit_vector
+from obsflow.archive.sky import unit_vector
 from obsflow.exceptions import VOQueryError
 
 __all__ = ["MAX_VALUES", "MAX_VALUE_LENGTH", "SIA_TYPES", "STRING_PARAMS", "sia2_conditions"]
@@ -110,7 +111,7 @@ def _circle(values: list[float]) -> Expr:
     _check_sky("POS", [ra], [dec])
     if not 0 < radius <= 180:
         raise VOQueryError("POS: CIRCLE radius must be in (0, 180] degrees")
-    return cone_clause(ra, dec, radius)
+    return overlap_clause(Region.circle(ra, dec, radius))
 
 
 def _range(values: list[float]) -> Expr:
@@ -121,11 +122,8 @@ def _range(values: list[float]) -> Expr:
                [v for v in (dec1, dec2) if math.isfinite(v)])
     if dec1 > dec2:
         raise VOQueryError("POS: RANGE needs dec1 <= dec2")
-    dec = Exposure.s_dec.between(max(dec1, -90.0), min(dec2, 90.0))
     ra1, ra2 = max(ra1, 0.0), min(ra2, 360.0)
-    if ra1 <= ra2:
-        return and_(Exposure.s_ra.between(ra1, ra2), dec)
-    return and_(or_(Exposure.s_ra >= ra1, Exposure.s_ra <= ra2), dec)  # wraps through 0
+    return overlap_clause(Region.box(ra1, ra2, max(dec1, -90.0), min(dec2, 90.0)))
 
 
 def _polygon(values: list[float]) -> Expr:
@@ -145,12 +143,7 @@ def _polygon(values: list[float]) -> Expr:
     if (normals @ centre <= 0).any() or (sides < -1e-12).any():
         raise VOQueryError("POS: POLYGON must be convex, smaller than a hemisphere, "
                            "without repeated vertices")
-    radius = float(np.degrees(np.arccos(np.clip(vertices @ centre, -1, 1)).max())) * 1.0001
-    c_ra = math.degrees(math.atan2(centre[1], centre[0])) % 360.0
-    c_dec = math.degrees(math.asin(float(np.clip(centre[2], -1, 1))))
-    exact = [Exposure.cx * float(n[0]) + Exposure.cy * float(n[1]) + Exposure.cz * float(n[2])
-             >= 0 for n in normals]
-    return and_(cone_clause(c_ra, c_dec, max(radius, 1e-6)), *exact)
+    return overlap_clause(Region.polygon(tuple(values)))
 
 
 def _pos(text: str) -> Expr:

@@ -1,8 +1,10 @@
 """Spherical geometry of ADQL's shapes as pure functions (degrees in, degrees out).
 
 A shape is a :class:`Shape`: ``point`` (ra, dec), ``circle`` (ra, dec,
-radius) or ``polygon`` (ra1, dec1, ra2, dec2, ...; edges are great-circle
-arcs; convex, either orientation).  :func:`contains`, :func:`intersects`
+radius), ``polygon`` (ra1, dec1, ra2, dec2, ...; edges are great-circle
+arcs; convex, either orientation) or ``range`` (ra1, ra2, dec1, dec2: the
+RA/Dec box of SIA2's ``POS=RANGE``, ``ra1 <= ra2`` spanning at most 180 deg,
+see :func:`range_pieces`; its sides at constant Dec are small circles).  :func:`contains`, :func:`intersects`
 and :func:`distance` are what ADQL's CONTAINS, INTERSECTS and DISTANCE mean;
 :mod:`obsflow.archive.vo.tap_sql` registers them as SQLite functions
 (PostgreSQL uses pg_sphere's operators for the same shapes).  Shapes travel
@@ -17,7 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Shape", "box_polygon", "contains", "decode", "distance", "encode", "intersects"]
+from obsflow.exceptions import VOQueryError
+
+__all__ = ["Shape", "box_polygon", "contains", "decode", "distance", "encode", "intersects",
+           "range_pieces"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ def encode(kind: str, values: tuple[float, ...]) -> str:
 
 
 _STCS = {"position": "point", "point": "point", "circle": "circle", "polygon": "polygon",
-         "box": "box"}
+         "box": "box", "range": "range"}
 
 
 def decode(text: str) -> Shape | None:
@@ -75,7 +80,7 @@ def decode(text: str) -> Shape | None:
         return None
     if kind == "box" and len(values) == 4:
         kind, values = "polygon", box_polygon(*values)
-    need = {"point": 2, "circle": 3}
+    need = {"point": 2, "circle": 3, "range": 4}
     if (kind in need and len(values) != need[kind]) or (
             kind == "polygon" and (len(values) < 6 or len(values) % 2)):
         return None
@@ -159,8 +164,89 @@ def _edges_cross(p: Shape, q: Shape) -> bool:
                for b1, b2 in zip(qv, qw, strict=True))
 
 
+def range_pieces(ra1: float, ra2: float, dec1: float,
+                 dec2: float) -> list[tuple[float, float, float, float]]:
+    """An RA/Dec box (degrees, ``ra1 > ra2`` wraps through 0) as ``range`` shapes' values,
+    each with ``ra1 <= ra2`` spanning at most 180 deg (so each is convex in RA)."""
+    spans = [(ra1, ra2)] if ra1 <= ra2 else [(ra1, 360.0), (0.0, ra2)]
+    out = []
+    for lo, hi in spans:
+        while hi - lo > 180.0:
+            out.append((lo, lo + 180.0, dec1, dec2))
+            lo += 180.0
+        out.append((lo, hi, dec1, dec2))
+    return out
+
+
+def _in_range(points: np.ndarray, box: Shape) -> np.ndarray:
+    """Which unit vectors (m, 3) lie in (or on) the RA/Dec box."""
+    ra1, ra2, dec1, dec2 = box.values
+    dec = np.degrees(np.arcsin(np.clip(points[:, 2], -1, 1)))
+    ra = np.degrees(np.arctan2(points[:, 1], points[:, 0])) % 360.0
+    pole = np.abs(points[:, 2]) >= 1 - 1e-15  # every RA at a pole
+    in_ra = pole | ((ra >= ra1) & (ra <= ra2)) | ((ra2 >= 360.0) & (ra == 0.0))
+    return np.asarray(in_ra & (dec >= dec1) & (dec <= dec2), dtype=bool)
+
+
+def _range_corners(box: Shape) -> np.ndarray:
+    ra1, ra2, dec1, dec2 = box.values
+    return _unit(np.array([ra1, ra2, ra2, ra1]), np.array([dec1, dec1, dec2, dec2]))
+
+
+def _arc_meets_parallel(a: np.ndarray, b: np.ndarray, box: Shape, dec: float) -> bool:
+    """Whether the great-circle arc a-b meets the box's side at Dec ``dec``."""
+    ra1, ra2 = box.values[:2]
+    theta_ab = math.atan2(float(np.linalg.norm(np.cross(a, b))), float(np.dot(a, b)))
+    t = b - np.dot(a, b) * a
+    if np.linalg.norm(t) == 0:
+        return False
+    t /= np.linalg.norm(t)  # the arc: a cos(th) + t sin(th), 0 <= th <= theta_ab
+    amp, phase = math.hypot(a[2], t[2]), math.atan2(t[2], a[2])
+    z = math.sin(math.radians(dec))
+    if amp == 0 or abs(z) > amp:
+        return False
+    half = math.acos(max(-1.0, min(1.0, z / amp)))
+    for th in (phase - half, phase + half):
+        th %= 2 * math.pi
+        if th <= theta_ab + 1e-15:
+            p = a * math.cos(th) + t * math.sin(th)
+            ra = math.degrees(math.atan2(p[1], p[0])) % 360.0
+            if ra1 <= ra <= ra2 or (ra2 >= 360.0 and ra == 0.0):
+                return True
+    return False
+
+
+def _polygon_meets_range(poly: Shape, box: Shape) -> bool:
+    """Convex polygon (or point) and RA/Dec box share a point: a vertex of one inside the
+    other, or an edge of the polygon crossing a side of the box."""
+    if bool(np.any(_in_range(poly.vertices, box))):
+        return True
+    if poly.kind == "point":
+        return False
+    if bool(np.any(_inside_polygon(_range_corners(box), poly))):
+        return True
+    ra1, ra2, dec1, dec2 = box.values
+    meridians = [(_unit(np.array([ra]), np.array([dec1]))[0],
+                  _unit(np.array([ra]), np.array([dec2]))[0]) for ra in (ra1, ra2)]
+    v, w, _ = _edges(poly)
+    for a, b in zip(v, w, strict=True):
+        if any(_arcs_cross(a, b, m1, m2) for m1, m2 in meridians):
+            return True
+        if any(_arc_meets_parallel(a, b, box, dec) for dec in (dec1, dec2) if abs(dec) < 90):
+            return True
+    return False
+
+
 def intersects(a: Shape, b: Shape) -> bool:
-    """True if ``a`` and ``b`` share at least one point (ADQL INTERSECTS)."""
+    """True if ``a`` and ``b`` share at least one point (ADQL INTERSECTS).
+
+    A ``range`` is compared with points and polygons only."""
+    if a.kind == "range":
+        a, b = b, a
+    if b.kind == "range":
+        if a.kind not in ("point", "polygon"):
+            raise VOQueryError("a RANGE is compared with points and polygons only")
+        return _polygon_meets_range(a, b)
     if a.kind == "point":
         return contains(a, b)
     if b.kind == "point":

@@ -52,11 +52,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.types import UserDefinedType
 
+from obsflow.archive.footprints import Spoly
+from obsflow.archive.footprints import spoint as _spoint
+from obsflow.archive.footprints import stcs_spoly as _stcs_spoly
 from obsflow.archive.policy import Viewer
 from obsflow.archive.sky import cone_clause
-from obsflow.archive.vo import adql, sphere
+from obsflow.archive.vo import adql
 from obsflow.archive.vo.obscore import ColumnSpec
 from obsflow.archive.vo.tap_tables import (
     HIDDEN,
@@ -97,15 +99,6 @@ FUNCTIONS = tuple(sorted({*_MATH, *_AGGREGATES, *_GEOMETRY, *_PREDICATES, "DISTA
 _SAFE = {"COUNT", "MIN", "MAX", "SUM", "AVG", "LOWER", "UPPER", "COALESCE", *_GEOMETRY,
          *_PREDICATES}
 """Functions that cannot fail on a row's values (given plain columns and literals)."""
-
-
-class _Spoly(UserDefinedType):  # type: ignore[type-arg]
-    """pg_sphere's spoly (cast from text)."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "spoly"
 
 
 @dataclass(frozen=True)
@@ -646,7 +639,7 @@ class _Compiler:
         for j in range(0, len(sql), 2):
             text = text + ("" if j == 0 else ",") + "(" + cast(sql[j], Text) + "d," + cast(
                 sql[j + 1], Text) + "d)"
-        return _Expr(cast(text + "}", _Spoly()), "geom", geom=kind)
+        return _Expr(cast(text + "}", Spoly()), "geom", geom=kind)
 
     def measure(self, call: adql.Func, args: list[_Expr]) -> _Expr:
         degrees = _spec("", "double", "deg")
@@ -668,18 +661,6 @@ class _Compiler:
             part = func.long if call.name == "COORD1" else func.lat
             return _Expr(func.degrees(part(args[0].sql)), "num", degrees)
         return _Expr(getattr(func, "obsflow_" + call.name.lower())(args[0].sql), "num", degrees)
-
-
-def _stcs_spoly(text: Any) -> Any:
-    """pg_sphere spoly of an STC-S ``POLYGON ICRS ra dec ...`` text (SQL)."""
-    body = func.regexp_replace(func.regexp_replace(
-        text, r"^\s*POLYGON\s+[A-Za-z0-9]*\s*", ""),
-        r"(\S+)\s+(\S+)\s*", r"(\1d,\2d),", "g")
-    return cast(literal("{") + func.rtrim(body, ",") + literal("}"), _Spoly())
-
-
-def _spoint(ra: Any, dec: Any) -> Any:
-    return func.spoint(func.radians(ra), func.radians(dec))
 
 
 def _check_circle(dec: float, radius: float) -> None:
@@ -758,10 +739,8 @@ def _execute(session: Session, stmt: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in conn.execute(stmt)]
         finally:
             session.rollback()
-    raw = conn.connection.driver_connection
+    raw = conn.connection.driver_connection  # (the Archive registered sphere's functions)
     assert raw is not None
-    for name, (count, function) in sphere.sqlite_functions().items():
-        raw.create_function(name, count, function, deterministic=True)
     with _sqlite_deadline(raw):
         rows = [tuple(row) for row in conn.execute(stmt)]
     session.rollback()
