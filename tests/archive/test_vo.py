@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.vo import routers
 from obsflow.archive.vo.obscore import COLUMNS
+from obsflow.profiles import load_profile
 
 NOW = datetime(2026, 6, 1)  # program 01234 (12 months) still proprietary, 03456 public
 DEEP = (53.16, -27.78)
@@ -291,3 +293,31 @@ def test_sia2_post_and_rate_limited_bad_tokens_answer_votables(tmp_path: Path) -
             assert last.status_code == 429 and b'value="ERROR"' in last.content
     finally:
         archive.close()
+
+
+def test_sia2_and_api_select_by_footprint_not_centre(vo: VoSite) -> None:
+    # the cal field's footprints are 16" squares (32 pixels of 0.5"): a 5" circle 12" east of
+    # their centre overlaps them but holds no centre (nor the ramp's position)
+    ra = CAL[0] + 12 / 3600 / math.cos(math.radians(CAL[1]))
+    footprint = {vo.ids[k] for k in ("cal_j", "cal_h", "cal_k")}
+    assert _ids(vo.sia2().search(pos=(ra, CAL[1], 5 / 3600))) == footprint
+    api = httpx.get(vo.url + "/api/search", params={"ra": ra, "dec": CAL[1], "radius": 5 / 3600})
+    assert {r["product_id"] for r in api.json()["results"]} == footprint
+    centre = vo.tap().run_sync("SELECT product_id FROM ivoa.ObsCore WHERE CONTAINS(POINT('ICRS', "
+                               f"s_ra, s_dec), CIRCLE('ICRS', {ra}, {CAL[1]}, {5 / 3600})) = 1")
+    assert _ids(centre) == set()
+    assert _ids(vo.sia2().search(pos=(ra + 8 / 3600, CAL[1], 5 / 3600))) == set()
+
+
+def test_obscore_sampling_and_band_columns(vo: VoSite) -> None:
+    band = load_profile("smallsat").instrument("SSCAM").filter("J")
+    rows = {str(r["product_id"]): r for r in vo.sia2().search(pos=(*CAL, 0.05), band=J_BAND)}
+    cal, ramp = rows[vo.ids["cal_j"]], rows[vo.ids["ramp"]]
+    assert (cal["s_xel1"], cal["s_xel2"], cal["t_xel"], cal["pol_xel"]) == (32, 32, 1, 0)
+    assert cal["t_resolution"] == pytest.approx(864.0)
+    assert (ramp["s_xel1"], ramp["s_xel2"], ramp["t_xel"]) == (32, 32, 3)  # 1 x 3 groups
+    assert ramp["t_resolution"] == pytest.approx(1.0)  # TGROUP
+    assert cal["em_res_power"] == pytest.approx(band.pivot_um / band.width_um)
+    region = str(cal["s_region"]).split()
+    assert region[:2] == ["POLYGON", "ICRS"] and len(region) == 10
+    assert str(ramp["s_region"]).startswith("POSITION ICRS")

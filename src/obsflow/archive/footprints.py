@@ -30,14 +30,13 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
-from astropy_healpix import HEALPix
 from sqlalchemy import Boolean, ColumnElement, and_, case, cast, func, literal, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import UserDefinedType
 
 from obsflow.archive.schema import Exposure, FootprintCell
-from obsflow.archive.sky import Footprint, angle_deg, cone_ranges, unit_vector
+from obsflow.archive.sky import Footprint, angle_deg, cone_ranges, healpix_at, unit_vector
 from obsflow.archive.vo import sphere
 
 __all__ = ["COVER_ORDERS", "MAX_CELLS", "Region", "Spoly", "coverage_cells", "overlap_clause",
@@ -100,14 +99,10 @@ def _box_cone(ra1: float, ra2: float, dec1: float, dec2: float) -> tuple[float, 
     return ra, dec, max(angle_deg(centre, c) for c in corners)
 
 
-def _hp(order: int) -> HEALPix:
-    return HEALPix(nside=2**order, order="nested")
-
-
 def _cone_pixels(order: int, ra: float, dec: float, radius: float) -> np.ndarray:
     """Nested pixels at ``order`` meeting the cone (inclusive), padded a little."""
     pad = min(radius * 1.001 + 1e-6, 180.0)
-    return np.unique(_hp(order).cone_search_lonlat(ra * u.deg, dec * u.deg, pad * u.deg))
+    return np.unique(healpix_at(order).cone_search_lonlat(ra * u.deg, dec * u.deg, pad * u.deg))
 
 
 def coverage_cells(footprint: Footprint) -> list[int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from sqlalchemy import ColumnElement, and_, or_
 from obsflow.archive.schema import HPX_ORDER, Exposure
 
 __all__ = ["Footprint", "angle_deg", "cone_clause", "cone_ranges", "footprint_from_header",
-           "footprint_from_region", "healpix_index", "unit_vector"]
+           "footprint_from_region", "healpix_at", "healpix_index", "unit_vector"]
 
 MAX_RANGES = 64
 """A cone is covered by at most about this many HEALPix ranges (coarser order otherwise)."""
@@ -81,7 +82,7 @@ def _counter_clockwise(corners: list[tuple[float, float]]) -> list[tuple[float, 
 
 def healpix_index(ra: float | np.ndarray, dec: float | np.ndarray) -> np.ndarray:
     """Nested HEALPix index at :data:`HPX_ORDER` of positions in degrees."""
-    hp = HEALPix(nside=2**HPX_ORDER, order="nested")
+    hp = healpix_at(HPX_ORDER)
     return np.asarray(hp.lonlat_to_healpix(np.asarray(ra) * u.deg, np.asarray(dec) * u.deg),
                       dtype=np.int64)
 
@@ -116,12 +117,21 @@ def footprint_from_region(s_region: str, ra: float, dec: float, fov: float) -> F
     return Footprint(ra, dec, 0.0, ((ra, dec),) * 3)
 
 
+@cache
+def healpix_at(order: int) -> HEALPix:
+    """The nested HEALPix grid of ``order`` (one object per order)."""
+    return HEALPix(nside=2**order, order="nested")
+
+
+def _resolution_deg(order: int) -> float:
+    """Square root of a pixel's area at ``order``, degrees."""
+    return math.degrees(math.sqrt(4 * math.pi / (12 * 4**order)))
+
+
 def _query_order(radius_deg: float, finest: int) -> int:
     """Finest order (at most ``finest``) whose pixels are not much smaller than the cone."""
     order = 0
-    while order < finest and math.degrees(
-        HEALPix(nside=2 ** (order + 1)).pixel_resolution.to_value(u.rad)
-    ) > radius_deg:
+    while order < finest and _resolution_deg(order + 1) > radius_deg:
         order += 1
     return order
 
@@ -132,8 +142,8 @@ def cone_ranges(ra: float, dec: float, radius_deg: float,
     covering the cone (padded by one pixel of the order the cone is searched at)."""
     order = _query_order(radius_deg, target)
     while True:
-        hp = HEALPix(nside=2**order, order="nested")
-        pad = radius_deg + math.degrees(hp.pixel_resolution.to_value(u.rad))
+        hp = healpix_at(order)
+        pad = radius_deg + _resolution_deg(order)
         pix = np.unique(hp.cone_search_lonlat(ra * u.deg, dec * u.deg, min(pad, 180.0) * u.deg))
         shift = 2 * (target - order)
         ranges: list[tuple[int, int]] = []
