@@ -31,10 +31,17 @@ from sqlalchemy import select, text
 from tests.archive.conftest import make_archive
 from tests.archive.factories import meta, write_product
 
-from obsflow.archive.footprints import COVER_ORDERS, Region, coverage_cells, overlap_clause
+from obsflow.archive.footprints import (
+    COVER_ORDERS,
+    EXPOSURE_COLUMNS,
+    Region,
+    coverage_cells,
+    overlap_clause,
+)
 from obsflow.archive.register import register_product
-from obsflow.archive.schema import Exposure, FootprintCell, Program
+from obsflow.archive.schema import Exposure, FootprintCell, Product, Program
 from obsflow.archive.sky import Footprint, footprint_from_header, healpix_index, unit_vector
+from obsflow.archive.vo.obscore import latest_clause
 from obsflow.archive.vo.sphere import decode
 from obsflow.db import make_engine
 from obsflow.migrations import init_schema
@@ -350,7 +357,7 @@ def test_footprint_search_matches_the_brute_force(db_url: str, tmp_path: Path) -
         with archive.session() as session:
             for case in cases:
                 got = {int(s[1:]) for s in session.scalars(
-                    select(Exposure.obs_id).where(overlap_clause(case.region)))}
+                    select(Exposure.obs_id).where(overlap_clause(case.region, EXPOSURE_COLUMNS)))}
                 skip = truth[case.label + ":undecided"]
                 assert got - skip == truth[case.label] - skip, case
     finally:
@@ -360,11 +367,13 @@ def test_footprint_search_matches_the_brute_force(db_url: str, tmp_path: Path) -
 def test_prefilter_uses_the_cell_index_on_sqlite(tmp_path: Path) -> None:
     archive = make_archive(f"sqlite:///{tmp_path / 'a.db'}", tmp_path / "store")
     try:
-        stmt = select(Exposure.id).where(overlap_clause(Region.circle(10.0, 20.0, 0.3)))
+        stmt = (select(Product.id).join(Exposure, Product.exposure_id == Exposure.id)
+                .where(latest_clause(), overlap_clause(Region.circle(10.0, 20.0, 0.3))))
         with archive.session() as session:
             sql = str(stmt.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
             plan = " ".join(str(r[-1]) for r in session.execute(text("EXPLAIN QUERY PLAN " + sql)))
-        assert "ix_footprint_cells_cell" in plan and "SCAN exposures" not in plan, plan
+        assert "ix_footprint_cells_cell" in plan and "ix_products_exposure" in plan, plan
+        assert "SCAN" not in plan, plan
     finally:
         archive.close()
 
@@ -388,9 +397,9 @@ def test_registration_keeps_the_polygon_and_its_cells(db_url: str, tmp_path: Pat
             # its corner is found by a small cone that misses the centre
             corner = decode(region).values[:2]  # type: ignore[union-attr]
             cone = Region.circle(corner[0], corner[1], 1e-4)
-            assert session.scalars(select(Exposure.obs_id).where(overlap_clause(cone))).all()
+            assert session.scalars(select(Exposure.obs_id).where(overlap_clause(cone, EXPOSURE_COLUMNS))).all()
             far = Region.circle(corner[0] + 0.01, corner[1], 1e-4)
-            assert not session.scalars(select(Exposure.obs_id).where(overlap_clause(far))).all()
+            assert not session.scalars(select(Exposure.obs_id).where(overlap_clause(far, EXPOSURE_COLUMNS))).all()
     finally:
         archive.close()
 

@@ -35,17 +35,20 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import UserDefinedType
 
-from obsflow.archive.schema import Exposure, FootprintCell
+from obsflow.archive.schema import Exposure, FootprintCell, Product
 from obsflow.archive.sky import Footprint, angle_deg, cone_ranges, healpix_at, unit_vector
 from obsflow.archive.vo import sphere
 
-__all__ = ["COVER_ORDERS", "MAX_CELLS", "Region", "Spoly", "coverage_cells", "overlap_clause",
-           "region_ranges", "spoint", "stcs_spoly"]
+__all__ = ["COVER_ORDERS", "EXPOSURE_COLUMNS", "MAX_CELLS", "Region", "Spoly", "coverage_cells",
+           "overlap_clause", "per_dialect", "region_ranges", "spoint", "stcs_spoly"]
 
 COVER_ORDERS = (10, 6, 2)
 """HEALPix orders a footprint's cells may have (pixels of about 3.4 arcmin, 55 arcmin
 and 15 deg): an exposure of a few arcmin takes a handful of order-10 cells, a mosaic
 of a few degrees order-6 ones."""
+
+EXPOSURE_COLUMNS = (Exposure.id, Exposure.s_region, Exposure.s_ra, Exposure.s_dec)
+"""``overlap_clause``'s columns for a query of exposures alone."""
 
 MAX_CELLS = 64
 """A footprint is covered by at most this many cells of the finest order that suffices
@@ -111,9 +114,9 @@ def coverage_cells(footprint: Footprint) -> list[int]:
     radius = footprint.fov / 2 if footprint.is_polygon else 0.0
     for order in COVER_ORDERS:
         pixels = _cone_pixels(order, footprint.ra, footprint.dec, radius)
-        if len(pixels) <= MAX_CELLS or order == COVER_ORDERS[-1]:
-            return [4 * 4**order + int(p) for p in pixels]
-    raise AssertionError("unreachable")  # pragma: no cover
+        if len(pixels) <= MAX_CELLS:
+            break
+    return [4 * 4**order + int(p) for p in pixels]
 
 
 def _ranges_at(order: int, ra: float, dec: float, radius: float) -> list[tuple[int, int]]:
@@ -175,6 +178,12 @@ def _compile_pg(element: _PerDialect, compiler: SQLCompiler, **kw: Any) -> str:
     return compiler.process(element.postgresql, **kw)
 
 
+def per_dialect(sqlite: ColumnElement[bool], postgresql: ColumnElement[bool]
+                ) -> ColumnElement[bool]:
+    """A condition written one way for SQLite and another for PostgreSQL."""
+    return _PerDialect(sqlite, postgresql)
+
+
 def _pg_shape(shape: sphere.Shape) -> Any:
     v = shape.values
     if shape.kind == "circle":
@@ -200,11 +209,12 @@ def overlap_clause(region: Region, columns: tuple[Any, Any, Any, Any] | None = N
     """SQL condition: the exposure's footprint overlaps ``region`` (HEALPix cell prefilter,
     then the exact test).
 
-    ``columns`` are the (id, s_region, s_ra, s_dec) columns to test, by default the
-    ``exposures`` table's.
+    ``columns`` are the (exposure id, s_region, s_ra, s_dec) columns to test, by default
+    ``products.exposure_id`` and the ``exposures`` table's (a query of products joined to
+    their exposures then starts from the cells: ``ix_products_exposure`` takes the list).
     """
-    eid, region_col, ra, dec = columns or (Exposure.id, Exposure.s_region, Exposure.s_ra,
-                                           Exposure.s_dec)
+    eid, region_col, ra, dec = columns or (Product.exposure_id, Exposure.s_region,
+                                           Exposure.s_ra, Exposure.s_dec)
     cell = FootprintCell.cell
     cells = select(FootprintCell.exposure_id).where(
         or_(*(cell.between(lo, hi) for lo, hi in region_ranges(region))))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from obsflow.archive.footprints import Region, overlap_clause
 from obsflow.archive.policy import Viewer, visible_clause
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
+from obsflow.archive.vo.obscore import latest_clause
 from obsflow.exceptions import ProductNotFoundError
 from obsflow.models.provenance import Provenance
 
@@ -124,7 +125,7 @@ def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
     if query.t_max is not None:
         where.append(Exposure.t_min <= query.t_max)
     if query.latest_only:
-        where.append(Product.is_latest.is_(True))
+        where.append(latest_clause())
     return where
 
 

@@ -12,7 +12,7 @@ __all__ = ["routers"]
 
 
 def routers() -> list[APIRouter]:
-    """The VO routers: ``/vo/sia2`` and ``/vo/tap``."""
-    from obsflow.archive.vo import sia2_router, tap_router
+    """The VO routers: ``/vo/sia2``, ``/vo/tap`` and ``/vo/datalink``."""
+    from obsflow.archive.vo import datalink, sia2_router, tap_router
 
-    return [sia2_router.router, tap_router.router]
+    return [sia2_router.router, tap_router.router, datalink.router]

@@ -56,7 +56,8 @@ def sia2_query(call: VoCall) -> bytes:
             .order_by(Exposure.t_min, Product.id).limit(maxrec + 1))
     with call.archive.session() as session:
         rows = [tuple(row) for row in session.execute(stmt)]
-    return results_votable(result_columns(names), rows[:maxrec], overflow=len(rows) > maxrec)
+    return results_votable(result_columns(names), rows[:maxrec], overflow=len(rows) > maxrec,
+                           datalink_url=f"{call.base_url}/vo/datalink/links")
 
 
 def _openapi() -> dict[str, dict[str, Any]]:

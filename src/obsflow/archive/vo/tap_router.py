@@ -59,7 +59,8 @@ def tap_sync(call: VoCall) -> bytes:
                      parse_maxrec(call.params))
     with call.archive.session() as session:
         result = run_adql(session, query, tap)
-    return results_votable(result.columns, result.rows, result.overflow)
+    return results_votable(result.columns, result.rows, result.overflow,
+                           datalink_url=f"{call.base_url}/vo/datalink/links")
 
 
 _EXTRA = openapi_params({

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
-from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTableFile
+from astropy.io.votable.tree import (
+    Field,
+    Group,
+    Info,
+    Param,
+    Resource,
+    TableElement,
+    VOTableFile,
+)
 
 from obsflow import __version__
 from obsflow.archive.vo.obscore import ColumnSpec
@@ -27,7 +35,7 @@ from obsflow.archive.vo.obscore import ColumnSpec
 if TYPE_CHECKING:
     from obsflow.archive.vo.tap_tables import ForeignKey
 
-__all__ = ["VOTABLE_TYPE", "availability_xml", "capabilities_xml", "error_votable",
+__all__ = ["DATALINK_STANDARD", "VOTABLE_TYPE", "availability_xml", "capabilities_xml", "error_votable",
            "results_votable", "tables_xml"]
 
 VOTABLE_TYPE = "application/x-votable+xml"
@@ -47,15 +55,37 @@ def _column_values(spec: ColumnSpec, values: list[Any]) -> tuple[np.ndarray, np.
     return np.array([fill if v is None else v for v in values], dtype=_NUMPY[spec.datatype]), mask
 
 
-def _field(vot: VOTableFile, spec: ColumnSpec, name: str) -> Field:
-    return Field(vot, name=name, ID=None, datatype=spec.datatype, arraysize=spec.arraysize,
+DATALINK_STANDARD = "ivo://ivoa.net/std/DataLink#links-1.1"
+"""The standardID of a DataLink links service."""
+
+_DID = "obs_publisher_did"
+
+
+def _field(vot: VOTableFile, spec: ColumnSpec, name: str, ident: str | None = None) -> Field:
+    return Field(vot, name=name, ID=ident, datatype=spec.datatype, arraysize=spec.arraysize,
                  ucd=spec.ucd or None, utype=spec.utype or None, unit=spec.unit or None,
                  xtype=spec.xtype or None)
 
 
+def _service_descriptor(vot: VOTableFile, url: str) -> Resource:
+    """A DataLink service descriptor (DataLink 1.1 section 4): the links service at ``url``
+    takes ``ID`` from each row's ``obs_publisher_did``."""
+    meta = Resource(type="meta", utype="adhoc:service", ID="datalink_service")
+    meta.params.append(Param(vot, name="standardID", datatype="char", arraysize="*",
+                             value=DATALINK_STANDARD))
+    meta.params.append(Param(vot, name="accessURL", datatype="char", arraysize="*",
+                             value=url, ucd="meta.ref.url"))
+    group = Group(meta, name="inputParams")
+    group.entries.append(Param(vot, name="ID", datatype="char", arraysize="*", value="",
+                               ref=_DID, ucd="meta.id;meta.main"))
+    meta.groups.append(group)
+    return meta
+
+
 def results_votable(columns: Sequence[tuple[ColumnSpec, str]], rows: Sequence[Sequence[Any]],
-                    overflow: bool = False) -> bytes:
-    """A results VOTable: one field per ``(column, output name)``, one row per row."""
+                    overflow: bool = False, datalink_url: str | None = None) -> bytes:
+    """A results VOTable: one field per ``(column, output name)``, one row per row; with
+    ``datalink_url`` and an ``obs_publisher_did`` column, the DataLink service descriptor."""
     vot = VOTableFile(version="1.4")
     resource = Resource(type="results")
     vot.resources.append(resource)
@@ -64,7 +94,10 @@ def results_votable(columns: Sequence[tuple[ColumnSpec, str]], rows: Sequence[Se
     resource.infos.append(Info(name="SERVICE_PROTOCOL", value="obsflow " + __version__))
     table = TableElement(vot)
     resource.tables.append(table)
-    table.fields.extend(_field(vot, spec, name) for spec, name in columns)
+    names = [name for _, name in columns]
+    did = names.index(_DID) if _DID in names else -1  # the descriptor's ID parameter refers to it
+    table.fields.extend(_field(vot, spec, name, _DID if j == did else None)
+                        for j, (spec, name) in enumerate(columns))
     table.create_arrays(len(rows))
     for j, (spec, name) in enumerate(columns):
         data, mask = _column_values(spec, [row[j] for row in rows])
@@ -72,6 +105,8 @@ def results_votable(columns: Sequence[tuple[ColumnSpec, str]], rows: Sequence[Se
         table.array.mask[name] = mask
         if table.fields[j].description is None and spec.description:
             table.fields[j].description = spec.description
+    if datalink_url and did >= 0:
+        vot.resources.append(_service_descriptor(vot, datalink_url))
     buf = io.BytesIO()
     vot.to_xml(buf)
     return buf.getvalue()
@@ -157,6 +192,8 @@ def capabilities_xml(service: str, base: str, maxrec: tuple[int, int]) -> bytes:
     if service == "sia2":
         parts.append(_capability("ivo://ivoa.net/std/SIA#query-2.0", f"{base}/query",
                                  role="std"))
+    elif service == "datalink":
+        parts.append(_capability(DATALINK_STANDARD, f"{base}/links", role="std"))
     else:
         parts.append(_capability("ivo://ivoa.net/std/VOSI#tables", f"{base}/tables"))
         parts.append(_capability("ivo://ivoa.net/std/DALI#examples", f"{base}/examples"))
