@@ -122,7 +122,8 @@ def coverage_cells(footprint: Footprint) -> list[int]:
 def _ranges_at(order: int, ra: float, dec: float, radius: float) -> list[tuple[int, int]]:
     """Inclusive ranges of NUNIQ numbers at ``order`` covering the cone."""
     base = 4 * 4**order
-    return [(base + lo, base + hi) for lo, hi in cone_ranges(ra, dec, radius, order)]
+    return [(base + lo, base + hi)
+            for lo, hi in cone_ranges(ra, dec, radius, order, finest_first=True)]
 
 
 def region_ranges(region: Region) -> list[tuple[int, int]]:

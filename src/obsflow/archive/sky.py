@@ -136,11 +136,15 @@ def _query_order(radius_deg: float, finest: int) -> int:
     return order
 
 
-def cone_ranges(ra: float, dec: float, radius_deg: float,
-                target: int = HPX_ORDER) -> list[tuple[int, int]]:
+def cone_ranges(ra: float, dec: float, radius_deg: float, target: int = HPX_ORDER,
+                finest_first: bool = False) -> list[tuple[int, int]]:
     """Inclusive ranges of nested indices at order ``target`` (default :data:`HPX_ORDER`)
-    covering the cone (padded by one pixel of the order the cone is searched at)."""
-    order = _query_order(radius_deg, target)
+    covering the cone (padded by one pixel of the order the cone is searched at).
+
+    The cone is searched at the finest order whose pixels are not much smaller than
+    it, or with ``finest_first`` at pixels about an eighth of its radius (a tighter
+    cover), coarser while that needs more than :data:`MAX_RANGES` ranges."""
+    order = _query_order(radius_deg / 8 if finest_first else radius_deg, target)
     while True:
         hp = healpix_at(order)
         pad = radius_deg + _resolution_deg(order)
