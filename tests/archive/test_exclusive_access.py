@@ -414,12 +414,31 @@ def _vo_calls(site: AccessSite) -> list[Call]:
     calls += [Call("GET", sia, sia, {"MAXREC": "0"}, check=_rows(0, overflow=True)),
               Call("POST", sia, sia, data={"TARGET": SECRET_TARGET}, check=_rows(0)),
               Call("POST", sia, sia, data={}, check=_rows(n))]
-    for service in ("sia2", "tap"):
+    links = "/vo/datalink/links"
+    for pid in site.public_ids + site.secret_ids:  # a hidden product's links: NotFoundFault
+        did = f"ivo://{site.authority}/obsflow?{pid}"
+        calls += [Call("GET", links, links, {"ID": did}, check=_links(pid in site.secret_ids)),
+                  Call("POST", links, links, data={"ID": pid},
+                       check=_links(pid in site.secret_ids))]
+    for service in ("sia2", "tap", "datalink"):
         calls += [Call("GET", f"/vo/{service}/{doc}", f"/vo/{service}/{doc}")
                   for doc in ("capabilities", "availability")]
     calls += [Call("GET", "/vo/tap/tables", "/vo/tap/tables"),
               Call("GET", "/vo/tap/examples", "/vo/tap/examples")]
     return calls + _async_calls(site)
+
+
+def _links(hidden: bool) -> Callable[[httpx.Response, bool], None]:
+    """A DataLink answer: the product's ``#this`` for who may see it, else NotFoundFault."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200, response.text
+        table = parse_single_table(io.BytesIO(response.content)).to_table()
+        errors = [str(e) for e in table["error_message"] if str(e) not in ("", "--")]
+        if hidden and not alice:
+            assert len(table) == 1 and errors[0].startswith("NotFoundFault"), errors
+        else:
+            assert not errors and "#this" in [str(s) for s in table["semantics"]]
+    return check
 
 
 def _status(status: int) -> Callable[[httpx.Response, bool], None]:
