@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from obsflow.archive.policy import check_policy
 from obsflow.archive.store import ProductStore
 from obsflow.db import make_engine
 from obsflow.exceptions import ArchiveError
@@ -45,12 +46,19 @@ class ArchiveSettings:
         ``em_min``/``em_max``/``s_resolution`` empty.
     authority : str
         IVOA authority of publisher DIDs: ``ivo://<authority>/obsflow?<product_id>``.
+    access_policy : str
+        What others are told of proprietary data: ``metadata`` or ``hidden``
+        (see :mod:`obsflow.archive.policy`).
     """
 
     store: ProductStore
     default_exclusive_months: int = 12
     profile: Profile | None = None
     authority: str = "obsflow.local"
+    access_policy: str = "metadata"
+
+    def __post_init__(self) -> None:
+        check_policy(self.access_policy)
 
 
 @dataclass
@@ -73,6 +81,7 @@ class Archive:
             default_exclusive_months=profile.mission.default_exclusive_access_months,
             profile=profile,
             authority=f"{cfg.site.name or 'obsflow'}.obsflow",
+            access_policy=cfg.archive.access_policy,
         )
         engine = make_engine(cfg.database_url)
         init_schema(engine, profile=cfg.profile.name)
