@@ -127,6 +127,8 @@ def test_search_lists_observations_with_their_products(web: WebSite) -> None:
     for params, count in cases:
         got = httpx.get(web.url + "/search", params=params).text
         assert len(_observations(got)) == count, params
+    api = httpx.get(web.url + "/api/search", params={"target": "cal-fi"}).json()  # the API too
+    assert api["total"] == 5 and {r["target_name"] for r in api["results"]} == {"CAL-FIELD"}
     level1 = httpx.get(web.url + "/search", params={"level": "1"}).text
     assert re.findall(r'<tr data-product="([^"]+)"', level1) == [ids["J_uncal"]]
     bad = httpx.get(web.url + "/search", params={"level": "9"})
@@ -388,6 +390,83 @@ def test_browser_versions_changes_and_lineage(versions_web: VersionsWeb, tmp_pat
         wait.until(lambda d: ids["cal_v1"] in d.find_element("css selector", "#diff h2").text)
         assert len(driver.find_elements("css selector", "#references tbody tr")) == 60
         assert _texts(driver, "#lineage-outputs a") == [ids["public_i2d"]]
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+# -- observations, bulk selection and the product page in the browser --------------------------
+
+SEARCH_SCREENSHOT = Path(tempfile.gettempdir()) / "obsflow-search.png"
+PRODUCT_SCREENSHOT = Path(tempfile.gettempdir()) / "obsflow-product.png"
+
+_BREAKS = """
+const bad = [];
+let wrapped = 0;
+for (const el of document.querySelectorAll('.pid')) {
+  const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  let prevTop = null, prevChar = null, lines = 1;
+  while (walker.nextNode()) {
+    const node = walker.currentNode;
+    for (let i = 0; i < node.length; i++) {
+      const range = document.createRange();
+      range.setStart(node, i);
+      range.setEnd(node, i + 1);
+      const rects = range.getClientRects();
+      if (!rects.length) continue;
+      if (prevTop !== null && rects[0].top > prevTop + 2) {
+        lines += 1;
+        if (prevChar !== '_') bad.push(el.textContent + ' broken after ' + prevChar);
+      }
+      prevTop = rects[0].top;
+      prevChar = node.data[i];
+    }
+  }
+  if (lines > 1) wrapped += 1;
+}
+return [bad, wrapped];
+"""
+
+
+def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
+                                                               tmp_path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    ids = web.ids
+    cal_field = {ids[k] for k in ("J", "H", "K", "J_uncal", "J_rate")}
+    driver = _driver(tmp_path / "profile")
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(f"{web.url}/search?instrument=SSCAM")
+        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) == 4  # one per exposure
+        cards = driver.find_elements("css selector", "article.obs")
+        assert len(cards) == 5  # 4 public observations, 1 proprietary listed by its metadata
+        locked = driver.find_element("css selector", "article.obs.locked")
+        assert "DEEP-FIELD-1" in locked.text and "proprietary until 2026-11-" in locked.text
+        assert locked.find_elements("css selector", "a[href^='/products/'], img") == []
+        driver.save_screenshot(str(SEARCH_SCREENSHOT))
+        driver.get(f"{web.url}/search?target=cal")
+        driver.find_element("id", "select-all").click()
+        chosen = driver.execute_script(
+            "return new URLSearchParams(new FormData(document.getElementById('bulk-form')))"
+            ".getAll('id')")
+        assert set(chosen) == cal_field
+        # product ids wrap between their parts only, even on a narrow screen
+        driver.set_window_size(420, 1000)
+        bad, wrapped = driver.execute_script(_BREAKS)
+        assert bad == [] and wrapped > 0
+        driver.set_window_size(1280, 1000)
+        driver.get(f"{web.url}/products/{ids['J_rate']}")
+        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) == 1
+        metadata = driver.find_element("id", "metadata").text
+        assert "µm" in metadata and "05h 21m 57.60s" in metadata and "MJD 61000" in metadata
+        siblings = driver.find_elements("css selector", "#exposure-products tbody tr")
+        assert [s.get_attribute("data-sibling") for s in siblings] == \
+            [ids["J_uncal"], ids["J_rate"], ids["J"]]
+        header = driver.find_element("css selector", "#fits-header details[open] pre")
+        assert header.text.startswith("SIMPLE  =")
+        driver.set_window_size(1280, 1400)
+        driver.save_screenshot(str(PRODUCT_SCREENSHOT))
     finally:
         driver.quit()
         shutil.rmtree(tmp_path / "profile", ignore_errors=True)

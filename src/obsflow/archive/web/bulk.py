@@ -13,13 +13,12 @@ from __future__ import annotations
 import shlex
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response
 
 from obsflow.archive.api.deps import get_archive
-from obsflow.archive.search import visible_products
 from obsflow.archive.schema import Product
+from obsflow.archive.search import visible_products
 from obsflow.archive.web.common import WebCaller, web_caller
 
 __all__ = ["MAX_SCRIPT_PRODUCTS", "download_script", "router"]

@@ -69,7 +69,8 @@ def readable(meta: dict[str, Any]) -> list[tuple[str, str]]:
                          f"version {meta['version']}"),
              ("File", f"{meta['filename']} ({size_text(meta['size'])})"),
              ("Made", f"{meta['created'][:19].replace('T', ' ')} UTC by obsflow "
-                      f"{meta['software_version']}, recipe {meta['recipe']}")]
+                      f"{meta['software_version']}"
+                      + (f", recipe {meta['recipe']}" if meta["recipe"] else ""))]
     return rows
 
 

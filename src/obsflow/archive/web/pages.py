@@ -48,7 +48,6 @@ from obsflow.archive.search import (
     search_observations,
     visible_products,
 )
-from obsflow.archive.web.display import fits_header, readable
 from obsflow.archive.web.common import (
     WebCaller,
     html_responses,
@@ -56,6 +55,7 @@ from obsflow.archive.web.common import (
     render,
     web_caller,
 )
+from obsflow.archive.web.display import fits_header, readable
 from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
 __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
@@ -189,8 +189,10 @@ def _query(form: SearchForm) -> SearchQuery:
         raise SearchParameterError(f"level must be one of {', '.join(LEVELS)}")
     page = _page(form.page)
     given = {name: text.strip() or None for name, text in texts.items()}
-    return SearchQuery(**given, level=form.level or None, cone=cone, t_min=t_min,
-                       t_max=t_max, page=page, page_size=PAGE_SIZE)
+    return SearchQuery(target=given["target"], program=given["program"],
+                       instrument=given["instrument"], filter=given["filter"],
+                       level=form.level or None, cone=cone, t_min=t_min, t_max=t_max,
+                       page=page, page_size=PAGE_SIZE)
 
 
 def _menus(request: Request, caller: WebCaller) -> dict[str, list[str]]:
