@@ -60,6 +60,15 @@ class ArchiveSettings:
     def __post_init__(self) -> None:
         check_policy(self.access_policy)
 
+    @classmethod
+    def of_site(cls, cfg: SiteConfig) -> ArchiveSettings:
+        """The settings of a site: its store, profile, authority and access policy."""
+        profile = cfg.load_profile()
+        return cls(store=ProductStore(cfg.archive.store_url or cfg.products_dir),
+                   default_exclusive_months=profile.mission.default_exclusive_access_months,
+                   profile=profile, authority=f"{cfg.site.name or 'obsflow'}.obsflow",
+                   access_policy=cfg.archive.access_policy)
+
 
 @dataclass
 class Archive:
@@ -74,15 +83,7 @@ class Archive:
     @classmethod
     def from_site(cls, cfg: SiteConfig) -> Archive:
         """Open the archive of a site (runs pending migrations)."""
-        profile = cfg.load_profile()
-        store_root = cfg.archive.store_url or cfg.products_dir
-        settings = ArchiveSettings(
-            store=ProductStore(store_root),
-            default_exclusive_months=profile.mission.default_exclusive_access_months,
-            profile=profile,
-            authority=f"{cfg.site.name or 'obsflow'}.obsflow",
-            access_policy=cfg.archive.access_policy,
-        )
+        settings = ArchiveSettings.of_site(cfg)
         engine = make_engine(cfg.database_url)
         init_schema(engine, profile=cfg.profile.name)
         return cls(engine, settings)
