@@ -157,6 +157,11 @@ def test_metadata_policy_lists_proprietary_observations_without_their_data(web: 
                    {"target": "deep", "level": "2b"}):
         page = httpx.get(web.url + "/search", params=params).text
         assert "data-locked" not in page and secret not in page, params
+    everything = httpx.get(web.url + "/search?target=").text  # submitted empty: every one
+    assert len(_observations(everything)) == 4 and everything.count("data-locked=") == 1
+    gallery = httpx.get(web.url + "/").text
+    assert "1 proprietary observation is in the archive too" in gallery
+    assert "proprietary-note" not in httpx.get(web.url + "/", cookies=_login(web.url, "alice")).text
     alice = httpx.get(web.url + "/search", params={"target": "deep"},
                       headers={"Authorization": f"Bearer {web.alice_token}"})
     # (the web pages know the session cookie only: a token changes nothing there)
@@ -204,6 +209,9 @@ def test_download_script_fetches_and_checks_what_the_visitor_may_have(
     too_many = httpx.get(web.url + "/download/script",
                          params={"id": [f"p{i}" for i in range(MAX_SCRIPT_PRODUCTS + 1)]})
     assert too_many.status_code == 400
+    for wrong in ("../etc/passwd", "a\n", "x" * 97, "a\x00b"):
+        refused = httpx.get(web.url + "/download/script", params={"id": [ids["J"], wrong]})
+        assert refused.status_code == 400 and "is not a product id" in refused.text, wrong
 
 
 def test_product_page_readable_values_header_and_exposure_products(web: WebSite) -> None:

@@ -10,6 +10,7 @@ variable is set (``obsflow users token`` makes one).
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from fastapi import APIRouter, Request
@@ -21,12 +22,15 @@ from obsflow.archive.schema import Product
 from obsflow.archive.search import visible_products
 from obsflow.archive.web.common import WebCaller, web_caller
 
-__all__ = ["MAX_SCRIPT_PRODUCTS", "download_script", "router"]
+__all__ = ["MAX_SCRIPT_PRODUCTS", "PRODUCT_ID_PATTERN", "download_script", "router"]
 
 router = APIRouter(tags=["web"])
 
 MAX_SCRIPT_PRODUCTS = 1000
 """Most products in one script (more ids are refused)."""
+
+PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
+"""What a product id looks like (anything else is refused with 400)."""
 
 
 def download_script(base_url: str, rows: list[tuple[str, str, str]], left_out: int) -> str:
@@ -63,21 +67,27 @@ def _rows(request: Request, caller: WebCaller, ids: list[str]) -> list[tuple[str
             response_class=PlainTextResponse,
             openapi_extra={"parameters": [{
                 "name": "id", "in": "query", "required": False,
-                "schema": {"type": "array", "items": {"type": "string", "maxLength": 200},
+                "schema": {"type": "array", "items": {"type": "string",
+                                                      "pattern": PRODUCT_ID_PATTERN},
                            "maxItems": MAX_SCRIPT_PRODUCTS},
                 "style": "form", "explode": True, "description": "product ids"}]},
             responses={200: {"description": "A POSIX shell script of curl commands",
                              "content": {"text/x-shellscript": {"schema": {"type": "string"}}}},
-                       400: {"description": "Too many products",
+                       400: {"description": "Too many ids, or one that is not a product id",
                              "content": {"text/plain": {"schema": {"type": "string"}}}}})
 async def script(request: Request) -> Response:
     """A ``sh`` script downloading the selected products the visitor may see (``?id=`` each)."""
-    ids = sorted(set(request.query_params.getlist("id")))
-    if len(ids) > MAX_SCRIPT_PRODUCTS:
+    asked = request.query_params.getlist("id")
+    ids = sorted(set(asked))
+    if len(asked) > MAX_SCRIPT_PRODUCTS:
         return PlainTextResponse(f"at most {MAX_SCRIPT_PRODUCTS} products per script",
                                  status_code=400)
+    wrong = next((i for i in ids if not re.fullmatch(PRODUCT_ID_PATTERN, i)), None)
+    if wrong is not None:
+        return PlainTextResponse(f"id {wrong[:100]!r} is not a product id (letters, digits, "
+                                 "_ . -, at most 96)", status_code=400)
     caller = await run_in_threadpool(web_caller, request)
-    rows = await run_in_threadpool(_rows, request, caller, [i[:200] for i in ids])
+    rows = await run_in_threadpool(_rows, request, caller, ids)
     base = str(request.base_url).rstrip("/")
     body = download_script(base, rows, len(ids) - len(rows))
     return Response(body, media_type="text/x-shellscript", headers={

@@ -26,14 +26,15 @@ from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
+from sqlalchemy import func, not_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
 from obsflow.archive.limits import check_text
-from obsflow.archive.policy import MJD_EPOCH
+from obsflow.archive.policy import MJD_EPOCH, listed_clause, visible_clause
 from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
     Cone,
@@ -97,9 +98,19 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
     for _, same in itertools.groupby(rows, key=lambda r: r["obs_id"]):
         products = list(same)
         cards.append({**products[0], "kinds": [p["kind"] for p in products]})
+        locked = _locked_count(request, caller, session)
     groups = [{"target": target, "products": list(items), "composites": composites.get(target, [])}
               for target, items in itertools.groupby(cards, key=lambda r: r["target_name"])]
-    return {"groups": groups, "count": len(cards)}
+    return {"groups": groups, "count": len(cards), "locked": locked}
+
+
+def _locked_count(request: Request, caller: WebCaller, session: Session) -> int:
+    """How many proprietary exposures the visitor may be told of but not see (0 under the
+    ``hidden`` policy)."""
+    policy = get_archive(request).settings.access_policy
+    return session.scalar(select(func.count(Exposure.id)).where(
+        listed_clause(caller.viewer, caller.now, policy),
+        not_(visible_clause(caller.viewer, caller.now)))) or 0
 
 
 @router.get("/", response_class=HTMLResponse, summary="Gallery (HTML)",
@@ -126,12 +137,6 @@ class SearchForm:
     date_from: str = ""
     date_to: str = ""
     page: str = "1"
-
-    @property
-    def empty(self) -> bool:
-        """True when nothing was asked (the page shows only the form)."""
-        return not any((self.target, self.program, self.instrument, self.filter, self.level,
-                        self.ra, self.dec, self.radius, self.date_from, self.date_to))
 
     def query_string(self, page: int) -> str:
         """The URL query of this form at ``page`` (the pager's links)."""
@@ -205,12 +210,14 @@ def _menus(request: Request, caller: WebCaller) -> dict[str, list[str]]:
                 for name, column in columns.items()}
 
 
-def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int, dict[str, Any]]:
+def _search(request: Request, caller: WebCaller, form: SearchForm,
+            submitted: bool) -> tuple[int, dict[str, Any]]:
+    """The page's context: the form only when nothing was ``submitted``, else the results
+    (every observation when every field is empty)."""
     context: dict[str, Any] = {"form": form, "page": None, "error": None, "levels": LEVELS,
                                **_menus(request, caller)}
     try:
-        if form.empty:
-            _page(form.page)
+        if not submitted:
             return 200, context
         query = _query(form)
     except ValueError as exc:
@@ -244,11 +251,13 @@ _SEARCH_PARAMS = query_params(
             responses=html_responses(s200="The form (and the results)",
                                      s400="The form with what is wrong with a field"))
 async def search(request: Request) -> HTMLResponse:
-    """The search form; with any field filled, the matching observations and their products."""
+    """The search form; once submitted (any field given, even empty), the matching
+    observations and their products."""
     fields = SearchForm.__dataclass_fields__
     form = SearchForm(**{k: v[:200] for k, v in request.query_params.items() if k in fields})
     caller = await run_in_threadpool(web_caller, request)
-    status, context = await run_in_threadpool(_search, request, caller, form)
+    submitted = any(k in fields for k in request.query_params)
+    status, context = await run_in_threadpool(_search, request, caller, form, submitted)
     return render(request, caller, "search.html", status=status, **context)
 
 
