@@ -29,6 +29,7 @@ from tests.archive.factories import (
 )
 
 from obsflow.archive.api import ApiSettings, create_app
+from obsflow.archive.context import Archive
 from obsflow.archive.policy import mjd_to_datetime
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
@@ -478,3 +479,16 @@ def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
     finally:
         driver.quit()
         shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_empty_archive_pages(archive: Archive) -> None:
+    """An empty archive (each backend): the gallery and an empty search answer, and no page
+    leaves a database transaction open (PostgreSQL would then block the schema's drop)."""
+    app = create_app(archive, ApiSettings(clock=lambda: NOW), routers=routers())
+    with live_server(app) as url:
+        gallery = httpx.get(url + "/")
+        assert gallery.status_code == 200 and 'id="empty"' in gallery.text
+        assert "proprietary-note" not in gallery.text
+        found = httpx.get(url + "/search", params={"target": ""})
+        assert found.status_code == 200 and 'id="result-count">0 observations' in found.text
+    assert archive.engine.pool.checkedout() == 0

@@ -93,12 +93,12 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
         for c in list_composites(session, caller.viewer, caller.now):
             composites.setdefault(c.target_name, []).append(
                 {"id": c.id, "filters": c.filters.replace(",", " / "), "program": c.program})
+        locked = _locked_count(request, caller, session)
     # one card per exposure: its most processed product, the others' kinds named on it
     cards = []
     for _, same in itertools.groupby(rows, key=lambda r: r["obs_id"]):
         products = list(same)
         cards.append({**products[0], "kinds": [p["kind"] for p in products]})
-        locked = _locked_count(request, caller, session)
     groups = [{"target": target, "products": list(items), "composites": composites.get(target, [])}
               for target, items in itertools.groupby(cards, key=lambda r: r["target_name"])]
     return {"groups": groups, "count": len(cards), "locked": locked}
