@@ -26,7 +26,8 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @contextmanager
-def _fresh_database(backend: str, folder: Path) -> Iterator[str]:
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """An empty database on ``backend`` (``sqlite``: a file in ``folder``), as a URL."""
     if backend == "sqlite":
         yield f"sqlite:///{folder / f'test-{uuid.uuid4().hex[:8]}.db'}"
         return
@@ -51,7 +52,7 @@ def _fresh_database(backend: str, folder: Path) -> Iterator[str]:
 @pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database for one test, on each backend."""
-    with _fresh_database(request.param, tmp_path) as url:
+    with fresh_database(request.param, tmp_path) as url:
         yield url
 
 
@@ -59,7 +60,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def module_db_url(request: pytest.FixtureRequest,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """An empty database shared by the tests of one module, on each backend."""
-    with _fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
+    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
         yield url
 
 

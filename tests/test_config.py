@@ -388,3 +388,20 @@ def test_write_keeps_file_mode(tmp_path: Path) -> None:
     cfg.config_path.chmod(0o600)
     write_config(cfg, cfg.config_path)
     assert cfg.config_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_access_policy_from_file_env_and_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "")
+    assert load_config(tmp_path, env={}).archive.access_policy == "metadata"
+    _write(tmp_path, '[archive]\naccess_policy = "hidden"\n')
+    cfg = load_config(tmp_path, env={})
+    assert cfg.archive.access_policy == "hidden"
+    write_config(cfg, cfg.config_path)
+    assert load_config(tmp_path, env={}) == cfg
+    env = {"OBSFLOW_ARCHIVE__ACCESS_POLICY": "metadata"}
+    assert load_config(tmp_path, env=env).archive.access_policy == "metadata"
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"OBSFLOW_ARCHIVE__ACCESS_POLICY": "open"})
+    message = str(info.value)
+    assert "OBSFLOW_ARCHIVE__ACCESS_POLICY" in message and "'metadata' or 'hidden'" in message
+    assert "\n" not in message

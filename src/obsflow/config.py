@@ -219,12 +219,18 @@ class ServerSection(_Section):
 
 
 class ArchiveSection(_Section):
-    """``[archive]``: the product store of the archive."""
+    """``[archive]``: the product store and the access policy of the archive."""
 
     store_url: str | None = Field(
         default=None,
         description="fsspec URL of the product store (e.g. s3://bucket/obsflow); "
         "default: the local [paths] products folder",
+    )
+    access_policy: Literal["metadata", "hidden"] = Field(
+        default="metadata",
+        description="what anyone may see of proprietary observations before their release: "
+        "'metadata' lists their program, target, instrument, filter, times and release date "
+        "in the web search (data, previews and headers stay private); 'hidden' tells nothing",
     )
 
 

@@ -13,8 +13,10 @@
    until idle, with progress; show what is still missing;
 5. drop the retransmission dump and run again;
 6. print the reprocessing exercise (the simulator delivered an early dark
-   measured with an error; the better one waits in ``simulation/refs_update``)
-   and the archive's address, and serve it on 127.0.0.1:8000 (unless
+   measured with an error; the better one waits in ``simulation/refs_update``);
+7. create (or reset) the archive user ``demo``, a member of every program,
+   with a new random password, and print its login;
+8. print the archive's address, and serve it on 127.0.0.1:8000 (unless
    ``serve`` is False).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -45,7 +48,11 @@ from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult
 from obsflow.site import init_site
 
-__all__ = ["DEMO_PLAN_DAYS", "DEMO_SUBARRAY_WIDTH", "plan_examples", "run_demo"]
+__all__ = ["DEMO_PLAN_DAYS", "DEMO_SUBARRAY_WIDTH", "DEMO_USER", "demo_user", "plan_examples",
+           "run_demo"]
+
+DEMO_USER = "demo"
+"""The archive user the demo creates (a member of every program)."""
 
 DEMO_SUBARRAY_WIDTH = 320
 """The demo observes on the profile's subarray closest to this width (pixels)."""
@@ -158,6 +165,22 @@ def _print_reprocessing_tour(console: Console, cfg: SiteConfig, sim: Path) -> No
         f"  obsflow truth-residuals {site} --truth {sim / 'truth'}", soft_wrap=True)
 
 
+def demo_user(cfg: SiteConfig) -> tuple[list[str], str]:
+    """Create (or reset) :data:`DEMO_USER` with a new random password, a member of every
+    program in the archive; return (its programs, the password)."""
+    from obsflow.archive.context import Archive
+    from obsflow.archive.schema import Program
+    from obsflow.archive.users import add_member, add_user
+
+    password = secrets.token_urlsafe(12)
+    with Archive.from_site(cfg) as arch, arch.session() as session, session.begin():
+        add_user(session, DEMO_USER, password=password)
+        programs = sorted(session.scalars(select(Program.program)).all())
+        for program in programs:
+            add_member(session, program, DEMO_USER)
+    return programs, password
+
+
 def _serve(cfg: SiteConfig) -> None:
     from obsflow.archive.cli import serve
 
@@ -242,6 +265,12 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     url = f"http://{cfg.server.host}:{cfg.server.port}/"
     console.print(f"demo chain done in {seconds:.1f} s "
                   f"({summary.total('failed')} failed jobs; `obsflow jobs` lists them all)")
+    programs, password = demo_user(cfg)
+    others = ("see only the metadata of proprietary observations"
+              if cfg.archive.access_policy == "metadata" else "do not see proprietary data")
+    console.print(f"log in to the web archive ({url}login) as user {DEMO_USER!r}, password "
+                  f"{password!r}: a member of programs {', '.join(programs)}, it sees their "
+                  f"proprietary data (anonymous visitors {others})", markup=False)
     if serve:
         console.print(f"web archive: {url}  (API {url}api/search, OpenAPI {url}docs)")
         console.print(f"serving the archive on {url}; Ctrl-C stops")

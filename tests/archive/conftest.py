@@ -20,10 +20,10 @@ from obsflow.archive.store import ProductStore
 from obsflow.profiles import load_profile
 
 
-def make_archive(url: str, store_root: Path | str) -> Archive:
+def make_archive(url: str, store_root: Path | str, access_policy: str = "metadata") -> Archive:
     """A migrated archive with the smallsat profile (6 months default exclusive access)."""
     settings = ArchiveSettings(store=ProductStore(store_root), default_exclusive_months=6,
-                               profile=load_profile("smallsat"))
+                               profile=load_profile("smallsat"), access_policy=access_policy)
     return Archive.from_url(url, settings)
 
 

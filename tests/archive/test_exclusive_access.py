@@ -1,4 +1,5 @@
-"""Exclusive access: no route of the archive tells a value only proprietary data has.
+"""Exclusive access: no route of the archive tells a value only proprietary data has, beyond
+what the site's access policy makes public.
 
 A live server on 127.0.0.1 (SQLite and PostgreSQL) holds a public program
 and a proprietary one whose data has its own program id, PI, title, target,
@@ -23,6 +24,15 @@ carried (a 404 names the id asked for); hidden products, previews and
 composites answer 404; and every count, option list and facet (search
 totals, the filter menu, VOTable rows, MAXREC overflow, composite lists)
 equals the public one.
+
+The site runs under each access policy.  Under ``hidden`` (SQLite and
+PostgreSQL) that rule holds for every value.  Under ``metadata``
+(PostgreSQL) the web search lists the proprietary observations by their
+program, target, instrument, filter, times and release date: those values
+(:data:`TOLD_UNDER_METADATA`) may be told, and the search counts and the
+filter menu include the proprietary observations; every other value
+(product ids, files, checksums, positions, PI, title, runs, provenance)
+must still never appear.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 from tests.archive.conftest import live_server, make_archive
 from tests.archive.factories import meta, write_light_curve, write_product
+from tests.conftest import fresh_database
 
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
@@ -68,6 +79,13 @@ SECRET_START = 61100.25
 PUBLIC_FIELDS: dict[str, Any] = {
     "program": PUBLIC, "target": "OPEN-FIELD", "ra_v1": PUBLIC_POS[0],
     "dec_v1": PUBLIC_POS[1], "pi_name": "P. Ublic", "title": "Open sky survey"}
+TOLD_UNDER_METADATA = {SECRET, SECRET_TARGET, SECRET_FILTER, "61100.25", "2027-03-01"}
+"""The proprietary values the ``metadata`` policy lists (program, target, filter, start
+time, release date)."""
+
+SITES = [("sqlite", "hidden"), ("postgresql", "hidden"), ("postgresql", "metadata")]
+"""(database backend, access policy) of each site the walk runs against."""
+
 SECRET_FIELDS: dict[str, Any] = {
     "program": SECRET, "target": SECRET_TARGET, "ra_v1": SECRET_POS[0],
     "dec_v1": SECRET_POS[1], "pi_name": "Dr. Hidden Person", "title": "Secret survey of nebulae",
@@ -82,6 +100,7 @@ class AccessSite:
 
     url: str
     app: FastAPI
+    policy: str
     public_ids: list[str]
     secret_ids: list[str]
     public_composites: list[int]
@@ -92,6 +111,11 @@ class AccessSite:
     public_versions: int
     public_rows: list[tuple[str, int]]
     """(dataproduct_type, calib_level) of every latest public product."""
+    public_observations: int
+    secret_observations: int
+    secret_filter_observations: int
+    """Proprietary exposures, all and in :data:`SECRET_FILTER`."""
+    all_filters: list[str]
     authority: str
     callers: dict[str, dict[str, str]] = field(default_factory=dict)
     alice_jobs: tuple[str, str] = ("", "")
@@ -168,10 +192,17 @@ def _secret_values(archive: Archive) -> list[str]:
     return sorted(values)
 
 
-@pytest.fixture(scope="module")
-def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessSite]:
+@pytest.fixture(scope="module", params=SITES, ids=["-".join(s) for s in SITES])
+def site(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessSite]:
+    backend, policy = request.param
     folder = tmp_path_factory.mktemp("access")
-    archive = make_archive(module_db_url, folder / "store")
+    with fresh_database(backend, folder) as url:
+        yield from _site(url, policy, folder)
+
+
+def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
+    archive = make_archive(db_url, folder / "store", access_policy=policy)
     with archive.session() as session, session.begin():
         for name in ("alice", "bob"):
             add_user(session, name, password=f"{name}-pw")
@@ -197,18 +228,27 @@ def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert session.scalar(select(Program.title).where(Program.program == SECRET))
         public_filters = sorted(set(session.scalars(
             select(Exposure.filter).where(Exposure.program == PUBLIC))))
+        exposures = session.execute(select(Exposure.program, Exposure.filter)).all()
     app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000),
                      routers=[*vo.routers(), *web.routers()])
     with live_server(app) as url:
+        secrets = _secret_values(archive)
+        if policy == "metadata":
+            secrets = [v for v in secrets if v not in TOLD_UNDER_METADATA]
         access = AccessSite(
-            url, app, public_ids=[p for p, _, g in products if g == PUBLIC],
+            url, app, policy, public_ids=[p for p, _, g in products if g == PUBLIC],
             secret_ids=[p for p, _, g in products if g == SECRET],
             public_composites=[c for c, g in composites if g == PUBLIC],
             secret_composites=[c for c, g in composites if g == SECRET],
-            secrets=_secret_values(archive), public_filters=public_filters,
+            secrets=secrets, public_filters=public_filters,
             public_latest=sum(1 for _, latest, g in products if g == PUBLIC and latest),
             public_versions=sum(1 for _, _, g in products if g == PUBLIC),
-            public_rows=public_rows, authority=archive.settings.authority)
+            public_rows=public_rows, authority=archive.settings.authority,
+            public_observations=sum(1 for g, _ in exposures if g == PUBLIC),
+            secret_observations=sum(1 for g, _ in exposures if g == SECRET),
+            secret_filter_observations=sum(1 for g, f in exposures
+                                           if g == SECRET and f == SECRET_FILTER),
+            all_filters=sorted({f for _, f in exposures}))
         assert access.public_composites and access.secret_composites
         cookies = {name: _login(url, name) for name in ("alice", "bob")}
         access.callers = {
@@ -292,9 +332,10 @@ def _rows(expected: int | None, overflow: bool = False) -> Callable[[httpx.Respo
 
 
 def _html_count(expected: int) -> Callable[[httpx.Response, bool], None]:
+    """A web search answering ``expected`` observations."""
     def check(response: httpx.Response, alice: bool) -> None:
         assert response.status_code == 200, response.text[:500]
-        found = re.search(r'id="result-count">(\d+) product', response.text)
+        found = re.search(r'id="result-count">(\d+) observation', response.text)
         assert found is not None
         if not alice:
             assert int(found.group(1)) == expected
@@ -308,8 +349,19 @@ def _filter_menu(site: AccessSite) -> Callable[[httpx.Response, bool], None]:
         options = re.findall(r'<option value="([^"]*)"', menu)
         if alice:
             assert SECRET_FILTER in options
+        elif site.policy == "metadata":
+            assert options == ["", *site.all_filters]
         else:
             assert options == ["", *site.public_filters]
+    return check
+
+
+def _script(secret: bool) -> Callable[[httpx.Response, bool], None]:
+    """A download script: the product asked for is in it, unless it is ``secret`` (then only
+    alice gets it)."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200
+        assert ("fetch " in response.text) == (alice or not secret), response.text
     return check
 
 
@@ -495,11 +547,21 @@ def _web_calls(site: AccessSite) -> list[Call]:
              Call("GET", "/search", "/search", check=_filter_menu(site)),
              Call("GET", "/search", "/search", {"filter": "J"}, check=_filter_menu(site)),
              Call("GET", "/search", "/search", {"target": "OPEN-FIELD"},
-                  check=_html_count(site.public_latest))]
-    calls += [Call("GET", "/search", "/search", p, check=_html_count(0))
-              for p in ({"filter": SECRET_FILTER}, {"target": SECRET_TARGET},
-                        {"ra": str(SECRET_POS[0]), "dec": str(SECRET_POS[1]), "radius": "1"},
-                        {"date_from": "2026-02-28", "date_to": "2026-03-02"})]
+                  check=_html_count(site.public_observations))]
+    told = site.policy == "metadata"  # proprietary observations listed by public metadata
+    every, in_filter = site.secret_observations, site.secret_filter_observations
+    probes = [({"filter": SECRET_FILTER}, in_filter if told else 0),
+              ({"target": SECRET_TARGET}, every if told else 0),
+              ({"target": SECRET_TARGET.lower()[3:]}, every if told else 0),
+              ({"program": SECRET}, every if told else 0),
+              ({"date_from": "2026-02-28", "date_to": "2026-03-02"}, every if told else 0),
+              # never matched on what is not public metadata: position, level
+              ({"ra": str(SECRET_POS[0]), "dec": str(SECRET_POS[1]), "radius": "1"}, 0),
+              ({"target": SECRET_TARGET, "level": "2b"}, 0)]
+    calls += [Call("GET", "/search", "/search", p, check=_html_count(n)) for p, n in probes]
+    script = "/download/script"
+    calls += [Call("GET", script, script, {"id": pid}, check=_script(pid in site.secret_ids))
+              for pid in (site.public_ids[0], site.secret_ids[0])]
     for pid in site.public_ids + site.secret_ids:
         calls.append(Call("GET", page, f"/products/{pid}", hidden=pid in site.secret_ids))
     calls += [Call("GET", page, f"/products/{site.public_ids[3]}",

@@ -66,9 +66,14 @@ def test_preview_functions() -> None:
     ramp[0, -1] = 7
     assert np.all(preview_array(ramp) == 7.0)
     ramp_image = np.arange(64.0).reshape(8, 8)
-    stretched = stretch(ramp_image)
-    assert stretched.dtype == np.uint8 and stretched.max() == 255 and stretched.min() == 0
+    stretched = stretch(ramp_image)  # all "noise": greys, none clipped white
+    assert stretched.dtype == np.uint8 and 0 < stretched.min() and stretched.max() < 255
+    assert stretched.max() - stretched.min() > 100
     assert np.all(np.diff(stretched.ravel().astype(int)) >= 0)  # monotonic
+    ramp_image[4, 4] = 1e6  # a bright star: white
+    assert stretch(ramp_image)[4, 4] == 255
+    ramp_image[0, 0] = -1e6  # a hole far below the background: black
+    assert stretch(ramp_image)[0, 0] == 0
     assert stretch(np.full((4, 4), np.nan)).max() == 0
     kinds = [r.kind for r in render_previews(np.ones((300, 600)))]
     assert kinds == ["png", "jpeg", "thumb"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from obsflow.archive.policy import check_policy
 from obsflow.archive.store import ProductStore
 from obsflow.db import make_engine
 from obsflow.exceptions import ArchiveError
@@ -45,12 +46,28 @@ class ArchiveSettings:
         ``em_min``/``em_max``/``s_resolution`` empty.
     authority : str
         IVOA authority of publisher DIDs: ``ivo://<authority>/obsflow?<product_id>``.
+    access_policy : str
+        What others are told of proprietary data: ``metadata`` or ``hidden``
+        (see :mod:`obsflow.archive.policy`).
     """
 
     store: ProductStore
     default_exclusive_months: int = 12
     profile: Profile | None = None
     authority: str = "obsflow.local"
+    access_policy: str = "metadata"
+
+    def __post_init__(self) -> None:
+        check_policy(self.access_policy)
+
+    @classmethod
+    def of_site(cls, cfg: SiteConfig) -> ArchiveSettings:
+        """The settings of a site: its store, profile, authority and access policy."""
+        profile = cfg.load_profile()
+        return cls(store=ProductStore(cfg.archive.store_url or cfg.products_dir),
+                   default_exclusive_months=profile.mission.default_exclusive_access_months,
+                   profile=profile, authority=f"{cfg.site.name or 'obsflow'}.obsflow",
+                   access_policy=cfg.archive.access_policy)
 
 
 def _sqlite_sphere_functions(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -80,14 +97,7 @@ class Archive:
     @classmethod
     def from_site(cls, cfg: SiteConfig) -> Archive:
         """Open the archive of a site (runs pending migrations)."""
-        profile = cfg.load_profile()
-        store_root = cfg.archive.store_url or cfg.products_dir
-        settings = ArchiveSettings(
-            store=ProductStore(store_root),
-            default_exclusive_months=profile.mission.default_exclusive_access_months,
-            profile=profile,
-            authority=f"{cfg.site.name or 'obsflow'}.obsflow",
-        )
+        settings = ArchiveSettings.of_site(cfg)
         engine = make_engine(cfg.database_url)
         init_schema(engine, profile=cfg.profile.name)
         return cls(engine, settings)

@@ -7,6 +7,19 @@
 
 The same rule is given twice: :func:`visible_clause` as a SQL condition for
 queries (search, ObsCore, SIA2, TAP) and :func:`can_see` for one row.
+
+What others are told of proprietary data before its release is the site's
+*access policy* (:data:`ACCESS_POLICIES`, ``[archive] access_policy``):
+
+* ``metadata`` (the default, as MAST shows it): the web search lists
+  proprietary observations by the fields of :data:`PUBLIC_METADATA` only
+  (program, target, instrument, filter, start and end, release date), and
+  its menus name their programs, instruments and filters; their products,
+  files, previews, headers, positions and provenance stay private.
+* ``hidden``: nothing of proprietary data is told to anyone else.
+
+:func:`listed_clause` is the SQL condition of the exposures whose public
+metadata may be listed.
 """
 
 from __future__ import annotations
@@ -18,18 +31,30 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import ColumnElement, or_, true
 
 from obsflow.archive.schema import Exposure
+from obsflow.exceptions import ConfigError
 
 __all__ = [
+    "ACCESS_POLICIES",
     "ANONYMOUS",
+    "PUBLIC_METADATA",
     "MJD_EPOCH",
     "Viewer",
     "add_months",
     "can_see",
+    "check_policy",
+    "listed_clause",
     "mjd_to_datetime",
     "release_date",
     "utcnow",
     "visible_clause",
 ]
+
+ACCESS_POLICIES = ("metadata", "hidden")
+"""The access policies a site may choose (the first is the default)."""
+
+PUBLIC_METADATA = ("program", "target_name", "instrument_name", "filter", "t_min", "t_max",
+                   "release_date")
+"""What the ``metadata`` policy tells anyone of a proprietary exposure (catalog names)."""
 
 MJD_EPOCH = datetime(1858, 11, 17)
 """MJD 0 as a naive UTC datetime."""
@@ -85,3 +110,16 @@ def visible_clause(viewer: Viewer, now: datetime) -> ColumnElement[bool]:
     if not viewer.programs:
         return public
     return or_(public, Exposure.program.in_(sorted(viewer.programs)))
+
+
+def check_policy(policy: str) -> str:
+    """``policy`` if it is one of :data:`ACCESS_POLICIES`, else :class:`ConfigError`."""
+    if policy not in ACCESS_POLICIES:
+        raise ConfigError(f"access_policy {policy!r}: expected one of {', '.join(ACCESS_POLICIES)}")
+    return policy
+
+
+def listed_clause(viewer: Viewer, now: datetime, policy: str) -> ColumnElement[bool]:
+    """SQL condition on :class:`Exposure` rows whose :data:`PUBLIC_METADATA` ``viewer`` may
+    be told at ``now`` under the access ``policy``."""
+    return true() if check_policy(policy) == "metadata" else visible_clause(viewer, now)

@@ -21,8 +21,9 @@ from PIL import Image
 
 from obsflow.exceptions import ProductFileError
 
-__all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "THUMB_SIZE", "Rendered",
-           "block_mean", "composite_rgb", "image_previews", "preview_array", "render_previews",
+__all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "STRETCH_HIGH_PERCENT",
+           "STRETCH_LOW_SIGMA", "STRETCH_MIN_RANGE", "THUMB_SIZE", "Rendered",
+           "background_noise", "block_mean", "composite_rgb", "image_previews", "preview_array", "render_previews",
            "stretch"]
 
 PREVIEW_SIZE = 1024
@@ -37,9 +38,16 @@ PREVIEW_KINDS = {"png": "image/png", "jpeg": "image/jpeg", "thumb": "image/jpeg"
 IMAGE_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
 """Store-key suffix of each rendered image kind (previews and composites)."""
 
-_PERCENT = 99.5
-_ASINH_A = 0.1
+STRETCH_HIGH_PERCENT = 99.99
+"""Percentile of the pixels shown white (at least :data:`STRETCH_MIN_RANGE` noise sigmas)."""
 
+STRETCH_MIN_RANGE = 20.0
+"""Smallest white level above the background, in noise sigmas (a field of pure noise)."""
+
+STRETCH_LOW_SIGMA = 2.0
+"""Black level below the background, in noise sigmas."""
+
+_STATS_SAMPLE = 250_000
 
 
 @dataclass(frozen=True)
@@ -86,18 +94,48 @@ def block_mean(image: np.ndarray, max_side: int = PREVIEW_SIZE) -> np.ndarray:
     return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
-def stretch(image: np.ndarray) -> np.ndarray:
-    """Percentile-clipped asinh stretch to 0..255 uint8 (NaNs become 0)."""
-    # imported here: astropy.visualization imports matplotlib (0.3 s), which every
-    # obsflow command would otherwise pay
-    from astropy.visualization import AsinhStretch, PercentileInterval
+def _sample(image: np.ndarray) -> np.ndarray:
+    """The finite pixels of ``image``, at most about :data:`_STATS_SAMPLE` (a regular subsample)."""
+    values = image[np.isfinite(image)]
+    return values[::max(1, values.size // _STATS_SAMPLE)]
 
+
+def background_noise(image: np.ndarray) -> tuple[float, float]:
+    """Robust (background, noise sigma) of ``image``: sigma-clipped median and MAD sigma.
+
+    Finite pixels only (a regular subsample of a large image); a sigma of 0
+    (a flat image) becomes 1 so that stretches stay defined.  Image units.
+    """
+    # imported here: astropy.stats is a heavy import that light commands must not pay
+    from astropy.stats import sigma_clipped_stats
+
+    _, median, sigma = sigma_clipped_stats(_sample(image), sigma=3.0, maxiters=5,
+                                           stdfunc="mad_std")
+    sigma = float(sigma) if np.isfinite(sigma) and sigma > 0 else 1.0
+    return float(median), sigma
+
+
+def stretch(image: np.ndarray) -> np.ndarray:
+    """Asinh stretch on a robust background and noise, to 0..255 uint8 (NaNs become 0).
+
+    Black is the background minus :data:`STRETCH_LOW_SIGMA` noise sigmas;
+    white the :data:`STRETCH_HIGH_PERCENT` percentile, or at least
+    :data:`STRETCH_MIN_RANGE` sigmas above the background; in between
+    ``asinh((x - black) / sigma)`` scaled to 0..1.  The softening of one
+    sigma keeps the noise of the background in the grey range, neither
+    clipped to black nor washed out to white, on deep fields and bright
+    crowded ones alike; the asinh compresses bright stars so that only the
+    brightest saturate.
+    """
     finite = np.isfinite(image)
     if not finite.any():
         return np.zeros(image.shape, np.uint8)
-    clean = np.where(finite, image, np.nanmin(np.where(finite, image, np.inf)))
-    scaled = PercentileInterval(_PERCENT)(clean)
-    scaled = AsinhStretch(a=_ASINH_A)(np.clip(scaled, 0.0, 1.0))
+    background, sigma = background_noise(image)
+    black = background - STRETCH_LOW_SIGMA * sigma
+    white = max(float(np.percentile(_sample(image), STRETCH_HIGH_PERCENT)),
+                background + STRETCH_MIN_RANGE * sigma)
+    above = np.clip(np.where(finite, image, black) - black, 0.0, None)
+    scaled = np.arcsinh(above / sigma) / np.arcsinh((white - black) / sigma)
     return np.asarray(np.round(np.clip(scaled, 0.0, 1.0) * 255.0), dtype=np.uint8)
 
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, not_, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from obsflow.archive.footprints import Region, overlap_clause
-from obsflow.archive.policy import Viewer, visible_clause
+from obsflow.archive.policy import PUBLIC_METADATA, Viewer, listed_clause, visible_clause
 from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
 from obsflow.archive.vo.obscore import latest_clause
 from obsflow.exceptions import ProductNotFoundError
@@ -39,14 +39,16 @@ __all__ = [
     "get_product",
     "link_dict",
     "list_composites",
+    "menu_values",
+    "observation_products",
     "product_dict",
     "product_history",
     "product_lineage",
     "product_provenance",
     "product_versions",
+    "search_observations",
     "search_products",
     "version_dict",
-    "visible_filters",
     "visible_provenance",
     "visible_products",
 ]
@@ -66,7 +68,8 @@ class SearchQuery:
     """What to search for; unset fields do not constrain.
 
     ``t_min``/``t_max`` (MJD UTC) select exposures overlapping the interval;
-    ``level`` is a data level (``1``, ``2a``, ``2b``, ``3``); ``latest_only``
+    ``target`` matches any target name containing it, whatever the case
+    (``cal-field`` and ``CAL`` find ``CAL-FIELD``); ``level`` is a data level (``1``, ``2a``, ``2b``, ``3``); ``latest_only``
     hides superseded versions.  ``page`` counts from 1.
     """
 
@@ -100,32 +103,53 @@ def visible_products(viewer: Viewer, now: datetime) -> Select:  # type: ignore[t
             .where(visible_clause(viewer, now)))
 
 
-def visible_filters(session: Session, viewer: Viewer, now: datetime) -> list[str]:
-    """Names of the filters of the exposures ``viewer`` may see at ``now``, sorted.
+def menu_values(session: Session, column: InstrumentedAttribute[str], viewer: Viewer,
+                now: datetime, policy: str) -> list[str]:
+    """The distinct values of an :class:`Exposure` column of :data:`PUBLIC_METADATA` that
+    ``viewer`` may be told at ``now`` under ``policy``, sorted (a search form's menu).
 
-    The search form's filter menu: a filter only hidden data used is not named.
+    Under ``hidden`` a value only hidden data has (a filter, a program) is not named.
     """
-    return sorted(session.scalars(select(Exposure.filter).where(visible_clause(viewer, now))
+    return sorted(session.scalars(select(column).where(listed_clause(viewer, now, policy))
                                   .distinct()).all())
 
 
-def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+def _public_conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+    """The conditions of ``query`` on :data:`PUBLIC_METADATA` only (what anyone may ask of
+    a proprietary exposure under the ``metadata`` policy)."""
     pairs: list[tuple[Any, Any]] = [
-        (query.program, Exposure.program), (query.target, Exposure.target_name),
-        (query.filter, Exposure.filter), (query.instrument, Exposure.instrument_name),
-        (query.level, Product.level), (query.kind, Product.kind),
-    ]
+        (query.program, Exposure.program), (query.filter, Exposure.filter),
+        (query.instrument, Exposure.instrument_name)]
     where: list[ColumnElement[bool]] = [column == value for value, column in pairs
                                         if value is not None]
-    if query.cone is not None:  # footprints overlapping the cone
-        where.append(overlap_clause(Region.circle(query.cone.ra, query.cone.dec,
-                                                  query.cone.radius)))
+    if query.target is not None:
+        where.append(func.lower(Exposure.target_name).contains(query.target.lower(),
+                                                               autoescape=True))
     if query.t_min is not None:
         where.append(Exposure.t_max >= query.t_min)
     if query.t_max is not None:
         where.append(Exposure.t_min <= query.t_max)
+    return where
+
+
+def _product_conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+    pairs = ((query.level, Product.level), (query.kind, Product.kind))
+    where: list[ColumnElement[bool]] = [column == value for value, column in pairs
+                                        if value is not None]
     if query.latest_only:
         where.append(latest_clause())
+    return where
+
+
+def _cone_clause(cone: Cone) -> ColumnElement[bool]:
+    """Exposures whose footprint overlaps ``cone``."""
+    return overlap_clause(Region.circle(cone.ra, cone.dec, cone.radius))
+
+
+def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
+    where = _public_conditions(query) + _product_conditions(query)
+    if query.cone is not None:
+        where.append(_cone_clause(query.cone))
     return where
 
 
@@ -160,6 +184,80 @@ def search_products(session: Session, query: SearchQuery, viewer: Viewer,
     ).all()
     return SearchPage(total, query.page, query.page_size,
                       [product_dict(p, e) for p, e in rows])
+
+
+def _observation_clause(query: SearchQuery, viewer: Viewer, now: datetime,
+                        policy: str) -> ColumnElement[bool]:
+    """Exposures matching ``query`` with a product matching it: the ones ``viewer`` may see,
+    and under ``policy`` the others whose public metadata ``viewer`` may be told, when
+    ``query`` asks only about public metadata (a cone, a level or a kind is not: a
+    proprietary exposure never matches one, so a probe cannot find out its values)."""
+    has_product = exists(select(Product.id).where(Product.exposure_id == Exposure.id,
+                                                  *_product_conditions(query)))
+    visible = visible_clause(viewer, now)
+    seen = [visible]
+    if query.cone is not None:
+        seen.append(_cone_clause(query.cone))
+    public_only = query.cone is None and query.level is None and query.kind is None
+    told = and_(not_(visible), listed_clause(viewer, now, policy)) if public_only else false()
+    return and_(*_public_conditions(query), has_product, or_(and_(*seen), told))
+
+
+def observation_products(session: Session, exposure_ids: list[int], query: SearchQuery
+                         ) -> dict[int, list[dict[str, Any]]]:
+    """The products of the exposures ``exposure_ids`` matching ``query``'s level, kind and
+    versions (the caller checked that the exposures are visible), by exposure id, in level
+    order; each as :func:`link_dict` with ``filename``, ``size`` (bytes) and ``thumb``
+    (True when it has a thumbnail)."""
+    rows = session.execute(
+        select(Product, Exposure, Preview.kind)
+        .join(Exposure, Product.exposure_id == Exposure.id)
+        .outerjoin(Preview, (Preview.product_pk == Product.id) & (Preview.kind == "thumb"))
+        .where(Product.exposure_id.in_(exposure_ids), *_product_conditions(query))
+        .order_by(Product.calib_level, Product.level, Product.kind, Product.version)).all()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for product, exposure, thumb in rows:
+        out.setdefault(exposure.id, []).append(
+            {**link_dict(product, exposure), "filename": product.filename,
+             "size": product.size, "thumb": thumb is not None})
+    return out
+
+
+def _observation_dict(exposure: Exposure, seen: bool) -> dict[str, Any]:
+    """An exposure as a search result: every field when it is ``seen`` (``data`` access),
+    else :data:`PUBLIC_METADATA` only (``metadata`` access)."""
+    public = {key: getattr(exposure, key) for key in PUBLIC_METADATA}
+    public["release_date"] = exposure.release_date.isoformat()
+    if not seen:
+        return {**public, "access": "metadata", "products": []}
+    return {**public, "access": "data", "obs_id": exposure.obs_id, "s_ra": exposure.s_ra,
+            "s_dec": exposure.s_dec, "t_exptime": exposure.t_exptime,
+            "detector": exposure.detector, "products": []}
+
+
+def search_observations(session: Session, query: SearchQuery, viewer: Viewer, now: datetime,
+                        policy: str) -> SearchPage:
+    """One page of the exposures matching ``query``, each with its products listed inside.
+
+    The exposures ``viewer`` may see come whole, with their matching
+    products (``products``, see :func:`observation_products`); under the
+    ``metadata`` policy the proprietary ones come with
+    :data:`PUBLIC_METADATA` only and no products (``access``:
+    ``metadata``).  Ordered by start time.
+    """
+    where = _observation_clause(query, viewer, now, policy)
+    total = session.scalar(select(func.count(Exposure.id)).where(where)) or 0
+    rows = session.execute(
+        select(Exposure, visible_clause(viewer, now)).where(where)
+        .order_by(Exposure.t_min, Exposure.id)
+        .offset((query.page - 1) * query.page_size).limit(query.page_size)).all()
+    results = [(_observation_dict(exposure, bool(seen)), exposure.id) for exposure, seen in rows]
+    products = observation_products(
+        session, [pk for r, pk in results if r["access"] == "data"], query)
+    for result, pk in results:
+        if result["access"] == "data":
+            result["products"] = products.get(pk, [])
+    return SearchPage(total, query.page, query.page_size, [r for r, _ in results])
 
 
 def get_product(session: Session, product_id: str, viewer: Viewer,

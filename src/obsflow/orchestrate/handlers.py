@@ -158,15 +158,8 @@ def archive_of(ctx: JobContext) -> Archive:
     settings only.
     """
     from obsflow.archive.context import Archive, ArchiveSettings
-    from obsflow.archive.store import ProductStore
 
-    cfg = ctx.cfg
-    profile = cfg.load_profile()
-    settings = ArchiveSettings(
-        store=ProductStore(cfg.archive.store_url or cfg.products_dir),
-        default_exclusive_months=profile.mission.default_exclusive_access_months,
-        profile=profile, authority=f"{cfg.site.name or 'obsflow'}.obsflow")
-    return Archive(ctx.engine, settings)
+    return Archive(ctx.engine, ArchiveSettings.of_site(ctx.cfg))
 
 
 def _ingest(ctx: JobContext, inputs: dict[str, Any]) -> Result:

@@ -35,7 +35,9 @@ def _cone(ra: float | None, dec: float | None, radius: float | None) -> Cone | N
 def search(  # noqa: PLR0913 - one parameter per documented search field
     request: Request, session: DbSession, viewer: ViewerDep, now: Now,
     program: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9]{1,16}$")] = None,
-    target: Annotated[str | None, Query(max_length=128, pattern=NAME_PATTERN)] = None,
+    target: Annotated[str | None, Query(
+        max_length=128, pattern=NAME_PATTERN,
+        description="part of the target name, any case (CAL finds CAL-FIELD)")] = None,
     ra: Annotated[float | None, Query(ge=0, le=360, allow_inf_nan=False)] = None,
     dec: Annotated[float | None, Query(ge=-90, le=90, allow_inf_nan=False)] = None,
     radius: Annotated[float | None, Query(gt=0, le=10, allow_inf_nan=False,

@@ -1,4 +1,5 @@
-"""The archive's web pages: gallery, search, product pages and login (server-rendered HTML).
+"""The archive's web pages: gallery, search, product pages, download scripts and login
+(server-rendered HTML).
 
 ``routers()`` gives the routers to pass to :func:`obsflow.archive.api.create_app`.
 """
@@ -11,7 +12,8 @@ __all__ = ["routers"]
 
 
 def routers() -> list[APIRouter]:
-    """The page router (``/``, ``/search``, ``/products/{id}``) and the login router."""
-    from obsflow.archive.web import auth, pages
+    """The page router (``/``, ``/search``, ``/products/{id}``), the download script and the
+    login router."""
+    from obsflow.archive.web import auth, bulk, pages
 
-    return [pages.router, auth.router]
+    return [pages.router, bulk.router, auth.router]

@@ -17,19 +17,32 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.responses import HTMLResponse
 
 from obsflow import __version__
 from obsflow.archive.api.deps import ApiSettings, get_archive, identify
 from obsflow.archive.policy import ANONYMOUS, Viewer
 from obsflow.archive.users import SESSION_COOKIE
+from obsflow.archive.web.display import iso_of_mjd, size_text
 from obsflow.exceptions import AuthenticationError, TooManyAttemptsError
 
-__all__ = ["TEMPLATES", "WebCaller", "html_responses", "now_of", "query_params", "render",
+__all__ = ["TEMPLATES", "WebCaller", "breakable", "html_responses", "now_of", "query_params", "render",
            "web_caller"]
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 """The page templates (autoescaped)."""
+
+
+def breakable(identifier: str) -> Markup:
+    """``identifier`` (escaped) with line-break opportunities after ``_`` only, so that a
+    product id wraps between its parts, never mid-word (CSS ``.pid`` forbids other breaks)."""
+    return Markup("_<wbr>").join(escape(part) for part in str(identifier).split("_"))
+
+
+TEMPLATES.env.filters["breakable"] = breakable
+TEMPLATES.env.filters["iso_mjd"] = iso_of_mjd
+TEMPLATES.env.filters["filesize"] = size_text
 
 
 class WebCaller:

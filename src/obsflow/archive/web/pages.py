@@ -1,5 +1,11 @@
 """Pages: ``/`` gallery, ``/search`` form and results, ``/products/{id}`` metadata and downloads.
 
+The search finds observations (exposures): one card each, its products
+listed inside with a box to select them for the bulk download script
+(:mod:`obsflow.archive.web.bulk`).  Under the site's ``metadata`` access
+policy the proprietary observations others may not see are listed too, by
+their public metadata and release date only (no products, no links).
+
 A product page also shows every version of it, its whole provenance, what
 changed from another version (the previous one, or ``?compare=<product_id>``)
 and links to its inputs and to the products made from it.
@@ -20,14 +26,15 @@ from datetime import date, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
+from sqlalchemy import func, not_, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
 from obsflow.archive.limits import check_text
-from obsflow.archive.policy import MJD_EPOCH
+from obsflow.archive.policy import MJD_EPOCH, listed_clause, visible_clause
 from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
     Cone,
@@ -35,10 +42,11 @@ from obsflow.archive.search import (
     diff_products,
     get_product,
     list_composites,
+    menu_values,
+    observation_products,
     product_dict,
     product_history,
-    search_products,
-    visible_filters,
+    search_observations,
     visible_products,
 )
 from obsflow.archive.web.common import (
@@ -48,6 +56,7 @@ from obsflow.archive.web.common import (
     render,
     web_caller,
 )
+from obsflow.archive.web.display import fits_header, readable
 from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
 __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
@@ -55,10 +64,17 @@ __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
 router = APIRouter(tags=["web"])
 
 GALLERY_LIMIT = 300
-"""Most thumbnails on the gallery page (newest first within each target)."""
+"""Most products looked at for the gallery page (one card per exposure, newest first within
+each target)."""
 
 PAGE_SIZE = 50
-"""Search results per page."""
+"""Observations per page of search results."""
+
+LEVELS = ("1", "2a", "2b", "3")
+"""The data levels of the level menu."""
+
+_MS_DAYS = 1e-3 / 86400.0
+"""One millisecond in days."""
 
 PAGES = 1_000_000
 """Largest page number asked for."""
@@ -68,7 +84,8 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
     stmt = (visible_products(caller.viewer, caller.now)
             .join(Preview, (Preview.product_pk == Product.id) & (Preview.kind == "thumb"))
             .where(Product.is_latest.is_(True))
-            .order_by(Exposure.target_name, Exposure.t_min.desc(), Product.id)
+            .order_by(Exposure.target_name, Exposure.t_min.desc(), Exposure.id,
+                      Product.calib_level.desc(), Product.id)
             .limit(GALLERY_LIMIT))
     with get_archive(request).session() as session:
         rows = [product_dict(p, e) for p, e in session.execute(stmt)]
@@ -76,9 +93,24 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
         for c in list_composites(session, caller.viewer, caller.now):
             composites.setdefault(c.target_name, []).append(
                 {"id": c.id, "filters": c.filters.replace(",", " / "), "program": c.program})
+        locked = _locked_count(request, caller, session)
+    # one card per exposure: its most processed product, the others' kinds named on it
+    cards = []
+    for _, same in itertools.groupby(rows, key=lambda r: r["obs_id"]):
+        products = list(same)
+        cards.append({**products[0], "kinds": [p["kind"] for p in products]})
     groups = [{"target": target, "products": list(items), "composites": composites.get(target, [])}
-              for target, items in itertools.groupby(rows, key=lambda r: r["target_name"])]
-    return {"groups": groups, "count": len(rows)}
+              for target, items in itertools.groupby(cards, key=lambda r: r["target_name"])]
+    return {"groups": groups, "count": len(cards), "locked": locked}
+
+
+def _locked_count(request: Request, caller: WebCaller, session: Session) -> int:
+    """How many proprietary exposures the visitor may be told of but not see (0 under the
+    ``hidden`` policy)."""
+    policy = get_archive(request).settings.access_policy
+    return session.scalar(select(func.count(Exposure.id)).where(
+        listed_clause(caller.viewer, caller.now, policy),
+        not_(visible_clause(caller.viewer, caller.now)))) or 0
 
 
 @router.get("/", response_class=HTMLResponse, summary="Gallery (HTML)",
@@ -95,19 +127,23 @@ class SearchForm:
     """The search form as typed: every field a string (echoed back into the form)."""
 
     target: str = ""
+    program: str = ""
+    instrument: str = ""
+    filter: str = ""
+    level: str = ""
     ra: str = ""
     dec: str = ""
     radius: str = ""
-    filter: str = ""
     date_from: str = ""
     date_to: str = ""
     page: str = "1"
 
-    @property
-    def empty(self) -> bool:
-        """True when nothing was asked (the page shows only the form)."""
-        return not any((self.target, self.ra, self.dec, self.radius, self.filter,
-                        self.date_from, self.date_to))
+    def query_string(self, page: int) -> str:
+        """The URL query of this form at ``page`` (the pager's links)."""
+        from urllib.parse import urlencode
+
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "page"}
+        return urlencode({**{k: v for k, v in fields.items() if v}, "page": page})
 
 
 def _number(text: str, name: str, low: float, high: float) -> float:
@@ -144,32 +180,51 @@ def _query(form: SearchForm) -> SearchQuery:
         cone = Cone(_number(form.ra, "RA", 0, 360), _number(form.dec, "Dec", -90, 90),
                     _number(form.radius or "0.1", "radius", 1e-6, 10))
     t_min = _mjd(form.date_from, "from") if form.date_from else None
-    t_max = _mjd(form.date_to, "to") + 1.0 if form.date_to else None
+    # through the end of the "to" day (an exposure starting at the next midnight is not in)
+    t_max = _mjd(form.date_to, "to") + 1.0 - _MS_DAYS if form.date_to else None
     if t_min is not None and t_max is not None and t_min >= t_max:
         raise SearchParameterError("the start date must not be after the end date")
-    for text, name in ((form.target, "target"), (form.filter, "filter")):
+    texts = {"target": form.target, "program": form.program, "instrument": form.instrument,
+             "filter": form.filter}
+    for name, text in texts.items():
         if len(text) > 128:
             raise SearchParameterError(f"{name} is too long")
         check_text(name, text)
+    if form.level and form.level not in LEVELS:
+        raise SearchParameterError(f"level must be one of {', '.join(LEVELS)}")
     page = _page(form.page)
-    return SearchQuery(target=form.target.strip() or None, cone=cone,
-                       filter=form.filter.strip() or None, t_min=t_min, t_max=t_max,
+    given = {name: text.strip() or None for name, text in texts.items()}
+    return SearchQuery(target=given["target"], program=given["program"],
+                       instrument=given["instrument"], filter=given["filter"],
+                       level=form.level or None, cone=cone, t_min=t_min, t_max=t_max,
                        page=page, page_size=PAGE_SIZE)
 
 
-def _search(request: Request, caller: WebCaller, form: SearchForm) -> tuple[int, dict[str, Any]]:
+def _menus(request: Request, caller: WebCaller) -> dict[str, list[str]]:
+    """The form's menus and target suggestions: values the visitor may be told of."""
+    policy = get_archive(request).settings.access_policy
+    columns = {"targets": Exposure.target_name, "programs": Exposure.program,
+               "instruments": Exposure.instrument_name, "filters": Exposure.filter}
     with get_archive(request).session() as session:
-        filters = visible_filters(session, caller.viewer, caller.now)
-        context: dict[str, Any] = {"form": form, "page": None, "error": None,
-                                   "filters": filters}
-        try:
-            if form.empty:
-                _page(form.page)
-                return 200, context
-            query = _query(form)
-        except ValueError as exc:
-            return 400, {**context, "error": str(exc)}
-        page = search_products(session, query, caller.viewer, caller.now)
+        return {name: menu_values(session, column, caller.viewer, caller.now, policy)
+                for name, column in columns.items()}
+
+
+def _search(request: Request, caller: WebCaller, form: SearchForm,
+            submitted: bool) -> tuple[int, dict[str, Any]]:
+    """The page's context: the form only when nothing was ``submitted``, else the results
+    (every observation when every field is empty)."""
+    context: dict[str, Any] = {"form": form, "page": None, "error": None, "levels": LEVELS,
+                               **_menus(request, caller)}
+    try:
+        if not submitted:
+            return 200, context
+        query = _query(form)
+    except ValueError as exc:
+        return 400, {**context, "error": str(exc)}
+    with get_archive(request).session() as session:
+        page = search_observations(session, query, caller.viewer, caller.now,
+                                   get_archive(request).settings.access_policy)
     return 200, {**context, "page": page, "pages": max(1, math.ceil(page.total / PAGE_SIZE))}
 
 
@@ -180,7 +235,8 @@ def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
 
 _TEXT = {"type": "string", "maxLength": 128}
 _SEARCH_PARAMS = query_params(
-    target=_TEXT, filter=_TEXT,
+    target=_TEXT, program=_TEXT, instrument=_TEXT, filter=_TEXT,
+    level=_or_empty({"type": "string", "enum": list(LEVELS)}),
     ra=_or_empty({"type": "number", "minimum": 0, "maximum": 360, "description": "degrees"}),
     dec=_or_empty({"type": "number", "minimum": -90, "maximum": 90, "description": "degrees"}),
     radius=_or_empty({"type": "number", "minimum": 1e-6, "maximum": 10,
@@ -195,11 +251,13 @@ _SEARCH_PARAMS = query_params(
             responses=html_responses(s200="The form (and the results)",
                                      s400="The form with what is wrong with a field"))
 async def search(request: Request) -> HTMLResponse:
-    """The search form; with any field filled, the matching products too."""
+    """The search form; once submitted (any field given, even empty), the matching
+    observations and their products."""
     fields = SearchForm.__dataclass_fields__
     form = SearchForm(**{k: v[:200] for k, v in request.query_params.items() if k in fields})
     caller = await run_in_threadpool(web_caller, request)
-    status, context = await run_in_threadpool(_search, request, caller, form)
+    submitted = any(k in fields for k in request.query_params)
+    status, context = await run_in_threadpool(_search, request, caller, form, submitted)
     return render(request, caller, "search.html", status=status, **context)
 
 
@@ -228,8 +286,12 @@ def _product(request: Request, caller: WebCaller, product_id: str,
             except ProductNotFoundError:
                 diff_error = f"No product {other[:100]!r} to compare with."
         meta = product_dict(product, exposure)
+        siblings = observation_products(session, [exposure.id], SearchQuery())
+        header = fits_header(get_archive(request).settings.store, product.path)
     return {"p": meta, "has_preview": "png" in kinds, **history, "diff": diff,
-            "diff_error": diff_error, "proprietary": exposure.release_date > caller.now}
+            "diff_error": diff_error, "proprietary": exposure.release_date > caller.now,
+            "readable": readable(meta), "siblings": siblings.get(exposure.id, []),
+            "header": header}
 
 
 @router.get("/products/{product_id}", response_class=HTMLResponse,
