@@ -37,3 +37,17 @@ def test_terminal_table_folds_long_values_instead_of_cutting_them() -> None:
 def test_output_console_is_unlimited_when_not_a_terminal() -> None:
     console = output_console()  # pytest captures stdout: not a terminal
     assert console.width >= 10_000
+
+
+def test_piped_section_rules_stay_short() -> None:
+    """A rule (the demo's section titles) is a line, not PIPED_WIDTH characters, when piped."""
+    import io
+
+    from obsflow.cli_console import RULE_WIDTH, output_console
+
+    console = output_console()
+    console.file = io.StringIO()
+    console.rule("first contacts")
+    lines = console.file.getvalue().splitlines()
+    assert len(lines) == 1 and "first contacts" in lines[0]
+    assert len(lines[0]) <= RULE_WIDTH

@@ -11,12 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.rule import Rule
 from rich.table import Table
 
 __all__ = ["OutputConsole", "output_console"]
 
 PIPED_WIDTH = 100_000
 """Line width when stdout is not a terminal: wide enough that nothing is wrapped or cut."""
+
+RULE_WIDTH = 100
+"""Width of a horizontal rule (a section title) at most: a piped rule is not 100,000 wide."""
 
 
 class OutputConsole(Console):
@@ -30,6 +34,10 @@ class OutputConsole(Console):
                     if column.overflow == "ellipsis" and not column.no_wrap:
                         column.overflow = "fold"
         super().print(*objects, **kwargs)
+
+    def rule(self, title: Any = "", **kwargs: Any) -> None:
+        """A section title across the line, at most :data:`RULE_WIDTH` wide."""
+        self.print(Rule(title, **kwargs), width=min(self.width, RULE_WIDTH))
 
 
 def output_console(*, stderr: bool = False) -> OutputConsole:
