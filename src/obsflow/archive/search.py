@@ -141,9 +141,11 @@ def _product_conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
     return where
 
 
-def _cone_clause(cone: Cone) -> ColumnElement[bool]:
-    """Exposures whose footprint overlaps ``cone``."""
-    return overlap_clause(Region.circle(cone.ra, cone.dec, cone.radius))
+def _cone_clause(cone: Cone, *, of_exposures: bool = False) -> ColumnElement[bool]:
+    """Products (or, ``of_exposures``, exposures) whose footprint overlaps ``cone``."""
+    columns = ((Exposure.id, Exposure.s_region, Exposure.s_ra, Exposure.s_dec)
+               if of_exposures else None)
+    return overlap_clause(Region.circle(cone.ra, cone.dec, cone.radius), columns)
 
 
 def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
@@ -197,7 +199,7 @@ def _observation_clause(query: SearchQuery, viewer: Viewer, now: datetime,
     visible = visible_clause(viewer, now)
     seen = [visible]
     if query.cone is not None:
-        seen.append(_cone_clause(query.cone))
+        seen.append(_cone_clause(query.cone, of_exposures=True))
     public_only = query.cone is None and query.level is None and query.kind is None
     told = and_(not_(visible), listed_clause(viewer, now, policy)) if public_only else false()
     return and_(*_public_conditions(query), has_product, or_(and_(*seen), told))
