@@ -15,11 +15,20 @@ from sqlalchemy import insert, inspect, select
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.context import Archive
+from obsflow.archive.footprints import coverage_cells
 from obsflow.archive.policy import ANONYMOUS, Viewer, add_months, release_date
 from obsflow.archive.register import register_product, register_program
-from obsflow.archive.schema import HPX_ORDER, Composite, Exposure, Product, Program, Run
+from obsflow.archive.schema import (
+    HPX_ORDER,
+    Composite,
+    Exposure,
+    FootprintCell,
+    Product,
+    Program,
+    Run,
+)
 from obsflow.archive.search import Cone, SearchQuery, get_product, search_products
-from obsflow.archive.sky import healpix_index, unit_vector
+from obsflow.archive.sky import footprint_from_region, healpix_index, unit_vector
 from obsflow.db import Base
 from obsflow.exceptions import ProductFileError, ProductNotFoundError, UnknownOptionError
 from obsflow.migrations import VERSION_TABLE, current_revision, head_revision, init_schema
@@ -164,7 +173,8 @@ def _bulk_exposures(archive: Archive, ra: np.ndarray, dec: np.ndarray) -> None:
         rows.append(dict(obs_id=f"x{i}", program="P1", observation=1, visit=1, exposure=i,
                          detector="D", facility_name="F", instrument_name="I", filter="J",
                          readpatt="", subarray="", target_name="T", s_ra=a, s_dec=d, cx=cx,
-                         cy=cy, cz=cz, hpx=int(hpx[i]), s_fov=0.01, s_region="", t_min=1.0,
+                         cy=cy, cz=cz, hpx=int(hpx[i]), s_fov=0.0,
+                         s_region=f"POSITION ICRS {a:.9f} {d:.9f}", t_min=1.0,
                          t_max=2.0, t_exptime=1.0, release_date=LATER))
     with archive.session() as session, session.begin():
         session.add(Program(program="P1", pi_name="", title="", exclusive_months=0,
@@ -173,6 +183,11 @@ def _bulk_exposures(archive: Archive, ra: np.ndarray, dec: np.ndarray) -> None:
         session.flush()
         session.execute(insert(Exposure), rows)
         ids = session.scalars(select(Exposure.id).order_by(Exposure.id)).all()
+        # the footprint search's prefilter: each point's cells, as registration writes them
+        session.execute(insert(FootprintCell), [
+            dict(exposure_id=e, cell=c) for e, row in zip(ids, rows, strict=True)
+            for c in coverage_cells(footprint_from_region(row["s_region"], row["s_ra"],
+                                                          row["s_dec"], 0.0))])
         session.execute(insert(Product), [
             dict(product_id=f"p{i}", uuid=f"{i:032x}", run="manual", exposure_id=e, kind="cal",
                  level="2b", calib_level=2,

@@ -12,7 +12,8 @@ Path parameters are drawn from the real product and composite ids as well
 as from generated ones, so downloads (with generated ``Range`` headers),
 previews and diffs of existing products are exercised too.
 
-The VO parameters (``POS``, ``QUERY``, ...) are a query language that JSON
+The VO parameters (``POS``, ``QUERY``, DataLink's ``ID``, ...) are a query language
+or identifiers that JSON
 Schema cannot describe, and ``/api/search`` and the web ``/search`` have
 rules across parameters (``ra``/``dec``/``radius`` together, ``t_min <=
 t_max``; the page also refuses text with NUL): for those operations a
@@ -55,7 +56,7 @@ _CONFIG = {
     "generation": {"max-examples": MAX_EXAMPLES},
     "checks": {"positive_data_acceptance": {"expected-statuses": _ACCEPTED}},
     "operations": [
-        {"include-path-regex": "^/vo/.*(query|sync)$",
+        {"include-path-regex": "^/vo/.*(query|sync|links)$",
          "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}}},
         {"include-path-regex": "^/(api/)?search$",
          "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, "400"]}}},

@@ -185,8 +185,12 @@ def per_dialect(sqlite: ColumnElement[bool], postgresql: ColumnElement[bool]
     return _PerDialect(sqlite, postgresql)
 
 
+_TINY = 1e-300
+"""Degrees below this are sent to PostgreSQL as 0: it refuses subnormal floats ('underflow')."""
+
+
 def _pg_shape(shape: sphere.Shape) -> Any:
-    v = shape.values
+    v = tuple(0.0 if abs(x) < _TINY else float(x) for x in shape.values)
     if shape.kind == "circle":
         return func.scircle(spoint(literal(v[0]), literal(v[1])), func.radians(literal(v[2])))
     if shape.kind == "range":

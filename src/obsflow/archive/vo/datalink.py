@@ -25,6 +25,7 @@ service descriptor (:func:`service_descriptor`) pointing here, which pyvo's
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,8 +37,15 @@ from obsflow.archive.search import (
     product_lineage,
     product_versions,
 )
-from obsflow.archive.vo.common import VO_RESPONSES, VoCall, add_vosi_endpoints, vo_answer
+from obsflow.archive.vo.common import (
+    VO_RESPONSES,
+    VoCall,
+    add_vosi_endpoints,
+    openapi_params,
+    vo_answer,
+)
 from obsflow.archive.vo.obscore import ColumnSpec
+from obsflow.archive.vo.sia2 import MAX_VALUE_LENGTH
 from obsflow.archive.vo.votable import results_votable
 from obsflow.exceptions import ProductNotFoundError, VOQueryError
 
@@ -109,6 +117,10 @@ def _links_of(session: Session, call: VoCall, ident: str) -> list[tuple[Any, ...
     return rows
 
 
+_PRINTABLE_ID = re.compile(r"[\x21-\x7e]+")
+"""What an identifier may hold: product ids and publisher DIDs are printable ASCII."""
+
+
 def links_rows(call: VoCall) -> list[tuple[Any, ...]]:
     """The rows of the ``{links}`` answer for the IDs of ``call``."""
     ids = [i.strip() for i in call.params.get("ID", []) if i.strip()]
@@ -116,6 +128,11 @@ def links_rows(call: VoCall) -> list[tuple[Any, ...]]:
         raise VOQueryError("ID: at least one product identifier is needed")
     if len(ids) > MAX_IDS:
         raise VOQueryError(f"ID: at most {MAX_IDS} identifiers")
+    for ident in ids:
+        if len(ident) > MAX_VALUE_LENGTH or not _PRINTABLE_ID.fullmatch(ident):
+            raise VOQueryError(f"ID {ident[:80]!r}: expected a product id or an ivo:// "
+                               f"identifier (printable ASCII, no spaces, at most "
+                               f"{MAX_VALUE_LENGTH} characters)")
     with call.archive.session() as session:
         return [row for ident in ids for row in _links_of(session, call, ident)]
 
@@ -128,17 +145,23 @@ def links_votable(call: VoCall) -> Response:
 
 router = APIRouter(prefix="/vo/datalink", tags=["vo"])
 
+_ID_TEXT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_LENGTH}
+_EXTRA = openapi_params({"ID": {
+    "anyOf": [_ID_TEXT, {"type": "array", "items": _ID_TEXT, "minItems": 1,
+                         "maxItems": MAX_IDS}],
+    "description": "obs_publisher_did or product_id (repeatable)"}}, required=["ID"])
+
 
 @router.get("/links", response_class=Response, summary="DataLink {links} of products",
             description="ID=<obs_publisher_did or product_id> (repeatable).",
-            responses=VO_RESPONSES)
+            responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
 async def links(request: Request) -> Response:
     """Parameters in the query string."""
     return await vo_answer(request, links_votable)
 
 
 @router.post("/links", response_class=Response, summary="DataLink {links}, form body",
-             responses=VO_RESPONSES)
+             responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
 async def links_form(request: Request) -> Response:
     """Parameters in the form body (or the query string)."""
     return await vo_answer(request, links_votable)
