@@ -126,6 +126,9 @@ def test_commands_register_and_serve(tmp_path: Path) -> None:
             "Authorization": f"Bearer obf_{'A' * 43}", "X-Forwarded-For": f"192.0.2.{n}"}
         ).status_code for n in range(11)]
         assert codes == [401] * 10 + [429]
+        busy = runner.invoke(main, ["serve", "--site", str(root), "--port", str(port)])
+        assert busy.exit_code == 2, busy.output
+        assert f"127.0.0.1:{port} is already in use" in busy.output and "--port" in busy.output
     finally:
         server.terminate()
         server.wait(10)

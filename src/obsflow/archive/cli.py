@@ -130,12 +130,14 @@ def serve(site_dir: Path | None, host: str | None, port: int | None) -> None:
 
     from obsflow.archive import vo, web
     from obsflow.archive.api import create_app
-    from obsflow.archive.server import server_config
+    from obsflow.archive.server import listening_socket, server_config
 
     cfg = _site(site_dir)
     host = host or cfg.server.host
+    port = port or cfg.server.port
     _check_loopback(host)
-    with Archive.from_site(cfg) as arch:
+    sock = listening_socket(host, port)
+    with sock, Archive.from_site(cfg) as arch:
         app = create_app(arch, routers=[*vo.routers(), *web.routers()])
-        uvicorn.Server(server_config(app, host, port or cfg.server.port,
-                                     cfg.server.trusted_proxies)).run()
+        uvicorn.Server(server_config(app, host, port, cfg.server.trusted_proxies)).run(
+            sockets=[sock])
