@@ -35,6 +35,8 @@ def _imported_by(args: list[str]) -> dict:
             "    status = exc.code\n"
             f"print(json.dumps({{'heavy': sorted(m for m in {HEAVY!r} if m in sys.modules), "
             "'sqlalchemy': 'sqlalchemy' in sys.modules, 'numpy': 'numpy' in sys.modules, "
+            "'metadata': 'importlib.metadata' in sys.modules, "
+            "'postgresql': 'sqlalchemy.dialects.postgresql' in sys.modules, "
             "'status': status}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -43,15 +45,29 @@ def _imported_by(args: list[str]) -> dict:
 def test_help_imports_no_database_and_no_science_library() -> None:
     found = _imported_by(["--help"])
     assert found["heavy"] == [] and not found["sqlalchemy"] and not found["numpy"], found
+    assert not found["metadata"], found  # the version is read only for --version
 
 
-@pytest.mark.parametrize("command", [["status"], ["jobs"], ["status", "--json"], ["jobs", "--json"]])
+@pytest.mark.parametrize("command", [["status"], ["jobs"], ["status", "--json"], ["jobs", "--json"],
+                                     ["refs", "contexts"]])
 def test_light_commands_import_no_heavy_library(tmp_path: Path, command: list[str]) -> None:
     site = tmp_path / "site"
     main(["init", str(site)], standalone_mode=False)
     found = _imported_by([*command, "--site", str(site)])
     assert found["status"] in (0, None)
     assert found["heavy"] == [], found
+    # nor numpy, nor the PostgreSQL dialect on an SQLite site: tenths of a second each
+    assert not found["numpy"] and not found["postgresql"], found
+
+
+def test_version_is_the_installed_one() -> None:
+    from importlib.metadata import version
+
+    import obsflow
+
+    out = subprocess.run([sys.executable, "-m", "obsflow", "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == f"obsflow, version {version('obsflow')}" and obsflow.__version__ == version("obsflow")
 
 
 def test_lazy_commands_short_help_is_the_commands_own() -> None:

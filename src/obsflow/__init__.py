@@ -14,11 +14,22 @@ from obsflow._lifeline import arm_from_environment
 
 arm_from_environment()  # a pool worker dies with its orchestrator: first, before any import
 
-from importlib.metadata import PackageNotFoundError, version  # noqa: E402
-
-try:
-    __version__ = version("obsflow")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.1.0"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``obsflow.__version__``, read from the installed metadata when first asked for.
+
+    Lazy because :mod:`importlib.metadata` costs a tenth of a second, which
+    every command (``obsflow --help`` too) would otherwise pay at start-up.
+    """
+    if name != "__version__":
+        raise AttributeError(f"module 'obsflow' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("obsflow")
+    except PackageNotFoundError:  # pragma: no cover - a source tree without install
+        found = "0.1.0"
+    globals()["__version__"] = found
+    return found

@@ -28,7 +28,6 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from obsflow import __version__
 from obsflow.cli_console import output_console
 from obsflow.cli_types import FiniteFloatRange
 from obsflow.exceptions import ObsflowError, SiteError
@@ -166,7 +165,7 @@ def _setup_logging(verbose: int) -> None:
 
 
 @click.group(cls=ObsflowGroup)
-@click.version_option(__version__, prog_name="obsflow")
+@click.version_option(package_name="obsflow", prog_name="obsflow")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """obsflow: science data processing for space telescopes.

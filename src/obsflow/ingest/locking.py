@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Integer, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from obsflow.db import Base
@@ -36,8 +35,12 @@ def insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]]) -> N
     """Insert rows, silently skipping those whose primary key exists (re-sent samples)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
+    # the dialect's own insert (its ON CONFLICT); imported here, not at start-up:
+    # the PostgreSQL dialect costs every command a tenth of a second
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as module
+    else:
+        from sqlalchemy.dialects import sqlite as module  # type: ignore[no-redef]
     for start in range(0, len(rows), 500):
         stmt = module.insert(table).values(rows[start:start + 500]).on_conflict_do_nothing()
         session.execute(stmt)

@@ -31,8 +31,7 @@ from obsflow.ingest.locking import transaction
 from obsflow.ingest.rawstore import scan_incoming
 from obsflow.ingest.tables import ApidContinuity, RawFile
 from obsflow.profiles import Profile
-from obsflow.telemetry.packets import IDLE_APID
-from obsflow.telemetry.payloads import apid_kinds
+from obsflow.telemetry.apids import IDLE_APID, apid_kinds
 
 __all__ = ["SetAside", "set_aside"]
 

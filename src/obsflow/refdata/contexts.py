@@ -20,15 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from obsflow.db import SiteInfo
 from obsflow.exceptions import ContextNotFoundError, RefContextError
-from obsflow.refdata.select import RULES_VERSION
 from obsflow.refdata.tables import PIN_KEY, RefContextFile, RefContextRow, ReferenceFile
-from obsflow.refdata.validate import RefRecord
+
+if TYPE_CHECKING:
+    from obsflow.refdata.validate import RefRecord
 
 __all__ = ["BACKFILL_DESCRIPTION", "ContextSummary", "RefContext", "create_context",
            "ensure_backfill", "list_contexts", "load_context", "newest_context",
@@ -105,6 +107,8 @@ def create_context(session: Session, description: str,
     RefContextError
         No reference file is registered (a context cannot be empty).
     """
+    from obsflow.refdata.select import RULES_VERSION  # astropy time: not for listing contexts
+
     ids = list(session.scalars(select(ReferenceFile.id).order_by(ReferenceFile.id)))
     if not ids:
         raise RefContextError("no reference file is registered: nothing to make a context of")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from obsflow._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from obsflow.telemetry.apids import PayloadKind, apid_kinds
     from obsflow.telemetry.crc import crc16, crc16_many
     from obsflow.telemetry.decode import PacketTable, SkippedRange, decode, decode_file
     from obsflow.telemetry.packets import (
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
         OBSLOG_RECORD,
         SCIENCE_PIXEL_DTYPE,
         ObservationLogRecord,
-        PayloadKind,
-        apid_kinds,
         decode_engineering,
         decode_obslog,
         decode_science,
@@ -143,8 +142,8 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "OBSLOG_RECORD": "payloads",
     "SCIENCE_PIXEL_DTYPE": "payloads",
     "ObservationLogRecord": "payloads",
-    "PayloadKind": "payloads",
-    "apid_kinds": "payloads",
+    "PayloadKind": "apids",
+    "apid_kinds": "apids",
     "decode_engineering": "payloads",
     "decode_obslog": "payloads",
     "decode_science": "payloads",

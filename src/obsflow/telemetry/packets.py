@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from obsflow.exceptions import TelemetryError, TelemetryTypeError
+from obsflow.telemetry.apids import IDLE_APID
 
 __all__ = [
     "APID_MAX",
@@ -58,8 +59,6 @@ MAX_PAYLOAD_SIZE = 65536 - SECONDARY_HEADER_SIZE - CRC_SIZE
 """Largest payload the 16-bit data length field can describe, 65516 bytes."""
 APID_MAX = 0x7FF
 """Largest 11-bit APID."""
-IDLE_APID = 2047
-"""CCSDS idle packets: fill, never data, ignored without a word."""
 SEQUENCE_COUNT_MODULUS = 1 << 14
 """Sequence counts are 14 bits and wrap from 16383 to 0."""
 

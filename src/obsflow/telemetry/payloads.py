@@ -29,19 +29,16 @@ expected.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from obsflow.exceptions import TelemetryError
-
-if TYPE_CHECKING:
-    from obsflow.profiles import Profile
+from obsflow.telemetry.apids import PayloadKind, apid_kinds
 
 __all__ = [
     "OBSLOG_FIELDS",
@@ -61,34 +58,6 @@ __all__ = [
     "science_header_fields",
     "science_packet_count",
 ]
-
-
-class PayloadKind(enum.Enum):
-    """What a packet's payload holds; the profile assigns APIDs to kinds."""
-
-    SCIENCE = "science"
-    ENGINEERING = "engineering"
-    OBSERVATION_LOG = "observation log"
-
-
-def apid_kinds(profile: Profile) -> dict[int, PayloadKind]:
-    """Which payload each of the profile's APIDs carries.
-
-    Parameters
-    ----------
-    profile : obsflow.profiles.Profile
-        One science APID per detector, ``apids.engineering`` and
-        ``apids.housekeeping`` (the observation log).
-
-    Returns
-    -------
-    dict
-        APID -> :class:`PayloadKind`, science APIDs first.
-    """
-    kinds = dict.fromkeys(profile.science_apids(), PayloadKind.SCIENCE)
-    kinds[profile.apids.engineering] = PayloadKind.ENGINEERING
-    kinds[profile.apids.housekeeping] = PayloadKind.OBSERVATION_LOG
-    return kinds
 
 
 # -- science ---------------------------------------------------------------------------
