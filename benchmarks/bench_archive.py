@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -34,10 +35,11 @@ import numpy as np
 from sqlalchemy import and_, select
 
 from obsflow.archive.context import Archive
+from obsflow.archive.footprints import coverage_cells
 from obsflow.archive.policy import ANONYMOUS
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.search import Cone, SearchQuery, search_products
-from obsflow.archive.sky import healpix_index, unit_vector
+from obsflow.archive.sky import Footprint, healpix_index, unit_vector
 from obsflow.site import init_site
 
 N = 1_000_000
@@ -45,11 +47,18 @@ SIZE = 512 << 20
 LATER = datetime(2031, 1, 1)
 
 
-def build_catalog(db: Path) -> float:
-    """Bulk-insert N exposures and products; returns seconds."""
+def build_catalog(db: Path, n: int = N,
+                  footprints: Callable[[np.ndarray, np.ndarray], list[Footprint]] | None = None
+                  ) -> float:
+    """Bulk-insert ``n`` exposures (uniform on the sky) and a product each; returns seconds.
+
+    ``footprints`` (RA, Dec arrays of a chunk, degrees -> their footprints)
+    gives each exposure its ``s_region``, field of view and HEALPix cells; by
+    default an exposure has only its centre (fov 0.018 deg, no region).
+    """
     rng = np.random.default_rng(1)
-    ra = rng.uniform(0, 360, N)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, N)))
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
     hpx = healpix_index(ra, dec)
     a, d = np.radians(ra), np.radians(dec)
     cx, cy, cz = np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)
@@ -57,23 +66,33 @@ def build_catalog(db: Path) -> float:
     con = sqlite3.connect(db)
     con.execute("PRAGMA synchronous=OFF")
     con.execute("INSERT INTO programs VALUES ('B1', 'PI', 'bench', 0, '2026-01-01 00:00:00')")
-    con.executemany(
-        "INSERT INTO exposures (id, obs_id, program, observation, visit, exposure, detector, "
-        "facility_name, instrument_name, filter, readpatt, subarray, target_name, s_ra, s_dec, "
-        "cx, cy, cz, hpx, s_fov, s_region, t_min, t_max, t_exptime, release_date) VALUES "
-        "(?, ?, 'B1', 1, 1, ?, 'D1', 'OBSFLOW-W', 'WIRCAM', 'F150W', 'RAPID', 'FULL', ?, ?, ?,"
-        " ?, ?, ?, ?, 0.018, '', 61000.0, 61000.01, 864.0, '2026-01-01 00:00:00.000000')",
-        ((i + 1, f"b{i:07d}", i, f"T{i % 1000}", float(ra[i]), float(dec[i]), float(cx[i]),
-          float(cy[i]), float(cz[i]), int(hpx[i])) for i in range(N)))
     con.execute("INSERT INTO runs VALUES ('bench', 'manual', '2026-01-01 00:00:00', '')")
-    con.executemany(
-        "INSERT INTO products (id, product_id, exposure_id, kind, level, calib_level, "
-        "dataproduct_type, version, is_latest, filename, path, size, sha256, content_type, "
-        "created, software_version, recipe, reference_files, uuid, run, provenance) VALUES (?, ?, ?, "
-        "'cal', '2b', 2, 'image', 1, 1, 'f.fits', 'f.fits', 1, '', 'application/fits', "
-        "'2026-01-01 00:00:00.000000', '', '', '[]', ?, 'bench', '{}')",
-        ((i + 1, f"b{i:07d}_cal_v1", i + 1, f"{i:032x}") for i in range(N)))
-    con.commit()
+    for lo in range(0, n, 50_000):
+        hi = min(lo + 50_000, n)
+        shapes = footprints(ra[lo:hi], dec[lo:hi]) if footprints else None
+        rows, cells = [], []
+        for i in range(lo, hi):
+            fov, region = (shapes[i - lo].fov, shapes[i - lo].s_region) if shapes else (0.018, "")
+            rows.append((i + 1, f"b{i:07d}", i, f"T{i % 1000}", float(ra[i]), float(dec[i]),
+                         float(cx[i]), float(cy[i]), float(cz[i]), int(hpx[i]), fov, region))
+            if shapes:
+                cells.extend((i + 1, c) for c in coverage_cells(shapes[i - lo]))
+        con.executemany(
+            "INSERT INTO exposures (id, obs_id, program, observation, visit, exposure, detector, "
+            "facility_name, instrument_name, filter, readpatt, subarray, target_name, s_ra, "
+            "s_dec, cx, cy, cz, hpx, s_fov, s_region, t_min, t_max, t_exptime, release_date) "
+            "VALUES (?, ?, 'B1', 1, 1, ?, 'D1', 'OBSFLOW-W', 'WIRCAM', 'F150W', 'RAPID', 'FULL',"
+            " ?, ?, ?, ?, ?, ?, ?, ?, ?, 61000.0, 61000.01, 864.0, "
+            "'2026-01-01 00:00:00.000000')", rows)
+        con.executemany("INSERT INTO footprint_cells (exposure_id, cell) VALUES (?, ?)", cells)
+        con.executemany(
+            "INSERT INTO products (id, product_id, exposure_id, kind, level, calib_level, "
+            "dataproduct_type, version, is_latest, filename, path, size, sha256, content_type, "
+            "created, software_version, recipe, reference_files, uuid, run, provenance) VALUES "
+            "(?, ?, ?, 'cal', '2b', 2, 'image', 1, 1, 'f.fits', 'f.fits', 1, '', "
+            "'application/fits', '2026-01-01 00:00:00.000000', '', '', '[]', ?, 'bench', '{}')",
+            [(r[0], f"b{r[0] - 1:07d}_cal_v1", r[0], f"{r[0] - 1:032x}") for r in rows])
+        con.commit()
     con.execute("ANALYZE")
     con.close()
     return time.perf_counter() - start

@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,21 +32,31 @@ from astropy import units as u
 from astropy.coordinates import offset_by
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_archive import serve  # noqa: E402
-from bench_vo import _report, _timed, _votable_rows  # noqa: E402
+from bench_archive import build_catalog, serve  # noqa: E402
+from bench_vo import (  # noqa: E402
+    Cone3,
+    _report,
+    _timed,
+    _votable_rows,
+    api_cone_request,
+    api_rows,
+    sia2_request,
+    tap_centre_request,
+)
 from obsflow.archive.context import Archive  # noqa: E402
-from obsflow.archive.footprints import coverage_cells  # noqa: E402
-from obsflow.archive.sky import Footprint, healpix_index  # noqa: E402
+from obsflow.archive.sky import Footprint  # noqa: E402
 from obsflow.site import init_site  # noqa: E402
 
 N = int(os.environ.get("BENCH_N", "1000000"))
 CONES = 200
 
 
-def _footprints(ra: np.ndarray, dec: np.ndarray, size: np.ndarray,
-                pa: np.ndarray) -> list[Footprint]:
-    """Square footprints: corners at ``size / sqrt(2)`` from the centre at position angles
-    ``pa + 45 + 90 k`` (counter-clockwise on the sky), as registration stores them."""
+def _footprints(ra: np.ndarray, dec: np.ndarray) -> list[Footprint]:
+    """Square footprints of 0.02-0.1 deg at random position angles: corners at
+    ``size / sqrt(2)`` from the centre at ``pa + 45 + 90 k`` (counter-clockwise on
+    the sky), as registration stores them."""
+    rng = np.random.default_rng(len(ra) + int(ra[0] * 1e6))
+    size, pa = rng.uniform(0.02, 0.1, len(ra)), rng.uniform(0, 360, len(ra))
     corners = [offset_by(np.radians(ra), np.radians(dec), np.radians(pa + 45 + 90 * k),
                          np.radians(size / math.sqrt(2))) for k in range(4)]
     cra = np.stack([c[0].to_value(u.deg) % 360.0 for c in corners], axis=1)
@@ -57,50 +64,6 @@ def _footprints(ra: np.ndarray, dec: np.ndarray, size: np.ndarray,
     return [Footprint(float(ra[i]), float(dec[i]), float(size[i] * math.sqrt(2)),
                       tuple(zip(cra[i].tolist(), cdec[i].tolist(), strict=True)))
             for i in range(len(ra))]
-
-
-def build_catalog(db: Path) -> float:
-    """Bulk-insert N exposures with footprints and cells, and one product each; seconds."""
-    rng = np.random.default_rng(1)
-    ra = rng.uniform(0, 360, N)
-    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, N)))
-    size, pa = rng.uniform(0.02, 0.1, N), rng.uniform(0, 360, N)
-    hpx = healpix_index(ra, dec)
-    a, d = np.radians(ra), np.radians(dec)
-    cx, cy, cz = np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)
-    start = time.perf_counter()
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA synchronous=OFF")
-    con.execute("INSERT INTO programs VALUES ('B1', 'PI', 'bench', 0, '2026-01-01 00:00:00')")
-    con.execute("INSERT INTO runs VALUES ('bench', 'manual', '2026-01-01 00:00:00', '')")
-    for lo in range(0, N, 50_000):
-        rows, cells = [], []
-        hi = min(lo + 50_000, N)
-        for i, foot in enumerate(_footprints(ra[lo:hi], dec[lo:hi], size[lo:hi], pa[lo:hi]),
-                                 start=lo):
-            rows.append((i + 1, f"b{i:07d}", i, f"T{i % 1000}", float(ra[i]), float(dec[i]),
-                         float(cx[i]), float(cy[i]), float(cz[i]), int(hpx[i]), foot.fov,
-                         foot.s_region))
-            cells.extend((i + 1, c) for c in coverage_cells(foot))
-        con.executemany(
-            "INSERT INTO exposures (id, obs_id, program, observation, visit, exposure, detector, "
-            "facility_name, instrument_name, filter, readpatt, subarray, target_name, s_ra, "
-            "s_dec, cx, cy, cz, hpx, s_fov, s_region, t_min, t_max, t_exptime, release_date) "
-            "VALUES (?, ?, 'B1', 1, 1, ?, 'D1', 'OBSFLOW-W', 'WIRCAM', 'F150W', 'RAPID', 'FULL',"
-            " ?, ?, ?, ?, ?, ?, ?, ?, ?, 61000.0, 61000.01, 864.0, "
-            "'2026-01-01 00:00:00.000000')", rows)
-        con.executemany("INSERT INTO footprint_cells (exposure_id, cell) VALUES (?, ?)", cells)
-        con.executemany(
-            "INSERT INTO products (id, product_id, exposure_id, kind, level, calib_level, "
-            "dataproduct_type, version, is_latest, filename, path, size, sha256, content_type, "
-            "created, software_version, recipe, reference_files, uuid, run, provenance) VALUES "
-            "(?, ?, ?, 'cal', '2b', 2, 'image', 1, 1, 'f.fits', 'f.fits', 1, '', "
-            "'application/fits', '2026-01-01 00:00:00.000000', '', '', '[]', ?, 'bench', '{}')",
-            [(r[0], f"b{r[0] - 1:07d}_cal_v1", r[0], f"{r[0] - 1:032x}") for r in rows])
-        con.commit()
-    con.execute("ANALYZE")
-    con.close()
-    return time.perf_counter() - start
 
 
 def _polygon(c: tuple[float, float, float]) -> str:
@@ -118,41 +81,30 @@ def _range(c: tuple[float, float, float]) -> str:
             f"{min(dec + r, 90):.6f}")
 
 
-def run(client: httpx.Client, cones: list[tuple[float, float, float]]) -> None:
-    def sia2(pos: str) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda cl: cl.get("/vo/sia2/query", params={"POS": pos})
-
-    def centre(c: tuple[float, float, float]) -> Callable[[httpx.Client], httpx.Response]:
-        adql = ("SELECT * FROM ivoa.ObsCore WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), "
-                "CIRCLE('ICRS', {}, {}, {})) = 1".format(*c))
-        return lambda cl: cl.post("/vo/tap/sync", data={"REQUEST": "doQuery", "LANG": "ADQL",
-                                                         "QUERY": adql})
-
-    def api(c: tuple[float, float, float]) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda cl: cl.get("/api/search", params=dict(zip(("ra", "dec", "radius"), c,
-                                                                strict=True)))
-
+def run(client: httpx.Client, cones: list[Cone3]) -> None:
     circle = ["CIRCLE {} {} {}".format(*c) for c in cones]
     for pos in circle[:10]:  # warm the page cache and the server
-        _timed(client, sia2(pos), _votable_rows)
+        _timed(client, sia2_request(pos), _votable_rows)
     _report(f"SIA2 POS=CIRCLE footprint overlap ({CONES} cones, r 0.05-0.5 deg)",
-            [_timed(client, sia2(p), _votable_rows) for p in circle], "p95 <= 100 ms")
+            [_timed(client, sia2_request(p), _votable_rows) for p in circle], "p95 <= 100 ms")
     _report("SIA2 POS=POLYGON footprint overlap (square in the same cones)",
-            [_timed(client, sia2(_polygon(c)), _votable_rows) for c in cones], "p95 <= 100 ms")
-    _report("SIA2 POS=RANGE footprint overlap (box around the same cones)",
-            [_timed(client, sia2(_range(c)), _votable_rows) for c in cones], "p95 <= 100 ms")
-    _report("/api/search JSON cone, footprint overlap (same cones)",
-            [_timed(client, api(c), lambda r: len(r.json()["results"])) for c in cones],
+            [_timed(client, sia2_request(_polygon(c)), _votable_rows) for c in cones],
             "p95 <= 100 ms")
+    _report("SIA2 POS=RANGE footprint overlap (box around the same cones)",
+            [_timed(client, sia2_request(_range(c)), _votable_rows) for c in cones],
+            "p95 <= 100 ms")
+    _report("/api/search JSON cone, footprint overlap (same cones)",
+            [_timed(client, api_cone_request(c), api_rows) for c in cones], "p95 <= 100 ms")
     _report("anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only (same cones)",
-            [_timed(client, centre(c), _votable_rows) for c in cones], "")
+            [_timed(client, tap_centre_request(c), _votable_rows) for c in cones], "")
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = init_site(Path(tmp) / "site", profile="webb_like")
         Archive.from_site(cfg).close()
-        seconds = build_catalog(Path(cfg.database_url.removeprefix("sqlite:///")))
+        seconds = build_catalog(Path(cfg.database_url.removeprefix("sqlite:///")), N,
+                                footprints=_footprints)
         print(f"bulk insert of {N:,} exposures with footprints and cells + products: "
               f"{seconds:.1f} s")
         rng = np.random.default_rng(4)

@@ -78,29 +78,48 @@ def main() -> None:
             proc.wait(10)
 
 
-def run(client: httpx.Client, cones: list[tuple[float, float, float]]) -> None:
-    def sia2(c: tuple[float, float, float]) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda cl: cl.get("/vo/sia2/query", params={"POS": "CIRCLE {} {} {}".format(*c)})
+Cone3 = tuple[float, float, float]
+"""A cone: RA, Dec, radius, degrees."""
+Send = Callable[[httpx.Client], httpx.Response]
 
-    def tap(c: tuple[float, float, float]) -> Callable[[httpx.Client], httpx.Response]:
-        adql = ("SELECT TOP 100 * FROM ivoa.ObsCore WHERE CONTAINS(POINT('ICRS', s_ra, s_dec), "
-                "CIRCLE('ICRS', {}, {}, {})) = 1".format(*c))
-        return lambda cl: cl.post("/vo/tap/sync", data={"REQUEST": "doQuery", "LANG": "ADQL",
-                                                         "QUERY": adql})
 
-    def api(c: tuple[float, float, float]) -> Callable[[httpx.Client], httpx.Response]:
-        return lambda cl: cl.get("/api/search", params=dict(zip(("ra", "dec", "radius"), c,
-                                                                strict=True)))
+def sia2_request(pos: str) -> Send:
+    """SIA2 query with ``POS`` (CIRCLE, RANGE or POLYGON)."""
+    return lambda cl: cl.get("/vo/sia2/query", params={"POS": pos})
+
+
+def tap_centre_request(c: Cone3, top: int | None = None) -> Send:
+    """TAP sync ``CONTAINS(POINT(s_ra, s_dec), CIRCLE)``: exposures whose centre is in the cone."""
+    adql = (f"SELECT {f'TOP {top} ' if top else ''}* FROM ivoa.ObsCore WHERE "
+            "CONTAINS(POINT('ICRS', s_ra, s_dec), CIRCLE('ICRS', {}, {}, {})) = 1".format(*c))
+    return lambda cl: cl.post("/vo/tap/sync", data={"REQUEST": "doQuery", "LANG": "ADQL",
+                                                     "QUERY": adql})
+
+
+def api_cone_request(c: Cone3) -> Send:
+    """``/api/search`` JSON cone."""
+    return lambda cl: cl.get("/api/search", params=dict(zip(("ra", "dec", "radius"), c, strict=True)))
+
+
+def api_rows(response: httpx.Response) -> int:
+    """Results in an ``/api/search`` answer's page."""
+    return len(response.json()["results"])
+
+
+def run(client: httpx.Client, cones: list[Cone3]) -> None:
+    def circle(c: Cone3) -> str:
+        return "CIRCLE {} {} {}".format(*c)
 
     for c in cones[:10]:  # warm the page cache and the server
-        _timed(client, sia2(c), _votable_rows)
-        _timed(client, tap(c), _votable_rows)
+        _timed(client, sia2_request(circle(c)), _votable_rows)
+        _timed(client, tap_centre_request(c, 100), _votable_rows)
     _report("SIA2 cone (200 cones, r 0.05-0.5 deg)",
-            [_timed(client, sia2(c), _votable_rows) for c in cones], "p95 <= 100 ms")
+            [_timed(client, sia2_request(circle(c)), _votable_rows) for c in cones], "p95 <= 100 ms")
     _report("TAP CONTAINS(POINT, CIRCLE) TOP 100 * (same cones)",
-            [_timed(client, tap(c), _votable_rows) for c in cones], "p95 <= 100 ms")
+            [_timed(client, tap_centre_request(c, 100), _votable_rows) for c in cones],
+            "p95 <= 100 ms")
     _report("anchor, /api/search JSON cone (same cones)",
-            [_timed(client, api(c), lambda r: len(r.json()["results"])) for c in cones], "")
+            [_timed(client, api_cone_request(c), api_rows) for c in cones], "")
     _report("anchor, /api/health round trip",
             [_timed(client, lambda cl: cl.get("/api/health"), lambda r: 0) for _ in cones], "")
 

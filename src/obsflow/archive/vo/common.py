@@ -41,7 +41,7 @@ from obsflow.exceptions import (
 )
 
 __all__ = ["DEFAULT_MAXREC", "MAX_MAXREC", "VO_RESPONSES", "VoCall", "add_vosi_endpoints",
-           "XML_OK", "openapi_params", "parse_maxrec", "read_params", "vo_answer", "xml_response"]
+           "XML_OK", "add_query_endpoints", "openapi_params", "parse_maxrec", "read_params", "vo_answer", "xml_response"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,30 @@ VO_RESPONSES: dict[int | str, dict[str, Any]] = {
     **votable_errors(400, 401, 429),
 }
 """The documented answers of a VO query endpoint."""
+
+
+def add_query_endpoints(router: APIRouter, path: str, handler: Callable[[VoCall], bytes | Response],
+                        *, name: str, summary: str, about: str,
+                        params: dict[str, dict[str, Any]], required: Sequence[str] = ()) -> None:
+    """Add a VO query endpoint at ``path``: GET (query string) and POST (form body).
+
+    DALI services take the same parameters both ways; both answer with
+    :func:`vo_answer` of ``handler``.  ``params`` (name -> JSON schema) and
+    ``required`` document them in the OpenAPI (:func:`openapi_params`); the
+    operations are named ``name`` and ``name_form``; ``about`` describes them.
+    """
+    extra = openapi_params(params, required)
+
+    async def answer(request: Request) -> Response:
+        return await vo_answer(request, handler)
+
+    for method, suffix, where in (("GET", "", "query string"),
+                                  ("POST", "_form", "form body or query string")):
+        router.add_api_route(path, answer, methods=[method], name=f"{name}{suffix}",
+                             response_class=Response, responses=VO_RESPONSES,
+                             summary=summary + (", form body" if suffix else ""),
+                             description=f"{about} Parameters in the {where}.",
+                             openapi_extra=extra[method])
 
 XML_OK: dict[int | str, dict[str, Any]] = {
     200: {"description": "The VOSI document", "content": {"text/xml": {"schema": {"type": "string"}}}}}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
@@ -38,11 +38,9 @@ from obsflow.archive.search import (
     product_versions,
 )
 from obsflow.archive.vo.common import (
-    VO_RESPONSES,
     VoCall,
+    add_query_endpoints,
     add_vosi_endpoints,
-    openapi_params,
-    vo_answer,
 )
 from obsflow.archive.vo.obscore import ColumnSpec
 from obsflow.archive.vo.sia2 import MAX_VALUE_LENGTH
@@ -146,25 +144,12 @@ def links_votable(call: VoCall) -> Response:
 router = APIRouter(prefix="/vo/datalink", tags=["vo"])
 
 _ID_TEXT: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_VALUE_LENGTH}
-_EXTRA = openapi_params({"ID": {
-    "anyOf": [_ID_TEXT, {"type": "array", "items": _ID_TEXT, "minItems": 1,
-                         "maxItems": MAX_IDS}],
-    "description": "obs_publisher_did or product_id (repeatable)"}}, required=["ID"])
-
-
-@router.get("/links", response_class=Response, summary="DataLink {links} of products",
-            description="ID=<obs_publisher_did or product_id> (repeatable).",
-            responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
-async def links(request: Request) -> Response:
-    """Parameters in the query string."""
-    return await vo_answer(request, links_votable)
-
-
-@router.post("/links", response_class=Response, summary="DataLink {links}, form body",
-             responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
-async def links_form(request: Request) -> Response:
-    """Parameters in the form body (or the query string)."""
-    return await vo_answer(request, links_votable)
-
+add_query_endpoints(router, "/links", links_votable, name="links",
+                    summary="DataLink {links} of products",
+                    about="ID=<obs_publisher_did or product_id> (repeatable).",
+                    params={"ID": {"anyOf": [_ID_TEXT, {"type": "array", "items": _ID_TEXT,
+                                                        "minItems": 1, "maxItems": MAX_IDS}],
+                                   "description": "obs_publisher_did or product_id (repeatable)"}},
+                    required=["ID"])
 
 add_vosi_endpoints(router, "datalink", "The DataLink links endpoint's absolute URL.")

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+from fastapi import APIRouter
 
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.common import (
-    VO_RESPONSES,
     VoCall,
+    add_query_endpoints,
     add_vosi_endpoints,
-    openapi_params,
     parse_maxrec,
-    vo_answer,
 )
 from obsflow.archive.vo.obscore import COLUMNS, obscore_columns, obscore_select, result_columns
 from obsflow.archive.vo.sia2 import (
@@ -60,7 +57,7 @@ def sia2_query(call: VoCall) -> bytes:
                            datalink_url=f"{call.base_url}/vo/datalink/links")
 
 
-def _openapi() -> dict[str, dict[str, Any]]:
+def _params() -> dict[str, dict[str, Any]]:
     text = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
     level = {"type": "integer", "minimum": min(CALIB_LEVELS), "maximum": max(CALIB_LEVELS)}
     # one value, or several (repeated names: OR-ed)
@@ -80,25 +77,12 @@ def _openapi() -> dict[str, dict[str, Any]]:
         "MAXREC": {"type": "integer", "minimum": 0, "description": "at most this many rows"},
         "RESPONSEFORMAT": {"type": "string", "enum": sorted(_RESPONSE_FORMATS)},
     }
-    return openapi_params(params)
+    return params
 
 
-_EXTRA = _openapi()
-_ABOUT = "POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... (docs/archive.md)."
-
-
-@router.get("/query", response_class=Response, summary="SIA v2 query (VOTable)",
-            description=_ABOUT, responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
-async def query(request: Request) -> Response:
-    """Parameters in the query string."""
-    return await vo_answer(request, sia2_query)
-
-
-@router.post("/query", response_class=Response, summary="SIA v2 query (VOTable), form body",
-             description=_ABOUT, responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
-async def query_form(request: Request) -> Response:
-    """Parameters in the form body (or the query string)."""
-    return await vo_answer(request, sia2_query)
+add_query_endpoints(router, "/query", sia2_query, name="query", summary="SIA v2 query (VOTable)",
+                    about="POS, BAND, TIME, COLLECTION, INSTRUMENT, DPTYPE, CALIB, MAXREC, ... "
+                          "(docs/archive.md).", params=_params())
 
 
 add_vosi_endpoints(router, "sia2", "The SIA2 query endpoint's absolute URL, for clients "

@@ -8,18 +8,16 @@ are not in the view the query reads.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from obsflow.archive.vo.common import (
     MAX_PARAM_LENGTH,
-    VO_RESPONSES,
     XML_OK,
     VoCall,
+    add_query_endpoints,
     add_vosi_endpoints,
-    openapi_params,
     parse_maxrec,
-    vo_answer,
     xml_response,
 )
 from obsflow.archive.vo.tap_async import add_async_endpoints
@@ -63,7 +61,9 @@ def tap_sync(call: VoCall) -> bytes:
                            datalink_url=f"{call.base_url}/vo/datalink/links")
 
 
-_EXTRA = openapi_params({
+add_query_endpoints(router, "/sync", tap_sync, name="sync",
+                    summary="TAP sync query (ADQL -> VOTable)",
+                    about="Run an ADQL query synchronously.", params={
     "REQUEST": {"type": "string", "enum": ["doQuery"]},
     "LANG": {"type": "string", "enum": sorted(_LANGS)},
     "QUERY": {"type": "string", "minLength": 1, "maxLength": MAX_PARAM_LENGTH,
@@ -73,20 +73,6 @@ _EXTRA = openapi_params({
     "RESPONSEFORMAT": {"type": "string", "enum": sorted(_FORMATS)},
     "MAXREC": {"type": "integer", "minimum": 0, "description": "at most this many rows"},
 }, required=["QUERY"])
-
-
-@router.get("/sync", response_class=Response, summary="TAP sync query (ADQL -> VOTable)",
-            responses=VO_RESPONSES, openapi_extra=_EXTRA["GET"])
-async def sync(request: Request) -> Response:
-    """Run an ADQL query synchronously (parameters in the query string)."""
-    return await vo_answer(request, tap_sync)
-
-
-@router.post("/sync", response_class=Response, summary="TAP sync query, form body",
-             responses=VO_RESPONSES, openapi_extra=_EXTRA["POST"])
-async def sync_form(request: Request) -> Response:
-    """Run an ADQL query synchronously (parameters in the form body or the query string)."""
-    return await vo_answer(request, tap_sync)
 
 
 add_vosi_endpoints(router, "tap", "TAP, tables, availability and capabilities endpoints "
