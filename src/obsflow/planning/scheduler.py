@@ -299,8 +299,8 @@ def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
     ``end`` inside its visibility, windows and PA constraint (None: there is none).
 
     Feasibility is constant inside a grid cell but for the end sample and the windows, so
-    the candidates are ``ready``, the next grid times where ``o`` is visible and the
-    windows' starts.  The PA is computed only for an observation with a ``pa_range`` (the
+    the candidates are ``ready``, then the next window's start while outside its windows,
+    else the next grid time where ``o`` is visible.  The PA is computed only for an observation with a ``pa_range`` (the
     nominal one is always allowed: None is returned for it, see :func:`_timed`)."""
     t: float | None = ready
     opens = sorted(a for a, _ in o.windows)
@@ -309,9 +309,10 @@ def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
             pa = None if o.pa_range is None else _choose_pa(profile, o, t)
             if o.pa_range is None or pa is not None:
                 return t, pa
-        later = [x for x in (grid.next_start(o, t), next((a for a in opens if a > t), None))
-                 if x is not None]
-        t = min(later) if later else None
+        if opens and not any(a <= t < b for a, b in o.windows):
+            t = next((a for a in opens if a > t), None)  # outside its windows: the next one
+        else:
+            t = grid.next_start(o, t)
     return None
 
 
