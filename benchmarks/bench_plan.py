@@ -25,13 +25,18 @@
    table of the Sun's position, which keeps astroplan's run to minutes:
    astropy's topocentric ``get_body`` per candidate and time step did not
    finish in twenty minutes on a loaded two-core machine).
-4. Reported for each: observations scheduled, total slew angle between
-   consecutive observations, filter-wheel moves and steps, idle time,
+4. Reported for each (and for obsflow's greedy pass alone, without its
+   improvement step): observations scheduled, total slew angle between
+   consecutive observations, filter-wheel moves and steps (the same
+   function of each plan's time-ordered sequence for all), idle time,
    wall-clock time.  The issue's target: obsflow schedules at least as many
    observations with at least 30% less slew and filter-wheel travel.
+5. Lower bounds for obsflow's observations in any order (:func:`bounds`),
+   against the 30% targets.
 
-Run with ``.venv/bin/python benchmarks/bench_plan.py --targets 12 --days 3`` (a few
-minutes; astroplan's SequentialScheduler takes most of it).
+Run with ``.venv/bin/python benchmarks/bench_plan.py --seed N`` (``--targets 12 --days 3``
+by default; a few minutes, astroplan takes most of it); the larger case ``--targets 30
+--days 7``.
 """
 
 from __future__ import annotations
