@@ -40,19 +40,25 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
     sequence accepted by ``feasible`` (module docstring).
 
     Stops when no 2-opt or or-opt move improves the cost, or after
-    ``max_checks`` calls of ``feasible`` (each re-times the whole plan).
+    ``max_checks`` calls of ``feasible`` (each re-times the whole plan).  ``cost`` is
+    evaluated once per ordered pair (n² calls) and looked up after that.
     """
-    seq = list(order)
-    n = len(seq)
+    items = list(order)
+    n = len(items)
+    table = [[cost(a, b) for b in items] for a in items]  # each pair once: lookups below
+    seq = list(range(n))  # positions into items
     checks = 0
 
     def c(i: int, j: int) -> float:  # cost between positions i and j; -1 and n are the ends
-        return 0.0 if i < 0 or j < 0 or i >= n or j >= n else cost(seq[i], seq[j])
+        return 0.0 if i < 0 or j < 0 or i >= n or j >= n else table[seq[i]][seq[j]]
 
-    def attempt(candidate: list[T]) -> bool:
+    def pair(a: int | None, b: int | None) -> float:
+        return 0.0 if a is None or b is None else table[a][b]
+
+    def attempt(candidate: list[int]) -> bool:
         nonlocal seq, checks
         checks += 1
-        if feasible(candidate):
+        if feasible([items[k] for k in candidate]):
             seq = candidate
             return True
         return False
@@ -67,7 +73,7 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
                 if delta < -tol and attempt(seq[:i] + seq[i:j + 1][::-1] + seq[j + 1:]):
                     improved = True
                 if checks >= max_checks:
-                    return seq
+                    return [items[k] for k in seq]
         # or-opt: move seq[i..i+m-1] (forward or reversed) before position k of the rest
         for m in (1, 2, 3, 4):
             for i in range(n - m + 1):
@@ -79,10 +85,9 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
                         continue
                     a = rest[k - 1] if k > 0 else None
                     b = rest[k] if k < len(rest) else None
-                    base = cost(a, b) if a is not None and b is not None else 0.0
+                    base = pair(a, b)
                     for s in (seg, seg[::-1]) if m > 1 else (seg,):
-                        add = ((cost(a, s[0]) if a is not None else 0.0)
-                               + (cost(s[-1], b) if b is not None else 0.0) - base)
+                        add = pair(a, s[0]) + pair(s[-1], b) - base
                         if add - gain < -tol and attempt(rest[:k] + s + rest[k:]):
                             improved = True
                             break
@@ -90,5 +95,5 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
                         continue
                     break  # seq changed: the positions of this loop are stale
                 if checks >= max_checks:
-                    return seq
-    return seq
+                    return [items[k] for k in seq]
+    return [items[k] for k in seq]
