@@ -376,7 +376,7 @@ def _simulation_table(result: SimResult) -> Table:
 @click.option("--plan", "plan_file", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Observe this plan (`obsflow plan make`) instead of the built-in one; "
-                   "truth/status.json gets each observation's status.")
+                   "truth/status.json gets each observation's status (for tests).")
 @click.option("--plan-failures", type=click.IntRange(min=0), default=None,
               help="With --plan: skip or fail this many observations (default one in eight).")
 def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hours: float | None,

@@ -1,21 +1,23 @@
 """From proposal to archive: propose -> etc -> plan -> simulate --plan -> ingest -> calibrate ->
-archive, then skip-ahead from the simulator's statuses.
+archive, then skip-ahead from the site's observation log and archive.
 
 Two smallsat programs on 64x64 subarrays (a deep field in J and K sized by the
 ETC, a calibration field in H), planned over a day, observed by the simulator
 with one observation skipped; the site's chain runs on SQLite.  The archive must
 hold exactly the executed observations' exposures (program, target, filter,
 dither points, the plan's start times and position angle) and the programs'
-PI, title and exclusive-access months; ``obsflow plan status`` must show the
-simulator's statuses and the next plan must schedule the skipped observation
-again after ``--now`` while keeping the executed ones.
+PI, title and exclusive-access months; ``obsflow plan status --site`` must
+read from the site's records the statuses the simulator drew (its truth only
+checks them: pending after ingest alone, executed once archived) and the next
+plan must schedule the skipped observation again after ``--now`` while
+keeping the executed ones.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +29,14 @@ from tests.orchestrate.conftest import make_site
 from obsflow.archive.context import Archive
 from obsflow.archive.schema import Exposure, Program
 from obsflow.cli import main
+from obsflow.config import SiteConfig
+from obsflow.db import make_engine
 from obsflow.demo import _record_programs, plan_examples
 from obsflow.exceptions import SimulationError
+from obsflow.ingest.service import ingest_once
 from obsflow.orchestrate import run_site
-from obsflow.planning.scheduler import Schedule, read_schedule
+from obsflow.planning.scheduler import Schedule, Scheduled, read_schedule
+from obsflow.planning.status import site_status
 from obsflow.planning.visibility import visible
 from obsflow.profiles import load_profile
 from obsflow.proposals import example_programs, load_program
@@ -128,15 +134,38 @@ def test_the_simulator_observes_the_plan(chain: Chain) -> None:
     assert abs(deep[0].exposure_duration - chain.etc["exposure_time_s"]) < 1e-6  # the ETC's
 
 
-def test_the_archive_holds_the_planned_exposures(chain: Chain,
-                                                 tmp_path: Path) -> None:
-    cfg = make_site(tmp_path / "site", chain.sim, profile="smallsat")
+@dataclass
+class Site:
+    cfg: SiteConfig
+    after_ingest: dict[str, str]
+    """Each observation's status from the site's records after ingest alone."""
+
+
+@pytest.fixture(scope="module")
+def site(chain: Chain, tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """The chain's downlink through a SQLite site: ingest (statuses read), then the whole
+    chain (run_site)."""
+    cfg = make_site(tmp_path_factory.mktemp("site") / "site", chain.sim, profile="smallsat")
     _record_programs(cfg, chain.folder / "sim" / "truth" / "plan.json")
+    ingest_once(cfg)
+    after_ingest = _site_status(cfg, chain.plan, max(s.end for s in chain.plan.scheduled))
     summary = run_site(cfg)
     assert summary.total("failed") == 0, summary.counts
+    return Site(cfg, after_ingest)
+
+
+def _site_status(cfg: SiteConfig, plan: Schedule, now: float) -> dict[str, str]:
+    engine = make_engine(cfg.database_url)
+    try:
+        return site_status(engine, plan, now)
+    finally:
+        engine.dispose()
+
+
+def test_the_archive_holds_the_planned_exposures(chain: Chain, site: Site) -> None:
     executed = {s.observation.key: s for s in chain.plan.scheduled
                 if chain.status[s.observation.key] == "executed"}
-    with Archive.from_site(cfg) as archive, archive.session() as session:
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
         everything = session.scalars(select(Exposure)).all()
         programs = {p.program: (p.pi_name, p.title, p.exclusive_months)
                     for p in session.scalars(select(Program))}
@@ -155,19 +184,39 @@ def test_the_archive_holds_the_planned_exposures(chain: Chain,
                         "02345": ("K. Osei", "A calibration field", 12)}
 
 
-def test_skip_ahead_from_the_simulators_statuses(chain: Chain) -> None:
-    plan, status = chain.folder / "plan.json", chain.folder / "sim" / "truth" / "status.json"
-    shown = _cli("plan", "status", str(plan), "--status", str(status))
-    skipped = next(k for k, v in chain.status.items() if v == "skipped")
-    assert sum(skipped in line and line.rstrip().endswith("skipped") for line in
-               shown.splitlines()) == 1
-    assert shown.count(" executed\n") == 2
+def test_statuses_come_from_the_sites_records(chain: Chain, site: Site) -> None:
+    """Pending while only ingested (the log says executed, nothing archived yet), executed once
+    archived, skipped as the log says: the simulator's truth, read back from the site; an
+    observation the site never heard of is missed once its slot is over, planned before."""
+    truth = chain.status
+    assert site.after_ingest == {k: "pending" if v == "executed" else v for k, v in truth.items()}
+    end = max(s.end for s in chain.plan.scheduled)
+    assert _site_status(site.cfg, chain.plan, end) == truth
+    first = chain.plan.scheduled[0]
+    ghost = Scheduled(replace(first.observation, key="01234:NOWHERE:J", target="NOWHERE"),
+                      first.start, first.end, first.pa_v3, 0.0, 0)
+    plan = Schedule(chain.plan.start, chain.plan.end, [*chain.plan.scheduled, ghost])
+    assert _site_status(site.cfg, plan, first.end + 1e-3)["01234:NOWHERE:J"] == "missed"
+    assert _site_status(site.cfg, plan, first.start)["01234:NOWHERE:J"] == "planned"
+    # an exposure outside the observation's slot is another attempt: not counted for it
+    moved = [replace(s, start=s.start + 1.0, end=s.end + 1.0) for s in chain.plan.scheduled]
+    later = Schedule(chain.plan.start, chain.plan.end + 1.0, moved)
+    assert set(_site_status(site.cfg, later, end + 2.0).values()) == {"missed"}
+
+
+def test_skip_ahead_from_the_sites_records(chain: Chain, site: Site) -> None:
+    plan = chain.folder / "plan.json"
     end = max(s.end for s in chain.plan.scheduled)
     from astropy.time import Time
 
     now = Time(end, format="mjd").isot
-    _cli("plan", "make", "--profile", "smallsat", "--after", str(plan), "--status", str(status),
-         "--now", now, "--out", str(chain.folder / "next.json"))
+    shown = _cli("plan", "status", str(plan), "--site", str(site.cfg.root), "--now", now)
+    skipped = next(k for k, v in chain.status.items() if v == "skipped")
+    assert sum(skipped in line and line.rstrip().endswith("skipped") for line in
+               shown.splitlines()) == 1
+    assert shown.count(" executed\n") == 2
+    _cli("plan", "make", "--profile", "smallsat", "--after", str(plan), "--site",
+         str(site.cfg.root), "--now", now, "--out", str(chain.folder / "next.json"))
     nxt = read_schedule(chain.folder / "next.json")
     again = {s.observation.key: s for s in nxt.scheduled}
     assert set(again) == set(chain.status) and not nxt.unscheduled

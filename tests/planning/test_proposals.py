@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from astropy.time import Time
 from click.testing import CliRunner
 
 from obsflow.cli import main
 from obsflow.exceptions import ProposalError
-from obsflow.planning.scheduler import default_cycle
+from obsflow.planning.scheduler import default_cycle, read_schedule
 from obsflow.profiles import load_profile
 from obsflow.proposals import check_program, example_programs, load_program
+from obsflow.site import init_site
 
 PROF = load_profile("webb_like")
 GOOD = """
@@ -87,14 +89,19 @@ def test_cli_check_make_status(tmp_path: Path) -> None:
     plan = tmp_path / "plan.json"
     res = runner.invoke(main, ["plan", "make", "--out", str(plan), *examples])
     assert res.exit_code == 0 and "scheduled 5/5" in res.output, res.output
-    res = runner.invoke(main, ["plan", "status", str(plan)])
-    assert res.exit_code == 0 and res.output.count("planned") == 5
-    status = tmp_path / "status.json"
-    status.write_text('{"01234:DEEP-FIELD-1:F150W": "failed"}')
-    res = runner.invoke(main, ["plan", "status", "--status", str(status), str(plan)])
-    assert "failed" in res.output
+    # a site that has heard nothing: planned before the slots, missed after them
+    site = str(init_site(tmp_path / "site", profile="webb_like", env={}).root)
+    sched = read_schedule(plan)
+    before, after = (Time(t, format="mjd").isot for t in (sched.start,
+                                                           sched.scheduled[-1].end + 0.01))
+    res = runner.invoke(main, ["plan", "status", str(plan), "--site", site, "--now", before])
+    assert res.exit_code == 0 and res.output.count(" planned\n") == 5, res.output
+    res = runner.invoke(main, ["plan", "status", str(plan), "--site", site, "--now", after])
+    assert res.exit_code == 0 and res.output.count(" missed\n") == 5, res.output
     res = runner.invoke(main, ["plan", "make", "--out", str(tmp_path / "next.json"), "--after",
-                               str(plan), "--status", str(status), "--now", "2026-10-29"])
+                               str(plan), "--site", site, "--now", "2026-10-29"])
     assert res.exit_code == 0 and "scheduled 5/5" in res.output, res.output
+    res = runner.invoke(main, ["plan", "status", str(plan), "--site", site, "--now", "noon"])
+    assert res.exit_code == 2 and "--now: 'noon' is not an ISO date/time" in res.output
     res = runner.invoke(main, ["plan", "visibility", "--ra", "53.16", "--dec", "-27.78"])
     assert res.exit_code == 0 and "PA_V3" in res.output

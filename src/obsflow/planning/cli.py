@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -15,23 +14,49 @@ _cycle_option = click.option("--start", default=None,
                              help="Cycle start, ISO date (default: mission epoch + 300 days).")
 _days_option = click.option("--days", type=float, default=None,
                             help="Cycle length in days (default 365).")
+_site_option = click.option("--site", "site_dir", default=None,
+                            type=click.Path(file_okay=False, path_type=Path),
+                            help="Site folder whose observation log and archive give each "
+                                 "observation's status (default $OBSFLOW_HOME or "
+                                 "./obsflow-site).")
+
+
+def _site_status(site_dir: Path | None, plan, now: float | None):  # type: ignore[no-untyped-def]
+    """Each observation's status in ``plan`` from the site's records (planning.status)."""
+    from obsflow.config import default_site_root
+    from obsflow.db import make_engine
+    from obsflow.planning.status import site_status
+    from obsflow.site import open_site
+
+    cfg = open_site((site_dir or default_site_root()).expanduser().resolve())
+    engine = make_engine(cfg.database_url)
+    try:
+        return site_status(engine, plan, now)
+    finally:
+        engine.dispose()
 
 
 def _cycle(profile, start: str | None, days: float | None,  # type: ignore[no-untyped-def]
            default_days: float) -> tuple[float, float]:
-    from astropy.time import Time
-
-    from obsflow.exceptions import PlanningError
     from obsflow.planning.scheduler import default_cycle
 
     if start is None:
         t0 = default_cycle(profile)[0]
     else:
-        try:
-            t0 = float(Time(start, scale="utc").mjd)
-        except ValueError as exc:
-            raise PlanningError(f"--start: {start!r} is not an ISO date/time") from exc
+        t0 = _mjd("--start", start)
     return t0, t0 + (days if days is not None else default_days)
+
+
+def _mjd(option: str, value: str) -> float:
+    """``value`` (an ISO date/time, UTC) as MJD; PlanningError naming ``option`` if it is not."""
+    from astropy.time import Time
+
+    from obsflow.exceptions import PlanningError
+
+    try:
+        return float(Time(value, scale="utc").mjd)
+    except ValueError as exc:
+        raise PlanningError(f"{option}: {value!r} is not an ISO date/time") from exc
 
 
 @click.group("propose")
@@ -72,18 +97,14 @@ def plan_group() -> None:
               help="Plan file to write (JSON).")
 @click.option("--after", "previous", default=None,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Reschedule this plan (skip-ahead) with --status and --now.")
-@click.option("--status", "status_file", default=None,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON {observation key: executed|skipped|failed} (with --after).")
+              help="Reschedule this plan (skip-ahead) from the --site's records at --now.")
+@_site_option
 @click.option("--now", default=None, help="ISO time the next plan starts (with --after).")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 def plan_make(profile: str, start: str | None, days: float | None, out: Path,
-              previous: Path | None, status_file: Path | None, now: str | None,
+              previous: Path | None, site_dir: Path | None, now: str | None,
               files: tuple[Path, ...]) -> None:
     """Schedule program FILES into a time-ordered plan (or reschedule one with --after)."""
-    from astropy.time import Time
-
     from obsflow.exceptions import PlanningError
     from obsflow.planning.scheduler import (
         observations,
@@ -98,13 +119,11 @@ def plan_make(profile: str, start: str | None, days: float | None, out: Path,
 
     prof = load_profile(profile)
     if previous is not None:
-        if status_file is None or now is None or files:
-            raise PlanningError("--after needs --status and --now and no program files")
-        status = json.loads(status_file.read_text())
-        if not isinstance(status, dict):
-            raise PlanningError(f"{status_file}: expected a JSON object {{key: status}}")
-        sched = reschedule(read_schedule(previous), status, prof,
-                           float(Time(now, scale="utc").mjd))
+        if now is None or files:
+            raise PlanningError("--after needs --now and no program files")
+        mjd = _mjd("--now", now)
+        before = read_schedule(previous)
+        sched = reschedule(before, _site_status(site_dir, before, mjd), prof, mjd)
     else:
         if not files:
             raise PlanningError("give program files to schedule (or --after PLAN)")
@@ -128,18 +147,21 @@ def _print_report(report: dict[str, float]) -> None:
 
 
 @plan_group.command("status")
-@click.option("--status", "status_file", default=None,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON {observation key: executed|skipped|failed} from the observatory.")
+@_site_option
+@click.option("--now", default=None,
+              help="ISO time (default: the current time): a silent observation whose slot ended "
+                   "before it is 'missed'.")
 @click.argument("plan", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def plan_status(status_file: Path | None, plan: Path) -> None:
-    """Show PLAN: each observation's time and status, then the report."""
+def plan_status(site_dir: Path | None, now: str | None, plan: Path) -> None:
+    """Show PLAN: each observation's time and status from the site's observation log and
+    archive (executed, pending, skipped, failed, missed, planned), then the report."""
     from astropy.time import Time
 
     from obsflow.planning.scheduler import read_schedule
 
     sched = read_schedule(plan)
-    status = json.loads(status_file.read_text()) if status_file else {}
+    mjd = float(Time.now().utc.mjd) if now is None else _mjd("--now", now)
+    status = _site_status(site_dir, sched, mjd)
     for s in sched.scheduled:
         when = Time(s.start, format="mjd").isot[:19]
         click.echo(f"{when}  {s.observation.key:32s} PA {s.pa_v3:6.1f}  "

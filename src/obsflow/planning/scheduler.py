@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,15 @@ import numpy as np
 
 from obsflow.exceptions import PlanningError
 from obsflow.fileio import atomic_path
+from obsflow.planning.ordering import improve_order, tour_cost
 from obsflow.planning.visibility import allowed_pa, nominal_pa_v3, pa_allowed, planning_of, visible
 from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
 
-__all__ = ["STATUSES", "Observation", "Schedule", "Scheduled", "default_cycle", "filter_steps",
-           "observations", "program_info", "reschedule",
-           "read_schedule", "schedule", "separation_deg", "slew_seconds", "write_schedule"]
+__all__ = ["KEPT", "STATUSES", "Observation", "Schedule", "Scheduled", "default_cycle",
+           "filter_steps", "observations", "program_info", "reschedule",
+           "read_schedule", "schedule", "separation_deg", "slew_seconds", "travel_cost",
+           "write_schedule"]
 
 _DAY_S = 86400.0
 
@@ -233,8 +235,9 @@ class _State:
 
 
 def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
-             step_days: float | None = None) -> Schedule:
-    """Place ``obs`` between MJD ``start`` and ``end`` (module docstring)."""
+             step_days: float | None = None, improve: bool = True) -> Schedule:
+    """Place ``obs`` between MJD ``start`` and ``end`` (module docstring); ``improve=False``
+    keeps the greedy order (no local search)."""
     if not end > start:
         raise PlanningError(f"schedule: end {end} must be after start {start} (MJD)")
     plan = planning_of(profile)
@@ -277,7 +280,122 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
         state = _State(min(nexts), state.ra, state.dec, state.filter)
     out.unscheduled += [(o, "no time left in the plan inside its windows")
                         for o in remaining.values()]
+    if improve and len(out.scheduled) > 2:
+        out.scheduled, out.unscheduled = _improved(out.scheduled, out.unscheduled, grid,
+                                                   profile, start, end)
     return out
+
+
+def travel_cost(plan: Planning, wheel: list[str], a: Observation, b: Observation) -> float:
+    """Seconds the two mechanisms travel from ``a`` to ``b``: the slew (settle included) plus
+    the filter wheel's steps (what :func:`schedule`'s improvement step minimises)."""
+    return (slew_seconds(plan, separation_deg(a.ra, a.dec, b.ra, b.dec))
+            + filter_steps(wheel, a.filter, b.filter) * plan.filter_step_s)
+
+
+def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
+              end: float) -> tuple[float, float | None] | None:
+    """The earliest start (and its V3 PA) of ``o`` at or after MJD ``ready`` that ends by
+    ``end`` inside its visibility, windows and PA constraint (None: there is none).
+
+    Feasibility is constant inside a grid cell but for the end sample and the windows, so
+    the candidates are ``ready``, then the next window's start while outside its windows,
+    else the next grid time where ``o`` is visible.  The PA is computed only for an observation with a ``pa_range`` (the
+    nominal one is always allowed: None is returned for it, see :func:`_timed`)."""
+    t: float | None = ready
+    opens = sorted(a for a, _ in o.windows)
+    while t is not None and t + o.duration_s / _DAY_S <= end:
+        if grid.feasible(o, t, t + o.duration_s / _DAY_S):
+            pa = None if o.pa_range is None else _choose_pa(profile, o, t)
+            if o.pa_range is None or pa is not None:
+                return t, pa
+        if opens and not any(a <= t < b for a, b in o.windows):
+            t = next((a for a in opens if a > t), None)  # outside its windows: the next one
+        else:
+            t = grid.next_start(o, t)
+    return None
+
+
+def _timed(order: list[Observation], grid: _Grid, profile: Profile, start: float,
+           end: float) -> list[Scheduled] | None:
+    """``order`` placed as early as possible one after the other from ``start`` (None if one
+    of them no longer fits)."""
+    plan = planning_of(profile)
+    wheel = [f.name for f in profile.instruments[0].filters]
+    out: list[Scheduled] = []
+    t, prev = start, None
+    for o in order:
+        slew = 0.0 if prev is None else separation_deg(prev.ra, prev.dec, o.ra, o.dec)
+        steps = filter_steps(wheel, None if prev is None else prev.filter, o.filter)
+        move = max(slew_seconds(plan, slew), steps * plan.filter_step_s)
+        placed = _earliest(grid, profile, o, t + move / _DAY_S, end)
+        if placed is None:
+            return None
+        t0, pa = placed
+        out.append(Scheduled(o, t0, t0 + o.duration_s / _DAY_S, math.nan if pa is None else pa,
+                             slew, steps, move))
+        t, prev = t0 + o.duration_s / _DAY_S, o
+    return out
+
+
+def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid: _Grid,
+              profile: Profile, start: float, end: float
+              ) -> tuple[list[Scheduled], list[tuple[Observation, str]]]:
+    """The improvement step: ``greedy``'s plan made cheaper in :func:`travel_cost` without
+    placing fewer observations or changing the priorities of what is placed.
+
+    1. :func:`~obsflow.planning.ordering.improve_order` reorders the greedy's observations;
+    2. each placed observation may be exchanged for an unplaced one of the same priority
+       (inserted where it costs least) when the plan still fits and gets cheaper, then the
+       order is improved again.
+    Every candidate is re-timed as early as possible (:func:`_timed`) and must end by the
+    greedy plan's last end (the plan may not get longer: a cheaper order that waits days for
+    a window is no better); the greedy plan is returned unchanged unless the result fits and
+    costs less."""
+    plan = planning_of(profile)
+    wheel = [f.name for f in profile.instruments[0].filters]
+    order = [s.observation for s in greedy]
+
+    def cost(a: Observation, b: Observation) -> float:
+        return travel_cost(plan, wheel, a, b)
+
+    end = min(end, greedy[-1].end)  # no later than the greedy plan: no idle time added
+
+    def fits(seq: list[Observation]) -> bool:
+        return _timed(seq, grid, profile, start, end) is not None
+
+    if not fits(order):
+        return greedy, left
+    best = improve_order(order, cost, fits)
+    spare = [o for o, why in left if why.startswith("no time")]
+    for out_o in list(best):
+        for in_o in [o for o in spare if o.priority == out_o.priority]:
+            rest = [o for o in best if o is not out_o]
+            here = tour_cost(best, cost)
+            tries = sorted(range(len(rest) + 1),
+                           key=lambda k: tour_cost(rest[max(k - 1, 0):k] + [in_o] + rest[k:k + 1],
+                                                   cost))
+            for k in tries[:3]:
+                cand = rest[:k] + [in_o] + rest[k:]
+                if tour_cost(cand, cost) < here and fits(cand):
+                    best = improve_order(cand, cost, fits)
+                    spare = [o for o in spare if o is not in_o] + [out_o]
+                    break
+            else:
+                continue
+            break
+    if tour_cost(best, cost) >= tour_cost(order, cost):
+        return greedy, left
+    timed = _timed(best, grid, profile, start, end)
+    if timed is None:
+        return greedy, left
+    placed = {o.key for o in best}
+    left = [(o, why) for o, why in left if o.key not in placed]
+    left += [(o, "no time left in the plan inside its windows") for o in order
+             if o.key not in placed]
+    return [s if not math.isnan(s.pa_v3) else replace(s, pa_v3=_choose_pa(profile, s.observation,
+                                                                             s.start) or 0.0)
+            for s in timed], left
 
 
 def write_schedule(path: Path, sched: Schedule, profile: Profile) -> Path:
@@ -326,23 +444,26 @@ def default_cycle(profile: Profile) -> tuple[float, float]:
     return start, start + 365.0
 
 
-STATUSES = ("executed", "skipped", "failed")
-"""What an observation's execution can report (the observation log's values)."""
+STATUSES = ("executed", "pending", "skipped", "failed", "missed", "planned")
+"""An observation's status (:func:`obsflow.planning.status.site_status` says what each means)."""
+
+KEPT = ("executed", "pending")
+"""Statuses :func:`reschedule` keeps where they ran (the others are scheduled again)."""
 
 
 def reschedule(previous: Schedule, status: dict[str, str], profile: Profile,
                now: float) -> Schedule:
     """The next plan after ``previous`` ran until MJD ``now`` (skip-ahead).
 
-    ``status`` maps observation keys to one of :data:`STATUSES`.  Executed
-    observations are kept as they were; those that failed or were skipped,
-    and every one not yet started at ``now`` or never placed, are scheduled
-    again from ``now`` to the end of ``previous``.
+    ``status`` maps observation keys to one of :data:`STATUSES` (a missing
+    key counts as ``planned``).  Observations in :data:`KEPT` stay as they
+    ran; the others, and every one never placed, are scheduled again from
+    ``now`` to the end of ``previous``.
     """
     for key, value in status.items():
         if value not in STATUSES:
             raise PlanningError(f"status of {key}: {value!r} is not one of {', '.join(STATUSES)}")
-    done = [s for s in previous.scheduled if status.get(s.observation.key) == "executed"]
+    done = [s for s in previous.scheduled if status.get(s.observation.key) in KEPT]
     again = [s.observation for s in previous.scheduled if s not in done]
     again += [o for o, _ in previous.unscheduled]
     nxt = schedule(again, profile, max(now, previous.start), previous.end)

@@ -16,8 +16,9 @@ default one in eight, none for fewer than eight) are skipped or failed as a
 whole, alternately: no science data, their exposures in the observation log
 with that status.  :func:`observe_plan` also gives every scheduled
 observation's status by key, which ``simulate`` writes as
-``truth/status.json``, the file ``obsflow plan status --status`` and
-``obsflow plan make --after`` read.
+``truth/status.json``: the truth that ``obsflow plan status --site`` and
+``obsflow plan make --after`` (reading the site's observation log and
+archive, :mod:`obsflow.planning.status`) are tested against.
 """
 
 from __future__ import annotations

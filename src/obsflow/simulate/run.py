@@ -75,7 +75,7 @@ class SimOptions:
     plan: Path | None = None
     """When given, observe this plan file (``obsflow plan make``) instead of the built-in
     plan (see :mod:`obsflow.simulate.planned`); ``truth/status.json`` gets each
-    observation's status."""
+    observation's status (the truth :mod:`obsflow.planning.status` is tested against)."""
     plan_failures: int | None = None
     """With ``plan``: how many observations to skip or fail (default one in eight)."""
 
