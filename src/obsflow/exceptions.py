@@ -83,6 +83,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "ExecutorError",
+    "HipsError",
     "JobNotFoundError",
     "JobStateError",
     "ObsflowError",
@@ -253,6 +254,11 @@ class ProductFileError(ArchiveError, ValueError):
     """A product file that cannot be read or registered (empty, not FITS, truncated, a keyword,
     HDU, data type or shape not as expected); the message names the file, the HDU or keyword and
     what was expected."""
+
+
+class HipsError(ArchiveError):
+    """The archive's HiPS cannot be built: an input image without a 2-D SCI and celestial WCS,
+    or the site's ``hips`` path is not the link obsflow makes."""
 
 
 class ChecksumMismatchError(ArchiveError):
