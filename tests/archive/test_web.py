@@ -234,7 +234,8 @@ def test_product_page_readable_values_header_and_exposure_products(web: WebSite)
     assert "EXTNAME = &#39;SCI" in mine.text
 
 
-def _driver(profile: Path):  # type: ignore[no-untyped-def]
+def _driver(profile: Path, *extra: str):  # type: ignore[no-untyped-def]
+    """Headless Chromium with its profile in ``profile`` and ``extra`` flags."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -248,7 +249,7 @@ def _driver(profile: Path):  # type: ignore[no-untyped-def]
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1280,1000",
-                 f"--user-data-dir={profile}"):
+                 f"--user-data-dir={profile}", *extra):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 

@@ -45,11 +45,12 @@ from obsflow.archive.policy import ANONYMOUS, utcnow
 from obsflow.archive.previews import stretch
 from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.search import visible_products
+from obsflow.config import SiteConfig
 from obsflow.exceptions import HipsError
 
 __all__ = ["ALLSKY_ORDER", "HIPS_LINK", "HipsBuild", "HipsSource", "MAX_GRID_PIXELS",
            "MAX_ORDER", "TILE_WIDTH", "allsky_image", "build_hips", "hips_order",
-           "hips_sources", "read_properties", "site_hips_dir", "tile_path"]
+           "hips_sources", "read_properties", "site_hips", "site_hips_dir", "tile_path"]
 
 TILE_WIDTH = 512
 """Width and height of a tile, pixels (HiPS ``hips_tile_width``)."""
@@ -347,3 +348,16 @@ def build_hips(archive: Archive, root: Path, *, now: datetime | None = None,
     _link(root, build)
     _remove_stale(root, [build])
     return HipsBuild(build, order, tuple(sources), tiles)
+
+
+def site_hips(cfg: SiteConfig) -> str:
+    """Build the HiPS of the site ``cfg`` (``obsflow archive hips``, the demo); say what was
+    made."""
+    with Archive.from_site(cfg) as arch:
+        built = build_hips(arch, cfg.root)
+    if built is None:
+        return "no public image (i2d or cal) in the archive yet: no HiPS built"
+    targets = sorted({s.target for s in built.sources})
+    return (f"HiPS of the public images {site_hips_dir(cfg.root)}: {len(built.sources)} images "
+            f"of {', '.join(targets)}, order {built.order}, {built.tiles} tiles (the search "
+            "page's sky map)")
