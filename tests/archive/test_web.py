@@ -256,6 +256,9 @@ def _driver(profile: Path, *extra: str):  # type: ignore[no-untyped-def]
 
 _IMAGES_LOADED = ("return Array.from(document.images).every("
                   "i => i.complete && i.naturalWidth > 0) && document.images.length")
+_THUMBS_LOADED = ("const t = Array.from(document.querySelectorAll('article.obs img'));"
+                  "return t.every(i => i.complete && i.naturalWidth > 0) && t.length")
+"""The results' thumbnails loaded (the sky map's controls are images too)."""
 
 
 def _cards(driver) -> set[str]:  # type: ignore[no-untyped-def]
@@ -448,7 +451,7 @@ def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
     try:
         wait = WebDriverWait(driver, 20)
         driver.get(f"{web.url}/search?instrument=SSCAM")
-        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) == 4  # one per exposure
+        assert wait.until(lambda d: d.execute_script(_THUMBS_LOADED)) == 4  # one per exposure
         cards = driver.find_elements("css selector", "article.obs")
         assert len(cards) == 5  # 4 public observations, 1 proprietary listed by its metadata
         locked = driver.find_element("css selector", "article.obs.locked")
