@@ -34,6 +34,7 @@ The hierarchy::
     │   ├── ProductNotFoundError(LookupError)  no such product, or one the caller may not see
     │   ├── ProductFileError(ValueError)       a file that cannot be registered (what is missing)
     │   ├── ChecksumMismatchError              stored bytes differ from the recorded sha256
+    │   ├── HipsError                          the HiPS cannot be built (an input image, the hips link)
     │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
     │   │   └── TooManyAttemptsError           too many bad credentials from one address
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
