@@ -273,3 +273,26 @@ def test_browser_sky_map(site: HipsSite, server: str, tmp_path: Path) -> None:
                        driver.find_elements("css selector", "article.obs")}
     finally:
         driver.quit()
+
+
+def test_hips_command(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from obsflow.cli import main
+    from obsflow.site import init_site
+
+    root = tmp_path / "site"
+    init_site(root, profile="smallsat")
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, [*args, "--site", str(root)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "no public image" in run("archive", "hips")
+    run("archive", "program", "add", "03456", "--exclusive-months", "0")
+    run("archive", "add", str(write_product(tmp_path / "in", meta(**CAL))))
+    said = run("archive", "hips")
+    assert "1 images of CAL-FIELD, order 10" in said and str(site_hips_dir(root)) in said
+    assert read_properties(site_hips_dir(root))["hips_order"] == "10"
