@@ -46,6 +46,7 @@ from obsflow.archive.hips import (
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.web import routers
 from obsflow.archive.web.skymap import MAP_CSP
+from obsflow.exceptions import HipsError
 
 NOW = datetime(2026, 6, 1)
 LATER = datetime(2028, 1, 1)  # the proprietary program's data are public by then
@@ -296,3 +297,22 @@ def test_hips_command(tmp_path: Path) -> None:
     said = run("archive", "hips")
     assert "1 images of CAL-FIELD, order 10" in said and str(site_hips_dir(root)) in said
     assert read_properties(site_hips_dir(root))["hips_order"] == "10"
+
+
+def test_an_image_without_celestial_wcs_is_named(tmp_path: Path) -> None:
+    archive = make_archive(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "store")
+    try:
+        register_program(archive, "03456", exclusive_months=0)
+        path = write_product(tmp_path / "in", meta(**CAL))
+        with fits.open(path, mode="update") as hdul:
+            for key in ("CTYPE1", "CTYPE2"):
+                del hdul["SCI"].header[key]
+            hdul["SCI"].add_checksum()
+        product = register_product(archive, path).product_id
+        with pytest.raises(HipsError, match=f"{product}: SCI is not a 2-D image with a "
+                                            "celestial WCS"):
+            build_hips(archive, tmp_path, now=NOW)
+        assert not site_hips_dir(tmp_path).exists()
+        assert not list(tmp_path.glob("hips-builds/*"))  # nothing half-written left
+    finally:
+        archive.close()

@@ -126,22 +126,36 @@ def hips_sources(archive: Archive, now: datetime | None = None) -> list[HipsSour
     return chosen
 
 
-def _read_image(archive: Archive, source: HipsSource) -> tuple[np.ndarray, Any]:
-    """The ``SCI`` image (float32) and its celestial WCS of ``source``."""
-    from astropy.io import fits
+def _sci(hdul: Any, source: HipsSource) -> tuple[Any, Any]:
+    """The ``SCI`` HDU of an open product and its celestial WCS (checked)."""
     from astropy.wcs import WCS, FITSFixedWarning
 
-    with archive.settings.store.open(source.key) as handle, fits.open(handle) as hdul:
-        if "SCI" not in hdul:
-            raise HipsError(f"{source.product_id}: no SCI extension to put in the HiPS")
-        hdu = hdul["SCI"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FITSFixedWarning)
-            wcs = WCS(hdu.header).celestial
-        data = np.asarray(hdu.data, dtype=np.float32)
-    if data.ndim != 2 or not wcs.has_celestial:
+    if "SCI" not in hdul:
+        raise HipsError(f"{source.product_id}: no SCI extension to put in the HiPS")
+    hdu = hdul["SCI"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(hdu.header).celestial
+    if hdu.header.get("NAXIS") != 2 or not wcs.has_celestial:
         raise HipsError(f"{source.product_id}: SCI is not a 2-D image with a celestial WCS")
-    return data, wcs
+    return hdu, wcs
+
+
+def _read_wcs(archive: Archive, source: HipsSource) -> Any:
+    """The celestial WCS of ``source``'s ``SCI`` image (its header only is read)."""
+    from astropy.io import fits
+
+    with archive.settings.store.open(source.key) as handle, fits.open(handle) as hdul:
+        return _sci(hdul, source)[1]
+
+
+def _read_image(archive: Archive, source: HipsSource) -> tuple[np.ndarray, Any]:
+    """The ``SCI`` image (float32) of ``source`` and its celestial WCS."""
+    from astropy.io import fits
+
+    with archive.settings.store.open(source.key) as handle, fits.open(handle) as hdul:
+        hdu, wcs = _sci(hdul, source)
+        return np.asarray(hdu.data, dtype=np.float32), wcs
 
 
 def hips_order(pixel_deg: float) -> int:
@@ -320,7 +334,7 @@ def build_hips(archive: Archive, root: Path, *, now: datetime | None = None,
     by_target: dict[str, list[HipsSource]] = {}
     for s in sources:
         by_target.setdefault(s.target, []).append(s)
-    scales = [_pixel_deg(_read_image(archive, s)[1]) for s in sources]
+    scales = [_pixel_deg(_read_wcs(archive, s)) for s in sources]
     order = hips_order(min(scales))
     builds = root / _BUILDS
     builds.mkdir(parents=True, exist_ok=True)
