@@ -25,12 +25,14 @@ crashed build is simply re-run (stale builds are removed by the next one).
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -312,8 +314,21 @@ def _remove_stale(root: Path, keep: Iterable[Path]) -> None:
     """Remove the builds of ``root`` other than ``keep`` (earlier builds, crashed ones)."""
     kept = {p.resolve() for p in keep}
     for old in (root / _BUILDS).iterdir():
-        if old.resolve() not in kept:
+        if old.name != ".lock" and old.resolve() not in kept:
             shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _one_build_at_a_time(builds: Path) -> Iterator[None]:
+    """Hold the lock of ``builds`` (``.lock``, ``flock``): a second build waits for the first,
+    so that neither removes the other's folders as stale."""
+    builds.mkdir(parents=True, exist_ok=True)
+    fd = os.open(builds / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def build_hips(archive: Archive, root: Path, *, now: datetime | None = None,
@@ -323,11 +338,15 @@ def build_hips(archive: Archive, root: Path, *, now: datetime | None = None,
     image yet.
 
     Re-running it after new products rebuilds the whole HiPS; the previous one is served
-    until the new one is complete.
+    until the new one is complete.  Two builds of one site run one after the other.
     """
+    with _one_build_at_a_time(root / _BUILDS):
+        return _build(archive, root, now or utcnow(), title)
+
+
+def _build(archive: Archive, root: Path, now: datetime, title: str) -> HipsBuild | None:
     from reproject.hips import coadd_hips
 
-    now = now or utcnow()
     sources = hips_sources(archive, now)
     if not sources:
         return None
@@ -337,7 +356,6 @@ def build_hips(archive: Archive, root: Path, *, now: datetime | None = None,
     scales = [_pixel_deg(_read_wcs(archive, s)) for s in sources]
     order = hips_order(min(scales))
     builds = root / _BUILDS
-    builds.mkdir(parents=True, exist_ok=True)
     build = builds / f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     work = builds / f".work-{build.name}"
     work.mkdir()
