@@ -39,6 +39,7 @@ from obsflow.archive.hips import (
     build_hips,
     hips_order,
     hips_sources,
+    moc_cells,
     read_properties,
     site_hips_dir,
     tile_path,
@@ -119,6 +120,19 @@ def test_properties_follow_the_hips_standard(site: HipsSite) -> None:
     assert not (hips / "index.html").exists()  # reproject's page loads Aladin from a CDN
     with Image.open(hips / f"Norder{ALLSKY_ORDER}" / "Allsky.png") as allsky:
         assert allsky.size == (27 * ALLSKY_TILE, 29 * ALLSKY_TILE)
+
+
+def test_moc_lists_the_deepest_tiles_in_normal_form(site: HipsSite) -> None:
+    # four siblings become their parent, recursively; a lone cell stays at its order
+    assert moc_cells(2, [0, 1, 2, 3, 17]).tolist() == [4 * 4 + 0, 4 * 16 + 17]
+    assert moc_cells(1, range(48)).tolist() == list(range(4, 16))  # the whole sky at order 0
+    hips = site_hips_dir(site.root)
+    with fits.open(hips / "Moc.fits") as hdul:
+        header, uniq = hdul[1].header, hdul[1].data["UNIQ"]
+    assert (header["PIXTYPE"], header["ORDERING"], header["COORDSYS"]) == ("HEALPIX", "NUNIQ",
+                                                                           "C")
+    tiles = sorted(int(p.stem[4:]) for p in hips.glob("Norder10/Dir*/Npix*.png"))
+    assert uniq.tolist() == moc_cells(10, tiles).tolist() and len(tiles) >= 1
 
 
 def test_allsky_places_tile_n_at_column_n_mod_27(tmp_path: Path) -> None:

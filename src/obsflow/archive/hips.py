@@ -52,7 +52,7 @@ from obsflow.exceptions import HipsError
 
 __all__ = ["ALLSKY_ORDER", "HIPS_LINK", "HipsBuild", "HipsSource", "MAX_GRID_PIXELS",
            "MAX_ORDER", "TILE_WIDTH", "allsky_image", "build_hips", "hips_order",
-           "hips_sources", "read_properties", "site_hips", "site_hips_dir", "tile_path"]
+           "hips_sources", "moc_cells", "read_properties", "site_hips", "site_hips_dir", "tile_path"]
 
 TILE_WIDTH = 512
 """Width and height of a tile, pixels (HiPS ``hips_tile_width``)."""
@@ -247,6 +247,36 @@ def allsky_image(folder: Path) -> Image.Image:
     return sky
 
 
+def moc_cells(order: int, pixels: Iterable[int]) -> np.ndarray:
+    """The MOC (IVOA MOC 1.1) of the nested HEALPix ``pixels`` at ``order``, as sorted NUNIQ
+    numbers ``4 * 4**k + pixel``: every four sibling cells merged into their parent, up to
+    order 0 (the normal form)."""
+    cells: list[int] = []
+    level = set(int(p) for p in pixels)
+    for k in range(order, 0, -1):
+        parents: dict[int, int] = {}
+        for p in level:
+            parents[p >> 2] = parents.get(p >> 2, 0) + 1
+        full = {q for q, n in parents.items() if n == 4}
+        cells.extend(4 * 4**k + p for p in level if p >> 2 not in full)
+        level = full
+    cells.extend(4 + p for p in level)
+    return np.array(sorted(cells), dtype=np.int64)
+
+
+def _write_moc(folder: Path, order: int) -> None:
+    """``Moc.fits``: where the HiPS has tiles of ``order`` (HiPS 1.0 section 4.4.3; MOC 1.1
+    FITS serialisation: a binary table of NUNIQ numbers)."""
+    from astropy.io import fits
+
+    pixels = [int(p.stem.removeprefix("Npix")) for p in folder.glob(f"Norder{order}/Dir*/Npix*.png")]
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name="UNIQ", format="K", array=moc_cells(order, pixels))])
+    table.header.update({"PIXTYPE": "HEALPIX", "ORDERING": "NUNIQ", "COORDSYS": "C",
+                         "MOCORDER": order, "MOCTOOL": "obsflow"})
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(folder / "Moc.fits")
+
+
 def read_properties(folder: Path) -> dict[str, str]:
     """The ``properties`` file of the HiPS in ``folder`` (``key = value`` lines)."""
     values = {}
@@ -371,6 +401,7 @@ def _build(archive: Archive, root: Path, now: datetime, title: str) -> HipsBuild
         allsky = build / f"Norder{ALLSKY_ORDER}" / "Allsky.png"
         allsky.parent.mkdir(parents=True, exist_ok=True)
         allsky_image(build).save(allsky)
+        _write_moc(build, order)
         tiles = sum(1 for _ in build.glob("Norder*/Dir*/Npix*.png"))
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)

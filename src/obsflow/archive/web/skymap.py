@@ -33,11 +33,12 @@ _STATIC_TYPES = {"skymap.js": "text/javascript; charset=utf-8",
                  "aladin-lite/README.md": "text/markdown; charset=utf-8"}
 """The files served under ``/static/`` and their media types (nothing else is)."""
 
-_HIPS_FILE = re.compile(r"properties|Norder\d{1,2}/Allsky\.png"
+_HIPS_FILE = re.compile(r"properties|Moc\.fits|Norder\d{1,2}/Allsky\.png"
                         r"|Norder(\d{1,2})/Dir(\d{1,12})/Npix(\d{1,14})\.png")
 """The paths of a HiPS that ``/hips/`` serves."""
 
-_HIPS_TYPES = {".png": "image/png", "": "text/plain; charset=utf-8"}
+_HIPS_TYPES = {".png": "image/png", ".fits": "application/fits",
+               "": "text/plain; charset=utf-8"}
 
 MAP_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval' "
            "'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
