@@ -233,6 +233,7 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
              simulate_with_progress: Callable[[Path, SimOptions], SimResult],
              console: Console, proposals: bool = False) -> float:
     """Run the demo at ``root`` (see the module docstring); return the chain's seconds."""
+    from obsflow.archive.hips import site_hips
     from obsflow.kernel_cache import announce_compilation
 
     started = time.perf_counter()
@@ -260,6 +261,7 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     _drop([downlink / n for n in result.downlink_files if "_retx" in n], cfg.incoming_dir)
     summary = _run_chain(cfg, console, "retransmission: ingest -> calibrate -> archive")
     console.print(_archive_table(cfg))
+    console.print(site_hips(cfg), markup=False)
     seconds = time.perf_counter() - started
     _print_reprocessing_tour(console, cfg, result.out)
     url = f"http://{cfg.server.host}:{cfg.server.port}/"

@@ -34,6 +34,7 @@ The hierarchy::
     │   ├── ProductNotFoundError(LookupError)  no such product, or one the caller may not see
     │   ├── ProductFileError(ValueError)       a file that cannot be registered (what is missing)
     │   ├── ChecksumMismatchError              stored bytes differ from the recorded sha256
+    │   ├── HipsError                          the HiPS cannot be built (an input image, the hips link)
     │   ├── AuthenticationError(PermissionError) unknown, expired or malformed credentials
     │   │   └── TooManyAttemptsError           too many bad credentials from one address
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
@@ -83,6 +84,7 @@ __all__ = [
     "ChecksumMismatchError",
     "ConfigError",
     "ExecutorError",
+    "HipsError",
     "JobNotFoundError",
     "JobStateError",
     "ObsflowError",
@@ -253,6 +255,11 @@ class ProductFileError(ArchiveError, ValueError):
     """A product file that cannot be read or registered (empty, not FITS, truncated, a keyword,
     HDU, data type or shape not as expected); the message names the file, the HDU or keyword and
     what was expected."""
+
+
+class HipsError(ArchiveError):
+    """The archive's HiPS cannot be built: an input image without a 2-D SCI and celestial WCS,
+    or the site's ``hips`` path is not the link obsflow makes."""
 
 
 class ChecksumMismatchError(ArchiveError):

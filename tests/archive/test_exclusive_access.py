@@ -60,6 +60,7 @@ from tests.conftest import fresh_database
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
+from obsflow.archive.hips import build_hips, site_hips_dir
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.schema import Composite, Exposure, Product, Program
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
@@ -229,7 +230,9 @@ def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
         public_filters = sorted(set(session.scalars(
             select(Exposure.filter).where(Exposure.program == PUBLIC))))
         exposures = session.execute(select(Exposure.program, Exposure.filter)).all()
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000),
+    assert build_hips(archive, folder, now=NOW) is not None  # the sky map's, public only
+    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000,
+                                          hips_dir=site_hips_dir(folder)),
                      routers=[*vo.routers(), *web.routers()])
     with live_server(app) as url:
         secrets = _secret_values(archive)
@@ -569,6 +572,10 @@ def _web_calls(site: AccessSite) -> list[Call]:
               Call("GET", page, f"/products/{site.public_ids[3]}",
                    {"compare": site.secret_ids[0]}),
               Call("GET", "/login", "/login", {"next": "/search"}),
+              # the sky map: the HiPS of public images (served to all) and its script
+              Call("GET", "/hips/{name:path}", "/hips/properties"),
+              Call("GET", "/hips/{name:path}", "/hips/Norder3/Allsky.png"),
+              Call("GET", "/static/{name:path}", "/static/skymap.js"),
               Call("POST", "/login", "/login", data={"name": "bob", "password": "wrong"}),
               Call("POST", "/login", "/login", data={"name": "bob", "password": "bob-pw"})]
     return calls

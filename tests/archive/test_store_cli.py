@@ -101,6 +101,7 @@ def test_commands_register_and_serve(tmp_path: Path) -> None:
         "--pi", "A. Rivera", "--member", "alice")
     assert "added" in run("archive", "add", "--site", str(root), str(product))
     assert "already there" in run("archive", "add", "--site", str(root), str(product))
+    assert "1 images of DEEP-FIELD-1" in run("archive", "hips", "--site", str(root))  # released
     bad = runner.invoke(main, ["tokens", "create", "nobody", "--site", str(root)])
     assert bad.exit_code == 2 and "no user 'nobody'" in bad.output
     wide = runner.invoke(main, ["serve", "--site", str(root), "--host", "0.0.0.0"])
@@ -121,6 +122,8 @@ def test_commands_register_and_serve(tmp_path: Path) -> None:
         assert whoami.json() == {"name": "alice", "is_admin": False, "programs": ["01234"]}
         found = httpx.get(f"{url}/api/search", headers={"Authorization": f"Bearer {token}"})
         assert found.json()["total"] == 1
+        props = httpx.get(f"{url}/hips/properties")  # serve serves the site's HiPS
+        assert props.status_code == 200 and "DEEP-FIELD-1 (cal)" in props.text
         # no trusted proxy configured: a made-up X-Forwarded-For does not dodge the limit
         codes = [httpx.get(f"{url}/api/whoami", headers={
             "Authorization": f"Bearer obf_{'A' * 43}", "X-Forwarded-For": f"192.0.2.{n}"}

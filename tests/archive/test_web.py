@@ -234,7 +234,8 @@ def test_product_page_readable_values_header_and_exposure_products(web: WebSite)
     assert "EXTNAME = &#39;SCI" in mine.text
 
 
-def _driver(profile: Path):  # type: ignore[no-untyped-def]
+def _driver(profile: Path, *extra: str):  # type: ignore[no-untyped-def]
+    """Headless Chromium with its profile in ``profile`` and ``extra`` flags."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -248,13 +249,16 @@ def _driver(profile: Path):  # type: ignore[no-untyped-def]
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1280,1000",
-                 f"--user-data-dir={profile}"):
+                 f"--user-data-dir={profile}", *extra):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
 _IMAGES_LOADED = ("return Array.from(document.images).every("
                   "i => i.complete && i.naturalWidth > 0) && document.images.length")
+_THUMBS_LOADED = ("const t = Array.from(document.querySelectorAll('article.obs img'));"
+                  "return t.every(i => i.complete && i.naturalWidth > 0) && t.length")
+"""The results' thumbnails loaded (the sky map's controls are images too)."""
 
 
 def _cards(driver) -> set[str]:  # type: ignore[no-untyped-def]
@@ -447,7 +451,7 @@ def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
     try:
         wait = WebDriverWait(driver, 20)
         driver.get(f"{web.url}/search?instrument=SSCAM")
-        assert wait.until(lambda d: d.execute_script(_IMAGES_LOADED)) == 4  # one per exposure
+        assert wait.until(lambda d: d.execute_script(_THUMBS_LOADED)) == 4  # one per exposure
         cards = driver.find_elements("css selector", "article.obs")
         assert len(cards) == 5  # 4 public observations, 1 proprietary listed by its metadata
         locked = driver.find_element("css selector", "article.obs.locked")

@@ -1,4 +1,4 @@
-"""Archive commands: ``obsflow archive add|program add``, ``users add``, ``tokens create``, ``serve``."""
+"""Archive commands: ``obsflow archive add|hips|program add``, ``users add``, ``tokens create``, ``serve``."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def archive_add(site_dir: Path | None, files: tuple[Path, ...]) -> None:
             status = "[green]added[/green]" if record.created else "already there"
             table.add_row(path.name, record.product_id, str(record.version), status)
     output_console().print(table)
+
+
+@archive.command("hips")
+@_site_option
+def archive_hips(site_dir: Path | None) -> None:
+    """Build the HiPS of the public images (the sky of the search page's map); re-run it after
+    new products (the previous HiPS is served until the new one is complete)."""
+    from obsflow.archive.hips import site_hips
+
+    click.echo(site_hips(_site(site_dir)))
 
 
 @archive.group("program")
@@ -129,7 +139,8 @@ def serve(site_dir: Path | None, host: str | None, port: int | None) -> None:
     import uvicorn
 
     from obsflow.archive import vo, web
-    from obsflow.archive.api import create_app
+    from obsflow.archive.api import ApiSettings, create_app
+    from obsflow.archive.hips import site_hips_dir
     from obsflow.archive.server import listening_socket, server_config
 
     cfg = _site(site_dir)
@@ -138,6 +149,7 @@ def serve(site_dir: Path | None, host: str | None, port: int | None) -> None:
     _check_loopback(host)
     sock = listening_socket(host, port)
     with sock, Archive.from_site(cfg) as arch:
-        app = create_app(arch, routers=[*vo.routers(), *web.routers()])
+        app = create_app(arch, ApiSettings(hips_dir=site_hips_dir(cfg.root)),
+                         routers=[*vo.routers(), *web.routers()])
         uvicorn.Server(server_config(app, host, port, cfg.server.trusted_proxies)).run(
             sockets=[sock])

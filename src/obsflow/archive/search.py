@@ -233,8 +233,8 @@ def _observation_dict(exposure: Exposure, seen: bool) -> dict[str, Any]:
     if not seen:
         return {**public, "access": "metadata", "products": []}
     return {**public, "access": "data", "obs_id": exposure.obs_id, "s_ra": exposure.s_ra,
-            "s_dec": exposure.s_dec, "t_exptime": exposure.t_exptime,
-            "detector": exposure.detector, "products": []}
+            "s_dec": exposure.s_dec, "s_region": exposure.s_region,
+            "t_exptime": exposure.t_exptime, "detector": exposure.detector, "products": []}
 
 
 def search_observations(session: Session, query: SearchQuery, viewer: Viewer, now: datetime,

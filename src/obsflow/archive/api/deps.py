@@ -22,6 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -52,12 +53,16 @@ class ApiSettings:
         Length of that window, seconds.
     max_page_size : int
         Largest ``page_size`` of a search.
+    hips_dir : Path or None
+        The archive's HiPS (:mod:`obsflow.archive.hips`), served at ``/hips/`` under the
+        search page's sky map; None or a missing folder: no sky image yet.
     """
 
     clock: Callable[[], datetime] = utcnow
     bad_token_limit: int = 10
     bad_token_window_s: float = 60.0
     max_page_size: int = 1000
+    hips_dir: Path | None = None
 
 
 @dataclass

@@ -12,8 +12,8 @@ __all__ = ["routers"]
 
 
 def routers() -> list[APIRouter]:
-    """The page router (``/``, ``/search``, ``/products/{id}``), the download script and the
-    login router."""
-    from obsflow.archive.web import auth, bulk, pages
+    """The page router (``/``, ``/search``, ``/products/{id}``), the download script, the
+    login router and the sky map's files (``/hips/``, ``/static/``)."""
+    from obsflow.archive.web import auth, bulk, pages, skymap
 
-    return [pages.router, bulk.router, auth.router]
+    return [pages.router, bulk.router, auth.router, skymap.router]

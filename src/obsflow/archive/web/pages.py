@@ -57,6 +57,7 @@ from obsflow.archive.web.common import (
     web_caller,
 )
 from obsflow.archive.web.display import fits_header, readable
+from obsflow.archive.web.skymap import MAP_CSP, footprints, hips_available
 from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
 __all__ = ["GALLERY_LIMIT", "SearchForm", "router"]
@@ -225,7 +226,8 @@ def _search(request: Request, caller: WebCaller, form: SearchForm,
     with get_archive(request).session() as session:
         page = search_observations(session, query, caller.viewer, caller.now,
                                    get_archive(request).settings.access_policy)
-    return 200, {**context, "page": page, "pages": max(1, math.ceil(page.total / PAGE_SIZE))}
+    return 200, {**context, "page": page, "pages": max(1, math.ceil(page.total / PAGE_SIZE)),
+                 "footprints": footprints(page.results), "hips": hips_available(request)}
 
 
 def _or_empty(schema: dict[str, Any]) -> dict[str, Any]:
@@ -258,7 +260,9 @@ async def search(request: Request) -> HTMLResponse:
     caller = await run_in_threadpool(web_caller, request)
     submitted = any(k in fields for k in request.query_params)
     status, context = await run_in_threadpool(_search, request, caller, form, submitted)
-    return render(request, caller, "search.html", status=status, **context)
+    response = render(request, caller, "search.html", status=status, **context)
+    response.headers["Content-Security-Policy"] = MAP_CSP
+    return response
 
 
 def _compare_with(history: dict[str, Any], product: Product, compare: str | None) -> str | None:
