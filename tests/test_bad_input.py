@@ -123,7 +123,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadFile]:
         hdul["SCI"].data = hdul["SCI"].data[:, :, :-1, :]
 
     def rate(hdul: fits.HDUList) -> None:
-        hdul[0].header["DATAMODL"] = "RateImage"
+        hdul[0].header["DATAMODL"] = "ImageModel"  # what a _rate product holds
 
     def rate_kind(hdul: fits.HDUList) -> None:
         hdul[0].header["PRODKIND"] = "rate"
@@ -151,7 +151,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BadFile]:
         "NaN": BadFile(_variant(good, folder / "nan_uncal.fits", _sci_as("float32", nan=True)),
                        ("SCI", "float32", "expected uint16")),
         "a _rate file": BadFile(_variant(good, folder / "x_rate.fits", rate),
-                                ("DATAMODL", "'RateImage'", "expected 'Level1'")),
+                                ("DATAMODL", "'ImageModel'", "expected 'RampModel'")),
         "a _rate by kind": BadFile(_variant(good, folder / "k_rate.fits", rate_kind),
                                    ("PRODKIND = 'rate'", "a _rate product", "expected a Level-1 _uncal")),
     }

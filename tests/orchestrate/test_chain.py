@@ -10,6 +10,7 @@ from obsflow.models.metadata import product_basename
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.simulate.run import SimResult
+from tests.jwst_models import MODELS, check_products
 
 from .conftest import (
     archive_products,
@@ -45,6 +46,9 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
     calibrate = next(job for job in jobs_of(site) if job.kind == "calibrate")
     assert calibrate.outputs is not None
     assert all((site.products_dir / p).is_file() for p in calibrate.outputs["products"])
+    # the JWST tools open every product as its data model, with no warning but mission names
+    files = [p for p in site.root.rglob("*.fits") if p.stem.rsplit("_", 1)[-1] in MODELS]
+    assert set(check_products(files)) == set(MODELS)
     # events are consumed once; running again changes nothing
     again = run_site(site)
     assert again.counts == summary.counts

@@ -74,7 +74,7 @@ from obsflow.exceptions import ArchiveError, DataModelError, ProductFileError, U
 from obsflow.fileio import sha256_file
 from obsflow.models.fitsfile import open_fits
 from obsflow.models.identity import PRODUCT_KINDS, ProductRef
-from obsflow.models.level1 import check_uncal
+from obsflow.models.level1 import UNCAL_DATAMODEL, check_uncal
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance, RefFileUse
 
@@ -227,7 +227,9 @@ class _Read:
 
 def _read_product(path: Path, verify: bool) -> _Read:
     with _open_checked(path, verify) as hdul:
-        if path.name.endswith("_uncal.fits") or hdul[0].header.get("DATAMODL") == "Level1":
+        primary = hdul[0].header
+        if (path.name.endswith("_uncal.fits") or primary.get("PRODKIND") == "uncal"
+                or primary.get("DATAMODL") in (UNCAL_DATAMODEL, "Level1")):
             check_uncal(hdul, path)  # a Level-1 ramp cube is uint16 of its header's shape
         if "SCI" not in hdul:
             raise ProductFileError(f"{path.name}: no SCI extension")

@@ -33,10 +33,13 @@ from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta, header_keywords
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
-__all__ = ["Level1", "UncalBlocks", "check_uncal", "read_uncal", "write_uncal",
+__all__ = ["UNCAL_DATAMODEL", "Level1", "UncalBlocks", "check_uncal", "read_uncal", "write_uncal",
            "write_uncal_hashed"]
 
 EXPECTED = "a Level-1 _uncal.fits product (uint16 ramp cube in SCI)"
+UNCAL_DATAMODEL = "RampModel"
+"""``DATAMODL`` of a Level-1 product: the stdatamodels model that opens it (``Level1`` in
+files written before; still read)."""
 """What a Level-1 reader expects, as error messages say it."""
 
 
@@ -98,7 +101,7 @@ def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
 
     primary = fits.PrimaryHDU()
     product.meta.to_header(primary.header)
-    primary.header["DATAMODL"] = ("Level1", "obsflow product type")
+    primary.header["DATAMODL"] = (UNCAL_DATAMODEL, "stdatamodels model type of this product")
     primary.header["CAL_VER"] = (__version__, "obsflow version that wrote this file")
     for key, value in product.header_extra.items():
         primary.header[key] = value
@@ -171,7 +174,7 @@ def check_uncal(hdul: fits.HDUList, path: Path) -> None:
     """Check an open file is a Level-1 product :func:`read_uncal` can read (headers only).
 
     Checks ``PRODKIND`` (when present) is ``uncal`` and ``DATAMODL`` (when
-    present) is ``Level1``, every exposure keyword
+    present) is ``RampModel`` (or the older ``Level1``), every exposure keyword
     is present with its type, NINTS/NGROUPS/SUBSIZE1/SUBSIZE2 are at least
     1, SCI exists as uint16 (BITPIX 16, BZERO 32768) of shape (NINTS,
     NGROUPS, SUBSIZE2, SUBSIZE1), and GROUPDQ (when present) is uint8 of
@@ -188,8 +191,9 @@ def check_uncal(hdul: fits.HDUList, path: Path) -> None:
         raise ProductFileError(f"{path}: PRODKIND = {kind!r}: a _{kind} product, made by "
                                f"calibration; expected a Level-1 _uncal product (its input)")
     model = header.get("DATAMODL")
-    if model is not None and model != "Level1":
-        raise ProductFileError(f"{path}: DATAMODL = {model!r}: expected 'Level1', {EXPECTED}; "
+    if model is not None and model not in (UNCAL_DATAMODEL, "Level1"):  # Level1: older files
+        raise ProductFileError(f"{path}: DATAMODL = {model!r}: expected {UNCAL_DATAMODEL!r}, "
+                               f"{EXPECTED}; "
                                f"a {model} is made by calibration, not its input")
     require_keywords(header, f"{path}: PRIMARY header", header_keywords())
     for key in ("NINTS", "NGROUPS", "SUBSIZE1", "SUBSIZE2"):

@@ -80,6 +80,9 @@ class _Level2:
     SUFFIX: ClassVar[str] = ""
     NDIM: ClassVar[int] = 2
     BUNIT: ClassVar[str] = "DN/s"
+    DATAMODEL: ClassVar[str] = "ImageModel"
+    """``DATAMODL``: the stdatamodels model that opens it (JWST's name); ``PRODKIND``
+    tells the products of one model apart."""
 
     def __post_init__(self) -> None:
         shape = self.sci.shape
@@ -106,6 +109,7 @@ class RateInts(_Level2):
 
     SUFFIX: ClassVar[str] = "rateints"
     NDIM: ClassVar[int] = 3
+    DATAMODEL: ClassVar[str] = "CubeModel"
 
 
 @dataclass
@@ -130,7 +134,7 @@ class CrfImage(CalImage):
 
 def _primary(cls: type[_Level2], meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
              header_extra: dict[str, Any]) -> fits.PrimaryHDU:
-    return product_primary(cls.__name__, meta, ref, provenance, header_extra)
+    return product_primary(cls.DATAMODEL, meta, ref, provenance, header_extra)
 
 
 def product_primary(datamodel: str, meta: ExposureMeta, ref: ProductRef,
@@ -139,7 +143,7 @@ def product_primary(datamodel: str, meta: ExposureMeta, ref: ProductRef,
     provenance's keywords, then ``header_extra`` (value or (value, comment))."""
     primary = fits.PrimaryHDU()
     meta.to_header(primary.header)
-    primary.header["DATAMODL"] = (datamodel, "obsflow product type")
+    primary.header["DATAMODL"] = (datamodel, "stdatamodels model type of this product")
     primary.header["CAL_VER"] = (provenance.software, "obsflow version that made this")
     ref.to_header(primary.header)
     provenance.write_keywords(primary.header)
@@ -294,8 +298,12 @@ class RateIntsWriter:
 def _read(path: Path, cls: type[_Level2]) -> Any:
     with fits.open(path, memmap=False) as hdul:
         found = hdul[0].header.get("DATAMODL")
-        if found != cls.__name__:
-            raise DataModelError(f"{path}: DATAMODL={found!r}, expected {cls.__name__}")
+        kind = hdul[0].header.get("PRODKIND")
+        # files written before DATAMODL was the JWST model name hold the class name
+        if found not in (cls.DATAMODEL, cls.__name__) or kind not in (cls.SUFFIX, None):
+            raise DataModelError(f"{path}: DATAMODL={found!r}, PRODKIND={kind!r}: expected a "
+                                 f"_{cls.SUFFIX} product (DATAMODL {cls.DATAMODEL!r}, "
+                                 f"PRODKIND {cls.SUFFIX!r})")
         meta = ExposureMeta.from_header(hdul[0].header)
         arrays = {n: np.asarray(hdul[n.upper()].data) for n in _ARRAYS}
         wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["ExposureMeta", "header_keywords", "product_basename"]
 
+_STRING_NUMBERS = {"observation": 3, "visit": 3, "exposure": 5}
+"""Numbers the JWST schema types as strings: attribute -> zero-padded width in the header
+(``OBSERVTN = '001'``); read back as integers, old files' integer values too."""
+
 # attribute -> (FITS keyword, comment)
 _KEYWORDS: dict[str, tuple[str, str]] = {
     "telescope": ("TELESCOP", "telescope used to acquire the data"),
@@ -138,7 +142,10 @@ class ExposureMeta:
         """Write the JWST-style keywords (and ``extra`` as given) into a header."""
         header = fits.Header() if header is None else header
         for name, (key, comment) in _KEYWORDS.items():
-            header[key] = (getattr(self, name), comment)
+            value = getattr(self, name)
+            if name in _STRING_NUMBERS:
+                value = f"{value:0{_STRING_NUMBERS[name]}d}"
+            header[key] = (value, comment)
         for key, value in self.extra.items():
             header[key.upper()[:8]] = value
         return header
@@ -156,14 +163,30 @@ class ExposureMeta:
         missing = [key for key in header_keywords() if key not in header]
         if missing:
             raise DataModelError(f"header lacks keyword(s) {', '.join(missing)}")
+        for name in _STRING_NUMBERS:
+            values[name] = _number(values[name], _KEYWORDS[name][0])
         return cls(**values)
 
 
-def header_keywords() -> dict[str, type]:
-    """The FITS keyword of every required :class:`ExposureMeta` field and its Python type."""
+def _number(value: object, key: str) -> int:
+    """A string-typed number keyword's integer (``'001'`` -> 1; an integer as it is)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise DataModelError(f"keyword {key} = {value!r}: expected a number such as '001'")
+
+
+def header_keywords() -> dict[str, type | tuple[type, ...]]:
+    """The FITS keyword of every required :class:`ExposureMeta` field and its type(s) in a header.
+
+    OBSERVTN, VISIT and EXPOSURE are strings of digits (the JWST schema's
+    type); integers are accepted too (files written before they were strings).
+    """
     types = {"str": str, "int": int, "float": float}
     fields = {f.name: f for f in dataclasses.fields(ExposureMeta)}
-    return {key: types[str(fields[name].type)] for name, (key, _) in _KEYWORDS.items()
+    return {key: (str, int) if name in _STRING_NUMBERS else types[str(fields[name].type)]
+            for name, (key, _) in _KEYWORDS.items()
             if fields[name].default is dataclasses.MISSING}
 
 
