@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tests.jwst_models import MODELS, check_products
+
 from obsflow.config import SiteConfig
 from obsflow.ingest.service import ingest_once
 from obsflow.models.metadata import product_basename
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import ARCHIVED_KINDS
 from obsflow.simulate.run import SimResult
-from tests.jwst_models import MODELS, check_products
 
 from .conftest import (
     archive_products,
