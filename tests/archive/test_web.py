@@ -81,7 +81,7 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
 
 def test_pages_over_http(web: WebSite) -> None:
     page = httpx.get(web.url + "/")
-    assert page.status_code == 200 and "CAL-FIELD" in page.text and "colour composite" in page.text
+    assert page.status_code == 200 and "CAL-FIELD" in page.text
     assert web.ids["secret"] not in page.text
     assert httpx.get(f"{web.url}/products/{web.ids['secret']}").status_code == 404
     assert httpx.get(f"{web.url}/products/..%2F..%2Fetc%2Fpasswd").status_code == 404
