@@ -229,15 +229,15 @@ def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
                                   .join(Exposure, Product.exposure_id == Exposure.id)
                                   .where(Product.kind == "i2d")
                                   .order_by(Exposure.program != PUBLIC)).all()
+        assert session.scalar(select(Program.title).where(Program.program == SECRET))
+        public_filters = sorted(set(session.scalars(
+            select(Exposure.filter).where(Exposure.program == PUBLIC))))
+        exposures = session.execute(select(Exposure.program, Exposure.filter)).all()
     for _, path, program in mosaics:  # a source catalog beside each mosaic, as stage 3 writes
         catalog = "# %ECSV 1.0\n# ---\n# datatype:\n# - {name: label, datatype: int64}\n"
         catalog += "# - {name: note, datatype: string}\nlabel note\n1 " + (
             "hidden-catalog-value-271" if program == SECRET else "open-catalog-value") + "\n"
         archive.settings.store.put_bytes(catalog.encode(), path[:-len("i2d.fits")] + "cat.ecsv")
-        assert session.scalar(select(Program.title).where(Program.program == SECRET))
-        public_filters = sorted(set(session.scalars(
-            select(Exposure.filter).where(Exposure.program == PUBLIC))))
-        exposures = session.execute(select(Exposure.program, Exposure.filter)).all()
     assert build_hips(archive, folder, now=NOW) is not None  # the sky map's, public only
     app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000,
                                           hips_dir=site_hips_dir(folder)),
