@@ -425,7 +425,9 @@ def downlink_table(folder: Path, profile: Profile) -> Table:
 @click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
               help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--exposures", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--exposures", default=14, show_default=True, type=click.IntRange(min=1),
+              help="Pointed exposures to simulate (the first nine: the deep field in three "
+                   "filters, three dithers each).")
 @click.option("--no-serve", is_flag=True, help="Do not start the web server at the end.")
 @click.option("--proposals", is_flag=True,
               help="Start from the two example proposals: plan them (on the demo's subarray) "

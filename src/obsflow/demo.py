@@ -1,15 +1,18 @@
 """``obsflow demo``: the whole chain on a simulated downlink, on the embedded default.
 
 1. create (or reuse) the site: ``$OBSFLOW_HOME`` or ``./obsflow-site``;
-2. simulate a small downlink (about a dozen subarray exposures of three
-   programs, every packet fault, a retransmission dump); with ``proposals``
+2. simulate a small downlink (14 subarray exposures of three programs: the
+   deep field first in three filters, :data:`DEMO_COLOUR_FILTERS`, three
+   dithers each, so its three mosaics make a colour image; every packet
+   fault, a retransmission dump); with ``proposals``
    the simulator observes instead the plan of the two example programs
    (:func:`plan_examples`);
 3. deliver the simulator's reference files into the site registry and
    record the programs of the plan (PI, title, exclusive-access months);
 4. drop the first dumps in ``incoming/`` like a ground station and run the
    chain (ingest -> calibrate -> register in the archive -> a mosaic of each
-   dithered observation and filter once all its exposures are in, stage 3)
+   dithered observation and filter once all its exposures are in, stage 3,
+   and the colour image of a target once three filters have mosaics)
    until idle, with progress; show what is still missing;
 5. drop the retransmission dump and run again;
 6. print the reprocessing exercise (the simulator delivered an early dark
@@ -48,7 +51,8 @@ from obsflow.simulate.downlink import parse_faults
 from obsflow.simulate.run import SimOptions, SimResult
 from obsflow.site import init_site
 
-__all__ = ["DEMO_PLAN_DAYS", "DEMO_SUBARRAY_WIDTH", "DEMO_USER", "demo_user", "plan_examples",
+__all__ = ["DEMO_COLOUR_FILTERS", "DEMO_DITHERS", "DEMO_EXPOSURES", "DEMO_PLAN_DAYS",
+           "DEMO_SUBARRAY_WIDTH", "DEMO_USER", "demo_user", "plan_examples",
            "run_demo"]
 
 DEMO_USER = "demo"
@@ -56,6 +60,16 @@ DEMO_USER = "demo"
 
 DEMO_SUBARRAY_WIDTH = 320
 """The demo observes on the profile's subarray closest to this width (pixels)."""
+
+DEMO_COLOUR_FILTERS = 3
+"""The demo's deep field is observed first in this many filters (a colour image)."""
+
+DEMO_DITHERS = 3
+"""At most this many dither positions per observation in the demo."""
+
+DEMO_EXPOSURES = 14
+"""Exposures the demo simulates by default: the deep field's three filters x three
+dithers, then one observation of each other program (three and two dithers)."""
 
 DEMO_PLAN_DAYS = 3.0
 """Length of the plan the demo makes of the example programs, days."""
@@ -243,7 +257,8 @@ def run_demo(root: Path, *, seed: int, exposures: int, serve: bool,
     sub = min(profile.instruments[0].subarrays,
               key=lambda s: abs(s.nx - DEMO_SUBARRAY_WIDTH)).name
     options = SimOptions(seed=seed, profile=cfg.profile.name, exposures=exposures, subarray=sub,
-                         faults=parse_faults("all"), dark_error=DEMO_DARK_ERROR)
+                         faults=parse_faults("all"), dark_error=DEMO_DARK_ERROR,
+                         colour_filters=DEMO_COLOUR_FILTERS, dither_points=DEMO_DITHERS)
     if proposals:
         plan = plan_examples(profile, sub, root / "plan.json")
         console.print(f"the example programs planned into {plan} "

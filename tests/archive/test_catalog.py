@@ -20,7 +20,6 @@ from obsflow.archive.policy import ANONYMOUS, Viewer, add_months, release_date
 from obsflow.archive.register import register_product, register_program
 from obsflow.archive.schema import (
     HPX_ORDER,
-    Composite,
     Exposure,
     FootprintCell,
     Product,
@@ -80,7 +79,7 @@ def test_register_rejects_bad_files(archive: Archive, tmp_path: Path) -> None:
     good = write_product(tmp_path, meta())
     odd = good.with_name(good.name.replace("_cal", "_weird"))
     odd.write_bytes(good.read_bytes())
-    with pytest.raises(UnknownOptionError, match="allowed: cal, crf, i2d"):
+    with pytest.raises(UnknownOptionError, match="allowed: cal, clr, crf, i2d"):
         register_product(archive, odd)
     nometa = tmp_path / "x_cal.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4)), name="SCI")]).writeto(nometa)
@@ -216,7 +215,7 @@ def test_cone_search_matches_brute_force(archive: Archive) -> None:
             assert page.total == len(expected)
 
 
-def test_simulated_level1_products_and_composite(archive: Archive, tmp_path: Path) -> None:
+def test_simulated_level1_products(archive: Archive, tmp_path: Path) -> None:
     result = simulate(tmp_path / "sim", SimOptions(seed=3, profile="smallsat", exposures=8,
                                                    subarray="SUB64", level1=True))
     plan = json.loads((result.out / "truth" / "plan.json").read_text())
@@ -232,11 +231,3 @@ def test_simulated_level1_products_and_composite(archive: Archive, tmp_path: Pat
         seen = search_products(session, SearchQuery(), ANONYMOUS, now).results
         assert {r["program"] for r in seen} <= public and seen
         assert all(r["dataproduct_type"] == "cube" for r in seen)
-    for i, flt in enumerate(["J", "H", "K"]):  # three filters of one target -> composite
-        register_product(archive, write_product(tmp_path, meta(exposure=10 + i, filter=flt,
-                                                               program="03456",
-                                                               target="CAL-FIELD")))
-    with archive.session() as session:
-        composite = session.scalar(select(Composite).where(Composite.target_name == "CAL-FIELD"))
-        assert composite is not None and composite.filters == "K,H,J"
-        assert archive.settings.store.exists(composite.path + ".png")

@@ -1,4 +1,4 @@
-"""Registrations racing each other: content-addressed store keys, composites, store deletes."""
+"""Registrations racing each other: version numbers, content-addressed store keys, store deletes."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from obsflow.archive.context import Archive, ArchiveSettings
-from obsflow.archive.previews import IMAGE_SUFFIXES
 from obsflow.archive.register import ProductRecord, register_product
-from obsflow.archive.schema import Composite, Exposure, Preview, Product
+from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.store import ProductStore
 from obsflow.fileio import sha256_file
 from obsflow.models.metadata import ExposureMeta
@@ -100,8 +99,8 @@ def _best_by_filter(session: Session) -> dict[str, Product]:
     return best
 
 
-def test_concurrent_registrations_leave_one_current_composite(db_url: str,
-                                                              tmp_path: Path) -> None:
+def test_concurrent_registrations_number_versions_and_store_once(db_url: str,
+                                                                 tmp_path: Path) -> None:
     paths = _inputs(tmp_path / "in")
     store = tmp_path / "store"
     work = [paths[i::4] for i in range(4)]
@@ -120,22 +119,6 @@ def test_concurrent_registrations_leave_one_current_composite(db_url: str,
         best = _best_by_filter(s)
         assert set(best) == set(PIVOT_UM)
         assert best["F444W"].kind == "i2d"
-        by_wavelength = sorted(PIVOT_UM, key=PIVOT_UM.__getitem__)
-        composite = s.scalars(select(Composite)).one()
-        assert (composite.program, composite.target_name) == (PROGRAM, TARGET)
-        red, green, blue = composite.product_ids.split(",")
-        assert red == best[by_wavelength[-1]].product_id
-        assert blue == best[by_wavelength[0]].product_id
-        assert green in {best[f].product_id for f in by_wavelength[1:-1]}
-        filters = composite.filters.split(",")
-        assert filters[0] == "F444W" and filters[2] == "F150W"
-        assert best[filters[1]].product_id == green
-
-        # the composite's images are there, and no other composite image is
-        expected = {composite.path + ext for ext in IMAGE_SUFFIXES.values()}
-        assert all(arch.settings.store.exists(key) for key in expected)
-        left = {p.relative_to(store).as_posix() for p in (store / "composites").iterdir()}
-        assert left == expected
         assert list(store.rglob("*.part")) == []
 
         # every product stored once under the key of its reference, holding its bytes
@@ -158,46 +141,20 @@ def test_concurrent_registrations_leave_one_current_composite(db_url: str,
         assert len({p.path for p in previews}) == len(previews)
 
 
-def test_same_bytes_again_recreate_a_lost_composite(db_url: str, tmp_path: Path) -> None:
-    """A crash between the product's commit and its composite: registering again repairs it."""
-    store = tmp_path / "store"
-    paths = [write_product(tmp_path / "in", _wircam(flt, k), seed=k)
-             for k, flt in enumerate(["F150W", "F277W", "F444W"], start=1)]
-    with _archive(db_url, store) as arch:
-        first = [register_product(arch, p) for p in paths]
-        with arch.session() as s:
-            before = s.scalars(select(Composite)).one()
-        assert before.product_ids == ",".join(r.product_id for r in reversed(first))
-        with arch.session() as s, s.begin():
-            s.execute(delete(Composite))
-        for ext in IMAGE_SUFFIXES.values():
-            arch.settings.store.delete(before.path + ext)
-        assert list((store / "composites").iterdir()) == []
-
-        again = register_product(arch, paths[1])
-        assert not again.created and again.product_id == first[1].product_id
-        with arch.session() as s:
-            after = s.scalars(select(Composite)).one()
-            assert len(s.scalars(select(Product)).all()) == 3
-        assert after.product_ids == before.product_ids and after.path == before.path
-        assert all(arch.settings.store.exists(after.path + ext)
-                   for ext in IMAGE_SUFFIXES.values())
-
-
 @pytest.mark.parametrize("kind", ["local", "memory"])
 def test_store_delete_removes_a_key_and_ignores_a_missing_one(kind: str, tmp_path: Path) -> None:
     root = str(tmp_path / "store") if kind == "local" else f"memory://obsflow-{uuid.uuid4().hex}"
     store = ProductStore(root)
     try:
-        store.put_bytes(b"one", "composites/a.png")
-        store.put_bytes(b"two", "composites/b.png")
+        store.put_bytes(b"one", "previews/a.png")
+        store.put_bytes(b"two", "previews/b.png")
         assert store.is_local == (kind == "local")
-        store.delete("composites/a.png")
-        assert not store.exists("composites/a.png")
-        assert store.read_bytes("composites/b.png") == b"two"
-        store.delete("composites/a.png")  # gone already: no error
+        store.delete("previews/a.png")
+        assert not store.exists("previews/a.png")
+        assert store.read_bytes("previews/b.png") == b"two"
+        store.delete("previews/a.png")  # gone already: no error
         store.delete("never/there.png")
-        assert store.exists("composites/b.png")
+        assert store.exists("previews/b.png")
     finally:
         if kind == "memory":
             fs = fsspec.filesystem("memory")

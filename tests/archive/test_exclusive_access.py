@@ -4,7 +4,7 @@ what the site's access policy makes public.
 A live server on 127.0.0.1 (SQLite and PostgreSQL) holds a public program
 and a proprietary one whose data has its own program id, PI, title, target,
 filter, sky position, dates, runs, software, recipe, step parameters,
-products (ids, UUIDs, checksums, files), composite and lineage (a
+products (ids, UUIDs, checksums, files), a mosaic's source catalog and lineage (a
 proprietary mosaic made from a public product).  Every route of the app —
 enumerated from its route table, so a new route fails
 :func:`test_every_route_is_walked` until it is added to :func:`_walk` — is
@@ -21,8 +21,8 @@ at the proprietary values, by four callers:
 For everyone but alice no body or header (HTML, JSON, VOTable, FITS and
 image bytes) contains a proprietary value, except one the request itself
 carried (a 404 names the id asked for); hidden products, previews and
-composites answer 404; and every count, option list and facet (search
-totals, the filter menu, VOTable rows, MAXREC overflow, composite lists)
+catalogs answer 404; and every count, option list and facet (search
+totals, the filter menu, VOTable rows, MAXREC overflow)
 equals the public one.
 
 The site runs under each access policy.  Under ``hidden`` (SQLite and
@@ -62,7 +62,7 @@ from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
 from obsflow.archive.hips import build_hips, site_hips_dir
 from obsflow.archive.register import register_product, register_program
-from obsflow.archive.schema import Composite, Exposure, Product, Program
+from obsflow.archive.schema import Exposure, Product, Program
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
 from obsflow.archive.vo.obscore import COLUMNS
 from obsflow.models.identity import ProductRef
@@ -104,8 +104,8 @@ class AccessSite:
     policy: str
     public_ids: list[str]
     secret_ids: list[str]
-    public_composites: list[int]
-    secret_composites: list[int]
+    mosaic_ids: list[str]
+    """The current ``_i2d`` of each program (public first), each with a source catalog."""
     secrets: list[str]
     public_filters: list[str]
     public_latest: int
@@ -182,7 +182,7 @@ def _secret_values(archive: Archive) -> list[str]:
     values = {SECRET, SECRET_TARGET, SECRET_FILTER, SECRET_FIELDS["pi_name"],
               SECRET_FIELDS["title"], "run-hidden-42", "run-hidden-43", "run-hidden-44",
               "9.7.5-hidden", "9.7.6-hidden", "hidden-recipe", "hidden-image3",
-              "hidden-param-value-314", "hidden-kernel", "222.222", "61100.25", "2027-03-01"}
+              "hidden-param-value-314", "hidden-kernel", "hidden-catalog-value-271", "222.222", "61100.25", "2027-03-01"}
     with archive.session() as session:
         rows = session.execute(select(Product, Exposure)
                                .join(Exposure, Product.exposure_id == Exposure.id)
@@ -225,11 +225,19 @@ def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
             select(Product.dataproduct_type, Product.calib_level)
             .join(Exposure, Product.exposure_id == Exposure.id)
             .where(Exposure.program == PUBLIC, Product.is_latest.is_(True)))]
-        composites = session.execute(select(Composite.id, Composite.program)).all()
+        mosaics = session.execute(select(Product.product_id, Product.path, Exposure.program)
+                                  .join(Exposure, Product.exposure_id == Exposure.id)
+                                  .where(Product.kind == "i2d")
+                                  .order_by(Exposure.program != PUBLIC)).all()
         assert session.scalar(select(Program.title).where(Program.program == SECRET))
         public_filters = sorted(set(session.scalars(
             select(Exposure.filter).where(Exposure.program == PUBLIC))))
         exposures = session.execute(select(Exposure.program, Exposure.filter)).all()
+    for _, path, program in mosaics:  # a source catalog beside each mosaic, as stage 3 writes
+        catalog = "# %ECSV 1.0\n# ---\n# datatype:\n# - {name: label, datatype: int64}\n"
+        catalog += "# - {name: note, datatype: string}\nlabel note\n1 " + (
+            "hidden-catalog-value-271" if program == SECRET else "open-catalog-value") + "\n"
+        archive.settings.store.put_bytes(catalog.encode(), path[:-len("i2d.fits")] + "cat.ecsv")
     assert build_hips(archive, folder, now=NOW) is not None  # the sky map's, public only
     app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=100_000,
                                           hips_dir=site_hips_dir(folder)),
@@ -241,8 +249,7 @@ def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
         access = AccessSite(
             url, app, policy, public_ids=[p for p, _, g in products if g == PUBLIC],
             secret_ids=[p for p, _, g in products if g == SECRET],
-            public_composites=[c for c, g in composites if g == PUBLIC],
-            secret_composites=[c for c, g in composites if g == SECRET],
+            mosaic_ids=[pid for pid, _, _ in mosaics],
             secrets=secrets, public_filters=public_filters,
             public_latest=sum(1 for _, latest, g in products if g == PUBLIC and latest),
             public_versions=sum(1 for _, _, g in products if g == PUBLIC),
@@ -252,7 +259,7 @@ def _site(db_url: str, policy: str, folder: Path) -> Iterator[AccessSite]:
             secret_filter_observations=sum(1 for g, f in exposures
                                            if g == SECRET and f == SECRET_FILTER),
             all_filters=sorted({f for _, f in exposures}))
-        assert access.public_composites and access.secret_composites
+        assert len(access.mosaic_ids) == 2
         cookies = {name: _login(url, name) for name in ("alice", "bob")}
         access.callers = {
             "anonymous": {},
@@ -368,15 +375,6 @@ def _script(secret: bool) -> Callable[[httpx.Response, bool], None]:
     return check
 
 
-def _composite_list(site: AccessSite) -> Callable[[httpx.Response, bool], None]:
-    def check(response: httpx.Response, alice: bool) -> None:
-        assert response.status_code == 200
-        ids = sorted(c["id"] for c in response.json()["results"])
-        expected = site.public_composites + (site.secret_composites if alice else [])
-        assert ids == sorted(expected)
-    return check
-
-
 def _api_calls(site: AccessSite) -> list[Call]:
     pub, sec = site.public_ids, site.secret_ids
     n, every = site.public_latest, site.public_versions
@@ -407,14 +405,6 @@ def _api_calls(site: AccessSite) -> list[Call]:
     for a, b in ((pub[2], pub[3]), (pub[3], pub[2]), (pub[3], sec[-1]), (sec[0], sec[1]),
                  (sec[0], pub[2])):
         calls.append(Call("GET", diff, f"/api/products/{a}/diff/{b}", hidden=b in sec or a in sec))
-    calls += [Call("GET", "/api/composites", "/api/composites", check=_composite_list(site)),
-              Call("GET", "/api/composites", "/api/composites", {"target": SECRET_TARGET},
-                   check=lambda r, alice: alice or r.json()["results"] == []),
-              Call("GET", "/api/composites", "/api/composites", {"target": "OPEN-FIELD"})]
-    image = "/api/composites/{composite_id}/image"
-    for cid in site.public_composites + site.secret_composites:
-        calls += [Call("GET", image, f"/api/composites/{cid}/image", {"kind": kind},
-                       hidden=cid in site.secret_composites) for kind in ("png", "jpeg", "thumb")]
     return calls
 
 
@@ -544,6 +534,14 @@ def _async_calls(site: AccessSite) -> list[Call]:
     return calls
 
 
+def _catalog_table(secret: bool) -> Callable[[httpx.Response, bool], None]:
+    """A mosaic's catalog: the ECSV, when the caller may see the mosaic."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        if alice or not secret:
+            assert response.status_code == 200 and "catalog-value" in response.text
+    return check
+
+
 def _web_calls(site: AccessSite) -> list[Call]:
     page = "/products/{product_id}"
     calls = [Call("GET", "/", "/"),
@@ -567,6 +565,10 @@ def _web_calls(site: AccessSite) -> list[Call]:
               for pid in (site.public_ids[0], site.secret_ids[0])]
     for pid in site.public_ids + site.secret_ids:
         calls.append(Call("GET", page, f"/products/{pid}", hidden=pid in site.secret_ids))
+    catalog = "/products/{product_id}/catalog.ecsv"
+    calls += [Call("GET", catalog, f"/products/{pid}/catalog.ecsv", hidden=pid in site.secret_ids,
+                   check=_catalog_table(pid in site.secret_ids))
+              for pid in site.mosaic_ids]
     calls += [Call("GET", page, f"/products/{site.public_ids[3]}",
                    {"compare": site.public_ids[2]}),
               Call("GET", page, f"/products/{site.public_ids[3]}",

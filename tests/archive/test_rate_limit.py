@@ -136,7 +136,7 @@ def test_bad_cookies_on_the_api_and_vo_count_like_bad_tokens(limited: Limited) -
         codes = [client.get("/api/search", headers=cookie).status_code,
                  client.get(TAP, params=QUERY, headers=cookie).status_code,
                  client.post("/vo/sia2/query", data={"MAXREC": "1"}, headers=cookie).status_code,
-                 client.get("/api/composites", headers=cookie).status_code]
+                 client.get("/api/search", headers=cookie).status_code]
         assert codes == [401, 401, 401, 429]
 
 

@@ -60,18 +60,3 @@ def test_concurrent_registration_of_one_product(db_url, tmp_path) -> None:
         assert s.scalar(select(func.count()).select_from(Product)) == 1
     for a in archives:
         a.close()
-
-
-def test_composite_prefers_images_and_accepts_stacks(archive, tmp_path) -> None:
-    """Three filters of one target: the composite is built from the 2-D products."""
-    from obsflow.archive.schema import Composite
-
-    from .factories import write_product
-
-    for k, band in enumerate(["J", "H", "K"]):
-        m = meta(filter=band, exposure=k + 1, exposure_id=100 + k)
-        register_product(archive, write_product(tmp_path / "in", m, kind="cal", seed=k))
-    register_product(archive, _rateints(tmp_path / "in"))
-    with archive.session() as s:
-        composite = s.scalars(select(Composite)).one()
-        assert composite.product_ids.count("_cal_") == 3

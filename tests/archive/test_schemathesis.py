@@ -1,14 +1,14 @@
 """schemathesis over the archive's whole OpenAPI schema, against a live server on 127.0.0.1.
 
 The server (uvicorn in a thread) holds public and proprietary products,
-previews and colour composites, on SQLite and PostgreSQL.  Every operation
+and previews, on SQLite and PostgreSQL.  Every operation
 is run through schemathesis' examples, coverage and fuzzing phases with
 every check (``--checks all``): no server error, no undocumented status,
 content type or header, responses matching their schema, schema-valid
 requests accepted and invalid ones refused.  Requests go out anonymously
 and as a member of the proprietary program (its bearer token).
 
-Path parameters are drawn from the real product and composite ids as well
+Path parameters are drawn from the real product ids as well
 as from generated ones, so downloads (with generated ``Range`` headers),
 previews and diffs of existing products are exercised too.
 
@@ -43,7 +43,6 @@ from tests.archive.factories import meta, write_light_curve, write_product
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.register import register_product
-from obsflow.archive.schema import Composite
 from obsflow.models.identity import ProductRef
 from obsflow.models.provenance import Provenance
 
@@ -67,7 +66,7 @@ _CONFIG = {
 }
 
 IDS: dict[str, list[Any]] = {}
-"""Real ids of the live site: ``product_id`` and ``composite_id`` (filled by the fixture)."""
+"""Real ids of the live site: ``product_id`` (filled by the fixture)."""
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     public = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}
     ids = []
     for n, band in enumerate("JHK", start=1):
-        for fields in (public, {}):  # three filters each: a public and a proprietary composite
+        for fields in (public, {}):  # three filters each, public and proprietary
             path = write_product(folder / "in", meta(**fields, filter=band, exposure=n), seed=n)
             ids.append(register_product(archive, path).product_id)
     ramp = write_product(folder / "in", meta(program="05678", exposure=4), kind="uncal")
@@ -90,11 +89,7 @@ def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     lightcurve = write_light_curve(folder / "in", ProductRef("phot", source.data_id, "prompt"),
                                    Provenance("prompt", "0.3.0", inputs=(source,)))
     ids.append(register_product(archive, lightcurve).product_id)  # ECSV: text/x-ecsv downloads
-    with archive.session() as session:
-        composites = list(session.scalars(Composite.__table__.select().with_only_columns(
-            Composite.id)))
-    assert len(composites) == 2
-    IDS.update(product_id=ids, other_product_id=ids, composite_id=composites)
+    IDS.update(product_id=ids, other_product_id=ids)
     app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=10**6),
                      routers=[*vo.routers(), *web.routers()])
     with live_server(app) as url:

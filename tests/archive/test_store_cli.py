@@ -1,8 +1,7 @@
-"""fsspec stores, composites over HTTP, previews, and the archive commands."""
+"""fsspec stores, previews, and the archive commands."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import time
@@ -13,13 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 from click.testing import CliRunner
-from PIL import Image
 from tests.archive.conftest import free_port, live_server, make_archive
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
-from obsflow.archive.context import Archive
-from obsflow.archive.previews import composite_rgb, preview_array, render_previews, stretch
+from obsflow.archive.previews import preview_array, render_previews, stretch
 from obsflow.archive.register import register_product
 from obsflow.cli import main
 from obsflow.site import init_site
@@ -47,20 +44,6 @@ def test_fsspec_memory_store_serves_ranges(db_url: str, tmp_path: Path) -> None:
         archive.close()
 
 
-def test_composite_visible_only_with_all_inputs(archive: Archive, tmp_path: Path) -> None:
-    for i, flt in enumerate(["J", "H", "K"]):
-        register_product(archive, write_product(tmp_path, meta(exposure=i + 1, filter=flt)))
-    early = create_app(archive, ApiSettings(clock=lambda: datetime(2026, 1, 1)))
-    with live_server(early) as url:
-        assert httpx.get(f"{url}/api/composites").json()["results"] == []
-        assert httpx.get(f"{url}/api/composites/1/image").status_code == 404
-    with live_server(create_app(archive, ApiSettings(clock=lambda: LATER))) as url:
-        [row] = httpx.get(f"{url}/api/composites").json()["results"]
-        assert row["filters"] == ["K", "H", "J"] and row["target_name"] == "DEEP-FIELD-1"
-        image = Image.open(io.BytesIO(httpx.get(row["images"]["png"]).content))
-        assert image.mode == "RGB" and image.size == (32, 32)
-
-
 def test_preview_functions() -> None:
     ramp = np.zeros((2, 4, 8, 8), np.uint16)
     ramp[0, -1] = 7
@@ -79,7 +62,6 @@ def test_preview_functions() -> None:
     assert kinds == ["png", "jpeg", "thumb"]
     thumb = render_previews(np.ones((300, 600)))[2]
     assert (thumb.width, thumb.height) == (256, 128)
-    assert composite_rgb(np.ones((5, 6)), np.ones((4, 7)), np.ones((6, 6)))[0].width == 6
 
 
 def test_commands_register_and_serve(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from tests.archive.factories import (
     write_product,
 )
 
-from obsflow.archive.api import ApiSettings, composites, create_app, products, search
+from obsflow.archive.api import ApiSettings, create_app, products, search
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import ANONYMOUS
 from obsflow.archive.register import register_product, register_program
@@ -279,7 +279,7 @@ def test_every_api_route_is_documented() -> None:
         return re.sub(r"\{[^}]*\}", "{}", text)
 
     docs = shape((Path(__file__).parents[2] / "docs" / "archive.md").read_text())
-    paths = [shape(route.path) for router in (products.router, search.router, composites.router)
+    paths = [shape(route.path) for router in (products.router, search.router)
              for route in router.routes if isinstance(route, APIRoute)]
     assert "/api/products/{}/diff/{}" in paths
     assert [p for p in paths if f"`GET {p}`" not in docs and f"`{p}`" not in docs] == []

@@ -1,4 +1,4 @@
-"""Access policy: who may see which exposure, product, preview or composite.
+"""Access policy: who may see which exposure, product, or preview.
 
 * The release date of an exposure is its end (``EXPEND``, MJD UTC) plus its
   program's exclusive-access months (calendar months; 0 = public at once).

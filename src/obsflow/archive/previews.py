@@ -1,4 +1,4 @@
-"""Preview images: asinh-stretched PNG and JPEG, thumbnails and colour composites.
+"""Preview images: asinh-stretched PNG and JPEG, thumbnails, and the previews of images already drawn.
 
 Pure image functions (array in, bytes out); :mod:`obsflow.archive.register`
 decides which products get previews and writes them to the store.
@@ -23,7 +23,7 @@ from obsflow.exceptions import ProductFileError
 
 __all__ = ["IMAGE_SUFFIXES", "PREVIEW_KINDS", "PREVIEW_SIZE", "STRETCH_HIGH_PERCENT",
            "STRETCH_LOW_SIGMA", "STRETCH_MIN_RANGE", "THUMB_SIZE", "Rendered",
-           "background_noise", "block_mean", "composite_rgb", "image_previews", "preview_array", "render_previews",
+           "background_noise", "block_mean", "image_previews", "preview_array", "render_previews",
            "stretch"]
 
 PREVIEW_SIZE = 1024
@@ -36,7 +36,7 @@ PREVIEW_KINDS = {"png": "image/png", "jpeg": "image/jpeg", "thumb": "image/jpeg"
 """Preview kinds and their media types."""
 
 IMAGE_SUFFIXES = {"png": ".png", "jpeg": ".jpg", "thumb": ".thumb.jpg"}
-"""Store-key suffix of each rendered image kind (previews and composites)."""
+"""Store-key suffix of each rendered image kind (previews)."""
 
 STRETCH_HIGH_PERCENT = 99.99
 """Percentile of the pixels shown white (at least :data:`STRETCH_MIN_RANGE` noise sigmas)."""
@@ -174,13 +174,3 @@ def image_previews(data: bytes, name: str) -> list[Rendered]:
     except (OSError, ValueError) as exc:
         raise ProductFileError(f"{name}: not a readable image ({exc})") from exc
     return _encode_all(image.convert("RGB"))
-
-
-def composite_rgb(red: np.ndarray, green: np.ndarray, blue: np.ndarray) -> list[Rendered]:
-    """Colour composite (PNG, JPEG, thumbnail) of three 2-D images, cropped to a common size."""
-    ny = min(a.shape[0] for a in (red, green, blue))
-    nx = min(a.shape[1] for a in (red, green, blue))
-    planes = [stretch(block_mean(np.asarray(a, np.float64)[:ny, :nx]))[::-1]
-              for a in (red, green, blue)]
-    image = Image.fromarray(np.ascontiguousarray(np.stack(planes, axis=-1)))
-    return _encode_all(image)

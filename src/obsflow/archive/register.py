@@ -21,6 +21,12 @@ A product that is a table, not FITS (a time series's light curve, ``phot``,
 ECSV: :mod:`obsflow.archive.lightcurves`), is described by its exposure's
 row, which its input's registration made: it joins that exposure (and its
 release date), with the table's media type and the light curve as preview.
+
+A target's colour image (``clr``, a PNG: :mod:`obsflow.stage3.colour_job`)
+gets its own exposure row made from its three input mosaics' rows (the red
+one's sky and instrument, the filters red/green/blue, the widest band and
+time span, the latest release date: visible only to whoever may see all
+three); it is its own preview.
 """
 
 from __future__ import annotations
@@ -41,7 +47,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from obsflow import __version__
-from obsflow.archive.composites import refresh_composite
 from obsflow.archive.context import Archive, ArchiveSettings, opened, unit_of_work
 from obsflow.archive.footprints import coverage_cells
 from obsflow.archive.lightcurves import (
@@ -51,9 +56,8 @@ from obsflow.archive.lightcurves import (
     table_reference,
 )
 from obsflow.archive.policy import release_date, utcnow
-from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, render_previews
+from obsflow.archive.previews import IMAGE_SUFFIXES, Rendered, image_previews, render_previews
 from obsflow.archive.schema import (
-    Composite,
     Exposure,
     FootprintCell,
     Preview,
@@ -164,11 +168,6 @@ def register_program(target: Archive | SiteConfig | Session, program: str, *,
         session.flush()
         for exposure in session.scalars(select(Exposure).where(Exposure.program == program)):
             exposure.release_date = release_date(exposure.t_max, exclusive_months)
-        for composite in session.scalars(select(Composite).where(Composite.program == program)):
-            ids = composite.product_ids.split(",")
-            composite.release_date = max(session.scalars(
-                select(Exposure.release_date).join(Product, Product.exposure_id == Exposure.id)
-                .where(Product.product_id.in_(ids))).all())
         for name in members:
             add_member(session, program, name)
 
@@ -347,15 +346,15 @@ _SKY = ("s_ra", "s_dec", "cx", "cy", "cz", "hpx", "s_fov", "s_region")
 """The exposure's columns a footprint sets."""
 
 
-def _upsert_exposure(session: Session, meta: ExposureMeta, foot: Footprint,
+def _upsert_exposure(session: Session, obs_id: str, foot: Footprint,
                      values: dict[str, Any]) -> Exposure:
-    """Insert or update the exposure; its footprint cells follow its footprint.
+    """Insert or update the exposure ``obs_id``; its footprint cells follow its footprint.
 
     A product without a celestial WCS (a point footprint) never replaces the polygon
     another product of the exposure gave it."""
-    row = session.scalar(select(Exposure).where(Exposure.obs_id == meta.basename))
+    row = session.scalar(select(Exposure).where(Exposure.obs_id == obs_id))
     if row is None:
-        row = Exposure(obs_id=meta.basename, **values)
+        row = Exposure(obs_id=obs_id, **values)
         session.add(row)
         old_region = None
     else:
@@ -444,8 +443,21 @@ def _stage_fits(settings: ArchiveSettings, reg: Registration, read: _Read) -> _S
                    _sampling(read.sci_header, meta))
 
 
+def _stage_png(settings: ArchiveSettings, reg: Registration) -> _Staged:
+    """A colour image (``clr``): stored as is, its own preview (module docstring)."""
+    data = reg.path.read_bytes()
+    previews = image_previews(data, reg.path.name)
+    key = _store_key(settings, reg)
+    width, height = previews[0].width, previews[0].height
+    return _Staged(reg, None, None, "image", "image/png", key,
+                   _put_previews(settings, reg, previews),
+                   {"s_xel1": width, "s_xel2": height, "t_xel": 1})
+
+
 def _stage(settings: ArchiveSettings, reg: Registration, verify: bool) -> _Staged:
     """Read, store and preview one product before the catalog transaction."""
+    if reg.ref.kind == "clr":
+        return _stage_png(settings, reg)
     if reg.ref.kind not in TABLE_KINDS:
         return _stage_fits(settings, reg, _read_product(reg.path, verify))
     table = read_table_product(reg.path, reg.ref.uuid)
@@ -508,17 +520,49 @@ def _known_exposure(session: Session, reg: Registration) -> Exposure:
     return row
 
 
+_COPIED = ("program", "facility_name", "instrument_name", "readpatt", "subarray", "target_name",
+           *_SKY, "t_exptime", "em_res_power")
+"""The columns a colour image's exposure row takes from its red mosaic's."""
+
+
+def _colour_exposure(session: Session, reg: Registration) -> Exposure:
+    """The exposure row of a colour image, made (or updated) from its input mosaics' rows
+    (module docstring)."""
+    uuids = [r.uuid for r in reg.provenance.inputs]
+    found = {p.uuid: e for p, e in session.execute(select(Product, Exposure).join(
+        Exposure, Product.exposure_id == Exposure.id).where(Product.uuid.in_(uuids))).all()}
+    if len(uuids) != 3 or len(found) != 3:
+        raise ArchiveError(f"{reg.path.name}: a colour image needs its three mosaics "
+                           f"registered first (found {len(found)} of {len(uuids)})")
+    rows = [found[u] for u in uuids]
+    red, data_id = rows[0], reg.ref.data_id
+    values = {name: getattr(red, name) for name in _COPIED}
+    values.update(
+        observation=data_id.observation, visit=data_id.visit, exposure=data_id.exposure,
+        detector=data_id.detector, filter="/".join(e.filter for e in rows)[:32],
+        t_min=min(e.t_min for e in rows), t_max=max(e.t_max for e in rows),
+        em_min=min((e.em_min for e in rows if e.em_min is not None), default=None),
+        em_max=max((e.em_max for e in rows if e.em_max is not None), default=None),
+        s_resolution=max((e.s_resolution for e in rows if e.s_resolution is not None),
+                         default=None),
+        release_date=max(e.release_date for e in rows))
+    foot = footprint_from_region(red.s_region, red.s_ra, red.s_dec, red.s_fov)
+    return _upsert_exposure(session, data_id.basename, foot, values)
+
+
 def _commit_one(session: Session, settings: ArchiveSettings, staged: _Staged,
                 now: datetime | None) -> ProductRecord:
     meta = staged.meta
     run = staged.reg.ref.run
     if session.get(Run, run) is None:  # (campaigns and sites create theirs beforehand)
         ensure_run(session, run, run if run in ("manual", "ingest", "legacy") else "prompt")
-    if meta is None or staged.footprint is None:  # a table: its exposure is there already
+    if staged.reg.ref.kind == "clr":
+        exposure = _colour_exposure(session, staged.reg)
+    elif meta is None or staged.footprint is None:  # a table: its exposure is there already
         exposure = _known_exposure(session, staged.reg)
     else:
         program = _ensure_program(session, meta, settings)
-        exposure = _upsert_exposure(session, meta, staged.footprint,
+        exposure = _upsert_exposure(session, meta.basename, staged.footprint,
                                     _exposure_values(meta, staged.footprint, program, settings))
     same = session.scalar(select(Product).where(Product.uuid == staged.reg.ref.uuid))
     if same is not None:
@@ -554,23 +598,15 @@ def _commit_all(archive: Archive, settings: ArchiveSettings, staged: list[_Stage
                 raise
 
 
-def _refresh_composites(archive: Archive, settings: ArchiveSettings,
-                        metas: Iterable[ExposureMeta]) -> None:
-    for program, target in dict.fromkeys((m.program, m.target) for m in metas):
-        refresh_composite(archive, settings, program, target)
-
-
 def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Registration], *,
                      settings: ArchiveSettings | None = None, verify: bool = False,
                      now: datetime | None = None) -> list[ProductRecord]:
     """Register products in one catalog transaction (idempotent per UUID).
 
     Reading the files, rendering previews and copying into the store (only
-    files outside a local store are copied) happen before the transaction;
-    the colour composites of the targets are refreshed after it commits (see
-    :func:`obsflow.archive.composites.refresh_composite`), so registrations
-    in parallel processes overlap almost entirely, even on SQLite's single
-    writer.  Every product becomes its exposure's current version of its
+    files outside a local store are copied) happen before the transaction,
+    so registrations in parallel processes overlap almost entirely, even on
+    SQLite's single writer.  Every product becomes its exposure's current version of its
     kind in that one transaction.
 
     Parameters
@@ -607,10 +643,6 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
         staged = [_stage(cfg, reg, verify) for reg in todo]
         for record in _commit_all(archive, cfg, staged, now) if staged else []:
             done[record.uuid] = record
-        images = [r for r in registrations if r.ref.kind not in TABLE_KINDS]
-        metas = [s.meta for s in staged if s.meta is not None] or [
-            _meta(r.path, _read_product(r.path, False).primary) for r in images[:1]]
-        _refresh_composites(archive, cfg, metas)  # (also after a crash between commit and this)
         return [done[reg.ref.uuid] for reg in registrations]
 
 
@@ -621,8 +653,7 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
 
     Idempotent: the same file (same UUID) registered twice gives the same
     record.  With a ``Session`` pass ``settings`` too; the caller then
-    commits (rows are only flushed) and the composite is refreshed in that
-    transaction.
+    commits (rows are only flushed).
 
     Raises
     ------
@@ -640,8 +671,4 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
             return found
         if reg.ref.kind in TABLE_KINDS:
             _known_exposure(session, reg)
-        staged = _stage(cfg, reg, verify=False)
-        record = _commit_one(session, cfg, staged, now)
-        if staged.meta is not None:
-            refresh_composite(session, cfg, staged.meta.program, staged.meta.target)
-        return record
+        return _commit_one(session, cfg, _stage(cfg, reg, verify=False), now)

@@ -45,7 +45,6 @@ from obsflow.db import Base
 __all__ = [
     "HPX_ORDER",
     "ApiToken",
-    "Composite",
     "Exposure",
     "FootprintCell",
     "Preview",
@@ -262,23 +261,3 @@ class Preview(Base):
     path: Mapped[str] = mapped_column(String(512))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
-
-
-class Composite(Base):
-    """A colour composite of one target from three filters (red = longest wavelength)."""
-
-    __tablename__ = "composites"
-    __table_args__ = (
-        UniqueConstraint("program", "target_name", name="uq_composites_target"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    program: Mapped[str] = mapped_column(ForeignKey("programs.program"))
-    target_name: Mapped[str] = mapped_column(String(128))
-    filters: Mapped[str] = mapped_column(String(128))
-    product_ids: Mapped[str] = mapped_column(Text)
-    path: Mapped[str] = mapped_column(String(512))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    release_date: Mapped[datetime] = mapped_column(DateTime)
-    created: Mapped[datetime] = mapped_column(DateTime)

@@ -1,5 +1,5 @@
 """Catalog queries under the access policy: search, one product, its versions, provenance
-and lineage, previews, composites.
+and lineage, previews.
 
 Every function takes the :class:`~obsflow.archive.policy.Viewer` and the
 time ``now``; rows the viewer may not see are filtered in SQL, so they are
@@ -23,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from obsflow.archive.footprints import Region, overlap_clause
 from obsflow.archive.policy import PUBLIC_METADATA, Viewer, listed_clause, visible_clause
-from obsflow.archive.schema import Composite, Exposure, Preview, Product, ProductInput, Program
+from obsflow.archive.schema import Exposure, Preview, Product, ProductInput, Program
 from obsflow.archive.vo.obscore import latest_clause
 from obsflow.exceptions import ProductNotFoundError
 from obsflow.models.provenance import Provenance
@@ -34,11 +34,9 @@ __all__ = [
     "SearchQuery",
     "diff_products",
     "diff_provenance",
-    "get_composite",
     "get_preview",
     "get_product",
     "link_dict",
-    "list_composites",
     "menu_values",
     "observation_products",
     "product_dict",
@@ -280,34 +278,6 @@ def get_preview(session: Session, product_id: str, kind: str, viewer: Viewer,
     if preview is None:
         raise ProductNotFoundError(f"no {kind} preview of product {product_id!r}")
     return preview
-
-
-def _visible_composites(viewer: Viewer, now: datetime) -> Select:  # type: ignore[type-arg]
-    stmt = select(Composite)
-    if viewer.is_admin:
-        return stmt
-    allowed = Composite.release_date <= now
-    if viewer.programs:
-        allowed = allowed | Composite.program.in_(sorted(viewer.programs))
-    return stmt.where(allowed)
-
-
-def list_composites(session: Session, viewer: Viewer, now: datetime,
-                    target: str | None = None) -> list[Composite]:
-    """Composites ``viewer`` may see, optionally of one target."""
-    stmt = _visible_composites(viewer, now).order_by(Composite.id)
-    if target is not None:
-        stmt = stmt.where(Composite.target_name == target)
-    return list(session.scalars(stmt))
-
-
-def get_composite(session: Session, composite_id: int, viewer: Viewer,
-                  now: datetime) -> Composite:
-    """One visible composite, else :class:`ProductNotFoundError`."""
-    row = session.scalar(_visible_composites(viewer, now).where(Composite.id == composite_id))
-    if row is None:
-        raise ProductNotFoundError(f"no composite {composite_id}")
-    return row
 
 
 def program_dict(program: Program) -> dict[str, Any]:

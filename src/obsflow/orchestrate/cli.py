@@ -37,7 +37,8 @@ __all__ = ["jobs_group", "progress_display", "run_cmd", "summary_line"]
 _site_option = click.option("--site", "site_dir", type=click.Path(path_type=Path), default=None,
                             help="Site folder (default $OBSFLOW_HOME or ./obsflow-site).")
 
-KIND_ORDER = ("ingest", "program", "calibrate", "register", "lightcurve", "image3", "noop")
+KIND_ORDER = ("ingest", "program", "calibrate", "register", "lightcurve", "image3", "colour",
+              "noop")
 
 
 def _site(site_dir: Path | None) -> SiteConfig:

@@ -27,7 +27,14 @@ lightcurve the ``_rateints`` of a time series      stage 3: photometry with the
 image3     ``association`` (the file's content),  stage 3 of imaging: align,
            ``run``, optional ``options``           skymatch, resample; ``_crf``
                                                    + ``_i2d`` registered
-                                                   (:mod:`obsflow.stage3.job`)
+                                                   (:mod:`obsflow.stage3.job`);
+                                                   a ``colour`` child when the
+                                                   target then has mosaics in
+                                                   three filters
+colour     ``mosaics`` (red, green, blue), ``run``  the colour image of three
+                                                   mosaics on one grid, PNG +
+                                                   deep zoom, registered
+                                                   (:mod:`obsflow.stage3.colour_job`)
 reprocess  ``campaign``, ``item``, ``run``,        remake one exposure's planned
            ``context``, ``kinds``, ``source``      products in a campaign's run
            (the Level-1 product), ``replaces``     (:mod:`obsflow.reprocess.campaign`)
@@ -233,6 +240,12 @@ def _image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     return make_image3(ctx, inputs)
 
 
+def _colour(ctx: JobContext, inputs: dict[str, Any]) -> Result:
+    from obsflow.stage3.colour_job import make_colour
+
+    return make_colour(ctx, inputs)
+
+
 def _reprocess(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.reprocess.campaign import run_item
 
@@ -251,6 +264,7 @@ HANDLERS: dict[str, Callable[[JobContext, dict[str, Any]], Result]] = {
     "register": _register,
     "lightcurve": _lightcurve,
     "image3": _image3,
+    "colour": _colour,
     "reprocess": _reprocess,
     "noop": _noop,
 }

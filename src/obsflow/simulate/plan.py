@@ -75,6 +75,13 @@ class PlanOptions:
         Subarray name from the profile (``FULL`` for full frames).
     instrument : str or None
         Instrument name; the profile's first when None.
+    colour_filters : int
+        > 0: the first program (the deep field) starts with this many
+        observations, one per filter (its whole dither pattern each), before
+        the programs take turns: a target with the mosaics of a colour image.
+    dither_points : int or None
+        At most this many dither positions per observation (None: each
+        program's own pattern).
     """
 
     seed: int = 1
@@ -82,6 +89,8 @@ class PlanOptions:
     hours: float | None = None
     subarray: str = "FULL"
     instrument: str | None = None
+    colour_filters: int = 0
+    dither_points: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +164,8 @@ _SLEW_S = 900.0
 _DITHER_ARCSEC = 1.7
 
 
-def _programs(instrument: Instrument, rng: np.random.Generator) -> tuple[list[Program], list[Target]]:
+def _programs(instrument: Instrument, rng: np.random.Generator, dither_points: int | None = None
+              ) -> tuple[list[Program], list[Target]]:
     programs, targets = [], []
     known = {r.name for r in instrument.readout_patterns}
     for (pid, pi, title, months, tname, (ra, dec), nfilt, readouts, ngroups, nints,
@@ -163,24 +173,34 @@ def _programs(instrument: Instrument, rng: np.random.Generator) -> tuple[list[Pr
         readpatt = next((r for r in readouts if r in known), instrument.readout_patterns[0].name)
         maxg = instrument.readout(readpatt).max_ngroups
         programs.append(Program(pid, pi, title, months, tname, min(nfilt, len(instrument.filters)),
-                                readpatt, min(ngroups, maxg), nints, ndither))
+                                readpatt, min(ngroups, maxg), nints,
+                                min(ndither, dither_points or ndither)))
         jitter = rng.normal(0.0, 0.01, 2)
         targets.append(Target(tname, float(ra + jitter[0]), float(dec + jitter[1]),
                               SCENES.get(tname, SceneOptions())))
     return programs, targets
 
 
-def _exposure_sequence(programs: list[Program], total: int | None) -> list[tuple[int, int, str, int]]:
+def _exposure_sequence(programs: list[Program], total: int | None, colour_filters: int = 0
+                       ) -> list[tuple[int, int, str, int]]:
     """(program index, observation, filter index, dither position) in execution order.
 
     Programs take turns: each round gives every program one observation (one
     filter, its whole dither pattern), cycling through the program's filters.
+    ``colour_filters`` > 0: the first program's first that many filters come
+    first (observations 1, 2, ...), then the turns, the first program's from
+    its next filter.
     """
     seq: list[tuple[int, int, str, int]] = []
     limit = total if total is not None else 10_000
+    first = min(colour_filters, programs[0].filters_wanted) if colour_filters > 0 else 0
+    for f in range(first):
+        seq += [(0, f + 1, str(f), d) for d in range(1, programs[0].dither_points + 1)]
     rnd = 0
     while len(seq) < limit:
         for ip, prog in enumerate(programs):
+            if ip == 0 and rnd < first:
+                continue  # observed first
             for d in range(1, prog.dither_points + 1):
                 seq.append((ip, rnd + 1, str(rnd % prog.filters_wanted), d))
         rnd += 1
@@ -197,7 +217,7 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     rng = np.random.default_rng([options.seed, 101])
     inst = profile.instrument(options.instrument) if options.instrument else profile.instruments[0]
     sub = inst.subarray(options.subarray)
-    programs, targets = _programs(inst, rng)
+    programs, targets = _programs(inst, rng, options.dither_points)
     epoch = Time(profile.mission.time_epoch_tai, scale="tai")
     start = (epoch + (300 + options.seed % 30) * u.day).utc
     t = start
@@ -205,7 +225,8 @@ def make_plan(profile: Profile, options: PlanOptions) -> Plan:
     exposures: list[ExposureMeta] = []
     next_id, last_prog = 1, -1
     exp_counter: dict[tuple[str, int], int] = {}
-    for ip, obs, ifilt, dpos in _exposure_sequence(programs, n_exposures):
+    for ip, obs, ifilt, dpos in _exposure_sequence(programs, n_exposures,
+                                                    options.colour_filters):
         prog, target = programs[ip], targets[ip]
         readout = inst.readout(prog.readpatt)
         ramp_frames = prog.ngroups * (readout.nframes + readout.groupgap) - readout.groupgap

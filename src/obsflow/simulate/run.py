@@ -78,6 +78,11 @@ class SimOptions:
     observation's status (the truth :mod:`obsflow.planning.status` is tested against)."""
     plan_failures: int | None = None
     """With ``plan``: how many observations to skip or fail (default one in eight)."""
+    colour_filters: int = 0
+    """> 0: the built-in plan starts with the deep field in this many filters (see
+    :class:`obsflow.simulate.plan.PlanOptions`)."""
+    dither_points: int | None = None
+    """At most this many dither positions per observation of the built-in plan."""
 
 
 @dataclass
@@ -311,7 +316,9 @@ def simulate(out: Path, options: SimOptions, progress: Progress | None = None) -
                              options.tso.ngroups, options.tso.readpatt)
     else:
         plan = make_plan(profile, PlanOptions(seed=options.seed, exposures=options.exposures,
-                                              hours=options.hours, subarray=subarray))
+                                              hours=options.hours, subarray=subarray,
+                                              colour_filters=options.colour_filters,
+                                              dither_points=options.dither_points))
     ctx = _Context(profile, inst, options, out)
     result = SimResult(out, plan)
     report = progress or (lambda stage, done, total: None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,8 @@ from astropy.stats import sigma_clipped_stats
 from obsflow.exceptions import ColourImageError
 from obsflow.fileio import atomic_path
 
-__all__ = ["ColourOptions", "TILE_SIZE", "colour_image", "order_by_wavelength", "pyramid_levels",
-           "write_deep_zoom", "write_image"]
+__all__ = ["ChannelShift", "ColourOptions", "TILE_SIZE", "channel_shift", "colour_image",
+           "order_by_wavelength", "pyramid_levels", "write_deep_zoom", "write_image"]
 
 TILE_SIZE = 256
 """Side of a deep-zoom tile, pixels."""
@@ -65,6 +66,56 @@ class ColourOptions:
                 and (self.white_sigma is None or self.white_sigma > 0)):
             raise ColourImageError(f"colour stretch needs soft_sigma > 0, black_sigma >= 0 and "
                                    f"positive white levels; got {self}")
+
+
+@dataclass(frozen=True)
+class ChannelShift:
+    """How far a channel's stars lie from the reference channel's, on one grid.
+
+    ``dx``, ``dy`` (pixels) are to be added to the channel's positions; 0
+    when fewer than ``min_matches`` stars matched (``matched`` says how many).
+    """
+
+    dx: float
+    dy: float
+    matched: int
+
+
+def channel_shift(ref: np.ndarray, ref_weight: np.ndarray, image: np.ndarray,
+                  weight: np.ndarray, fwhm_pix: tuple[float, float], search_pix: float = 8.0,
+                  min_matches: int = 2, threshold_sigma: float = 5.0) -> ChannelShift:
+    """The translation taking ``image``'s isolated stars onto ``ref``'s (both on one grid).
+
+    Mosaics of different filters of a target are made by separate jobs, each
+    aligned on its own; when a field has too few stars for the absolute
+    alignment, each keeps its visit's pointing error (tens of
+    milliarcseconds: pixels of a fine mosaic grid) and a star would show
+    colour fringes.  The stars of each image
+    (:func:`obsflow.stage3.detect.detect_stars`, ``threshold_sigma``, isolated) are
+    matched by the offset histogram (:func:`obsflow.stage3.match.find_offset`,
+    within ``search_pix``, 1-pixel bins) and mutual nearest neighbours; the
+    shift is the median of the matched differences.  ``fwhm_pix``: the PSF
+    FWHM of (ref, image) in grid pixels.
+    """
+    from photutils.utils.exceptions import NoDetectionsWarning
+
+    from obsflow.stage3.detect import detect_stars
+    from obsflow.stage3.match import find_offset, match_nearest
+
+    stars = []
+    for data, w, fwhm in ((ref, ref_weight, fwhm_pix[0]), (image, weight, fwhm_pix[1])):
+        bad = ~(w > 0) | ~np.isfinite(data)
+        noise = np.full(data.shape, float(np.nanstd(np.where(bad, np.nan, data))) or 1.0)
+        with warnings.catch_warnings():  # a channel with no star: no shift, not a warning
+            warnings.simplefilter("ignore", NoDetectionsWarning)
+            found = detect_stars(data, noise, bad.astype(np.uint32), fwhm, threshold_sigma)
+        stars.append(np.column_stack([found.x, found.y]))
+    offset, _ = find_offset(stars[1], stars[0], search_pix, 1.0)
+    i, j = match_nearest(stars[1] + offset, stars[0], 1.0)
+    if i.size < min_matches:
+        return ChannelShift(0.0, 0.0, int(i.size))
+    d = np.median(stars[0][j] - stars[1][i], axis=0)
+    return ChannelShift(float(d[0]), float(d[1]), int(i.size))
 
 
 def order_by_wavelength(items: list[tuple[float, np.ndarray]]) -> list[np.ndarray]:
@@ -128,9 +179,15 @@ def colour_image(red: np.ndarray, green: np.ndarray, blue: np.ndarray,
     return np.ascontiguousarray(out[::-1])  # FITS row 0 is the bottom row
 
 
-def write_image(path: Path, rgb: np.ndarray, quality: int = 90) -> Path:
-    """Write an RGB uint8 image as PNG or JPEG (by ``path``'s suffix) atomically."""
+def write_image(path: Path, rgb: np.ndarray, quality: int = 90,
+                text: dict[str, str] | None = None) -> Path:
+    """Write an RGB uint8 image as PNG or JPEG (by ``path``'s suffix) atomically.
+
+    ``text``: PNG text chunks (key -> value; a PNG product's reference and
+    provenance), ignored for JPEG.
+    """
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
     path = Path(path)
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
@@ -142,7 +199,10 @@ def write_image(path: Path, rgb: np.ndarray, quality: int = 90) -> Path:
     image = Image.fromarray(np.ascontiguousarray(rgb))
     with atomic_path(path) as tmp:
         if fmt == "PNG":
-            image.save(tmp, format="PNG")
+            info = PngInfo()
+            for key, value in (text or {}).items():
+                info.add_itxt(key, value)
+            image.save(tmp, format="PNG", pnginfo=info)
         else:
             image.save(tmp, format="JPEG", quality=quality)
     return path

@@ -24,7 +24,10 @@ The job:
    ``_cal``) then the ``_i2d`` (linked to every ``_crf``): the mosaic gets
    its own archive row (``obs_id`` its basename) whose release date is the
    last member's end plus the program's exclusive-access period, so it is
-   hidden exactly as long as any of its inputs is.
+   hidden exactly as long as any of its inputs is;
+4. enqueues the ``colour`` job of the target when its program and target
+   now have current mosaics in three filters
+   (:func:`obsflow.stage3.colour_job.colour_specs`).
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     from obsflow.archive.schema import Product
     from obsflow.orchestrate.handlers import Result, archive_of
     from obsflow.stage3.association import Association
+    from obsflow.stage3.colour_job import colour_specs
     from obsflow.stage3.mosaic import Image3Options, make_mosaic, mosaic_ref
 
     started = time.perf_counter()
@@ -132,8 +136,9 @@ def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     m = made.mosaic
     record = register_outputs(archive, [Registration(m.path, m.ref, m.provenance, m.sha256,
                                                      m.size)])[0]
+    children = colour_specs(ctx.engine, m.ref)
     return Result({"product_id": record.product_id, "product": m.ref.relpath(),
                    "created": record.created, "asn_id": asn.asn_id,
                    "members": len(asn.members), "crf": [c.ref.relpath() for c in made.crfs],
                    "steps_seconds": made.seconds,
-                   "seconds": round(time.perf_counter() - started, 3)})
+                   "seconds": round(time.perf_counter() - started, 3)}, children)

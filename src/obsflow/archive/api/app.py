@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 
 from obsflow import __version__
-from obsflow.archive.api import composites, products, search
+from obsflow.archive.api import products, search
 from obsflow.archive.api.deps import ApiSettings, BadTokenLimiter, ViewerDep
 from obsflow.archive.api.download import ChecksumCache
 from obsflow.archive.api.head import HeadAsGet
@@ -127,7 +127,7 @@ def create_app(archive: Archive, settings: ApiSettings | None = None, *,
     app.state.api_settings = settings
     app.state.limiter = BadTokenLimiter(settings.bad_token_limit, settings.bad_token_window_s)
     app.state.checksums = ChecksumCache()
-    for router in (meta, search.router, products.router, composites.router, *routers):
+    for router in (meta, search.router, products.router, *routers):
         app.include_router(router)
     _install_handlers(app)
     app.add_middleware(HeadAsGet)

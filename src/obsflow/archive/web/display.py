@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from obsflow.archive.policy import mjd_to_datetime
 from obsflow.archive.store import ProductStore
 
-__all__ = ["fits_header", "iso_of_mjd", "readable", "size_text"]
+__all__ = ["CATALOG_COLUMNS", "CATALOG_ROWS", "catalog_key", "catalog_preview", "fits_header",
+           "iso_of_mjd", "readable", "size_text"]
 
 MAX_HEADER_CARDS = 2000
 """Most cards shown of one HDU's header."""
@@ -93,3 +96,46 @@ def fits_header(store: ProductStore, key: str) -> list[tuple[str, str]] | None:
     except (OSError, ValueError) as exc:  # a damaged or missing file: the page still shows
         out.append(("unreadable", f"{key}: {exc}"))
     return out
+
+
+CATALOG_ROWS = 20
+"""Rows of a mosaic's source catalog shown on its product page."""
+
+CATALOG_COLUMNS = ("label", "ra", "dec", "x_centroid", "y_centroid", "aper_total_abmag",
+                   "aper_total_abmag_err", "ci_50_90", "is_extended", "flags")
+"""Columns of the catalog shown (those the table has, in this order)."""
+
+
+def catalog_key(key: str) -> str | None:
+    """The store key of the source catalog beside an ``_i2d`` (``<basename>_cat.ecsv``)."""
+    return key[: -len("i2d.fits")] + "cat.ecsv" if key.endswith("_i2d.fits") else None
+
+
+def catalog_preview(store: ProductStore, key: str) -> dict[str, object] | None:
+    """The first :data:`CATALOG_ROWS` rows of the catalog beside the ``_i2d`` at ``key``:
+    ``{"columns": [...], "rows": [[text, ...]], "total": n}``; None when there is none
+    (not a mosaic, or its catalog step was skipped)."""
+    from astropy.table import Table
+
+    cat = catalog_key(key)
+    if cat is None or not store.exists(cat):
+        return None
+    try:
+        with store.open(cat) as handle:
+            table = Table.read(handle.read().decode(), format="ascii.ecsv")
+    except (OSError, ValueError) as exc:
+        return {"columns": ["unreadable"], "rows": [[f"{cat}: {exc}"]], "total": 0}
+    columns = [c for c in CATALOG_COLUMNS if c in table.colnames] or table.colnames[:8]
+    rows = []
+    for row in table[:CATALOG_ROWS]:
+        cells = []
+        for name in columns:
+            value = row[name]
+            if name in ("ra", "dec"):
+                cells.append(f"{value:.6f}")
+            elif isinstance(value, float | np.floating):
+                cells.append(f"{value:.3f}")
+            else:
+                cells.append(str(value))
+        rows.append(cells)
+    return {"columns": columns, "rows": rows, "total": len(table)}

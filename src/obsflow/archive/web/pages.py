@@ -11,8 +11,8 @@ changed from another version (the previous one, or ``?compare=<product_id>``)
 and links to its inputs and to the products made from it.
 
 Everything shown goes through the access policy with the visitor's viewer
-(anonymous unless logged in): proprietary products, previews and
-composites appear only to the program's members and admins; a hidden
+(anonymous unless logged in): proprietary products, previews, colour
+images and source catalogs appear only to the program's members and admins; a hidden
 product's page is the same 404 as a missing one.  Images are the API's
 preview URLs, which apply the same rule with the same cookie.
 """
@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import func, not_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from obsflow.archive.api.deps import get_archive
 from obsflow.archive.api.products import check_product_id
@@ -41,7 +41,6 @@ from obsflow.archive.search import (
     SearchQuery,
     diff_products,
     get_product,
-    list_composites,
     menu_values,
     observation_products,
     product_dict,
@@ -56,7 +55,7 @@ from obsflow.archive.web.common import (
     render,
     web_caller,
 )
-from obsflow.archive.web.display import fits_header, readable
+from obsflow.archive.web.display import catalog_key, catalog_preview, fits_header, readable
 from obsflow.archive.web.skymap import MAP_CSP, footprints, hips_available
 from obsflow.exceptions import ProductNotFoundError, SearchParameterError
 
@@ -90,17 +89,19 @@ def _gallery(request: Request, caller: WebCaller) -> dict[str, Any]:
             .limit(GALLERY_LIMIT))
     with get_archive(request).session() as session:
         rows = [product_dict(p, e) for p, e in session.execute(stmt)]
-        composites: dict[str, list[dict[str, Any]]] = {}
-        for c in list_composites(session, caller.viewer, caller.now):
-            composites.setdefault(c.target_name, []).append(
-                {"id": c.id, "filters": c.filters.replace(",", " / "), "program": c.program})
         locked = _locked_count(request, caller, session)
+    # a target's colour images (from its mosaics in three filters) come first
+    colours: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["kind"] == "clr":
+            colours.setdefault(row["target_name"], []).append(row)
+    rows = [r for r in rows if r["kind"] != "clr"]
     # one card per exposure: its most processed product, the others' kinds named on it
     cards = []
     for _, same in itertools.groupby(rows, key=lambda r: r["obs_id"]):
         products = list(same)
         cards.append({**products[0], "kinds": [p["kind"] for p in products]})
-    groups = [{"target": target, "products": list(items), "composites": composites.get(target, [])}
+    groups = [{"target": target, "products": list(items), "colours": colours.get(target, [])}
               for target, items in itertools.groupby(cards, key=lambda r: r["target_name"])]
     return {"groups": groups, "count": len(cards), "locked": locked}
 
@@ -117,7 +118,7 @@ def _locked_count(request: Request, caller: WebCaller, session: Session) -> int:
 @router.get("/", response_class=HTMLResponse, summary="Gallery (HTML)",
             responses=html_responses(s200="The gallery page"))
 async def gallery(request: Request) -> HTMLResponse:
-    """Thumbnails grouped by target, colour composites first."""
+    """Thumbnails grouped by target, the target's colour images first."""
     caller = await run_in_threadpool(web_caller, request)
     context = await run_in_threadpool(_gallery, request, caller)
     return render(request, caller, "gallery.html", **context)
@@ -291,8 +292,10 @@ def _product(request: Request, caller: WebCaller, product_id: str,
                 diff_error = f"No product {other[:100]!r} to compare with."
         meta = product_dict(product, exposure)
         siblings = observation_products(session, [exposure.id], SearchQuery())
-        header = fits_header(get_archive(request).settings.store, product.path)
-    return {"p": meta, "has_preview": "png" in kinds, **history, "diff": diff,
+        store = get_archive(request).settings.store
+        header = fits_header(store, product.path)
+        catalog = catalog_preview(store, product.path)
+    return {"catalog": catalog, "p": meta, "has_preview": "png" in kinds, **history, "diff": diff,
             "diff_error": diff_error, "proprietary": exposure.release_date > caller.now,
             "readable": readable(meta), "siblings": siblings.get(exposure.id, []),
             "header": header}
@@ -313,3 +316,30 @@ async def product_page(product_id: str, request: Request) -> HTMLResponse:
         return render(request, caller, "error.html", status=404,
                       message="No such product (or you are not allowed to see it).")
     return render(request, caller, "product.html", **context)
+
+
+def _catalog_file(request: Request, caller: WebCaller, product_id: str) -> tuple[str, bytes]:
+    with get_archive(request).session() as session:
+        product, _ = get_product(session, check_product_id(product_id), caller.viewer,
+                                 caller.now)
+    store = get_archive(request).settings.store
+    key = catalog_key(product.path)
+    if key is None or not store.exists(key):
+        raise ProductNotFoundError(f"{product_id}: no source catalog")
+    return key.rsplit("/", 1)[-1], store.read_bytes(key)
+
+
+@router.get("/products/{product_id}/catalog.ecsv", response_class=Response,
+            summary="A mosaic's source catalog (ECSV)",
+            responses=html_responses(s200="The catalog", s404="No such mosaic or catalog "
+                                                              "(or not visible)"))
+async def catalog_download(product_id: str, request: Request) -> Response:
+    """The ``_cat.ecsv`` of an ``_i2d`` mosaic, under the mosaic's access rule."""
+    caller = await run_in_threadpool(web_caller, request)
+    try:
+        name, data = await run_in_threadpool(_catalog_file, request, caller, product_id)
+    except ProductNotFoundError:
+        return render(request, caller, "error.html", status=404,
+                      message="No such catalog (or you are not allowed to see it).")
+    return Response(data, media_type="text/x-ecsv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
