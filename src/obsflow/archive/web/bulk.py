@@ -4,7 +4,7 @@
 product, each file checked against its sha256 after download
 (``sha256sum -c``).  Proprietary files need credentials the script cannot
 hold: it sends ``Authorization: Bearer $OBSFLOW_TOKEN`` when that variable
-is set (``obsflow users token`` makes one).
+is set (``obsflow tokens create USER`` makes one).
 
 ``/api/download/zip`` streams one zip of the files (stored, zip64; see
 :mod:`obsflow.archive.zipstream`), chunk by chunk as it reads them: the
@@ -186,7 +186,7 @@ def _readme(base_url: str, products: list[Product], names: list[str], left_out: 
     if left_out:
         lines += [_left_out_text(left_out) + ".",
                   "Proprietary products of your programs need your credentials: log in, or",
-                  "send 'Authorization: Bearer <token>' (obsflow users token).", ""]
+                  "send 'Authorization: Bearer <token>' (obsflow tokens create USER).", ""]
     lines += [f"{p.product_id}  {name}  {p.size} bytes" for p, name in zip(products, names,
                                                                              strict=True)]
     return "\n".join(lines) + "\n"
