@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tests.archive.conftest import add_people, live_server, make_archive
-from tests.archive.factories import meta, write_product
+from tests.archive.factories import meta, register_versions, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
@@ -205,6 +205,22 @@ def test_a_corrupt_file_stops_the_zip_before_it_looks_whole(archive: Archive,
     assert len(received) >= len(data) - ZIP_CHUNK
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(io.BytesIO(received))
+
+
+def test_versions_sharing_a_file_name_get_a_folder_each(archive: Archive,
+                                                        tmp_path: Path) -> None:
+    """Each backend: three versions of one product (one file name) side by side in a zip."""
+    add_people(archive)
+    versions = register_versions(archive, tmp_path / "in")
+    ids = [versions.ids[f"cal_v{n}"] for n in (1, 2, 3)]
+    app = create_app(archive, ApiSettings(clock=lambda: NOW), routers=routers())
+    with live_server(app) as url:
+        got = _zip(httpx.get(url + ZIP, params={"id": [*ids, versions.ids["rate"]]}))
+    cal_name = versions.files["cal_v1"].name
+    assert got.namelist()[2:] == sorted([*(f"{pid}/{cal_name}" for pid in ids),
+                                         versions.files["rate"].name])
+    for n, pid in enumerate(ids, start=1):
+        assert got.read(f"{pid}/{cal_name}") == versions.files[f"cal_v{n}"].read_bytes()
 
 
 # -- the zip writer on its own ----------------------------------------------------------------
