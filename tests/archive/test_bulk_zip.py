@@ -184,7 +184,7 @@ def test_server_memory_stays_bounded_while_streaming(site: ZipSite) -> None:
 def test_a_corrupt_file_stops_the_zip_before_it_looks_whole(archive: Archive,
                                                             tmp_path: Path) -> None:
     """Each backend: a stored file changed on disk ends the stream without the central
-    directory, so the client's zip does not open."""
+    directory, so the client's zip does not open; a HEAD reads no file."""
     add_people(archive)
     path = write_product(tmp_path / "in", meta(**CAL), seed=4)
     product = register_product(archive, path)
@@ -196,6 +196,9 @@ def test_a_corrupt_file_stops_the_zip_before_it_looks_whole(archive: Archive,
     store.local_path(key).write_bytes(bytes(data))
     app = create_app(archive, ApiSettings(clock=lambda: NOW), routers=routers())
     with live_server(app) as url:
+        head = httpx.head(url + ZIP, params={"id": [product.product_id]})
+        assert head.status_code == 200 and head.content == b""  # (no file read: no cut)
+        assert head.headers["content-type"] == "application/zip"
         received = b""
         with pytest.raises(httpx.RemoteProtocolError):  # the server cut the chunked body
             with httpx.stream("GET", url + ZIP, params={"id": [product.product_id]}) as answer:
