@@ -41,6 +41,7 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from obsflow.archive.api.deps import ApiSettings, get_archive, identify
+from obsflow.archive.api.download import CHUNK
 from obsflow.archive.api.head import HEAD_SCOPE_KEY
 from obsflow.archive.api.responses import binary, errors
 from obsflow.archive.policy import Viewer
@@ -65,9 +66,9 @@ MAX_SCRIPT_PRODUCTS = 1000
 PRODUCT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
 """What a product id looks like (anything else is refused with 400)."""
 
-ZIP_CHUNK = 256 * 1024
-"""Bytes of a product file read (and sent) at a time into a zip: what the server holds per
-download is a few of these, whatever the zip's size."""
+ZIP_CHUNK = CHUNK
+"""Bytes of a product file read (and sent) at a time into a zip, as for one file's download
+(1 MiB): what the server holds per zip download is a few of these, whatever the zip's size."""
 
 ZIP_NAME = "obsflow-download.zip"
 """The file name a zip download is saved under (``Content-Disposition``)."""
