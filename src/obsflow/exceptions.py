@@ -40,6 +40,7 @@ The hierarchy::
     │   ├── RangeNotSatisfiableError(ValueError) a Range header outside the file (416)
     │   ├── SearchParameterError(ValueError)   a bad field in a web search form
     │   ├── QueryValueError(ValueError)        a request value the catalog cannot hold (HTTP 400)
+    │   ├── SelectionError(ValueError)         a bulk-download selection that cannot be served (400)
     │   └── VOQueryError(ValueError)           a bad SIA2 / TAP (ADQL) request (VOTable error)
     ├── OrchestrateError(RuntimeError) the job layer cannot do what was asked
     │   ├── JobNotFoundError(LookupError)      no job with that id
@@ -102,6 +103,7 @@ __all__ = [
     "RefContextError",
     "ContextNotFoundError",
     "ReferenceFileError",
+    "SelectionError",
     "SiteError",
     "TooManyAttemptsError",
     "TruncatedPacketError",
@@ -299,6 +301,11 @@ class TooManyAttemptsError(AuthenticationError):
 class QueryValueError(ArchiveError, ValueError):
     """A request value outside what the catalog database can hold (an integer beyond 64 bits,
     a NaN, text with NUL); the message names the parameter and the accepted range."""
+
+
+class SelectionError(ArchiveError, ValueError):
+    """A bulk-download selection that cannot be served: an id that is not a product id, or
+    more products or bytes than one download may hold (the message names which and the limit)."""
 
 
 class VOQueryError(ArchiveError, ValueError):

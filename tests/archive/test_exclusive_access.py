@@ -40,6 +40,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -375,6 +376,17 @@ def _script(secret: bool) -> Callable[[httpx.Response, bool], None]:
     return check
 
 
+def _zip(secret: bool) -> Callable[[httpx.Response, bool], None]:
+    """A zip download: the product asked for is in it, unless it is ``secret`` (then only
+    alice gets its file; the others get the README and the manifest only)."""
+    def check(response: httpx.Response, alice: bool) -> None:
+        assert response.status_code == 200
+        names = zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+        assert names[:2] == ["README.txt", "MANIFEST.sha256"]
+        assert len(names) == (3 if alice or not secret else 2), names
+    return check
+
+
 def _api_calls(site: AccessSite) -> list[Call]:
     pub, sec = site.public_ids, site.secret_ids
     n, every = site.public_latest, site.public_versions
@@ -562,6 +574,9 @@ def _web_calls(site: AccessSite) -> list[Call]:
     calls += [Call("GET", "/search", "/search", p, check=_html_count(n)) for p, n in probes]
     script = "/download/script"
     calls += [Call("GET", script, script, {"id": pid}, check=_script(pid in site.secret_ids))
+              for pid in (site.public_ids[0], site.secret_ids[0])]
+    zipped = "/api/download/zip"
+    calls += [Call("GET", zipped, zipped, {"id": pid}, check=_zip(pid in site.secret_ids))
               for pid in (site.public_ids[0], site.secret_ids[0])]
     for pid in site.public_ids + site.secret_ids:
         calls.append(Call("GET", page, f"/products/{pid}", hidden=pid in site.secret_ids))

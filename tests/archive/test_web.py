@@ -7,6 +7,7 @@ they are missing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -441,6 +442,18 @@ return [bad, wrapped];
 """
 
 
+_FETCH_ZIP = """
+const form = document.getElementById('bulk-form');
+const button = document.getElementById('zip-button');
+const url = button.formAction + '?' + new URLSearchParams(new FormData(form));
+return fetch(url).then(async (r) => {
+  const digest = await crypto.subtle.digest('SHA-256', await r.arrayBuffer());
+  const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0'));
+  return [r.status, r.headers.get('content-type'), hex.join('')];
+});
+"""
+
+
 def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
                                                                tmp_path: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
@@ -464,6 +477,11 @@ def test_browser_observations_bulk_selection_and_product_page(web: WebSite,
             "return new URLSearchParams(new FormData(document.getElementById('bulk-form')))"
             ".getAll('id')")
         assert set(chosen) == cal_field
+        # the second button asks the same selection as a zip: the bytes the API streams
+        status, kind, sha = driver.execute_script(_FETCH_ZIP)
+        api = httpx.get(f"{web.url}/api/download/zip", params={"id": sorted(cal_field)})
+        assert (status, kind) == (200, "application/zip")
+        assert sha == hashlib.sha256(api.content).hexdigest()
         # product ids wrap between their parts only, even on a narrow screen
         driver.set_window_size(420, 1000)
         bad, wrapped = driver.execute_script(_BREAKS)

@@ -15,16 +15,21 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
+import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.io.votable import parse_single_table
-from sqlalchemy import select
+from astropy.table import Table
+from sqlalchemy import func, select
 from tests.archive.conftest import live_server
 from tests.orchestrate.conftest import SIM_OPTIONS, jobs_of, make_site
 
@@ -194,6 +199,54 @@ def test_running_again_changes_nothing(site: Site) -> None:
         after = session.execute(select(Product.product_id, Product.sha256)
                                 .order_by(Product.id)).all()
     assert after == before
+
+
+NOTEBOOK = Path(__file__).parents[2] / "docs" / "archive_tour.ipynb"
+
+
+def _printed(cells: list[Any]) -> str:
+    """What the executed cells printed (their stdout)."""
+    return "".join(out.get("text", "") for cell in cells for out in cell.get("outputs", [])
+                   if out.get("output_type") == "stream" and out.get("name") == "stdout")
+
+
+def test_the_archive_tour_notebook_runs_against_the_live_site(site: Site,
+                                                              tmp_path: Path) -> None:
+    """docs/archive_tour.ipynb, executed by a Jupyter kernel against this site as alice (her
+    token in OBSFLOW_TOKEN): a cell that raises fails the test (nbclient's
+    CellExecutionError); what it prints is checked against the archive's own files."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not cell.get("outputs") and cell.get("execution_count") is None
+               for cell in notebook.cells if cell.cell_type == "code")  # committed stripped
+    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute(env={**os.environ, "OBSFLOW_URL": site.url, "OBSFLOW_TOKEN": site.token,
+                        "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    printed = _printed(notebook.cells)
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        rows = session.scalar(select(func.count()).select_from(Product).join(
+            Exposure, Product.exposure_id == Exposure.id).where(
+            Exposure.program == site.program, Product.is_latest, Product.calib_level >= 2,
+            Product.dataproduct_type == "image", Product.content_type == "application/fits"))
+        mosaic = re.search(r"downloaded (\S+): \d+ bytes, checksum OK, SCI shape \((\d+), "
+                           r"(\d+)\)", printed)
+        assert mosaic is not None, printed
+        assert mosaic.group(1) in site.i2d_ids  # alice's mosaic, not the other program's
+        key = session.scalars(select(Product.path).where(
+            Product.product_id == mosaic.group(1))).one()
+        store = archive.settings.store
+        shape = fits.getdata(store.local_path(key), "SCI").shape
+        catalog = Table.read(store.local_path(str(beside(Path(key), "cat.ecsv"))))
+    assert rows is not None and rows > len(site.i2d_ids)
+    assert f"rows found: {rows}\n" in printed
+    assert (int(mosaic.group(2)), int(mosaic.group(3))) == shape
+    assert f"catalog sources: {len(catalog)}\n" in printed and len(catalog) > 0
+    plots = [out for cell in notebook.cells for out in cell.get("outputs", [])
+             if "image/png" in out.get("data", {})]
+    assert len(plots) == 1
 
 
 def test_a_campaign_that_remakes_the_members_remakes_the_mosaic(site: Site) -> None:

@@ -56,6 +56,10 @@ class ApiSettings:
     hips_dir : Path or None
         The archive's HiPS (:mod:`obsflow.archive.hips`), served at ``/hips/`` under the
         search page's sky map; None or a missing folder: no sky image yet.
+    zip_max_products : int
+        Most products in one zip download (``/api/download/zip``).
+    zip_max_bytes : int
+        Most bytes (the products' sizes added up) in one zip download.
     """
 
     clock: Callable[[], datetime] = utcnow
@@ -63,6 +67,8 @@ class ApiSettings:
     bad_token_window_s: float = 60.0
     max_page_size: int = 1000
     hips_dir: Path | None = None
+    zip_max_products: int = 500
+    zip_max_bytes: int = 20 * 1024**3
 
 
 @dataclass

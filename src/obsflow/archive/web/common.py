@@ -78,12 +78,16 @@ def now_of(request: Request) -> datetime:
     return settings.clock()
 
 
-def web_caller(request: Request) -> WebCaller:
-    """The visitor: their session cookie's user, else anonymous (a stale cookie is dropped)."""
+def web_caller(request: Request, *, cookie_only: bool = True) -> WebCaller:
+    """The visitor: their session cookie's user, else anonymous (a stale cookie is dropped).
+
+    ``cookie_only=False`` (file downloads a script or notebook fetches) also
+    takes an API token in the ``Authorization`` header.
+    """
     now = now_of(request)
     try:
         with get_archive(request).session() as session:
-            return WebCaller(identify(request, session, now, cookie_only=True), False, now)
+            return WebCaller(identify(request, session, now, cookie_only=cookie_only), False, now)
     except TooManyAttemptsError as exc:
         return WebCaller(ANONYMOUS, False, now, exc.retry_after_s)
     except AuthenticationError:

@@ -23,6 +23,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -334,8 +335,9 @@ def _catalog_file(request: Request, caller: WebCaller, product_id: str) -> tuple
             responses=html_responses(s200="The catalog", s404="No such mosaic or catalog "
                                                               "(or not visible)"))
 async def catalog_download(product_id: str, request: Request) -> Response:
-    """The ``_cat.ecsv`` of an ``_i2d`` mosaic, under the mosaic's access rule."""
-    caller = await run_in_threadpool(web_caller, request)
+    """The ``_cat.ecsv`` of an ``_i2d`` mosaic, under the mosaic's access rule (session
+    cookie or API token)."""
+    caller = await run_in_threadpool(partial(web_caller, request, cookie_only=False))
     try:
         name, data = await run_in_threadpool(_catalog_file, request, caller, product_id)
     except ProductNotFoundError:
