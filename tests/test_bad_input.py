@@ -483,6 +483,7 @@ CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "propose check": _propose_cases,
     "archive add": _both(_config_cases("archive add", _good),  # a _rate's layout is not Level 1's
                          _level1_cases("archive add", [v for v in LEVEL1_VARIANTS if "_rate" not in v]), _light_curve_cases),
+    "archive hips": _site_cmd("archive hips"),
     "archive program add": _site_cmd("archive program add", "01234", "--exclusive-months", "12"),
     "calibrate": _both(_config_cases("calibrate", _good),
                        _level1_cases("calibrate", LEVEL1_VARIANTS)),
