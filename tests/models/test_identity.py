@@ -22,7 +22,7 @@ def test_data_id_basename_and_round_trip() -> None:
 
 
 def test_ref_validates_kind_run_and_uuid() -> None:
-    with pytest.raises(ValueError, match="allowed: cal, crf, i2d, phot, rate, rateints, uncal"):
+    with pytest.raises(ValueError, match="allowed: cal, clr, crf, i2d, phot, rate, rateints, uncal"):
         ProductRef("bogus", DID, "prompt")
     with pytest.raises(ValueError, match="run name '../x'"):
         ProductRef("cal", DID, "../x")
