@@ -9,6 +9,13 @@ search with two kinds of moves, both classic for travelling-salesman tours:
 * or-opt: move a stretch of one to four observations (forward or reversed)
   elsewhere in the sequence — a target's filters travel together.
 
+:func:`order_runs` then chooses the order *inside* each run of consecutive
+observations of one target (its filters) exactly, by dynamic programming over
+the runs: the wheel's path through a target's filters and the step from one
+target's last filter to the next one's first are optimised together, the
+targets' order (the slew) untouched.  :func:`kick_search` repeats both from
+random "double bridge" kicks (an iterated local search) and keeps the best.
+
 A move is taken only when it lowers the total travel cost by more than
 ``tol`` *and* ``feasible`` accepts the whole new sequence (the caller
 re-times it against windows, visibility and constraints), so the result is
@@ -20,10 +27,12 @@ here).  Pure functions of sequences: no time, no profile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from itertools import permutations
+from random import Random
 from typing import TypeVar
 
-__all__ = ["improve_order", "tour_cost"]
+__all__ = ["improve_order", "kick_search", "order_runs", "tour_cost"]
 
 T = TypeVar("T")
 
@@ -97,3 +106,60 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
                 if checks >= max_checks:
                     return [items[k] for k in seq]
     return [items[k] for k in seq]
+
+
+def order_runs(order: Sequence[T], group: Callable[[T], Hashable],
+               cost: Callable[[T, T], float], max_run: int = 6) -> list[T]:
+    """``order`` with the elements inside each run of consecutive equal ``group`` keys
+    permuted so that :func:`tour_cost` is lowest; the runs themselves keep their order.
+
+    Exact (dynamic programming over the runs, the state being the run's last element):
+    every permutation of a run of at most ``max_run`` elements is tried (a longer run keeps
+    its order or is reversed).  Ties keep the earlier permutation, the input's own first,
+    so an already optimal sequence comes back unchanged.
+    """
+    runs: list[list[T]] = []
+    for x in order:
+        if runs and group(runs[-1][0]) == group(x):
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    # best[i]: (cost so far, sequence) for each choice of the current run's arrangement
+    best: list[tuple[float, list[T]]] = [(0.0, [])]
+    for run in runs:
+        options = (list(permutations(run)) if len(run) <= max_run
+                   else [tuple(run), tuple(run[::-1])])
+        nxt: list[tuple[float, list[T]]] = []
+        for perm in options:
+            inner = tour_cost(perm, cost)
+            cands = [(c + (cost(seq[-1], perm[0]) if seq else 0.0) + inner, seq)
+                     for c, seq in best]
+            c, seq = min(cands, key=lambda cs: cs[0])
+            nxt.append((c, seq + list(perm)))
+        best = nxt
+    return min(best, key=lambda cs: cs[0])[1]
+
+
+def kick_search(order: Sequence[T], cost: Callable[[T, T], float],
+                feasible: Callable[[list[T]], bool], improve: Callable[[list[T]], list[T]],
+                kicks: int = 30, seed: int = 0, tol: float = 1e-9) -> list[T]:
+    """Iterated local search from ``order`` (already a local optimum of ``improve``).
+
+    ``kicks`` times: cut the best sequence at three random places and swap the two middle
+    stretches (a "double bridge", which 2-opt and or-opt cannot undo one step at a time),
+    give it to ``improve`` if ``feasible`` accepts it, and keep the result when it costs
+    less than the best.  Deterministic for a ``seed``; never costlier than ``order``."""
+    best, best_cost = list(order), tour_cost(order, cost)
+    if len(best) < 4:
+        return best
+    rng = Random(seed)
+    for _ in range(kicks):
+        i, j, k = sorted(rng.sample(range(1, len(best)), 3))
+        cand = best[:i] + best[j:k] + best[i:j] + best[k:]
+        if not feasible(cand):
+            continue
+        cand = improve(cand)
+        c = tour_cost(cand, cost)
+        if c < best_cost - tol:
+            best, best_cost = cand, c
+    return best
