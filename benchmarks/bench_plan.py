@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from obsflow.planning.ordering import path_lower_bound
 from obsflow.planning.scheduler import (
     Observation,
     Schedule,
@@ -120,49 +121,6 @@ def _metrics(order: list[Observation], wheel: list[str]) -> dict[str, float]:
             "filter_steps": sum(steps)}
 
 
-def held_karp_path(cost: np.ndarray, upper: float, iters: int = 400) -> float:
-    """A lower bound on the cheapest Hamiltonian path through ``cost`` (symmetric, n x n).
-
-    The path is a tour through one extra node joined to every node at no cost; any tour is
-    a 1-tree (a spanning tree of the other nodes plus two edges of the extra node), so for any
-    node penalties ``pi`` the cheapest 1-tree under ``cost + pi_i + pi_j`` less ``2 sum pi`` is
-    a bound (Held and Karp 1970).  ``pi`` follows the subgradient (node degree - 2) with
-    Polyak steps towards ``upper`` (a known path's cost, which only sets the step size); the
-    best bound seen is returned, valid whatever the iteration did."""
-    from scipy.sparse.csgraph import minimum_spanning_tree
-
-    n = cost.shape[0]
-    if n < 2:
-        return 0.0
-    full = np.zeros((n + 1, n + 1))
-    full[1:, 1:] = cost  # node 0: the extra node (the path's two ends)
-    pi = np.zeros(n + 1)
-    best, alpha, stall = -np.inf, 2.0, 0
-    for _ in range(iters):
-        d = full + pi[:, None] + pi[None, :]
-        shift = 1.0 + float(np.abs(d).max())  # positive weights: csgraph drops zeros
-        sub = d[1:, 1:] + shift
-        np.fill_diagonal(sub, 0.0)
-        tree = minimum_spanning_tree(sub).toarray()
-        ends = np.argsort(d[0, 1:])[:2] + 1
-        value = float(tree.sum() - (n - 1) * shift + d[0, ends].sum() - 2 * pi.sum())
-        if value > best + 1e-9:
-            best, stall = value, 0
-        else:
-            stall += 1
-            if stall > 20:
-                alpha, stall = alpha / 2, 0
-        degree = np.zeros(n + 1)
-        degree[1:] = ((tree + tree.T) > 0).sum(axis=1)
-        degree[0] = 2
-        degree[ends] += 1
-        g = degree - 2
-        if not g.any() or alpha < 1e-4:
-            break
-        pi += alpha * max(upper - value, 1e-3) / float(g @ g) * g
-    return best
-
-
 def frontier(order: list[Observation], wheel: list[str], max_slew: float,
              max_steps: float) -> dict[str, float]:
     """What any ordering of ``order`` needs: a plan with at most ``max_steps`` wheel steps
@@ -171,8 +129,8 @@ def frontier(order: list[Observation], wheel: list[str], max_slew: float,
 
     For every weight ``lam`` (degrees per step), slew + lam * steps of any ordering is at
     least the Held-Karp bound of the path on ``separation + lam * steps``
-    (:func:`held_karp_path`), so slew >= bound - lam * max_steps and steps >= (bound -
-    max_slew) / lam; the best over ``lam`` in 0-100 is kept.  Windows and visibility are
+    (:func:`obsflow.planning.ordering.path_lower_bound`), so slew >= bound - lam *
+    max_steps and steps >= (bound - max_slew) / lam; the best over ``lam`` in 0-100 is kept.  Windows and visibility are
     ignored (they only remove orderings), so these bound every feasible plan of ``order``."""
     sep = np.array([[separation_deg(a.ra, a.dec, b.ra, b.dec) for b in order] for a in order])
     steps = np.array([[filter_steps(wheel, a.filter, b.filter) for b in order] for a in order],
@@ -181,7 +139,7 @@ def frontier(order: list[Observation], wheel: list[str], max_slew: float,
     slew_lb, steps_lb = 0.0, 0.0
     for lam in (0.0, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 100.0):
         cost = sep + lam * steps
-        bound = held_karp_path(cost, float(cost[here[:-1], here[1:]].sum()))
+        bound = path_lower_bound(cost, float(cost[here[:-1], here[1:]].sum()))
         slew_lb = max(slew_lb, bound - lam * max_steps)
         if lam > 0:
             steps_lb = max(steps_lb, (bound - max_slew) / lam)

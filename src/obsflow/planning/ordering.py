@@ -15,6 +15,8 @@ the runs: the wheel's path through a target's filters and the step from one
 target's last filter to the next one's first are optimised together, the
 targets' order (the slew) untouched.  :func:`kick_search` repeats both from
 random "double bridge" kicks (an iterated local search) and keeps the best.
+:func:`path_lower_bound` bounds from below what any ordering can cost (a
+Held-Karp bound), so a result can be judged against it.
 
 A move is taken only when it lowers the total travel cost by more than
 ``tol`` *and* ``feasible`` accepts the whole new sequence (the caller
@@ -22,7 +24,7 @@ re-times it against windows, visibility and constraints), so the result is
 never costlier than the input and every observation stays placeable.  The
 travel between two consecutive observations is given by ``cost(a, b)``
 (symmetric; the first observation costs nothing: there is no ``None`` start
-here).  Pure functions of sequences: no time, no profile.
+here).  Pure functions of sequences (and cost matrices): no time, no profile.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from itertools import permutations
 from random import Random
 from typing import TypeVar
 
-__all__ = ["improve_order", "kick_search", "order_runs", "tour_cost"]
+import numpy as np
+
+__all__ = ["improve_order", "kick_search", "order_runs", "path_lower_bound", "tour_cost"]
 
 T = TypeVar("T")
 
@@ -162,4 +166,48 @@ def kick_search(order: Sequence[T], cost: Callable[[T, T], float],
         c = tour_cost(cand, cost)
         if c < best_cost - tol:
             best, best_cost = cand, c
+    return best
+
+
+def path_lower_bound(cost: np.ndarray, upper: float, iters: int = 400) -> float:
+    """A lower bound on the cheapest Hamiltonian path through ``cost`` (symmetric, n x n):
+    no ordering of the n elements has a lower :func:`tour_cost`.
+
+    The path is a tour through one extra node joined to every node at no cost; any tour is
+    a 1-tree (a spanning tree of the other nodes plus two edges of the extra node), so for any
+    node penalties ``pi`` the cheapest 1-tree under ``cost + pi_i + pi_j`` less ``2 sum pi`` is
+    a bound (Held and Karp 1970).  ``pi`` follows the subgradient (node degree - 2) with
+    Polyak steps towards ``upper`` (a known path's cost, which only sets the step size); the
+    best bound seen is returned, valid whatever the iteration did."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    n = cost.shape[0]
+    if n < 2:
+        return 0.0
+    full = np.zeros((n + 1, n + 1))
+    full[1:, 1:] = cost  # node 0: the extra node (the path's two ends)
+    pi = np.zeros(n + 1)
+    best, alpha, stall = -np.inf, 2.0, 0
+    for _ in range(iters):
+        d = full + pi[:, None] + pi[None, :]
+        shift = 1.0 + float(np.abs(d).max())  # positive weights: csgraph drops zeros
+        sub = d[1:, 1:] + shift
+        np.fill_diagonal(sub, 0.0)
+        tree = minimum_spanning_tree(sub).toarray()
+        ends = np.argsort(d[0, 1:])[:2] + 1
+        value = float(tree.sum() - (n - 1) * shift + d[0, ends].sum() - 2 * pi.sum())
+        if value > best + 1e-9:
+            best, stall = value, 0
+        else:
+            stall += 1
+            if stall > 20:
+                alpha, stall = alpha / 2, 0
+        degree = np.zeros(n + 1)
+        degree[1:] = ((tree + tree.T) > 0).sum(axis=1)
+        degree[0] = 2
+        degree[ends] += 1
+        g = degree - 2
+        if not g.any() or alpha < 1e-4:
+            break
+        pi += alpha * max(upper - value, 1e-3) / float(g @ g) * g
     return best
