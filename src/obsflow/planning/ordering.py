@@ -9,21 +9,34 @@ search with two kinds of moves, both classic for travelling-salesman tours:
 * or-opt: move a stretch of one to four observations (forward or reversed)
   elsewhere in the sequence — a target's filters travel together.
 
+:func:`order_runs` then chooses the order *inside* each run of consecutive
+observations of one target (its filters) exactly, by dynamic programming over
+the runs: the wheel's path through a target's filters and the step from one
+target's last filter to the next one's first are optimised together, the
+targets' order (the slew) untouched.  :func:`kick_search` repeats both from
+random "double bridge" kicks (an iterated local search) and keeps the best.
+:func:`path_lower_bound` bounds from below what any ordering can cost (a
+Held-Karp bound), so a result can be judged against it.
+
 A move is taken only when it lowers the total travel cost by more than
 ``tol`` *and* ``feasible`` accepts the whole new sequence (the caller
 re-times it against windows, visibility and constraints), so the result is
 never costlier than the input and every observation stays placeable.  The
 travel between two consecutive observations is given by ``cost(a, b)``
 (symmetric; the first observation costs nothing: there is no ``None`` start
-here).  Pure functions of sequences: no time, no profile.
+here).  Pure functions of sequences (and cost matrices): no time, no profile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from itertools import permutations
+from random import Random
 from typing import TypeVar
 
-__all__ = ["improve_order", "tour_cost"]
+import numpy as np
+
+__all__ = ["improve_order", "kick_search", "order_runs", "path_lower_bound", "tour_cost"]
 
 T = TypeVar("T")
 
@@ -97,3 +110,104 @@ def improve_order(order: Sequence[T], cost: Callable[[T, T], float],
                 if checks >= max_checks:
                     return [items[k] for k in seq]
     return [items[k] for k in seq]
+
+
+def order_runs(order: Sequence[T], group: Callable[[T], Hashable],
+               cost: Callable[[T, T], float], max_run: int = 6) -> list[T]:
+    """``order`` with the elements inside each run of consecutive equal ``group`` keys
+    permuted so that :func:`tour_cost` is lowest; the runs themselves keep their order.
+
+    Exact (dynamic programming over the runs, the state being the run's last element):
+    every permutation of a run of at most ``max_run`` elements is tried (a longer run keeps
+    its order or is reversed).  Ties keep the earlier permutation, the input's own first,
+    so an already optimal sequence comes back unchanged.
+    """
+    runs: list[list[T]] = []
+    for x in order:
+        if runs and group(runs[-1][0]) == group(x):
+            runs[-1].append(x)
+        else:
+            runs.append([x])
+    # best[i]: (cost so far, sequence) for each choice of the current run's arrangement
+    best: list[tuple[float, list[T]]] = [(0.0, [])]
+    for run in runs:
+        options = (list(permutations(run)) if len(run) <= max_run
+                   else [tuple(run), tuple(run[::-1])])
+        nxt: list[tuple[float, list[T]]] = []
+        for perm in options:
+            inner = tour_cost(perm, cost)
+            cands = [(c + (cost(seq[-1], perm[0]) if seq else 0.0) + inner, seq)
+                     for c, seq in best]
+            c, seq = min(cands, key=lambda cs: cs[0])
+            nxt.append((c, seq + list(perm)))
+        best = nxt
+    return min(best, key=lambda cs: cs[0])[1]
+
+
+def kick_search(order: Sequence[T], cost: Callable[[T, T], float],
+                feasible: Callable[[list[T]], bool], improve: Callable[[list[T]], list[T]],
+                kicks: int = 30, seed: int = 0, tol: float = 1e-9) -> list[T]:
+    """Iterated local search from ``order`` (already a local optimum of ``improve``).
+
+    ``kicks`` times: cut the best sequence at three random places and swap the two middle
+    stretches (a "double bridge", which 2-opt and or-opt cannot undo one step at a time),
+    give it to ``improve`` if ``feasible`` accepts it, and keep the result when it costs
+    less than the best.  Deterministic for a ``seed``; never costlier than ``order``."""
+    best, best_cost = list(order), tour_cost(order, cost)
+    if len(best) < 4:
+        return best
+    rng = Random(seed)
+    for _ in range(kicks):
+        i, j, k = sorted(rng.sample(range(1, len(best)), 3))
+        cand = best[:i] + best[j:k] + best[i:j] + best[k:]
+        if not feasible(cand):
+            continue
+        cand = improve(cand)
+        c = tour_cost(cand, cost)
+        if c < best_cost - tol:
+            best, best_cost = cand, c
+    return best
+
+
+def path_lower_bound(cost: np.ndarray, upper: float, iters: int = 400) -> float:
+    """A lower bound on the cheapest Hamiltonian path through ``cost`` (symmetric, n x n):
+    no ordering of the n elements has a lower :func:`tour_cost`.
+
+    The path is a tour through one extra node joined to every node at no cost; any tour is
+    a 1-tree (a spanning tree of the other nodes plus two edges of the extra node), so for any
+    node penalties ``pi`` the cheapest 1-tree under ``cost + pi_i + pi_j`` less ``2 sum pi`` is
+    a bound (Held and Karp 1970).  ``pi`` follows the subgradient (node degree - 2) with
+    Polyak steps towards ``upper`` (a known path's cost, which only sets the step size); the
+    best bound seen is returned, valid whatever the iteration did."""
+    from scipy.sparse.csgraph import minimum_spanning_tree
+
+    n = cost.shape[0]
+    if n < 2:
+        return 0.0
+    full = np.zeros((n + 1, n + 1))
+    full[1:, 1:] = cost  # node 0: the extra node (the path's two ends)
+    pi = np.zeros(n + 1)
+    best, alpha, stall = -np.inf, 2.0, 0
+    for _ in range(iters):
+        d = full + pi[:, None] + pi[None, :]
+        shift = 1.0 + float(np.abs(d).max())  # positive weights: csgraph drops zeros
+        sub = d[1:, 1:] + shift
+        np.fill_diagonal(sub, 0.0)
+        tree = minimum_spanning_tree(sub).toarray()
+        ends = np.argsort(d[0, 1:])[:2] + 1
+        value = float(tree.sum() - (n - 1) * shift + d[0, ends].sum() - 2 * pi.sum())
+        if value > best + 1e-9:
+            best, stall = value, 0
+        else:
+            stall += 1
+            if stall > 20:
+                alpha, stall = alpha / 2, 0
+        degree = np.zeros(n + 1)
+        degree[1:] = ((tree + tree.T) > 0).sum(axis=1)
+        degree[0] = 2
+        degree[ends] += 1
+        g = degree - 2
+        if not g.any() or alpha < 1e-4:
+            break
+        pi += alpha * max(upper - value, 1e-3) / float(g @ g) * g
+    return best

@@ -30,7 +30,7 @@ import numpy as np
 
 from obsflow.exceptions import PlanningError
 from obsflow.fileio import atomic_path
-from obsflow.planning.ordering import improve_order, tour_cost
+from obsflow.planning.ordering import improve_order, kick_search, order_runs, tour_cost
 from obsflow.planning.visibility import allowed_pa, nominal_pa_v3, pa_allowed, planning_of, visible
 from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
@@ -235,9 +235,12 @@ class _State:
 
 
 def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
-             step_days: float | None = None, improve: bool = True) -> Schedule:
+             step_days: float | None = None, improve: bool = True,
+             wheel_step_cost_s: float | None = None) -> Schedule:
     """Place ``obs`` between MJD ``start`` and ``end`` (module docstring); ``improve=False``
-    keeps the greedy order (no local search)."""
+    keeps the greedy order (no local search).  ``wheel_step_cost_s``: what one wheel step
+    costs the improvement step, in seconds of slew (default: the wheel's own time per step,
+    the profile's ``filter_step_s``; a larger value trades slew for fewer wheel steps)."""
     if not end > start:
         raise PlanningError(f"schedule: end {end} must be after start {start} (MJD)")
     plan = planning_of(profile)
@@ -282,15 +285,18 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
                         for o in remaining.values()]
     if improve and len(out.scheduled) > 2:
         out.scheduled, out.unscheduled = _improved(out.scheduled, out.unscheduled, grid,
-                                                   profile, start, end)
+                                                   profile, start, end, wheel_step_cost_s)
     return out
 
 
-def travel_cost(plan: Planning, wheel: list[str], a: Observation, b: Observation) -> float:
+def travel_cost(plan: Planning, wheel: list[str], a: Observation, b: Observation,
+                step_s: float | None = None) -> float:
     """Seconds the two mechanisms travel from ``a`` to ``b``: the slew (settle included) plus
-    the filter wheel's steps (what :func:`schedule`'s improvement step minimises)."""
+    the filter wheel's steps at ``step_s`` each (default the profile's ``filter_step_s``):
+    what :func:`schedule`'s improvement step minimises."""
+    step = plan.filter_step_s if step_s is None else step_s
     return (slew_seconds(plan, separation_deg(a.ra, a.dec, b.ra, b.dec))
-            + filter_steps(wheel, a.filter, b.filter) * plan.filter_step_s)
+            + filter_steps(wheel, a.filter, b.filter) * step)
 
 
 def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
@@ -339,12 +345,17 @@ def _timed(order: list[Observation], grid: _Grid, profile: Profile, start: float
 
 
 def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid: _Grid,
-              profile: Profile, start: float, end: float
+              profile: Profile, start: float, end: float, step_s: float | None = None
               ) -> tuple[list[Scheduled], list[tuple[Observation, str]]]:
     """The improvement step: ``greedy``'s plan made cheaper in :func:`travel_cost` without
     placing fewer observations or changing the priorities of what is placed.
 
-    1. :func:`~obsflow.planning.ordering.improve_order` reorders the greedy's observations;
+    1. :func:`~obsflow.planning.ordering.improve_order` reorders the greedy's observations,
+       :func:`~obsflow.planning.ordering.order_runs` puts each target's filters in their
+       cheapest order given the targets' order (the first filter of a visit the last of the
+       previous one where that helps), alternately until neither improves ("polish"); then
+       :func:`~obsflow.planning.ordering.kick_search` polishes again from 30 double-bridge
+       kicks (seeded: the same plan every run) and keeps the cheapest;
     2. each placed observation may be exchanged for an unplaced one of the same priority
        (inserted where it costs least) when the plan still fits and gets cheaper, then the
        order is improved again.
@@ -357,16 +368,26 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
     order = [s.observation for s in greedy]
 
     def cost(a: Observation, b: Observation) -> float:
-        return travel_cost(plan, wheel, a, b)
+        return travel_cost(plan, wheel, a, b, step_s)
 
     end = min(end, greedy[-1].end)  # no later than the greedy plan: no idle time added
 
     def fits(seq: list[Observation]) -> bool:
         return _timed(seq, grid, profile, start, end) is not None
 
+    def polish(seq: list[Observation]) -> list[Observation]:
+        """Local search on the order, then each target's filters in their best order, until
+        neither improves (each step feasible, never costlier)."""
+        seq = improve_order(seq, cost, fits)
+        while True:
+            runs = order_runs(seq, lambda o: (o.ra, o.dec), cost)
+            if not tour_cost(runs, cost) < tour_cost(seq, cost) - 1e-9 or not fits(runs):
+                return seq
+            seq = improve_order(runs, cost, fits)
+
     if not fits(order):
         return greedy, left
-    best = improve_order(order, cost, fits)
+    best = kick_search(polish(order), cost, fits, polish)
     spare = [o for o, why in left if why.startswith("no time")]
     for out_o in list(best):
         for in_o in [o for o in spare if o.priority == out_o.priority]:
@@ -378,7 +399,7 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
             for k in tries[:3]:
                 cand = rest[:k] + [in_o] + rest[k:]
                 if tour_cost(cand, cost) < here and fits(cand):
-                    best = improve_order(cand, cost, fits)
+                    best = polish(cand)
                     spare = [o for o in spare if o is not in_o] + [out_o]
                     break
             else:
