@@ -228,6 +228,11 @@ def test_hips_and_aladin_served(site: HipsSite) -> None:
     page = httpx.get(f"{server}/search", params={"target": "cal"})
     assert page.headers["content-security-policy"] == MAP_CSP
     assert 'id="skymap" data-hips="yes" data-count="2"' in page.text
+    # the caption counts what is drawn against the heading's count, and says why one is not
+    assert '<h2 id="result-count">3 observations</h2>' in page.text
+    assert ("with the outlines of 2 of the 3 observations of this page; 1 proprietary "
+            "observation listed by its metadata only has no outline (the position is not "
+            "public); click an outline") in page.text
     assert site.ids["secret"].split("_ssd1")[0] not in page.text.split('id="footprints-data"')[1]
     assert "http" not in page.text.split('id="footprints-data"')[1].split("</script>")[0]
 
@@ -237,6 +242,8 @@ def test_search_page_without_hips_says_so(site: HipsSite) -> None:
     with live_server(app) as url:
         page = httpx.get(f"{url}/search", params={"target": "cal"}).text
         assert 'data-hips="no"' in page and "no sky image (HiPS) yet" in page
+        assert ("the outlines of 2 of the 3 observations of this page are drawn on a blank "
+                "sky; 1 proprietary observation listed") in page
         assert httpx.get(f"{url}/hips/properties").status_code == 404
 
 
