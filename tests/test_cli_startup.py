@@ -23,6 +23,11 @@ from obsflow.migrations import head_revision, newest_file_revision
 
 HEAVY = ("astropy", "numba", "scipy", "alembic", "fastapi", "matplotlib", "photutils", "dask")
 
+LIGHT_NOT = ("rich.progress", "rich.live", "rich.logging", "obsflow.profiles", "tomli_w")
+"""Lighter modules a command imports only when it uses them: rich's progress bars and log
+handler (`run`, `simulate`, `-v`), the observatory profile (`status` reads its APIDs;
+`jobs` and `refs contexts` do not), the TOML writer (`init`)."""
+
 
 def _imported_by(args: list[str]) -> dict:
     """Run `obsflow ARGS` in a new interpreter; which heavy modules it imported, its exit code."""
@@ -37,6 +42,8 @@ def _imported_by(args: list[str]) -> dict:
             "'sqlalchemy': 'sqlalchemy' in sys.modules, 'numpy': 'numpy' in sys.modules, "
             "'metadata': 'importlib.metadata' in sys.modules, "
             "'postgresql': 'sqlalchemy.dialects.postgresql' in sys.modules, "
+            "'rich': 'rich' in sys.modules, "
+            f"'light': sorted(m for m in {LIGHT_NOT!r} if m in sys.modules), "
             "'status': status}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -45,6 +52,7 @@ def _imported_by(args: list[str]) -> dict:
 def test_help_imports_no_database_and_no_science_library() -> None:
     found = _imported_by(["--help"])
     assert found["heavy"] == [] and not found["sqlalchemy"] and not found["numpy"], found
+    assert found["light"] == [] and not found["rich"], found  # rich only prints results
     assert not found["metadata"], found  # the version is read only for --version
 
 
@@ -58,6 +66,8 @@ def test_light_commands_import_no_heavy_library(tmp_path: Path, command: list[st
     assert found["heavy"] == [], found
     # nor numpy, nor the PostgreSQL dialect on an SQLite site: tenths of a second each
     assert not found["numpy"] and not found["postgresql"], found
+    profile = ["obsflow.profiles"] if command[0] == "status" else []
+    assert found["light"] == profile, found
 
 
 def test_version_is_the_installed_one() -> None:

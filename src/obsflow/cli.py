@@ -15,25 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
-from obsflow.cli_console import output_console
 from obsflow.cli_types import FiniteFloatRange
 from obsflow.exceptions import ObsflowError, SiteError
 from obsflow.simulate.faults import FAULTS, parse_faults
 
 if TYPE_CHECKING:
+    # rich is imported where a command prints (a tenth of a second the light commands' help
+    # and failures need not pay; its progress bars only by the commands that show them)
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from obsflow.cli_console import OutputConsole
     from obsflow.config import SiteConfig
     from obsflow.profiles import Profile
     from obsflow.simulate.run import SimOptions, SimResult
@@ -86,6 +79,9 @@ archive.  A test checks each short help against the command's own."""
 
 def _error_line(text: str) -> None:
     """Print ``error: <text>`` on stderr as one line (newlines in ``text`` become spaces)."""
+    from rich.console import Console
+    from rich.text import Text
+
     text = " ".join(text.split())
     message = Text.assemble(("error: ", "bold red"), (text, "red"))
     Console(stderr=True).print(message, soft_wrap=True, highlight=False)
@@ -149,7 +145,9 @@ class ObsflowGroup(click.Group):
             ctx.exit(ERROR_EXIT_CODE)
 
 
-def _console() -> Console:
+def _console() -> OutputConsole:
+    from obsflow.cli_console import output_console
+
     return output_console()
 
 
@@ -157,6 +155,9 @@ def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose >= 2 else logging.INFO if verbose == 1 else logging.WARNING
     logging.getLogger("obsflow").setLevel(level)
     if verbose:
+        from rich.console import Console
+        from rich.logging import RichHandler
+
         logging.basicConfig(
             level=level,
             format="%(message)s",
@@ -202,6 +203,8 @@ def _planned_paths(root: Path) -> list[Path]:
 
 
 def _init_table(cfg: SiteConfig, existed: set[Path], rewritten: bool) -> Table:
+    from rich.table import Table
+
     from obsflow.db import sqlite_path
 
     table = Table(title=f"obsflow site {cfg.site.name!r} (profile {cfg.profile.name})")
@@ -285,6 +288,8 @@ def upgrade(directory: Path | None) -> None:
               help="The simulation's truth/ folder.")
 def truth_residuals(site_dir: Path | None, truth_dir: Path) -> None:
     """How far the site's current rates are from the simulator's truth (clean pixels)."""
+    from rich.table import Table
+
     from obsflow.config import default_site_root
     from obsflow.simulate.residuals import site_residuals
     from obsflow.site import open_site
@@ -305,6 +310,8 @@ def truth_residuals(site_dir: Path | None, truth_dir: Path) -> None:
 @main.command()
 def profiles() -> None:
     """List the built-in observatory profiles."""
+    from rich.table import Table
+
     from obsflow.profiles import builtin_profiles, load_profile
 
     table = Table(title="built-in observatory profiles")
@@ -316,6 +323,8 @@ def profiles() -> None:
 
 
 def _progress_callback(progress: Progress) -> Callable[[str, int, int], None]:
+    from rich.progress import TaskID
+
     tasks: dict[str, TaskID] = {}
 
     def report(stage: str, done: int, total: int) -> None:
@@ -327,6 +336,9 @@ def _progress_callback(progress: Progress) -> Callable[[str, int, int], None]:
 
 
 def _run_simulation(out: Path, options: SimOptions) -> SimResult:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from obsflow.simulate.run import simulate
 
     columns = (TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(),
@@ -336,6 +348,8 @@ def _run_simulation(out: Path, options: SimOptions) -> SimResult:
 
 
 def _simulation_table(result: SimResult) -> Table:
+    from rich.table import Table
+
     plan = result.plan
     table = Table(title=f"simulated downlink in {result.out}")
     table.add_column("item")
@@ -408,6 +422,8 @@ def simulate_cmd(out: Path, seed: int, profile: str, exposures: int | None, hour
 
 
 def downlink_table(folder: Path, profile: Profile) -> Table:
+    from rich.table import Table
+
     from obsflow.simulate.summary import summarize_downlink
 
     summaries, nfiles, skipped = summarize_downlink(folder, profile)

@@ -29,17 +29,20 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 
 from obsflow.db import backend_name, sqlite_path
 from obsflow.exceptions import ConfigError
 from obsflow.fileio import atomic_path
-from obsflow.profiles import Profile, load_profile
 from obsflow.tomlfile import parse_toml
+
+if TYPE_CHECKING:
+    # the profile (pydantic models of every instrument) is read by the commands that need
+    # it: `obsflow jobs` and `refs contexts` open a site without it
+    from obsflow.profiles import Profile
 
 __all__ = [
     "CONFIG_FILENAME",
@@ -334,6 +337,8 @@ class SiteConfig(_Section):
         ProfileError, UnknownOptionError
             The profile file is invalid, or the name is not a built-in profile.
         """
+        from obsflow.profiles import load_profile
+
         return load_profile(self.profile_source)
 
 
@@ -476,6 +481,8 @@ def load_config(root_or_file: Path, env: Mapping[str, str] | None = None) -> Sit
 
 
 def _to_toml(cfg: SiteConfig, path: Path) -> str:
+    import tomli_w
+
     data = cfg.model_dump(mode="json", exclude_none=True)
     if cfg.root == path.parent.resolve():
         del data["site"]["root"]

@@ -1,4 +1,5 @@
-"""Archive fixtures: an :class:`Archive` on each backend and a live uvicorn server."""
+"""Archive fixtures: an :class:`Archive` on each backend, a live uvicorn server, and
+:func:`live_site`, the two together with users and registered products."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
@@ -18,6 +21,11 @@ from obsflow.archive.context import Archive, ArchiveSettings
 from obsflow.archive.server import server_config
 from obsflow.archive.store import ProductStore
 from obsflow.profiles import load_profile
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from obsflow.archive.api import ApiSettings
 
 
 def make_archive(url: str, store_root: Path | str, access_policy: str = "metadata") -> Archive:
@@ -88,3 +96,47 @@ def fitsverify(path: Path) -> None:
     result = subprocess.run(["fitsverify", "-q", str(path)], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0 and "verification OK" in result.stdout, result.stdout + result.stderr
+
+
+@dataclass
+class LiveSite:
+    """A live archive (see :func:`live_site`)."""
+
+    url: str
+    """Base URL of the server, ``http://127.0.0.1:PORT``."""
+    archive: Archive
+    tokens: dict[str, str]
+    """API token of each user :func:`add_people` made (empty with ``people=False``)."""
+    ids: dict[str, str]
+    """Product id of each registered file, by the key it was given under."""
+    files: dict[str, Path]
+    """The registered files, by key."""
+
+
+@contextmanager
+def live_site(db_url: str, folder: Path, settings: ApiSettings, *,
+              files: Mapping[str, Path] | Callable[[Archive], Mapping[str, Path]] | None = None,
+              routers: Sequence[APIRouter] = (), people: bool = True,
+              access_policy: str = "metadata") -> Iterator[LiveSite]:
+    """An archive at ``db_url`` (store in ``folder/store``) served live while the block runs.
+
+    In order: the archive (:func:`make_archive`), its users and programs
+    (:func:`add_people`, unless ``people`` is false), then ``files`` registered
+    (a mapping key -> product file, or a function of the archive that makes
+    its own programs and products and returns that mapping), then the app
+    (:func:`~obsflow.archive.api.create_app` with ``settings`` and ``routers``)
+    under :func:`live_server`.  The archive is closed afterwards.
+    """
+    from obsflow.archive.api import create_app
+    from obsflow.archive.register import register_product
+
+    archive = make_archive(db_url, folder / "store", access_policy=access_policy)
+    try:
+        tokens = add_people(archive) if people else {}
+        made = dict(files(archive) if callable(files) else files or {})
+        ids = {key: register_product(archive, path).product_id for key, path in made.items()}
+        app = create_app(archive, settings, routers=routers)
+        with live_server(app) as url:
+            yield LiveSite(url, archive, tokens, ids, made)
+    finally:
+        archive.close()

@@ -5,34 +5,24 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image
-from tests.archive.conftest import fitsverify, live_server, make_archive
+from tests.archive.conftest import LiveSite, fitsverify, live_server, live_site
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
-from obsflow.archive.register import register_product, register_program
+from obsflow.archive.register import register_program
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token, login
 
 NOW = datetime(2026, 6, 1)  # proprietary data (EXPEND 2025-11-21 + 12 months) not yet public
 
 
-@dataclass
-class Site:
-    url: str
-    archive: Archive
-    tokens: dict[str, str]
-    products: dict[str, str]
-    files: dict[str, Path]
-
-
-def _populate(archive: Archive, folder: Path) -> tuple[dict[str, str], dict[str, Path]]:
+def _populate(archive: Archive, folder: Path) -> dict[str, Path]:
     with archive.session() as session, session.begin():
         for name in ("alice", "bob"):
             add_user(session, name, password=f"{name}-pw")
@@ -48,26 +38,23 @@ def _populate(archive: Archive, folder: Path) -> tuple[dict[str, str], dict[str,
                                           subsize2=1024, target="CAL-FIELD")),
         "corrupt": write_product(folder, meta(program="03456", ra_v1=80.49, dec_v1=-69.5, exposure=3, target="CAL-FIELD")),
     }
-    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    return ids, files
+    return files
 
 
 @pytest.fixture(scope="module")
-def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSite]:
     folder = tmp_path_factory.mktemp("api")
-    archive = make_archive(module_db_url, folder / "store")
-    ids, files = _populate(archive, folder / "in")
-    with archive.session() as session, session.begin():
-        tokens = {name: create_token(session, name) for name in ("alice", "bob", "root")}
-        tokens["expired"] = create_token(session, "alice", days=1, now=NOW - timedelta(days=2))
-        tokens["session"] = login(session, "alice", "alice-pw", now=NOW)
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000))
-    with live_server(app) as url:
-        yield Site(url, archive, tokens, ids, files)
-    archive.close()
+    with live_site(module_db_url, folder, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
+                   files=lambda archive: _populate(archive, folder / "in"), people=False) as live:
+        with live.archive.session() as session, session.begin():
+            tokens = {name: create_token(session, name) for name in ("alice", "bob", "root")}
+            tokens["expired"] = create_token(session, "alice", days=1, now=NOW - timedelta(days=2))
+            tokens["session"] = login(session, "alice", "alice-pw", now=NOW)
+        live.tokens.update(tokens)
+        yield live
 
 
-def _get(site: Site, path: str, token: str | None = None, **kw: object) -> httpx.Response:
+def _get(site: LiveSite, path: str, token: str | None = None, **kw: object) -> httpx.Response:
     headers = dict(kw.pop("headers", {}))  # type: ignore[call-overload]
     if token is not None:
         headers["Authorization"] = f"Bearer {site.tokens.get(token, token)}"
@@ -79,8 +66,8 @@ def _ids(response: httpx.Response) -> set[str]:
     return {r["product_id"] for r in response.json()["results"]}
 
 
-def test_search_hides_proprietary_data(site: Site) -> None:
-    p = site.products
+def test_search_hides_proprietary_data(site: LiveSite) -> None:
+    p = site.ids
     public = {p["public"], p["big"], p["corrupt"]}
     assert _ids(_get(site, "/api/search")) == public
     assert _ids(_get(site, "/api/search", "bob")) == public
@@ -93,8 +80,8 @@ def test_search_hides_proprietary_data(site: Site) -> None:
     assert _ids(_get(site, "/api/search", params=cone)) == set()
 
 
-def test_hidden_product_answers_like_a_missing_one(site: Site) -> None:
-    secret = site.products["secret"]
+def test_hidden_product_answers_like_a_missing_one(site: LiveSite) -> None:
+    secret = site.ids["secret"]
     missing = secret.replace("01234", "07777")
     for suffix in ("", "/download", "/preview", "/preview?kind=thumb"):
         hidden = _get(site, f"/api/products/{secret}{suffix}", "bob")
@@ -104,13 +91,13 @@ def test_hidden_product_answers_like_a_missing_one(site: Site) -> None:
         assert _get(site, f"/api/products/{secret}{suffix}", "alice").status_code == 200
 
 
-def test_metadata_previews_and_openapi(site: Site) -> None:
-    body = _get(site, f"/api/products/{site.products['ramp']}", "alice").json()
+def test_metadata_previews_and_openapi(site: LiveSite) -> None:
+    body = _get(site, f"/api/products/{site.ids['ramp']}", "alice").json()
     assert body["level"] == "1" and body["dataproduct_type"] == "cube"
     assert body["links"]["download"].startswith(site.url)
     assert set(body["links"]["previews"]) == {"png", "jpeg", "thumb"}
     for kind, fmt in (("png", "PNG"), ("jpeg", "JPEG"), ("thumb", "JPEG")):
-        r = _get(site, f"/api/products/{site.products['big']}/preview?kind={kind}")
+        r = _get(site, f"/api/products/{site.ids['big']}/preview?kind={kind}")
         image = Image.open(io.BytesIO(r.content))
         assert image.format == fmt
         assert max(image.size) == (256 if kind == "thumb" else 1024)
@@ -118,9 +105,9 @@ def test_metadata_previews_and_openapi(site: Site) -> None:
     assert _get(site, "/api/whoami", "alice").json()["programs"] == ["01234"]
 
 
-def test_download_full_and_ranges(site: Site, tmp_path: Path) -> None:
+def test_download_full_and_ranges(site: LiveSite, tmp_path: Path) -> None:
     source = site.files["big"].read_bytes()
-    path = f"/api/products/{site.products['big']}/download"
+    path = f"/api/products/{site.ids['big']}/download"
     with httpx.stream("GET", site.url + path, timeout=30) as r:
         assert r.status_code == 200
         data = b"".join(r.iter_bytes())
@@ -140,17 +127,17 @@ def test_download_full_and_ranges(site: Site, tmp_path: Path) -> None:
     assert _get(site, path, headers={"Range": "bytes=0-1,10-11"}).status_code == 206
 
 
-def test_every_served_product_passes_fitsverify(site: Site, tmp_path: Path) -> None:
+def test_every_served_product_passes_fitsverify(site: LiveSite, tmp_path: Path) -> None:
     for key in ("secret", "ramp", "public"):
-        r = _get(site, f"/api/products/{site.products[key]}/download", "root")
+        r = _get(site, f"/api/products/{site.ids[key]}/download", "root")
         assert r.status_code == 200
         assert hashlib.sha256(r.content).hexdigest() == r.headers["x-checksum-sha256"]
         (tmp_path / f"{key}.fits").write_bytes(r.content)
         fitsverify(tmp_path / f"{key}.fits")
 
 
-def test_corrupted_store_file_is_not_served(site: Site) -> None:
-    product = site.products["corrupt"]
+def test_corrupted_store_file_is_not_served(site: LiveSite) -> None:
+    product = site.ids["corrupt"]
     path = f"/api/products/{product}/download"
     assert _get(site, path).status_code == 200
     store = site.archive.settings.store
@@ -170,7 +157,7 @@ def test_corrupted_store_file_is_not_served(site: Site) -> None:
     ("obf_" + "x" * 43, "unknown token"), ("expired", "token expired"),
     ("not-a-token", "malformed token"), ("obf_short", "malformed token"),
 ])
-def test_bad_tokens_answer_401(site: Site, token: str, message: str) -> None:
+def test_bad_tokens_answer_401(site: LiveSite, token: str, message: str) -> None:
     r = _get(site, "/api/search", token)
     assert r.status_code == 401 and r.json()["error"] == message
     r = _get(site, "/api/search", headers={"Authorization": "Basic abc"})
@@ -185,7 +172,7 @@ def test_bad_tokens_answer_401(site: Site, token: str, message: str) -> None:
     "/api/products/01234%00.fits/preview",
     "/api/products/....//....//etc/passwd/download",
 ])
-def test_path_traversal_is_not_found(site: Site, path: str) -> None:
+def test_path_traversal_is_not_found(site: LiveSite, path: str) -> None:
     r = httpx.get(site.url + path, timeout=10)
     assert r.status_code in (404, 422), r.text
     assert "error" in r.json() and "root:" not in r.text
@@ -196,7 +183,7 @@ def test_path_traversal_is_not_found(site: Site, path: str) -> None:
     {"program": "1 OR 1=1"}, {"instrument": "\" OR \"\"=\""}, {"target": "%"},
     {"level": "1' OR '1'='1"},
 ])
-def test_sql_injection_through_search_fields(site: Site, params: dict[str, str]) -> None:
+def test_sql_injection_through_search_fields(site: LiveSite, params: dict[str, str]) -> None:
     r = _get(site, "/api/search", params=params)
     assert r.status_code in (200, 422), r.text
     if r.status_code == 200:
@@ -212,16 +199,16 @@ def test_sql_injection_through_search_fields(site: Site, params: dict[str, str])
     ({"t_min": 61001, "t_max": 61000}, 400, "t_min"), ({"page": 0}, 422, "page"),
     ({"ra": "abc", "dec": 0, "radius": 1}, 422, "ra"), ({"level": "9"}, 422, "level"),
 ])
-def test_bad_parameters_answer_4xx_with_a_message(site: Site, params: dict[str, object],
+def test_bad_parameters_answer_4xx_with_a_message(site: LiveSite, params: dict[str, object],
                                                   status: int, words: str) -> None:
     r = _get(site, "/api/search", params=params)
     assert r.status_code == status, r.text
     assert words in r.json()["error"]
-    assert _get(site, f"/api/products/{site.products['public']}/preview?kind=gif").status_code \
+    assert _get(site, f"/api/products/{site.ids['public']}/preview?kind=gif").status_code \
         == 422
 
 
-def test_repeated_bad_tokens_are_rate_limited(site: Site) -> None:
+def test_repeated_bad_tokens_are_rate_limited(site: LiveSite) -> None:
     app = create_app(site.archive, ApiSettings(clock=lambda: NOW, bad_token_limit=3))
     with live_server(app) as url:
         bad = {"Authorization": "Bearer obf_" + "y" * 43}

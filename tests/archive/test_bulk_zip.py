@@ -15,13 +15,12 @@ import subprocess
 import tracemalloc
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.conftest import LiveSite, add_people, live_server, live_site
 from tests.archive.factories import meta, register_versions, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
@@ -40,12 +39,8 @@ BIG = {"subsize1": 2048, "subsize2": 1024}  # an 8 MiB float32 image: 8 chunks
 CAL = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}
 
 
-@dataclass
-class ZipSite:
-    url: str
-    archive: Archive
-    ids: dict[str, str]
-    tokens: dict[str, str]
+class ZipSite(LiveSite):
+    """The live site of the zip tests."""
 
     def stored(self, key: str) -> bytes:
         """The bytes of product ``key``'s file in the archive's store."""
@@ -57,20 +52,16 @@ class ZipSite:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZipSite]:
     folder = tmp_path_factory.mktemp("zip")
-    archive = make_archive(f"sqlite:///{folder / 'zip.db'}", folder / "store")
-    tokens = add_people(archive)
     files = {"secret": write_product(folder / "in", meta(), seed=1),
              "J": write_product(folder / "in", meta(**CAL, exposure=1), seed=2),
              "H": write_product(folder / "in", meta(**CAL, filter="H", exposure=2), seed=3)}
     for n in range(3):
         files[f"big{n}"] = write_product(folder / "in",
                                          meta(**CAL, **BIG, filter="K", exposure=10 + n), seed=n)
-    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
-                     routers=routers())
-    with live_server(app) as url:
-        yield ZipSite(url, archive, ids, tokens)
-    archive.close()
+    with live_site(f"sqlite:///{folder / 'zip.db'}", folder,
+                   ApiSettings(clock=lambda: NOW, bad_token_limit=1000), files=files,
+                   routers=routers()) as live:
+        yield ZipSite(**vars(live))
 
 
 def _zip(answer: httpx.Response) -> zipfile.ZipFile:

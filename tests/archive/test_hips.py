@@ -26,7 +26,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy_healpix import HEALPix
 from PIL import Image
-from tests.archive.conftest import live_server, make_archive
+from tests.archive.conftest import LiveSite, live_server, live_site, make_archive
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
@@ -58,28 +58,31 @@ STAR_XY = (9.5, 13.5)
 
 
 @dataclass
-class HipsSite:
+class HipsSite(LiveSite):
     root: Path
-    archive: Archive
-    ids: dict[str, str]
-    files: dict[str, Path]
+    """The site folder (its HiPS in ``site_hips_dir(root)``), served at ``url``."""
+
+
+def _programs_and_products(archive: Archive, folder: Path) -> dict[str, Path]:
+    register_program(archive, "03456", exclusive_months=0)
+    register_program(archive, "01234", exclusive_months=12)
+    files = {band: write_product(folder, meta(**CAL, filter=band, exposure=n), seed=n)
+             for n, band in enumerate("JH", start=1)}
+    # proprietary until 2026-08: 36 arcsec north of the public field, in the same tiles
+    files["secret"] = write_product(folder, meta(ra_v1=80.49, dec_v1=-69.49,
+                                                 target="CAL-FIELD", exposure=3), seed=3)
+    return files
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HipsSite]:
     root = tmp_path_factory.mktemp("hips")
-    archive = make_archive(f"sqlite:///{root / 'db.sqlite'}", root / "store")
-    register_program(archive, "03456", exclusive_months=0)
-    register_program(archive, "01234", exclusive_months=12)
-    files = {band: write_product(root / "in", meta(**CAL, filter=band, exposure=n), seed=n)
-             for n, band in enumerate("JH", start=1)}
-    # proprietary until 2026-08: 36 arcsec north of the public field, in the same tiles
-    files["secret"] = write_product(root / "in", meta(ra_v1=80.49, dec_v1=-69.49,
-                                                      target="CAL-FIELD", exposure=3), seed=3)
-    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    assert build_hips(archive, root, now=NOW) is not None
-    yield HipsSite(root, archive, ids, files)
-    archive.close()
+    settings = ApiSettings(clock=lambda: NOW, bad_token_limit=1000, hips_dir=site_hips_dir(root))
+    with live_site(f"sqlite:///{root / 'db.sqlite'}", root, settings, people=False,
+                   files=lambda archive: _programs_and_products(archive, root / "in"),
+                   routers=routers()) as live:
+        assert build_hips(live.archive, root, now=NOW) is not None  # served as it is built
+        yield HipsSite(**vars(live), root=root)
 
 
 def _star(path: Path) -> tuple[float, float]:
@@ -204,16 +207,8 @@ def test_a_rebuild_replaces_the_hips_whole(site: HipsSite) -> None:
     assert again.tiles == len(tiles) - 1  # every tile but Allsky
 
 
-@pytest.fixture(scope="module")
-def server(site: HipsSite) -> Iterator[str]:
-    app = create_app(site.archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000,
-                                               hips_dir=site_hips_dir(site.root)),
-                     routers=routers())
-    with live_server(app) as url:
-        yield url
-
-
-def test_hips_and_aladin_served(site: HipsSite, server: str) -> None:
+def test_hips_and_aladin_served(site: HipsSite) -> None:
+    server = site.url
     ra, dec = _star(site.files["J"])
     tile, _, _ = _tile_pixel(ra, dec, 10)
     got = httpx.get(f"{server}/hips/{tile_path(10, tile)}")
@@ -233,6 +228,11 @@ def test_hips_and_aladin_served(site: HipsSite, server: str) -> None:
     page = httpx.get(f"{server}/search", params={"target": "cal"})
     assert page.headers["content-security-policy"] == MAP_CSP
     assert 'id="skymap" data-hips="yes" data-count="2"' in page.text
+    # the caption counts what is drawn against the heading's count, and says why one is not
+    assert '<h2 id="result-count">3 observations</h2>' in page.text
+    assert ("with the outlines of 2 of the 3 observations of this page; 1 proprietary "
+            "observation listed by its metadata only has no outline (the position is not "
+            "public); click an outline") in page.text
     assert site.ids["secret"].split("_ssd1")[0] not in page.text.split('id="footprints-data"')[1]
     assert "http" not in page.text.split('id="footprints-data"')[1].split("</script>")[0]
 
@@ -242,6 +242,8 @@ def test_search_page_without_hips_says_so(site: HipsSite) -> None:
     with live_server(app) as url:
         page = httpx.get(f"{url}/search", params={"target": "cal"}).text
         assert 'data-hips="no"' in page and "no sky image (HiPS) yet" in page
+        assert ("the outlines of 2 of the 3 observations of this page are drawn on a blank "
+                "sky; 1 proprietary observation listed") in page
         assert httpx.get(f"{url}/hips/properties").status_code == 404
 
 
@@ -252,7 +254,7 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-def test_browser_sky_map(site: HipsSite, server: str, tmp_path: Path) -> None:
+def test_browser_sky_map(site: HipsSite, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.support.ui import WebDriverWait
     from tests.archive.test_web import _driver
@@ -260,7 +262,7 @@ def test_browser_sky_map(site: HipsSite, server: str, tmp_path: Path) -> None:
     driver = _driver(tmp_path / "profile", "--enable-unsafe-swiftshader")
     try:
         driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _WATCH})
-        driver.get(server + "/search?target=cal")
+        driver.get(site.url + "/search?target=cal")
         wait = WebDriverWait(driver, 20)
         wait.until(lambda d: d.execute_script(
             "return document.getElementById('skymap').dataset.ready === 'yes'"))
@@ -272,7 +274,7 @@ def test_browser_sky_map(site: HipsSite, server: str, tmp_path: Path) -> None:
         wait.until(lambda d: any("/hips/Norder10/" in n for n in d.execute_script(
             f"return {tiles}")))
         names = driver.execute_script(f"return {tiles}")
-        assert all(n.startswith(server + "/") for n in names), names
+        assert all(n.startswith(site.url + "/") for n in names), names
         assert driver.execute_script("return window.obsflowViolations") == []
         driver.save_screenshot(str(SKYMAP_SCREENSHOT))
         # a click on an outline's edge goes to its observation's card

@@ -14,12 +14,11 @@ from datetime import datetime
 
 import httpx
 import pytest
-from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.conftest import live_site
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive import vo, web
-from obsflow.archive.api import ApiSettings, create_app
-from obsflow.archive.register import register_product
+from obsflow.archive.api import ApiSettings
 
 NOW = datetime(2026, 6, 1)
 HUGE = "99999999999999999999999"
@@ -36,15 +35,10 @@ class Live:
 @pytest.fixture(scope="module")
 def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     folder = tmp_path_factory.mktemp("limits")
-    archive = make_archive(module_db_url, folder / "store")
-    tokens = add_people(archive)
     path = write_product(folder / "in", meta(program="03456", target="CAL-FIELD"))
-    product = register_product(archive, path).product_id
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=10**6),
-                     routers=[*vo.routers(), *web.routers()])
-    with live_server(app) as url:
-        yield Live(url, product, path.stat().st_size, tokens["alice"])
-    archive.close()
+    with live_site(module_db_url, folder, ApiSettings(clock=lambda: NOW, bad_token_limit=10**6),
+                   files={"cal": path}, routers=[*vo.routers(), *web.routers()]) as site:
+        yield Live(site.url, site.ids["cal"], path.stat().st_size, site.tokens["alice"])
 
 
 def _get(live: Live, path: str, **kw: object) -> httpx.Response:

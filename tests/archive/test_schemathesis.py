@@ -37,11 +37,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
-from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.conftest import live_site, make_archive
 from tests.archive.factories import meta, write_light_curve, write_product
 
 from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
+from obsflow.archive.context import Archive
 from obsflow.archive.register import register_product
 from obsflow.models.identity import ProductRef
 from obsflow.models.provenance import Provenance
@@ -73,28 +74,30 @@ IDS: dict[str, list[Any]] = {}
 def live(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(base URL, alice's token) of a live archive with public and proprietary data."""
     folder = tmp_path_factory.mktemp("st")
-    archive = make_archive(module_db_url, folder / "store")
-    tokens = add_people(archive)
+    with live_site(module_db_url, folder, ApiSettings(clock=lambda: NOW, bad_token_limit=10**6),
+                   routers=[*vo.routers(), *web.routers()]) as live:
+        IDS.update(product_id=_register(live.archive, folder / "in"))
+        IDS["other_product_id"] = IDS["product_id"]
+        yield live.url, live.tokens["alice"]
+
+
+def _register(archive: Archive, folder: Path) -> list[str]:
+    """Public and proprietary images in three filters, a ramp and a light curve: their ids."""
     public = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}
     ids = []
     for n, band in enumerate("JHK", start=1):
         for fields in (public, {}):  # three filters each, public and proprietary
-            path = write_product(folder / "in", meta(**fields, filter=band, exposure=n), seed=n)
+            path = write_product(folder, meta(**fields, filter=band, exposure=n), seed=n)
             ids.append(register_product(archive, path).product_id)
-    ramp = write_product(folder / "in", meta(program="05678", exposure=4), kind="uncal")
+    ramp = write_product(folder, meta(program="05678", exposure=4), kind="uncal")
     ramp_record = register_product(archive, ramp)
     ids.append(ramp_record.product_id)
     source = ProductRef("uncal", meta(program="05678", exposure=4).data_id, ramp_record.run,
                         ramp_record.uuid)
-    lightcurve = write_light_curve(folder / "in", ProductRef("phot", source.data_id, "prompt"),
+    lightcurve = write_light_curve(folder, ProductRef("phot", source.data_id, "prompt"),
                                    Provenance("prompt", "0.3.0", inputs=(source,)))
     ids.append(register_product(archive, lightcurve).product_id)  # ECSV: text/x-ecsv downloads
-    IDS.update(product_id=ids, other_product_id=ids)
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=10**6),
-                     routers=[*vo.routers(), *web.routers()])
-    with live_server(app) as url:
-        yield url, tokens["alice"]
-    archive.close()
+    return ids
 
 
 def _schema(phases: list[str]) -> Any:

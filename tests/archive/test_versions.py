@@ -23,7 +23,7 @@ import pyvo
 import requests
 from fastapi.routing import APIRoute
 from sqlalchemy import select
-from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.conftest import live_site
 from tests.archive.factories import (
     LONG_VALUE,
     PUBLIC_CAL,
@@ -33,7 +33,7 @@ from tests.archive.factories import (
     write_product,
 )
 
-from obsflow.archive.api import ApiSettings, create_app, products, search
+from obsflow.archive.api import ApiSettings, products, search
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import ANONYMOUS
 from obsflow.archive.register import register_product, register_program
@@ -72,13 +72,9 @@ class Site:
 @pytest.fixture(scope="module")
 def site(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("versions")
-    archive = make_archive(module_db_url, folder / "store")
-    tokens = add_people(archive)
-    made = register_versions(archive, folder / "in")
-    app = create_app(archive, ApiSettings(clock=lambda: NOW), routers=routers())
-    with live_server(app) as url:
-        yield Site(url, tokens, made)
-    archive.close()
+    with live_site(module_db_url, folder, ApiSettings(clock=lambda: NOW),
+                   routers=routers()) as live:
+        yield Site(live.url, live.tokens, register_versions(live.archive, folder / "in"))
 
 
 def _ids(rows: list[dict[str, Any]]) -> list[str]:

@@ -16,7 +16,7 @@ import requests
 from astropy.io.votable import parse_single_table
 from astropy.time import Time
 from pyvo.dal.exceptions import DALQueryError
-from tests.archive.conftest import add_people, fitsverify, live_server, make_archive
+from tests.archive.conftest import fitsverify, live_server, live_site, make_archive
 from tests.archive.factories import meta, write_product
 
 from obsflow.archive.api import ApiSettings, create_app
@@ -71,15 +71,9 @@ def _files(folder: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def vo(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VoSite]:
     folder = tmp_path_factory.mktemp("vo")
-    archive = make_archive(module_db_url, folder / "store")
-    tokens = add_people(archive)
-    files = _files(folder / "in")
-    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
-                     routers=routers())
-    with live_server(app) as url:
-        yield VoSite(url, tokens, ids, files)
-    archive.close()
+    with live_site(module_db_url, folder, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
+                   files=_files(folder / "in"), routers=routers()) as live:
+        yield VoSite(live.url, live.tokens, live.ids, live.files)
 
 
 def _ids(results: pyvo.dal.DALResults) -> set[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.archive.conftest import add_people, live_server, make_archive
+from tests.archive.conftest import live_server, live_site
 from tests.archive.factories import (
     LONG_VALUE,
     VersionedSite,
@@ -32,7 +32,7 @@ from tests.archive.factories import (
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
 from obsflow.archive.policy import mjd_to_datetime
-from obsflow.archive.register import register_product, register_program
+from obsflow.archive.register import register_program
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
 from obsflow.archive.web import routers
 from obsflow.archive.web.auth import safe_next
@@ -54,15 +54,16 @@ class WebSite:
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
     folder = tmp_path_factory.mktemp("web")
-    archive = make_archive(f"sqlite:///{folder / 'web.db'}", folder / "store")
-    with archive.session() as session, session.begin():
-        add_user(session, "alice", password="alice-pw")
-        add_user(session, "bob", password="bob-pw")
-    register_program(archive, "01234", pi_name="A. Rivera", exclusive_months=12,
-                     members=["alice"])
-    with archive.session() as session, session.begin():
-        token = create_token(session, "alice")
-    register_program(archive, "03456", exclusive_months=0)
+
+    def people(archive: Archive) -> dict[str, Path]:
+        with archive.session() as session, session.begin():
+            add_user(session, "alice", password="alice-pw")
+            add_user(session, "bob", password="bob-pw")
+        register_program(archive, "01234", pi_name="A. Rivera", exclusive_months=12,
+                         members=["alice"])
+        register_program(archive, "03456", exclusive_months=0)
+        return files
+
     cal = {"program": "03456", "ra_v1": 80.49, "dec_v1": -69.5, "target": "CAL-FIELD"}
     files = {"secret": write_product(folder / "in", meta(), seed=1)}
     for n, band in enumerate("JHK", start=1):
@@ -72,12 +73,12 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebSite]:
     for kind in ("uncal", "rate"):  # exposure J: three products, one card
         files[f"J_{kind}"] = write_product(folder / "in", meta(**cal, filter="J", exposure=1),
                                            kind=kind, seed=1)
-    ids = {key: register_product(archive, path).product_id for key, path in files.items()}
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
-                     routers=routers())
-    with live_server(app) as url:
-        yield WebSite(url, ids, token)
-    archive.close()
+    with live_site(f"sqlite:///{folder / 'web.db'}", folder,
+                   ApiSettings(clock=lambda: NOW, bad_token_limit=1000), files=people,
+                   people=False, routers=routers()) as live:
+        with live.archive.session() as session, session.begin():
+            token = create_token(session, "alice")
+        yield WebSite(live.url, live.ids, token)
 
 
 def test_pages_over_http(web: WebSite) -> None:
@@ -325,14 +326,9 @@ class VersionsWeb:
 @pytest.fixture(scope="module")
 def versions_web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VersionsWeb]:
     folder = tmp_path_factory.mktemp("versions-web")
-    archive = make_archive(f"sqlite:///{folder / 'web.db'}", folder / "store")
-    add_people(archive)
-    made = register_versions(archive, folder / "in")
-    app = create_app(archive, ApiSettings(clock=lambda: NOW, bad_token_limit=1000),
-                     routers=routers())
-    with live_server(app) as url:
-        yield VersionsWeb(url, made)
-    archive.close()
+    with live_site(f"sqlite:///{folder / 'web.db'}", folder,
+                   ApiSettings(clock=lambda: NOW, bad_token_limit=1000), routers=routers()) as live:
+        yield VersionsWeb(live.url, register_versions(live.archive, folder / "in"))
 
 
 def _login(url: str, name: str) -> dict[str, str]:

@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
 from obsflow.db import make_engine
-from obsflow.fileio import atomic_path
-from obsflow.ingest.setaside import set_aside
-from obsflow.ingest.status import accounting_status, gap_report, retransmission_request
 from obsflow.site import open_site
 
 if TYPE_CHECKING:
+    # imported by the commands that use them: `obsflow run` and `jobs` import this module
+    # for its exit status and set-aside report, and `jobs` reads neither the ledger nor rich
+    from rich.table import Table
+
     from obsflow.ingest.service import IngestReport
 
 __all__ = ["SET_ASIDE_EXIT_CODE", "accounting_group", "ingest_cmd", "report_set_aside",
@@ -66,6 +65,8 @@ def _report_line(report: IngestReport) -> str:
 
 def set_aside_lines(cfg: SiteConfig) -> dict[str, str]:
     """The site's set-aside items now, one line each (:meth:`SetAside.lines`)."""
+    from obsflow.ingest.setaside import set_aside
+
     engine = make_engine(cfg.database_url)
     try:
         return set_aside(engine, cfg, cfg.load_profile()).lines()
@@ -81,6 +82,8 @@ def report_set_aside(cfg: SiteConfig, before: dict[str, str]) -> None:
            if key not in before or key.startswith("refused:")]
     if not new:
         return
+    from rich.console import Console
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for line in new:
         err.print(f"[yellow]set aside:[/yellow] {line}", markup=True)
@@ -130,6 +133,8 @@ def ingest_cmd(site_dir: Path | None, mode: str, wait_seconds: float) -> None:
 
 
 def _status_tables(status: dict[str, Any]) -> list[Table]:
+    from rich.table import Table
+
     files, packets, exposures = status["files"], status["packets"], status["exposures"]
     summary = Table(title="accounting")
     summary.add_column("item")
@@ -183,6 +188,9 @@ def _status_tables(status: dict[str, Any]) -> list[Table]:
 def status_cmd(site_dir: Path | None, as_json: bool) -> None:
     """What arrived and what is missing: files, packets, exposures, gaps, and what was set
     aside (quarantined files, unassemblable packets, entries refused in incoming/)."""
+    from obsflow.ingest.setaside import set_aside
+    from obsflow.ingest.status import accounting_status
+
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
@@ -213,6 +221,11 @@ def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
     if request_path is not None and request_path.is_dir():
         raise click.BadParameter(f"{request_path} is a folder; expected a file name for the "
                                  "request JSON", param_hint="--request")
+    from rich.table import Table
+
+    from obsflow.fileio import atomic_path
+    from obsflow.ingest.status import gap_report, retransmission_request
+
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:

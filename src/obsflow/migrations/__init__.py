@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from obsflow import __version__
+import obsflow
 from obsflow.db import SiteInfo
 from obsflow.exceptions import SiteError
 
@@ -124,7 +124,7 @@ def _check_known(engine: Engine) -> None:
     if found not in {rev.revision for rev in script.walk_revisions()}:
         raise SiteError(
             f"database {engine.url.render_as_string(hide_password=True)} is at schema "
-            f"revision {found}, which this obsflow ({__version__}, newest revision "
+            f"revision {found}, which this obsflow ({obsflow.__version__}, newest revision "
             f"{head_revision()}) does not know: it was made by a newer obsflow")
 
 
@@ -206,13 +206,13 @@ def init_schema(engine: Engine, *, profile: str | None = None) -> None:
     """
     if not schema_is_current(engine):
         upgrade_database(engine)
-    wanted = {"created": datetime.now(UTC).isoformat(timespec="seconds"),
-              "obsflow_version": __version__}
     with Session(engine) as session, session.begin():
         existing = {row.key: row for row in session.scalars(select(SiteInfo))}
-        for key, value in wanted.items():
-            if key not in existing:
-                session.add(SiteInfo(key=key, value=value))
+        if "created" not in existing:
+            session.add(SiteInfo(key="created",
+                                 value=datetime.now(UTC).isoformat(timespec="seconds")))
+        if "obsflow_version" not in existing:  # read from the installed metadata only then
+            session.add(SiteInfo(key="obsflow_version", value=obsflow.__version__))
         if profile is not None:
             row = existing.get("profile")
             if row is None:

@@ -9,16 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 from sqlalchemy import select
 
 from obsflow.cli_console import output_console
@@ -30,6 +20,9 @@ from obsflow.orchestrate.tables import STATES, Job, JobAttempt
 from obsflow.site import open_site
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from obsflow.orchestrate.runner import RunSummary
 
 __all__ = ["jobs_group", "progress_display", "run_cmd", "summary_line"]
@@ -59,6 +52,15 @@ def summary_line(summary: RunSummary) -> str:
 @contextmanager
 def progress_display(console: Console) -> Iterator[Callable[[dict[str, dict[str, int]]], None]]:
     """A rich progress bar per job kind; yields the callback the orchestrator calls."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     columns = (TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[failed]}"), TimeElapsedColumn())
     tasks: dict[str, TaskID] = {}
@@ -135,6 +137,8 @@ def _duration(job: JobView) -> str:
 
 
 def _jobs_table(jobs: list[JobView]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{len(jobs)} jobs")
     for column in ("id", "kind", "state", "attempts", "subject", "seconds", "error"):
         table.add_column(column, justify="right" if column in ("id", "attempts", "seconds")
