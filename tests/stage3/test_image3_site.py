@@ -208,6 +208,7 @@ def test_the_catalog_and_segmentation_map_are_products_of_the_mosaic(site: Site)
 
     found = _catalog_products(site)
     assert len(found) >= 1
+    sources = 0
     with Archive.from_site(site.cfg) as archive, archive.session() as session:
         for mosaic, segm, cat, crfs in found:
             for product, kind in ((segm, "segm"), (cat, "cat")):
@@ -222,7 +223,8 @@ def test_the_catalog_and_segmentation_map_are_products_of_the_mosaic(site: Site)
             path = site.cfg.products_dir / mosaic.path
             assert site.cfg.products_dir / cat.path == beside(path, "cat.ecsv")
             table = Table.read(beside(path, "cat.ecsv"), format="ascii.ecsv")
-            assert table.meta["product"]["uuid"] == cat.uuid and len(table) > 0
+            assert table.meta["product"]["uuid"] == cat.uuid
+            sources += len(table)
             name, warnings = open_as_jwst(beside(path, "segm.fits"))
             assert (name, warnings) == ("SegmentationMapModel", [])
             with fits.open(beside(path, "segm.fits")) as hdul:
@@ -231,6 +233,7 @@ def test_the_catalog_and_segmentation_map_are_products_of_the_mosaic(site: Site)
                 assert labels.shape == fits.getdata(path, "SCI").shape
                 assert set(np.unique(labels)) - {0} == set(table["label"])
                 assert hdul[0].header["PRODUUID"] == segm.uuid
+    assert sources > 0  # (a SUB64 mosaic may hold no source; alice's holds some)
     mosaic, segm, cat, _ = next(f for f in found if f[0].product_id.startswith(site.program))
     page = site.get(f"/products/{mosaic.product_id}", member=True).text
     assert f'data-sibling="{segm.product_id}"' in page

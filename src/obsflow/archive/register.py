@@ -631,7 +631,8 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
     """
     with opened(target) as archive:
         cfg = settings or archive.settings
-        todo, done = [], {}
+        todo: list[Registration] = []
+        done: dict[str, ProductRecord] = {}
         with archive.session() as session:
             for reg in registrations:
                 found = _registered(session, reg.ref.uuid)

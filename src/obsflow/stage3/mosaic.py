@@ -425,8 +425,8 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     t3 = time.perf_counter()
     mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
     catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
-    catalog_note, catalog = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
-                                           catalog_prov, catalog_refs(asn, run))
+    catalog_note, catalog_made = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
+                                                catalog_prov, catalog_refs(asn, run))
     seconds["catalog"] = time.perf_counter() - t3
     prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
         "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,
@@ -435,7 +435,7 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     seconds["total"] = time.perf_counter() - t0
     return MosaicProduct(tuple(crfs), Made(ref, written.path, written.sha256, written.size,
                                            prov), asn_path(path), alignment, tuple(levels),
-                         {k: round(v, 3) for k, v in seconds.items()}, catalog)
+                         {k: round(v, 3) for k, v in seconds.items()}, catalog_made)
 
 
 def _keywords(asn: Association, metas: list[ExposureMeta], opts: Image3Options,
