@@ -22,7 +22,7 @@ def test_data_id_basename_and_round_trip() -> None:
 
 
 def test_ref_validates_kind_run_and_uuid() -> None:
-    with pytest.raises(ValueError, match="allowed: cal, clr, crf, i2d, phot, rate, rateints, uncal"):
+    with pytest.raises(ValueError, match="allowed: cal, cat, clr, crf, i2d, phot, rate, rateints, segm, uncal"):
         ProductRef("bogus", DID, "prompt")
     with pytest.raises(ValueError, match="run name '../x'"):
         ProductRef("cal", DID, "../x")
@@ -34,6 +34,9 @@ def test_ref_validates_kind_run_and_uuid() -> None:
     assert a.uuid != b.uuid and len(a.uuid) == 32
     light_curve = ProductRef("phot", DID, "prompt")  # a table, not FITS
     assert light_curve.relpath().endswith(f"/{DID.basename}_phot.ecsv")
+    catalog = ProductRef("cat", DID, "prompt")  # a mosaic's source catalog, a table too
+    assert catalog.relpath().endswith(f"/{DID.basename}_cat.ecsv")
+    assert ProductRef("segm", DID, "prompt").relpath().endswith("_segm.fits")
 
 
 def test_relpath_is_unique_per_product_and_keeps_the_file_name() -> None:

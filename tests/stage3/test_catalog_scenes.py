@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.background import Background2D, MedianBackground
 from scipy.spatial import cKDTree
 
 from obsflow.exceptions import CatalogError
+from obsflow.models.identity import DataId, ProductRef
 from obsflow.models.pointing import detector_wcs
+from obsflow.models.provenance import Provenance
 from obsflow.profiles import load_profile
 from obsflow.simulate.sky import SceneOptions, make_catalog, moffat_stamp, render_scene
 from obsflow.stage3.catalog import CatalogOptions, source_catalog, write_catalog, write_segmentation
@@ -178,13 +179,17 @@ def test_writers_round_trip(tmp_path: Path) -> None:
     assert back.meta["mosaic"] == "x_i2d.fits"
     assert [a["aperture_correction"] for a in back.meta["apertures"]] == pytest.approx(
         [2.0, 1 / 0.7, 1 / 0.9])
-    seg = write_segmentation(tmp_path / "x_segm.fits", res.segm, s.wcs)
-    with fits.open(seg.path) as hdul:
-        data = hdul["SCI"].data
-        assert data.dtype == np.dtype(">i4") and data.shape == s.sci.shape
-        assert set(np.unique(data)) - {0} == set(back["label"])
-        w = WCS(hdul["SCI"].header)
-        assert np.allclose(w.wcs.crval, s.wcs.wcs.crval)
+    # a catalog product carries its reference; the wrong kind is refused
+    ref = ProductRef.derived("cat", DataId("01234", 1, 0, 0, "J"), "prompt", "x")
+    prov = Provenance(run="prompt", software="test", recipe="image3")
+    back = Table.read(write_catalog(tmp_path / "y_cat.ecsv", res.table, ref, prov).path)
+    assert back.meta["product"] == ref.as_dict() and "product" not in res.table.meta
+    assert Provenance.from_dict(back.meta["provenance"]) == prov
+    with pytest.raises(CatalogError, match="needs a 'cat' reference"):
+        write_catalog(tmp_path / "z_cat.ecsv", res.table,
+                      ProductRef.derived("segm", ref.data_id, "prompt", "x"), prov)
+    with pytest.raises(CatalogError, match="needs a 'segm' reference"):
+        write_segmentation(tmp_path / "z_segm.fits", res.segm, s.wcs, None, ref, prov)  # type: ignore[arg-type]
     assert not list(tmp_path.glob(".*part"))
 
 

@@ -14,6 +14,7 @@ from obsflow.exceptions import ColourImageError
 from obsflow.profiles import load_profile
 from obsflow.simulate.sky import SceneOptions
 from obsflow.stage3.colour import (
+    ColourOptions,
     colour_image,
     order_by_wavelength,
     pyramid_levels,
@@ -35,27 +36,48 @@ def _pivots() -> list[float]:
 
 
 @pytest.mark.parametrize("kind", ["deep", "crowded"])
-def test_stretch_background_grey_and_stars_not_all_clipped(kind: str) -> None:
+def test_stretch_background_neutral_dark_and_stars_not_clipped(kind: str) -> None:
+    """Each channel with row-banded noise of its own (offsets of 1 sigma per row, as a
+    detector's readout leaves them): the sky comes out a dark, neutral grey without bands;
+    bright stars stand out and few of their pixels clip to white."""
     options = (SceneOptions(star_density=3000.0, galaxy_density=6000.0) if kind == "deep" else
                SceneOptions(star_density=0.0, galaxy_density=0.0, cluster_stars=800,
                             cluster_core_arcsec=2.0, star_mag=(18.0, 26.0)))
     scenes = _scenes(options)
-    red, green, blue = order_by_wavelength([(p, s.sci) for p, s in zip(_pivots(), scenes,
-                                                                      strict=True)])
+    rng = np.random.default_rng(3)
+    bands = rng.normal(0.0, 1.0, (3, scenes[0].sci.shape[0], 1))  # sigma, per channel and row
+    banded = [s.sci + b * np.median(s.err) for s, b in zip(scenes, bands, strict=True)]
+    red, green, blue = order_by_wavelength([(p, b) for p, b in zip(_pivots(), banded,
+                                                                  strict=True)])
     rgb = colour_image(red, green, blue)
     assert rgb.shape == (200, 200, 3) and rgb.dtype == np.uint8
     grey = rgb.mean(axis=-1)
     sky = scenes[0].sources[::-1] < 0.5 * np.median(scenes[0].err)  # sky pixels, flipped like rgb
     background = float(np.median(grey[sky]))
-    print(f"{kind}: background grey {background:.1f}; "
-          f"white pixels {np.mean(rgb.max(axis=-1) == 255):.4f}")
-    assert 15 <= background <= 100  # a low grey: not black, not washed out
-    stars = scenes[0].sources[::-1] > 50 * np.median(scenes[0].err)
-    assert stars.sum() > 20
-    # bright stars stand out, and few of their pixels are clipped to white (all channels 255:
-    # above the white level a pixel keeps its colour, its brightest channel at 255)
-    assert np.median(grey[stars]) > background + 60
+    # colour of the sky: each channel's departure from the pixel's grey
+    chroma = float(np.median(np.abs(rgb[sky] - grey[sky][:, None])))
+    use = sky.sum(axis=1) > 20
+    band = bands.mean(axis=0)[::-1, 0][use]  # each row's mean offset, flipped like rgb
+
+    def banding(image: np.ndarray) -> float:
+        """Grey levels per sigma of row offset: the slope of the rows' sky greys against the
+        rows' injected offsets."""
+        grey_rows = np.array([image[r][sky[r]].mean() for r in np.flatnonzero(use)])
+        return float(np.polyfit(band, grey_rows, 1)[0])
+
+    rows = banding(grey)
+    kept = banding(colour_image(red, green, blue,
+                                options=ColourOptions(row_background=False)).mean(axis=-1))
     white = np.all(rgb == 255, axis=-1)
+    stars = scenes[0].sources[::-1] > 50 * np.median(scenes[0].err)
+    print(f"{kind}: background grey {background:.1f}, sky chroma {chroma:.1f}, banding "
+          f"{rows:.2f} grey levels per sigma ({kept:.2f} without row levels); white pixels {np.mean(white):.4f}, of stars "
+          f"{np.mean(white[stars]):.3f}")
+    assert 5 <= background <= 40  # dark grey: the noise just visible
+    assert chroma <= 3.0  # neutral (a 1-sigma colour speckle would be ~10 levels)
+    assert abs(rows) < 0.15 * kept  # the bands are there, and taken out
+    assert stars.sum() > 20
+    assert np.median(grey[stars]) > background + 60
     assert np.mean(white[stars]) < 0.2
     assert np.mean(white) < 0.002
 
@@ -79,7 +101,8 @@ def test_missing_data_is_black() -> None:
     wht[40:, :] = 0
     rgb = colour_image(*images, weights=(None, wht, None))
     assert np.all(rgb[::-1][:, :10] == 0) and np.all(rgb[::-1][40:] == 0)
-    assert np.all(rgb[::-1][:40, 10:].max(axis=-1) > 0)
+    # black is 1 sigma below the sky: the sky pixels above that (84%) are not black
+    assert np.mean(rgb[::-1][:40, 10:].max(axis=-1) > 0) > 0.75
     with pytest.raises(ColourImageError, match="three 2-D mosaics of one shape"):
         colour_image(images[0], images[1], images[2][:, :5])
 

@@ -183,6 +183,88 @@ def test_a_proprietary_mosaic_is_seen_by_members_only(site: Site) -> None:
                                                "VAR_RNOISE", "VAR_FLAT"]
 
 
+def _catalog_products(site: Site) -> list[tuple[Product, Product, Product, list[str]]]:
+    """(i2d, its _segm, its _cat, the i2d's crf UUIDs) of every current mosaic of the site whose
+    catalog step completed."""
+    out = []
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        for mosaic in session.scalars(select(Product).where(Product.kind == "i2d",
+                                                            Product.is_latest.is_(True))):
+            steps = {n: s for n, s, _ in json.loads(mosaic.provenance)["steps"]}
+            if steps["source_catalog"] != "COMPLETE":
+                continue
+            same = {p.kind: p for p in session.scalars(select(Product).where(
+                Product.exposure_id == mosaic.exposure_id, Product.is_latest.is_(True)))}
+            crfs = [r["uuid"] for r in json.loads(mosaic.provenance)["inputs"]]
+            out.append((mosaic, same["segm"], same["cat"], crfs))
+    return out
+
+
+def test_the_catalog_and_segmentation_map_are_products_of_the_mosaic(site: Site) -> None:
+    """``_cat`` (ECSV, ObsCore measurements) and ``_segm`` (JWST SegmentationMapModel) are
+    level-3 products in the mosaic's row, linked to the mosaic and its crfs, listed on its
+    page, searchable, in ObsCore, and hidden exactly like the mosaic."""
+    from tests.jwst_models import open_as_jwst
+
+    found = _catalog_products(site)
+    assert len(found) >= 1
+    sources = 0
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        for mosaic, segm, cat, crfs in found:
+            for product, kind in ((segm, "segm"), (cat, "cat")):
+                assert (product.kind, product.level, product.calib_level) == (kind, "3", 3)
+                assert (product.run, product.version) == (mosaic.run, mosaic.version)
+                inputs = set(session.scalars(select(Product.uuid).join(
+                    ProductInput, ProductInput.input_pk == Product.id).where(
+                    ProductInput.product_pk == product.id)))
+                assert inputs == {mosaic.uuid, *crfs}
+            assert (cat.dataproduct_type, cat.content_type) == ("measurements", "text/x-ecsv")
+            assert (segm.dataproduct_type, segm.content_type) == ("image", "application/fits")
+            path = site.cfg.products_dir / mosaic.path
+            assert site.cfg.products_dir / cat.path == beside(path, "cat.ecsv")
+            table = Table.read(beside(path, "cat.ecsv"), format="ascii.ecsv")
+            assert table.meta["product"]["uuid"] == cat.uuid
+            sources += len(table)
+            name, warnings = open_as_jwst(beside(path, "segm.fits"))
+            assert (name, warnings) == ("SegmentationMapModel", [])
+            with fits.open(beside(path, "segm.fits")) as hdul:
+                labels = hdul["SCI"].data
+                assert labels.dtype == np.uint32
+                assert labels.shape == fits.getdata(path, "SCI").shape
+                assert set(np.unique(labels)) - {0} == set(table["label"])
+                assert hdul[0].header["PRODUUID"] == segm.uuid
+    assert sources > 0  # (a SUB64 mosaic may hold no source; alice's holds some)
+    mosaic, segm, cat, _ = next(f for f in found if f[0].product_id.startswith(site.program))
+    page = site.get(f"/products/{mosaic.product_id}", member=True).text
+    assert f'data-sibling="{segm.product_id}"' in page
+    assert f'data-sibling="{cat.product_id}"' in page
+    for product in (segm, cat):
+        for path in (f"/products/{product.product_id}", f"/api/products/{product.product_id}",
+                     f"/api/products/{product.product_id}/download"):
+            assert site.get(path).status_code == 404, path
+            assert site.get(path, member=True).status_code == 200, path
+    download = site.get(f"/api/products/{cat.product_id}/download", member=True)
+    assert download.headers["content-type"].startswith("text/x-ecsv")
+    assert download.content == beside(site.cfg.products_dir / mosaic.path, "cat.ecsv").read_bytes()
+    for kind in ("cat", "segm"):
+        mine = site.get("/api/search", member=True, params={"kind": kind}).json()
+        assert {r["product_id"] for r in mine["results"]} >= {
+            p.product_id for f in found for p in f[1:3] if p.kind == kind
+            and p.product_id.startswith(site.program)}
+        assert site.get("/api/search", params={"kind": kind}).json()["total"] == 0
+    query = ("SELECT obs_publisher_did FROM ivoa.obscore WHERE dataproduct_type = 'measurements'"
+             " AND calib_level = 3")
+    rows = {}
+    for member in (False, True):
+        answer = site.get("/vo/tap/sync", member=member,
+                          params={"REQUEST": "doQuery", "LANG": "ADQL", "QUERY": query})
+        assert answer.status_code == 200, answer.text[:300]
+        table = parse_single_table(io.BytesIO(answer.content)).to_table()
+        rows[member] = [str(v) for v in table["obs_publisher_did"]]
+    assert rows[False] == []
+    assert any(cat.product_id in did for did in rows[True]), rows[True]
+
+
 def test_running_again_changes_nothing(site: Site) -> None:
     with Archive.from_site(site.cfg) as archive, archive.session() as session:
         before = session.execute(select(Product.product_id, Product.sha256)
@@ -260,6 +342,7 @@ def test_a_campaign_that_remakes_the_members_remakes_the_mosaic(site: Site) -> N
         kinds = Counter(p.kind for p in plan.products)
         assert kinds["i2d"] == len(site.i2d_ids) and kinds["crf"] == kinds["cal"], [
             (p.product_id, p.kind, p.reasons) for p in plan.products]
+        assert kinds["cat"] == kinds["segm"] <= kinds["i2d"]
         run = start_campaign(engine, plan, policy_of(site.cfg), name="remake-image3")
     finally:
         engine.dispose()
@@ -275,3 +358,7 @@ def test_a_campaign_that_remakes_the_members_remakes_the_mosaic(site: Site) -> N
             crfs = session.scalars(select(Product).where(
                 Product.uuid.in_([r["uuid"] for r in prov["inputs"]]))).all()
             assert crfs and all(c.run == run and c.is_latest for c in crfs)
+    for mosaic, segm, cat, _ in _catalog_products(site):
+        if mosaic.product_id.startswith(site.program):  # remade with the mosaic, linked to it
+            assert (segm.run, segm.version, cat.run, cat.version) == (run, 2, run, 2)
+            assert json.loads(cat.provenance)["inputs"][0]["uuid"] == mosaic.uuid

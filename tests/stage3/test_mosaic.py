@@ -229,7 +229,16 @@ def test_a_one_member_association_makes_a_valid_mosaic(field: Field) -> None:
     assert steps["source_catalog"] == "COMPLETE"
     catalog = Table.read(beside(made.mosaic.path, "cat.ecsv"), format="ascii.ecsv")
     assert len(catalog) > 0 and catalog.meta
-    with fits.open(beside(made.mosaic.path, "segm.fits")) as segm:
+    segm_made, cat_made = made.catalog
+    assert (segm_made.ref.kind, cat_made.ref.kind) == ("segm", "cat")
+    assert cat_made.path == beside(made.mosaic.path, "cat.ecsv")
+    assert sha256_file(cat_made.path) == cat_made.sha256
+    assert catalog.meta["product"] == cat_made.ref.as_dict()
+    for product in made.catalog:  # linked to the mosaic and its crfs
+        assert product.provenance.inputs == (made.mosaic.ref, *(c.ref for c in made.crfs))
+    with fits.open(segm_made.path, checksum=True) as segm:
+        assert segm[0].header["DATAMODL"] == "SegmentationMapModel"
+        assert segm[0].header["PRODUUID"] == segm_made.ref.uuid
         assert segm["SCI"].data.shape == image.sci.shape
         assert segm["SCI"].data.max() == segm[0].header["NSOURCES"] >= len(catalog) > 0
     assert [r.kind for r in image.provenance.inputs] == ["crf"]

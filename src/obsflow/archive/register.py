@@ -614,8 +614,9 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
     target : Archive or SiteConfig
         Where to register.
     registrations : sequence of Registration
-        The products; their inputs must be registered (earlier, or earlier in
-        this sequence is *not* enough: register inputs in a prior call).
+        The products; their inputs must be registered, earlier or earlier in this
+        sequence (the same transaction: a mosaic, then its segmentation map and
+        catalog).
     verify : bool
         Also verify the FITS checksums (the writer's sha256 is trusted either way).
     now : datetime, optional
@@ -630,14 +631,18 @@ def register_outputs(target: Archive | SiteConfig, registrations: Sequence[Regis
     """
     with opened(target) as archive:
         cfg = settings or archive.settings
-        todo, done = [], {}
+        todo: list[Registration] = []
+        done: dict[str, ProductRecord] = {}
         with archive.session() as session:
             for reg in registrations:
                 found = _registered(session, reg.ref.uuid)
                 if found is not None:
                     done[reg.ref.uuid] = found
                 else:
-                    if reg.ref.kind in TABLE_KINDS:  # refused before anything is stored
+                    # a table joins its exposure's row: refused before anything is stored
+                    # unless an image earlier in this sequence makes that row
+                    rows = {r.ref.data_id.basename for r in todo if r.ref.kind not in TABLE_KINDS}
+                    if reg.ref.kind in TABLE_KINDS and reg.ref.data_id.basename not in rows:
                         _known_exposure(session, reg)
                     todo.append(reg)
         staged = [_stage(cfg, reg, verify) for reg in todo]

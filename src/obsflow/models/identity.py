@@ -29,14 +29,16 @@ __all__ = ["PRODUCT_EXTENSIONS", "PRODUCT_KINDS", "RUN_NAME", "DataId", "Product
 PRODUCT_KINDS: dict[str, tuple[str, int]] = {
     "uncal": ("1", 1), "rate": ("2a", 2), "rateints": ("2a", 2), "cal": ("2b", 2),
     "i2d": ("3", 3), "crf": ("3", 3), "phot": ("3", 3), "clr": ("3", 3),
+    "cat": ("3", 3), "segm": ("3", 3),
 }
 """Product kind (file-name suffix) -> (data level, ObsCore calib_level)."""
 
-PRODUCT_EXTENSIONS: dict[str, str] = {"phot": ".ecsv", "clr": ".png"}
+PRODUCT_EXTENSIONS: dict[str, str] = {"phot": ".ecsv", "clr": ".png", "cat": ".ecsv"}
 """File extension of the kinds that are not FITS (every other kind: ``.fits``).
 A ``phot`` product is a time series's light curve, an ECSV table (:mod:`obsflow.tso`);
 a ``clr`` product a target's colour image from three mosaics, a PNG
-(:mod:`obsflow.stage3.colour_job`)."""
+(:mod:`obsflow.stage3.colour_job`); a ``cat`` product a mosaic's source catalog, an
+ECSV table (its segmentation map, ``segm``, is FITS: :mod:`obsflow.stage3.catalog`)."""
 
 _NAMESPACE = uuid.UUID("5b0c6f2e-8d2e-4e59-9a51-0b5f1c7e9d10")
 """Namespace of obsflow's name-based product UUIDs (fixed forever)."""

@@ -52,7 +52,7 @@ __all__ = ["CAMPAIGN_PRIORITY", "CampaignStatus", "cancel_campaign",
 CAMPAIGN_PRIORITY = -10
 """Job priority of campaign items (fresh data: 0; higher is claimed first)."""
 
-DOWNSTREAM_KINDS = ("i2d", "clr")
+DOWNSTREAM_KINDS = ("i2d", "cat", "segm", "clr")
 """Planned kinds that are no campaign item of their own (made by the jobs their inputs'
 new versions enqueue)."""
 

@@ -43,6 +43,10 @@ from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sou
 
 from obsflow.exceptions import CatalogError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
+from obsflow.models.identity import ProductRef
+from obsflow.models.level2 import product_primary
+from obsflow.models.metadata import ExposureMeta
+from obsflow.models.provenance import Provenance
 from obsflow.stage3.background import (
     BackgroundMap,
     aperture_variance_factor,
@@ -52,8 +56,8 @@ from obsflow.stage3.background import (
 )
 from obsflow.stage3.psfmodel import MosaicPSF, encircled_energy, radius_for_energy
 
-__all__ = ["FLAGS", "CatalogOptions", "SourceCatalogResult", "source_catalog", "write_catalog",
-           "write_segmentation"]
+__all__ = ["FLAGS", "SEGM_DATAMODEL", "CatalogOptions", "SourceCatalogResult", "source_catalog",
+           "write_catalog", "write_segmentation"]
 
 AB_ZERO_JY = 3631.0
 
@@ -419,25 +423,48 @@ def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee
     }
 
 
-def write_catalog(path: Path, table: Table) -> Written:
-    """Write ``table`` as ``_cat.ecsv`` atomically; its path, sha256 and size."""
+def write_catalog(path: Path, table: Table, ref: ProductRef | None = None,
+                  provenance: Provenance | None = None) -> Written:
+    """Write ``table`` as ``_cat.ecsv`` atomically; its path, sha256 and size.
+
+    With ``ref`` and ``provenance`` (an archive product, kind ``cat``) both go
+    into the table's meta as ``product`` and ``provenance``, the way every
+    ECSV product carries its identity.
+    """
     path = Path(path)
+    if ref is not None:
+        if provenance is None or ref.kind != "cat":
+            raise CatalogError(f"{path.name}: a catalog product needs a 'cat' reference and its "
+                               f"provenance, got kind {ref.kind!r}")
+        table = table.copy(copy_data=False)
+        table.meta["product"] = ref.as_dict()
+        table.meta["provenance"] = provenance.as_dict()
     with atomic_path(path) as tmp:
         table.write(tmp, format="ascii.ecsv", overwrite=True)
     return Written(path, sha256_file(path), path.stat().st_size)
 
 
-def write_segmentation(path: Path, segm: np.ndarray, wcs: WCS,
+SEGM_DATAMODEL = "SegmentationMapModel"
+"""DATAMODL of a ``_segm.fits`` (JWST's model for segmentation maps)."""
+
+
+def write_segmentation(path: Path, segm: np.ndarray, wcs: WCS, meta: ExposureMeta,
+                       ref: ProductRef, provenance: Provenance,
                        header: dict[str, object] | None = None) -> Written:
-    """Write the int32 segmentation image as ``_segm.fits`` (primary header + SCI
-    extension with the mosaic's WCS) atomically; ``header`` adds primary keywords."""
+    """Write the segmentation image as ``_segm.fits`` atomically (JWST's
+    ``SegmentationMapModel`` layout): a primary header with the mosaic's
+    exposure keywords, DATAMODL, the product reference (kind ``segm``) and
+    ``header`` (value or (value, comment)); SCI, uint32 labels (0 sky) with the
+    mosaic's WCS; the PROVENANCE table."""
     if segm.ndim != 2:
         raise CatalogError(f"segmentation image must be 2-D, got shape {segm.shape}")
-    primary = fits.PrimaryHDU()
-    for key, value in (header or {}).items():
-        primary.header[key] = value
-    primary.header["NSOURCES"] = (int(segm.max()) if segm.size else 0, "segments (labels 1..N)")
-    ext = fits.ImageHDU(np.ascontiguousarray(segm, np.int32), header=wcs.celestial.to_header(),
+    if ref.kind != "segm":
+        raise CatalogError(f"{Path(path).name}: a segmentation map needs a 'segm' reference, "
+                           f"got kind {ref.kind!r}")
+    extra = dict(header or {})
+    extra["NSOURCES"] = (int(segm.max()) if segm.size else 0, "segments (labels 1..N)")
+    primary = product_primary(SEGM_DATAMODEL, meta, ref, provenance, extra)
+    ext = fits.ImageHDU(np.ascontiguousarray(segm, np.uint32), header=wcs.celestial.to_header(),
                         name="SCI")
     ext.header["BUNIT"] = ("", "segment label; 0 is sky")
-    return write_fits_hashed(fits.HDUList([primary, ext]), path)
+    return write_fits_hashed(fits.HDUList([primary, ext, provenance.to_hdu()]), path)

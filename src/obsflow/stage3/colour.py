@@ -1,17 +1,22 @@
 """Colour images from three mosaics on one grid: an asinh-stretched RGB, PNG/JPEG, deep-zoom tiles.
 
 Pure array function :func:`colour_image` and small writers.  Each channel
-is put on a common footing first: its background (sigma-clipped median)
-subtracted and divided by its noise (sigma-clipped standard deviation), so
-a deep field and a bright field get the same treatment.  Then the
-Lupton et al. (2004) stretch of the summed intensity I = (r + g + b) / 3
-in units of the noise: every channel is multiplied by
-asinh(I / soft) / (asinh(white / soft) x I), which keeps the colours of
+is put on a common footing first (:func:`channel_background`): its
+background — a sigma-clipped median, plus each row's clipped median of what
+is left on the sky, which takes out the row-banded (1/f) noise a detector
+leaves in its mosaics — subtracted, and divided by its noise (the clipped
+MAD standard deviation), so a deep field and a crowded field get the same
+treatment.  Black is ``black_sigma`` (1) noise units below the background,
+so the sky's noise sits in the darkest greys rather than at a visible grey
+where three channels' independent noise shows as coloured speckle.  Then
+the Lupton et al. (2004) stretch of the mean intensity I of the three:
+every channel times asinh(I / soft) / (asinh(white / soft) x I), soft
+``soft_sigma`` (3) noise units above black, which keeps the colours of
 bright sources (no channel clips alone) and shows the faint end on a
-log-like scale.  ``black_sigma`` puts the background at a low grey (the
-noise is visible, not clipped to black, not washed out); the white level
-is the 99.9th percentile of the intensity unless given.  NaN or
-zero-weight pixels are black.
+log-like scale; a pixel less than ``colour_sigma`` above the background is
+drawn towards neutral grey in proportion (noise has no colour to show).
+The white level is the 99.9th percentile of the intensity unless given.
+NaN or zero-weight pixels are black.
 
 The first channel given is red: the caller orders the mosaics by
 wavelength (:func:`order_by_wavelength`), reddest first.
@@ -27,11 +32,13 @@ from pathlib import Path
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
+from scipy.ndimage import binary_dilation, gaussian_filter
 
 from obsflow.exceptions import ColourImageError
 from obsflow.fileio import atomic_path
 
-__all__ = ["ChannelShift", "ColourOptions", "TILE_SIZE", "channel_shift", "colour_image",
+__all__ = ["ChannelShift", "ColourOptions", "TILE_SIZE", "channel_background", "channel_shift",
+           "colour_image",
            "order_by_wavelength", "pyramid_levels", "write_deep_zoom", "write_image"]
 
 TILE_SIZE = 256
@@ -45,27 +52,37 @@ class ColourOptions:
     Attributes
     ----------
     black_sigma : float
-        The background sits this many noise units above black (a low grey;
-        the noise below it stays visible down to -black_sigma).
+        Black is this many noise units below the background: the sky sits
+        in the darkest greys with its noise just visible.
     soft_sigma : float
-        Intensity where the asinh turns from linear to logarithmic.
+        Intensity above black where the asinh turns from linear to
+        logarithmic.
+    colour_sigma : float
+        Pixels whose mean intensity is less than this above the background
+        fade towards neutral grey (in proportion); brighter ones keep their
+        colour.
     white_sigma : float or None
         Intensity that reaches white; None: the 99.9th percentile of the
         image's intensity, at least ``min_white_sigma`` (a bright field
         does not saturate, a deep field does not wash out).
     min_white_sigma : float
+    row_background : bool
+        Subtract each row's own background (row-banded noise) as well.
     """
 
-    black_sigma: float = 2.0
-    soft_sigma: float = 1.0
+    black_sigma: float = 1.0
+    soft_sigma: float = 3.0
+    colour_sigma: float = 2.0
     white_sigma: float | None = None
     min_white_sigma: float = 50.0
+    row_background: bool = True
 
     def __post_init__(self) -> None:
         if not (self.soft_sigma > 0 and self.black_sigma >= 0 and self.min_white_sigma > 0
+                and self.colour_sigma >= 0
                 and (self.white_sigma is None or self.white_sigma > 0)):
-            raise ColourImageError(f"colour stretch needs soft_sigma > 0, black_sigma >= 0 and "
-                                   f"positive white levels; got {self}")
+            raise ColourImageError(f"colour stretch needs soft_sigma > 0, black_sigma >= 0, "
+                                   f"colour_sigma >= 0 and positive white levels; got {self}")
 
 
 @dataclass(frozen=True)
@@ -125,13 +142,49 @@ def order_by_wavelength(items: list[tuple[float, np.ndarray]]) -> list[np.ndarra
     return [img for _, img in sorted(items, key=lambda it: -it[0])]
 
 
-def _normalise(image: np.ndarray, good: np.ndarray) -> np.ndarray:
+_MIN_ROW_PIXELS = 8
+"""Sky pixels a row needs for its own background level (fewer: the global level)."""
+
+
+def _row_offsets(residual: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """Each row's median of ``residual`` over its ``sky`` pixels (0 with fewer than 8)."""
+    count = sky.sum(axis=1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without sky: all NaN
+        offsets = np.nanmedian(np.where(sky, residual, np.nan), axis=1)
+    return np.where(count >= _MIN_ROW_PIXELS, offsets, 0.0)
+
+
+def channel_background(image: np.ndarray, good: np.ndarray, rows: bool = True
+                       ) -> tuple[np.ndarray, float]:
+    """Background level (ny, 1) or (1, 1) and noise (one value) of one channel, its units.
+
+    The level is the sigma-clipped (3 sigma) median of the good pixels; with
+    ``rows`` each row adds the median of its pixels within 3 noise of that
+    level (stars and galaxies out), when it has at least 8 of them: the
+    row-banded noise of a detector's readout.  The noise is the clipped
+    MAD standard deviation, measured after the row levels are out.
+    """
     values = image[good]
     if values.size < 10:
-        return np.zeros(image.shape)
-    _, median, std = sigma_clipped_stats(values, sigma=3.0, maxiters=10)
+        return np.zeros((1, 1)), 1.0
+    _, median, std = sigma_clipped_stats(values, sigma=3.0, maxiters=10, stdfunc="mad_std")
     std = float(std) if std > 0 else 1.0
-    return np.where(good, (image - median) / std, 0.0)
+    level = np.full((1, 1), float(median))
+    if rows:
+        # twice: the second time without the faint sources the first level shows (smoothed
+        # residual above 1 noise of the smoothed image, grown by 2 px), which would otherwise
+        # raise the level of the rows they cross
+        sky = good & (np.abs(image - median) < 3.0 * std)
+        for _ in range(2):
+            level = median + _row_offsets(image - median, sky)[:, None]
+            smoothed = gaussian_filter(np.where(good, image - level, 0.0), 1.5)
+            _, _, noise = sigma_clipped_stats(smoothed[good], sigma=3.0, stdfunc="mad_std")
+            sky = good & ~binary_dilation(smoothed > max(float(noise), 1e-30), iterations=2)
+        residual = (image - level)[good]
+        _, _, std = sigma_clipped_stats(residual, sigma=3.0, maxiters=10, stdfunc="mad_std")
+        std = float(std) if std > 0 else 1.0
+    return level, std
 
 
 def colour_image(red: np.ndarray, green: np.ndarray, blue: np.ndarray,
@@ -156,21 +209,27 @@ def colour_image(red: np.ndarray, green: np.ndarray, blue: np.ndarray,
             if w.shape != shape:
                 raise ColourImageError(f"colour image: weight shape {w.shape} differs from {shape}")
             good &= w > 0
-    norm = [_normalise(p, good) for p in planes]
-    offset = opts.black_sigma
-    shifted = [np.maximum(n + offset, 0.0) for n in norm]
-    intensity = (shifted[0] + shifted[1] + shifted[2]) / 3.0
+    norm = []
+    for p in planes:
+        level, sigma = channel_background(p, good, opts.row_background)
+        norm.append(np.where(good, (p - level) / sigma, 0.0))
+    black = opts.black_sigma
+    mean = (norm[0] + norm[1] + norm[2]) / 3.0
+    intensity = np.maximum(mean + black, 0.0)
     white = opts.white_sigma
     if white is None:
-        inside = intensity[good]
+        inside = mean[good]
         white = max(float(np.percentile(inside, 99.9)) if inside.size else 0.0,
                     opts.min_white_sigma)
     soft = opts.soft_sigma
-    top = math.asinh((white + offset) / soft)
+    top = math.asinh((white + black) / soft)
+    # noise has no colour: below colour_sigma above the background, towards neutral grey
+    chroma = np.clip(mean / opts.colour_sigma, 0.0, 1.0) if opts.colour_sigma > 0 else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         # Lupton: every channel times f(I) / I, f the asinh stretch of the intensity
         factor = np.where(intensity > 0, np.arcsinh(intensity / soft) / (top * intensity), 0.0)
-    rgb = np.stack([s * factor for s in shifted], axis=-1)
+    channels = [intensity + chroma * (np.maximum(n + black, 0.0) - intensity) for n in norm]
+    rgb = np.stack([c * factor for c in channels], axis=-1)
     # a pixel whose brightest channel passes 1 keeps its colour: divide by that channel
     peak = np.maximum(rgb.max(axis=-1, keepdims=True), 1.0)
     rgb = rgb / peak

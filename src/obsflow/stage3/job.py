@@ -21,10 +21,13 @@ The job:
 3. makes the ``_crf`` products and the ``_i2d``
    (:func:`obsflow.stage3.mosaic.make_mosaic`, options from the job inputs'
    ``options``) and registers the ``_crf`` products (each linked to its
-   ``_cal``) then the ``_i2d`` (linked to every ``_crf``): the mosaic gets
-   its own archive row (``obs_id`` its basename) whose release date is the
-   last member's end plus the program's exclusive-access period, so it is
-   hidden exactly as long as any of its inputs is;
+   ``_cal``) then, in one transaction, the ``_i2d`` (linked to every
+   ``_crf``), its segmentation map ``_segm`` and source catalog ``_cat``
+   (each linked to the ``_i2d`` and every ``_crf``): the mosaic gets its own
+   archive row (``obs_id`` its basename, shared by the ``_segm`` and
+   ``_cat``) whose release date is the last member's end plus the program's
+   exclusive-access period, so they are hidden exactly as long as any of the
+   inputs is;
 4. enqueues the ``colour`` job of the target when its program and target
    now have current mosaics in three filters
    (:func:`obsflow.stage3.colour_job.colour_specs`).
@@ -134,11 +137,13 @@ def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     register_outputs(archive, [Registration(c.path, c.ref, c.provenance, c.sha256, c.size)
                                for c in made.crfs])
     m = made.mosaic
-    record = register_outputs(archive, [Registration(m.path, m.ref, m.provenance, m.sha256,
-                                                     m.size)])[0]
+    # the mosaic, its segmentation map and catalog in one transaction: never one without the others
+    record = register_outputs(archive, [Registration(p.path, p.ref, p.provenance, p.sha256,
+                                                     p.size) for p in (m, *made.catalog)])[0]
     children = colour_specs(ctx.engine, m.ref)
     return Result({"product_id": record.product_id, "product": m.ref.relpath(),
                    "created": record.created, "asn_id": asn.asn_id,
                    "members": len(asn.members), "crf": [c.ref.relpath() for c in made.crfs],
+                   "catalog": [c.ref.relpath() for c in made.catalog],
                    "steps_seconds": made.seconds,
                    "seconds": round(time.perf_counter() - started, 3)}, children)

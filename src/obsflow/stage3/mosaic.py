@@ -72,7 +72,12 @@ from obsflow.stage3.align import (
     exposure_key,
 )
 from obsflow.stage3.association import ASN_RULE, Association, write_association
-from obsflow.stage3.catalog import source_catalog, write_catalog, write_segmentation
+from obsflow.stage3.catalog import (
+    CatalogOptions,
+    source_catalog,
+    write_catalog,
+    write_segmentation,
+)
 from obsflow.stage3.detect import detect_stars
 from obsflow.stage3.grid import output_grid, pixel_scale_arcsec
 from obsflow.stage3.outlier import OutlierInput, OutlierOptions, crf_dq, outlier_masks
@@ -83,7 +88,7 @@ from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
 from obsflow.stage3.skymatch import SkyImage, match_sky, sky_keywords
 
 __all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "beside",
-           "crf_ref",
+           "catalog_refs", "crf_ref",
            "make_mosaic", "mosaic_ref"]
 
 IMAGE3_RECIPE = "image3"
@@ -174,6 +179,8 @@ class MosaicProduct:
     alignment: Alignment | None
     sky_levels: tuple[float, ...]
     seconds: dict[str, float] = field(default_factory=dict)
+    catalog: tuple[Made, ...] = ()
+    """The ``_segm`` and ``_cat`` products (none when the catalog step was skipped)."""
 
 
 def mosaic_ref(asn: Association, run: str) -> ProductRef:
@@ -196,21 +203,37 @@ def asn_path(mosaic: Path) -> Path:
     return beside(mosaic, "asn.json")
 
 
+def catalog_refs(asn: Association, run: str) -> tuple[ProductRef, ProductRef]:
+    """The ``_cat`` and ``_segm`` products of ``asn``'s mosaic made in ``run``."""
+    return (ProductRef.derived("cat", asn.data_id, run, asn.digest),
+            ProductRef.derived("segm", asn.data_id, run, asn.digest))
+
+
 def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: ExposureMeta,
-                   opts: Image3Options, extra: dict[str, Any]) -> str:
+                   opts: Image3Options, extra: dict[str, Any], prov: Provenance,
+                   refs: tuple[ProductRef, ProductRef]) -> tuple[str, tuple[Made, ...]]:
     """The mosaic's source catalog, ``_cat.ecsv`` and ``_segm.fits`` beside it (before the
-    ``_i2d``: a mosaic on disk has them); the ``source_catalog`` step's status."""
+    ``_i2d``: a mosaic on disk has them), products of their own whose inputs are the mosaic
+    (``prov.inputs[0]``) and its ``_crf`` products; the ``source_catalog`` step's status and
+    the two products."""
     psf = MosaicPSF.for_image(profile, meta.instrument, meta.filter,
                               pixel_scale_arcsec(arrays.wcs), opts.pixfrac)
     try:
         found = source_catalog(arrays.sci, arrays.err, arrays.wht, arrays.wcs, psf,
                                name=path.name)
     except CatalogError as exc:
-        return f"SKIPPED: {exc}"
-    write_segmentation(beside(path, "segm.fits"), found.segm, arrays.wcs,
-                       {k: v for k, v in extra.items() if k in ("ASNID", "NINPUTS")})
-    write_catalog(beside(path, "cat.ecsv"), found.table)
-    return "COMPLETE"
+        return f"SKIPPED: {exc}", ()
+    cat_ref, segm_ref = refs
+    step = StepRecord("source_catalog", "COMPLETE", {
+        "mosaic": path.name, "sources": len(found.table),
+        "options": dataclasses.asdict(CatalogOptions())})
+    own = dataclasses.replace(prov, steps=(step,))
+    segm = write_segmentation(path.with_name(segm_ref.filename), found.segm, arrays.wcs, meta,
+                              segm_ref, own,
+                              {k: v for k, v in extra.items() if k in ("ASNID", "NINPUTS")})
+    cat = write_catalog(path.with_name(cat_ref.filename), found.table, cat_ref, own)
+    return "COMPLETE", (Made(segm_ref, segm.path, segm.sha256, segm.size, own),
+                        Made(cat_ref, cat.path, cat.sha256, cat.size, own))
 
 
 def _read_member(products_dir: Path, asn: Association, k: int) -> CalImage:
@@ -400,17 +423,19 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     write_association(asn_path(path), asn)  # first: a mosaic on disk always has its association
     extra = _keywords(asn, metas, opts, grid)
     t3 = time.perf_counter()
-    catalog_note = _write_catalog(path, arrays, profile, metas[0], opts, extra)
+    mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
+    catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
+    catalog_note, catalog_made = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
+                                                catalog_prov, catalog_refs(asn, run))
     seconds["catalog"] = time.perf_counter() - t3
     prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
         "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,
                                           "segmentation": beside(path, "segm.fits").name})))
-    written = write_i2d(path, arrays, _mosaic_meta(asn, metas, arrays.sci.shape), ref, prov,
-                        extra)
+    written = write_i2d(path, arrays, mosaic_meta, ref, prov, extra)
     seconds["total"] = time.perf_counter() - t0
     return MosaicProduct(tuple(crfs), Made(ref, written.path, written.sha256, written.size,
                                            prov), asn_path(path), alignment, tuple(levels),
-                         {k: round(v, 3) for k, v in seconds.items()})
+                         {k: round(v, 3) for k, v in seconds.items()}, catalog_made)
 
 
 def _keywords(asn: Association, metas: list[ExposureMeta], opts: Image3Options,

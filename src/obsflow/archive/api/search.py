@@ -18,7 +18,7 @@ router = APIRouter(prefix="/api", tags=["search"])
 NAME_PATTERN = r"^[A-Za-z0-9 _.+:()\-]+$"
 """Characters a target, filter or instrument name may hold in a query."""
 Level = Literal["1", "2a", "2b", "3"]
-Kind = Literal["uncal", "rate", "rateints", "cal", "i2d", "crf", "phot", "clr"]
+Kind = Literal["uncal", "rate", "rateints", "cal", "i2d", "crf", "phot", "clr", "cat", "segm"]
 
 
 def _cone(ra: float | None, dec: float | None, radius: float | None) -> Cone | None:
