@@ -37,6 +37,17 @@ def open_as_jwst(path: Path) -> tuple[str, list[str]]:
     return name, other
 
 
+def embedded_model_type(path: Path) -> str:
+    """``meta.model_type`` in the product's ``ASDF`` extension, read as the JWST tools read it
+    (``KeyError: Extension 'ASDF' not found`` when it has none)."""
+    from astropy.io import fits
+    from stdatamodels.fits_support import from_fits_asdf
+
+    with fits.open(path) as hdul:
+        hdul.index_of("ASDF")
+        return str(from_fits_asdf(hdul).tree["meta"]["model_type"])
+
+
 def check_products(paths: list[Path]) -> dict[str, int]:
     """Open every product of ``paths`` as its JWST model; count them by kind.
 
@@ -50,6 +61,7 @@ def check_products(paths: list[Path]) -> dict[str, int]:
             continue
         name, other = open_as_jwst(path)
         assert name == MODELS[kind], f"{path.name}: opened as {name}, expected {MODELS[kind]}"
+        assert embedded_model_type(path) == name, f"{path.name}: ASDF extension"
         assert other == [], f"{path.name}: {other}"
         seen[kind] = seen.get(kind, 0) + 1
     return seen

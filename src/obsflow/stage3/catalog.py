@@ -43,6 +43,7 @@ from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sou
 
 from obsflow.exceptions import CatalogError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
+from obsflow.models.asdfmeta import with_asdf
 from obsflow.stage3.background import (
     BackgroundMap,
     aperture_variance_factor,
@@ -440,4 +441,4 @@ def write_segmentation(path: Path, segm: np.ndarray, wcs: WCS,
     ext = fits.ImageHDU(np.ascontiguousarray(segm, np.int32), header=wcs.celestial.to_header(),
                         name="SCI")
     ext.header["BUNIT"] = ("", "segment label; 0 is sky")
-    return write_fits_hashed(fits.HDUList([primary, ext]), path)
+    return write_fits_hashed(with_asdf([primary, ext]), path)
