@@ -97,6 +97,6 @@ def gwcs_from_fits(wcs: WCS) -> gwcs.WCS:
                               unit=(u.deg, u.deg), axes_names=("lon", "lat"))
     result = GWCS([(detector, transform), (world, None)])
     if wcs.pixel_shape is not None:
-        nx, ny = wcs.pixel_shape
+        nx, ny = wcs.pixel_shape[:2]  # a level-1 header read with naxis=2 keeps 4 sizes
         result.bounding_box = ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
     return result
