@@ -14,7 +14,10 @@ from obsflow.models.gwcsmodel import gwcs_from_fits
 from obsflow.models.pointing import detector_wcs, wcs_header
 from obsflow.profiles import load_profile
 
-PROFILES = ("smallsat", "webb_like")
+PROFILES = ("webb_like",)
+"""Profiles with a distortion model (smallsat has none: its 1.5" pixels would need a
+pixel-area correction, which the flux-conservation budget of the mosaic tests does not
+leave room for)."""
 
 
 def _detectors(profile: str) -> list[tuple[WCS, WCS]]:
@@ -47,7 +50,7 @@ def _grid(wcs: WCS, n: int = 9) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("profile", PROFILES)
 def test_sip_is_the_profile_polynomial(profile: str) -> None:
     """The SIP WCS puts pixel (x, y) where the gnomonic WCS puts (x, y) + the profile's
-    polynomial, evaluated here independently; the distortion is > 1 px at the corners."""
+    polynomial, evaluated here independently; the distortion is > 1.0 px at the corners."""
     det = load_profile(profile).instruments[0].detectors[0]
     assert det.distortion is not None
     for wcs, ideal in _detectors(profile)[:1]:
@@ -90,9 +93,9 @@ def test_products_carry_the_same_wcs_in_both_forms(tmp_path: Path) -> None:
     from obsflow.models.provenance import Provenance
 
     m = meta(subsize1=48, subsize2=32)
-    det = load_profile("smallsat").instruments[0].detectors[0]
-    wcs = detector_wcs(m.ra_v1, m.dec_v1, m.pa_v3, (0.0, 0.0, 0.0), 1.5,
-                       (det.nx, det.ny, 100, 90, 48, 32), det.distortion)
+    det = load_profile("webb_like").instruments[0].detectors[0]
+    wcs = detector_wcs(m.ra_v1, m.dec_v1, m.pa_v3, (0.0, 0.0, 0.0), 0.031,
+                       (det.nx, det.ny, 1700, 90, 48, 32), det.distortion)
     shape = (32, 48)
     zeros = np.zeros(shape, np.float32)
     path = write_cal(tmp_path / "x_cal.fits", CalImage(
