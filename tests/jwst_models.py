@@ -22,6 +22,14 @@ MISSION_NAMES = ("meta.instrument.name", "meta.instrument.detector", "meta.instr
 filters, dither patterns and subarrays): another mission's names fail there."""
 
 
+def _names(field: str, message: str) -> bool:
+    """True if ``message`` is the schema's refusal of a mission name at ``field``: from the
+    FITS keywords (``validating meta.x.y ...``) or from the ASDF tree (``On instance['meta']
+    ['x']['y']``, the form the embedded ASDF extension's validation takes)."""
+    instance = "On instance" + "".join(f"['{part}']" for part in field.split("."))
+    return f"validating {field} " in message or f"{instance}:" in message
+
+
 def open_as_jwst(path: Path) -> tuple[str, list[str]]:
     """The model class ``path`` opens as and the warnings beyond mission names; validates it."""
     from stdatamodels.jwst import datamodels
@@ -33,8 +41,19 @@ def open_as_jwst(path: Path) -> tuple[str, list[str]]:
             name = type(model).__name__
             assert model.data.shape, path
     other = [str(w.message).splitlines()[0] for w in caught
-             if not any(f"validating {field} " in str(w.message) for field in MISSION_NAMES)]
+             if not any(_names(field, str(w.message)) for field in MISSION_NAMES)]
     return name, other
+
+
+def embedded_model_type(path: Path) -> str:
+    """``meta.model_type`` in the product's ``ASDF`` extension, read as the JWST tools read it
+    (``KeyError: Extension 'ASDF' not found`` when it has none)."""
+    from astropy.io import fits
+    from stdatamodels.fits_support import from_fits_asdf
+
+    with fits.open(path) as hdul:
+        hdul.index_of("ASDF")
+        return str(from_fits_asdf(hdul).tree["meta"]["model_type"])
 
 
 def check_products(paths: list[Path]) -> dict[str, int]:
@@ -50,6 +69,7 @@ def check_products(paths: list[Path]) -> dict[str, int]:
             continue
         name, other = open_as_jwst(path)
         assert name == MODELS[kind], f"{path.name}: opened as {name}, expected {MODELS[kind]}"
+        assert embedded_model_type(path) == name, f"{path.name}: ASDF extension"
         assert other == [], f"{path.name}: {other}"
         seen[kind] = seen.get(kind, 0) + 1
     return seen

@@ -93,7 +93,7 @@ def test_streamed_products_identical_to_one_piece(tso: Path, tmp_path: Path) -> 
         warnings.simplefilter("error")  # astropy warns on a checksum that does not verify
         with fits.open(blocks[1], checksum=True) as hdul:
             assert [h.name for h in hdul] == ["PRIMARY", "SCI", "ERR", "DQ", "VAR_POISSON",
-                                              "VAR_RNOISE", "PROVENANCE"]
+                                              "VAR_RNOISE", "PROVENANCE", "ASDF"]
             assert all("CHECKSUM" in h.header and "DATASUM" in h.header for h in hdul)
     ints = read_rateints(blocks[1])
     assert ints.sci.shape == (25, 64, 64)

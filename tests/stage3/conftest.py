@@ -69,7 +69,8 @@ class Field:
         truth = read_truth(self.out / "truth" / f"{m.basename}_truth.fits")
         return detector_wcs(*truth.pointing, (det.v2_arcsec, det.v3_arcsec, det.rotation_deg),
                             inst.pixel_scale_arcsec,
-                            (det.nx, det.ny, m.substrt1, m.substrt2, m.subsize1, m.subsize2))
+                            (det.nx, det.ny, m.substrt1, m.substrt2, m.subsize1, m.subsize2),
+                            det.distortion)
 
     def stars(self, target: str) -> Table:
         table = Table.read(self.out / "truth" / f"sources_{target}.ecsv")

@@ -92,7 +92,7 @@ def footprint_from_header(sci: fits.Header, primary: fits.Header) -> Footprint:
     else a point at TARG_RA/TARG_DEC (a product with no celestial WCS)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(sci).celestial if "CTYPE1" in sci and "CTYPE2" in sci else None
+        wcs = WCS(sci, naxis=2).celestial if "CTYPE1" in sci and "CTYPE2" in sci else None
     if wcs is not None and wcs.naxis == 2:
         nx, ny = int(sci["NAXIS1"]), int(sci["NAXIS2"])
         ra, dec = (float(v) for v in wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))

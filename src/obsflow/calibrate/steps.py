@@ -216,7 +216,8 @@ def _wcs(w: Work, p: dict[str, Any]) -> str:
     w.wcs = detector_wcs(m.ra_v1, m.dec_v1, m.pa_v3, (det.v2_arcsec, det.v3_arcsec,
                                                       det.rotation_deg),
                          w.instrument.pixel_scale_arcsec,
-                         (det.nx, det.ny, m.substrt1, m.substrt2, m.subsize1, m.subsize2))
+                         (det.nx, det.ny, m.substrt1, m.substrt2, m.subsize1, m.subsize2),
+                         det.distortion)
     return "COMPLETE"
 
 

@@ -215,7 +215,7 @@ def assemble_exposure(engine: Engine, cfg: SiteConfig, profile: Profile,
         wcs = detector_wcs(meta.ra_v1, meta.dec_v1, meta.pa_v3,
                            (det.v2_arcsec, det.v3_arcsec, det.rotation_deg), inst.pixel_scale_arcsec,
                            (det.nx, det.ny, meta.substrt1, meta.substrt2, meta.subsize1,
-                            meta.subsize2))
+                            meta.subsize2), det.distortion)
         version = ledger.product_version + 1
         extra = _interp_at(engine, meta.expmid)
         extra |= {"PRODVER": (version, "Level-1 product version"),

@@ -27,10 +27,12 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from obsflow.exceptions import DataModelError, ProductFileError
-from obsflow.fileio import Written, write_fits, write_fits_hashed
+from obsflow.fileio import Written, write_fits_hashed
+from obsflow.models.asdfmeta import with_asdf
 from obsflow.models.fitsfile import hdu_names, open_fits, require_keywords
 from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta, header_keywords
+from obsflow.models.pointing import wcs_header
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
 __all__ = ["UNCAL_DATAMODEL", "Level1", "UncalBlocks", "check_uncal", "read_uncal", "write_uncal",
@@ -112,7 +114,7 @@ def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
     sci.header["BSCALE"] = 1
     sci.header["BUNIT"] = "DN"
     if product.wcs is not None:
-        sci.header.update(product.wcs.to_header())
+        sci.header.update(wcs_header(product.wcs))
     hdus = [primary, sci]
     if product.groupdq is not None:
         hdus.append(fits.ImageHDU(product.groupdq.astype(np.uint8), name="GROUPDQ"))
@@ -128,7 +130,8 @@ def _hdus(product: Level1, disk: np.ndarray) -> fits.HDUList:
 
 def write_uncal(path: Path, product: Level1) -> Path:
     """Write ``product`` to ``path`` atomically (temporary name, then rename)."""
-    return write_fits(_hdus(product, _disk_form(product.data.copy())), Path(path))
+    return write_fits_hashed(with_asdf(_hdus(product, _disk_form(product.data.copy()))),
+                             Path(path)).path
 
 
 def write_uncal_hashed(path: Path, product: Level1) -> Written:
@@ -139,7 +142,7 @@ def write_uncal_hashed(path: Path, product: Level1) -> Written:
     the product after writing it, so peak memory stays at one cube.  The file
     is hashed once, as it is written.
     """
-    return write_fits_hashed(_hdus(product, _disk_form(product.data)), Path(path))
+    return write_fits_hashed(with_asdf(_hdus(product, _disk_form(product.data))), Path(path))
 
 
 def _check_sci(hdul: fits.HDUList, path: Path, header: fits.Header) -> None:
@@ -208,7 +211,7 @@ def _header_parts(hdul: fits.HDUList, path: Path) -> tuple[ExposureMeta, WCS | N
     """Everything of a checked Level-1 file but its cubes: metadata, WCS, raw files, identity."""
     header = hdul[0].header
     meta = ExposureMeta.from_header(header)
-    wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
+    wcs = WCS(hdul["SCI"].header, naxis=2) if "CTYPE1" in hdul["SCI"].header else None
     raw = [str(n) for n in hdul["RAWFILES"].data["FILENAME"]] if "RAWFILES" in hdul else []
     ref = (ProductRef.from_header(header, meta.data_id, path.name)
            if "PRODUUID" in header else None)

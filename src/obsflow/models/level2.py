@@ -37,9 +37,12 @@ from astropy.wcs import WCS
 from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
 from obsflow.fitschecksum import DataSum, set_checksum
+from obsflow.models.asdfmeta import asdf_hdu, product_tree, with_asdf
 from obsflow.models.fitsfile import BLOCK_BYTES
+from obsflow.models.gwcsmodel import gwcs_from_fits
 from obsflow.models.identity import ProductRef
 from obsflow.models.metadata import ExposureMeta
+from obsflow.models.pointing import wcs_header
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance
 
 __all__ = [
@@ -159,7 +162,7 @@ def _image(cls: type[_Level2], name: str, data: np.ndarray, wcs: WCS | None) -> 
     if name != "dq":
         hdu.header["BUNIT"] = cls.BUNIT if name in ("sci", "err") else f"({cls.BUNIT})**2"
     if wcs is not None:
-        hdu.header.update(wcs.to_header())
+        hdu.header.update(wcs_header(wcs))
     return hdu
 
 
@@ -168,7 +171,8 @@ def _write(path: Path, product: _Level2) -> Written:
                                 product.header_extra)]
     hdus += [_image(type(product), name, getattr(product, name), product.wcs) for name in _ARRAYS]
     hdus.append(product.provenance.to_hdu())
-    return write_fits_hashed(fits.HDUList(hdus), Path(path))
+    gwcs = None if product.wcs is None else {"wcs": gwcs_from_fits(product.wcs)}
+    return write_fits_hashed(with_asdf(hdus, gwcs), Path(path))
 
 
 _DISK = {"dq": np.dtype(">u4")}
@@ -207,6 +211,8 @@ class RateIntsWriter:
             set_checksum(header, 0, stamp)  # the cards exist: the header's size is final
         self._prov = provenance.to_hdu()
         self._prov.add_checksum(when=stamp)
+        self._asdf = asdf_hdu(product_tree(self._headers))
+        self._asdf.add_checksum(when=stamp)
         self._plane = int(np.prod(self.shape[1:])) * 4  # bytes per integration and array
         self._span = -(-self._plane * self.shape[0] // BLOCK_BYTES) * BLOCK_BYTES
         self._offsets: dict[str, int] = {}
@@ -280,9 +286,9 @@ class RateIntsWriter:
             if k:
                 os.pwrite(self._fd, bytes(pad), pos + self._span - pad)
                 pos += self._span
-        buf = io.BytesIO()  # the table HDU's bytes: written after an empty primary, cut off
+        buf = io.BytesIO()  # the table HDUs' bytes: written after an empty primary, cut off
         primary = fits.PrimaryHDU()
-        fits.HDUList([primary, self._prov]).writeto(buf, checksum=False)
+        fits.HDUList([primary, self._prov, self._asdf]).writeto(buf, checksum=False)
         table = buf.getvalue()[len(primary.header.tostring()):]
         os.pwrite(self._fd, table, self._tail)
         size = self._tail + len(table)
@@ -306,7 +312,7 @@ def _read(path: Path, cls: type[_Level2]) -> Any:
                                  f"PRODKIND {cls.SUFFIX!r})")
         meta = ExposureMeta.from_header(hdul[0].header)
         arrays = {n: np.asarray(hdul[n.upper()].data) for n in _ARRAYS}
-        wcs = WCS(hdul["SCI"].header) if "CTYPE1" in hdul["SCI"].header else None
+        wcs = WCS(hdul["SCI"].header, naxis=2) if "CTYPE1" in hdul["SCI"].header else None
         ref = ProductRef.from_header(hdul[0].header, meta.data_id, Path(path).name)
         prov = Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], Path(path).name)
         extra = {k: hdul[0].header[k] for k in hdul[0].header

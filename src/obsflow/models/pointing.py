@@ -10,17 +10,29 @@ Conventions (documented in docs/formats.md):
 * the detector +y axis points at position angle ``pa_v3 + rotation_deg``,
   +x then points west-ish (east-left images), so RA decreases with x;
 * subarrays keep the full-frame tangent point: CRPIX is shifted by
-  (SUBSTRT - 1).
+  (SUBSTRT - 1);
+* a detector's optical distortion (the profile's
+  :class:`~obsflow.profiles.Distortion`) is the WCS's SIP polynomials about
+  CRPIX (CTYPE ``RA---TAN-SIP``): the simulator places sources through this
+  WCS, stage 2 writes it, so both use the same distortion;
+  :func:`wcs_header` writes its SIP cards.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.wcs import WCS
+from astropy.wcs import WCS, Sip
 
-__all__ = ["detector_wcs"]
+if TYPE_CHECKING:
+    from astropy.io import fits
+
+    from obsflow.profiles import Distortion
+
+__all__ = ["detector_wcs", "wcs_header"]
 
 
 def detector_wcs(
@@ -30,6 +42,7 @@ def detector_wcs(
     detector_offset: tuple[float, float, float],
     scale_arcsec: float,
     frame: tuple[int, int, int, int, int, int],
+    distortion: Distortion | None = None,
 ) -> WCS:
     """Gnomonic WCS of one detector (or subarray) for one pointing.
 
@@ -45,6 +58,8 @@ def detector_wcs(
         Pixel scale, arcsec per pixel.
     frame : (full_nx, full_ny, xstart, ystart, nx, ny)
         Full-frame size, 1-based subarray start and subarray size, pixels.
+    distortion : Distortion or None
+        The detector's distortion polynomials (SIP about the full-frame centre).
 
     Returns
     -------
@@ -67,5 +82,15 @@ def detector_wcs(
     w.wcs.crpix = [(full_nx + 1) / 2 - (xstart - 1), (full_ny + 1) / 2 - (ystart - 1)]
     w.wcs.cd = s * np.array([[-np.cos(theta), np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     w.wcs.radesys = "ICRS"
+    if distortion is not None and (distortion.a or distortion.b):
+        a, b = distortion.sip()
+        w.sip = Sip(a, b, None, None, w.wcs.crpix)
+        w.wcs.ctype = ["RA---TAN-SIP", "DEC--TAN-SIP"]
     w.pixel_shape = (nx, ny)
     return w
+
+
+def wcs_header(wcs: WCS) -> fits.Header:
+    """The FITS cards of ``wcs``, with its SIP distortion cards when it has them
+    (``WCS.to_header()`` drops them unless asked)."""
+    return wcs.to_header(relax=wcs.sip is not None)

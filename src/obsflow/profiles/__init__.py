@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -128,6 +129,46 @@ class CosmicRays(_Frozen):
     snowball_radius_px: tuple[float, float]
 
 
+class Distortion(_Frozen):
+    """Optical distortion of a detector as SIP polynomials, pixels.
+
+    A pixel at (x, y) (0-based, full frame) sits at (u, v) = (x, y) minus the
+    full-frame centre ((nx - 1) / 2, (ny - 1) / 2); its undistorted (ideal
+    gnomonic) position is (u + A(u, v), v + B(u, v)) with
+    A = sum a["p_q"] u^p v^q (B likewise with ``b``), 2 <= p + q <= 5.
+    The simulator places sources through it and stage 2 writes it into the
+    products' WCS (SIP header cards and the gwcs pipeline).
+    """
+
+    a: dict[str, float] = Field(default_factory=dict, description='A_p_q by "p_q"')
+    b: dict[str, float] = Field(default_factory=dict, description='B_p_q by "p_q"')
+
+    @model_validator(mode="after")
+    def _terms(self) -> Distortion:
+        for name, terms in (("a", self.a), ("b", self.b)):
+            for key in terms:
+                p, _, q = key.partition("_")
+                if not (p.isdigit() and q.isdigit() and 2 <= int(p) + int(q) <= 5):
+                    raise ProfileError(f"distortion.{name}: term {key!r}: expected 'p_q' with "
+                                       "2 <= p + q <= 5")
+        return self
+
+    def sip(self) -> tuple[Any, Any]:
+        """The SIP coefficient matrices (A, B), shape (order + 1, order + 1)."""
+        import numpy as np
+
+        keys = [tuple(int(n) for n in k.split("_")) for k in (*self.a, *self.b)]
+        order = max((p + q for p, q in keys), default=2)
+        mats = []
+        for terms in (self.a, self.b):
+            m = np.zeros((order + 1, order + 1))
+            for key, value in terms.items():
+                p, q = (int(n) for n in key.split("_"))
+                m[p, q] = value
+            mats.append(m)
+        return mats[0], mats[1]
+
+
 class Detector(_Frozen):
     """One detector: geometry, electronics and defects.
 
@@ -158,6 +199,7 @@ class Detector(_Frozen):
     v2_arcsec: float
     v3_arcsec: float
     rotation_deg: float
+    distortion: Distortion | None = None
 
     @property
     def read_noise_single_e(self) -> float:

@@ -383,7 +383,8 @@ def _aim(target: Target, pa_v3: float, inst: Instrument, sub: Subarray) -> tuple
     """Boresight putting the target at the centre of ``sub`` on the first detector."""
     det = inst.detectors[0]
     wcs = detector_wcs(target.ra, target.dec, pa_v3, (det.v2_arcsec, det.v3_arcsec, det.rotation_deg),
-                       inst.pixel_scale_arcsec, (det.nx, det.ny, sub.xstart, sub.ystart, sub.nx, sub.ny))
+                       inst.pixel_scale_arcsec, (det.nx, det.ny, sub.xstart, sub.ystart, sub.nx, sub.ny),
+                       det.distortion)
     ra_c, dec_c = wcs.pixel_to_world_values((sub.nx - 1) / 2, (sub.ny - 1) / 2)
     d_ra = (float(ra_c) - target.ra + 180.0) % 360.0 - 180.0
     return (target.ra - d_ra) % 360.0, target.dec - (float(dec_c) - target.dec)

@@ -155,7 +155,8 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
     wcs = detector_wcs(ra_v1, dec_v1, pa_v3,
                        (spec.v2_arcsec, spec.v3_arcsec, spec.rotation_deg),
                        ctx.inst.pixel_scale_arcsec,
-                       (spec.nx, spec.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2))
+                       (spec.nx, spec.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2),
+                       spec.distortion)
     sky = render_scene(catalog, wcs, (meta.subsize2, meta.subsize1),
                        ctx.inst.filter(meta.filter), ctx.inst)
     timing = ReadoutTiming(meta.ngroups, meta.nframes, meta.groupgap, meta.frame_time)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
+from numpy.polynomial.polynomial import polyval2d
 
 from obsflow.exceptions import AlignmentError
 from obsflow.models.level2 import CalImage
@@ -270,8 +271,8 @@ def _catalog_near(catalog: AstrometricCatalog, plane: TangentPlane, stars: np.nd
 def corrected_wcs(wcs: WCS, plane: TangentPlane, correction: LinearFit) -> WCS:
     """``wcs`` with ``correction`` (on ``plane``) folded into its CRVAL and CD/PC matrix.
 
-    CRPIX stays; the new CRVAL is the corrected sky position of CRPIX and the
-    new matrix is fitted (least squares) to the corrected positions of a 5x5
+    CRPIX and the SIP distortion (if any) stay; the new CRVAL is the corrected
+    sky position of CRPIX and the new matrix is fitted (least squares) to the corrected positions of a 5x5
     grid of pixels over the detector (a linear correction on the group's
     plane is linear on the detector's own tangent plane up to terms of order
     shift x field / radian, negligible for corrections of arcseconds).
@@ -288,7 +289,12 @@ def corrected_wcs(wcs: WCS, plane: TangentPlane, correction: LinearFit) -> WCS:
     ra_c, dec_c = corrected(np.array([c[0]]), np.array([c[1]]))
     ra_g, dec_g = corrected(gx, gy)
     local = TangentPlane(float(ra_c[0]), float(dec_c[0])).project(ra_g, dec_g) / 3600.0
+    # the CD matrix acts on distortion-corrected offsets (SIP: pixel + A, B), not raw pixels
     offsets = np.column_stack([gx - c[0], gy - c[1]])
+    if wcs.sip is not None:
+        u, v = offsets[:, 0], offsets[:, 1]
+        offsets += np.column_stack([polyval2d(u, v, np.asarray(wcs.sip.a)),
+                                    polyval2d(u, v, np.asarray(wcs.sip.b))])
     cd = np.linalg.lstsq(offsets, local, rcond=None)[0].T
     out = wcs.deepcopy()
     out.wcs.crval = [float(ra_c[0]), float(dec_c[0])]

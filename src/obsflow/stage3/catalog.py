@@ -43,6 +43,7 @@ from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sou
 
 from obsflow.exceptions import CatalogError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
+from obsflow.models.asdfmeta import with_asdf
 from obsflow.models.identity import ProductRef
 from obsflow.models.level2 import product_primary
 from obsflow.models.metadata import ExposureMeta
@@ -467,4 +468,4 @@ def write_segmentation(path: Path, segm: np.ndarray, wcs: WCS, meta: ExposureMet
     ext = fits.ImageHDU(np.ascontiguousarray(segm, np.uint32), header=wcs.celestial.to_header(),
                         name="SCI")
     ext.header["BUNIT"] = ("", "segment label; 0 is sky")
-    return write_fits_hashed(fits.HDUList([primary, ext, provenance.to_hdu()]), path)
+    return write_fits_hashed(with_asdf([primary, ext, provenance.to_hdu()]), path)

@@ -41,6 +41,8 @@ from astropy.wcs import WCS
 
 from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, write_fits_hashed
+from obsflow.models.asdfmeta import with_asdf
+from obsflow.models.gwcsmodel import gwcs_from_fits
 from obsflow.models.identity import ProductRef
 from obsflow.models.level2 import product_primary
 from obsflow.models.metadata import ExposureMeta
@@ -97,7 +99,8 @@ def write_i2d(path: Path, arrays: I2DArrays, meta: ExposureMeta, ref: ProductRef
     if arrays.sci.ndim != 2 or arrays.con.ndim != 3 or arrays.con.shape[1:] != arrays.sci.shape:
         raise DataModelError(f"i2d arrays: SCI {arrays.sci.shape} must be (ny, nx) and CON "
                              f"{arrays.con.shape} (nplanes, ny, nx)")
-    return write_fits_hashed(_hdus(arrays, meta, ref, provenance, header_extra or {}), Path(path))
+    hdus = _hdus(arrays, meta, ref, provenance, header_extra or {})
+    return write_fits_hashed(with_asdf(hdus, {"wcs": gwcs_from_fits(arrays.wcs)}), Path(path))
 
 
 def read_i2d(path: Path) -> MosaicImage:

@@ -28,6 +28,7 @@ Pure functions of arrays and WCSs; recording the levels in the products
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +100,9 @@ def pair_difference(a: SkyImage, b: SkyImage, step: int = 2, sigma: float = 3.0,
     if y.size == 0:
         return None
     world = a.wcs.pixel_to_world_values(x.astype(np.float64), y.astype(np.float64))
-    xb, yb = b.wcs.world_to_pixel_values(*world)
+    with warnings.catch_warnings():  # far outside a distorted (SIP) b, the inversion gives
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # NaN: not inside
+        xb, yb = b.wcs.all_world2pix(*world, 0, quiet=True)
     xb, yb = np.rint(xb), np.rint(yb)
     inside = (xb >= 0) & (xb < b.sci.shape[1]) & (yb >= 0) & (yb < b.sci.shape[0])
     xb, yb, y, x = xb[inside].astype(np.intp), yb[inside].astype(np.intp), y[inside], x[inside]
