@@ -10,8 +10,10 @@ square    the input pixel shrunk by ``pixfrac`` about its centre, its four
           the centre map, as drizzle does), ``dow`` = exact overlap area of
           that quadrilateral with the output pixel / the quadrilateral's
           area x the input weight (so one input pixel hands out its weight
-          once in total).  Overlaps are accumulated edge by edge over the
-          box of output pixels the quadrilateral spans (``_edge_cells``).
+          once in total).  Boxes of 2x2 or 3x3 output pixels (the usual
+          case): areas from branch-free quadrant sums
+          (``_edge_quadrant``); larger boxes: signed areas accumulated
+          edge by edge (``_edge_cells``).
 point     all of the pixel at its centre's nearest output pixel, ``dow`` =
           input weight.
 turbo     an output-axis-aligned square of side ``pixfrac / ratio`` output
