@@ -26,3 +26,71 @@ def test_linearity_scalar_and_per_pixel_coefficients() -> None:
     np.testing.assert_allclose(strided, expect, rtol=2e-6)
     with pytest.raises(CalibrationError, match=r"linearity coefficients of shape \(5, 3, 3\)"):
         correct_linearity_inplace(data, maps[:, :3, :3])
+
+
+def test_saturation_flags_the_first_saturated_group_and_every_later_one() -> None:
+    """Against the rule written plainly with numpy: a group at or above the level, and every
+    later group of that integration, gets SATURATED | DO_NOT_USE (a ramp that dips back
+    below stays flagged); an unknown (NaN) level flags nothing and marks NO_SAT_CHECK."""
+    from obsflow.calibrate.corrections import flag_saturation
+    from obsflow.models.dq import DQ
+
+    rng = np.random.default_rng(5)
+    data = rng.uniform(0, 1000, (2, 6, 9, 13)).astype(np.float32)
+    level = rng.uniform(300, 1200, (9, 13)).astype(np.float32)
+    level[0, :4] = np.nan
+    gdq = rng.integers(0, 4, data.shape).astype(np.uint8) * np.uint8(DQ.JUMP_DET)
+    pixeldq = np.zeros((9, 13), np.uint32)
+    out, pdq = flag_saturation(data, gdq, level, pixeldq)
+    hit = np.maximum.accumulate(data >= np.where(np.isnan(level), np.inf, level), axis=1)
+    flag = np.uint8(DQ.SATURATED | DQ.DO_NOT_USE)
+    np.testing.assert_array_equal(out, np.where(hit, gdq | flag, gdq))
+    assert hit.any() and not hit.all() and not (out[:, :, 0, :4] & flag).any()
+    assert (pdq[0, :4] == DQ.NO_SAT_CHECK).all() and not pdq[1:].any()
+    assert not (gdq & flag).any()  # the input is not changed
+
+
+def test_dark_subtraction_equals_float32_numpy() -> None:
+    from obsflow.calibrate.corrections import group_mean_times, subtract_dark
+
+    rng = np.random.default_rng(6)
+    data = rng.uniform(0, 5000, (2, 5, 7, 11)).astype(np.float32)
+    rate = rng.uniform(0, 0.05, (7, 11)).astype(np.float32)
+    rate[3, 3] = np.nan  # unknown dark: nothing subtracted
+    times = group_mean_times(5, 10.7, 4, 1)
+    expect = data.copy()
+    for g, t in enumerate(times):
+        expect[:, g] -= np.float32(t) * np.nan_to_num(rate)
+    np.testing.assert_array_equal(subtract_dark(data, rate, times), expect)
+
+
+@pytest.mark.parametrize("odd_even,side_smoothing", [(True, 11), (False, 0), (True, 3)])
+def test_reference_pixels_one_pass_equals_the_two_steps(odd_even: bool,
+                                                        side_smoothing: int) -> None:
+    """The correction in one pass over the cube equals its definition in two: take each
+    amplifier's (and column parity's) mean of the reference rows off every pixel, then a
+    running mean of the side reference pixels' row means of the result off every row."""
+    from scipy.ndimage import uniform_filter1d
+
+    from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
+    from obsflow.models.dq import DQ
+
+    rng = np.random.default_rng(7)
+    shape = (2, 3, 40, 32)
+    data = (rng.normal(0, 5, shape) + rng.normal(0, 50, shape[:2] + (1, 32))
+            + rng.normal(0, 20, shape[:3] + (1,))).astype(np.float32)
+    pixeldq = np.zeros(shape[2:], np.uint32)
+    pixeldq[:4] = pixeldq[-4:] = pixeldq[:, :4] = pixeldq[:, -4:] = DQ.REFERENCE_PIXEL
+    layout = reference_layout(pixeldq, 0, 8)
+    label = layout.amp_of_column * 2 + (layout.parity if odd_even else 0)
+    expect = data.astype(np.float64)
+    for lab in np.unique(label):
+        cols = label == lab
+        expect[..., cols] -= expect[:, :, layout.rows][..., cols].mean(axis=(2, 3))[..., None, None]
+    if side_smoothing:
+        rows = expect[..., layout.columns].mean(axis=3)
+        expect -= uniform_filter1d(rows, side_smoothing, axis=2, mode="nearest")[..., None]
+    ours = data.copy()
+    correct_reference_pixels_inplace(ours, layout, odd_even, side_smoothing)
+    np.testing.assert_allclose(ours, expect, rtol=0, atol=2e-4)
+    assert np.abs(expect - data).max() > 10  # the correction did something

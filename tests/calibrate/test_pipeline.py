@@ -173,3 +173,24 @@ def test_products_byte_reproducible(calibrated: list[Path], sim: Path, tmp_path:
                 assert {k: v for k, v in x.header.items() if k not in identity} == \
                     {k: v for k, v in y.header.items() if k not in identity}
             assert ha[0].header["PRODUUID"] != hb[0].header["PRODUUID"]
+
+
+def test_a_stage2_failure_leaves_no_product(sim: Path, tmp_path: Path) -> None:
+    """``_rate`` and ``_rateints`` are written while stage 2 runs; when stage 2 then fails
+    (here: the PHOTOM reference has no row for the exposure's filter) the call raises and
+    none of the three products is left behind, not even a temporary file."""
+    import shutil
+
+    from obsflow.exceptions import ReferenceFileError
+
+    refs = tmp_path / "refs"
+    shutil.copytree(sim / "refs", refs)
+    for path in refs.glob("*photom*.fits"):
+        with fits.open(path) as hdul:
+            hdul["PHOTOM"].data["FILTER"] = "NOSUCH"
+            hdul.writeto(path, overwrite=True)
+    uncal = sorted((sim / "level1").glob("*_uncal.fits"))[0]
+    out = tmp_path / "out"
+    with pytest.raises(ReferenceFileError, match="no row for filter"):
+        _paths(uncal, FolderRefs(refs, load_profile("smallsat")), out)
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []

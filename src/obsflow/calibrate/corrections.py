@@ -77,15 +77,29 @@ def flag_saturation(data: np.ndarray, groupdq: np.ndarray, saturation: np.ndarra
     unknown = ~np.isfinite(saturation)
     level = np.where(unknown, np.inf, saturation).astype(np.float32)
     out = np.array(groupdq, np.uint8, copy=True)
-    flag = np.uint8(DQ.SATURATED | DQ.DO_NOT_USE)
-    for i in range(data.shape[0]):
-        seen = np.zeros(level.shape, bool)
-        for g in range(data.shape[1]):
-            seen |= data[i, g] >= level
-            out[i, g][seen] |= flag
+    _flag_saturation_rows(data, level, out, np.uint8(DQ.SATURATED | DQ.DO_NOT_USE))
     pdq = np.array(pixeldq, np.uint32, copy=True)
     pdq[unknown] |= np.uint32(DQ.NO_SAT_CHECK)
     return out, pdq
+
+
+@njit(cache=True, nogil=True)
+def _flag_saturation_rows(data: np.ndarray, level: np.ndarray, out: np.ndarray,
+                          flag: np.uint8) -> None:  # pragma: no cover - compiled
+    """OR ``flag`` into ``out`` from the first group at or above ``level`` on, per
+    integration and pixel; one pass along detector rows."""
+    nints, ngroups, ny, nx = data.shape
+    seen = np.empty(nx, np.bool_)
+    for i in range(nints):
+        for y in range(ny):
+            lev = level[y]
+            seen[:] = False
+            for g in range(ngroups):
+                row, flags = data[i, g, y], out[i, g, y]
+                for x in range(nx):
+                    seen[x] = seen[x] or row[x] >= lev[x]
+                    if seen[x]:
+                        flags[x] |= flag
 
 
 def subtract_superbias_inplace(data: np.ndarray, superbias: np.ndarray) -> None:
@@ -177,8 +191,21 @@ def subtract_dark_inplace(data: np.ndarray, dark_rate: np.ndarray, times: np.nda
         Mean read time of each group since reset, s (:func:`group_mean_times`).
     """
     rate = np.nan_to_num(np.asarray(dark_rate, np.float32))
-    for g, t in enumerate(times):
-        data[:, g] -= np.float32(t) * rate
+    _subtract_dark_rows(data, np.ascontiguousarray(rate), np.asarray(times, np.float32))
+
+
+@njit(cache=True, nogil=True)
+def _subtract_dark_rows(data: np.ndarray, rate: np.ndarray,
+                        times: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``data[i, g] -= times[g] * rate`` in float32, along detector rows."""
+    nints, ngroups, ny, nx = data.shape
+    for i in range(nints):
+        for g in range(ngroups):
+            t = times[g]
+            for y in range(ny):
+                row, r = data[i, g, y], rate[y]
+                for x in range(nx):
+                    row[x] -= t * r[x]
 
 
 def subtract_dark(data: np.ndarray, dark_rate: np.ndarray, times: np.ndarray) -> np.ndarray:

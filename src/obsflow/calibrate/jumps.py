@@ -61,7 +61,7 @@ from obsflow.calibrate._numeric import (
     sort_inplace,
     sorting_network,
 )
-from obsflow.calibrate.regions import flagged_regions
+from obsflow.calibrate.regions import flag_disks_inplace, large_regions
 from obsflow.exceptions import CalibrationError
 
 __all__ = ["JumpOptions", "detect_jumps", "flag_large_events_inplace"]
@@ -468,32 +468,15 @@ def flag_large_events_inplace(groupdq: np.ndarray, min_area: int, expand: float)
     int
         Number of large events found.
     """
-    nints, ngroups, ny, nx = groupdq.shape
-    slot = np.empty(ny * nx, np.int64)
     count = 0
-    for i in range(nints):
-        for g in range(1, ngroups):
+    for i in range(groupdq.shape[0]):
+        for g in range(1, groupdq.shape[1]):
             plane = groupdq[i, g]
-            idx, lab, n = flagged_regions(plane, int(JUMP_U8), slot)
-            if idx.size < min_area:
-                continue
-            areas = np.bincount(lab, minlength=n + 1)
-            areas[0] = 0
-            big = np.flatnonzero(areas >= min_area)
-            if not big.size:
-                continue
-            sum_y = np.bincount(lab, weights=idx // nx, minlength=n + 1)
-            sum_x = np.bincount(lab, weights=idx % nx, minlength=n + 1)
-            for label in big:
-                cy, cx = sum_y[label] / areas[label], sum_x[label] / areas[label]
-                r = expand * np.sqrt(areas[label] / np.pi)
-                y0, y1 = max(0, int(cy - r)), min(ny, int(cy + r) + 2)
-                x0, x1 = max(0, int(cx - r)), min(nx, int(cx + r) + 2)
-                yy, xx = np.ogrid[y0:y1, x0:x1]
-                disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-                sub = plane[y0:y1, x0:x1]
-                sub[disk & ((sub & (DNU_U8 | SAT_U8)) == 0)] |= JUMP_U8
-            count += int(big.size)
+            cy, cx, area = large_regions(plane, int(JUMP_U8), min_area)
+            if area.size:
+                flag_disks_inplace(plane, cy, cx, expand * np.sqrt(area / np.pi), JUMP_U8,
+                                   np.uint8(DNU_U8 | SAT_U8))
+            count += int(area.size)
     return count
 
 

@@ -227,39 +227,69 @@ def _stage1_header(work: Work) -> dict[str, Any]:
             if k not in ("PHOTMJSR", "BUNIT", "BKGLEVEL", "BKGRMS")}
 
 
-def _write_outputs(work: Work, made: _Made, steps: list[StepRecord], place: Placement,
-                   stage2: bool, rateints: CalibratedProduct | None) -> list[CalibratedProduct]:
-    """Write ``_rate``, ``_rateints`` (unless streamed already: ``rateints``) and (stage 2)
-    ``_cal``, each from its own thread.
+_Job = tuple[ProductRef, Provenance, Callable[[], Written]]
 
-    Most of a product's write is the kernel's (copying into the page cache,
-    ``fsync``) and hashlib's, which release the GIL, so the writes may
-    overlap; on one busy core the gain measured small (three full-frame
-    products 1.24 s in threads against 1.35 s one after the other).
-    """
+
+def _stage1_jobs(work: Work, made: _Made, steps: list[StepRecord],
+                 place: Placement, streamed: bool) -> list[_Job]:
+    """The writes of ``_rate`` and (unless streamed already) ``_rateints``."""
     assert work.fit is not None and work.pixeldq is not None
     m, fit = work.meta, work.fit
     stage1 = _stage1_header(work)
     prov1 = _provenance_for(made, steps, 1)
-    jobs: list[tuple[ProductRef, Provenance, Callable[[], Written]]] = []
     ref = made.ref("rate", m)
     rate = RateImage(fit.slope, fit.err, fit.dq | work.pixeldq, fit.var_poisson, fit.var_rnoise,
                      m, ref, prov1, stage1)
-    jobs.append((ref, prov1, partial(write_rate, place(ref), rate)))
-    if rateints is None:
+    jobs: list[_Job] = [(ref, prov1, partial(write_rate, place(ref), rate))]
+    if not streamed:
         ref = made.ref("rateints", m)
         ints = RateInts(fit.slope_ints, fit.err_ints, fit.dq_ints | work.pixeldq[None],
                         fit.var_poisson_ints, fit.var_rnoise_ints, m, ref, prov1, stage1)
         jobs.append((ref, prov1, partial(write_rateints, place(ref), ints)))
-    if stage2 and work.image is not None:
-        img, prov2 = work.image, _provenance_for(made, steps, 2)
-        ref = made.ref("cal", m)
-        cal = CalImage(img.sci, img.err, img.dq, img.var_poisson, img.var_rnoise, m, ref, prov2,
-                       work.header, wcs=work.wcs)
-        jobs.append((ref, prov2, partial(write_cal, place(ref), cal)))
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="write") as pool:
+    return jobs
+
+
+def _cal_job(work: Work, made: _Made, steps: list[StepRecord], place: Placement) -> _Job:
+    """The write of ``_cal`` (stage 2 has run)."""
+    assert work.image is not None
+    img, prov2 = work.image, _provenance_for(made, steps, 2)
+    ref = made.ref("cal", work.meta)
+    cal = CalImage(img.sci, img.err, img.dq, img.var_poisson, img.var_rnoise, work.meta, ref,
+                   prov2, work.header, wcs=work.wcs)
+    return ref, prov2, partial(write_cal, place(ref), cal)
+
+
+def _stage2_while_writing(work: Work, made: _Made, steps: list[StepRecord], image: tuple[str, ...],
+                          params: dict[str, dict[str, Any]], skipping: set[str], stage2: bool,
+                          place: Placement, rateints: CalibratedProduct | None
+                          ) -> list[CalibratedProduct]:
+    """Write ``_rate`` and ``_rateints`` from threads while stage 2 runs, then ``_cal``.
+
+    The stage-1 products are final once the ramps are fitted, and stage 2
+    makes new arrays (it never changes the fit's), so their writes (most of
+    it the kernel's: copying into the page cache and waiting for ``fsync``;
+    hashlib's sha256 and numpy's byte swap, which release the GIL) overlap
+    the stage-2 steps and each other.  If stage 2 fails, the stage-1 files
+    just written are removed again: a failed call leaves no product behind,
+    as before.
+    """
+    jobs = _stage1_jobs(work, made, steps, place, rateints is not None)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="write") as pool:
         futures = [pool.submit(write) for _, _, write in jobs]
-        written = [future.result() for future in futures]
+        try:
+            steps += _run(work, image, params, skipping)
+            if stage2 and work.image is not None:
+                job = _cal_job(work, made, steps, place)
+                jobs.append(job)
+                futures.append(pool.submit(job[2]))
+            written = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                with contextlib.suppress(BaseException):
+                    future.result().path.unlink(missing_ok=True)
+            if rateints is not None:
+                rateints.path.unlink(missing_ok=True)
+            raise
     out = [_output(ref, w, prov) for (ref, prov, _), w in zip(jobs, written, strict=True)]
     if rateints is not None:
         out.insert(1, rateints)
@@ -535,9 +565,9 @@ def calibrate_product(path: Path, refs: RefSource, profile: Profile,
             logger.info("%s: %d integrations in blocks of %d (block_mb = %g)", meta.basename,
                         meta.nints, block, opts.block_mb)
             steps, rateints = _stream(cube, work, ramps, params, skipping, block, made, place)
-    steps += _run(work, image, params, skipping)
     stage2 = any(STEPS[s].stage == 2 and s not in skipping for s in recipe.steps)
-    return _write_outputs(work, made, steps, place, stage2, rateints)
+    return _stage2_while_writing(work, made, steps, image, params, skipping, stage2, place,
+                                 rateints)
 
 
 def warm_up() -> None:
@@ -545,18 +575,33 @@ def warm_up() -> None:
 
     Numba loads a cached kernel on its first call in a process (~0.3 s for
     all of them); a worker calls this once at start so its first exposure
-    does not pay for it.  Runs linearity, jumps, large-event regions and the fit on a tiny synthetic ramp with the array
-    types real data has (float32 cube, uint8 DQ, float32 maps).
+    does not pay for it.  Runs saturation, dark, reference pixels, linearity, jumps, large-event regions
+    and the fit on a tiny synthetic ramp with the array types real data has
+    (float32 cube, uint8 DQ, float32 maps).
     """
-    from obsflow.calibrate.corrections import correct_linearity_inplace
+    from obsflow.calibrate.corrections import (
+        correct_linearity_inplace,
+        flag_saturation,
+        subtract_dark_inplace,
+    )
     from obsflow.calibrate.jumps import detect_jumps
     from obsflow.calibrate.ramps import fit_ramps
-    from obsflow.calibrate.regions import flagged_regions
+    from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
+    from obsflow.calibrate.regions import flag_disks_inplace, large_regions
+    from obsflow.models.dq import DQ
 
     shape = (1, 6, 4, 4)
     data = np.cumsum(np.full(shape, 10.0, dtype=np.float32), axis=1)
+    plane = np.zeros(shape[2:], np.float32)
+    flag_saturation(data, np.zeros(shape, np.uint8), plane + 6e4, np.zeros(shape[2:], np.uint32))
+    subtract_dark_inplace(data, plane, np.zeros(shape[1]))
+    pixeldq = np.zeros(shape[2:], np.uint32)
+    pixeldq[0] = pixeldq[:, 0] = DQ.REFERENCE_PIXEL
+    correct_reference_pixels_inplace(data, reference_layout(pixeldq, 0, 2), side_smoothing=3)
     correct_linearity_inplace(data, np.array([0.0, 1.0, 0.0]))
-    flagged_regions(np.zeros(shape[2:], np.uint8), 4)
+    dq = np.zeros(shape[2:], np.uint8)
+    large_regions(dq, 4, 1)
+    flag_disks_inplace(dq, np.zeros(1), np.zeros(1), np.ones(1), np.uint8(4), np.uint8(3))
     groupdq = np.zeros(shape, dtype=np.uint8)
     noise, gain = np.full(shape[2:], 5.0, np.float32), np.full(shape[2:], 2.0, np.float32)
     detect_jumps(data, groupdq, read_noise=noise, gain=gain, nframes=1)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from scipy.ndimage import uniform_filter1d
 
 from obsflow.exceptions import CalibrationError
@@ -99,11 +100,31 @@ def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
         ints = data[i0:i0 + chunk]
         colmean = ints[:, :, layout.rows].mean(axis=2, dtype=np.float64)
         offsets = colmean @ mean_of_label
-        ints -= offsets[:, :, label].astype(np.float32)[:, :, None, :]
+        column_offset = offsets[:, :, label].astype(np.float32)  # (nint, ngroup, nx)
         if side_smoothing > 0 and sides.size:
+            # the side pixels' row means after step 1, from the data before it: step 1
+            # takes each side column's offset off every row alike
             rowmean = ints[:, :, :, sides].mean(axis=3, dtype=np.float64)
+            rowmean -= column_offset[:, :, sides].mean(axis=2, dtype=np.float64)[:, :, None]
             smooth = uniform_filter1d(rowmean, side_smoothing, axis=2, mode="nearest")
-            ints -= smooth.astype(np.float32)[:, :, :, None]
+            _subtract_outer_inplace(ints, np.ascontiguousarray(column_offset),
+                                    np.ascontiguousarray(smooth, np.float32))
+        else:
+            ints -= column_offset[:, :, None, :]
+
+
+@njit(cache=True, nogil=True)
+def _subtract_outer_inplace(ints: np.ndarray, column: np.ndarray,
+                            row: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``ints[i, g, y, x] -= column[i, g, x] + row[i, g, y]``: both corrections in one pass."""
+    nints, ngroups, ny, nx = ints.shape
+    for i in range(nints):
+        for g in range(ngroups):
+            col = column[i, g]
+            for y in range(ny):
+                data, r = ints[i, g, y], row[i, g, y]
+                for x in range(nx):
+                    data[x] -= col[x] + r
 
 
 def correction_variance(read_noise: np.ndarray, layout: RefpixLayout, nframes: int,
