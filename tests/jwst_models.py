@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 MODELS = {"uncal": "RampModel", "rate": "ImageModel", "rateints": "CubeModel", "cal": "ImageModel",
-          "crf": "ImageModel", "i2d": "ImageModel"}
+          "crf": "ImageModel", "i2d": "ImageModel", "segm": "SegmentationMapModel"}
 """The stdatamodels model each product kind opens as (JWST's own choice for its suffixes)."""
 
 MISSION_NAMES = ("meta.instrument.name", "meta.instrument.detector", "meta.instrument.filter",

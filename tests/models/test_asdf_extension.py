@@ -81,9 +81,7 @@ def _i2d(path: Path) -> Written:
 def _segm(path: Path) -> Written:
     segm = np.zeros((16, 24), np.int32)
     segm[4:8, 5:9] = 1
-    header = fits.Header()
-    META.to_header(header)  # the mosaic's keywords, as a segmentation product carries them
-    return write_segmentation(path, segm, WCS, {"DATAMODL": "ImageModel", **header})
+    return write_segmentation(path, segm, WCS, META, _ref("segm"), PROV)
 
 
 WRITERS: dict[str, Callable[[Path], Written]] = {

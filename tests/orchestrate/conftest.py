@@ -48,9 +48,10 @@ def mosaics(result: SimResult) -> int:
 
 
 def products_expected(result: SimResult) -> int:
-    """Archive rows a clean run makes: each exposure's own products and ``_crf``, each mosaic."""
+    """Archive rows a clean run makes: each exposure's own products and ``_crf``, each mosaic
+    with its source catalog and segmentation map."""
     n = executed(result)
-    return n * (len(ARCHIVED_KINDS) + 1) + mosaics(result)
+    return n * (len(ARCHIVED_KINDS) + 1) + 3 * mosaics(result)
 
 
 def make_site(root: Path, sim: SimResult, database_url: str | None = None,

@@ -39,7 +39,8 @@ def test_chain_runs_every_exposure_to_the_archive(site: SiteConfig, downlink: Si
     assert len(products) == products_expected(downlink)
     assert {version for _, _, version in products} == {1}
     assert Counter(kind for _, kind, _ in products) == {
-        "uncal": n, "rate": n, "rateints": n, "cal": n, "crf": n, "i2d": mosaics(downlink)}
+        "uncal": n, "rate": n, "rateints": n, "cal": n, "crf": n, "i2d": mosaics(downlink),
+        "cat": mosaics(downlink), "segm": mosaics(downlink)}
     for job in jobs_of(site):  # every job has its timings and one successful attempt logged
         assert job.started is not None and job.finished is not None and job.attempts == 1
         (attempt,) = attempts_of(site, job.id)

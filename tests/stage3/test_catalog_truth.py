@@ -119,10 +119,6 @@ KNOWN_GAPS = {
                                  "0.02, 0.91): the simulator's faint stars (< 300 e-/s) have "
                                  "exact cores but wings from a bilinear deposit from 1.5 px "
                                  "out, inside the 90% aperture (2.1 px)",
-    ("webb_like", "positions"): "0.076 px (0.052 while the simulator blurred faint stars): a "
-                                "one-pixel-FWHM star drizzled from three dithers is asymmetric "
-                                "(each input's pixel phase); windowed centroids scatter ~0.05 px "
-                                "per axis, a fit of the mosaic PSF model too (0.081)",
 }
 
 
