@@ -2,8 +2,9 @@
 
 :func:`make_mosaic` runs the calwebb_image3 chain on the members of an
 :class:`~obsflow.stage3.association.Association`, reading them from the
-products folder, and never holds more than the output arrays and about two
-inputs:
+products folder, one member at a time (never the whole stack; the resident
+peak, measured by ``benchmarks/bench_stage3.py``, is still over the issue's
+bound of the output arrays plus two inputs: docs/benchmarks.md):
 
 1. **detect** (one member at a time): the stars of each ``_cal``
    (:func:`obsflow.stage3.detect.detect_stars`); only the star lists stay;
