@@ -20,6 +20,7 @@ import json
 import os
 import re
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -249,6 +250,43 @@ def test_the_asdf_form_is_a_second_file_of_each_cal_and_i2d(site: Site) -> None:
     bad = site.get(f"/api/products/{rate.product_id}/download", member=True,
                    params={"format": "hdf5"})
     assert bad.status_code == 422
+
+
+def test_the_asdf_file_is_on_the_page_in_datalink_the_script_and_the_zip(site: Site) -> None:
+    """The product page links the ASDF file, DataLink gives it as a second ``#this``
+    (application/asdf), and the bulk script and zip fetch it with its sha256 next to the
+    FITS file; an anonymous visitor gets none of it for the proprietary mosaic."""
+    product_id = site.i2d_ids[0]
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        product = session.scalar(select(Product).where(Product.product_id == product_id))
+        assert product is not None
+        other = session.get(ProductFile, (product.id, "asdf"))
+        assert other is not None
+    asdf_url = f"/api/products/{product_id}/download?format=asdf"
+    page = site.get(f"/products/{product_id}", member=True).text
+    assert f'href="{asdf_url}"' in page and other.sha256 in page
+    links = site.get("/vo/datalink/links", member=True, params={"ID": product_id})
+    table = parse_single_table(io.BytesIO(links.content)).to_table()
+    this = {(str(r["access_url"]), str(r["content_type"]), int(r["content_length"]))
+            for r in table if r["semantics"] == "#this"}
+    assert this == {(f"{site.url}/api/products/{product_id}/download", "application/fits",
+                     product.size), (site.url + asdf_url, "application/asdf", other.size)}
+    script = site.get("/download/script", member=True, params={"id": product_id}).text
+    assert f"fetch {site.url}{asdf_url!r} {other.filename} {other.sha256}".replace(
+        "'", "") in script.replace("'", "")
+    assert f"{product.filename} {product.sha256}" in script
+    anonymous = site.get("/download/script", params={"id": product_id}).text
+    assert other.filename not in anonymous and "1 selected product(s)" in anonymous
+    answer = site.get("/api/download/zip", member=True, params={"id": product_id})
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as bundle:
+        manifest = bundle.read("MANIFEST.sha256").decode()
+        assert f"{other.sha256}  {other.filename}" in manifest
+        assert f"{product.sha256}  {product.filename}" in manifest
+        assert hashlib.sha256(bundle.read(other.filename)).hexdigest() == other.sha256
+    assert site.get("/api/download/zip", params={"id": product_id}).status_code in (401, 200)
+    assert other.filename not in site.get("/api/download/zip",
+                                          params={"id": product_id}).content.decode("latin-1")
 
 
 def _catalog_products(site: Site) -> list[tuple[Product, Product, Product, list[str]]]:
