@@ -474,9 +474,6 @@ def _store_others(settings: ArchiveSettings, reg: Registration) -> list[tuple[Ot
     """The registration's other files stored (in place or beside the product's key)."""
     out = []
     for other in reg.files:
-        if other.format not in FORMAT_TYPES:
-            raise UnknownOptionError(f"product file format of {other.path.name}", other.format,
-                                     FORMAT_TYPES)
         key = str(Path(reg.ref.relpath()).with_suffix(other.path.suffix))
         out.append((other, _store_file(settings, other.path, key, other.sha256)))
     return out
@@ -519,6 +516,10 @@ def _stage_png(settings: ArchiveSettings, reg: Registration) -> _Staged:
 
 def _stage(settings: ArchiveSettings, reg: Registration, verify: bool) -> _Staged:
     """Read, store and preview one product before the catalog transaction."""
+    for other in reg.files:  # refused before anything is stored
+        if other.format not in FORMAT_TYPES:
+            raise UnknownOptionError(f"product file format of {other.path.name}", other.format,
+                                     FORMAT_TYPES)
     if reg.ref.kind == "clr":
         return _stage_png(settings, reg)
     if reg.ref.kind not in TABLE_KINDS:
