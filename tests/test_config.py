@@ -285,6 +285,29 @@ def test_trusted_proxies_must_be_addresses(tmp_path: Path, value: str) -> None:
     assert "\n" not in message
 
 
+def test_product_formats_from_file_and_env(tmp_path: Path) -> None:
+    _write(tmp_path, '[products]\nformats = ["fits", "asdf"]\n')
+    cfg = load_config(tmp_path, env={})
+    assert cfg.products.formats == ("fits", "asdf")
+    write_config(cfg, cfg.config_path)
+    assert load_config(tmp_path, env={}) == cfg
+    assert load_config(tmp_path, env={"OBSFLOW_PRODUCTS__FORMATS": "fits"}
+                       ).products.formats == ("fits",)
+    assert SiteConfig.for_root(tmp_path).products.formats == ("fits",)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("asdf", "'fits' must be one of the formats"), ("fits,hdf5", "products.formats")])
+def test_product_formats_must_be_known_and_keep_fits(tmp_path: Path, value: str,
+                                                     expected: str) -> None:
+    _write(tmp_path, "")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"OBSFLOW_PRODUCTS__FORMATS": value})
+    message = str(info.value)
+    assert "OBSFLOW_PRODUCTS__FORMATS" in message and expected in message
+    assert "\n" not in message
+
+
 def test_env_variable_names() -> None:
     assert env_variable("server", "port") == "OBSFLOW_SERVER__PORT"
     assert env_variable("ingest", "settle_seconds") == "OBSFLOW_INGEST__SETTLE_SECONDS"

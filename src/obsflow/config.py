@@ -190,6 +190,13 @@ class ExecutorSection(_Section):
         return self.workers or os.cpu_count() or 1
 
 
+def _comma_list(value: Any) -> Any:
+    """A list setting from an environment override: one string, items separated by commas."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
 class ServerSection(_Section):
     """``[server]``: the HTTP API and web interface."""
 
@@ -201,13 +208,7 @@ class ServerSection(_Section):
         "is believed; empty: forwarded headers are ignored",
     )
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: Any) -> Any:
-        # an environment override is one string: addresses separated by commas
-        if isinstance(value, str):
-            return tuple(item.strip() for item in value.split(",") if item.strip())
-        return value
+    _split_proxies = field_validator("trusted_proxies", mode="before")(_comma_list)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -237,6 +238,28 @@ class ArchiveSection(_Section):
     )
 
 
+class ProductsSection(_Section):
+    """``[products]``: the file formats a site writes its products in."""
+
+    formats: tuple[Literal["fits", "asdf"], ...] = Field(
+        default=("fits",),
+        description="file formats of calibrated (_cal) and level-3 image (_i2d) products: "
+        "'fits' always; with 'asdf' the job that writes the FITS also writes its pure ASDF "
+        "form, registered as a second file of the same product",
+    )
+
+    _split_formats = field_validator("formats", mode="before")(_comma_list)
+
+    @field_validator("formats")
+    @classmethod
+    def _fits_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if "fits" not in value:
+            raise ConfigError(f"{list(value)!r}: 'fits' must be one of the formats (the "
+                              "ASDF form is written from the FITS product), e.g. "
+                              "[\"fits\", \"asdf\"]")
+        return tuple(dict.fromkeys(value))
+
+
 _FOLDERS = ("incoming", "raw", "products", "refs", "quarantine", "logs")
 
 
@@ -255,6 +278,7 @@ class SiteConfig(_Section):
     executor: ExecutorSection = ExecutorSection()
     server: ServerSection = ServerSection()
     archive: ArchiveSection = ArchiveSection()
+    products: ProductsSection = ProductsSection()
 
     @classmethod
     def for_root(cls, root: Path, *, profile: str = DEFAULT_PROFILE) -> SiteConfig:

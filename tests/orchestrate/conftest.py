@@ -55,12 +55,14 @@ def products_expected(result: SimResult) -> int:
 
 
 def make_site(root: Path, sim: SimResult, database_url: str | None = None,
-              profile: str = "webb_like", **executor: Any) -> SiteConfig:
+              profile: str = "webb_like", formats: tuple[str, ...] = ("fits",),
+              **executor: Any) -> SiteConfig:
     """A site at ``root`` with the simulator's refs delivered and its dumps in incoming.
 
     Ingest does not wait for files to settle; retries wait 0.2 s; ``executor``
     overrides ``[executor]`` keys; ``database_url`` puts the catalog there
-    (default: the site's SQLite file); ``profile`` is the simulation's.
+    (default: the site's SQLite file); ``profile`` is the simulation's;
+    ``formats`` is ``[products] formats``.
     """
     init_site(root, profile=profile, env={})
     path = root / "obsflow.toml"
@@ -69,6 +71,7 @@ def make_site(root: Path, sim: SimResult, database_url: str | None = None,
     data["executor"].update({"workers": 2, "retry_backoff_seconds": 0.2, **executor})
     if database_url is not None:
         data.setdefault("database", {})["url"] = database_url
+    data["products"] = {"formats": list(formats)}
     path.write_text(tomli_w.dumps(data))
     open_site(root, env={})  # the schema on that database
     cfg = load_config(root, env={})

@@ -5,7 +5,8 @@ dithered) is ingested, calibrated, associated and mosaicked by the site's
 own jobs on each database backend; the archive is served by a real uvicorn
 on 127.0.0.1.  The program is given 12 months of exclusive access, so its
 mosaics are proprietary: alice (a member) sees them, an anonymous visitor
-does not.  SUB64 holds too few stars to align on: the job records the
+does not.  The site writes its ``_cal`` and ``_i2d`` products in pure ASDF
+too (``[products] formats = ["fits", "asdf"]``).  SUB64 holds too few stars to align on: the job records the
 alignment as skipped (the science of the mosaic is tested on richer fields
 in test_mosaic.py).
 """
@@ -13,10 +14,13 @@ in test_mosaic.py).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import re
+import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -37,10 +41,11 @@ from obsflow.archive import vo, web
 from obsflow.archive.api import ApiSettings, create_app
 from obsflow.archive.context import Archive
 from obsflow.archive.register import register_program
-from obsflow.archive.schema import Exposure, Product, ProductInput
+from obsflow.archive.schema import Exposure, Product, ProductFile, ProductInput
 from obsflow.archive.users import SESSION_COOKIE, add_user, create_token
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
+from obsflow.fileio import sha256_file
 from obsflow.orchestrate import run_site
 from obsflow.orchestrate.handlers import JobContext, run_handler
 from obsflow.orchestrate.worker import policy_of
@@ -85,7 +90,8 @@ def downlink(tmp_path_factory: pytest.TempPathFactory) -> SimResult:
 def site(module_db_url: str, downlink: SimResult,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     cfg = make_site(tmp_path_factory.mktemp("image3-site") / "site", downlink,
-                    None if module_db_url.startswith("sqlite") else module_db_url)
+                    None if module_db_url.startswith("sqlite") else module_db_url,
+                    formats=("fits", "asdf"))
     program = downlink.plan.exposures[0].program
     archive = Archive.from_site(cfg)
     with archive.session() as session, session.begin():
@@ -181,6 +187,106 @@ def test_a_proprietary_mosaic_is_seen_by_members_only(site: Site) -> None:
     with fits.open(io.BytesIO(download.content)) as hdul:
         assert [h.name for h in hdul][1:8] == ["SCI", "ERR", "WHT", "CON", "VAR_POISSON",
                                                "VAR_RNOISE", "VAR_FLAT"]
+
+
+def test_the_asdf_form_is_a_second_file_of_each_cal_and_i2d(site: Site) -> None:
+    """With ``formats = ["fits", "asdf"]`` every _cal and _i2d has its pure ASDF form as a
+    second file of the same product (own sha256, application/asdf), downloadable over the
+    live server by whoever may download the FITS, and it opens with asdf and stdatamodels
+    with the FITS file's arrays; other kinds have none."""
+    import asdf
+    from stdatamodels.jwst import datamodels
+
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        rows = session.execute(select(Product, ProductFile).outerjoin(
+            ProductFile, ProductFile.product_pk == Product.id)).all()
+    with_asdf = {p.product_id: (p, f) for p, f in rows if f is not None}
+    assert {p.kind for p, _ in with_asdf.values()} == {"cal", "i2d"}
+    assert all((f is not None) == (p.kind in ("cal", "i2d")) for p, f in rows)
+    for product, other in with_asdf.values():
+        assert (other.format, other.content_type) == ("asdf", "application/asdf")
+        assert other.filename == product.filename.replace(".fits", ".asdf")
+        assert other.path == product.path.replace(".fits", ".asdf")
+        assert other.sha256 == sha256_file(site.cfg.products_dir / other.path) != product.sha256
+    mine = [i for i in site.i2d_ids if i in with_asdf]
+    cal = next(p for p, _ in with_asdf.values() if p.kind == "cal"
+               and p.product_id.startswith(site.program))
+    for product_id in [*mine, cal.product_id]:
+        product, other = with_asdf[product_id]
+        path = f"/api/products/{product_id}/download"
+        assert site.get(path, params={"format": "asdf"}).status_code == 404  # proprietary
+        answer = site.get(path, member=True, params={"format": "asdf"})
+        assert answer.status_code == 200, answer.text[:200]
+        assert answer.headers["content-type"] == "application/asdf"
+        assert answer.headers["x-checksum-sha256"] == other.sha256
+        assert hashlib.sha256(answer.content).hexdigest() == other.sha256
+        assert f'filename="{other.filename}"' in answer.headers["content-disposition"]
+        ranged = httpx.get(site.url + path, params={"format": "asdf"}, timeout=30,
+                           headers={"Authorization": f"Bearer {site.token}",
+                                    "Range": "bytes=0-4"})
+        assert (ranged.status_code, ranged.content) == (206, b"#ASDF")
+        meta = site.get(f"/api/products/{product_id}", member=True).json()
+        assert [(f["format"], f["sha256"], f["size"], f["content_type"]) for f in meta["files"]
+                ] == [("asdf", other.sha256, other.size, "application/asdf")]
+        assert httpx.get(meta["files"][0]["download"], timeout=30, headers={
+            "Authorization": f"Bearer {site.token}"}).content == answer.content
+        with fits.open(site.cfg.products_dir / product.path) as hdul:
+            arrays = {("data" if h.name == "SCI" else h.name.lower()): np.asarray(h.data)
+                      for h in hdul[1:] if h.is_image and h.data is not None}
+        with asdf.open(io.BytesIO(answer.content)) as af:
+            assert set(arrays) <= set(af.tree)
+            for key, value in arrays.items():
+                np.testing.assert_array_equal(af.tree[key], value)
+        local = site.cfg.products_dir / other.path
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the mission's own instrument names
+            with datamodels.open(local) as model:
+                assert type(model).__name__ == "ImageModel"
+                np.testing.assert_array_equal(model.data, arrays["data"])
+    rate = next(p for p, f in rows if p.kind == "rate" and p.product_id.startswith(site.program))
+    missing = site.get(f"/api/products/{rate.product_id}/download", member=True,
+                       params={"format": "asdf"})
+    assert missing.status_code == 404 and "no asdf file" in missing.text
+    bad = site.get(f"/api/products/{rate.product_id}/download", member=True,
+                   params={"format": "hdf5"})
+    assert bad.status_code == 422
+
+
+def test_the_asdf_file_is_on_the_page_in_datalink_the_script_and_the_zip(site: Site) -> None:
+    """The product page links the ASDF file, DataLink gives it as a second ``#this``
+    (application/asdf), and the bulk script and zip fetch it with its sha256 next to the
+    FITS file; an anonymous visitor gets none of it for the proprietary mosaic."""
+    product_id = site.i2d_ids[0]
+    with Archive.from_site(site.cfg) as archive, archive.session() as session:
+        product = session.scalar(select(Product).where(Product.product_id == product_id))
+        assert product is not None
+        other = session.get(ProductFile, (product.id, "asdf"))
+        assert other is not None
+    asdf_url = f"/api/products/{product_id}/download?format=asdf"
+    page = site.get(f"/products/{product_id}", member=True).text
+    assert f'href="{asdf_url}"' in page and other.sha256 in page
+    links = site.get("/vo/datalink/links", member=True, params={"ID": product_id})
+    table = parse_single_table(io.BytesIO(links.content)).to_table()
+    this = {(str(r["access_url"]), str(r["content_type"]), int(r["content_length"]))
+            for r in table if r["semantics"] == "#this"}
+    assert this == {(f"{site.url}/api/products/{product_id}/download", "application/fits",
+                     product.size), (site.url + asdf_url, "application/asdf", other.size)}
+    script = site.get("/download/script", member=True, params={"id": product_id}).text
+    assert f"fetch {site.url}{asdf_url!r} {other.filename} {other.sha256}".replace(
+        "'", "") in script.replace("'", "")
+    assert f"{product.filename} {product.sha256}" in script
+    anonymous = site.get("/download/script", params={"id": product_id}).text
+    assert other.filename not in anonymous and "1 selected product(s)" in anonymous
+    answer = site.get("/api/download/zip", member=True, params={"id": product_id})
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as bundle:
+        manifest = bundle.read("MANIFEST.sha256").decode()
+        assert f"{other.sha256}  {other.filename}" in manifest
+        assert f"{product.sha256}  {product.filename}" in manifest
+        assert hashlib.sha256(bundle.read(other.filename)).hexdigest() == other.sha256
+    assert site.get("/api/download/zip", params={"id": product_id}).status_code in (401, 200)
+    assert other.filename not in site.get("/api/download/zip",
+                                          params={"id": product_id}).content.decode("latin-1")
 
 
 def _catalog_products(site: Site) -> list[tuple[Product, Product, Product, list[str]]]:

@@ -27,6 +27,14 @@ gets its own exposure row made from its three input mosaics' rows (the red
 one's sky and instrument, the filters red/green/blue, the widest band and
 time span, the latest release date: visible only to whoever may see all
 three); it is its own preview.
+
+A product may have other files of other formats (:class:`OtherFile`, the
+``files`` of its registration): a site with ``[products] formats = ["fits",
+"asdf"]`` writes the pure ASDF form of its ``_cal`` and ``_i2d`` products
+(:func:`with_site_formats`, in the job that writes the FITS); each is stored
+like the product (in place or copied) and recorded in ``product_files`` with
+its own sha256 and media type, in the product's transaction: one product,
+two files, one access rule.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +70,7 @@ from obsflow.archive.schema import (
     FootprintCell,
     Preview,
     Product,
+    ProductFile,
     ProductInput,
     Program,
     Run,
@@ -82,8 +91,9 @@ from obsflow.models.level1 import UNCAL_DATAMODEL, check_uncal
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance, RefFileUse
 
-__all__ = ["KINDS", "MANUAL_RUN", "ProductRecord", "Registration", "ensure_run",
-           "register_outputs", "register_product", "register_program"]
+__all__ = ["ASDF_KINDS", "FORMAT_TYPES", "KINDS", "MANUAL_RUN", "OtherFile", "ProductRecord",
+           "Registration", "ensure_run", "register_outputs", "register_product",
+           "register_program", "with_site_formats"]
 
 KINDS = PRODUCT_KINDS
 """Product kind (file-name suffix) -> (data level, ObsCore calib_level)."""
@@ -94,7 +104,27 @@ MANUAL_RUN = "manual"
 RUN_KINDS = ("ingest", "prompt", "campaign", "manual", "legacy")
 """What a run can be (see :class:`obsflow.archive.schema.Run`)."""
 
+ASDF_KINDS = ("cal", "i2d")
+"""Product kinds a site writes in pure ASDF too when its ``[products] formats`` has ``asdf``."""
+
+FORMAT_TYPES = {"asdf": "application/asdf"}
+"""Format of a product's other file -> its media type."""
+
 _PROGRAM = re.compile(r"^[A-Za-z0-9]{1,16}$")
+
+
+@dataclass(frozen=True)
+class OtherFile:
+    """Another file of a product, in another format (a key of :data:`FORMAT_TYPES`).
+
+    ``path`` is the file (inside the store when it is local), ``sha256`` its hex
+    sha256 from its writer, ``size`` its bytes.
+    """
+
+    format: str
+    path: Path
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,8 @@ class Registration:
         Hex sha256 of the file, computed by its writer.
     size : int
         File size, bytes.
+    files : tuple of OtherFile
+        The product's files in other formats (its pure ASDF form), none by default.
     """
 
     path: Path
@@ -120,6 +152,19 @@ class Registration:
     provenance: Provenance
     sha256: str
     size: int
+    files: tuple[OtherFile, ...] = ()
+
+
+def with_site_formats(reg: Registration, formats: Sequence[str]) -> Registration:
+    """``reg`` with the files of the other formats a site writes (``[products] formats``):
+    the pure ASDF form of a ``_cal`` or ``_i2d`` FITS product, written now (atomically,
+    beside it, :func:`obsflow.models.asdffile.write_asdf_copy`); else ``reg`` unchanged."""
+    if "asdf" not in formats or reg.ref.kind not in ASDF_KINDS:
+        return reg
+    from obsflow.models.asdffile import write_asdf_copy
+
+    written = write_asdf_copy(reg.path)
+    return replace(reg, files=(OtherFile("asdf", written.path, written.sha256, written.size),))
 
 
 @dataclass(frozen=True)
@@ -390,6 +435,8 @@ class _Staged:
     previews: list[tuple[Rendered, str]]
     sampling: dict[str, Any] = field(default_factory=dict)
     """``s_xel1``, ``s_xel2``, ``t_xel``, ``t_resolution`` of an image product."""
+    files: list[tuple[OtherFile, str]] = field(default_factory=list)
+    """The registration's other files and their store keys."""
 
 
 def _sampling(sci: fits.Header, meta: ExposureMeta) -> dict[str, Any]:
@@ -406,17 +453,30 @@ def _sampling(sci: fits.Header, meta: ExposureMeta) -> dict[str, Any]:
             "t_resolution": resolution}
 
 
+def _store_file(settings: ArchiveSettings, path: Path, key: str, sha256: str) -> str:
+    """Where a file is in the store: in place if it is inside it, else copied to ``key``."""
+    found = settings.store.key_of(path)
+    if found is not None:
+        return found
+    stored = settings.store.put_file(path, key)
+    if stored != sha256:
+        raise ProductFileError(f"{path.name}: the stored copy has sha256 {stored}, "
+                               f"the source {sha256} (changed while copying?)")
+    return key
+
+
 def _store_key(settings: ArchiveSettings, reg: Registration) -> str:
     """Where the product is in the store: in place if it is inside it, else copied there."""
-    key = settings.store.key_of(reg.path)
-    if key is not None:
-        return key
-    key = reg.ref.relpath()
-    stored = settings.store.put_file(reg.path, key)
-    if stored != reg.sha256:
-        raise ProductFileError(f"{reg.path.name}: the stored copy has sha256 {stored}, "
-                               f"the source {reg.sha256} (changed while copying?)")
-    return key
+    return _store_file(settings, reg.path, reg.ref.relpath(), reg.sha256)
+
+
+def _store_others(settings: ArchiveSettings, reg: Registration) -> list[tuple[OtherFile, str]]:
+    """The registration's other files stored (in place or beside the product's key)."""
+    out = []
+    for other in reg.files:
+        key = str(Path(reg.ref.relpath()).with_suffix(other.path.suffix))
+        out.append((other, _store_file(settings, other.path, key, other.sha256)))
+    return out
 
 
 def _put_previews(settings: ArchiveSettings, reg: Registration,
@@ -440,7 +500,7 @@ def _stage_fits(settings: ArchiveSettings, reg: Registration, read: _Read) -> _S
     ndim = int(read.sci_header["NAXIS"])
     return _Staged(reg, meta, footprint_from_header(read.sci_header, read.primary),
                    "image" if ndim == 2 else "cube", "application/fits", key, previews,
-                   _sampling(read.sci_header, meta))
+                   _sampling(read.sci_header, meta), _store_others(settings, reg))
 
 
 def _stage_png(settings: ArchiveSettings, reg: Registration) -> _Staged:
@@ -456,6 +516,10 @@ def _stage_png(settings: ArchiveSettings, reg: Registration) -> _Staged:
 
 def _stage(settings: ArchiveSettings, reg: Registration, verify: bool) -> _Staged:
     """Read, store and preview one product before the catalog transaction."""
+    for other in reg.files:  # refused before anything is stored
+        if other.format not in FORMAT_TYPES:
+            raise UnknownOptionError(f"product file format of {other.path.name}", other.format,
+                                     FORMAT_TYPES)
     if reg.ref.kind == "clr":
         return _stage_png(settings, reg)
     if reg.ref.kind not in TABLE_KINDS:
@@ -508,6 +572,10 @@ def _add_version(session: Session, exposure: Exposure, staged: _Staged,
                      for pk in dict.fromkeys(_input_pks(session, reg))])
     session.add_all([Preview(product_pk=row.id, kind=image.kind, path=key, width=image.width,
                              height=image.height) for image, key in staged.previews])
+    session.add_all([ProductFile(product_pk=row.id, format=other.format,
+                                 filename=other.path.name, path=key, size=other.size,
+                                 sha256=other.sha256, content_type=FORMAT_TYPES[other.format])
+                     for other, key in staged.files])
     return row
 
 

@@ -236,6 +236,27 @@ class Product(Base):
 
     exposure_row: Mapped[Exposure] = relationship(back_populates="products")
     previews: Mapped[list[Preview]] = relationship(cascade="all, delete-orphan")
+    files: Mapped[list[ProductFile]] = relationship(cascade="all, delete-orphan")
+
+
+class ProductFile(Base):
+    """Another file of the same product: its pure ASDF form (``format`` ``asdf``).
+
+    One product, two files: the same reference, version, provenance and access
+    rule as its row in ``products`` (the FITS file); its own name, store key,
+    size, sha256 and media type.
+    """
+
+    __tablename__ = "product_files"
+
+    product_pk: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    format: Mapped[str] = mapped_column(String(8), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(64))
 
 
 class ProductInput(Base):

@@ -23,7 +23,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from obsflow.archive.footprints import Region, overlap_clause
 from obsflow.archive.policy import PUBLIC_METADATA, Viewer, listed_clause, visible_clause
-from obsflow.archive.schema import Exposure, Preview, Product, ProductInput, Program
+from obsflow.archive.schema import Exposure, Preview, Product, ProductFile, ProductInput, Program
 from obsflow.archive.vo.obscore import latest_clause
 from obsflow.exceptions import ProductNotFoundError
 from obsflow.models.provenance import Provenance
@@ -36,10 +36,12 @@ __all__ = [
     "diff_provenance",
     "get_preview",
     "get_product",
+    "get_product_file",
     "link_dict",
     "menu_values",
     "observation_products",
     "product_dict",
+    "product_files",
     "product_history",
     "product_lineage",
     "product_provenance",
@@ -268,6 +270,27 @@ def get_product(session: Session, product_id: str, viewer: Viewer,
     if row is None:
         raise ProductNotFoundError(f"no product {product_id!r}")
     return row[0], row[1]
+
+
+def get_product_file(session: Session, product_id: str, file_format: str | None,
+                     viewer: Viewer, now: datetime) -> Product | ProductFile:
+    """The file of a visible product to serve: the product's own (``file_format`` None) or
+    its other file of that format (``asdf``); else :class:`ProductNotFoundError`."""
+    product, _ = get_product(session, product_id, viewer, now)
+    if file_format is None:
+        return product
+    other = session.get(ProductFile, (product.id, file_format))
+    if other is None:
+        raise ProductNotFoundError(f"product {product_id!r} has no {file_format} file")
+    return other
+
+
+def product_files(session: Session, product: Product) -> list[dict[str, Any]]:
+    """A product's other files (format, filename, size, sha256, content type)."""
+    rows = session.scalars(select(ProductFile).where(ProductFile.product_pk == product.id)
+                           .order_by(ProductFile.format)).all()
+    return [{"format": f.format, "filename": f.filename, "size": f.size, "sha256": f.sha256,
+             "content_type": f.content_type} for f in rows]
 
 
 def get_preview(session: Session, product_id: str, kind: str, viewer: Viewer,

@@ -53,7 +53,7 @@ safe.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ from obsflow.orchestrate.jobs import JobSpec
 
 __all__ = ["ARCHIVED_KINDS", "HANDLERS", "PROMPT_RUN", "TIME_SERIES_RECIPE", "JobContext",
            "Result", "archive_of", "calibrate_spec", "lightcurve_specs", "program_spec",
-           "registration_of", "registration_inputs", "run_handler"]
+           "registration_of", "registration_inputs", "run_handler", "site_registration_inputs"]
 
 PROMPT_RUN = "prompt"
 """The run fresh data are calibrated into (``products/prompt/...``)."""
@@ -116,19 +116,41 @@ def calibrate_spec(payload: dict[str, Any]) -> JobSpec:
 
 
 def registration_inputs(ref: ProductRef, relpath: str, sha256: str, size: int,
-                        provenance: Provenance) -> dict[str, Any]:
-    """A product as JSON-able job inputs (see :func:`registration_of`)."""
-    return {"ref": ref.as_dict(), "product": relpath, "sha256": sha256, "size": size,
-            "provenance": provenance.as_dict()}
+                        provenance: Provenance,
+                        files: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A product as JSON-able job inputs (see :func:`registration_of`); ``files``: its
+    other files as ``{"format", "product" (path in the products folder), "sha256",
+    "size"}`` (:func:`site_registration_inputs` makes them)."""
+    inputs = {"ref": ref.as_dict(), "product": relpath, "sha256": sha256, "size": size,
+              "provenance": provenance.as_dict()}
+    if files:
+        inputs["files"] = list(files)
+    return inputs
+
+
+def site_registration_inputs(cfg: SiteConfig, registration: Registration) -> dict[str, Any]:
+    """The job inputs of a product a job just wrote into the products folder, with the
+    files of the other formats the site writes (written now: see
+    :func:`obsflow.archive.register.with_site_formats`)."""
+    from obsflow.archive.register import with_site_formats
+
+    reg = with_site_formats(registration, cfg.products.formats)
+    root = cfg.products_dir
+    return registration_inputs(
+        reg.ref, str(reg.path.relative_to(root)), reg.sha256, reg.size, reg.provenance,
+        [{"format": f.format, "product": str(f.path.relative_to(root)), "sha256": f.sha256,
+          "size": f.size} for f in reg.files])
 
 
 def registration_of(cfg: SiteConfig, inputs: dict[str, Any]) -> Registration:
     """The :class:`~obsflow.archive.register.Registration` job inputs describe."""
-    from obsflow.archive.register import Registration
+    from obsflow.archive.register import OtherFile, Registration
 
+    files = tuple(OtherFile(str(f["format"]), cfg.products_dir / f["product"], str(f["sha256"]),
+                            int(f["size"])) for f in inputs.get("files", ()))
     return Registration(cfg.products_dir / inputs["product"], ProductRef.from_dict(inputs["ref"]),
                         Provenance.from_dict(inputs["provenance"]), str(inputs["sha256"]),
-                        int(inputs["size"]))
+                        int(inputs["size"]), files)
 
 
 def register_spec(inputs: dict[str, Any]) -> JobSpec:
@@ -195,7 +217,7 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 
 
 def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
-    from obsflow.archive.register import register_outputs
+    from obsflow.archive.register import Registration, register_outputs
     from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product, in_runs
     from obsflow.ingest import current_level1_version
     from obsflow.refdata.registry import SiteRefs
@@ -210,8 +232,8 @@ def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     options = CalibrationOptions(run=PROMPT_RUN, place=in_runs(cfg.products_dir))
     written = calibrate_product(level1.path, SiteRefs(cfg.database_url, cfg.refs_dir),
                                 cfg.load_profile(), options)
-    children = [register_spec(registration_inputs(
-        p.ref, p.ref.relpath(), p.sha256, p.size, p.provenance)) for p in written]
+    children = [register_spec(site_registration_inputs(cfg, Registration(
+        p.path, p.ref, p.provenance, p.sha256, p.size))) for p in written]
     return Result({"products": [p.ref.relpath() for p in written],
                    "register_input_seconds": round(registered - started, 4),
                    "calibrate_seconds": round(time.perf_counter() - registered, 4)}, children)

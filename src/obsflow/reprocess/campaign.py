@@ -232,7 +232,7 @@ def _downstream_jobs(engine: Engine, product_ids: list[str], campaign: int) -> l
 
 def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     """The ``reprocess`` job: remake one exposure's planned products (module docstring)."""
-    from obsflow.archive.register import Registration, register_outputs
+    from obsflow.archive.register import Registration, register_outputs, with_site_formats
     from obsflow.calibrate.pipeline import (
         CalibrationOptions,
         calibrate_product,
@@ -272,7 +272,8 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
         return Result({"cancelled": True})
     change = _changes(engine, cfg, inputs["replaces"], wanted)
     records = register_outputs(archive_of(ctx), [
-        Registration(p.path, p.ref, p.provenance, p.sha256, p.size) for p in wanted.values()])
+        with_site_formats(Registration(p.path, p.ref, p.provenance, p.sha256, p.size),
+                          cfg.products.formats) for p in wanted.values()])
     products = [r.product_id for r in records]
     outputs = {"products": products, "change": change,
                "seconds": round(time.perf_counter() - started, 3)}

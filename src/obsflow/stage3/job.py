@@ -110,7 +110,7 @@ def site_astrocat(ctx: JobContext, asn: Association
 
 def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     """The ``image3`` job of the association ``inputs`` describe (module docstring)."""
-    from obsflow.archive.register import Registration, register_outputs
+    from obsflow.archive.register import Registration, register_outputs, with_site_formats
     from obsflow.archive.schema import Product
     from obsflow.orchestrate.handlers import Result, archive_of
     from obsflow.stage3.association import Association
@@ -138,8 +138,9 @@ def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
                                for c in made.crfs])
     m = made.mosaic
     # the mosaic, its segmentation map and catalog in one transaction: never one without the others
-    record = register_outputs(archive, [Registration(p.path, p.ref, p.provenance, p.sha256,
-                                                     p.size) for p in (m, *made.catalog)])[0]
+    record = register_outputs(archive, [with_site_formats(Registration(
+        p.path, p.ref, p.provenance, p.sha256, p.size), ctx.cfg.products.formats)
+        for p in (m, *made.catalog)])[0]
     children = colour_specs(ctx.engine, m.ref)
     return Result({"product_id": record.product_id, "product": m.ref.relpath(),
                    "created": record.created, "asn_id": asn.asn_id,

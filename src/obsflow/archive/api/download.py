@@ -25,7 +25,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from obsflow.archive.api.head import HEAD_SCOPE_KEY
-from obsflow.archive.schema import Product
+from obsflow.archive.schema import Product, ProductFile
 from obsflow.archive.store import ProductStore
 from obsflow.exceptions import RangeNotSatisfiableError
 
@@ -148,7 +148,7 @@ def _stream(store: ProductStore, key: str, start: int, end: int) -> Iterator[byt
             yield block
 
 
-def _remote_response(store: ProductStore, product: Product, spans: list[Span] | None,
+def _remote_response(store: ProductStore, product: Product | ProductFile, spans: list[Span] | None,
                      headers: dict[str, str]) -> Response:
     span = spans[0] if spans is not None and len(spans) == 1 else None  # several: whole file
     start, end = span or (0, product.size)
@@ -161,9 +161,9 @@ def _remote_response(store: ProductStore, product: Product, spans: list[Span] | 
                              media_type=product.content_type, headers=headers)
 
 
-def product_response(store: ProductStore, cache: ChecksumCache, product: Product,
-                     range_header: str | None) -> Response:
-    """The download response of a visible product (checksum verified first).
+def product_response(store: ProductStore, cache: ChecksumCache,
+                     product: Product | ProductFile, range_header: str | None) -> Response:
+    """The download response of a visible product's file (checksum verified first).
 
     ``range_header`` is the request's Range (None for a method other than
     GET); :class:`RangeNotSatisfiableError` when none of its ranges fits.

@@ -26,7 +26,9 @@ from obsflow.archive.search import (
     diff_products,
     get_preview,
     get_product,
+    get_product_file,
     product_dict,
+    product_files,
     product_history,
 )
 from obsflow.exceptions import ProductNotFoundError
@@ -38,6 +40,7 @@ router = APIRouter(prefix="/api/products", tags=["products"],
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 PreviewKind = Literal["png", "jpeg", "thumb"]
+FileFormat = Literal["asdf"]
 
 
 def check_product_id(product_id: str) -> str:
@@ -70,16 +73,20 @@ def product_metadata(product_id: str, request: Request, session: DbSession, view
       sha256, every step with its parameters, inputs with their
       ``product_id``, input files);
     * ``inputs`` / ``outputs``: the products it was made from and those
-      made from it.
+      made from it;
+    * ``files``: its files in other formats (its pure ASDF form: format,
+      filename, size, sha256, content type, download link).
     """
     product, exposure = get_product(session, check_product_id(product_id), viewer, now)
     kinds = session.scalars(select(Preview.kind).where(Preview.product_pk == product.id)).all()
     history = product_history(session, product, viewer, now)
     for key in ("versions", "inputs", "outputs"):
         history[key] = _with_links(request, history[key])
+    found = links(request, product.product_id, sorted(kinds))
+    files = [{**f, "download": f"{found['download']}?format={f['format']}"}
+             for f in product_files(session, product)]
     return {**product_dict(product, exposure), "run": product.run, "uuid": product.uuid,
-            "ref_context": product.ref_context, **history,
-            "links": links(request, product.product_id, sorted(kinds))}
+            "ref_context": product.ref_context, **history, "files": files, "links": found}
 
 
 @router.get("/{product_id}/diff/{other_product_id}",
@@ -96,18 +103,20 @@ def product_diff(product_id: str, other_product_id: str, session: DbSession, vie
 
 @router.get("/{product_id}/download", summary="Download a product (HTTP Range supported)",
             response_class=Response,
-            responses={200: binary("The whole file", "application/fits",
+            responses={200: binary("The whole file", "application/fits", "application/asdf",
                                    "text/x-ecsv; charset=utf-8"),
                        206: binary("The requested byte ranges (several: multipart/byteranges)",
-                                   "application/fits", "text/x-ecsv; charset=utf-8",
-                                   "multipart/byteranges"),
+                                   "application/fits", "application/asdf",
+                                   "text/x-ecsv; charset=utf-8", "multipart/byteranges"),
                        **errors(416, 503)})
 async def download(product_id: str, request: Request, session: DbSession, viewer: ViewerDep,
                    now: Now, range_header: Annotated[str | None, Header(alias="range")] = None,
-                   if_range: Annotated[str | None, Header(alias="if-range")] = None
-                   ) -> Response:
-    """Stream the file (FITS; a light curve: ECSV text); ``X-Checksum-SHA256`` and
-    ``Repr-Digest`` carry its sha256.
+                   if_range: Annotated[str | None, Header(alias="if-range")] = None,
+                   file_format: Annotated[FileFormat | None, Query(
+                       alias="format", description="another file of the product: its pure "
+                       "ASDF form (404 if it has none)")] = None) -> Response:
+    """Stream the file (FITS; a light curve: ECSV text; with ``format=asdf`` its pure ASDF
+    form); ``X-Checksum-SHA256`` and ``Repr-Digest`` carry its sha256.
 
     ``Range`` (GET only, RFC 9110): ``bytes=first-last``, ``bytes=first-`` or
     ``bytes=-suffix``, several separated by commas (answered as
@@ -115,8 +124,8 @@ async def download(product_id: str, request: Request, session: DbSession, viewer
     a range set entirely past the end answers 416.  With ``If-Range`` other
     than the ETag (the quoted sha256) the whole file is sent.
     """
-    product, _ = await run_in_threadpool(get_product, session, check_product_id(product_id),
-                                         viewer, now)
+    product = await run_in_threadpool(get_product_file, session, check_product_id(product_id),
+                                      file_format, viewer, now)
     head = request.method != "GET" or request.scope.get(HEAD_SCOPE_KEY, False)
     if head or (if_range is not None and if_range != f'"{product.sha256}"'):
         range_header = None

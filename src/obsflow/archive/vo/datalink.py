@@ -5,7 +5,9 @@ or its bare ``product_id``; several IDs (repeated, at most :data:`MAX_IDS`) give
 their rows one after the other.  Each product the caller may see gets:
 
 =================  ==========================================================
-``#this``          the file (its download URL, media type and size)
+``#this``          the file (its download URL, media type and size); a product
+                   with its pure ASDF form has a second ``#this`` row for it
+                   (``application/asdf``)
 ``#preview``       its PNG and JPEG previews; ``#thumbnail`` the small JPEG
 ``#provenance``    its metadata with the whole provenance (JSON)
 ``#progenitor``    every input product it was made from (``product_inputs``)
@@ -96,6 +98,9 @@ def _links_of(session: Session, call: VoCall, ident: str) -> list[tuple[Any, ...
     rows = [_row(ident, f"{api}/{product_id}/download", "#this",
                  f"{product.kind} v{product.version} of {exposure.obs_id}",
                  product.content_type, product.size)]
+    rows += [_row(ident, f"{api}/{product_id}/download?format={f.format}", "#this",
+                  f"{product.kind} v{product.version} of {exposure.obs_id} ({f.format})",
+                  f.content_type, f.size) for f in sorted(product.files, key=lambda f: f.format)]
     rows += [_row(ident, f"{api}/{product_id}/preview?kind={p.kind}", *_PREVIEWS[p.kind][:1],
                   f"{p.kind} preview ({p.width}x{p.height})", _PREVIEWS[p.kind][1])
              for p in sorted(product.previews, key=lambda p: p.kind) if p.kind in _PREVIEWS]

@@ -18,6 +18,10 @@ session cookie (the search page's second button); at most
 :attr:`~obsflow.archive.api.deps.ApiSettings.zip_max_products` products and
 ``zip_max_bytes`` bytes per zip (more: 400 saying so).
 
+Both hold every file of each product: a product with its pure ASDF form
+(``[products] formats``) gives its FITS file and its ``.asdf`` file
+(``download?format=asdf``), each with its own sha256.
+
 Both list only the products the caller may see: a hidden or unknown id is
 counted (in a comment, in the README), never named, and its bytes are never
 sent.
@@ -31,11 +35,13 @@ import re
 import shlex
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import selectinload
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -53,8 +59,8 @@ from obsflow.archive.web.display import size_text
 from obsflow.archive.zipstream import ZipMember, stream_zip, text_member
 from obsflow.exceptions import ChecksumMismatchError, SelectionError
 
-__all__ = ["MAX_SCRIPT_PRODUCTS", "PRODUCT_ID_PATTERN", "ZIP_CHUNK", "check_selection",
-           "download_script", "router", "zip_members"]
+__all__ = ["MAX_SCRIPT_PRODUCTS", "PRODUCT_ID_PATTERN", "ZIP_CHUNK", "ProductFileItem",
+           "check_selection", "download_script", "product_file_items", "router", "zip_members"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +78,33 @@ ZIP_CHUNK = CHUNK
 
 ZIP_NAME = "obsflow-download.zip"
 """The file name a zip download is saved under (``Content-Disposition``)."""
+
+
+@dataclass(frozen=True)
+class ProductFileItem:
+    """One file of a selected product: its own (``query`` empty) or its file of another
+    format (``query`` ``?format=asdf``); ``size`` in bytes, ``sha256`` hex."""
+
+    product_id: str
+    query: str
+    filename: str
+    path: str
+    size: int
+    sha256: str
+    created: datetime
+
+
+def product_file_items(products: list[Product]) -> list[ProductFileItem]:
+    """Every file of ``products`` (loaded with their ``files``): each product's own, then its
+    other formats'."""
+    items = []
+    for p in products:
+        items.append(ProductFileItem(p.product_id, "", p.filename, p.path, p.size, p.sha256,
+                                     p.created))
+        items += [ProductFileItem(p.product_id, f"?format={f.format}", f.filename, f.path,
+                                  f.size, f.sha256, p.created)
+                  for f in sorted(p.files, key=lambda f: f.format)]
+    return items
 
 
 def check_selection(asked: list[str], limit: int) -> list[str]:
@@ -96,9 +129,9 @@ def _ids_parameter(limit: int) -> dict[str, Any]:
         "style": "form", "explode": True, "description": "product ids"}]}
 
 
-def download_script(base_url: str, rows: list[tuple[str, str, str]], left_out: int) -> str:
-    """The script fetching ``rows`` (product id, file name, sha256) from ``base_url``;
-    ``left_out`` ids asked for were not available."""
+def download_script(base_url: str, rows: list[ProductFileItem], left_out: int) -> str:
+    """The script fetching the files ``rows`` from ``base_url``; ``left_out`` ids asked for
+    were not available."""
     lines = ["#!/bin/sh",
              f"# obsflow archive: {len(rows)} product(s) from {base_url}",
              "# Proprietary products need a token: OBSFLOW_TOKEN=<token> sh <this script>",
@@ -110,9 +143,9 @@ def download_script(base_url: str, rows: list[tuple[str, str, str]], left_out: i
              "}"]
     if left_out:
         lines.append(f"# {_left_out_text(left_out)}")
-    for product_id, filename, sha256 in rows:
-        url = f"{base_url}/api/products/{product_id}/download"
-        lines.append(f"fetch {shlex.quote(url)} {shlex.quote(filename)} {sha256}")
+    for row in rows:
+        url = f"{base_url}/api/products/{row.product_id}/download{row.query}"
+        lines.append(f"fetch {shlex.quote(url)} {shlex.quote(row.filename)} {row.sha256}")
     lines.append(f'echo "downloaded {len(rows)} file(s)"')
     return "\n".join(lines) + "\n"
 
@@ -124,7 +157,7 @@ def _left_out_text(left_out: int) -> str:
 
 def _products(request: Request, viewer: Viewer, now: datetime, ids: list[str]) -> list[Product]:
     """The products of ``ids`` that ``viewer`` may see at ``now``, by product id."""
-    stmt = (visible_products(viewer, now)
+    stmt = (visible_products(viewer, now).options(selectinload(Product.files))
             .where(Product.product_id.in_(ids)).order_by(Product.product_id))
     with get_archive(request).session() as session:
         found = session.execute(stmt).all()
@@ -132,9 +165,10 @@ def _products(request: Request, viewer: Viewer, now: datetime, ids: list[str]) -
     return [product for product, _ in found]
 
 
-def _rows(request: Request, caller: WebCaller, ids: list[str]) -> list[tuple[str, str, str]]:
-    return [(p.product_id, p.filename, p.sha256)
-            for p in _products(request, caller.viewer, caller.now, ids)]
+def _rows(request: Request, caller: WebCaller, ids: list[str]) -> tuple[list[ProductFileItem], int]:
+    """The files of the visible products of ``ids`` and how many ids were left out."""
+    products = _products(request, caller.viewer, caller.now, ids)
+    return product_file_items(products), len(ids) - len(products)
 
 
 @router.get("/download/script", summary="Download script of selected products (shell)",
@@ -150,15 +184,15 @@ async def script(request: Request) -> Response:
     except SelectionError as exc:
         return PlainTextResponse(str(exc), status_code=400)
     caller = await run_in_threadpool(web_caller, request)
-    rows = await run_in_threadpool(_rows, request, caller, ids)
+    rows, left_out = await run_in_threadpool(_rows, request, caller, ids)
     base = str(request.base_url).rstrip("/")
-    body = download_script(base, rows, len(ids) - len(rows))
+    body = download_script(base, rows, left_out)
     return Response(body, media_type="text/x-shellscript", headers={
         "Content-Disposition": 'attachment; filename="obsflow-download.sh"'})
 
 
-def _file_chunks(store: ProductStore, product: Product) -> Iterator[bytes]:
-    """The bytes of ``product``'s file, :data:`ZIP_CHUNK` at a time, checked against its sha256
+def _file_chunks(store: ProductStore, product: ProductFileItem) -> Iterator[bytes]:
+    """The bytes of a product's file, :data:`ZIP_CHUNK` at a time, checked against its sha256
     (:class:`ChecksumMismatchError` after the last chunk when they differ)."""
     digest = hashlib.sha256()
     with store.open(product.path) as handle:
@@ -171,17 +205,18 @@ def _file_chunks(store: ProductStore, product: Product) -> Iterator[bytes]:
         raise ChecksumMismatchError(f"{product.product_id}: the stored file fails its sha256")
 
 
-def _member_names(products: list[Product]) -> list[str]:
-    """Each product's path in the zip: its file name, or ``<product id>/<file name>`` for
+def _member_names(products: list[ProductFileItem]) -> list[str]:
+    """Each file's path in the zip: its name, or ``<product id>/<file name>`` for
     file names that several selected products share (versions of one product)."""
     counts = Counter(p.filename for p in products)
     return [p.filename if counts[p.filename] == 1 else f"{p.product_id}/{p.filename}"
             for p in products]
 
 
-def _readme(base_url: str, products: list[Product], names: list[str], left_out: int,
+def _readme(base_url: str, products: list[ProductFileItem], names: list[str], left_out: int,
             now: datetime) -> str:
-    lines = [f"obsflow archive: {len(products)} product(s) from {base_url}, "
+    count = len({p.product_id for p in products})
+    lines = [f"obsflow archive: {count} product(s), {len(products)} file(s) from {base_url}, "
              f"{now.strftime('%Y-%m-%d %H:%M:%S')} UTC",
              "",
              "Check every file with:  sha256sum -c MANIFEST.sha256",
@@ -197,15 +232,17 @@ def _readme(base_url: str, products: list[Product], names: list[str], left_out: 
 
 def zip_members(store: ProductStore, base_url: str, products: list[Product], left_out: int,
                 now: datetime) -> list[ZipMember]:
-    """The members of the zip of ``products``: ``README.txt``, ``MANIFEST.sha256``, then
-    each product's file (read from ``store`` only when its turn comes)."""
-    names = _member_names(products)
-    manifest = "".join(f"{p.sha256}  {name}\n" for p, name in zip(products, names, strict=True))
-    members = [text_member("README.txt", _readme(base_url, products, names, left_out, now), now),
+    """The members of the zip of ``products`` (loaded with their ``files``): ``README.txt``,
+    ``MANIFEST.sha256``, then each product's files (read from ``store`` only when its turn
+    comes)."""
+    files = product_file_items(products)
+    names = _member_names(files)
+    manifest = "".join(f"{p.sha256}  {name}\n" for p, name in zip(files, names, strict=True))
+    members = [text_member("README.txt", _readme(base_url, files, names, left_out, now), now),
                text_member("MANIFEST.sha256", manifest, now)]
-    for product, name in zip(products, names, strict=True):
-        members.append(ZipMember(name, product.size, partial(_file_chunks, store, product),
-                                 product.created))
+    for item, name in zip(files, names, strict=True):
+        members.append(ZipMember(name, item.size, partial(_file_chunks, store, item),
+                                 item.created))
     return members
 
 
@@ -217,7 +254,7 @@ def _zip_selection(request: Request, ids: list[str]) -> tuple[list[Product], int
     with get_archive(request).session() as session:
         viewer = identify(request, session, now)
     products = _products(request, viewer, now, ids)
-    total = sum(p.size for p in products)
+    total = sum(p.size for p in product_file_items(products))
     if total > settings.zip_max_bytes:
         raise SelectionError(
             f"the {len(products)} selected products hold {size_text(total)}, more than the "

@@ -45,6 +45,7 @@ from obsflow.archive.search import (
     menu_values,
     observation_products,
     product_dict,
+    product_files,
     product_history,
     search_observations,
     visible_products,
@@ -291,7 +292,7 @@ def _product(request: Request, caller: WebCaller, product_id: str,
                                      caller.viewer, caller.now)
             except ProductNotFoundError:
                 diff_error = f"No product {other[:100]!r} to compare with."
-        meta = product_dict(product, exposure)
+        meta = {**product_dict(product, exposure), "files": product_files(session, product)}
         siblings = observation_products(session, [exposure.id], SearchQuery())
         store = get_archive(request).settings.store
         header = fits_header(store, product.path)
