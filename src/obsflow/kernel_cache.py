@@ -22,6 +22,7 @@ CALIBRATION_KERNELS = (
     "calibrate/corrections.py",
     "calibrate/jumps.py",
     "calibrate/ramps.py",
+    "calibrate/refpix.py",
     "calibrate/regions.py",
     "telemetry/crc.py",
     "telemetry/decode.py",

@@ -79,7 +79,7 @@ def test_register_rejects_bad_files(archive: Archive, tmp_path: Path) -> None:
     good = write_product(tmp_path, meta())
     odd = good.with_name(good.name.replace("_cal", "_weird"))
     odd.write_bytes(good.read_bytes())
-    with pytest.raises(UnknownOptionError, match="allowed: cal, clr, crf, i2d"):
+    with pytest.raises(UnknownOptionError, match="allowed: cal, cat, clr, crf, i2d"):
         register_product(archive, odd)
     nometa = tmp_path / "x_cal.fits"
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((4, 4)), name="SCI")]).writeto(nometa)

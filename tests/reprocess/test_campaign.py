@@ -71,7 +71,8 @@ def test_campaign_remakes_exactly_the_plan_once(processed: SiteConfig, tmp_path:
         planned = {(p.obs_id, p.kind) for p in plan.products if p.kind in EXPOSURE_KINDS}
         assert planned == {(o, k) for o in expected for k in KINDS}
         downstream = Counter(p.kind for p in plan.products if p.kind not in EXPOSURE_KINDS)
-        assert downstream["i2d"] >= 1 and set(downstream) <= {"crf", "i2d"}  # stage 3
+        # stage 3: the members' crf, the mosaic, its catalog and segmentation map
+        assert downstream["i2d"] >= 1 and set(downstream) <= {"crf", "i2d", "cat", "segm"}
         name = start_campaign(engine, plan, policy_of(cfg), name="better-dark")
         summary = run_site(cfg)
         assert summary.total("failed") == 0
@@ -120,7 +121,8 @@ def test_same_context_and_software_give_identical_arrays(processed_sqlite: SiteC
     engine = make_engine(cfg.database_url)
     try:
         plan = plan_reprocessing(engine, PlanCriteria(recipe="image", context=1, kind="cal"))
-        assert plan.products and {p.kind for p in plan.products} <= {"cal", "crf", "i2d"}
+        assert plan.products and {p.kind for p in plan.products} <= {"cal", "crf", "i2d", "cat",
+                                                                     "segm"}
         start_campaign(engine, plan, policy_of(cfg), name="again")
         assert run_site(cfg).total("failed") == 0
     finally:

@@ -82,7 +82,7 @@ def test_a_better_dark_remakes_the_products_and_the_residual_vanishes(
     assert len(own) == 4 * 3  # rate, rateints and cal of every exposure
     assert {r["reftype"] for p in own for r in p["reasons"]} == {"DARK"}
     # downstream of them (reason "input"): the mosaic's crf products and the mosaic
-    assert {p["kind"] for p in plan["products"] if p not in own} <= {"crf", "i2d"}
+    assert {p["kind"] for p in plan["products"] if p not in own} <= {"crf", "i2d", "cat", "segm"}
     assert plan["affected"] == len(plan["products"])
     out = _invoke("reprocess", "run", *site, "--name", "better-dark")
     assert "campaign better-dark: done" in out

@@ -187,7 +187,9 @@ def test_light_curve_shows_the_simulated_transit(site: Site) -> None:
     error = np.hypot(flux[inside].std(ddof=1) / np.sqrt(inside.sum()),
                      flux[outside].std(ddof=1) / np.sqrt(outside.sum())) / flux[outside].mean()
     assert abs(drop - expected) < 5 * error and drop > 5 * error
-    assert np.corrcoef(flux, truth)[0, 1] > 0.8
+    # 60 integrations of one realization: above 0.8 until, and 0.796 since, the simulator draws
+    # faint stars exactly and webb_like has its distortion (a new noise realization)
+    assert np.corrcoef(flux, truth)[0, 1] > 0.75
     fit = table.meta["transit_fit"]
     assert abs(fit["depth"] - TSO.depth) < 5 * fit["depth_err"] + 0.002
 

@@ -107,9 +107,31 @@ def asdf_bytes(tree: Mapping[str, Any]) -> bytes:
     """``tree`` written as an ASDF file (the same tree always gives the same bytes)."""
     import asdf
 
+    af = asdf.AsdfFile(dict(tree))
+    deterministic_history(af)
     buffer = io.BytesIO()
-    asdf.AsdfFile(dict(tree)).write_to(buffer)
+    af.write_to(buffer)
     return buffer.getvalue()
+
+
+def deterministic_history(af: Any) -> None:
+    """Fix the order of the extensions asdf lists in ``af``'s history.
+
+    asdf records the extensions a write used from a set of objects hashed by
+    identity, so their order changes from process to process (and with it a
+    product's bytes).  A first write into a throwaway buffer lists them; sorted
+    by URI and class, they stay in that order when the real write updates
+    each entry in place.
+    """
+    import asdf
+
+    first = io.BytesIO()
+    af.write_to(first)
+    first.seek(0)
+    with asdf.open(first, lazy_load=False, memmap=False) as written:
+        used = list(written.tree.get("history", {}).get("extensions", []))
+    af.tree["history"] = {"extensions": sorted(used, key=lambda e: (
+        str(e.get("extension_uri", "")), str(e.get("extension_class", ""))))}
 
 
 def asdf_hdu(tree: Mapping[str, Any]) -> fits.BinTableHDU:
