@@ -128,8 +128,9 @@ def deterministic_history(af: Any) -> None:
     first = io.BytesIO()
     af.write_to(first)
     first.seek(0)
-    with asdf.open(first, lazy_load=False, memmap=False) as written:
-        used = list(written.tree.get("history", {}).get("extensions", []))
+    # the tree as written, untagged only as plain dicts: no array or object is resolved
+    with asdf.open(first, _force_raw_types=True, memmap=False) as written:
+        used = [dict(e) for e in written.tree.get("history", {}).get("extensions", [])]
     af.tree["history"] = {"extensions": sorted(used, key=lambda e: (
         str(e.get("extension_uri", "")), str(e.get("extension_class", ""))))}
 
