@@ -293,6 +293,6 @@ def test_kills_at_random_moments_end_like_an_uninterrupted_run(
             assert job.finished == before[job.id]
     assert _products(cfg) == products  # every product and preview, byte for byte
     assert archive_products(cfg) == rows
-    assert {kind for _, kind, _ in rows} == {*ARCHIVED_KINDS, "crf", "i2d"}
+    assert {kind for _, kind, _ in rows} == {*ARCHIVED_KINDS, "crf", "i2d", "cat", "segm"}
     assert not abandoned.exists()
     assert _temporary_files(cfg) == []
