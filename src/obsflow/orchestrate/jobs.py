@@ -306,10 +306,17 @@ def requeue_orphans(engine: Engine, me: str, expire_seconds: float) -> list[int]
             beat = job.heartbeat or job.created
             if owner_alive(owner) and beat >= stale_before:
                 continue
-            job.state, job.token, job.owner = "pending", None, None
             gone = "is gone" if not owner_alive(owner) else "stopped renewing its lease"
-            job.error = f"re-queued: its orchestrator {owner or '?'} {gone}"
-            out.append(job.id)
+            # compare and set: the owner may have finished the job since it was read (an
+            # unconditional write would put a done job back to pending and run it twice)
+            moved = session.execute(
+                update(Job).where(Job.id == job.id, Job.state == "running",
+                                  Job.token == job.token)
+                .values(state="pending", token=None, owner=None,
+                        error=f"re-queued: its orchestrator {owner or '?'} {gone}")
+                .execution_options(synchronize_session=False))
+            if moved.rowcount:  # type: ignore[attr-defined]
+                out.append(job.id)
     return out
 
 
