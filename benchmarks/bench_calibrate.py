@@ -134,8 +134,8 @@ def _ten_groups(uncal: Path, folder: Path) -> Path:
 def run_files(sim: str) -> dict[str, float]:
     """Stage 1 + 2, files in and out, one full-frame exposure, as a worker runs it.
 
-    The compiled kernels are loaded first (``warm_up``, what a worker does at
-    start), then each exposure is calibrated three times into new folders;
+    The process is readied first as a worker is (``prepare_worker``: imports,
+    compiled kernels, malloc settings), then each exposure is calibrated three times into new folders;
     the first and the median of the three are reported, and the median CPU
     seconds of all the process's threads (robust to a busy machine).
     """
@@ -143,14 +143,15 @@ def run_files(sim: str) -> dict[str, float]:
 
     from astropy.io import fits
 
-    from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product, warm_up
+    from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product
+    from obsflow.orchestrate.worker import prepare_worker
     from obsflow.profiles import load_profile
     from obsflow.refdata import FolderRefs
 
     prof = load_profile("webb_like")
     refs = FolderRefs(Path(sim) / "refs", prof)
     result: dict[str, float] = {}
-    warm_up()
+    prepare_worker()
     with tempfile.TemporaryDirectory() as tmp:
         sim_uncal = sorted((Path(sim) / "level1").glob("*_uncal.fits"))[0]
         for label, uncal in (("sim", sim_uncal), ("ten", _ten_groups(sim_uncal, Path(tmp)))):

@@ -20,6 +20,7 @@ __all__ = ["CALIBRATION_KERNELS", "KERNEL_MODULES", "MOSAIC_KERNELS", "announce_
 CALIBRATION_KERNELS = (
     "calibrate/_numeric.py",
     "calibrate/corrections.py",
+    "calibrate/image.py",
     "calibrate/jumps.py",
     "calibrate/ramps.py",
     "calibrate/refpix.py",

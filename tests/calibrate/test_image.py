@@ -1,4 +1,5 @@
-"""Stage-2 image statistics: the sorted-run sigma clipping equals astropy's."""
+"""Stage-2 image steps: the compiled flat field and photometric scaling equal the plain numpy
+formulas, and the sorted-run sigma clipping equals astropy's."""
 
 from __future__ import annotations
 
@@ -6,8 +7,15 @@ import numpy as np
 import pytest
 from astropy.stats import sigma_clip, sigma_clipped_stats
 
-from obsflow.calibrate.image import clipped_stats, estimate_background
+from obsflow.calibrate.image import (
+    ImageArrays,
+    apply_flat,
+    apply_photom,
+    clipped_stats,
+    estimate_background,
+)
 from obsflow.exceptions import CalibrationError
+from obsflow.models.dq import DQ
 
 
 def _samples() -> dict[str, np.ndarray]:
@@ -34,6 +42,61 @@ def test_clipped_stats_equal_astropy(name: str, sigma: float) -> None:
     assert median == pytest.approx(ref_median, rel=1e-12, abs=1e-12)
     assert std == pytest.approx(ref_std, rel=1e-9, abs=1e-12)
     assert kept == ref_kept
+
+
+@pytest.mark.parametrize("name", ["gaussian sky", "crowded, heavy tail", "large offset"])
+def test_clipped_stats_of_float64_values_equal_astropy(name: str) -> None:
+    values = _samples()[name]  # float64, as sky matching passes them: sorted as float64
+    median, std, kept = clipped_stats(values, 3.0)
+    _, ref_median, ref_std = sigma_clipped_stats(values, sigma=3.0, maxiters=5)
+    assert median == pytest.approx(ref_median, rel=1e-12, abs=1e-12)
+    assert std == pytest.approx(ref_std, rel=1e-9, abs=1e-12)
+    assert kept == int((~sigma_clip(values, sigma=3.0, maxiters=5).mask).sum())
+
+
+def _image(rng: np.random.Generator, shape: tuple[int, int]) -> ImageArrays:
+    sci, err, vp, vr = (rng.normal(5.0, 2.0, shape).astype(np.float32) for _ in range(4))
+    return ImageArrays(sci, err, vp, vr, rng.integers(0, 4, shape).astype(np.uint32))
+
+
+def test_flat_field_equals_the_numpy_formula_on_a_big_endian_read_only_flat() -> None:
+    rng = np.random.default_rng(5)
+    img = _image(rng, (40, 70))
+    flat = rng.normal(1.0, 0.05, img.sci.shape).astype(">f4")  # as FITS gives it
+    flat[3, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.5, 1e-30]
+    flat.flags.writeable = False
+    got = apply_flat(img, flat)
+    bad = ~np.isfinite(flat) | (flat <= 0)
+    f = np.where(bad, 1.0, flat).astype(np.float32)
+    want_sci = img.sci / f
+    want_sci[bad] = np.nan
+    assert np.array_equal(got.sci, want_sci, equal_nan=True)
+    assert np.array_equal(got.err, img.err / f)
+    with np.errstate(divide="ignore"):  # 1e-30 squared is 0 in float32: inf, as numpy gives
+        assert np.array_equal(got.var_poisson, img.var_poisson / f**2)
+        assert np.array_equal(got.var_rnoise, img.var_rnoise / f**2)
+    flag = np.uint32(DQ.NO_FLAT_FIELD | DQ.DO_NOT_USE)
+    assert np.array_equal(got.dq, np.where(bad, img.dq | flag, img.dq))
+    assert bad.sum() == 5 and np.isfinite(got.sci[3, 5])  # 1e-30 is a (tiny) positive flat
+    assert all(a.dtype == np.float32 for a in (got.sci, got.err, got.var_poisson, got.var_rnoise))
+    assert got.sci is not img.sci and np.array_equal(img.dq, _image(np.random.default_rng(5),
+                                                                    (40, 70)).dq)  # input kept
+
+
+@pytest.mark.parametrize("byteorder", ["=", ">"])
+def test_photom_scales_science_and_variances(byteorder: str) -> None:
+    img = _image(np.random.default_rng(6), (30, 20))
+    img = ImageArrays(*(a.astype(a.dtype.newbyteorder(byteorder)) for a in
+                        (img.sci, img.err, img.var_poisson, img.var_rnoise)), img.dq)
+    got = apply_photom(img, 0.37)
+    p = np.float32(0.37)
+    for name in ("sci", "err"):
+        assert np.array_equal(getattr(got, name), getattr(img, name) * p)
+    for name in ("var_poisson", "var_rnoise"):
+        assert np.array_equal(getattr(got, name), getattr(img, name) * p * p)
+    assert got.sci.dtype == np.float32 and got.sci.dtype.isnative
+    with pytest.raises(CalibrationError, match="PHOTMJSR"):
+        apply_photom(img, -1.0)
 
 
 def test_background_uses_good_pixels_only() -> None:

@@ -15,7 +15,7 @@ _PROBE = textwrap.dedent("""
     import numpy as np
     from astropy.io import fits
 
-    from obsflow.calibrate import corrections, jumps, ramps, refpix, regions
+    from obsflow.calibrate import corrections, image, jumps, ramps, refpix, regions
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
@@ -25,7 +25,10 @@ _PROBE = textwrap.dedent("""
                "_subtract_dark_rows": corrections._subtract_dark_rows,
                "_subtract_outer_inplace": refpix._subtract_outer_inplace,
                "_large_regions": regions._large_regions,
-               "flag_disks_inplace": regions.flag_disks_inplace}
+               "flag_disks_inplace": regions.flag_disks_inplace,
+               "_flat_rows": image._flat_rows, "_scale_rows": image._scale_rows,
+               "_centred_moments": image._centred_moments,
+               "_first_at_least": image._first_at_least, "_first_above": image._first_above}
 
     def signatures():
         return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
@@ -38,7 +41,7 @@ _PROBE = textwrap.dedent("""
     # astropy (big-endian on disk and in memory), cut to the subarray, made read-only
     folder = Path(sys.argv[1])
     for name, value in (("gain", 1.8), ("readnoise", 6.0), ("saturation", 60000.0),
-                        ("dark", 0.01)):
+                        ("dark", 0.01), ("flat", 1.02)):
         fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.full((64, 64), value, np.float32),
                                                        name="SCI")]).writeto(folder / name)
     def ref(name):
@@ -77,6 +80,10 @@ _PROBE = textwrap.dedent("""
                                      per_integration=shape[0] > 1)  # the timeseries recipe
         fit = ramps.fit_ramps(data, groupdq, read_noise=read_noise, gain=gain,
                               frame_time=10.0, group_time=10.0, nframes=nframes, groupgap=0)
+        img = image.ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise,
+                                fit.dq | pixeldq)  # steps.Work.set_fit
+        img = image.apply_photom(image.apply_flat(img, ref("flat")), 0.37)
+        image.estimate_background(img.sci, img.dq)
         found += int((groupdq != 0).sum())
         finite = finite and bool(np.isfinite(fit.slope).all())
     print(json.dumps({"before": before, "warmed": warmed, "after": signatures(),

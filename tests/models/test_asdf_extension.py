@@ -169,3 +169,43 @@ def test_streamed_rateints_equal_one_piece(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         with fits.open(w.written.path, checksum=True) as hdul:
             assert hdul[-1].name == ASDF_EXTNAME
+
+
+_TWO_PROCESS_PROBE = """
+import hashlib, io, sys
+sys.path.insert(0, sys.argv[1])
+from tests.models.test_asdf_extension import META, WCS
+from obsflow.models.asdfmeta import asdf_bytes, meta_tree
+from astropy.io import fits
+import astropy.units as u
+header = fits.Header({"TELESCOP": "X", "EXPSTART": 60000.5})
+tree = {"meta": {**meta_tree(header), "wcs": WCS, "exptime": 12.5 * u.s}}
+print(hashlib.sha256(asdf_bytes(tree)).hexdigest())
+"""
+
+
+def test_the_asdf_tree_is_the_same_bytes_in_every_process() -> None:
+    """asdf lists the extensions it used in a set's order (object identities): written once,
+    in the order obsflow's serialization context sorts them, every process writes one file."""
+    import os
+    import subprocess
+    import sys
+
+    import asdf
+
+    from obsflow.models.asdfmeta import asdf_bytes
+
+    root = str(Path(__file__).resolve().parents[2])
+    digests = set()
+    for seed in ("1", "2", "3"):
+        run = subprocess.run([sys.executable, "-c", _TWO_PROCESS_PROBE, root], check=True,
+                             capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, PYTHONHASHSEED=seed))
+        digests.add(run.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1, digests
+    import astropy.units as u
+    raw = asdf_bytes({"meta": {"wcs": WCS, "exptime": 12.5 * u.s}})
+    with asdf.open(io.BytesIO(raw), _force_raw_types=True) as af:
+        used = [(str(e.get("extension_uri", "")), str(e.get("extension_class", "")))
+                for e in af.tree["history"]["extensions"]]
+    assert len(used) >= 3 and used == sorted(used)  # core, gwcs, astropy: one sorted list

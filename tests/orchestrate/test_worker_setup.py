@@ -20,7 +20,7 @@ from sqlalchemy import select
 from obsflow.config import SiteConfig
 from obsflow.db import make_engine
 from obsflow.orchestrate import worker
-from obsflow.orchestrate.executors import DaskExecutor, LocalExecutor, heap_malloc
+from obsflow.orchestrate.executors import DaskExecutor, LocalExecutor
 from obsflow.orchestrate.jobs import (
     JobSpec,
     RetryPolicy,
@@ -30,6 +30,7 @@ from obsflow.orchestrate.jobs import (
 )
 from obsflow.orchestrate.tables import Job
 from obsflow.owners import process_id
+from obsflow.procmem import keep_freed_memory
 from obsflow.site import init_site
 
 from .dask_cluster import DaskCluster
@@ -172,7 +173,7 @@ def test_dask_plugin_prepares_present_and_future_workers(
         with Client(address, timeout=30, set_as_default=False) as client:
             frozen = client.run(gc.get_freeze_count)
             assert set(frozen) == set(before) and all(n > 0 for n in frozen.values()), frozen
-            assert client.run(heap_malloc) == dict.fromkeys(before, True)
+            assert client.run(keep_freed_memory) == dict.fromkeys(before, True)
             assert executor.capacity == 2  # one thread, plus one job queued behind it
 
             [(job_id, token)] = _claimed_noops(cfg, 1)
@@ -192,6 +193,6 @@ def test_dask_plugin_prepares_present_and_future_workers(
                 return bool(client.run(gc.get_freeze_count, workers=[late])[late] > 0)
 
             _wait_for(late_frozen, 60, "the plugin to prepare the late worker")
-            assert client.run(heap_malloc, workers=[late]) == {late: True}
+            assert client.run(keep_freed_memory, workers=[late]) == {late: True}
     finally:
         executor.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 
 from obsflow.exceptions import CalibrationError
 from obsflow.models.dq import DQ
@@ -33,24 +34,81 @@ def apply_flat(img: ImageArrays, flat: np.ndarray) -> ImageArrays:
     """Divide by the flat field (DN response, nominal 1); new arrays.
 
     Pixels where the flat is not finite or <= 0 get NO_FLAT_FIELD | DO_NOT_USE
-    and NaN science; errors scale by 1/flat, variances by 1/flat**2.
+    and NaN science; errors scale by 1/flat, variances by 1/flat**2 (the flat
+    rounded to float32 first).  One compiled pass over the five arrays
+    (:func:`_flat_rows`); flats stored big-endian (FITS) are swapped first.
     """
-    bad = ~np.isfinite(flat) | (flat <= 0)
-    f = np.where(bad, 1.0, flat).astype(np.float32)
-    dq = img.dq.copy()
-    dq[bad] |= np.uint32(DQ.NO_FLAT_FIELD | DQ.DO_NOT_USE)
-    sci = img.sci / f
-    sci[bad] = np.nan
-    return ImageArrays(sci, img.err / f, img.var_poisson / f**2, img.var_rnoise / f**2, dq)
+    sci, err, vp, vr, dq = _flat_rows(_f32(img.sci), _f32(img.err), _f32(img.var_poisson),
+                                      _f32(img.var_rnoise), _native(img.dq), _native(flat),
+                                      np.uint32(DQ.NO_FLAT_FIELD | DQ.DO_NOT_USE))
+    return ImageArrays(sci, err, vp, vr, dq)
 
 
 def apply_photom(img: ImageArrays, photmjsr: float) -> ImageArrays:
-    """Convert DN/s to MJy/sr by ``photmjsr`` (MJy/sr per DN/s); new arrays."""
+    """Convert DN/s to MJy/sr by ``photmjsr`` (MJy/sr per DN/s); new arrays.
+
+    SCI and ERR scale by ``photmjsr`` and the variances by its square, in
+    float32, in one compiled pass (:func:`_scale_rows`).
+    """
     if not (np.isfinite(photmjsr) and photmjsr > 0):
         raise CalibrationError(f"PHOTMJSR must be a positive number, got {photmjsr}")
-    p = np.float32(photmjsr)
-    return replace(img, sci=img.sci * p, err=img.err * p, var_poisson=img.var_poisson * p * p,
-                   var_rnoise=img.var_rnoise * p * p)
+    sci, err, vp, vr = _scale_rows(_f32(img.sci), _f32(img.err), _f32(img.var_poisson),
+                                   _f32(img.var_rnoise), np.float32(photmjsr))
+    return replace(img, sci=sci, err=err, var_poisson=vp, var_rnoise=vr)
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    """``a`` as native float32 (no copy when it already is)."""
+    return np.asarray(a, dtype=np.float32)
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in native byte order (numba reads no other; no copy when it already is)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")  # x / 0 -> inf, as numpy
+def _flat_rows(sci: np.ndarray, err: np.ndarray, vp: np.ndarray, vr: np.ndarray, dq: np.ndarray,
+               flat: np.ndarray, flag: np.uint32
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The flat-field division, pixel by pixel (see :func:`apply_flat`); new arrays."""
+    ny, nx = sci.shape
+    o_sci, o_err = np.empty_like(sci), np.empty_like(err)
+    o_vp, o_vr, o_dq = np.empty_like(vp), np.empty_like(vr), np.empty_like(dq)
+    for y in range(ny):
+        for x in range(nx):
+            f = flat[y, x]
+            if np.isfinite(f) and f > 0:
+                f32 = np.float32(f)
+                f2 = f32 * f32
+                o_sci[y, x] = sci[y, x] / f32
+                o_err[y, x] = err[y, x] / f32
+                o_vp[y, x] = vp[y, x] / f2
+                o_vr[y, x] = vr[y, x] / f2
+                o_dq[y, x] = dq[y, x]
+            else:
+                o_sci[y, x] = np.nan
+                o_err[y, x] = err[y, x]
+                o_vp[y, x] = vp[y, x]
+                o_vr[y, x] = vr[y, x]
+                o_dq[y, x] = dq[y, x] | flag
+    return o_sci, o_err, o_vp, o_vr, o_dq
+
+
+@njit(cache=True, nogil=True)
+def _scale_rows(sci: np.ndarray, err: np.ndarray, vp: np.ndarray, vr: np.ndarray, p: np.float32
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """SCI, ERR times ``p`` and the variances times ``p`` twice (see :func:`apply_photom`)."""
+    ny, nx = sci.shape
+    o_sci, o_err = np.empty_like(sci), np.empty_like(err)
+    o_vp, o_vr = np.empty_like(vp), np.empty_like(vr)
+    for y in range(ny):
+        for x in range(nx):
+            o_sci[y, x] = sci[y, x] * p
+            o_err[y, x] = err[y, x] * p
+            o_vp[y, x] = vp[y, x] * p * p
+            o_vr[y, x] = vr[y, x] * p * p
+    return o_sci, o_err, o_vp, o_vr
 
 
 @dataclass(frozen=True)
@@ -72,35 +130,85 @@ def clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
     sigma std`` of the values still kept, until nothing changes or
     ``maxiters``), computed on the sorted values: what remains after each
     pass is a contiguous run of them, so each pass is a median lookup, one
-    standard deviation and two binary searches instead of a full copy and
-    median (4 M pixels: about 0.1 s instead of 0.4 s; tests compare both).
+    compiled pass for the moments and two binary searches instead of a full
+    copy and median (4 M pixels: about 0.07 s instead of 0.4 s; tests compare
+    both).  Values are sorted in their own precision (float32 images stay
+    float32); every sum and comparison is in float64 about the first median.
     """
-    ordered = np.sort(values).astype(np.float64)
-    centre = _median_of_sorted(ordered)
-    ordered -= centre  # values about 0: the one-pass variance loses no precision
+    ordered = np.sort(_native(np.asarray(values)).ravel())
+    if ordered.dtype.kind != "f":
+        ordered = ordered.astype(np.float64)
+    centre = _median_of_sorted(ordered, 0, ordered.size, 0.0)
     lo, hi = 0, ordered.size
     for _ in range(maxiters):
-        run = ordered[lo:hi]
-        median, std = _median_of_sorted(run), _std(run)
-        new_lo = max(lo, int(np.searchsorted(ordered, median - sigma * std, "left")))
-        new_hi = min(hi, int(np.searchsorted(ordered, median + sigma * std, "right")))
+        median = _median_of_sorted(ordered, lo, hi, centre)
+        std = _std(ordered, lo, hi, centre)
+        new_lo = max(lo, _first_at_least(ordered, centre, median - sigma * std))
+        new_hi = min(hi, _first_above(ordered, centre, median + sigma * std))
         if (new_lo, new_hi) == (lo, hi) or new_hi <= new_lo:
             break
         lo, hi = new_lo, new_hi
-    run = ordered[lo:hi]
-    return _median_of_sorted(run) + centre, _std(run), hi - lo
+    return (_median_of_sorted(ordered, lo, hi, centre) + centre, _std(ordered, lo, hi, centre),
+            hi - lo)
 
 
-def _std(run: np.ndarray) -> float:
-    """Population standard deviation of float64 values about 0, from their sum and sum of
-    squares (one pass each; relative error about 1e-16 (mean / std)**2)."""
-    mean = float(np.add.reduce(run)) / run.size
-    return float(np.sqrt(max(float(np.dot(run, run)) / run.size - mean * mean, 0.0)))
+def _std(ordered: np.ndarray, lo: int, hi: int, centre: float) -> float:
+    """Population standard deviation of ``ordered[lo:hi]``, from the sums of ``x - centre``
+    and its square (relative error about 1e-16 ((mean - centre) / std)**2)."""
+    total, squares = _centred_moments(ordered, lo, hi, centre)
+    n = hi - lo
+    mean = total / n
+    return float(np.sqrt(max(squares / n - mean * mean, 0.0)))
 
 
-def _median_of_sorted(run: np.ndarray) -> float:
-    mid = run.size // 2
-    return float(run[mid]) if run.size % 2 else (float(run[mid - 1]) + float(run[mid])) / 2.0
+def _median_of_sorted(ordered: np.ndarray, lo: int, hi: int, centre: float) -> float:
+    """Median of the sorted run ``ordered[lo:hi]`` minus ``centre`` (float64)."""
+    mid = lo + (hi - lo) // 2
+    if (hi - lo) % 2:
+        return float(ordered[mid]) - centre
+    return ((float(ordered[mid - 1]) - centre) + (float(ordered[mid]) - centre)) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _centred_moments(ordered: np.ndarray, lo: int, hi: int, centre: float) -> tuple[float, float]:
+    """Sums of ``x - centre`` and ``(x - centre)**2`` over ``ordered[lo:hi]`` in float64,
+    in blocks of 4096 (the rounding of pairwise sums, at one pass)."""
+    total, squares = 0.0, 0.0
+    for start in range(lo, hi, 4096):
+        part, part2 = 0.0, 0.0
+        for i in range(start, min(start + 4096, hi)):
+            d = np.float64(ordered[i]) - centre
+            part += d
+            part2 += d * d
+        total += part
+        squares += part2
+    return total, squares
+
+
+@njit(cache=True, nogil=True)
+def _first_at_least(ordered: np.ndarray, centre: float, bound: float) -> int:
+    """First index whose ``x - centre`` (float64) is >= ``bound`` (size if none)."""
+    lo, hi = 0, ordered.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.float64(ordered[mid]) - centre >= bound:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def _first_above(ordered: np.ndarray, centre: float, bound: float) -> int:
+    """First index whose ``x - centre`` (float64) is > ``bound`` (size if none)."""
+    lo, hi = 0, ordered.size
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.float64(ordered[mid]) - centre > bound:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 def estimate_background(sci: np.ndarray, dq: np.ndarray, sigma: float = 3.0) -> Background:

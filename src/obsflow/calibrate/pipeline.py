@@ -577,13 +577,15 @@ def warm_up() -> None:
     all of them); a worker calls this once at start so its first exposure
     does not pay for it.  Runs saturation, dark, reference pixels, linearity, jumps, large-event regions
     and the fit on a tiny synthetic ramp with the array types real data has
-    (float32 cube, uint8 DQ, float32 maps).
+    (float32 cube, uint8 DQ, float32 maps), then the stage-2 flat field,
+    photometric scaling and background statistics on its rates.
     """
     from obsflow.calibrate.corrections import (
         correct_linearity_inplace,
         flag_saturation,
         subtract_dark_inplace,
     )
+    from obsflow.calibrate.image import ImageArrays, apply_flat, apply_photom, estimate_background
     from obsflow.calibrate.jumps import detect_jumps
     from obsflow.calibrate.ramps import fit_ramps
     from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
@@ -605,5 +607,8 @@ def warm_up() -> None:
     groupdq = np.zeros(shape, dtype=np.uint8)
     noise, gain = np.full(shape[2:], 5.0, np.float32), np.full(shape[2:], 2.0, np.float32)
     detect_jumps(data, groupdq, read_noise=noise, gain=gain, nframes=1)
-    fit_ramps(data, groupdq, read_noise=noise, gain=gain, frame_time=10.0, group_time=10.0,
-              nframes=1, groupgap=0)
+    fit = fit_ramps(data, groupdq, read_noise=noise, gain=gain, frame_time=10.0,
+                    group_time=10.0, nframes=1, groupgap=0)
+    image = ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise, pixeldq)
+    image = apply_photom(apply_flat(image, plane + np.float32(1.0)), 1.0)
+    estimate_background(image.sci, image.dq)

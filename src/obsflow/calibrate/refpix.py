@@ -99,7 +99,8 @@ def correct_reference_pixels_inplace(data: np.ndarray, layout: RefpixLayout,
     for i0 in range(0, data.shape[0], chunk):
         ints = data[i0:i0 + chunk]
         colmean = ints[:, :, layout.rows].mean(axis=2, dtype=np.float64)
-        offsets = colmean @ mean_of_label
+        # not ``@``: a BLAS call wakes OpenBLAS's thread pool, which then spins beside the job
+        offsets = np.einsum("igx,xl->igl", colmean, mean_of_label)
         column_offset = offsets[:, :, label].astype(np.float32)  # (nint, ngroup, nx)
         if side_smoothing > 0 and sides.size:
             # the side pixels' row means after step 1, from the data before it: step 1

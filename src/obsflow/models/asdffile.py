@@ -21,7 +21,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from obsflow.fileio import Written, atomic_path, sha256_file
-from obsflow.models.asdfmeta import ASDF_EXTNAME, deterministic_history, product_tree
+from obsflow.models.asdfmeta import ASDF_EXTNAME, asdf_file, product_tree
 from obsflow.models.fitsfile import open_fits
 from obsflow.models.gwcsmodel import gwcs_from_fits
 
@@ -59,13 +59,10 @@ def write_asdf_copy(fits_path: Path, path: Path | None = None) -> Written:
     ProductFileError
         ``fits_path`` is not a whole FITS file.
     """
-    import asdf
-
     path = asdf_name(fits_path) if path is None else Path(path)
     with open_fits(Path(fits_path), "a FITS product") as hdul:
         tree = _tree(hdul)
-        af = asdf.AsdfFile(tree)
-        deterministic_history(af)
+        af = asdf_file(tree)
         with atomic_path(path) as tmp:
             af.write_to(tmp)
     return Written(path, sha256_file(path), path.stat().st_size)

@@ -19,6 +19,7 @@ gives the tools that look only at it the same values.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -26,8 +27,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["ARRAY_KEYS", "ASDF_EXTNAME", "KEYWORD_PATHS", "asdf_bytes", "asdf_hdu", "meta_tree",
-           "product_tree", "with_asdf"]
+__all__ = ["ARRAY_KEYS", "ASDF_EXTNAME", "KEYWORD_PATHS", "asdf_bytes", "asdf_file", "asdf_hdu",
+           "meta_tree",
+           "product_tree", "warm_up", "with_asdf"]
 
 ASDF_EXTNAME = "ASDF"
 """Name of the BINTABLE extension holding the ASDF tree (stdatamodels' name)."""
@@ -105,34 +107,65 @@ def _array_node(header: fits.Header, index: int) -> Any:
 
 def asdf_bytes(tree: Mapping[str, Any]) -> bytes:
     """``tree`` written as an ASDF file (the same tree always gives the same bytes)."""
-    import asdf
-
-    af = asdf.AsdfFile(dict(tree))
-    deterministic_history(af)
     buffer = io.BytesIO()
-    af.write_to(buffer)
+    asdf_file(tree).write_to(buffer)
     return buffer.getvalue()
 
 
-def deterministic_history(af: Any) -> None:
-    """Fix the order of the extensions asdf lists in ``af``'s history.
+def asdf_file(tree: Mapping[str, Any]) -> Any:
+    """An ``asdf.AsdfFile`` of ``tree`` that writes the same bytes in every process.
 
-    asdf records the extensions a write used from a set of objects hashed by
-    identity, so their order changes from process to process (and with it a
-    product's bytes).  A first write into a throwaway buffer lists them; sorted
-    by URI and class, they stay in that order when the real write updates
-    each entry in place.
+    asdf lists the extensions a write used (``history.extensions``) in the
+    order it iterates a set of them, hashed by object identity: that order,
+    and with it a product's bytes, changed from process to process.  This
+    file's serialization contexts keep that set in one that iterates sorted by
+    extension URI and class, so the list comes out in one order at the one
+    write.
     """
+    return _sorted_history_file()(dict(tree))
+
+
+@functools.cache
+def _sorted_history_file() -> type:
+    """The ``asdf.AsdfFile`` subclass of :func:`asdf_file` (made once, on first use)."""
     import asdf
 
-    first = io.BytesIO()
-    af.write_to(first)
-    first.seek(0)
-    # the tree as written, untagged only as plain dicts: no array or object is resolved
-    with asdf.open(first, _force_raw_types=True, memmap=False) as written:
-        used = [dict(e) for e in written.tree.get("history", {}).get("extensions", [])]
-    af.tree["history"] = {"extensions": sorted(used, key=lambda e: (
-        str(e.get("extension_uri", "")), str(e.get("extension_class", ""))))}
+    class ByUri(set):  # type: ignore[type-arg]
+        """A set of asdf extension proxies that iterates sorted by URI and class name."""
+
+        def __iter__(self) -> Iterator[Any]:
+            return iter(sorted(set.__iter__(self), key=lambda e: (
+                str(e.extension_uri or ""), str(e.class_name or ""))))
+
+    class SortedHistoryFile(asdf.AsdfFile):  # type: ignore[misc]
+        """An AsdfFile whose history lists the extensions used in a sorted order."""
+
+        def _create_serialization_context(self, *args: Any, **kwargs: Any) -> Any:
+            context = super()._create_serialization_context(*args, **kwargs)
+            if not hasattr(context, _USED_ATTRIBUTE):
+                raise RuntimeError(f"asdf {asdf.__version__}: its serialization context has no "
+                                   f"{_USED_ATTRIBUTE}; obsflow.models.asdfmeta needs updating")
+            setattr(context, _USED_ATTRIBUTE, ByUri())
+            return context
+
+    return SortedHistoryFile
+
+
+_USED_ATTRIBUTE = "_SerializationContext__extensions_used"
+"""Where asdf's ``SerializationContext`` keeps the set of extensions used (asdf 3 to 6)."""
+
+
+def warm_up() -> None:
+    """Import asdf, asdf-astropy and gwcs and write one small tree with a distorted gwcs, so
+    that a worker's first product does not pay for them (about 1 s of imports, converters
+    and schemas on a first write; 0.03 s after this)."""
+    from obsflow.models.gwcsmodel import gwcs_from_fits
+    from obsflow.models.pointing import detector_wcs
+    from obsflow.profiles import Distortion
+
+    distortion = Distortion(a={"2_0": 1e-6}, b={"0_2": 1e-6})
+    wcs = detector_wcs(10.0, 20.0, 30.0, (0.0, 0.0, 0.0), 0.1, (8, 8, 1, 1, 8, 8), distortion)
+    asdf_bytes({"meta": {"wcs": gwcs_from_fits(wcs)}})
 
 
 def asdf_hdu(tree: Mapping[str, Any]) -> fits.BinTableHDU:

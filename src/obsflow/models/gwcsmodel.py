@@ -17,6 +17,7 @@ headers (with their SIP cards) for FITS-only tools, this object for gwcs.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,23 +47,44 @@ def _sip_polynomial(coeffs: np.ndarray, linear: tuple[int, int]) -> Any:
 def _distortion(wcs: WCS) -> Any:
     """The SIP distortion (u, v) -> (u + A, v + B) with, as its inverse, polynomials one
     order higher fitted (least squares) over the detector (or +-CRPIX when its size is not
-    known); the fit's worst residual is well below 1e-3 px for distortions of a few px."""
+    known); the fit's worst residual is well below 1e-3 px for distortions of a few px.
+
+    The inverse depends only on the polynomials, CRPIX and the size, not on the pointing:
+    it is fitted once per detector and process (:func:`_inverse_fit`), not per product.
+    """
+    nx, ny = wcs.pixel_shape or (2 * wcs.wcs.crpix[0], 2 * wcs.wcs.crpix[1])
+    a, b = np.ascontiguousarray(wcs.sip.a, float), np.ascontiguousarray(wcs.sip.b, float)
+    forward, inverse = _inverse_fit(a.tobytes(), b.tobytes(), a.shape[0],
+                                    (float(wcs.wcs.crpix[0]), float(wcs.wcs.crpix[1])),
+                                    (float(nx), float(ny)))
+    forward = forward.copy()
+    forward.inverse = inverse.copy()
+    return forward
+
+
+@functools.lru_cache(maxsize=64)
+def _inverse_fit(a: bytes, b: bytes, size: int, crpix: tuple[float, float],
+                 shape: tuple[float, float]) -> tuple[Any, Any]:
+    """The forward SIP model and its fitted inverse for the coefficient arrays ``a``, ``b``
+    (``size`` x ``size`` float64 bytes) about ``crpix`` over a detector of ``shape`` (nx, ny)."""
     from astropy.modeling import fitting, models
 
+    ca = np.frombuffer(a, float).reshape(size, size)
+    cb = np.frombuffer(b, float).reshape(size, size)
     forward = (models.Mapping((0, 1, 0, 1))
-               | _sip_polynomial(wcs.sip.a, (1, 0)) & _sip_polynomial(wcs.sip.b, (0, 1)))
-    nx, ny = wcs.pixel_shape or (2 * wcs.wcs.crpix[0], 2 * wcs.wcs.crpix[1])
-    u, v = (g.ravel() for g in np.meshgrid(np.linspace(-0.5, nx - 0.5, 41) - wcs.wcs.crpix[0] + 1,
-                                           np.linspace(-0.5, ny - 0.5, 41) - wcs.wcs.crpix[1] + 1))
+               | _sip_polynomial(ca, (1, 0)) & _sip_polynomial(cb, (0, 1)))
+    nx, ny = shape
+    u, v = (g.ravel() for g in np.meshgrid(np.linspace(-0.5, nx - 0.5, 41) - crpix[0] + 1,
+                                           np.linspace(-0.5, ny - 0.5, 41) - crpix[1] + 1))
     du, dv = forward(u, v)
     scale = float(max(np.abs(du).max(), np.abs(dv).max()))  # fit in [-1, 1]: well conditioned
-    order = wcs.sip.a.shape[0] + 1
+    order = size + 1
     fitter = fitting.LinearLSQFitter()
     inverse_u = fitter(models.Polynomial2D(order), du / scale, dv / scale, u)
     inverse_v = fitter(models.Polynomial2D(order), du / scale, dv / scale, v)
-    forward.inverse = (models.Scale(1 / scale) & models.Scale(1 / scale)
-                       | models.Mapping((0, 1, 0, 1)) | inverse_u & inverse_v)
-    return forward
+    inverse = (models.Scale(1 / scale) & models.Scale(1 / scale)
+               | models.Mapping((0, 1, 0, 1)) | inverse_u & inverse_v)
+    return forward, inverse
 
 
 def gwcs_from_fits(wcs: WCS) -> gwcs.WCS:

@@ -21,13 +21,11 @@ HTCondor has no pool to submit to from here: it gets a DAG instead
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import logging
 import math
 import multiprocessing
 import os
 import queue
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,13 +46,6 @@ next starts at once, instead of after the orchestrator's next turn (claim, submi
 
 _DASK_THREADS_CHECK_SECONDS = 2.0
 """How often the Dask executor asks the scheduler how many worker threads there are."""
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-"""glibc ``mallopt`` parameters."""
-
-_DASK_MMAP_THRESHOLD = 32 << 20
-"""Bytes: allocations below this come from the heap on a Dask worker (glibc's own ceiling)."""
-
 
 @dataclass(frozen=True)
 class Completion:
@@ -89,27 +80,6 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop the workers this executor started (cancelling what runs)."""
-
-
-def heap_malloc() -> bool:
-    """Undo the Dask nanny's ``MALLOC_TRIM_THRESHOLD_`` in this process (glibc only).
-
-    The nanny sets it to 64 KiB to hand freed memory back to the system at
-    once.  Setting any threshold turns off glibc's adaptive mmap threshold,
-    so every array above 128 KiB is then a fresh ``mmap`` whose pages the
-    kernel must fault in and zero, and ``munmap`` when freed: calibration
-    jobs ran ~35% slower on a Dask worker than in the local pool.  Returns
-    True when the thresholds were raised (arrays below
-    :data:`_DASK_MMAP_THRESHOLD` come from the heap again).
-    """
-    if not sys.platform.startswith("linux") or "MALLOC_TRIM_THRESHOLD_" not in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # pragma: no cover - not glibc
-        return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _DASK_MMAP_THRESHOLD)
-                and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _DASK_MMAP_THRESHOLD))
 
 
 class LocalExecutor:
@@ -198,10 +168,9 @@ def _dask_worker_plugin() -> Any:
     from distributed import WorkerPlugin
 
     class ObsflowWorker(WorkerPlugin):  # type: ignore[misc]
-        """:func:`heap_malloc`, then :func:`prepare_worker`."""
+        """:func:`prepare_worker` (which also overrides the nanny's malloc trimming)."""
 
         def setup(self, worker: Any) -> None:
-            heap_malloc()
             prepare_worker()
 
     return ObsflowWorker()
@@ -211,9 +180,11 @@ class DaskExecutor:
     """Submits jobs to a Dask distributed scheduler (``tcp://host:port``).
 
     On connecting it registers a worker plugin (name ``obsflow``) that every
-    worker, including those joining later, runs once: it restores glibc's
-    heap allocation for arrays (see :func:`heap_malloc`) and imports the
-    handlers' modules.
+    worker, including those joining later, runs once: :func:`prepare_worker`
+    (imports, compiled kernels, and glibc's malloc told to keep freed memory,
+    which also undoes the nanny's ``MALLOC_TRIM_THRESHOLD_``: with it every
+    array above 128 KiB was a fresh ``mmap`` faulted in page by page, and
+    calibration jobs ran about 35% slower on a Dask worker than in the local pool).
     """
 
     name = "dask"

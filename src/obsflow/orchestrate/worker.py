@@ -74,19 +74,26 @@ def _engine(url: str) -> Engine:
 
 
 def prepare_worker() -> None:
-    """Get a fresh worker process ready: imports, compiled kernels, then freeze the GC.
+    """Get a fresh worker process ready: imports, compiled kernels, ASDF, then freeze the GC.
 
     Run once per worker process (the local pool's initializer, the Dask worker
     plugin).  Imports and the calibration kernels (see
-    :func:`obsflow.calibrate.pipeline.warm_up`) then do not count against the
+    :func:`obsflow.calibrate.pipeline.warm_up`) and the first ASDF write
+    (:func:`obsflow.models.asdfmeta.warm_up`) then do not count against the
     first job, and ``gc.freeze`` moves the tens of thousands of module-level
     objects out of the collector's sight, which otherwise walks them again
-    and again while a job allocates.
+    and again while a job allocates.  glibc's malloc is told to keep freed
+    memory (:func:`obsflow.procmem.keep_freed_memory`): each exposure reuses
+    the last one's pages instead of faulting them in again.
     """
     import obsflow.archive.register  # noqa: F401  (imported for its side effect: warm-up)
     from obsflow.calibrate.pipeline import warm_up
+    from obsflow.models import asdfmeta
+    from obsflow.procmem import keep_freed_memory
 
+    keep_freed_memory()
     warm_up()
+    asdfmeta.warm_up()
     gc.collect()
     gc.freeze()
 
