@@ -9,6 +9,7 @@ from astropy.stats import sigma_clip, sigma_clipped_stats
 
 from obsflow.calibrate.image import (
     ImageArrays,
+    _sorted_float32,
     apply_flat,
     apply_photom,
     clipped_stats,
@@ -52,6 +53,21 @@ def test_clipped_stats_of_float64_values_equal_astropy(name: str) -> None:
     assert median == pytest.approx(ref_median, rel=1e-12, abs=1e-12)
     assert std == pytest.approx(ref_std, rel=1e-9, abs=1e-12)
     assert kept == int((~sigma_clip(values, sigma=3.0, maxiters=5).mask).sum())
+
+
+@pytest.mark.parametrize("case", ["normal", "specials", "empty", "one", "ties", "offset"])
+def test_radix_sort_equals_numpy(case: str) -> None:
+    rng = np.random.default_rng(8)
+    values = {"normal": rng.normal(0.0, 3.0, 300_001),
+              "specials": [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38,
+                           -3.4e38, 2.0**-126, -(2.0**-126)],
+              "empty": [], "one": [7.5], "ties": rng.integers(-3, 4, 5000),
+              "offset": rng.normal(1e4, 0.01, 20_000)}[case]
+    x = np.asarray(values, dtype=np.float32)
+    got = _sorted_float32(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert np.array_equal(got, np.sort(x))
+    assert np.array_equal(np.signbit(got[got == 0]), np.sort(np.signbit(x[x == 0]))[::-1])
 
 
 def _image(rng: np.random.Generator, shape: tuple[int, int]) -> ImageArrays:

@@ -28,6 +28,7 @@ _PROBE = textwrap.dedent("""
                "flag_disks_inplace": regions.flag_disks_inplace,
                "_flat_rows": image._flat_rows, "_scale_rows": image._scale_rows,
                "_centred_moments": image._centred_moments,
+               "_sorted_float32": image._sorted_float32,
                "_first_at_least": image._first_at_least, "_first_above": image._first_above}
 
     def signatures():

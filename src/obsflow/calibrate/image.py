@@ -133,11 +133,14 @@ def clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
     compiled pass for the moments and two binary searches instead of a full
     copy and median (4 M pixels: about 0.07 s instead of 0.4 s; tests compare
     both).  Values are sorted in their own precision (float32 images stay
-    float32); every sum and comparison is in float64 about the first median.
+    float32, by a compiled radix sort: :func:`_sorted_float32`); every sum
+    and comparison is in float64 about the first median.
     """
-    ordered = np.sort(_native(np.asarray(values)).ravel())
-    if ordered.dtype.kind != "f":
-        ordered = ordered.astype(np.float64)
+    values = _native(np.asarray(values)).ravel()
+    if values.dtype == np.float32:
+        ordered = _sorted_float32(values)
+    else:
+        ordered = np.sort(values if values.dtype.kind == "f" else values.astype(np.float64))
     centre = _median_of_sorted(ordered, 0, ordered.size, 0.0)
     lo, hi = 0, ordered.size
     for _ in range(maxiters):
@@ -167,6 +170,42 @@ def _median_of_sorted(ordered: np.ndarray, lo: int, hi: int, centre: float) -> f
     if (hi - lo) % 2:
         return float(ordered[mid]) - centre
     return ((float(ordered[mid - 1]) - centre) + (float(ordered[mid]) - centre)) / 2.0
+
+
+@njit(cache=True, nogil=True)
+def _sorted_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` (1-D float32, no NaN) sorted ascending: a least-significant-digit radix sort
+    in three passes of 11 bits over order-preserving unsigned keys (negative floats have
+    every bit flipped, others only the sign bit); about 4x numpy's sort on 4 M values.
+    -0.0 sorts before +0.0 (numpy leaves equal values in any order)."""
+    n = values.size
+    bits = values.view(np.uint32)
+    keys = np.empty(n, np.uint32)
+    counts = np.zeros((3, 2049), np.int64)
+    for i in range(n):
+        k = bits[i]
+        k = ~k if k & np.uint32(0x80000000) else k | np.uint32(0x80000000)
+        keys[i] = k
+        counts[0, (k & np.uint32(0x7FF)) + 1] += 1
+        counts[1, ((k >> np.uint32(11)) & np.uint32(0x7FF)) + 1] += 1
+        counts[2, (k >> np.uint32(22)) + 1] += 1
+    for d in range(3):
+        for b in range(1, 2049):
+            counts[d, b] += counts[d, b - 1]
+    other = np.empty(n, np.uint32)
+    for d in range(3):
+        shift = np.uint32(11 * d)
+        for i in range(n):
+            k = keys[i]
+            b = (k >> shift) & np.uint32(0x7FF)
+            other[counts[d, b]] = k
+            counts[d, b] += 1
+        keys, other = other, keys
+    out = np.empty(n, np.uint32)
+    for i in range(n):
+        k = keys[i]
+        out[i] = k & np.uint32(0x7FFFFFFF) if k & np.uint32(0x80000000) else ~k
+    return out.view(np.float32)
 
 
 @njit(cache=True, nogil=True)

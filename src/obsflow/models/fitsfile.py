@@ -75,7 +75,8 @@ def open_fits(path: Path, expected: str,
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         raise error(f"{path}: unreadable FITS headers ({_first_sentence(exc)}); "
                     f"expected {expected}") from exc
-    end = max(hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"] for i in range(len(hdul)))
+    last = hdul.fileinfo(len(hdul) - 1)  # HDUs follow one another: the last one ends the file
+    end = last["datLoc"] + last["datSpan"]  # (one call: each fileinfo walks every HDU)
     if size % BLOCK_BYTES or end > size:
         hdul.close()
         raise error(f"{path}: truncated: {size} bytes, expected a whole number of "

@@ -50,23 +50,20 @@ def _distortion(wcs: WCS) -> Any:
     known); the fit's worst residual is well below 1e-3 px for distortions of a few px.
 
     The inverse depends only on the polynomials, CRPIX and the size, not on the pointing:
-    it is fitted once per detector and process (:func:`_inverse_fit`), not per product.
+    it is fitted once per detector and process (:func:`_inverse_fit`), not per product,
+    and the one model is shared by every WCS of that detector (nothing modifies it).
     """
     nx, ny = wcs.pixel_shape or (2 * wcs.wcs.crpix[0], 2 * wcs.wcs.crpix[1])
     a, b = np.ascontiguousarray(wcs.sip.a, float), np.ascontiguousarray(wcs.sip.b, float)
-    forward, inverse = _inverse_fit(a.tobytes(), b.tobytes(), a.shape[0],
-                                    (float(wcs.wcs.crpix[0]), float(wcs.wcs.crpix[1])),
-                                    (float(nx), float(ny)))
-    forward = forward.copy()
-    forward.inverse = inverse.copy()
-    return forward
+    return _inverse_fit(a.tobytes(), b.tobytes(), a.shape[0],
+                        (float(wcs.wcs.crpix[0]), float(wcs.wcs.crpix[1])), (float(nx), float(ny)))
 
 
 @functools.lru_cache(maxsize=64)
 def _inverse_fit(a: bytes, b: bytes, size: int, crpix: tuple[float, float],
-                 shape: tuple[float, float]) -> tuple[Any, Any]:
-    """The forward SIP model and its fitted inverse for the coefficient arrays ``a``, ``b``
-    (``size`` x ``size`` float64 bytes) about ``crpix`` over a detector of ``shape`` (nx, ny)."""
+                 shape: tuple[float, float]) -> Any:
+    """The SIP model of the coefficient arrays ``a``, ``b`` (``size`` x ``size`` float64
+    bytes) with its inverse fitted about ``crpix`` over a detector of ``shape`` (nx, ny)."""
     from astropy.modeling import fitting, models
 
     ca = np.frombuffer(a, float).reshape(size, size)
@@ -82,9 +79,9 @@ def _inverse_fit(a: bytes, b: bytes, size: int, crpix: tuple[float, float],
     fitter = fitting.LinearLSQFitter()
     inverse_u = fitter(models.Polynomial2D(order), du / scale, dv / scale, u)
     inverse_v = fitter(models.Polynomial2D(order), du / scale, dv / scale, v)
-    inverse = (models.Scale(1 / scale) & models.Scale(1 / scale)
-               | models.Mapping((0, 1, 0, 1)) | inverse_u & inverse_v)
-    return forward, inverse
+    forward.inverse = (models.Scale(1 / scale) & models.Scale(1 / scale)
+                       | models.Mapping((0, 1, 0, 1)) | inverse_u & inverse_v)
+    return forward
 
 
 def gwcs_from_fits(wcs: WCS) -> gwcs.WCS:
