@@ -413,11 +413,22 @@ def _api_calls(site: AccessSite) -> list[Call]:
                        hidden=hidden)]
         calls += [Call("GET", product + "/preview", f"/api/products/{pid}/preview",
                        {"kind": kind}, hidden=hidden) for kind in ("png", "jpeg", "thumb")]
+    # deep zoom: only colour images have one (their access is tested with a real one in
+    # tests/stage3/test_colour_site.py); here every caller, alice too, gets 404
+    for pid in (pub[0], sec[0]):
+        calls += [Call("GET", product + "/deepzoom.dzi", f"/api/products/{pid}/deepzoom.dzi",
+                       check=_not_found),
+                  Call("GET", product + "/deepzoom_files/{level}/{tile}",
+                       f"/api/products/{pid}/deepzoom_files/0/0_0.jpg", check=_not_found)]
     diff = "/api/products/{product_id}/diff/{other_product_id}"
     for a, b in ((pub[2], pub[3]), (pub[3], pub[2]), (pub[3], sec[-1]), (sec[0], sec[1]),
                  (sec[0], pub[2])):
         calls.append(Call("GET", diff, f"/api/products/{a}/diff/{b}", hidden=b in sec or a in sec))
     return calls
+
+
+def _not_found(response: httpx.Response, alice: bool) -> None:
+    assert response.status_code == 404, (response.status_code, response.text[:200])
 
 
 def _tap(query: str, check: Callable[[httpx.Response, bool], None] | None = None,

@@ -186,6 +186,45 @@ def test_colour_image_is_seen_only_by_who_may_see_all_three_mosaics(site: Site) 
     assert f"/products/{pid}" in gallery and "colour image" in gallery
 
 
+def test_deep_zoom_pyramid_is_served_to_who_may_see_the_colour_image(site: Site) -> None:
+    import math
+    import xml.etree.ElementTree as ET
+
+    product, _, inputs = _colour(site)
+    pid = product.product_id
+    dzi = site.get(f"/api/products/{pid}/deepzoom.dzi", member=True)
+    assert dzi.status_code == 200 and dzi.headers["content-type"] == "application/xml"
+    root = ET.fromstring(dzi.content)
+    ns = {"dz": "http://schemas.microsoft.com/deepzoom/2008"}
+    size = root.find("dz:Size", ns)
+    assert size is not None
+    width, height = int(size.get("Width", 0)), int(size.get("Height", 0))
+    with Image.open(site.cfg.products_dir / product.path) as png:
+        assert (width, height) == png.size
+    tile_size, overlap = int(root.get("TileSize", 0)), int(root.get("Overlap", 0))
+    top = math.ceil(math.log2(max(width, height)))
+    last = site.get(f"/api/products/{pid}/deepzoom_files/{top}/0_0.jpg", member=True)
+    assert last.status_code == 200 and last.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(last.content)) as tile:
+        assert tile.format == "JPEG"
+        assert tile.size == (min(width, tile_size + overlap), min(height, tile_size + overlap))
+    point = site.get(f"/api/products/{pid}/deepzoom_files/0/0_0.jpg", member=True)
+    assert point.status_code == 200 and Image.open(io.BytesIO(point.content)).size == (1, 1)
+    # exclusive access: an anonymous visitor sees neither the descriptor nor a tile
+    assert site.get(f"/api/products/{pid}/deepzoom.dzi").status_code == 404
+    assert site.get(f"/api/products/{pid}/deepzoom_files/{top}/0_0.jpg").status_code == 404
+    # no tile outside the pyramid, no other file name, no deep zoom of another kind
+    for part in (f"{top + 1}/0_0.jpg", f"{top}/999_0.jpg", f"{top}/0_0.png", "0/..%2F..%2Fx.jpg",
+                 "-1/0_0.jpg"):
+        assert site.get(f"/api/products/{pid}/deepzoom_files/{part}",
+                        member=True).status_code == 404, part
+    mosaic = site.get(f"/api/products/{inputs[0].product_id}/deepzoom.dzi", member=True)
+    assert mosaic.status_code == 404 and "only colour images" in mosaic.text
+    page = site.get(f"/products/{pid}", member=True).text
+    assert f'data-dzi="/api/products/{pid}/deepzoom.dzi"' in page
+    assert 'id="deepzoom"' not in site.get(f"/products/{inputs[0].product_id}", member=True).text
+
+
 def test_browser_gallery_shows_the_colour_image_and_the_catalog_table(site: Site,
                                                                       tmp_path: Path) -> None:
     """Headless Chromium, logged in as alice: the gallery's colour card shows the loaded
@@ -215,6 +254,15 @@ def test_browser_gallery_shows_the_colour_image_and_the_catalog_table(site: Site
         card.click()
         wait.until(lambda d: d.find_elements("id", "colour-note"))
         assert "red / green / blue" in driver.find_element("id", "colour-note").text
+        # the deep-zoom viewer opens the archive's own pyramid and draws its tiles
+        viewer = driver.find_element("id", "deepzoom")
+        wait.until(lambda d: viewer.get_attribute("data-state") in ("open", "failed"))
+        assert viewer.get_attribute("data-state") == "open"
+        wait.until(lambda d: int(viewer.get_attribute("data-tiles") or 0) >= 1)
+        fetched = driver.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)")
+        tiles = [u for u in fetched if "/deepzoom_files/" in u]
+        assert tiles and all(u.startswith(site.url + "/") for u in fetched), fetched
         links = {e.text for e in driver.find_elements("css selector", "a.prov-input")}
         assert links == {i.product_id for i in inputs}
         catalogs = {i.product_id: site.cfg.products_dir / i.path.replace("_i2d.fits",

@@ -33,7 +33,9 @@ __all__ = [
     "SearchPage",
     "SearchQuery",
     "diff_products",
+    "deep_zoom_key",
     "diff_provenance",
+    "get_deep_zoom",
     "get_preview",
     "get_product",
     "get_product_file",
@@ -301,6 +303,29 @@ def get_preview(session: Session, product_id: str, kind: str, viewer: Viewer,
     if preview is None:
         raise ProductNotFoundError(f"no {kind} preview of product {product_id!r}")
     return preview
+
+
+def deep_zoom_key(product: Product, part: str | None = None) -> str | None:
+    """The store key of a colour image's deep-zoom descriptor (``part`` None: ``x_clr.dzi``)
+    or of one of its tiles (``part`` ``"<level>/<col>_<row>.jpg"``, under ``x_clr_files/``),
+    as :func:`obsflow.stage3.colour.write_deep_zoom` lays them out beside the PNG; None for a
+    product that is not a colour image."""
+    if product.kind != "clr":
+        return None
+    stem = product.path.rsplit(".", 1)[0]
+    return f"{stem}.dzi" if part is None else f"{stem}_files/{part}"
+
+
+def get_deep_zoom(session: Session, product_id: str, part: str | None, viewer: Viewer,
+                  now: datetime) -> str:
+    """The store key of a visible colour image's deep-zoom descriptor or tile (see
+    :func:`deep_zoom_key`); else :class:`ProductNotFoundError`."""
+    product, _ = get_product(session, product_id, viewer, now)
+    key = deep_zoom_key(product, part)
+    if key is None:
+        raise ProductNotFoundError(f"product {product_id!r} is a {product.kind}: only colour "
+                                   "images (clr) have a deep zoom")
+    return key
 
 
 def program_dict(program: Program) -> dict[str, Any]:

@@ -130,6 +130,8 @@ def _sorted_history_file() -> type:
     """The ``asdf.AsdfFile`` subclass of :func:`asdf_file` (made once, on first use)."""
     import asdf
 
+    from obsflow.exceptions import DataModelError
+
     class ByUri(set):  # type: ignore[type-arg]
         """A set of asdf extension proxies that iterates sorted by URI and class name."""
 
@@ -143,7 +145,7 @@ def _sorted_history_file() -> type:
         def _create_serialization_context(self, *args: Any, **kwargs: Any) -> Any:
             context = super()._create_serialization_context(*args, **kwargs)
             if not hasattr(context, _USED_ATTRIBUTE):
-                raise RuntimeError(f"asdf {asdf.__version__}: its serialization context has no "
+                raise DataModelError(f"asdf {asdf.__version__}: its serialization context has no "
                                    f"{_USED_ATTRIBUTE}; obsflow.models.asdfmeta needs updating")
             setattr(context, _USED_ATTRIBUTE, ByUri())
             return context

@@ -24,6 +24,7 @@ from obsflow.archive.previews import PREVIEW_KINDS
 from obsflow.archive.schema import Preview
 from obsflow.archive.search import (
     diff_products,
+    get_deep_zoom,
     get_preview,
     get_product,
     get_product_file,
@@ -144,4 +145,43 @@ def preview(product_id: str, request: Request, session: DbSession, viewer: Viewe
     row = get_preview(session, check_product_id(product_id), kind, viewer, now)
     data = get_archive(request).settings.store.read_bytes(row.path)
     return Response(data, media_type=PREVIEW_KINDS[kind],
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+DEEP_ZOOM_TILE = r"^\d{1,2}/\d{1,6}_\d{1,6}\.jpg$"
+"""A deep-zoom tile's path below ``deepzoom_files/``: ``<level>/<column>_<row>.jpg``."""
+
+
+@router.get("/{product_id}/deepzoom.dzi", summary="A colour image's deep-zoom descriptor",
+            response_class=Response,
+            responses={200: binary("The Deep Zoom Image descriptor (XML)", "application/xml")})
+def deep_zoom_descriptor(product_id: str, request: Request, session: DbSession,
+                         viewer: ViewerDep, now: Now) -> Response:
+    """The Deep Zoom descriptor of a colour image (``clr``) as OpenSeadragon reads it; its
+    tiles are at ``deepzoom_files/<level>/<column>_<row>.jpg`` beside it.  404 for another
+    kind, a product you may not see, or a colour image made without a pyramid."""
+    return _deep_zoom_file(request, session, viewer, now, product_id, None, "application/xml")
+
+
+@router.get("/{product_id}/deepzoom_files/{level}/{tile}",
+            summary="A tile of a colour image's deep-zoom pyramid", response_class=Response,
+            responses={200: binary("The tile", "image/jpeg")})
+def deep_zoom_tile(product_id: str, level: int, tile: str, request: Request,
+                   session: DbSession, viewer: ViewerDep, now: Now) -> Response:
+    """One JPEG tile of the pyramid (level 0 is one pixel; the last level the full image)."""
+    part = f"{level}/{tile}"
+    if not re.match(DEEP_ZOOM_TILE, part):
+        raise ProductNotFoundError(f"no deep-zoom tile {part[:60]!r}: expected "
+                                   "<level>/<column>_<row>.jpg")
+    return _deep_zoom_file(request, session, viewer, now, product_id, part, "image/jpeg")
+
+
+def _deep_zoom_file(request: Request, session: DbSession, viewer: ViewerDep, now: Now,
+                    product_id: str, part: str | None, media_type: str) -> Response:
+    key = get_deep_zoom(session, check_product_id(product_id), part, viewer, now)
+    store = get_archive(request).settings.store
+    if not store.exists(key):
+        raise ProductNotFoundError(f"product {product_id!r} has no deep zoom "
+                                   f"{'descriptor' if part is None else 'tile ' + part}")
+    return Response(store.read_bytes(key), media_type=media_type,
                     headers={"Cache-Control": "private, max-age=300"})

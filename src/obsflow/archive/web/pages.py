@@ -40,6 +40,7 @@ from obsflow.archive.schema import Exposure, Preview, Product
 from obsflow.archive.search import (
     Cone,
     SearchQuery,
+    deep_zoom_key,
     diff_products,
     get_product,
     menu_values,
@@ -297,7 +298,10 @@ def _product(request: Request, caller: WebCaller, product_id: str,
         store = get_archive(request).settings.store
         header = fits_header(store, product.path)
         catalog = catalog_preview(store, product.path)
+        dzi = deep_zoom_key(product)
+        deep_zoom = dzi is not None and store.exists(dzi)
     return {"catalog": catalog, "p": meta, "has_preview": "png" in kinds, **history, "diff": diff,
+            "deep_zoom": deep_zoom,
             "diff_error": diff_error, "proprietary": exposure.release_date > caller.now,
             "readable": readable(meta), "siblings": siblings.get(exposure.id, []),
             "header": header}

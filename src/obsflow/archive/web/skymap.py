@@ -30,8 +30,14 @@ STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_TYPES = {"skymap.js": "text/javascript; charset=utf-8",
                  "aladin-lite/aladin.js": "text/javascript; charset=utf-8",
                  "aladin-lite/COPYING": "text/plain; charset=utf-8",
-                 "aladin-lite/README.md": "text/markdown; charset=utf-8"}
-"""The files served under ``/static/`` and their media types (nothing else is)."""
+                 "aladin-lite/README.md": "text/markdown; charset=utf-8",
+                 "deepzoom.js": "text/javascript; charset=utf-8",
+                 "openseadragon/openseadragon.min.js": "text/javascript; charset=utf-8",
+                 "openseadragon/LICENSE.txt": "text/plain; charset=utf-8",
+                 "openseadragon/README.md": "text/markdown; charset=utf-8"}
+"""The files served under ``/static/`` and their media types (nothing else is): the sky
+map's and the deep-zoom viewer's scripts, and the vendored Aladin Lite and OpenSeadragon
+with their licences."""
 
 _HIPS_FILE = re.compile(r"properties|Moc\.fits|Norder\d{1,2}/Allsky\.png"
                         r"|Norder(\d{1,2})/Dir(\d{1,12})/Npix(\d{1,14})\.png")
