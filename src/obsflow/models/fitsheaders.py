@@ -81,7 +81,7 @@ def _parse_header(cards: list[str]) -> dict[str, Any]:
             if not (isinstance(head, str) and head.endswith("&")):
                 raise _Unreadable("CONTINUE after a value that does not end with '&'")
             more, _ = _string(card[8:].lstrip())
-            header[last] = head[:-1] + more
+            header[last] = (head[:-1] + more).rstrip()
             continue
         last = None
         if card[8:10] != "= " or keyword in ("", "HIERARCH"):
