@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from obsflow.db import make_engine
 from obsflow.dbread import EngineReader, SqliteReader, as_datetime, open_reader, reading
+from obsflow.exceptions import SiteError
 from obsflow.migrations import init_schema, schema_is_complete, schema_is_current
 
 ROW = ("INSERT INTO jobs (id, kind, key, state, inputs, attempts, max_attempts, created, "
@@ -60,9 +61,9 @@ def test_a_reader_sees_one_snapshot(site_db: str) -> None:
 
 def test_sqlite_reader_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "none.db"
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SiteError, match="no database file"):
         SqliteReader(missing)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SiteError, match="no database file"):
         open_reader(f"sqlite:///{missing}")
     assert not missing.exists()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from obsflow.dburl import sqlite_path
+from obsflow.exceptions import SiteError
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -50,28 +52,28 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 Row = tuple[Any, ...]
 
 
-class SiteReader:
+class SiteReader(ABC):
     """Read-only access to a site database in one read transaction (use as a context manager)."""
 
     backend: str
     """``"sqlite"`` or the engine's dialect name (``"postgresql"``)."""
 
+    @abstractmethod
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Every row of the query ``sql`` (named parameters ``:name`` from ``params``)."""
-        raise NotImplementedError
 
     def scalar(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         """The first column of the first row of ``sql``, or None when it returns no row."""
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None
 
+    @abstractmethod
     def has_table(self, name: str) -> bool:
         """Whether the database has a table ``name``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
         """End the read transaction and close the connection."""
-        raise NotImplementedError
 
     def json(self, value: Any) -> Any:
         """A ``JSON`` column's value as Python objects (SQLite stores the JSON text)."""
@@ -91,14 +93,14 @@ class SqliteReader(SiteReader):
     """A reader of a SQLite database file through :mod:`sqlite3` (no SQLAlchemy).
 
     The file must exist (a missing one is not created: ``sqlite3`` would make
-    an empty database).  Waits up to :data:`SQLITE_BUSY_TIMEOUT_S` for a lock.
+    an empty database; :class:`~obsflow.exceptions.SiteError` instead).  Waits up to :data:`SQLITE_BUSY_TIMEOUT_S` for a lock.
     """
 
     backend = "sqlite"
 
     def __init__(self, path: Path) -> None:
         if not Path(path).is_file():
-            raise FileNotFoundError(2, "no such database file", str(path))
+            raise SiteError(f"no database file {path}: run `obsflow init` on the site")
         self._conn = sqlite3.connect(str(path), timeout=SQLITE_BUSY_TIMEOUT_S,
                                      isolation_level=None)
         self._conn.execute("BEGIN")  # one snapshot for every query (deferred: read only)
@@ -160,7 +162,7 @@ def open_reader(url: str) -> SiteReader:
 
     Raises
     ------
-    FileNotFoundError
+    SiteError
         A SQLite URL whose file does not exist.
     """
     path = sqlite_path(url)

@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from obsflow.exceptions import DataModelError
+
 __all__ = ["BLOCK_BYTES", "read_headers"]
 
 BLOCK_BYTES = 2880
@@ -32,10 +34,6 @@ CARD_BYTES = 80
 
 _INT = re.compile(r"[+-]?\d+")
 _REAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([EeDd][+-]?\d+)?")
-
-
-class _Unreadable(Exception):
-    """A card this reader does not take (the caller falls back to astropy)."""
 
 
 def _string(text: str) -> tuple[str, str]:
@@ -50,7 +48,7 @@ def _string(text: str) -> tuple[str, str]:
             return "".join(out).rstrip(), text[i + 1:]
         out.append(text[i])
         i += 1
-    raise _Unreadable("unterminated string")
+    raise DataModelError("unterminated string")
 
 
 def _value(text: str) -> Any:
@@ -59,7 +57,7 @@ def _value(text: str) -> Any:
     if stripped.startswith("'"):
         value, rest = _string(stripped)
         if rest.strip() and not rest.strip().startswith("/"):
-            raise _Unreadable("text after a string")
+            raise DataModelError("text after a string")
         return value
     field = stripped.split("/", 1)[0].strip()
     if field in ("T", "F"):
@@ -68,7 +66,7 @@ def _value(text: str) -> Any:
         return int(field)
     if _REAL.fullmatch(field):
         return float(field.replace("D", "E").replace("d", "e"))
-    raise _Unreadable(f"value {field!r}")
+    raise DataModelError(f"value {field!r}")
 
 
 def _parse_header(cards: list[str]) -> dict[str, Any]:
@@ -79,7 +77,7 @@ def _parse_header(cards: list[str]) -> dict[str, Any]:
         if keyword == "CONTINUE" and last is not None:
             head = header[last]
             if not (isinstance(head, str) and head.endswith("&")):
-                raise _Unreadable("CONTINUE after a value that does not end with '&'")
+                raise DataModelError("CONTINUE after a value that does not end with '&'")
             more, _ = _string(card[8:].lstrip())
             header[last] = (head[:-1] + more).rstrip()
             continue
@@ -96,7 +94,7 @@ def _data_bytes(header: dict[str, Any]) -> int:
     """Bytes of an HDU's data (before padding to whole blocks)."""
     naxis = header.get("NAXIS", 0)
     if header.get("GROUPS") is True:
-        raise _Unreadable("random groups")
+        raise DataModelError("random groups")
     if naxis == 0:
         return 0
     count = 1
@@ -141,6 +139,6 @@ def read_headers(path: Path) -> list[dict[str, Any]] | None:
                 headers.append(header)
                 offset += _blocks(_data_bytes(header))
             return headers if offset == size else None
-    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, StopIteration,
-            _Unreadable):
+    except (OSError, UnicodeDecodeError, KeyError, ValueError, TypeError, StopIteration):
+        # DataModelError (a ValueError) included: a card this reader does not take
         return None
