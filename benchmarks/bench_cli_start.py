@@ -6,16 +6,15 @@ of them alike.  Printed: the median wall seconds and the median CPU seconds
 (user + system of the child process).  Start-up is single-threaded, so on a
 quiet machine wall time is about the CPU time; on a loaded one the CPU
 column is the figure to compare with the 0.5 s target, and the anchors
-measured in the same run say what the floor is: a bare interpreter, the
-import of SQLAlchemy alone (the floor of any command that opens a site: its
-engine, Core and dialects), the same with click and rich's tables (what a
-light command would cost reading the site with Core only), SQLAlchemy's ORM
-+ pydantic (what the site's declarative tables and typed configuration
-add), the import of astropy's FITS and time (the floor of `refs best`, which
-reads a product and applies time-dependent selection rules) and the import
-of the whole CLI the old way (every command module eagerly).  The best CPU
-time of the runs is printed too: on a loaded machine it is the nearest to a
-quiet one's.
+measured in the same run say what the floor is: a bare interpreter; what a
+light command imports now (click, rich's tables, pydantic for the typed
+configuration, sqlite3: on a SQLite site `status`, `jobs`, `refs contexts`
+and `refs best` read with sqlite3 and import no SQLAlchemy); what they
+imported before (SQLAlchemy, its ORM and pydantic; astropy's FITS and time
+for `refs best`, which now reads the product's headers in pure Python); and
+the import of the whole CLI the old way (every command module eagerly).  The
+best CPU time of the runs is printed too: on a loaded machine it is the
+nearest to a quiet one's.
 
     .venv/bin/python benchmarks/bench_cli_start.py [--repeat 7]
 """
@@ -72,12 +71,11 @@ def main() -> None:
         obsflow = [py, "-m", "obsflow"]
         rows = [
             ("anchor: python -c pass", [py, "-c", "pass"]),
-            ("anchor: import sqlalchemy (the floor of a command that reads a site)",
-             [py, "-c", "import sqlalchemy"]),
-            ("anchor: import click, sqlalchemy, rich.table (a light command, Core only)",
-             [py, "-c", "import click, sqlalchemy, rich.table"]),
-            ("anchor: import sqlalchemy.orm, pydantic", [py, "-c", "import sqlalchemy.orm, pydantic"]),
-            ("anchor: import astropy.io.fits, astropy.time",
+            ("anchor: import click, rich.table, pydantic, sqlite3 (a light command's floor now)",
+             [py, "-c", "import click, rich.table, pydantic, sqlite3; from pydantic import BaseModel"]),
+            ("anchor: import sqlalchemy.orm, pydantic (what the light commands imported before)",
+             [py, "-c", "import sqlalchemy.orm, pydantic"]),
+            ("anchor: import astropy.io.fits, astropy.time (refs best before)",
              [py, "-c", "import astropy.io.fits, astropy.time"]),
             ("anchor: every command module imported (before)",
              [py, "-c", "import obsflow.cli as c; [c.main.get_command(None, n) for n in c.LAZY_COMMANDS]"]),

@@ -3,7 +3,10 @@
 Heavy modules (numpy's friends astropy, numba, scipy; alembic; the archive's
 FastAPI) are imported only by the commands that use them: a subcommand's module
 is loaded when it runs, a package re-exports its names lazily, and opening a site
-whose schema is current needs no Alembic.  Checked in a fresh interpreter.
+whose schema is current needs no Alembic.  On a SQLite site the light commands
+(``status``, ``jobs``, ``refs contexts``, ``refs best``) import no SQLAlchemy at
+all: they read with :mod:`sqlite3` (:mod:`obsflow.dbread`), and ``refs best``
+reads the product's headers without astropy.  Checked in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -56,18 +59,67 @@ def test_help_imports_no_database_and_no_science_library() -> None:
     assert not found["metadata"], found  # the version is read only for --version
 
 
+def _uncal(folder: Path) -> Path:
+    from tests.refdata.factories import meta, write_product
+
+    folder.mkdir()
+    return write_product(folder, meta())
+
+
 @pytest.mark.parametrize("command", [["status"], ["jobs"], ["status", "--json"], ["jobs", "--json"],
-                                     ["refs", "contexts"]])
+                                     ["refs", "contexts"], ["refs", "best", "{uncal}"]])
 def test_light_commands_import_no_heavy_library(tmp_path: Path, command: list[str]) -> None:
     site = tmp_path / "site"
-    main(["init", str(site)], standalone_mode=False)
-    found = _imported_by([*command, "--site", str(site)])
+    main(["init", str(site), "--profile", "smallsat"], standalone_mode=False)
+    uncal = _uncal(tmp_path / "product")
+    if command[0] == "refs":  # a context to choose from: rows as a delivery writes them
+        from sqlalchemy import text
+
+        from obsflow.db import make_engine
+
+        engine = make_engine(f"sqlite:///{site / 'obsflow.db'}")
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO reference_files (id, reftype, telescope, instrument, detector, "
+                "\"filter\", readpatt, subarray, useafter, delivered, original_name, stored_name, "
+                "sha256, pedigree, description) VALUES (1, 'DARK', 'OBSFLOW-S', 'SSCAM', 'SSD1', "
+                "'ANY', 'ANY', 'FULL', '2026-01-01T00:00:00', '2026-01-02 00:00:00.000000', 'd', "
+                "'d.fits', 'x', '', '')"))
+            conn.execute(text("INSERT INTO ref_contexts (number, created, parent, description, "
+                              "rules_version, n_files) VALUES (1, '2026-01-02 00:00:00.000000', "
+                              "NULL, '', 'v', 1)"))
+            conn.execute(text("INSERT INTO ref_context_files (context, file_id) VALUES (1, 1)"))
+        engine.dispose()
+    args = [part.format(uncal=uncal) for part in command]
+    found = _imported_by([*args, "--site", str(site)])
     assert found["status"] in (0, None)
-    assert found["heavy"] == [], found
-    # nor numpy, nor the PostgreSQL dialect on an SQLite site: tenths of a second each
-    assert not found["numpy"] and not found["postgresql"], found
+    assert found["heavy"] == [], found  # no astropy: refs best reads the headers itself
+    # nor numpy, nor SQLAlchemy at all on an SQLite site (sqlite3 reads it): tenths of a second
+    assert not found["numpy"] and not found["sqlalchemy"], found
     profile = ["obsflow.profiles"] if command[0] == "status" else []
     assert found["light"] == profile, found
+
+
+def test_a_site_whose_schema_is_not_current_is_upgraded_on_open(tmp_path: Path) -> None:
+    """The fast open reads the schema revision with sqlite3 and falls back to Alembic."""
+    from sqlalchemy import text
+
+    from obsflow.db import make_engine
+    from obsflow.migrations import VERSION_TABLE
+
+    site = tmp_path / "site"
+    main(["init", str(site)], standalone_mode=False)
+    engine = make_engine(f"sqlite:///{site / 'obsflow.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM site_info WHERE key = 'obsflow_version'"))
+    found = _imported_by(["jobs", "--site", str(site)])
+    assert found["status"] in (0, None) and found["sqlalchemy"], found  # it wrote, with the ORM
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT value FROM site_info WHERE key = 'obsflow_version'"
+                                 )).scalar() is not None
+        assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar() == (
+            newest_file_revision())
+    engine.dispose()
 
 
 def test_version_is_the_installed_one() -> None:

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from sqlalchemy.engine import make_url
 
-from obsflow.db import backend_name, sqlite_path
+from obsflow.dburl import backend_name, sqlite_path
 from obsflow.exceptions import ConfigError
 from obsflow.fileio import atomic_path
 from obsflow.tomlfile import parse_toml
@@ -341,6 +340,8 @@ class SiteConfig(_Section):
             return f"sqlite:///{self.root / 'obsflow.db'}"
         path = sqlite_path(url)
         if path is not None and not path.is_absolute():
+            from sqlalchemy.engine import make_url  # a relative SQLite file: rare
+
             absolute = make_url(url).set(database=str(self.root / path))
             return absolute.render_as_string(hide_password=False)
         return url

@@ -8,22 +8,21 @@ obsflow is declared on :class:`Base` (later modules add theirs), so
 This module owns only what every site needs from day one: the engine
 settings and a small key/value ``site_info`` table that records when the
 site was created, by which obsflow version and with which observatory
-profile.  It imports no other obsflow package: the schema is created and
+profile.  URLs are read by :mod:`obsflow.dburl` (re-exported here) and read-only
+queries go through :mod:`obsflow.dbread`.  It imports no higher obsflow package: the schema is created and
 upgraded by :mod:`obsflow.migrations` (one Alembic history for every table).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, String, Text, create_engine, event, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from obsflow.exceptions import ConfigError, UnknownOptionError
+from obsflow.dbread import SQLITE_BUSY_TIMEOUT_S
+from obsflow.dburl import SUPPORTED_BACKENDS, backend_name, sqlite_path
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_S",
@@ -35,12 +34,6 @@ __all__ = [
     "read_site_info",
     "sqlite_path",
 ]
-
-SUPPORTED_BACKENDS = ("postgresql", "sqlite")
-"""Database backends obsflow runs on (the part of the URL before ``://`` or ``+``)."""
-
-SQLITE_BUSY_TIMEOUT_S = 30.0
-"""How long a SQLite connection waits for a lock held by another writer, seconds."""
 
 
 class Base(DeclarativeBase):
@@ -54,36 +47,6 @@ class SiteInfo(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
-
-
-def backend_name(url: str) -> str:
-    """Return the backend of a database URL (``"sqlite"`` or ``"postgresql"``).
-
-    Raises
-    ------
-    ConfigError
-        ``url`` is not a database URL at all.
-    UnknownOptionError
-        The backend is not one of :data:`SUPPORTED_BACKENDS`.
-    """
-    try:
-        backend = make_url(url).get_backend_name()
-    except ArgumentError as exc:
-        raise ConfigError(f"not a database URL: {url!r} (expected e.g. sqlite:///path)") from exc
-    if backend not in SUPPORTED_BACKENDS:
-        raise UnknownOptionError("database backend", backend, SUPPORTED_BACKENDS)
-    return backend
-
-
-def sqlite_path(url: str) -> Path | None:
-    """Return the database file of a SQLite URL, or None (other backends, in-memory)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = parsed.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return Path(database)
 
 
 def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -29,10 +29,11 @@ from obsflow.config import (
     load_config,
     write_config,
 )
-from obsflow.db import make_engine, sqlite_path
+from obsflow.dbread import SqliteReader
+from obsflow.dburl import sqlite_path
 from obsflow.exceptions import SiteError
 from obsflow.fileio import sweep_temp_files
-from obsflow.migrations import init_schema
+from obsflow.migrations import schema_is_complete
 
 __all__ = ["init_site", "open_site", "sweep_site"]
 
@@ -69,7 +70,23 @@ def _create_folders(cfg: SiteConfig) -> None:
             logger.info("created %s", path)
 
 
+def _sqlite_is_complete(cfg: SiteConfig) -> bool:
+    """Whether the site's SQLite database needs nothing from :func:`init_schema` (read with
+    :mod:`sqlite3`: opening a current site imports no SQLAlchemy)."""
+    path = sqlite_path(cfg.database_url)
+    if path is None or not path.is_file():
+        return False
+    with SqliteReader(path) as db:
+        return schema_is_complete(db, cfg.profile.name)
+
+
 def _init_database(cfg: SiteConfig) -> None:
+    """Create or upgrade the site's schema and ``site_info`` (nothing when already complete)."""
+    if _sqlite_is_complete(cfg):
+        return
+    from obsflow.db import make_engine
+    from obsflow.migrations import init_schema
+
     engine = make_engine(cfg.database_url)
     try:
         init_schema(engine, profile=cfg.profile.name)

@@ -18,7 +18,7 @@ import click
 
 from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
-from obsflow.db import make_engine
+from obsflow.dbread import open_reader
 from obsflow.site import open_site
 
 if TYPE_CHECKING:
@@ -67,11 +67,8 @@ def set_aside_lines(cfg: SiteConfig) -> dict[str, str]:
     """The site's set-aside items now, one line each (:meth:`SetAside.lines`)."""
     from obsflow.ingest.setaside import set_aside
 
-    engine = make_engine(cfg.database_url)
-    try:
-        return set_aside(engine, cfg, cfg.load_profile()).lines()
-    finally:
-        engine.dispose()
+    with open_reader(cfg.database_url) as db:
+        return set_aside(db, cfg, cfg.load_profile()).lines()
 
 
 def report_set_aside(cfg: SiteConfig, before: dict[str, str]) -> None:
@@ -192,12 +189,9 @@ def status_cmd(site_dir: Path | None, as_json: bool) -> None:
     from obsflow.ingest.status import accounting_status
 
     cfg = _site(site_dir)
-    engine = make_engine(cfg.database_url)
-    try:
-        status = accounting_status(engine)
-        status.update(set_aside(engine, cfg, cfg.load_profile()).as_dict())
-    finally:
-        engine.dispose()
+    with open_reader(cfg.database_url) as db:  # sqlite3 on a SQLite site: no SQLAlchemy
+        status = accounting_status(db)
+        status.update(set_aside(db, cfg, cfg.load_profile()).as_dict())
     if as_json:
         click.echo(json.dumps(status, indent=1))
         return
@@ -227,12 +221,9 @@ def gaps_cmd(site_dir: Path | None, request_path: Path | None) -> None:
     from obsflow.ingest.status import gap_report, retransmission_request
 
     cfg = _site(site_dir)
-    engine = make_engine(cfg.database_url)
-    try:
-        gaps = gap_report(engine)
-        request = retransmission_request(engine, cfg.site.name)
-    finally:
-        engine.dispose()
+    with open_reader(cfg.database_url) as db:
+        gaps = gap_report(db)
+        request = retransmission_request(db, cfg.site.name)
     table = Table(title=f"open gaps: {request['packets_missing']} packets")
     for col in ("exposure", "product", "APID", "expected", "received", "missing ranges"):
         table.add_column(col)

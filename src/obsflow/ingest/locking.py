@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Integer, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from obsflow.db import Base
+from obsflow.dbread import utcnow
 from obsflow.exceptions import IngestError
 
 __all__ = ["LedgerLock", "ensure_lock_row", "insert_ignore", "transaction", "utcnow", "writer"]
@@ -74,6 +74,3 @@ def transaction(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def utcnow() -> datetime:
-    """Naive UTC now (the ledger stores naive UTC datetimes)."""
-    return datetime.now(UTC).replace(tzinfo=None)

@@ -23,15 +23,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import Engine, select
+from typing import TYPE_CHECKING
 
 from obsflow.config import SiteConfig
-from obsflow.ingest.locking import transaction
-from obsflow.ingest.rawstore import scan_incoming
-from obsflow.ingest.tables import ApidContinuity, RawFile
-from obsflow.profiles import Profile
+from obsflow.dbread import SiteReader, reading
+from obsflow.ingest.incoming import scan_incoming
 from obsflow.telemetry.apids import IDLE_APID, apid_kinds
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from obsflow.profiles import Profile
 
 __all__ = ["SetAside", "set_aside"]
 
@@ -76,20 +78,22 @@ class SetAside:
         }
 
 
-def set_aside(engine: Engine, cfg: SiteConfig, profile: Profile) -> SetAside:
+_QUARANTINED = "SELECT id, name, reason FROM raw_files WHERE state = 'quarantined' ORDER BY id"
+_PER_APID = ("SELECT f.id, f.name, c.apid, c.packets FROM apid_continuity c "
+             "JOIN raw_files f ON f.id = c.raw_file_id WHERE c.packets > 0 ORDER BY f.id, c.apid")
+
+
+def set_aside(db: SiteReader | Engine, cfg: SiteConfig, profile: Profile) -> SetAside:
     """What the site's ledger and incoming folder hold that will never become a product."""
-    known = sorted({*apid_kinds(profile), IDLE_APID})
-    with transaction(engine) as session:
-        quarantined = [(f.id, f.name, f.reason or "") for f in session.execute(
-            select(RawFile).where(RawFile.state == "quarantined").order_by(RawFile.id)).scalars()]
-        rows = session.execute(
-            select(RawFile.id, RawFile.name, ApidContinuity.apid, ApidContinuity.packets)
-            .join(RawFile, RawFile.id == ApidContinuity.raw_file_id)
-            .where(ApidContinuity.apid.not_in(known), ApidContinuity.packets > 0)
-            .order_by(RawFile.id, ApidContinuity.apid)).all()
+    known = {*apid_kinds(profile), IDLE_APID}
+    with reading(db) as reader:
+        quarantined = [(int(i), name, reason or "") for i, name, reason
+                       in reader.rows(_QUARANTINED)]
+        rows = reader.rows(_PER_APID)
     files: dict[int, tuple[str, dict[int, int]]] = {}
     for file_id, name, apid, packets in rows:
-        files.setdefault(file_id, (name, {}))[1][int(apid)] = int(packets)
+        if int(apid) not in known:  # APIDs the profile does not define
+            files.setdefault(int(file_id), (name, {}))[1][int(apid)] = int(packets)
     unassemblable = [(i, name, counts) for i, (name, counts) in files.items()]
     refused = scan_incoming(cfg.incoming_dir, cfg.ingest.settle_seconds, time.time()).refused
     return SetAside(quarantined, unassemblable, refused, profile.mission.name)

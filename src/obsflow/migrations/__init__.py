@@ -27,20 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, inspect, select, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
-
 import obsflow
-from obsflow.db import SiteInfo
+from obsflow.dbread import EngineReader, SiteReader
 from obsflow.exceptions import SiteError
 
 if TYPE_CHECKING:
+    # SQLAlchemy and Alembic are imported by the functions that change a database: a site
+    # whose schema is current opens without them (:func:`schema_is_current` reads plain SQL)
     from alembic.config import Config
+    from sqlalchemy import Connection, Engine
 
 __all__ = ["LEGACY_VERSION_TABLE", "MODEL_MODULES", "VERSION_TABLE", "alembic_config",
            "current_revision", "head_revision", "init_schema", "load_models",
-           "newest_file_revision", "schema_is_current", "upgrade_database"]
+           "newest_file_revision", "schema_is_complete", "schema_is_current", "upgrade_database"]
 
 VERSION_TABLE = "obsflow_schema_version"
 """Table where Alembic records the revision of the whole site schema."""
@@ -99,6 +98,8 @@ def current_revision(engine: Engine) -> str | None:
 
 def _adopt_legacy_version(engine: Engine) -> None:
     """Move the revision of a pre-0002 site from the archive's version table into ours."""
+    from sqlalchemy import inspect, text
+
     tables = set(inspect(engine).get_table_names())
     if LEGACY_VERSION_TABLE not in tables or VERSION_TABLE in tables:
         return
@@ -173,15 +174,33 @@ def newest_file_revision() -> str:
     return max(path.name.split("_", 1)[0] for path in (_HERE / "versions").glob("[0-9]*_*.py"))
 
 
-def schema_is_current(engine: Engine) -> bool:
+def schema_is_current(db: SiteReader) -> bool:
     """Whether the database already records the newest revision: opening a site then needs
-    neither Alembic nor the table modules (the light commands start faster)."""
-    try:
-        with engine.connect() as connection:
-            found = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
-    except DBAPIError:  # no version table yet: a new or a pre-0002 database
+    neither Alembic nor the table modules (the light commands start faster).
+
+    ``db`` is a reader (:mod:`obsflow.dbread`): on a SQLite site no SQLAlchemy is imported.
+    """
+    if not db.has_table(VERSION_TABLE):  # a new or a pre-0002 database
         return False
-    return found == newest_file_revision()
+    return bool(db.scalar(f"SELECT version_num FROM {VERSION_TABLE}") == newest_file_revision())
+
+
+SITE_INFO_KEYS = ("created", "obsflow_version")
+"""``site_info`` rows :func:`init_schema` writes when absent (and ``profile``)."""
+
+
+def schema_is_complete(db: SiteReader, profile: str | None = None) -> bool:
+    """Whether :func:`init_schema` would change nothing: the schema is current and
+    ``site_info`` holds :data:`SITE_INFO_KEYS` and ``profile`` (when given).
+
+    Opening a site checks this first, with a :mod:`sqlite3` reader on a SQLite
+    site, and needs SQLAlchemy only when something is to be written.
+    """
+    if not schema_is_current(db):
+        return False
+    info: dict[str, str] = {key: value for key, value in db.rows("SELECT key, value FROM site_info")}
+    return (all(key in info for key in SITE_INFO_KEYS)
+            and (profile is None or info.get("profile") == profile))
 
 
 def init_schema(engine: Engine, *, profile: str | None = None) -> None:
@@ -204,11 +223,21 @@ def init_schema(engine: Engine, *, profile: str | None = None) -> None:
         The database is at a revision this obsflow does not know (made by a
         newer release).
     """
-    if not schema_is_current(engine):
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from obsflow.db import SiteInfo
+
+    reader = EngineReader(engine)
+    try:
+        current = schema_is_current(reader)
+    finally:
+        reader.close()
+    if not current:
         upgrade_database(engine)
     with Session(engine) as session, session.begin():
         existing = {row.key: row for row in session.scalars(select(SiteInfo))}
-        if "created" not in existing:
+        if "created" not in existing:  # the keys of SITE_INFO_KEYS
             session.add(SiteInfo(key="created",
                                  value=datetime.now(UTC).isoformat(timespec="seconds")))
         if "obsflow_version" not in existing:  # read from the installed metadata only then

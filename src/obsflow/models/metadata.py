@@ -12,11 +12,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from astropy.io import fits
-
 from obsflow.exceptions import DataModelError
 
 if TYPE_CHECKING:
+    # astropy only to write a header: `refs best` reads one as a dict (models.level1headers)
+    from collections.abc import Mapping
+
+    from astropy.io import fits
+
     from obsflow.models.identity import DataId
 
 __all__ = ["ExposureMeta", "header_keywords", "product_basename"]
@@ -140,6 +143,8 @@ class ExposureMeta:
 
     def to_header(self, header: fits.Header | None = None) -> fits.Header:
         """Write the JWST-style keywords (and ``extra`` as given) into a header."""
+        from astropy.io import fits
+
         header = fits.Header() if header is None else header
         for name, (key, comment) in _KEYWORDS.items():
             value = getattr(self, name)
@@ -151,7 +156,7 @@ class ExposureMeta:
         return header
 
     @classmethod
-    def from_header(cls, header: fits.Header) -> ExposureMeta:
+    def from_header(cls, header: fits.Header | Mapping[str, Any]) -> ExposureMeta:
         """Read back what :meth:`to_header` wrote (``extra`` is left empty).
 
         Raises

@@ -52,6 +52,7 @@ from astropy.io import fits
 from obsflow.exceptions import ReferenceFileError
 from obsflow.fileio import write_fits
 from obsflow.models.fitsfile import open_fits
+from obsflow.models.reftypes import ANY, REFTYPES
 
 __all__ = [
     "ANY",
@@ -73,9 +74,6 @@ __all__ = [
     "read_reference_array",
     "write_reference_file",
 ]
-
-ANY = "ANY"
-"""FILTER / READPATT value of a file that applies to every filter / readout pattern."""
 
 REQUIRED_KEYWORDS = ("REFTYPE", "TELESCOP", "INSTRUME", "DETECTOR", "USEAFTER")
 """Primary keywords every reference file must have."""
@@ -107,20 +105,17 @@ class RefLayout:
     per_detector: bool = True
 
 
-_IMAGE = RefLayout("SCI", np.dtype(np.float32))
+_IMAGE: dict[str, Any] = {"dtype": np.dtype(np.float32)}
 
-LAYOUTS: Mapping[str, RefLayout] = MappingProxyType({
+LAYOUTS: Mapping[str, RefLayout] = MappingProxyType({reftype: RefLayout(REFTYPES[reftype], **how) for reftype, how in {
     "SUPERBIAS": _IMAGE, "DARK": _IMAGE, "GAIN": _IMAGE, "READNOISE": _IMAGE,
-    "SATURATION": _IMAGE, "FLAT": _IMAGE, "MASK": RefLayout("DQ", np.dtype(np.uint32)),
-    "LINEARITY": RefLayout("COEFFS", np.dtype(np.float64), coefficients=True),
-    "PHOTOM": RefLayout("PHOTOM", None, columns=("FILTER", "PHOTMJSR")),
-    "ASTROCAT": RefLayout("ASTROCAT", None, columns=("SOURCE_ID", "RA", "DEC", "RA_ERROR",
-                                                     "DEC_ERROR", "MAG"), per_detector=False),
-})
-"""Every known REFTYPE and its data extension."""
-
-REFTYPES: Mapping[str, str] = MappingProxyType({k: v.extension for k, v in LAYOUTS.items()})
-"""REFTYPE -> name of the extension holding its data."""
+    "SATURATION": _IMAGE, "FLAT": _IMAGE, "MASK": {"dtype": np.dtype(np.uint32)},
+    "LINEARITY": {"dtype": np.dtype(np.float64), "coefficients": True},
+    "PHOTOM": {"dtype": None, "columns": ("FILTER", "PHOTMJSR")},
+    "ASTROCAT": {"dtype": None, "columns": ("SOURCE_ID", "RA", "DEC", "RA_ERROR", "DEC_ERROR",
+                                            "MAG"), "per_detector": False},
+}.items()})
+"""Every known REFTYPE (:data:`REFTYPES`, with its extension) and its data layout."""
 
 PHOTOM_COLUMNS = (("FILTER", "16A"), ("PHOTMJSR", "D"), ("UNCERTAINTY", "D"), ("PIVOT_UM", "D"))
 """PHOTOM table columns and FITS formats: filter name, MJy/sr per DN/s, its

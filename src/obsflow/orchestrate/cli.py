@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import select
 
 from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
-from obsflow.db import make_engine
+from obsflow.dbread import open_reader
 from obsflow.ingest.cli import EXIT_STATUS_HELP, report_set_aside, set_aside_lines
-from obsflow.orchestrate.jobs import JobView, get_job, policy_of, retry, transaction
-from obsflow.orchestrate.tables import STATES, Job, JobAttempt
+from obsflow.orchestrate.views import STATES, JobView, list_jobs
 from obsflow.site import open_site
 
 if TYPE_CHECKING:
@@ -117,17 +115,8 @@ def run_cmd(site_dir: Path | None, watch: bool, workers: int | None) -> None:
 
 
 def _job_rows(cfg: SiteConfig, kind: str | None, state: str | None, limit: int) -> list[JobView]:
-    engine = make_engine(cfg.database_url)
-    try:
-        query = select(Job).order_by(Job.id.desc()).limit(limit)
-        if kind:
-            query = query.where(Job.kind == kind)
-        if state:
-            query = query.where(Job.state == state)
-        with transaction(engine) as session:
-            return [JobView.of(job) for job in reversed(session.scalars(query).all())]
-    finally:
-        engine.dispose()
+    with open_reader(cfg.database_url) as db:  # sqlite3 on a SQLite site: no SQLAlchemy
+        return list_jobs(db, kind, state, limit)
 
 
 def _duration(job: JobView) -> str:
@@ -178,6 +167,9 @@ def jobs_group(ctx: click.Context, site_dir: Path | None, kind: str | None, stat
 @click.argument("job_id", type=int)
 def retry_cmd(site_dir: Path | None, job_id: int) -> None:
     """Put failed job JOB_ID back in the queue (the next `obsflow run` runs it)."""
+    from obsflow.db import make_engine
+    from obsflow.orchestrate.jobs import policy_of, retry
+
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:
@@ -188,6 +180,12 @@ def retry_cmd(site_dir: Path | None, job_id: int) -> None:
 
 
 def _attempt_dicts(cfg: SiteConfig, job_id: int) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from obsflow.db import make_engine
+    from obsflow.orchestrate.jobs import transaction
+    from obsflow.orchestrate.tables import JobAttempt
+
     engine = make_engine(cfg.database_url)
     try:
         with transaction(engine) as session:
@@ -205,6 +203,9 @@ def _attempt_dicts(cfg: SiteConfig, job_id: int) -> list[dict[str, Any]]:
 @click.argument("job_id", type=int)
 def show_cmd(site_dir: Path | None, job_id: int) -> None:
     """Print job JOB_ID with its inputs, outputs and the log of every attempt (JSON)."""
+    from obsflow.db import make_engine
+    from obsflow.orchestrate.jobs import get_job
+
     cfg = _site(site_dir)
     engine = make_engine(cfg.database_url)
     try:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from obsflow.exceptions import JobNotFoundError, JobStateError
 from obsflow.orchestrate.tables import Job, JobAttempt
+from obsflow.orchestrate.views import JobView
 from obsflow.owners import owner_alive
 
 if TYPE_CHECKING:
@@ -100,40 +101,6 @@ class RetryPolicy:
 def policy_of(cfg: SiteConfig) -> RetryPolicy:
     """The retry policy configured in ``[executor]``."""
     return RetryPolicy(cfg.executor.max_attempts, cfg.executor.retry_backoff_seconds)
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A plain snapshot of a job row (safe to use after its session closed)."""
-
-    id: int
-    kind: str
-    key: str
-    state: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any] | None
-    parent_id: int | None
-    attempts: int
-    max_attempts: int
-    created: datetime
-    started: datetime | None
-    finished: datetime | None
-    error: str | None
-
-    @classmethod
-    def of(cls, job: Job) -> JobView:
-        return cls(job.id, job.kind, job.key, job.state, dict(job.inputs),
-                   dict(job.outputs) if job.outputs is not None else None, job.parent_id,
-                   job.attempts, job.max_attempts, job.created, job.started, job.finished,
-                   job.error)
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able dict (times as ISO strings)."""
-        out = dict(self.__dict__)
-        for name in ("created", "started", "finished"):
-            value = out[name]
-            out[name] = value.isoformat(timespec="seconds") if value is not None else None
-        return out
 
 
 def enqueue(session: Session, spec: JobSpec, policy: RetryPolicy,

@@ -24,11 +24,10 @@ from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from obsflow.db import Base
+from obsflow.orchestrate.views import STATES  # defined with the job list (no SQLAlchemy there)
 
 __all__ = ["STATES", "Job", "JobAttempt"]
 
-STATES = ("pending", "running", "done", "failed")
-"""Every state a job can be in."""
 
 
 class Job(Base):

@@ -19,14 +19,16 @@ from typing import TYPE_CHECKING
 import click
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from obsflow.cli_console import output_console
 from obsflow.config import SiteConfig, default_site_root
-from obsflow.db import make_engine
+from obsflow.dbread import SiteReader, open_reader
 from obsflow.site import open_site
 
 if TYPE_CHECKING:
+    # `refs contexts` and `refs best` read through obsflow.dbread: no SQLAlchemy on SQLite
+    from sqlalchemy.orm import Session
+
     from obsflow.models.metadata import ExposureMeta
     from obsflow.refdata.compare import ContextDiff
     from obsflow.refdata.contexts import RefContext
@@ -44,13 +46,34 @@ def open_site_option(site_dir: Path | None) -> SiteConfig:
 
 @contextmanager
 def _transaction(cfg: SiteConfig) -> Iterator[Session]:
-    """A session on the site database, in one transaction."""
+    """A session on the site database, in one transaction (the commands that write)."""
+    from sqlalchemy.orm import Session
+
+    from obsflow.db import make_engine
+
     engine = make_engine(cfg.database_url)
     try:
         with Session(engine) as session, session.begin():
             yield session
     finally:
         engine.dispose()
+
+
+@contextmanager
+def _reader(cfg: SiteConfig) -> Iterator[SiteReader]:
+    """A reader of the site database (:mod:`obsflow.dbread`), context 1 made first on a site
+    whose files were delivered before contexts existed (a write, through the ORM)."""
+    from obsflow.refdata.contextread import needs_backfill
+
+    with open_reader(cfg.database_url) as db:
+        backfill = needs_backfill(db)
+    if backfill:
+        from obsflow.refdata.contexts import ensure_backfill
+
+        with _transaction(cfg) as session:
+            ensure_backfill(session)
+    with open_reader(cfg.database_url) as db:
+        yield db
 
 
 def _console() -> Console:
@@ -88,8 +111,7 @@ def deliver_cmd(site_dir: Path | None, description: str, files: tuple[Path, ...]
 
 
 def _best_table(context: RefContext, product: Path, meta: ExposureMeta) -> Table:
-    from obsflow.refdata.select import best_reference, exposure_start_iso
-    from obsflow.refdata.validate import REFTYPES
+    from obsflow.refdata.rules import REFTYPES, best_reference, exposure_start_iso
 
     table = Table(title=f"best references for {product.name} ({meta.instrument} {meta.detector} "
                         f"{meta.filter} {meta.readpatt} {meta.subarray}, start "
@@ -116,16 +138,18 @@ def _best_table(context: RefContext, product: Path, meta: ExposureMeta) -> Table
 @click.argument("product", type=click.Path(exists=True, path_type=Path))
 def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
     """Print the reference file of each type chosen for PRODUCT, and why."""
-    from obsflow.models.level1 import read_uncal
-    from obsflow.refdata.contexts import load_context, operational_context
+    from obsflow.models.level1headers import level1_meta
+    from obsflow.refdata.contextread import pinned_number, read_context
 
     cfg = open_site_option(site_dir)
-    meta = read_uncal(product).meta  # a bad product is reported before anything else
-    with _transaction(cfg) as session:
-        if number is None:
-            context = operational_context(session, refs_dir=cfg.refs_dir)
-        else:
-            context = load_context(session, number, refs_dir=cfg.refs_dir)
+    meta = level1_meta(product)  # its headers in pure Python, when plainly a Level-1 product's
+    if meta is None:  # else astropy reads it: a bad product is reported before anything else
+        from obsflow.models.level1 import read_uncal
+
+        meta = read_uncal(product).meta
+    with _reader(cfg) as db:
+        context = read_context(db, pinned_number(db) if number is None else number,
+                               refs_dir=cfg.refs_dir)
     _console().print(_best_table(context, product, meta))
 
 
@@ -133,12 +157,12 @@ def best_cmd(site_dir: Path | None, number: int | None, product: Path) -> None:
 @site_option
 def contexts_cmd(site_dir: Path | None) -> None:
     """List the reference contexts; mark the pinned, operational and newest ones."""
-    from obsflow.refdata.contexts import list_contexts, pinned_number
+    from obsflow.refdata.contextread import list_contexts, pinned_number
 
     cfg = open_site_option(site_dir)
-    with _transaction(cfg) as session:
-        rows = list_contexts(session)
-        pinned = pinned_number(session)
+    with _reader(cfg) as db:
+        rows = list_contexts(db)
+        pinned = pinned_number(db)
     table = Table(title=f"reference contexts of {cfg.root}")
     for column in ("context", "created (UTC)", "files", "added", "rules"):
         table.add_column(column)

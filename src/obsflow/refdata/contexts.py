@@ -17,20 +17,18 @@ the migration ``0004_reference_contexts`` does the same).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
+from obsflow import dbread
 from obsflow.db import SiteInfo
 from obsflow.exceptions import ContextNotFoundError, RefContextError
+from obsflow.refdata import contextread
+from obsflow.refdata.contextread import ContextSummary, RefContext
 from obsflow.refdata.tables import PIN_KEY, RefContextFile, RefContextRow, ReferenceFile
-
-if TYPE_CHECKING:
-    from obsflow.refdata.validate import RefRecord
 
 __all__ = ["BACKFILL_DESCRIPTION", "ContextSummary", "RefContext", "create_context",
            "ensure_backfill", "list_contexts", "load_context", "newest_context",
@@ -38,42 +36,6 @@ __all__ = ["BACKFILL_DESCRIPTION", "ContextSummary", "RefContext", "create_conte
 
 BACKFILL_DESCRIPTION = "every reference file delivered before reference contexts existed"
 """Description of the context 1 made for a site that had files but no contexts."""
-
-
-@dataclass(frozen=True)
-class RefContext:
-    """One reference context, as loaded (immutable).
-
-    ``records`` are the context's files, ordered by delivery (registry id);
-    ``file_ids[i]`` is the ``reference_files`` id of ``records[i]``.
-    ``created`` is naive UTC.
-    """
-
-    number: int
-    created: datetime
-    parent: int | None
-    description: str
-    rules_version: str
-    records: tuple[RefRecord, ...]
-    file_ids: tuple[int, ...]
-
-    @property
-    def n_files(self) -> int:
-        """How many reference files the context holds."""
-        return len(self.records)
-
-
-@dataclass(frozen=True)
-class ContextSummary:
-    """One line of the context list: no records, counts only."""
-
-    number: int
-    created: datetime
-    parent: int | None
-    description: str
-    rules_version: str
-    n_files: int
-    added: int
 
 
 def _now(now: datetime | None) -> datetime:
@@ -107,7 +69,7 @@ def create_context(session: Session, description: str,
     RefContextError
         No reference file is registered (a context cannot be empty).
     """
-    from obsflow.refdata.select import RULES_VERSION  # astropy time: not for listing contexts
+    from obsflow.refdata.rules import RULES_VERSION
 
     ids = list(session.scalars(select(ReferenceFile.id).order_by(ReferenceFile.id)))
     if not ids:
@@ -136,11 +98,9 @@ def ensure_backfill(session: Session, now: datetime | None = None) -> int | None
     return create_context(session, BACKFILL_DESCRIPTION, now).number
 
 
-def _range_text(session: Session) -> str:
-    newest = _newest_number(session)
-    if newest is None:
-        return "there are no reference contexts yet (deliver reference files first)"
-    return f"contexts are numbered 1 to {newest}"
+def _reader(session: Session) -> dbread.SiteReader:
+    """A reader in the session's transaction (it sees what the session flushed)."""
+    return dbread.EngineReader(session.connection())
 
 
 def load_context(session: Session, number: int | None = None, *,
@@ -164,18 +124,7 @@ def load_context(session: Session, number: int | None = None, *,
         No such context (the message names the range), or no context at all.
     """
     ensure_backfill(session)
-    if number is None:
-        number = _newest_number(session)
-    row = session.get(RefContextRow, number) if number is not None else None
-    if row is None:
-        which = f" {number}" if number is not None else ""
-        raise ContextNotFoundError(f"no reference context{which}: {_range_text(session)}")
-    files = session.scalars(
-        select(ReferenceFile).join(RefContextFile, RefContextFile.file_id == ReferenceFile.id)
-        .where(RefContextFile.context == row.number).order_by(ReferenceFile.id)).all()
-    folder = Path(refs_dir) if refs_dir is not None else Path()
-    return RefContext(row.number, row.created, row.parent, row.description, row.rules_version,
-                      tuple(f.record(folder) for f in files), tuple(f.id for f in files))
+    return contextread.read_context(_reader(session), number, refs_dir=refs_dir)
 
 
 def newest_context(session: Session, *, refs_dir: Path | None = None) -> RefContext:
@@ -185,8 +134,7 @@ def newest_context(session: Session, *, refs_dir: Path | None = None) -> RefCont
 
 def pinned_number(session: Session) -> int | None:
     """The pinned context number, or None when the newest context is operational."""
-    row = session.get(SiteInfo, PIN_KEY)
-    return int(row.value) if row is not None else None
+    return contextread.pinned_number(_reader(session))
 
 
 def operational_context(session: Session, *, refs_dir: Path | None = None) -> RefContext:
@@ -213,7 +161,7 @@ def pin_context(session: Session, number: int | None) -> int | None:
     ensure_backfill(session)
     if number is not None and session.get(RefContextRow, number) is None:
         raise ContextNotFoundError(f"cannot pin reference context {number}: "
-                                   f"{_range_text(session)}")
+                                   f"{contextread.range_text(_reader(session))}")
     row = session.get(SiteInfo, PIN_KEY)
     before = int(row.value) if row is not None else None
     if number is None:
@@ -227,21 +175,8 @@ def pin_context(session: Session, number: int | None) -> int | None:
     return before
 
 
-def _added_counts(session: Session) -> dict[int, int]:
-    """Per context, how many of its files its parent does not hold."""
-    child, parent = aliased(RefContextFile), aliased(RefContextFile)
-    query = (select(child.context, func.count())
-             .join(RefContextRow, RefContextRow.number == child.context)
-             .outerjoin(parent, and_(parent.context == RefContextRow.parent,
-                                     parent.file_id == child.file_id))
-             .where(parent.file_id.is_(None)).group_by(child.context))
-    return {int(number): int(count) for number, count in session.execute(query)}
-
-
 def list_contexts(session: Session) -> list[ContextSummary]:
-    """Every context, oldest first, with how many files each added to its parent."""
+    """Every context, oldest first, with how many files each added to its parent
+    (:func:`obsflow.refdata.contextread.list_contexts`, after the backfill)."""
     ensure_backfill(session)
-    rows = session.scalars(select(RefContextRow).order_by(RefContextRow.number)).all()
-    added = _added_counts(session)
-    return [ContextSummary(r.number, r.created, r.parent, r.description, r.rules_version,
-                           r.n_files, added.get(r.number, 0)) for r in rows]
+    return contextread.list_contexts(_reader(session))

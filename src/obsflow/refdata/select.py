@@ -1,35 +1,18 @@
-"""The one place that decides which reference file applies to an exposure ("best refs").
+"""Reference selection for many products at once: :func:`bulk_select`.
 
-For each reference type, a candidate must match the exposure's
-
-1. telescope and instrument exactly, and the detector (a file whose
-   DETECTOR is ``ANY``, the astrometric catalog, matches every detector);
-2. filter, when the file names one (``ANY`` matches every filter; FLAT
-   files always name one);
-3. readout pattern, when the file names one (``ANY`` matches all);
-4. subarray: the exposure's own subarray, or ``FULL`` (a full-frame file is
-   cut to the subarray window); an exact subarray match beats ``FULL``;
-5. USEAFTER not later than the exposure start (EXPSTART).
-
-Among the candidates left, the best is the one with the latest USEAFTER;
-equal USEAFTERs go to the latest delivery (then the file name, so the
-choice is always deterministic).  :func:`best_reference` returns the choice
-and, for every file considered, why it was or was not chosen.
-
+The rules themselves, and :func:`best_reference` that applies them to one
+exposure with a verdict for every file, are in :mod:`obsflow.refdata.rules`
+(the one place that decides which reference file applies; re-exported here).
 :func:`bulk_select` applies the same rules to many products at once (arrays
 of selectors, no Python loop per product); it gives the same answer as
-:func:`best_reference` product by product.  The rules are summed up in
-:data:`RULES`, and :data:`RULES_VERSION` (its sha256) identifies them in
-every reference context: change a rule here, update :data:`RULES`, and the
-next context records the new version.
+:func:`best_reference` product by product (a test checks it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import erfa
@@ -38,86 +21,17 @@ from astropy.time import Time
 
 from obsflow.exceptions import DataModelError, ReferenceFileError
 from obsflow.models.metadata import ExposureMeta
-from obsflow.refdata.validate import ANY, RefRecord
+from obsflow.refdata.records import ANY, RefRecord
+from obsflow.refdata.rules import (
+    RULES,
+    RULES_VERSION,
+    Selection,
+    best_reference,
+    exposure_start_iso,
+)
 
 __all__ = ["RULES", "RULES_VERSION", "ProductSelectors", "Selection", "best_reference",
            "bulk_select", "exposure_start_iso"]
-
-RULES: tuple[str, ...] = (
-    "telescope and instrument match exactly; detector matches, or the file's DETECTOR is ANY",
-    "filter matches, or the file's FILTER is ANY",
-    "readout pattern matches, or the file's READPATT is ANY",
-    "subarray is the exposure's or FULL; an exact subarray match beats FULL",
-    "USEAFTER <= EXPSTART (ISO UTC, seconds)",
-    "latest USEAFTER wins; ties: latest delivery, then the file name",
-)
-"""The selection rules in words; their sha256 is :data:`RULES_VERSION`."""
-
-RULES_VERSION = "sha256:" + hashlib.sha256("\n".join(RULES).encode()).hexdigest()[:16]
-"""Identifies the selection rules in force (recorded in every reference context)."""
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The chosen file of one reference type (None if nothing matched) and every verdict."""
-
-    reftype: str
-    chosen: RefRecord | None
-    verdicts: list[tuple[RefRecord, str]] = field(default_factory=list)
-
-
-def exposure_start_iso(meta: ExposureMeta) -> str:
-    """EXPSTART (MJD UTC) as an ISO UTC string, seconds precision."""
-    return str(Time(meta.expstart, format="mjd", scale="utc").isot)[:19]
-
-
-def _mismatch(rec: RefRecord, meta: ExposureMeta, start: str) -> str:
-    for what, mine, theirs in (("telescope", rec.telescope, meta.telescope),
-                               ("instrument", rec.instrument, meta.instrument),
-                               ("detector", rec.detector, meta.detector)):
-        if mine != theirs and not (what == "detector" and mine == ANY):
-            return f"{what} {mine} != {theirs}"
-    if rec.filter != ANY and rec.filter != meta.filter:
-        return f"filter {rec.filter} != {meta.filter}"
-    if rec.readpatt != ANY and rec.readpatt != meta.readpatt:
-        return f"readout pattern {rec.readpatt} != {meta.readpatt}"
-    if rec.subarray not in ("FULL", meta.subarray):
-        return f"subarray {rec.subarray} != {meta.subarray}"
-    if rec.useafter > start:
-        return f"USEAFTER {rec.useafter} is after the exposure start {start}"
-    return ""
-
-
-def best_reference(records: Iterable[RefRecord], meta: ExposureMeta, reftype: str) -> Selection:
-    """Choose the reference file of ``reftype`` for the exposure ``meta`` (rules above)."""
-    start = exposure_start_iso(meta)
-    verdicts: list[tuple[RefRecord, str]] = []
-    matching: list[RefRecord] = []
-    for rec in records:
-        if rec.reftype != reftype:
-            continue
-        why = _mismatch(rec, meta, start)
-        verdicts.append((rec, f"rejected: {why}" if why else ""))
-        if not why:
-            matching.append(rec)
-    if not matching:
-        return Selection(reftype, None, verdicts)
-
-    def rank(r: RefRecord) -> tuple[bool, str, str, str]:
-        return (r.subarray == meta.subarray, r.useafter, r.delivered, r.name)
-
-    chosen = max(matching, key=rank)
-    out = []
-    for rec, verdict in verdicts:
-        if verdict:
-            out.append((rec, verdict))
-        elif rec is chosen:
-            out.append((rec, f"chosen: latest USEAFTER {rec.useafter} <= {start}"
-                             + (f", delivered {rec.delivered}" if rec.delivered else "")))
-        else:
-            out.append((rec, "superseded: an exact-subarray match, later USEAFTER or later "
-                             "delivery wins"))
-    return Selection(reftype, chosen, out)
 
 
 _SELECTOR_FIELDS = ("telescope", "instrument", "detector", "filter", "readpatt", "subarray")

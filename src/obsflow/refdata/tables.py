@@ -19,21 +19,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, event
 from sqlalchemy.orm import Mapped, mapped_column
 
 from obsflow.db import Base
 from obsflow.exceptions import RefContextError
-
-if TYPE_CHECKING:  # validate reads FITS (astropy): not for commands that only list rows
-    from obsflow.refdata.validate import RefRecord
+from obsflow.refdata.contextread import PIN_KEY  # defined with the reads of the pin
+from obsflow.refdata.records import RefRecord
 
 __all__ = ["PIN_KEY", "RefContextFile", "RefContextRow", "ReferenceFile"]
-
-PIN_KEY = "refs.pinned_context"
-"""``site_info`` key holding the pinned context number (absent: the newest is operational)."""
 
 
 class ReferenceFile(Base):
@@ -59,8 +55,6 @@ class ReferenceFile(Base):
 
     def record(self, folder: Path) -> RefRecord:
         """The file as the selection rules see it, at ``folder / stored_name``."""
-        from obsflow.refdata.validate import RefRecord
-
         return RefRecord(self.reftype, self.telescope, self.instrument, self.detector,
                          self.filter, self.readpatt, self.subarray, self.useafter,
                          self.delivered.isoformat(timespec="seconds"), self.stored_name,

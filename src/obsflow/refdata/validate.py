@@ -12,13 +12,11 @@ FULL) or the named subarray.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from obsflow.exceptions import ReferenceFileError, UnknownOptionError
 from obsflow.models.reffiles import (
-    ANY,
     REFTYPES,
     REQUIRED_KEYWORDS,
     check_layout,
@@ -26,33 +24,9 @@ from obsflow.models.reffiles import (
     open_reference,
 )
 from obsflow.profiles import Profile
+from obsflow.refdata.records import ANY, RefRecord
 
 __all__ = ["ANY", "REFTYPES", "RefRecord", "read_record"]
-
-
-@dataclass(frozen=True)
-class RefRecord:
-    """One reference file as the selection rules see it (a registry row or a scanned file).
-
-    ``filter`` and ``readpatt`` are ``ANY`` when the file applies to all;
-    ``useafter`` is an ISO UTC string; ``delivered`` the delivery time (ISO
-    UTC, empty for unregistered files); ``path`` where the file is now.
-    """
-
-    reftype: str
-    telescope: str
-    instrument: str
-    detector: str
-    filter: str
-    readpatt: str
-    subarray: str
-    useafter: str
-    delivered: str
-    name: str
-    path: Path
-    sha256: str
-    pedigree: str = ""
-    description: str = ""
 
 
 def _parse_time(value: str, path: Path) -> str:
