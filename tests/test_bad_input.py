@@ -424,6 +424,23 @@ def _incoming_cases(command: str) -> Callable[[Ctx], list[Case]]:
     return cases
 
 
+def _asdf_cases(ctx: Ctx) -> list[Case]:
+    """``archive add`` of an ``.asdf`` file: an ASDF file obsflow did not write (no
+    ``obsflow`` mark), and a file that is not ASDF at all."""
+    import asdf
+
+    foreign = ctx.tmp / "foreign_cal.asdf"
+    asdf.AsdfFile({"data": np.zeros((4, 4), np.float32), "meta": {"telescope": "JWST"}}
+                  ).write_to(foreign)
+    garbage = ctx.tmp / "garbage_cal.asdf"
+    garbage.write_bytes(b"SIMPLE  =                    T\n")
+    add = ["archive", "add", "--site", str(ctx.site)]
+    return [Case([*add, str(foreign)], (foreign.name, "not an obsflow product"),
+                 inputs=[foreign], watched=[ctx.site, ctx.tmp]),
+            Case([*add, str(garbage)], (garbage.name, "not an ASDF file"),
+                 inputs=[garbage], watched=[ctx.site, ctx.tmp])]
+
+
 def _foreign_file(path: Path) -> None:
     """Eight packets of APID 1025 (webb_like science), which smallsat does not define."""
     n = 8
@@ -482,7 +499,8 @@ CASES: dict[str, Callable[[Ctx], list[Case]]] = {
     "plan visibility": _plan_visibility_cases,
     "propose check": _propose_cases,
     "archive add": _both(_config_cases("archive add", _good),  # a _rate's layout is not Level 1's
-                         _level1_cases("archive add", [v for v in LEVEL1_VARIANTS if "_rate" not in v]), _light_curve_cases),
+                         _level1_cases("archive add", [v for v in LEVEL1_VARIANTS if "_rate" not in v]), _light_curve_cases,
+                         _asdf_cases),
     "archive hips": _site_cmd("archive hips"),
     "archive program add": _site_cmd("archive program add", "01234", "--exclusive-months", "12"),
     "calibrate": _both(_config_cases("calibrate", _good),

@@ -296,6 +296,22 @@ def test_product_formats_from_file_and_env(tmp_path: Path) -> None:
     assert SiteConfig.for_root(tmp_path).products.formats == ("fits",)
 
 
+def test_asdf_kinds_from_file_and_env(tmp_path: Path) -> None:
+    _write(tmp_path, '[products]\nformats = ["fits", "asdf"]\nasdf_kinds = ["uncal", "segm"]\n')
+    cfg = load_config(tmp_path, env={})
+    assert cfg.products.asdf_kinds == ("uncal", "segm")
+    write_config(cfg, cfg.config_path)
+    assert load_config(tmp_path, env={}) == cfg
+    assert load_config(tmp_path, env={"OBSFLOW_PRODUCTS__ASDF_KINDS": "rate,crf"}
+                       ).products.asdf_kinds == ("rate", "crf")
+    assert SiteConfig.for_root(tmp_path).products.asdf_kinds == ("cal", "i2d")
+    _write(tmp_path, "")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, env={"OBSFLOW_PRODUCTS__ASDF_KINDS": "cal,cat"})
+    assert "OBSFLOW_PRODUCTS__ASDF_KINDS" in str(info.value)
+    assert "products.asdf_kinds" in str(info.value)
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("asdf", "'fits' must be one of the formats"), ("fits,hdf5", "products.formats")])
 def test_product_formats_must_be_known_and_keep_fits(tmp_path: Path, value: str,

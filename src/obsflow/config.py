@@ -242,12 +242,17 @@ class ProductsSection(_Section):
 
     formats: tuple[Literal["fits", "asdf"], ...] = Field(
         default=("fits",),
-        description="file formats of calibrated (_cal) and level-3 image (_i2d) products: "
-        "'fits' always; with 'asdf' the job that writes the FITS also writes its pure ASDF "
-        "form, registered as a second file of the same product",
+        description="file formats of the site's image products (the kinds of asdf_kinds): "
+        "'fits' always; with 'asdf' the job that writes (or registers) the FITS also writes "
+        "its pure ASDF form, registered as a second file of the same product",
     )
 
-    _split_formats = field_validator("formats", mode="before")(_comma_list)
+    asdf_kinds: tuple[Literal["uncal", "rate", "rateints", "cal", "crf", "i2d", "segm"], ...] = (
+        Field(default=("cal", "i2d"),
+              description="product kinds written in pure ASDF too when formats has 'asdf' "
+              "(any of uncal, rate, rateints, cal, crf, i2d, segm)"))
+
+    _split_formats = field_validator("formats", "asdf_kinds", mode="before")(_comma_list)
 
     @field_validator("formats")
     @classmethod

@@ -39,14 +39,19 @@ def archive() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True,
                                                                    dir_okay=False))
 def archive_add(site_dir: Path | None, files: tuple[Path, ...]) -> None:
-    """Register product FILES (idempotent; changed content makes a new version)."""
+    """Register product FILES (idempotent; changed content makes a new version).
+
+    FITS products, tables, colour images, and obsflow's pure-ASDF products
+    (``x_cal.asdf``): one whose FITS twin is registered becomes that product's
+    ASDF file; an ASDF file obsflow did not write is refused."""
     table = Table(title="registered products")
     for column in ("file", "product", "version", "status"):
         table.add_column(column)
     with Archive.from_site(_site(site_dir)) as arch:
         for path in files:
             record = register_product(arch, path)
-            status = "[green]added[/green]" if record.created else "already there"
+            status = ("[green]ASDF file attached[/green]" if record.attached else
+                      "[green]added[/green]" if record.created else "already there")
             table.add_row(path.name, record.product_id, str(record.version), status)
     output_console().print(table)
 

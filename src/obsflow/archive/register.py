@@ -91,7 +91,7 @@ from obsflow.models.level1 import UNCAL_DATAMODEL, check_uncal
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import PROVENANCE_EXTNAME, Provenance, RefFileUse
 
-__all__ = ["ASDF_KINDS", "FORMAT_TYPES", "KINDS", "MANUAL_RUN", "OtherFile", "ProductRecord",
+__all__ = ["ASDF_KINDS", "FITS_KINDS", "FORMAT_TYPES", "KINDS", "MANUAL_RUN", "OtherFile", "ProductRecord",
            "Registration", "ensure_run", "register_outputs", "register_product",
            "register_program", "with_site_formats"]
 
@@ -105,7 +105,11 @@ RUN_KINDS = ("ingest", "prompt", "campaign", "manual", "legacy")
 """What a run can be (see :class:`obsflow.archive.schema.Run`)."""
 
 ASDF_KINDS = ("cal", "i2d")
-"""Product kinds a site writes in pure ASDF too when its ``[products] formats`` has ``asdf``."""
+"""Product kinds a site writes in pure ASDF too when its ``[products] formats`` has ``asdf``
+(the default of ``[products] asdf_kinds``)."""
+
+FITS_KINDS = ("uncal", "rate", "rateints", "cal", "crf", "i2d", "segm")
+"""Every FITS product kind: each can be written as pure ASDF (``asdf_kinds``)."""
 
 FORMAT_TYPES = {"asdf": "application/asdf"}
 """Format of a product's other file -> its media type."""
@@ -155,15 +159,17 @@ class Registration:
     files: tuple[OtherFile, ...] = ()
 
 
-def with_site_formats(reg: Registration, formats: Sequence[str]) -> Registration:
+def with_site_formats(reg: Registration, formats: Sequence[str],
+                      kinds: Sequence[str] = ASDF_KINDS) -> Registration:
     """``reg`` with the files of the other formats a site writes (``[products] formats``):
-    the pure ASDF form of a ``_cal`` or ``_i2d`` FITS product, written now (atomically,
-    beside it, :func:`obsflow.models.asdffile.write_asdf_copy`); else ``reg`` unchanged."""
-    if "asdf" not in formats or reg.ref.kind not in ASDF_KINDS:
+    the pure ASDF form of a FITS product of one of ``kinds`` (``[products] asdf_kinds``),
+    written now (atomically, beside it, :func:`obsflow.models.asdffile.write_asdf_copy`;
+    the same FITS file gives the same bytes); else ``reg`` unchanged."""
+    if "asdf" not in formats or reg.ref.kind not in kinds or reg.ref.kind not in FITS_KINDS:
         return reg
     from obsflow.models.asdffile import write_asdf_copy
 
-    written = write_asdf_copy(reg.path)
+    written = write_asdf_copy(reg.path, fits_sha256=reg.sha256)
     return replace(reg, files=(OtherFile("asdf", written.path, written.sha256, written.size),))
 
 
@@ -184,6 +190,8 @@ class ProductRecord:
     """True if this call added the version; False if it was registered already."""
     uuid: str = ""
     run: str = ""
+    attached: bool = False
+    """True if this call attached a pure-ASDF file to the registered product."""
 
 
 def _record(row: Product, exposure: Exposure, created: bool) -> ProductRecord:
@@ -246,15 +254,15 @@ def _open_checked(path: Path, verify: bool) -> fits.HDUList:
     return hdul
 
 
-def _preview_data(path: Path, sci: Any) -> np.ndarray:
-    """The SCI array to preview (2-D, or the first and last group of a 4-D ramp)."""
-    shape = sci.shape
+def _preview_data(path: Path, shape: tuple[int, ...], section: Any) -> np.ndarray:
+    """The SCI array to preview (2-D, or the first and last group of a 4-D ramp);
+    ``section`` indexes it (a FITS HDU's ``section``, or the array)."""
     if len(shape) == 2:
-        return np.asarray(sci.section[:, :])
+        return np.asarray(section[:, :])
     if len(shape) == 3:  # per-integration images (_rateints): the first
-        return np.asarray(sci.section[0])
+        return np.asarray(section[0])
     if len(shape) == 4:
-        return np.stack([sci.section[0, 0], sci.section[0, shape[1] - 1]])[None]
+        return np.stack([section[0, 0], section[0, shape[1] - 1]])[None]
     raise ProductFileError(f"{path.name}: SCI has shape {shape}; expected a 2-D image, "
                            "a 3-D stack of integrations or a 4-D ramp cube")
 
@@ -267,9 +275,26 @@ class _Read:
     sci_header: fits.Header
     data: np.ndarray
     provenance: Provenance | None
+    twin_sha256: str = ""
+    """A pure-ASDF product's FITS twin's sha256 (its reference when it has none)."""
+
+
+def _read_asdf(path: Path) -> _Read:
+    """An obsflow pure-ASDF product (:func:`obsflow.models.asdffile.read_asdf_product`)."""
+    from obsflow.models.asdffile import read_asdf_product
+
+    product = read_asdf_product(path)
+    data = product.arrays["data"]
+    if product.primary.get("PRODKIND") == "uncal" and (data.dtype != np.uint16 or data.ndim != 4):
+        raise ProductFileError(f"{path.name}: a Level-1 ramp must be a 4-D uint16 array; "
+                               f"'data' is {data.ndim}-D {data.dtype}")
+    return _Read(product.primary, product.sci_header, _preview_data(path, data.shape, data),
+                 product.provenance, product.fits_sha256)
 
 
 def _read_product(path: Path, verify: bool) -> _Read:
+    if path.suffix == ".asdf":
+        return _read_asdf(path)
     with _open_checked(path, verify) as hdul:
         primary = hdul[0].header
         if (path.name.endswith("_uncal.fits") or primary.get("PRODKIND") == "uncal"
@@ -281,7 +306,8 @@ def _read_product(path: Path, verify: bool) -> _Read:
         prov = (Provenance.from_hdu(hdul[PROVENANCE_EXTNAME], path.name)
                 if PROVENANCE_EXTNAME in hdul and "JSON" in hdul[PROVENANCE_EXTNAME].columns.names
                 else None)
-        return _Read(hdul[0].header.copy(), sci.header.copy(), _preview_data(path, sci), prov)
+        return _Read(hdul[0].header.copy(), sci.header.copy(),
+                     _preview_data(path, sci.shape, sci.section), prov)
 
 
 def _meta(path: Path, primary: fits.Header) -> ExposureMeta:
@@ -292,7 +318,8 @@ def _meta(path: Path, primary: fits.Header) -> ExposureMeta:
 
 
 def _kind(path: Path) -> str:
-    stem = path.name.removesuffix(".ecsv").removesuffix(".fits").removesuffix(".gz")
+    stem = (path.name.removesuffix(".ecsv").removesuffix(".asdf").removesuffix(".fits")
+            .removesuffix(".gz"))
     kind = stem.rsplit("_", 1)[-1] if "_" in stem else ""
     if kind not in KINDS:
         raise UnknownOptionError(f"product kind (file-name suffix) of {path.name}", kind, KINDS)
@@ -341,7 +368,8 @@ def registration_from_file(path: Path | str) -> Registration:
                                    f"file-name suffix {kind!r}")
     sha256 = sha256_file(path)
     if ref is None:  # made outside a site: the same bytes always get the same reference
-        ref = ProductRef.derived(kind, meta.data_id, MANUAL_RUN, sha256)
+        # (a pure-ASDF product: its FITS twin's bytes, so both are one product)
+        ref = ProductRef.derived(kind, meta.data_id, MANUAL_RUN, read.twin_sha256 or sha256)
     prov = read.provenance or _header_provenance(read.primary, ref.run)
     return Registration(path, ref, prov, sha256, path.stat().st_size)
 
@@ -498,8 +526,9 @@ def _stage_fits(settings: ArchiveSettings, reg: Registration, read: _Read) -> _S
     key = _store_key(settings, reg)
     previews = _put_previews(settings, reg, render_previews(read.data))
     ndim = int(read.sci_header["NAXIS"])
+    content_type = FORMAT_TYPES["asdf"] if reg.path.suffix == ".asdf" else "application/fits"
     return _Staged(reg, meta, footprint_from_header(read.sci_header, read.primary),
-                   "image" if ndim == 2 else "cube", "application/fits", key, previews,
+                   "image" if ndim == 2 else "cube", content_type, key, previews,
                    _sampling(read.sci_header, meta), _store_others(settings, reg))
 
 
@@ -726,7 +755,10 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
 
     Idempotent: the same file (same UUID) registered twice gives the same
     record.  With a ``Session`` pass ``settings`` too; the caller then
-    commits (rows are only flushed).
+    commits (rows are only flushed).  A pure-ASDF product (``.asdf``) whose
+    FITS twin is registered becomes that product's ASDF file
+    (``product_files``, :func:`_attach_asdf`); else it is registered as a
+    product of its own, served as ``application/asdf``.
 
     Raises
     ------
@@ -736,6 +768,10 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         The file-name suffix is not a known product kind.
     """
     reg = registration_from_file(path)
+    if reg.path.suffix == ".asdf":
+        attached = _attach_asdf(target, reg, settings)
+        if attached is not None:
+            return attached
     if not isinstance(target, Session):
         return register_outputs(target, [reg], settings=settings, now=now)[0]
     with unit_of_work(target, settings) as (session, cfg):
@@ -745,3 +781,31 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         if reg.ref.kind in TABLE_KINDS:
             _known_exposure(session, reg)
         return _commit_one(session, cfg, _stage(cfg, reg, verify=False), now)
+
+
+def _attach_asdf(target: Archive | SiteConfig | Session, reg: Registration,
+                 settings: ArchiveSettings | None) -> ProductRecord | None:
+    """Attach the pure-ASDF product ``reg`` to its registered FITS twin (same UUID) as its
+    ``asdf`` file (stored beside it); None when no product has that UUID.  Attaching the
+    same bytes again changes nothing (``created`` False)."""
+    with unit_of_work(target, settings) as (session, cfg):
+        found = session.execute(select(Product, Exposure).join(
+            Exposure, Product.exposure_id == Exposure.id).where(
+                Product.uuid == reg.ref.uuid)).first()
+        if found is None:
+            return None
+        row, exposure = found
+        if row.content_type == FORMAT_TYPES["asdf"]:  # registered as its own product before
+            return _record(row, exposure, created=False)
+        other = session.get(ProductFile, (row.id, "asdf"))
+        if other is not None:
+            if other.sha256 != reg.sha256:
+                raise ArchiveError(f"{reg.path.name}: product {row.product_id} has an ASDF "
+                                   f"file already ({other.filename}, sha256 {other.sha256[:12]}"
+                                   f"...); this one has sha256 {reg.sha256[:12]}...")
+            return _record(row, exposure, created=False)
+        key = _store_file(cfg, reg.path, str(Path(row.path).with_suffix(".asdf")), reg.sha256)
+        session.add(ProductFile(product_pk=row.id, format="asdf", filename=reg.path.name,
+                                path=key, size=reg.size, sha256=reg.sha256,
+                                content_type=FORMAT_TYPES["asdf"]))
+        return replace(_record(row, exposure, created=True), attached=True)

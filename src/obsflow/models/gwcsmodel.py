@@ -53,7 +53,8 @@ def _distortion(wcs: WCS) -> Any:
     it is fitted once per detector and process (:func:`_inverse_fit`), not per product,
     and the one model is shared by every WCS of that detector (nothing modifies it).
     """
-    nx, ny = wcs.pixel_shape or (2 * wcs.wcs.crpix[0], 2 * wcs.wcs.crpix[1])
+    # a level-1 (4-D) header read with naxis=2 keeps its 4 sizes: the first two are x, y
+    nx, ny = (wcs.pixel_shape or (2 * wcs.wcs.crpix[0], 2 * wcs.wcs.crpix[1]))[:2]
     a, b = np.ascontiguousarray(wcs.sip.a, float), np.ascontiguousarray(wcs.sip.b, float)
     return _inverse_fit(a.tobytes(), b.tobytes(), a.shape[0],
                         (float(wcs.wcs.crpix[0]), float(wcs.wcs.crpix[1])), (float(nx), float(ny)))

@@ -134,7 +134,7 @@ def site_registration_inputs(cfg: SiteConfig, registration: Registration) -> dic
     :func:`obsflow.archive.register.with_site_formats`)."""
     from obsflow.archive.register import with_site_formats
 
-    reg = with_site_formats(registration, cfg.products.formats)
+    reg = with_site_formats(registration, cfg.products.formats, cfg.products.asdf_kinds)
     root = cfg.products_dir
     return registration_inputs(
         reg.ref, str(reg.path.relative_to(root)), reg.sha256, reg.size, reg.provenance,
@@ -217,7 +217,7 @@ def _program(ctx: JobContext, inputs: dict[str, Any]) -> Result:
 
 
 def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
-    from obsflow.archive.register import Registration, register_outputs
+    from obsflow.archive.register import Registration, register_outputs, with_site_formats
     from obsflow.calibrate.pipeline import CalibrationOptions, calibrate_product, in_runs
     from obsflow.ingest import current_level1_version
     from obsflow.refdata.registry import SiteRefs
@@ -226,6 +226,8 @@ def _calibrate(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     if current_level1_version(ctx.engine, int(inputs["exposure_id"])) > int(inputs["version"]):
         return Result({"superseded": True, "products": []})
     level1 = registration_of(cfg, inputs)
+    # the assembly wrote the FITS only: its ASDF form now, if the site wants it
+    level1 = with_site_formats(level1, cfg.products.formats, cfg.products.asdf_kinds)
     started = time.perf_counter()
     register_outputs(archive_of(ctx), [level1])  # the input first: outputs link to it
     registered = time.perf_counter()

@@ -273,7 +273,8 @@ def run_item(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     change = _changes(engine, cfg, inputs["replaces"], wanted)
     records = register_outputs(archive_of(ctx), [
         with_site_formats(Registration(p.path, p.ref, p.provenance, p.sha256, p.size),
-                          cfg.products.formats) for p in wanted.values()])
+                          cfg.products.formats, cfg.products.asdf_kinds)
+        for p in wanted.values()])
     products = [r.product_id for r in records]
     outputs = {"products": products, "change": change,
                "seconds": round(time.perf_counter() - started, 3)}

@@ -134,12 +134,13 @@ def make_image3(ctx: JobContext, inputs: dict[str, Any]) -> Result:
     made = make_mosaic(asn, ctx.cfg.products_dir, ctx.cfg.load_profile(), run,
                        site_astrocat(ctx, asn), options)
     archive = archive_of(ctx)
-    register_outputs(archive, [Registration(c.path, c.ref, c.provenance, c.sha256, c.size)
-                               for c in made.crfs])
+    formats, kinds = ctx.cfg.products.formats, ctx.cfg.products.asdf_kinds
+    register_outputs(archive, [with_site_formats(Registration(
+        c.path, c.ref, c.provenance, c.sha256, c.size), formats, kinds) for c in made.crfs])
     m = made.mosaic
     # the mosaic, its segmentation map and catalog in one transaction: never one without the others
     record = register_outputs(archive, [with_site_formats(Registration(
-        p.path, p.ref, p.provenance, p.sha256, p.size), ctx.cfg.products.formats)
+        p.path, p.ref, p.provenance, p.sha256, p.size), formats, kinds)
         for p in (m, *made.catalog)])[0]
     children = colour_specs(ctx.engine, m.ref)
     return Result({"product_id": record.product_id, "product": m.ref.relpath(),
