@@ -39,8 +39,8 @@ from obsflow.archive.schema import Exposure, FootprintCell, Product
 from obsflow.archive.sky import Footprint, angle_deg, cone_ranges, healpix_at, unit_vector
 from obsflow.archive.vo import sphere
 
-__all__ = ["COVER_ORDERS", "EXPOSURE_COLUMNS", "MAX_CELLS", "Region", "Spoly", "coverage_cells",
-           "overlap_clause", "per_dialect", "region_ranges", "spoint", "stcs_spoly"]
+__all__ = ["COVER_ORDERS", "EXPOSURE_COLUMNS", "MAX_CELLS", "Region", "Spoly", "cells_clause",
+           "coverage_cells", "overlap_clause", "per_dialect", "region_ranges", "spoint", "stcs_spoly"]
 
 COVER_ORDERS = (10, 6, 2)
 """HEALPix orders a footprint's cells may have (pixels of about 3.4 arcmin, 55 arcmin
@@ -220,8 +220,15 @@ def overlap_clause(region: Region, columns: tuple[Any, Any, Any, Any] | None = N
     """
     eid, region_col, ra, dec = columns or (Product.exposure_id, Exposure.s_region,
                                            Exposure.s_ra, Exposure.s_dec)
+    exact = [_exact(shape, (region_col, ra, dec)) for shape in region.shapes]
+    return and_(cells_clause(region, eid), or_(*exact) if len(exact) > 1 else exact[0])
+
+
+def cells_clause(region: Region, exposure_id: Any) -> ColumnElement[bool]:
+    """SQL condition, the prefilter alone: the exposure ``exposure_id`` has a footprint cell
+    among those covering ``region`` (true of every exposure whose footprint, or position,
+    meets the region's bounding cones; the exact test follows it)."""
     cell = FootprintCell.cell
     cells = select(FootprintCell.exposure_id).where(
         or_(*(cell.between(lo, hi) for lo, hi in region_ranges(region))))
-    exact = [_exact(shape, (region_col, ra, dec)) for shape in region.shapes]
-    return and_(eid.in_(cells), or_(*exact) if len(exact) > 1 else exact[0])
+    return exposure_id.in_(cells)

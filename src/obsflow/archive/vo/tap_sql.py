@@ -13,7 +13,12 @@ table, in either argument order of the comparison, is the indexed HEALPix
 cone test of :func:`~obsflow.archive.sky.cone_clause` on both databases.
 Other shapes use pg_sphere on PostgreSQL (``@`` contains, ``&&`` overlaps,
 ``<->`` distance) and the functions of :mod:`obsflow.archive.vo.sphere`
-registered on the SQLite connection.
+registered on the SQLite connection; CONTAINS / INTERSECTS between an
+ObsCore row's ``s_region`` (or ``POINT(s_ra, s_dec)``) and a shape of
+literals, either argument first, get the indexed HEALPix prefilter first
+(:meth:`_Compiler.prefilter`: the footprint cells SIA2 and cone search use,
+or the centre's HEALPix index), so they read only the candidates' rows and
+answer as without it.
 
 A query that may fail on a row's values (arithmetic, most functions) reads
 ObsCore through a ``MATERIALIZED`` CTE, so the policy's filter runs first
@@ -24,6 +29,7 @@ and an error can never reveal a hidden row.  Queries run read-only with a
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -53,12 +60,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from obsflow.archive.footprints import Spoly
+from obsflow.archive.footprints import Region, Spoly, cells_clause
 from obsflow.archive.footprints import spoint as _spoint
 from obsflow.archive.footprints import stcs_spoly as _stcs_spoly
 from obsflow.archive.policy import Viewer
-from obsflow.archive.sky import cone_clause
-from obsflow.archive.vo import adql
+from obsflow.archive.sky import cone_clause, cone_ranges
+from obsflow.archive.vo import adql, sphere
 from obsflow.archive.vo.obscore import ColumnSpec
 from obsflow.archive.vo.tap_tables import (
     HIDDEN,
@@ -198,6 +205,49 @@ def _is_position(node: adql.Func) -> bool:
     """POINT(frame, s_ra, s_dec) with plain columns."""
     return (node.name == "POINT" and len(node.args) == 3
             and [getattr(a, "name", "").lower() for a in node.args[1:]] == ["s_ra", "s_dec"])
+
+
+def _number(node: adql.Value) -> float | None:
+    """A numeric literal (or its negation) as a float, else None."""
+    if isinstance(node, adql.Neg):
+        inner = _number(node.operand)
+        return None if inner is None else -inner
+    if isinstance(node, adql.Literal) and isinstance(node.value, int | float) \
+            and not isinstance(node.value, bool):
+        return float(node.value)
+    return None
+
+
+def _literal_region(node: adql.Value) -> Region | None:
+    """The footprint-search :class:`Region` bounding a POINT / CIRCLE / BOX / POLYGON of
+    numeric literals (ICRS degrees), or None (not such a shape, out of range, or a polygon
+    whose bounding cone would reach a hemisphere: no prefilter then)."""
+    if not (isinstance(node, adql.Func) and node.name in _GEOMETRY and len(node.args) >= 3):
+        return None
+    nums = [_number(a) for a in node.args[1:]]
+    if any(n is None for n in nums) or not all(math.isfinite(n) for n in nums):  # type: ignore[arg-type]
+        return None
+    values = tuple(float(n) for n in nums)  # type: ignore[arg-type]
+    if node.name == "POINT" and len(values) == 2 and -90 <= values[1] <= 90:
+        return Region.circle(values[0], values[1], _POINT_RADIUS)
+    if node.name == "CIRCLE" and len(values) == 3 and -90 <= values[1] <= 90 \
+            and 0 < values[2] <= 90:
+        return Region.circle(*values)
+    if node.name == "BOX" and len(values) == 4:
+        values = sphere.box_polygon(*values)
+    elif node.name != "POLYGON" or len(values) < 6 or len(values) % 2:
+        return None
+    if any(not -90 <= d <= 90 for d in values[1::2]):
+        return None
+    vertices = sphere.Shape("polygon", values).vertices
+    if np.linalg.norm(vertices.sum(axis=0)) < 1e-9:
+        return None
+    region = Region.polygon(values)
+    return region if region.cones[0][2] < 90 else None
+
+
+_POINT_RADIUS = 1e-9
+"""Degrees: the cone a POINT's prefilter searches (inclusive cells: the point's own)."""
 
 
 def _time_literal(text: str) -> datetime:
@@ -424,9 +474,48 @@ class _Compiler:
         if cone is not None:
             return cone
         if self.pg:
-            return self.pg_predicate(call.name, a, b)
-        name = "obsflow_contains" if call.name == "CONTAINS" else "obsflow_intersects"
-        return getattr(func, name)(a.sql, b.sql) == 1
+            exact = self.pg_predicate(call.name, a, b)
+        else:
+            name = "obsflow_contains" if call.name == "CONTAINS" else "obsflow_intersects"
+            exact = getattr(func, name)(a.sql, b.sql) == 1
+        prefilter = self.prefilter(call, scope)
+        return exact if prefilter is None else and_(prefilter, exact)
+
+    def prefilter(self, call: adql.Func, scope: _Scope) -> Any:
+        """The indexed HEALPix prefilter of a CONTAINS / INTERSECTS between an ObsCore row's
+        ``s_region`` or ``POINT(s_ra, s_dec)`` and a shape of literals (either side), or None.
+
+        Whichever predicate it is, a row that passes it has its footprint (or centre) meeting
+        the shape, so the shape's bounding cones bound the candidates: ``s_region`` through
+        the footprint cells (:func:`~obsflow.archive.footprints.cells_clause`, as SIA2 and
+        cone search), the centre through its HEALPix index (as :func:`cone_clause`).
+        """
+        for row_side, shape_side in (call.args, reversed(call.args)):
+            region = _literal_region(shape_side)
+            if region is None:
+                continue
+            found = self.row_geometry(row_side, scope)
+            if found is None:
+                continue
+            source, is_region = found
+            if is_region:
+                return cells_clause(region, source.hidden[4])
+            hpx = source.hidden[3]
+            return or_(*(hpx.between(lo, hi) for ra, dec, radius in region.cones
+                         for lo, hi in cone_ranges(ra, dec, radius)))
+        return None
+
+    def row_geometry(self, node: adql.Value, scope: _Scope) -> tuple[_Source, bool] | None:
+        """(ObsCore source, True) for its ``s_region`` column, (source, False) for
+        ``POINT(frame, s_ra, s_dec)`` of one ObsCore source; else None."""
+        if isinstance(node, adql.ColumnRef) and node.name.lower() == "s_region":
+            source, _, _ = scope.resolve(node)
+            return (source, True) if source.hidden else None
+        if isinstance(node, adql.Func) and _is_position(node):
+            source, _, _ = scope.resolve(node.args[1])  # type: ignore[arg-type]
+            source2, _, _ = scope.resolve(node.args[2])  # type: ignore[arg-type]
+            return (source, False) if source is source2 and source.hidden else None
+        return None
 
     def cone(self, call: adql.Func, scope: _Scope) -> Any:
         """The indexed cone test for CONTAINS(POINT(s_ra, s_dec), CIRCLE(literals))."""
@@ -443,7 +532,7 @@ class _Compiler:
             return None
         ra, dec, radius = (float(v.value) for v in circle.args[1:])  # type: ignore[union-attr,arg-type]
         _check_circle(dec, radius)
-        return cone_clause(ra % 360.0, dec, radius, source.hidden)  # type: ignore[arg-type]
+        return cone_clause(ra % 360.0, dec, radius, source.hidden[:4])  # type: ignore[arg-type]
 
     def pg_predicate(self, name: str, a: _Expr, b: _Expr) -> Any:
         """CONTAINS / INTERSECTS with pg_sphere; an s_region is a polygon or (for products

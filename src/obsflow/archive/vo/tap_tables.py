@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Integer, String, cast, false, literal, null, select, union_all
 
 from obsflow.archive.policy import Viewer
-from obsflow.archive.schema import Exposure
+from obsflow.archive.schema import Exposure, Product
 from obsflow.archive.vo.obscore import COLUMNS, ColumnSpec, obscore_columns, obscore_select
 
 __all__ = ["ForeignKey", "HIDDEN", "TABLES", "TapTable", "adql_name", "find_table", "table_source"]
@@ -118,8 +118,9 @@ SCHEMAS: tuple[tuple[str, str], ...] = (
     ("ivoa", "IVOA-defined tables"), ("TAP_SCHEMA", "Metadata of this TAP service"))
 """``(schema, description)`` in order."""
 
-HIDDEN = ("obsflow_cx", "obsflow_cy", "obsflow_cz", "obsflow_hpx")
-"""Internal ObsCore columns (exposure unit vector, HEALPix index): not reachable from ADQL."""
+HIDDEN = ("obsflow_cx", "obsflow_cy", "obsflow_cz", "obsflow_hpx", "obsflow_eid")
+"""Internal ObsCore columns (exposure unit vector, HEALPix index of its centre, the product's
+exposure id for the footprint-cell prefilter): not reachable from ADQL."""
 
 _BY_NAME = {t.name.lower(): t for t in TABLES}
 
@@ -169,7 +170,7 @@ def table_source(table: TapTable, viewer: Viewer, now: datetime, base_url: str,
     ADQL names (see the module)."""
     if table is OBSCORE_TABLE:
         exprs = obscore_columns(base_url, authority)
-        hidden = (Exposure.cx, Exposure.cy, Exposure.cz, Exposure.hpx)
+        hidden = (Exposure.cx, Exposure.cy, Exposure.cz, Exposure.hpx, Product.exposure_id)
         return obscore_select(
             [exprs[c.name].label(adql_name(c)) for c in COLUMNS]
             + [col.label(name) for col, name in zip(hidden, HIDDEN, strict=True)],
