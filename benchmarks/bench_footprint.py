@@ -10,9 +10,13 @@
    * SIA2 ``POS=CIRCLE ra dec r`` (footprint overlap), ``POS=POLYGON`` (the
      square inscribed in the same cone) and ``POS=RANGE`` (the RA/Dec box of
      the same size), each answer a full ObsCore VOTable;
+   * TAP ``1=INTERSECTS(s_region, CIRCLE)``, ``INTERSECTS(POLYGON, s_region)=1``
+     (the SIA2 squares, the shape first) and ``1=CONTAINS(POINT(centre),
+     s_region)`` (through the same footprint-cell prefilter);
    * ``/api/search`` JSON cone (footprint overlap).
    Anchor in the same run: TAP ``CONTAINS(POINT(s_ra, s_dec), CIRCLE(...))``
-   over the same cones, the centre-only cone test.
+   over the same cones, the centre-only cone test, measured first and again
+   last (the machine's drift); every row's ratio to it and the load average.
    p50/p95 latency, end to end.
 
 Run with ``.venv/bin/python benchmarks/bench_footprint.py``.
@@ -24,6 +28,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_archive import build_catalog, serve  # noqa: E402
 from bench_vo import (  # noqa: E402
     Cone3,
+    Send,
     _report,
     _timed,
     _votable_rows,
@@ -81,22 +87,73 @@ def _range(c: tuple[float, float, float]) -> str:
             f"{min(dec + r, 90):.6f}")
 
 
+def _tap(adql: str) -> Send:
+    return lambda cl: cl.post("/vo/tap/sync", data={"REQUEST": "doQuery", "LANG": "ADQL",
+                                                     "QUERY": adql})
+
+
+def tap_intersects_circle(c: Cone3) -> Send:
+    """TAP ``1=INTERSECTS(s_region, CIRCLE)``: footprints overlapping the cone."""
+    return _tap("SELECT * FROM ivoa.ObsCore WHERE "
+                "1 = INTERSECTS(s_region, CIRCLE('ICRS', {}, {}, {}))".format(*c))
+
+
+def tap_intersects_polygon(c: Cone3) -> Send:
+    """TAP ``INTERSECTS(POLYGON, s_region) = 1`` (the shape first) with the SIA2 square."""
+    values = ", ".join(_polygon(c).split()[1:])
+    return _tap(f"SELECT * FROM ivoa.ObsCore WHERE INTERSECTS(POLYGON('ICRS', {values}), "
+                "s_region) = 1")
+
+
+def tap_contains_point(c: Cone3) -> Send:
+    """TAP ``1=CONTAINS(POINT(cone centre), s_region)``: footprints around a position."""
+    return _tap("SELECT * FROM ivoa.ObsCore WHERE "
+                "1 = CONTAINS(POINT('ICRS', {}, {}), s_region)".format(*c[:2]))
+
+
+def _measure(client: httpx.Client, name: str, sends: list[Send],
+             count: Callable[[httpx.Response], int] = _votable_rows) -> tuple[float, float]:
+    """Run ``sends`` and print their latencies; (p50, p95) ms."""
+    results = [_timed(client, send, count) for send in sends]
+    _report(name, results, "p95 <= 100 ms")
+    lat = np.array([r[0] for r in results])
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 95))
+
+
 def run(client: httpx.Client, cones: list[Cone3]) -> None:
     circle = ["CIRCLE {} {} {}".format(*c) for c in cones]
     for pos in circle[:10]:  # warm the page cache and the server
         _timed(client, sia2_request(pos), _votable_rows)
-    _report(f"SIA2 POS=CIRCLE footprint overlap ({CONES} cones, r 0.05-0.5 deg)",
-            [_timed(client, sia2_request(p), _votable_rows) for p in circle], "p95 <= 100 ms")
-    _report("SIA2 POS=POLYGON footprint overlap (square in the same cones)",
-            [_timed(client, sia2_request(_polygon(c)), _votable_rows) for c in cones],
-            "p95 <= 100 ms")
-    _report("SIA2 POS=RANGE footprint overlap (box around the same cones)",
-            [_timed(client, sia2_request(_range(c)), _votable_rows) for c in cones],
-            "p95 <= 100 ms")
-    _report("/api/search JSON cone, footprint overlap (same cones)",
-            [_timed(client, api_cone_request(c), api_rows) for c in cones], "p95 <= 100 ms")
-    _report("anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only (same cones)",
-            [_timed(client, tap_centre_request(c), _votable_rows) for c in cones], "")
+    print(f"load average before: {os.getloadavg()}")
+    anchor = _measure(client, "anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only",
+                      [tap_centre_request(c) for c in cones])
+    rows = {
+        f"SIA2 POS=CIRCLE footprint overlap ({CONES} cones, r 0.05-0.5 deg)":
+            [sia2_request(p) for p in circle],
+        "SIA2 POS=POLYGON footprint overlap (square in the same cones)":
+            [sia2_request(_polygon(c)) for c in cones],
+        "SIA2 POS=RANGE footprint overlap (box around the same cones)":
+            [sia2_request(_range(c)) for c in cones],
+        "TAP 1=INTERSECTS(s_region, CIRCLE) (same cones)":
+            [tap_intersects_circle(c) for c in cones],
+        "TAP INTERSECTS(POLYGON, s_region)=1 (the SIA2 squares)":
+            [tap_intersects_polygon(c) for c in cones],
+        "TAP 1=CONTAINS(POINT(cone centre), s_region)": [tap_contains_point(c) for c in cones],
+    }
+    ratios = []
+    for name, sends in rows.items():
+        p50, p95 = _measure(client, name, sends)
+        ratios.append((name, p50 / anchor[0], p95 / anchor[1]))
+    p50, p95 = _measure(client, "/api/search JSON cone, footprint overlap (same cones)",
+                        [api_cone_request(c) for c in cones], api_rows)
+    ratios.append(("/api/search", p50 / anchor[0], p95 / anchor[1]))
+    again = _measure(client, "anchor again (drift of the machine during the run)",
+                     [tap_centre_request(c) for c in cones])
+    print(f"load average after: {os.getloadavg()}")
+    print(f"anchor p50 {anchor[0]:.1f} -> {again[0]:.1f} ms, p95 {anchor[1]:.1f} -> "
+          f"{again[1]:.1f} ms")
+    for name, r50, r95 in ratios:
+        print(f"  {name}: {r50:.2f} x anchor at p50, {r95:.2f} x at p95")
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
-from sqlalchemy import Boolean, ColumnElement, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Boolean, ColumnElement, and_, case, cast, func, literal, or_, select, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import UserDefinedType
@@ -39,8 +39,9 @@ from obsflow.archive.schema import Exposure, FootprintCell, Product
 from obsflow.archive.sky import Footprint, angle_deg, cone_ranges, healpix_at, unit_vector
 from obsflow.archive.vo import sphere
 
-__all__ = ["COVER_ORDERS", "EXPOSURE_COLUMNS", "MAX_CELLS", "Region", "Spoly", "cells_clause",
-           "coverage_cells", "overlap_clause", "per_dialect", "region_ranges", "spoint", "stcs_spoly"]
+__all__ = ["COVER_ORDERS", "EXPOSURE_COLUMNS", "MAX_CELLS", "VECTOR_COLUMNS", "Region", "Spoly",
+           "cells_clause", "coverage_cells", "near_clause", "overlap_clause", "per_dialect",
+           "region_ranges", "spoint", "stcs_spoly"]
 
 COVER_ORDERS = (10, 6, 2)
 """HEALPix orders a footprint's cells may have (pixels of about 3.4 arcmin, 55 arcmin
@@ -209,19 +210,58 @@ def _exact(shape: sphere.Shape, columns: tuple[Any, Any, Any]) -> _PerDialect:
     return _PerDialect(lite, pg)
 
 
-def overlap_clause(region: Region, columns: tuple[Any, Any, Any, Any] | None = None
-                   ) -> ColumnElement[bool]:
+def near_clause(cone: tuple[float, float, float], vectors: tuple[Any, Any, Any, Any]
+                ) -> ColumnElement[bool]:
+    """SQL condition, arithmetic only: the footprint's bounding cone (centre unit vector
+    ``cx, cy, cz``, radius ``s_fov / 2`` degrees) may meet ``cone`` (ra, dec, radius deg).
+
+    The chord between the centres is at most their angle, so a chord longer than the two
+    radii (in radians) proves them apart: ``|c - c0|^2 > (r + s_fov / 2)^2`` rejects a row
+    without the exact polygon test (a tiny slack keeps touching shapes)."""
+    cx, cy, cz, fov = vectors
+    x, y, z = unit_vector(cone[0], cone[1])
+    reach = math.radians(cone[2]) * (1 + 1e-9) + 1e-12
+    bound = literal(reach) + fov * literal(math.pi / 360 * (1 + 1e-9))
+    return ((cx - literal(x)) * (cx - literal(x)) + (cy - literal(y)) * (cy - literal(y))
+            + (cz - literal(z)) * (cz - literal(z))) <= bound * bound
+
+
+def _centre_in(cone: tuple[float, float, float], vectors: tuple[Any, Any, Any, Any]
+               ) -> ColumnElement[bool]:
+    """The footprint's centre lies in the circle ``cone``: it overlaps, as a footprint holds
+    its centre (its image's middle pixel, or the position it is)."""
+    cx, cy, cz, _ = vectors
+    x, y, z = unit_vector(cone[0], cone[1])
+    return cx * literal(x) + cy * literal(y) + cz * literal(z) >= literal(
+        math.cos(math.radians(cone[2])) * (1 + 1e-12))
+
+
+VECTOR_COLUMNS = (Exposure.cx, Exposure.cy, Exposure.cz, Exposure.s_fov)
+"""``overlap_clause``'s default centre unit vector and field-of-view columns."""
+
+
+def overlap_clause(region: Region, columns: tuple[Any, Any, Any, Any] | None = None,
+                   vectors: tuple[Any, Any, Any, Any] = VECTOR_COLUMNS) -> ColumnElement[bool]:
     """SQL condition: the exposure's footprint overlaps ``region`` (HEALPix cell prefilter,
-    then the exact test).
+    then the cheap bounding-cone test in SQL, then the exact test).
 
     ``columns`` are the (exposure id, s_region, s_ra, s_dec) columns to test, by default
     ``products.exposure_id`` and the ``exposures`` table's (a query of products joined to
-    their exposures then starts from the cells: ``ix_products_exposure`` takes the list).
+    their exposures then starts from the cells: ``ix_products_exposure`` takes the list);
+    ``vectors`` the (cx, cy, cz, s_fov) ones.  Per shape of the region: rows whose
+    bounding cone misses the shape's bounding cone are dropped by arithmetic
+    (:func:`near_clause`); for a circle, a row whose centre lies inside is taken without
+    the exact test; the rest get the exact test.
     """
     eid, region_col, ra, dec = columns or (Product.exposure_id, Exposure.s_region,
                                            Exposure.s_ra, Exposure.s_dec)
-    exact = [_exact(shape, (region_col, ra, dec)) for shape in region.shapes]
-    return and_(cells_clause(region, eid), or_(*exact) if len(exact) > 1 else exact[0])
+    tests = []
+    for shape, cone in zip(region.shapes, region.cones, strict=True):
+        exact: ColumnElement[bool] = _exact(shape, (region_col, ra, dec))
+        if shape.kind == "circle":
+            exact = case((_centre_in(cone, vectors), true()), else_=exact)
+        tests.append(and_(near_clause(cone, vectors), exact))
+    return and_(cells_clause(region, eid), or_(*tests) if len(tests) > 1 else tests[0])
 
 
 def cells_clause(region: Region, exposure_id: Any) -> ColumnElement[bool]:

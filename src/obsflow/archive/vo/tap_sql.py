@@ -60,7 +60,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from obsflow.archive.footprints import Region, Spoly, cells_clause
+from obsflow.archive.footprints import Region, Spoly, cells_clause, near_clause
 from obsflow.archive.footprints import spoint as _spoint
 from obsflow.archive.footprints import stcs_spoly as _stcs_spoly
 from obsflow.archive.policy import Viewer
@@ -488,7 +488,9 @@ class _Compiler:
         Whichever predicate it is, a row that passes it has its footprint (or centre) meeting
         the shape, so the shape's bounding cones bound the candidates: ``s_region`` through
         the footprint cells (:func:`~obsflow.archive.footprints.cells_clause`, as SIA2 and
-        cone search), the centre through its HEALPix index (as :func:`cone_clause`).
+        cone search) and its bounding cone (``s_fov``, arithmetic:
+        :func:`~obsflow.archive.footprints.near_clause`), the centre through its HEALPix
+        index (as :func:`cone_clause`).
         """
         for row_side, shape_side in (call.args, reversed(call.args)):
             region = _literal_region(shape_side)
@@ -498,9 +500,11 @@ class _Compiler:
             if found is None:
                 continue
             source, is_region = found
-            if is_region:
-                return cells_clause(region, source.hidden[4])
-            hpx = source.hidden[3]
+            cx, cy, cz, hpx, eid = source.hidden
+            if is_region:  # then the bounding cones by arithmetic, before the exact test
+                vectors = (cx, cy, cz, source.columns["s_fov"][1])
+                near = [near_clause(cone, vectors) for cone in region.cones]
+                return and_(cells_clause(region, eid), *near)
             return or_(*(hpx.between(lo, hi) for ra, dec, radius in region.cones
                          for lo, hi in cone_ranges(ra, dec, radius)))
         return None
