@@ -15,8 +15,9 @@
      s_region)`` (through the same footprint-cell prefilter);
    * ``/api/search`` JSON cone (footprint overlap).
    Anchor in the same run: TAP ``CONTAINS(POINT(s_ra, s_dec), CIRCLE(...))``
-   over the same cones, the centre-only cone test, measured first and again
-   last (the machine's drift); every row's ratio to it and the load average.
+   over the same cones, the centre-only cone test.  Every kind runs on one
+   cone before the next cone (the shared machine's drift falls on all alike);
+   every row's ratio to the anchor, and the load average before and after.
    p50/p95 latency, end to end.
 
 Run with ``.venv/bin/python benchmarks/bench_footprint.py``.
@@ -111,49 +112,46 @@ def tap_contains_point(c: Cone3) -> Send:
                 "1 = CONTAINS(POINT('ICRS', {}, {}), s_region)".format(*c[:2]))
 
 
-def _measure(client: httpx.Client, name: str, sends: list[Send],
-             count: Callable[[httpx.Response], int] = _votable_rows) -> tuple[float, float]:
-    """Run ``sends`` and print their latencies; (p50, p95) ms."""
-    results = [_timed(client, send, count) for send in sends]
+def _summary(name: str, results: list[tuple[float, int]]) -> tuple[float, float]:
+    """Print one row's latencies; its (p50, p95) ms."""
     _report(name, results, "p95 <= 100 ms")
     lat = np.array([r[0] for r in results])
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 95))
 
 
+ANCHOR = "anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only"
+
+
 def run(client: httpx.Client, cones: list[Cone3]) -> None:
-    circle = ["CIRCLE {} {} {}".format(*c) for c in cones]
-    for pos in circle[:10]:  # warm the page cache and the server
-        _timed(client, sia2_request(pos), _votable_rows)
-    print(f"load average before: {os.getloadavg()}")
-    anchor = _measure(client, "anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only",
-                      [tap_centre_request(c) for c in cones])
-    rows = {
+    """Every kind of search for one cone, then the next cone: the machine's drift (it is
+    shared) falls on every row alike, and each row's ratio to the anchor is fair."""
+    kinds: dict[str, tuple[Callable[[Cone3], Send], Callable[[httpx.Response], int]]] = {
+        ANCHOR: (tap_centre_request, _votable_rows),
         f"SIA2 POS=CIRCLE footprint overlap ({CONES} cones, r 0.05-0.5 deg)":
-            [sia2_request(p) for p in circle],
+            (lambda c: sia2_request("CIRCLE {} {} {}".format(*c)), _votable_rows),
         "SIA2 POS=POLYGON footprint overlap (square in the same cones)":
-            [sia2_request(_polygon(c)) for c in cones],
+            (lambda c: sia2_request(_polygon(c)), _votable_rows),
         "SIA2 POS=RANGE footprint overlap (box around the same cones)":
-            [sia2_request(_range(c)) for c in cones],
-        "TAP 1=INTERSECTS(s_region, CIRCLE) (same cones)":
-            [tap_intersects_circle(c) for c in cones],
+            (lambda c: sia2_request(_range(c)), _votable_rows),
+        "TAP 1=INTERSECTS(s_region, CIRCLE) (same cones)": (tap_intersects_circle, _votable_rows),
         "TAP INTERSECTS(POLYGON, s_region)=1 (the SIA2 squares)":
-            [tap_intersects_polygon(c) for c in cones],
-        "TAP 1=CONTAINS(POINT(cone centre), s_region)": [tap_contains_point(c) for c in cones],
+            (tap_intersects_polygon, _votable_rows),
+        "TAP 1=CONTAINS(POINT(cone centre), s_region)": (tap_contains_point, _votable_rows),
+        "/api/search JSON cone, footprint overlap (same cones)": (api_cone_request, api_rows),
     }
-    ratios = []
-    for name, sends in rows.items():
-        p50, p95 = _measure(client, name, sends)
-        ratios.append((name, p50 / anchor[0], p95 / anchor[1]))
-    p50, p95 = _measure(client, "/api/search JSON cone, footprint overlap (same cones)",
-                        [api_cone_request(c) for c in cones], api_rows)
-    ratios.append(("/api/search", p50 / anchor[0], p95 / anchor[1]))
-    again = _measure(client, "anchor again (drift of the machine during the run)",
-                     [tap_centre_request(c) for c in cones])
+    for c in cones[:10]:  # warm the page cache and the server
+        for make, count in kinds.values():
+            _timed(client, make(c), count)
+    print(f"load average before: {os.getloadavg()}")
+    results: dict[str, list[tuple[float, int]]] = {name: [] for name in kinds}
+    for c in cones:
+        for name, (make, count) in kinds.items():
+            results[name].append(_timed(client, make(c), count))
     print(f"load average after: {os.getloadavg()}")
-    print(f"anchor p50 {anchor[0]:.1f} -> {again[0]:.1f} ms, p95 {anchor[1]:.1f} -> "
-          f"{again[1]:.1f} ms")
-    for name, r50, r95 in ratios:
-        print(f"  {name}: {r50:.2f} x anchor at p50, {r95:.2f} x at p95")
+    anchor = _summary(ANCHOR, results.pop(ANCHOR))
+    ratios = [(name, *_summary(name, got)) for name, got in results.items()]
+    for name, p50, p95 in ratios:
+        print(f"  {name}: {p50 / anchor[0]:.2f} x anchor at p50, {p95 / anchor[1]:.2f} x at p95")
 
 
 def main() -> None:
