@@ -131,3 +131,28 @@ def test_site_formats_follow_asdf_kinds(archive: Archive, tmp_path: Path) -> Non
         row = session.get(ProductFile, (session.scalar(select(Product.id)), "asdf"))
         assert row is not None and row.sha256 == other.sha256
     assert record.kind == "uncal"
+
+
+def test_archive_add_cli_attaches_an_asdf_file(tmp_path: Path) -> None:
+    """``obsflow archive add`` of a FITS product, then of its ASDF form: "ASDF file attached",
+    then "already there"."""
+    from click.testing import CliRunner
+
+    from obsflow.cli import main
+    from obsflow.site import init_site
+
+    root = tmp_path / "site"
+    init_site(root, profile="smallsat")
+    fits_path = write_product(tmp_path / "in", meta(), "cal", made=_made("cal"))
+    asdf_path = write_asdf_copy(fits_path).path
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, ["archive", "add", "--site", str(root), *args],
+                               catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "added" in run(str(fits_path))
+    assert "ASDF file attached" in run(str(asdf_path))
+    assert "already there" in run(str(asdf_path))
