@@ -90,6 +90,31 @@ def test_asdf_on_its_own_is_a_product(archive: Archive, tmp_path: Path) -> None:
                           ["s_ra"], meta().ra_v1, atol=0.1)
 
 
+def test_fits_after_its_asdf_twin_becomes_the_products_file(archive: Archive,
+                                                            tmp_path: Path) -> None:
+    """The ASDF form registered first (a product of its own), then its FITS twin: one product,
+    served as FITS, its ASDF file second; both downloads byte for byte."""
+    fits_path = write_product(tmp_path / "in", meta(), "cal", made=_made("cal"))
+    asdf_file = write_asdf_copy(fits_path)
+    first = register_product(archive, asdf_file.path)
+    second = register_product(archive, fits_path)
+    assert (second.product_id, second.created, second.attached) == (first.product_id, True, True)
+    assert register_product(archive, fits_path).created is False
+    with archive.session() as session:
+        row = session.scalar(select(Product))
+        assert row is not None
+        assert (row.content_type, row.filename, row.sha256) == (
+            "application/fits", fits_path.name, second.sha256)
+        files = session.scalars(select(ProductFile)).all()
+        assert [(f.format, f.filename, f.sha256) for f in files] == [
+            ("asdf", asdf_file.path.name, asdf_file.sha256)]
+    app = create_app(archive, ApiSettings(clock=lambda: LATER))
+    with live_server(app) as url:
+        base = f"{url}/api/products/{first.product_id}/download"
+        assert httpx.get(base).content == fits_path.read_bytes()
+        assert httpx.get(base, params={"format": "asdf"}).content == asdf_file.path.read_bytes()
+
+
 def test_other_bytes_for_the_same_product_are_refused(archive: Archive, tmp_path: Path) -> None:
     fits_path = write_product(tmp_path / "in", meta(), "cal", made=_made("cal"))
     first = write_asdf_copy(fits_path)
@@ -135,7 +160,7 @@ def test_site_formats_follow_asdf_kinds(archive: Archive, tmp_path: Path) -> Non
 
 def test_archive_add_cli_attaches_an_asdf_file(tmp_path: Path) -> None:
     """``obsflow archive add`` of a FITS product, then of its ASDF form: "ASDF file attached",
-    then "already there"."""
+    then "already there"; the other way round (ASDF first), the same."""
     from click.testing import CliRunner
 
     from obsflow.cli import main
@@ -154,5 +179,11 @@ def test_archive_add_cli_attaches_an_asdf_file(tmp_path: Path) -> None:
         return result.output
 
     assert "added" in run(str(fits_path))
-    assert "ASDF file attached" in run(str(asdf_path))
+    assert "attached to its twin" in run(str(asdf_path))
     assert "already there" in run(str(asdf_path))
+    other = write_product(tmp_path / "in2", meta(exposure=9), "cal", made=(
+        ProductRef.derived("cal", meta(exposure=9).data_id, "r1", "o"), _made("cal")[1]))
+    other_asdf = write_asdf_copy(other).path
+    assert "added" in run(str(other_asdf))
+    assert "attached to its twin" in run(str(other))
+    assert "already there" in run(str(other))

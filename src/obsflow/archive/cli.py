@@ -50,7 +50,7 @@ def archive_add(site_dir: Path | None, files: tuple[Path, ...]) -> None:
     with Archive.from_site(_site(site_dir)) as arch:
         for path in files:
             record = register_product(arch, path)
-            status = ("[green]ASDF file attached[/green]" if record.attached else
+            status = ("[green]attached to its twin[/green]" if record.attached else
                       "[green]added[/green]" if record.created else "already there")
             table.add_row(path.name, record.product_id, str(record.version), status)
     output_console().print(table)

@@ -495,7 +495,10 @@ def _store_file(settings: ArchiveSettings, path: Path, key: str, sha256: str) ->
 
 def _store_key(settings: ArchiveSettings, reg: Registration) -> str:
     """Where the product is in the store: in place if it is inside it, else copied there."""
-    return _store_file(settings, reg.path, reg.ref.relpath(), reg.sha256)
+    key = reg.ref.relpath()
+    if reg.path.suffix == ".asdf":  # a pure-ASDF product on its own: beside its twin's name
+        key = str(Path(key).with_suffix(".asdf"))
+    return _store_file(settings, reg.path, key, reg.sha256)
 
 
 def _store_others(settings: ArchiveSettings, reg: Registration) -> list[tuple[OtherFile, str]]:
@@ -758,7 +761,9 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
     commits (rows are only flushed).  A pure-ASDF product (``.asdf``) whose
     FITS twin is registered becomes that product's ASDF file
     (``product_files``, :func:`_attach_asdf`); else it is registered as a
-    product of its own, served as ``application/asdf``.
+    product of its own, served as ``application/asdf``, and its FITS twin
+    registered later becomes that product's file, the ASDF file its second
+    (:func:`_fits_after_asdf`).
 
     Raises
     ------
@@ -772,6 +777,10 @@ def register_product(target: Archive | SiteConfig | Session, path: Path | str, *
         attached = _attach_asdf(target, reg, settings)
         if attached is not None:
             return attached
+    elif reg.path.suffix == ".fits" and reg.ref.kind in FITS_KINDS:
+        swapped = _fits_after_asdf(target, reg, settings)
+        if swapped is not None:
+            return swapped
     if not isinstance(target, Session):
         return register_outputs(target, [reg], settings=settings, now=now)[0]
     with unit_of_work(target, settings) as (session, cfg):
@@ -808,4 +817,26 @@ def _attach_asdf(target: Archive | SiteConfig | Session, reg: Registration,
         session.add(ProductFile(product_pk=row.id, format="asdf", filename=reg.path.name,
                                 path=key, size=reg.size, sha256=reg.sha256,
                                 content_type=FORMAT_TYPES["asdf"]))
+        return replace(_record(row, exposure, created=True), attached=True)
+
+
+def _fits_after_asdf(target: Archive | SiteConfig | Session, reg: Registration,
+                     settings: ArchiveSettings | None) -> ProductRecord | None:
+    """The FITS product ``reg`` whose pure-ASDF twin was registered first, as a product of
+    its own: the FITS file becomes the product's file and the ASDF file its ``asdf`` file
+    (the state registering them the other way round gives); None when no product with
+    that UUID is served as ASDF."""
+    with unit_of_work(target, settings) as (session, cfg):
+        found = session.execute(select(Product, Exposure).join(
+            Exposure, Product.exposure_id == Exposure.id).where(
+                Product.uuid == reg.ref.uuid)).first()
+        if found is None or found[0].content_type != FORMAT_TYPES["asdf"]:
+            return None
+        row, exposure = found
+        key = _store_file(cfg, reg.path, str(Path(row.path).with_suffix(".fits")), reg.sha256)
+        session.add(ProductFile(product_pk=row.id, format="asdf", filename=row.filename,
+                                path=row.path, size=row.size, sha256=row.sha256,
+                                content_type=FORMAT_TYPES["asdf"]))
+        row.filename, row.path, row.size, row.sha256 = reg.path.name, key, reg.size, reg.sha256
+        row.content_type = "application/fits"
         return replace(_record(row, exposure, created=True), attached=True)
