@@ -45,7 +45,8 @@ __all__ = ["BackgroundMap", "aperture_variance_factor", "dilated_source_mask", "
 
 @dataclass(frozen=True)
 class BackgroundMap:
-    """A mosaic's background (all maps (ny, nx), image units, e.g. MJy/sr).
+    """A mosaic's background (all maps (ny, nx), image units, e.g. MJy/sr, the image's float
+    dtype: float32 for a float32 mosaic).
 
     Attributes
     ----------
@@ -53,8 +54,8 @@ class BackgroundMap:
         Background surface brightness.
     rms : numpy.ndarray
         Pixel-to-pixel noise of the background (1 sigma per pixel).
-    level_err : numpy.ndarray
-        1-sigma error of ``level`` itself (the median of a box of correlated pixels).
+    level_err_factor : float
+        ``level_err`` over ``rms`` (the median of a box of correlated pixels).
     source_mask : numpy.ndarray
         bool, the dilated source mask the final pass used.
     box_pix : int
@@ -67,11 +68,16 @@ class BackgroundMap:
 
     level: np.ndarray
     rms: np.ndarray
-    level_err: np.ndarray
+    level_err_factor: float
     source_mask: np.ndarray
     box_pix: int
     smooth_ratio: float
     correlation: np.ndarray
+
+    @property
+    def level_err(self) -> np.ndarray:
+        """1-sigma error of ``level`` itself (``rms x level_err_factor``; a new array)."""
+        return self.rms * self.rms.dtype.type(self.level_err_factor)
 
 
 def smoothing_kernel(fwhm_pix: float) -> np.ndarray:
@@ -82,9 +88,34 @@ def smoothing_kernel(fwhm_pix: float) -> np.ndarray:
     return np.asarray(kernel.array, np.float64)
 
 
+SMOOTH_BAND_ROWS = 256
+"""Output rows :func:`smooth` convolves at a time (each with the kernel's half height above and
+below): the FFT's padded complex arrays stay a band's size, not the image's."""
+
+
 def smooth(data: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``data`` convolved with ``kernel`` (same shape; zero beyond the edges)."""
-    return fftconvolve(data, kernel, mode="same")
+    """``data`` convolved with ``kernel`` (same shape and float dtype as ``data``, float32 for
+    integer data; zero beyond the edges), in row bands of :data:`SMOOTH_BAND_ROWS`.
+
+    Each band is ``fftconvolve``'d with the rows the kernel reaches on either side, so the
+    result is the whole image's ``fftconvolve(data, kernel, mode="same")`` up to float
+    rounding, with FFT arrays of one band only (memory: the output plus a few band-sized
+    arrays).
+    """
+    if data.ndim != 2 or kernel.ndim != 2 or kernel.shape[0] % 2 != 1:
+        raise CatalogError(f"smooth: a 2-D image and a 2-D kernel of odd height, got "
+                           f"{data.shape} and {kernel.shape}")
+    dtype = data.dtype if data.dtype.kind == "f" else np.dtype(np.float32)
+    kern = np.asarray(kernel, dtype)
+    out = np.empty(data.shape, dtype)
+    ny = data.shape[0]
+    half = kernel.shape[0] // 2
+    for r0 in range(0, ny, SMOOTH_BAND_ROWS):
+        r1 = min(ny, r0 + SMOOTH_BAND_ROWS)
+        lo, hi = max(0, r0 - half), min(ny, r1 + half)
+        band = fftconvolve(np.asarray(data[lo:hi], dtype), kern, mode="same")
+        out[r0:r1] = band[r0 - lo:r1 - lo]
+    return out
 
 
 def _background(sci: np.ndarray, mask: np.ndarray, bad: np.ndarray, box: int) -> Background2D:
@@ -111,16 +142,33 @@ def dilated_source_mask(segm: np.ndarray, dilate: float, min_radius: float) -> n
     radius = np.maximum(min_radius, dilate * np.sqrt(area / np.pi))
     radius[0] = 0.0
     cls = np.ceil(2.0 * np.log2(np.maximum(radius, 1.0))).astype(np.int64)
-    mask = segm > 0
-    out = mask.copy()
+    out = segm > 0
     for c in np.unique(cls[1:][area[1:] > 0]):
         members = np.zeros(radius.size, bool)
         members[1:] = (cls[1:] == c) & (area[1:] > 0)
         sel = members[segm]
-        if not sel.any():
-            continue
-        out |= distance_transform_edt(~sel) <= 2.0 ** (c / 2.0)
+        if sel.any():
+            _dilate_inplace(out, sel, 2.0 ** (c / 2.0))
     return out
+
+
+def _dilate_inplace(out: np.ndarray, sel: np.ndarray, radius: float) -> None:
+    """Set ``out`` True within Euclidean ``radius`` pixels of a True pixel of ``sel``.
+
+    In row bands: a band's distance transform sees the rows within ``radius`` above and
+    below it, which hold every selected pixel close enough, so the result is the whole
+    image's ``distance_transform_edt(~sel) <= radius`` exactly, with the transform's
+    integer and float64 work arrays (~40 bytes per pixel) of one band only.
+    """
+    ny = sel.shape[0]
+    reach_rows = int(math.ceil(radius))
+    rows = max(SMOOTH_BAND_ROWS, 4 * reach_rows)
+    for r0 in range(0, ny, rows):
+        r1 = min(ny, r0 + rows)
+        lo, hi = max(0, r0 - reach_rows), min(ny, r1 + reach_rows)
+        sub = sel[lo:hi]
+        if sub.any():
+            out[r0:r1] |= distance_transform_edt(~sub)[r0 - lo:r1 - lo] <= radius
 
 
 def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +212,11 @@ def noise_correlation(z: np.ndarray, good: np.ndarray, max_lag: int = 2,
         ga, gb = _shifted(good, dy, dx)
         both = ga & gb
         n = int(both.sum())
-        return float(np.sum(((a - b) ** 2)[both]) / n) if n > 0 else float("nan")
+        if n == 0:
+            return float("nan")
+        diff = np.subtract(a, b)
+        np.square(diff, out=diff)
+        return float(np.sum(diff, where=both, dtype=np.float64) / n)
 
     far = np.nanmean([structure(far_lag, far_lag), structure(far_lag, -far_lag)])
     out = np.zeros((2 * L + 1, 2 * L + 1))
@@ -242,25 +294,42 @@ def estimate_background(sci: np.ndarray, bad: np.ndarray, fwhm_pix: float, *,
     bkg = _background(sci, bad, bad, box)
     ratio = float(np.sqrt(np.sum(kernel**2)))
     for _ in range(passes):
-        rms = np.where(bkg.background_rms > 0, bkg.background_rms, np.inf)
-        z = np.where(bad, 0.0, (sci - bkg.background) / rms)
-        smoothed = smooth(z, kernel)
+        level = bkg.background
+        smoothed = smooth(_normalised(sci, bad, level, bkg.background_rms, out=level), kernel)
+        del level
         quiet = ~bad & ~source
         ratio = float(mad_std(smoothed[quiet])) if quiet.sum() > 100 else ratio
+        del quiet
         npix = max(3, int(round(0.5 * math.pi * (max(fwhm_pix, 1.5) / 2.0) ** 2)))
         segm = detect_sources(smoothed, mask_nsigma * ratio, npix, mask=bad)
-        labels = np.zeros(sci.shape, np.int64) if segm is None else np.asarray(segm.data)
+        del smoothed
+        labels = np.zeros(sci.shape, np.int32) if segm is None else np.asarray(segm.data)
+        del segm
         source = _limited_mask(labels, bad, dilate, max(fwhm_pix, 1.5), max_masked)
+        del labels
         bkg = _background(sci, bad | source, bad, box)
-    level = np.asarray(bkg.background, np.float64)
-    rms = np.asarray(bkg.background_rms, np.float64)
+    level = bkg.background
+    rms = bkg.background_rms
+    del bkg
     quiet = ~bad & ~source
-    z = np.where(quiet, (sci - level) / np.where(rms > 0, rms, np.inf), 0.0)
+    z = _normalised(sci, ~quiet, level, rms, out=np.empty_like(level))
     corr = noise_correlation(z, quiet, max_lag)
+    del z
     # the median of the good pixels of a box: 1.253 sigma / sqrt(N); N shrinks by the sum of the
     # correlation coefficients (correlated pixels are not independent)
     good_frac = max(float(quiet.mean()), 0.05)
     n_eff = box * box * good_frac / max(float(corr.sum()), 1.0)
-    level_err = 1.2533 * rms / math.sqrt(n_eff)
-    return BackgroundMap(level=level, rms=rms, level_err=level_err, source_mask=source,
-                         box_pix=box, smooth_ratio=ratio, correlation=corr)
+    return BackgroundMap(level=level, rms=rms, level_err_factor=1.2533 / math.sqrt(n_eff),
+                         source_mask=source, box_pix=box, smooth_ratio=ratio, correlation=corr)
+
+
+def _normalised(sci: np.ndarray, bad: np.ndarray, level: np.ndarray, rms: np.ndarray,
+                out: np.ndarray) -> np.ndarray:
+    """``(sci - level) / rms`` into ``out`` (which may be ``level``), 0 where ``bad`` or where
+    ``rms`` is not > 0 (a pixel whose noise is unknown counts as no signal)."""
+    np.subtract(sci, level, out=out)
+    ok = rms > 0
+    np.divide(out, rms, out=out, where=ok)
+    out[~ok] = 0.0
+    out[bad] = 0.0
+    return out

@@ -192,16 +192,13 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
                            f"{sci.shape}, {err.shape}, {wht.shape}")
     if not wcs.has_celestial:
         raise CatalogError("source catalog: the WCS has no celestial axes")
-    sci = np.asarray(sci, np.float64)
-    err = np.asarray(err, np.float64)
+    sci, err = _float(sci), _float(err)
     bad = ~(np.isfinite(sci) & np.isfinite(err) & (wht > 0) & (err > 0))
     fwhm = psf.blurred_fwhm_pix
     bkg = estimate_background(sci, bad, fwhm, box_pix=opts.box_pix, mask_nsigma=opts.mask_nsigma,
                               dilate=opts.mask_dilate)
-    data = np.where(bad, 0.0, sci - bkg.level)
-    rms = np.where(bkg.rms > 0, bkg.rms, np.inf)
-    kernel = smoothing_kernel(fwhm)
-    smoothed = smooth(np.where(bad, 0.0, data / rms), kernel)
+    smoothed = smooth(_over_noise(_subtracted(sci, bkg.level, bad), bkg.rms),
+                      smoothing_kernel(fwhm))
     npixels = opts.npixels or max(3, int(round(math.pi * (fwhm / 2.0) ** 2)))
     threshold = opts.nsigma * bkg.smooth_ratio
     segm = detect_sources(smoothed, threshold, npixels, mask=bad)
@@ -214,21 +211,26 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     if segm is None:
         return SourceCatalogResult(_empty_table(opts, meta), np.zeros(sci.shape, np.int32), bkg,
                                    meta)
-    parent = np.asarray(segm.data).copy()
     segm = _deblend(smoothed, segm, npixels, opts)
+    deblended = _deblended(segm)
+    data = _subtracted(sci, bkg.level, bad)
+    error = np.where(bad, 0.0, err).astype(sci.dtype, copy=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)  # NaN shapes of tiny segments
-        cat = SourceCatalog(data, segm, convolved_data=smoothed, error=np.where(bad, 0.0, err),
-                            mask=bad, wcs=wcs)
+        cat = SourceCatalog(data, segm, convolved_data=smoothed, error=error, mask=bad, wcs=wcs)
         x = np.asarray(cat.x_centroid_win, np.float64)
         y = np.asarray(cat.y_centroid_win, np.float64)
         shapes = {k: np.asarray(getattr(cat, k)) for k in
                   ("area", "semimajor_axis", "semiminor_axis", "orientation", "ellipticity",
                    "fwhm", "segment_flux", "segment_flux_err")}
+    del smoothed
     fallback = ~(np.isfinite(x) & np.isfinite(y))
     x[fallback] = np.asarray(cat.x_centroid, np.float64)[fallback]
     y[fallback] = np.asarray(cat.y_centroid, np.float64)[fallback]
     labels = np.asarray(cat.labels)
+    del cat
+    if not np.array_equal(labels, np.asarray(segm.labels)):  # (the DEBLENDED flags' order)
+        raise CatalogError("source catalog: catalog labels differ from the segmentation's")
     ra, dec = wcs.celestial.pixel_to_world_values(x, y)
     table = Table()
     table["label"] = labels.astype(np.int32)
@@ -243,19 +245,12 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     table["ellipticity"] = shapes["ellipticity"].astype(np.float64)
     table["isophotal_flux"] = shapes["segment_flux"].astype(np.float64) * to_jy
     table["isophotal_flux_err"] = shapes["segment_flux_err"].astype(np.float64) * to_jy
-    fluxes, errors, edge = [], [], np.zeros(len(labels), bool)
     positions = np.column_stack([x, y])
     safe = np.where(np.isfinite(positions), positions, 0.0)
-    for r, factor in zip(radii, factors, strict=True):
-        ap = CircularAperture(safe, float(r))
-        phot = aperture_photometry(data, ap, error=np.where(bad, 0.0, err), method="exact")
-        nbad = aperture_photometry(bad.astype(np.float64), ap, method="exact")["aperture_sum"]
-        area = float(ap.area)
-        level_err = aperture_photometry(bkg.level_err, ap, method="exact")["aperture_sum"]
-        var = factor * np.asarray(phot["aperture_sum_err"]) ** 2 + np.asarray(level_err) ** 2
-        fluxes.append(np.asarray(phot["aperture_sum"], np.float64) * to_jy)
-        errors.append(np.sqrt(var) * to_jy)
-        edge |= (np.asarray(nbad) > 1e-3 * area)
+    fluxes, errors, edge = _apertures(data, error, bad, bkg, safe, radii, factors)
+    fluxes = [f * to_jy for f in fluxes]
+    errors = [e * to_jy for e in errors]
+    del data, error
     ny, nx = sci.shape
     rmax = float(radii[-1])
     edge |= (x - rmax < -0.5) | (x + rmax > nx - 0.5) | (y - rmax < -0.5) | (y + rmax > ny - 0.5)
@@ -278,14 +273,59 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     flags = np.zeros(len(labels), np.int32)
     flags[edge] |= FLAGS["EDGE"]
     flags[_low_weight(wht, bad, safe, rmax, opts.low_weight)] |= FLAGS["LOW_WEIGHT"]
-    flags[_deblended(parent, np.asarray(segm.data), labels)] |= FLAGS["DEBLENDED"]
+    flags[deblended] |= FLAGS["DEBLENDED"]
     flags[~(total > 0)] |= FLAGS["NEGATIVE"]
     table["flags"] = flags
     _units(table)
     meta["ci_50_90_psf"] = float(ci_psf)
     table.meta.update(meta)
-    out = np.asarray(segm.data).astype(np.int32)
+    out = np.asarray(segm.data).astype(np.int32, copy=False)
     return SourceCatalogResult(table, out, bkg, meta)
+
+
+def _float(a: np.ndarray) -> np.ndarray:
+    """``a`` as it is when floating point (a float32 mosaic stays float32: half the memory of
+    float64, results equal to float32 rounding), else as float32."""
+    a = np.asarray(a)
+    return a if a.dtype.kind == "f" else a.astype(np.float32)
+
+
+def _subtracted(sci: np.ndarray, level: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """``sci - level``, 0 where ``bad`` (a new array)."""
+    data = np.subtract(sci, level)
+    data[bad] = 0.0
+    return data
+
+
+def _over_noise(data: np.ndarray, rms: np.ndarray) -> np.ndarray:
+    """``data / rms`` in ``data``'s array (consumed), 0 where ``rms`` is not > 0."""
+    ok = rms > 0
+    np.divide(data, rms, out=data, where=ok)
+    data[~ok] = 0.0
+    return data
+
+
+def _apertures(data: np.ndarray, error: np.ndarray, bad: np.ndarray, bkg: BackgroundMap,
+               pos: np.ndarray, radii: np.ndarray, factors: list[float]
+               ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per radius the aperture sums of ``data`` at ``pos`` ((n, 2) x, y), their errors (ERR
+    times the correlated-noise ``factors``, plus the background level's own error over the
+    aperture: the aperture sum of ``rms`` times ``level_err_factor``), in image units x
+    pixels, and the EDGE flag (bad pixels cover more than 1e-3 of an aperture)."""
+    fluxes, errors, edge = [], [], np.zeros(pos.shape[0], bool)
+    bad_f = bad.astype(data.dtype)
+    for r, factor in zip(radii, factors, strict=True):
+        ap = CircularAperture(pos, float(r))
+        phot = aperture_photometry(data, ap, error=error, method="exact")
+        nbad = aperture_photometry(bad_f, ap, method="exact")["aperture_sum"]
+        area = float(ap.area)
+        level_err = bkg.level_err_factor * np.asarray(
+            aperture_photometry(bkg.rms, ap, method="exact")["aperture_sum"], np.float64)
+        var = factor * np.asarray(phot["aperture_sum_err"], np.float64) ** 2 + level_err ** 2
+        fluxes.append(np.asarray(phot["aperture_sum"], np.float64))
+        errors.append(np.sqrt(var))
+        edge |= (np.asarray(nbad) > 1e-3 * area)
+    return fluxes, errors, edge
 
 
 def _concentration(fluxes: list[np.ndarray], errors: list[np.ndarray], ee: np.ndarray,
@@ -323,14 +363,11 @@ def _low_weight(wht: np.ndarray, bad: np.ndarray, pos: np.ndarray, radius: float
     return out
 
 
-def _deblended(parent: np.ndarray, child: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """True for the labels whose parent segment holds more than one child."""
-    sel = child > 0
-    pairs = np.unique(np.column_stack([parent[sel], child[sel]]), axis=0)
-    n_children = np.bincount(pairs[:, 0], minlength=int(parent.max()) + 1)
-    parent_of = np.zeros(int(child.max()) + 1, np.int64)
-    parent_of[pairs[:, 1]] = pairs[:, 0]
-    return n_children[parent_of[labels]] > 1
+def _deblended(segm: SegmentationImage) -> np.ndarray:
+    """For each of ``segm.labels``: True when deblending split its parent segment into more
+    than one child (photutils' ``parent_to_deblended_labels``; no parent image is kept)."""
+    split = [np.asarray(v) for v in segm.parent_to_deblended_labels.values() if len(v) > 1]
+    return np.isin(np.asarray(segm.labels), np.concatenate(split) if split else np.zeros(0, int))
 
 
 _UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": "deg", "area": "pix2",
