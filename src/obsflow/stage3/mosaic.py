@@ -81,8 +81,14 @@ from obsflow.stage3.catalog import (
 )
 from obsflow.stage3.detect import detect_stars
 from obsflow.stage3.grid import output_grid, pixel_scale_arcsec
-from obsflow.stage3.outlier import OutlierInput, OutlierOptions, crf_dq, outlier_masks
-from obsflow.stage3.pixmap import pixel_map
+from obsflow.stage3.outlier import (
+    OutlierInput,
+    OutlierOptions,
+    crf_dq,
+    outlier_masks,
+    unpack_mask,
+)
+from obsflow.stage3.pixmap import LatticeMap
 from obsflow.stage3.product import write_i2d
 from obsflow.stage3.psfmodel import MosaicPSF
 from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
@@ -274,12 +280,15 @@ def _mapped(path: Path) -> Any:
         yield hdul["SCI"].data, hdul["DQ"].data
 
 
-def _var_flat(cal: CalImage) -> np.ndarray:
-    """``max(ERR² - VAR_POISSON - VAR_RNOISE, 0)``, float32, in one new array."""
-    rest = np.square(cal.err, dtype=np.float32)
+def _var_flat_inplace(err: np.ndarray, var_poisson: np.ndarray,
+                      var_rnoise: np.ndarray) -> np.ndarray:
+    """``max(ERR² - VAR_POISSON - VAR_RNOISE, 0)`` (0 where not finite), float32, in ``err``'s
+    own array when it is float32 (an ERR already written to its ``_crf``: no new input-sized
+    array), else in a new one."""
+    rest = np.square(err, out=err) if err.dtype == np.float32 else np.square(err, dtype=np.float32)
     with np.errstate(invalid="ignore"):
-        rest -= cal.var_poisson
-        rest -= cal.var_rnoise
+        rest -= var_poisson
+        rest -= var_rnoise
         np.maximum(rest, np.float32(0.0), out=rest)
     rest[~np.isfinite(rest)] = 0.0
     return rest
@@ -395,26 +404,27 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     masks = outlier_masks([functools.partial(_outlier_input, products_dir, asn, k, aligned[k],
                                              levels[k] if opts.subtract_sky else 0.0)
                            for k in range(len(asn.members))], grid,
-                          OutlierOptions(tmpdir=products_dir, threads=opts.threads))
+                          OutlierOptions(tmpdir=products_dir, threads=opts.threads), packed=True)
     seconds["outlier"] = time.perf_counter() - t_out
     resampler = Resampler(grid, opts.kernel, opts.pixfrac, opts.threads)
     crfs = []
     for k, member in enumerate(asn.members):  # 5. crf, then resample, one member at a time
         cal = _read_member(products_dir, asn, k)
         crf = _crf(cal, alignment, notes, crf_ref(member.ref, asn, run), levels[k], opts,
-                   masks[k])
-        masks[k] = np.zeros((0, 0), bool)  # (used: dropped)
+                   unpack_mask(masks[k], cal.sci.shape))
+        masks[k] = np.zeros(0, np.uint8)  # (used: dropped)
         written = write_crf(products_dir / crf.ref.relpath(), crf)
         crfs.append(Made(crf.ref, written.path, written.sha256, written.size, crf.provenance))
         level = levels[k] if opts.subtract_sky else 0.0
         weight = input_weight(crf.sci, crf.dq, crf.var_rnoise, opts.weight,
                               crf.meta.exposure_duration)
         assert crf.wcs is not None
-        sci = crf.sci  # (written: its SCI may now lose the sky level in place)
-        sci -= np.float32(level)
-        resampler.add(sci, weight, pixel_map(crf.wcs, crf.sci.shape, grid),
-                      var_poisson=crf.var_poisson, var_rnoise=crf.var_rnoise,
-                      var_flat=_var_flat(crf))
+        sci = crf.sci  # (written: its SCI may now lose the sky level in place, its ERR become
+        sci -= np.float32(level)  # VAR_FLAT)
+        resampler.add_mapped(sci, weight, LatticeMap(crf.wcs, crf.sci.shape, grid),
+                             var_poisson=crf.var_poisson, var_rnoise=crf.var_rnoise,
+                             var_flat=_var_flat_inplace(crf.err, crf.var_poisson,
+                                                        crf.var_rnoise))
         del cal, crf, weight, sci
     arrays = resampler.finish()
     seconds["resample"] = time.perf_counter() - t2

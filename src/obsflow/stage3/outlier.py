@@ -59,7 +59,7 @@ from scipy import ndimage
 from obsflow.exceptions import OutlierError
 from obsflow.models.dq import DQ
 from obsflow.stage3.kernels import KERNELS, reach
-from obsflow.stage3.pixmap import pixel_map, scale_ratio
+from obsflow.stage3.pixmap import LatticeMap
 from obsflow.stage3.resample import BAD_BITS, WEIGHT_TYPES, Resampler, input_weight
 
 __all__ = [
@@ -68,10 +68,12 @@ __all__ = [
     "OutlierOptions",
     "abs_deriv",
     "blot",
+    "blot_mapped",
     "crf_dq",
     "flag_outliers",
     "lower_median",
     "outlier_masks",
+    "unpack_mask",
 ]
 
 log = logging.getLogger(__name__)
@@ -398,18 +400,31 @@ def _weight(inp: OutlierInput, opts: OutlierOptions, label: str) -> np.ndarray:
         raise OutlierError(f"{label}: {exc}") from exc
 
 
-def _box(pmap: np.ndarray, grid_shape: tuple[int, int], pad: int) -> tuple[int, int, int, int] | None:
+def _box(mapper: LatticeMap, grid_shape: tuple[int, int], pad: int
+         ) -> tuple[int, int, int, int] | None:
     """Grid rows/columns [y0:y1, x0:x1] the input's pixels can reach, or None if none."""
-    xs, ys = pmap[..., 0], pmap[..., 1]
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    if not ok.any():
+    bounds = mapper.bounds()
+    if bounds is None:
         return None
+    xmin, xmax, ymin, ymax = bounds
     ny, nx = grid_shape
-    x0 = max(0, int(np.floor(xs[ok].min())) - pad)
-    x1 = min(nx, int(np.ceil(xs[ok].max())) + pad + 1)
-    y0 = max(0, int(np.floor(ys[ok].min())) - pad)
-    y1 = min(ny, int(np.ceil(ys[ok].max())) + pad + 1)
+    x0 = max(0, int(np.floor(xmin)) - pad)
+    x1 = min(nx, int(np.ceil(xmax)) + pad + 1)
+    y0 = max(0, int(np.floor(ymin)) - pad)
+    y1 = min(ny, int(np.ceil(ymax)) + pad + 1)
     return None if x0 >= x1 or y0 >= y1 else (y0, y1, x0, x1)
+
+
+def blot_mapped(median: np.ndarray, mapper: LatticeMap, band_rows: int = 256) -> np.ndarray:
+    """:func:`blot` with the pixel map made ``band_rows`` rows at a time by ``mapper`` (the
+    same values; 16 bytes per pixel of one band, not of the whole input)."""
+    med = np.ascontiguousarray(median, dtype=np.float32)
+    ny, nx = mapper.shape
+    out = np.empty((ny, nx), np.float32)
+    for r0 in range(0, ny, band_rows):
+        r1 = min(ny, r0 + band_rows)
+        out[r0:r1] = blot(med, mapper.rows(r0, r1))
+    return out
 
 
 def _sub_grid(grid: WCS, box: tuple[int, int, int, int]) -> WCS:
@@ -434,23 +449,22 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     weight = _weight(inp, opts, label)
     sci, wcs = inp.sci, inp.wcs
     del inp
-    pmap = pixel_map(wcs, sci.shape, grid)  # type: ignore[arg-type]
+    mapper = LatticeMap(wcs, sci.shape, grid)  # type: ignore[arg-type]
     if repair is not None:
-        flagged = _unpack(repair[0], sci.shape)
+        flagged = unpack_mask(repair[0], sci.shape)
         if flagged.any():
-            sci = np.where(flagged, blot(repair[1], pmap), sci)
+            sci = np.where(flagged, blot_mapped(repair[1], mapper), sci)
         del flagged
-    ratio = scale_ratio(pmap)
-    box = _box(pmap, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
+    ratio = mapper.scale_ratio()
+    box = _box(mapper, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
     if box is None:
         log.info("%s: no pixel on the output grid", label)
         return _Single(0, 0, 0, 0, None)
     y0, y1, x0, x1 = box
-    pmap[..., 0] -= x0
-    pmap[..., 1] -= y0
+    pmap = mapper.shifted(x0, y0)
     sub = _sub_grid(grid, box)
     rs = Resampler(sub, kernel=opts.kernel, pixfrac=opts.pixfrac, threads=opts.threads)
-    rs.add(sci, weight, pmap, ratio=ratio)
+    rs.add_mapped(sci, weight, pmap, ratio=ratio)
     i2d = rs.finish()
     wht = i2d.wht
     positive = wht[wht > 0]
@@ -462,7 +476,7 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     if opts.kernel == "lanczos3":
         # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
         square = Resampler(sub, kernel="square", threads=opts.threads)
-        square.add(sci, weight, pmap, ratio=ratio)
+        square.add_mapped(sci, weight, pmap, ratio=ratio)
         low = square.finish().sci
         del square, pmap, weight, sci
         floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
@@ -504,8 +518,12 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
 
 
 def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
-                  options: OutlierOptions | None = None) -> list[np.ndarray]:
+                  options: OutlierOptions | None = None, *,
+                  packed: bool = False) -> list[np.ndarray]:
     """Boolean outlier mask of every input (True: flag OUTLIER | DO_NOT_USE), in input order.
+
+    ``packed``: each mask as ``np.packbits`` of its flattened pixels instead (8 pixels a byte;
+    :func:`unpack_mask` restores it), so a caller holding every input's mask holds an eighth.
 
     ``inputs``: :class:`OutlierInput` objects or loaders returning them (each
     loader is called twice, once per pass, and its result dropped after use);
@@ -526,27 +544,34 @@ def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
         for k, item in enumerate(inputs):
             inp = _load(item, k)
             _check(inp, k)
-            empty.append(np.zeros(inp.sci.shape, dtype=bool))
+            empty.append(np.packbits(np.zeros(inp.sci.size, bool)) if packed
+                         else np.zeros(inp.sci.shape, dtype=bool))
         log.info("outlier detection: %d input(s), fewer than the %d needed to compare; "
                  "no pixel flagged", len(inputs), opts.min_exposures)
         return empty
-    packed: list[np.ndarray] | None = None  # the masks so far, 8 pixels a byte between passes
+    so_far: list[np.ndarray] | None = None  # the masks so far, 8 pixels a byte
     median: np.ndarray | None = None
     for step in range(1, opts.passes):
-        masks, median = _one_pass(inputs, grid, grid_shape, opts, packed, median, step)
-        packed = [np.packbits(m) for m in masks]
-        del masks
-    return _one_pass(inputs, grid, grid_shape, opts, packed, median, opts.passes)[0]
+        so_far, _, median = _one_pass(inputs, grid, grid_shape, opts, so_far, median, step)
+    masks, shapes, _ = _one_pass(inputs, grid, grid_shape, opts, so_far, median, opts.passes)
+    return masks if packed else [unpack_mask(m, s) for m, s in zip(masks, shapes, strict=True)]
 
 
-def _unpack(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def unpack_mask(packed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A mask ``np.packbits`` packed (``outlier_masks(..., packed=True)``) back to a boolean
+    array of ``shape``."""
+    if packed.size * 8 < int(np.prod(shape)) or packed.size > (int(np.prod(shape)) + 7) // 8:
+        raise OutlierError(f"packed mask of {packed.size} bytes does not hold shape {shape}")
     return np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).view(bool)
+
 
 
 def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int],
               opts: OutlierOptions, previous: list[np.ndarray] | None,
-              previous_median: np.ndarray | None, step: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Singles (pixels flagged so far repaired), median, blot, flags (added to the previous)."""
+              previous_median: np.ndarray | None, step: int
+              ) -> tuple[list[np.ndarray], list[tuple[int, int]], np.ndarray]:
+    """Singles (pixels flagged so far repaired), median, blot, flags (added to the previous):
+    the masks packed 8 pixels a byte, their shapes, the median."""
     with tempfile.TemporaryDirectory(prefix="obsflow-outlier-", dir=opts.tmpdir) as tmp:
         singles = []
         for k, item in enumerate(inputs):
@@ -556,22 +581,21 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                                             else (previous[k], previous_median)))
         del previous_median
         median = _median(singles, grid_shape, opts)
-    masks = []
+    masks, shapes = [], []
     for k, item in enumerate(inputs):
         inp = _load(item, k)
         label = _check(inp, k)
-        pmap = pixel_map(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
-        blotted = blot(median, pmap)
-        del pmap
+        blotted = blot_mapped(median, LatticeMap(inp.wcs, inp.sci.shape, grid))  # type: ignore[arg-type]
         with np.errstate(invalid="ignore"):
             usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
         mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow,
                              opts.low)
         if previous is not None:
-            mask |= _unpack(previous[k], mask.shape)
+            mask |= unpack_mask(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
         log.info("%s: pass %d: %d outlier pixels flagged of %d tested (%.3f%%)", label, step,
                  int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
-        masks.append(mask)
-        del inp, blotted
-    return masks, median
+        masks.append(np.packbits(mask))
+        shapes.append(mask.shape)
+        del inp, blotted, mask, usable
+    return masks, shapes, median

@@ -22,13 +22,15 @@ it to is 1e-3 pixel, 1/100 of the 0.1-pixel budget of the alignment).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from astropy.wcs import WCS
 from numba import njit
 
 from obsflow.exceptions import ResampleError
 
-__all__ = ["DEFAULT_STEP", "exact_pixel_map", "max_map_error", "pixel_map", "scale_ratio"]
+__all__ = ["DEFAULT_STEP", "LatticeMap", "exact_pixel_map", "max_map_error", "pixel_map", "scale_ratio"]
 
 DEFAULT_STEP = 32
 """Lattice spacing of :func:`pixel_map`, input pixels."""
@@ -63,9 +65,10 @@ def _nodes(n: int, step: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _fill(gx, gy, coarse, ny, nx):  # type: ignore[no-untyped-def]
-    """Bilinear interpolation of the lattice values ``coarse`` (len(gy), len(gx), 2)."""
-    out = np.empty((ny, nx, 2))
+def _fill(gx, gy, coarse, row0, row1, nx):  # type: ignore[no-untyped-def]
+    """Bilinear interpolation of the lattice values ``coarse`` (len(gy), len(gx), 2) on input
+    rows [row0, row1)."""
+    out = np.empty((row1 - row0, nx, 2))
     ix = np.empty(nx, dtype=np.int64)
     tx = np.empty(nx)
     k = 0
@@ -75,7 +78,7 @@ def _fill(gx, gy, coarse, ny, nx):  # type: ignore[no-untyped-def]
         ix[i] = k
         tx[i] = (i - gx[k]) / (gx[k + 1] - gx[k])
     k = 0
-    for j in range(ny):
+    for j in range(row0, row1):
         while k < gy.shape[0] - 2 and j > gy[k + 1]:
             k += 1
         ty = (j - gy[k]) / (gy[k + 1] - gy[k])
@@ -85,20 +88,85 @@ def _fill(gx, gy, coarse, ny, nx):  # type: ignore[no-untyped-def]
             for c in range(2):
                 lo = coarse[k, m, c] + t * (coarse[k, m + 1, c] - coarse[k, m, c])
                 hi = coarse[k + 1, m, c] + t * (coarse[k + 1, m + 1, c] - coarse[k + 1, m, c])
-                out[j, i, c] = lo + ty * (hi - lo)
+                out[j - row0, i, c] = lo + ty * (hi - lo)
     return out
+
+
+class LatticeMap:
+    """The interpolated pixel map of one input, made a band of rows at a time.
+
+    The exact transform runs once on the ``step``-pixel lattice (a few
+    thousand positions); :meth:`rows` fills any band of input rows from it,
+    equal bit for bit to the same rows of :func:`pixel_map`, so a caller can
+    walk an input in bands holding 16 bytes per pixel of one band, not of
+    the whole input (64 MiB for 2048 x 2048).
+
+    Parameters
+    ----------
+    wcs_in, wcs_out : astropy.wcs.WCS
+        The input's and the output grid's celestial WCS.
+    shape : tuple of int
+        The input's (ny, nx), pixels.
+    step : int
+        Lattice spacing, input pixels.
+    """
+
+    def __init__(self, wcs_in: WCS, shape: tuple[int, int], wcs_out: WCS,
+                 step: int = DEFAULT_STEP) -> None:
+        ny, nx = _check_shape(shape)
+        if step < 1:
+            raise ResampleError(f"pixel map lattice step must be >= 1 pixel, got {step}")
+        self.shape = (ny, nx)
+        self._gx, self._gy = _nodes(nx, step), _nodes(ny, step)
+        yy, xx = np.meshgrid(self._gy, self._gx, indexing="ij")
+        ox, oy = _transform(wcs_in, wcs_out, xx.ravel(), yy.ravel())
+        self._coarse = np.dstack([ox.reshape(xx.shape), oy.reshape(xx.shape)])
+        self._offset = (0, 0)
+
+    def shifted(self, x0: int, y0: int) -> LatticeMap:
+        """This map with (x0, y0) subtracted from every position (onto a sub-grid whose pixel
+        (0, 0) is this grid's (x0, y0)), after the interpolation: the same values as
+        ``pmap[..., 0] -= x0; pmap[..., 1] -= y0`` on the whole map."""
+        out = copy.copy(self)
+        out._offset = (int(x0), int(y0))
+        return out
+
+    def bounds(self, band_rows: int = 256) -> tuple[float, float, float, float] | None:
+        """(x min, x max, y min, y max) over the finite positions of the whole map, made a
+        band at a time; None when none is finite."""
+        lo = np.array([np.inf, np.inf])
+        hi = np.array([-np.inf, -np.inf])
+        ny = self.shape[0]
+        for r0 in range(0, ny, band_rows):
+            band = self.rows(r0, min(ny, r0 + band_rows)).reshape(-1, 2)
+            band = band[np.isfinite(band).all(axis=1)]
+            if band.size:
+                lo = np.minimum(lo, band.min(axis=0))
+                hi = np.maximum(hi, band.max(axis=0))
+        return None if not np.isfinite(lo).all() else (lo[0], hi[0], lo[1], hi[1])
+
+    def rows(self, row0: int, row1: int) -> np.ndarray:
+        """(row1 - row0, nx, 2) float64 output (x, y) of the input pixels of rows [row0, row1)."""
+        ny, nx = self.shape
+        if not 0 <= row0 < row1 <= ny:
+            raise ResampleError(f"pixel map rows [{row0}, {row1}) outside the input's 0..{ny}")
+        out: np.ndarray = _fill(self._gx, self._gy, self._coarse, row0, row1, nx)
+        if self._offset != (0, 0):
+            out[..., 0] -= self._offset[0]
+            out[..., 1] -= self._offset[1]
+        return out
+
+    def scale_ratio(self) -> float:
+        """:func:`scale_ratio` of the whole map (computed on the three rows about its centre)."""
+        ny = self.shape[0]
+        j = ny // 2
+        return scale_ratio(self.rows(max(j - 1, 0), min(j + 1, ny - 1) + 1))
 
 
 def pixel_map(wcs_in: WCS, shape: tuple[int, int], wcs_out: WCS, step: int = DEFAULT_STEP) -> np.ndarray:
     """The pixel map from the exact transform on a ``step``-pixel lattice, interpolated (see module)."""
-    ny, nx = _check_shape(shape)
-    if step < 1:
-        raise ResampleError(f"pixel map lattice step must be >= 1 pixel, got {step}")
-    gx, gy = _nodes(nx, step), _nodes(ny, step)
-    yy, xx = np.meshgrid(gy, gx, indexing="ij")
-    ox, oy = _transform(wcs_in, wcs_out, xx.ravel(), yy.ravel())
-    coarse = np.dstack([ox.reshape(xx.shape), oy.reshape(xx.shape)])
-    return _fill(gx, gy, coarse, ny, nx)
+    mapper = LatticeMap(wcs_in, shape, wcs_out, step)
+    return mapper.rows(0, mapper.shape[0])
 
 
 def max_map_error(wcs_in: WCS, shape: tuple[int, int], wcs_out: WCS, pmap: np.ndarray,

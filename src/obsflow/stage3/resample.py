@@ -61,7 +61,7 @@ from astropy.wcs import WCS
 from obsflow.exceptions import ResampleError
 from obsflow.models.dq import DQ
 from obsflow.stage3.kernels import KERNELS, add_image, reach
-from obsflow.stage3.pixmap import scale_ratio
+from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
 __all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
 
@@ -69,6 +69,9 @@ BAD_BITS = int(DQ.DO_NOT_USE | DQ.NON_SCIENCE)
 """DQ bits that exclude an input pixel from the mosaic (the JWST default good_bits complement)."""
 
 WEIGHT_TYPES = ("ivm", "ivm-med", "exptime")
+
+BAND_ROWS = 256
+"""Input rows :meth:`Resampler.add_mapped` maps and adds at a time."""
 
 
 def input_weight(sci: np.ndarray, dq: np.ndarray | None, var_rnoise: np.ndarray | None,
@@ -91,8 +94,9 @@ def input_weight(sci: np.ndarray, dq: np.ndarray | None, var_rnoise: np.ndarray 
         if var_rnoise is None or var_rnoise.shape != sci.shape:
             raise ResampleError(f"ivm weights need VAR_RNOISE of shape {sci.shape}, got "
                                 f"{None if var_rnoise is None else var_rnoise.shape}")
+        w = np.zeros(sci.shape, np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
-            w = np.where(var_rnoise > 0, 1.0 / var_rnoise, 0.0).astype(np.float32)
+            np.divide(np.float32(1.0), var_rnoise, out=w, where=var_rnoise > 0)
     elif kind == "exptime":
         if exptime is None or not exptime > 0:
             raise ResampleError(f"exptime weights need a positive exposure time, got {exptime}")
@@ -105,6 +109,18 @@ def input_weight(sci: np.ndarray, dq: np.ndarray | None, var_rnoise: np.ndarray 
             raise ResampleError(f"DQ shape {dq.shape} differs from SCI shape {sci.shape}")
         w[(dq & bad_bits) != 0] = 0.0
     return w
+
+
+VARIANCES = ("VAR_POISSON", "VAR_RNOISE", "VAR_FLAT")
+
+
+def _variance(name: str, v: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """``v`` as contiguous float32 after checking its shape (None stays None)."""
+    if v is None:
+        return None
+    if v.shape != shape:
+        raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
+    return np.ascontiguousarray(v, dtype=np.float32)
 
 
 @dataclass
@@ -185,38 +201,80 @@ class Resampler:
         if sci.ndim != 2 or weight.shape != shape or pixmap.shape != shape + (2,):
             raise ResampleError(f"resample input: SCI {shape}, weight {weight.shape} and pixel map "
                                 f"{pixmap.shape} must be (ny, nx), (ny, nx) and (ny, nx, 2)")
-        variances = []
-        for name, v in (("VAR_POISSON", var_poisson), ("VAR_RNOISE", var_rnoise), ("VAR_FLAT", var_flat)):
-            if v is None:
-                # zeros (calloc: pages only mapped when read, to the shared zero page); the same
-                # array type as a given variance, so each kernel is compiled once
-                variances.append(np.zeros(shape, dtype=np.float32))
-            elif v.shape != shape:
-                raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI {shape}")
-            else:
-                variances.append(np.ascontiguousarray(v, dtype=np.float32))
+        variances = self._variances(shape, var_poisson, var_rnoise, var_flat)
         if ratio is None:
             ratio = scale_ratio(pixmap)
+        self._add_block(sci, weight, variances, pixmap, iscale, ratio, (0, shape[0]))
+        self.n_inputs += 1
+
+    def add_mapped(self, sci: np.ndarray, weight: np.ndarray, mapper: LatticeMap, *,
+                   var_poisson: np.ndarray | None = None, var_rnoise: np.ndarray | None = None,
+                   var_flat: np.ndarray | None = None, iscale: float = 1.0,
+                   ratio: float | None = None, band_rows: int = BAND_ROWS) -> None:
+        """:meth:`add` with the pixel map made ``band_rows`` input rows at a time by ``mapper``
+        (:class:`~obsflow.stage3.pixmap.LatticeMap`), never whole: the same sums bit for bit
+        (each band is given one row of the map above and below, so the square kernel's corner
+        interpolation sees the rows it sees in the whole map), with 16 bytes per pixel of one
+        band instead of the whole input's 64 MiB map (2048 x 2048).  Absent variances are
+        zero bands, not zero images.  ``ratio``: as in :meth:`add` (default
+        ``mapper.scale_ratio()``).
+        """
+        if self._acc is None:
+            raise ResampleError("resampler already finished; make a new one")
+        shape = sci.shape
+        if sci.ndim != 2 or weight.shape != shape or mapper.shape != shape:
+            raise ResampleError(f"resample input: SCI {shape}, weight {weight.shape} and pixel "
+                                f"map {mapper.shape} must be one (ny, nx)")
+        if band_rows < 1:
+            raise ResampleError(f"resample band_rows must be >= 1, got {band_rows}")
+        given = [_variance(name, v, shape) for name, v in zip(
+            VARIANCES, (var_poisson, var_rnoise, var_flat), strict=True)]
+        if ratio is None:
+            ratio = mapper.scale_ratio()
+        ny = shape[0]
+        for r0 in range(0, ny, band_rows):
+            r1 = min(ny, r0 + band_rows)
+            lo, hi = max(0, r0 - 1), min(ny, r1 + 1)
+            zero = np.zeros((hi - lo, shape[1]), np.float32)
+            bands = tuple(zero if v is None else v[lo:hi] for v in given)
+            self._add_block(sci[lo:hi], weight[lo:hi], bands, mapper.rows(lo, hi), iscale,
+                            ratio, (r0 - lo, r1 - lo))
+        self.n_inputs += 1
+
+    @staticmethod
+    def _variances(shape: tuple[int, ...], *given: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        # absent: zeros (calloc: pages only mapped when read, to the shared zero page); the same
+        # array type as a given variance, so each kernel is compiled once
+        return tuple(np.zeros(shape, dtype=np.float32) if v is None else v
+                     for v in (_variance(name, v, shape)
+                               for name, v in zip(VARIANCES, given, strict=True)))
+
+    def _add_block(self, sci: np.ndarray, weight: np.ndarray,
+                   variances: tuple[np.ndarray, ...], pixmap: np.ndarray, iscale: float,
+                   ratio: float, rows: tuple[int, int]) -> None:
+        """Rows ``rows`` of these arrays into the accumulators as input ``self.n_inputs``."""
+        if self._acc is None:
+            raise ResampleError("resampler already finished; make a new one")
         index = self.n_inputs
         plane, bit = divmod(index, 32)
         if plane >= self.con.shape[0]:
             self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, dtype=np.int32)])
         args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
-                np.ascontiguousarray(weight, dtype=np.float32), (variances[0], variances[1], variances[2]),
+                np.ascontiguousarray(weight, dtype=np.float32),
+                (variances[0], variances[1], variances[2]),
                 np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
                 self._acc, self.con, plane, 1 << bit)
-        ny = shape[0]
+        row0, row1 = rows
         # input rows between two bands that run at once: twice the kernel's reach, in input
         # pixels (ratio of them per output pixel), with room for distortion
         height = max(32, math.ceil(3.0 * reach(self.kernel, self.pixfrac, ratio) * ratio) + 2)
-        if self.threads == 1 or ny < 4 * height:
-            add_image(*args)
+        if self.threads == 1 or row1 - row0 < 4 * height:
+            add_image(*args, rows=rows)
         else:
-            bands = [(r, min(r + height, ny)) for r in range(0, ny, height)]
+            bands = [(r, min(r + height, row1)) for r in range(row0, row1, height)]
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="drizzle") as pool:
                 for parity in (0, 1):
                     list(pool.map(lambda rows: add_image(*args, rows=rows), bands[parity::2]))
-        self.n_inputs += 1
 
     def finish(self) -> I2DArrays:
         """The mosaic arrays (in place in the accumulators; the resampler cannot be added to after)."""

@@ -1,0 +1,53 @@
+"""The mosaic background's banded helpers equal their whole-image forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import distance_transform_edt
+from scipy.signal import fftconvolve
+
+from obsflow.exceptions import CatalogError
+from obsflow.stage3 import background
+from obsflow.stage3.background import dilated_source_mask, smooth, smoothing_kernel
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_banded_smoothing_equals_the_whole_image_fft_convolution(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    image = rng.normal(0.0, 1.0, (3 * background.SMOOTH_BAND_ROWS + 37, 301)).astype(dtype)
+    image[100:104, 50:54] += 40.0  # a bright source across no band edge
+    image[background.SMOOTH_BAND_ROWS - 2:background.SMOOTH_BAND_ROWS + 2, 200:204] += 40.0
+    kernel = smoothing_kernel(3.2)
+    got = smooth(image, kernel)
+    want = fftconvolve(image.astype(np.float64), kernel, mode="same")
+    assert got.dtype == dtype and got.shape == image.shape
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    assert np.max(np.abs(got - want)) < tol * np.max(np.abs(want))
+    with pytest.raises(CatalogError, match="odd height"):
+        smooth(image, np.ones((4, 4)))
+
+
+def test_banded_source_mask_dilation_equals_one_distance_transform() -> None:
+    rng = np.random.default_rng(9)
+    ny, nx = 2 * background.SMOOTH_BAND_ROWS + 91, 157
+    segm = np.zeros((ny, nx), np.int32)
+    label = 0
+    for size in (1, 2, 4, 9, 30, 70):  # radii classes from small to beyond a band's reach
+        for _ in range(4):
+            label += 1
+            y, x = int(rng.integers(0, ny - size)), int(rng.integers(0, nx - size))
+            segm[y:y + size, x:x + size] = label
+    got = dilated_source_mask(segm, 1.0, 2.0)
+    # the whole-image reference: each radius class dilated with one distance transform
+    area = np.bincount(segm.ravel())
+    radius = np.maximum(2.0, np.sqrt(area / np.pi))
+    radius[0] = 0.0
+    cls = np.ceil(2.0 * np.log2(np.maximum(radius, 1.0))).astype(np.int64)
+    want = segm > 0
+    for c in np.unique(cls[1:][area[1:] > 0]):
+        sel = np.isin(segm, np.flatnonzero((cls == c) & (area > 0))[np.flatnonzero(
+            (cls == c) & (area > 0)) > 0])
+        want |= distance_transform_edt(~sel) <= 2.0 ** (c / 2.0)
+    assert np.array_equal(got, want)
+    assert want.sum() > 2 * (segm > 0).sum()
