@@ -43,7 +43,6 @@ the same files under the same names.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import time
@@ -92,7 +91,7 @@ from obsflow.stage3.pixmap import LatticeMap
 from obsflow.stage3.product import write_i2d
 from obsflow.stage3.psfmodel import MosaicPSF
 from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
-from obsflow.stage3.skymatch import SkyImage, match_sky, sky_keywords
+from obsflow.stage3.skymatch import match_sky, sky_keywords
 
 __all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "beside",
            "catalog_refs", "crf_ref",
@@ -272,20 +271,37 @@ def _mosaic_meta(asn: Association, metas: list[ExposureMeta], shape: tuple[int, 
         exposure_duration=float(sum(durations.values())), extra={})
 
 
-@contextlib.contextmanager
-def _mapped(path: Path) -> Any:
-    """(SCI, DQ) of a level-2 file memory-mapped (DQ as stored: int32 with its top bit flipped,
-    the low bits — every flag tested here — unchanged)."""
-    with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
-        yield hdul["SCI"].data, hdul["DQ"].data
+@dataclass(frozen=True)
+class _MappedSky:
+    """A member's SCI and DQ for sky matching (a ``SkySource``), memory-mapped from its file
+    afresh each time they are asked for and unmapped when dropped: matching holds the file
+    pages of the pair it compares, never of every member (DQ as stored: int32 with its top
+    bit flipped, the low bits -- every flag tested -- unchanged)."""
+
+    path: Path
+    wcs: WCS
+
+    @property
+    def sci(self) -> np.ndarray:
+        return self._extension("SCI")
+
+    @property
+    def dq(self) -> np.ndarray:
+        return self._extension("DQ")
+
+    def _extension(self, name: str) -> np.ndarray:
+        with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
+            data: np.ndarray = hdul[name].data
+        return data
 
 
 def _var_flat_inplace(err: np.ndarray, var_poisson: np.ndarray,
                       var_rnoise: np.ndarray) -> np.ndarray:
     """``max(ERR² - VAR_POISSON - VAR_RNOISE, 0)`` (0 where not finite), float32, in ``err``'s
-    own array when it is float32 (an ERR already written to its ``_crf``: no new input-sized
-    array), else in a new one."""
-    rest = np.square(err, out=err) if err.dtype == np.float32 else np.square(err, dtype=np.float32)
+    own array when it is float32, as read from a FITS file (big-endian) or native (an ERR
+    already written to its ``_crf``: no new input-sized array), else in a new one."""
+    own = err.dtype.kind == "f" and err.dtype.itemsize == 4  # (float32 of either byte order)
+    rest = np.square(err, out=err) if own else np.square(err, dtype=np.float32)
     with np.errstate(invalid="ignore"):
         rest -= var_poisson
         rest -= var_rnoise
@@ -388,13 +404,8 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
                for m, w in zip(metas, wcses, strict=True)]
     seconds["align"] = time.perf_counter() - t0 - seconds["detect"]
     t1 = time.perf_counter()
-    with contextlib.ExitStack() as stack:  # 3. skymatch on memory-mapped members
-        images = []
-        for member, wcs in zip(asn.members, aligned, strict=True):
-            sci, dq = stack.enter_context(_mapped(products_dir / member.path))
-            images.append(SkyImage(sci, dq, wcs))
-        sky = match_sky(images, opts.skymatch)
-        del images
+    sky = match_sky([_MappedSky(products_dir / member.path, wcs)  # 3. skymatch, mapped pairwise
+                     for member, wcs in zip(asn.members, aligned, strict=True)], opts.skymatch)
     levels = [float(v) for v in sky.levels]
     seconds["skymatch"] = time.perf_counter() - t1
     t2 = time.perf_counter()

@@ -72,6 +72,7 @@ __all__ = [
     "crf_dq",
     "flag_outliers",
     "lower_median",
+    "lower_median_inplace",
     "outlier_masks",
     "unpack_mask",
 ]
@@ -186,7 +187,7 @@ class OutlierOptions:
     min_exposures: int = 2
     bad_bits: int = BAD_BITS | int(DQ.REFERENCE_PIXEL)
     keep_bits: int = int(DQ.SATURATED)
-    section_mb: float = 16.0
+    section_mb: float = 8.0
     tmpdir: Path | None = None
     threads: int = 1
     passes: int = 2
@@ -228,10 +229,15 @@ def lower_median(stack: np.ndarray, min_count: int) -> np.ndarray:
     For n finite values the ((n - 1) // 2)-th smallest: the median for odd n,
     the lower middle value for even n (the minimum of a pair).
     """
-    ordered = np.sort(stack, axis=0)  # NaN sort last
+    return lower_median_inplace(np.array(stack, copy=True), min_count)
+
+
+def lower_median_inplace(stack: np.ndarray, min_count: int) -> np.ndarray:
+    """:func:`lower_median`, sorting ``stack`` itself along axis 0 (no copy of it)."""
     count = np.count_nonzero(np.isfinite(stack), axis=0)
+    stack.sort(axis=0)  # NaN sort last
     index = np.maximum((count - 1) // 2, 0)
-    out = np.take_along_axis(ordered, index[None], axis=0)[0]
+    out = np.take_along_axis(stack, index[None], axis=0)[0]
     out[count < min_count] = np.nan
     return out
 
@@ -511,7 +517,7 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
         for k, (s, m) in enumerate(live):
             a, b = max(r0, s.y0), min(r1, s.y1)
             stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
-        median[r0:r1] = lower_median(stack, opts.min_exposures)
+        median[r0:r1] = lower_median_inplace(stack, opts.min_exposures)
         del stack
     del maps
     return median

@@ -216,8 +216,9 @@ class Resampler:
         (each band is given one row of the map above and below, so the square kernel's corner
         interpolation sees the rows it sees in the whole map), with 16 bytes per pixel of one
         band instead of the whole input's 64 MiB map (2048 x 2048).  Absent variances are
-        zero bands, not zero images.  ``ratio``: as in :meth:`add` (default
-        ``mapper.scale_ratio()``).
+        zero bands, not zero images, and arrays not in native float32 (a FITS file's big-endian
+        ``>f4``) are converted a band at a time, not copied whole.  ``ratio``: as in
+        :meth:`add` (default ``mapper.scale_ratio()``).
         """
         if self._acc is None:
             raise ResampleError("resampler already finished; make a new one")
@@ -227,8 +228,11 @@ class Resampler:
                                 f"map {mapper.shape} must be one (ny, nx)")
         if band_rows < 1:
             raise ResampleError(f"resample band_rows must be >= 1, got {band_rows}")
-        given = [_variance(name, v, shape) for name, v in zip(
-            VARIANCES, (var_poisson, var_rnoise, var_flat), strict=True)]
+        for name, v in zip(VARIANCES, (var_poisson, var_rnoise, var_flat), strict=True):
+            if v is not None and v.shape != shape:
+                raise ResampleError(f"resample input {name} shape {v.shape} differs from SCI "
+                                    f"{shape}")
+        given = (var_poisson, var_rnoise, var_flat)  # (as given: converted a band at a time)
         if ratio is None:
             ratio = mapper.scale_ratio()
         ny = shape[0]
@@ -236,7 +240,8 @@ class Resampler:
             r1 = min(ny, r0 + band_rows)
             lo, hi = max(0, r0 - 1), min(ny, r1 + 1)
             zero = np.zeros((hi - lo, shape[1]), np.float32)
-            bands = tuple(zero if v is None else v[lo:hi] for v in given)
+            bands = tuple(zero if v is None else np.ascontiguousarray(v[lo:hi], np.float32)
+                          for v in given)
             self._add_block(sci[lo:hi], weight[lo:hi], bands, mapper.rows(lo, hi), iscale,
                             ratio, (r0 - lo, r1 - lo))
         self.n_inputs += 1

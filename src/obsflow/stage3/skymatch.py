@@ -29,7 +29,9 @@ Pure functions of arrays and WCSs; recording the levels in the products
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from astropy.wcs import WCS
@@ -38,7 +40,7 @@ from obsflow.calibrate.image import clipped_stats
 from obsflow.exceptions import ConfigError
 from obsflow.models.dq import DQ
 
-__all__ = ["METHODS", "SkyImage", "SkyMatch", "match_sky", "pair_difference", "sky_keywords"]
+__all__ = ["METHODS", "SkyImage", "SkyMatch", "SkySource", "match_sky", "pair_difference", "sky_keywords"]
 
 METHODS = ("match", "global", "global+match")
 
@@ -79,11 +81,26 @@ class SkyMatch:
     method: str
 
 
-def _good(image: SkyImage) -> np.ndarray:
-    return np.isfinite(image.sci) & ((image.dq & _BAD) == 0)
+class SkySource(Protocol):
+    """What :func:`match_sky` reads of an image: a :class:`SkyImage`, or any object whose
+    ``sci`` and ``dq`` give the arrays when asked (e.g. memory-mapped afresh each time, so
+    only the pair being compared is mapped)."""
+
+    @property
+    def sci(self) -> np.ndarray: ...
+
+    @property
+    def dq(self) -> np.ndarray: ...
+
+    @property
+    def wcs(self) -> WCS: ...
 
 
-def pair_difference(a: SkyImage, b: SkyImage, step: int = 2, sigma: float = 3.0,
+def _good(sci: np.ndarray, dq: np.ndarray) -> np.ndarray:
+    return np.isfinite(sci) & ((dq & _BAD) == 0)
+
+
+def pair_difference(a: SkySource, b: SkySource, step: int = 2, sigma: float = 3.0,
                     min_pixels: int = 200) -> tuple[float, int] | None:
     """Sky difference ``level(a) - level(b)`` over their overlap, and the pixels used.
 
@@ -92,10 +109,11 @@ def pair_difference(a: SkyImage, b: SkyImage, step: int = 2, sigma: float = 3.0,
     taken; the result is its sigma-clipped median.  None if fewer than
     ``min_pixels`` overlap pixels remain.
     """
-    ny, nx = a.sci.shape
+    a_sci, a_dq, b_sci, b_dq = a.sci, a.dq, b.sci, b.dq  # (each asked once)
+    ny, nx = a_sci.shape
     y, x = np.mgrid[0:ny:step, 0:nx:step]
     y, x = y.ravel(), x.ravel()
-    keep = _good(a)[y, x]
+    keep = _good(a_sci, a_dq)[y, x]
     y, x = y[keep], x[keep]
     if y.size == 0:
         return None
@@ -104,12 +122,12 @@ def pair_difference(a: SkyImage, b: SkyImage, step: int = 2, sigma: float = 3.0,
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)  # NaN: not inside
         xb, yb = b.wcs.all_world2pix(*world, 0, quiet=True)
     xb, yb = np.rint(xb), np.rint(yb)
-    inside = (xb >= 0) & (xb < b.sci.shape[1]) & (yb >= 0) & (yb < b.sci.shape[0])
+    inside = (xb >= 0) & (xb < b_sci.shape[1]) & (yb >= 0) & (yb < b_sci.shape[0])
     xb, yb, y, x = xb[inside].astype(np.intp), yb[inside].astype(np.intp), y[inside], x[inside]
-    both = _good(b)[yb, xb]
+    both = _good(b_sci, b_dq)[yb, xb]
     if int(both.sum()) < min_pixels:
         return None
-    diff = a.sci[y[both], x[both]].astype(np.float64) - b.sci[yb[both], xb[both]]
+    diff = a_sci[y[both], x[both]].astype(np.float64) - b_sci[yb[both], xb[both]]
     median, _, kept = clipped_stats(diff, sigma)
     return median, kept
 
@@ -137,13 +155,13 @@ def _relative_levels(n: int, pairs: list[tuple[int, int, float, int]]) -> np.nda
     return levels
 
 
-def match_sky(images: list[SkyImage], method: str = "global+match", step: int = 2,
+def match_sky(images: Sequence[SkySource], method: str = "global+match", step: int = 2,
               sigma: float = 3.0, min_pixels: int = 200) -> SkyMatch:
     """The sky level of each image (module docstring for the methods).
 
     Parameters
     ----------
-    images : list of SkyImage
+    images : sequence of SkyImage (or SkySource)
         The exposures to combine (one filter), SCI in surface brightness.
     method : {"global+match", "match", "global"}
     step : int
@@ -176,7 +194,9 @@ def match_sky(images: list[SkyImage], method: str = "global+match", step: int = 
     if method != "match":
         skies = []
         for image, rel in zip(images, relative, strict=True):
-            values = image.sci[::step, ::step][_good(image)[::step, ::step]]
+            sci = image.sci[::step, ::step]
+            values = sci[_good(sci, image.dq[::step, ::step])]
+            del sci
             if values.size:
                 skies.append(clipped_stats(values.astype(np.float64) - rel, sigma)[0])
         global_level = min(skies) if skies else 0.0
