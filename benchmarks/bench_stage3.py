@@ -28,6 +28,11 @@ peak, sampled every 10 ms by a thread (steps placed in time by
 
     .venv/bin/python benchmarks/bench_stage3.py [--inputs 8] [--size 2048] [--keep DIR]
     .venv/bin/python benchmarks/bench_stage3.py --quick    # 2 inputs of 512 x 512: seconds
+
+A second child then runs the same ``make_mosaic`` under ``tracemalloc``
+(``--no-traced`` skips it) and reports its traced peak beside the same
+bound: the heap the stage allocates, without the interpreter's baseline,
+glibc's not-yet-returned free pages or memory-mapped file pages.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -165,6 +171,24 @@ def _step_peaks(samples: list[tuple[float, int, int]], seconds: dict[str, float]
     return peaks
 
 
+def run_traced(folder: Path) -> dict[str, object]:
+    """``make_mosaic`` on ``folder``'s association under ``tracemalloc`` (after the same
+    warm-up): the traced peak (every numpy array and Python object allocated during the run;
+    memory-mapped file pages are not counted) and the wall time (tracing slows it)."""
+    profile = load_profile("webb_like")
+    warm = make_inputs(folder / "warm", 2, 256)
+    make_mosaic(warm, folder / "warm", profile, "warmup", None)
+    shutil.rmtree(folder / "warm")
+    asn = read_association(folder / "bench_asn.json")
+    tracemalloc.start()
+    t = time.perf_counter()
+    made = make_mosaic(asn, folder, profile, "bench-traced", None)
+    wall = time.perf_counter() - t
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"wall": wall, "traced_peak": peak, "out_px": _shape(made.mosaic.path)}
+
+
 def run_child(folder: Path) -> dict[str, object]:
     """``make_mosaic`` on ``folder``'s association, measured in this process (module docstring)."""
     profile = load_profile("webb_like")
@@ -198,24 +222,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--quick", action="store_true", help="2 inputs of 512 x 512 (a smoke test)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument("--no-traced", action="store_true",
+                        help="skip the second, tracemalloc-traced run")
     parser.add_argument("--run", type=Path, default=None, help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)  # its mode
     args = parser.parse_args()
     if args.run is not None:
-        print(json.dumps(run_child(args.run)))
+        print(json.dumps(run_traced(args.run) if args.traced else run_child(args.run)))
         return
     if args.quick:
         args.inputs, args.size = 2, 512
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-stage3-", dir="/tmp"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        report(folder, args.inputs, args.size)
+        report(folder, args.inputs, args.size, not args.no_traced)
     finally:
         if args.keep is None:
             shutil.rmtree(folder)
 
 
-def report(folder: Path, inputs: int, size: int) -> None:
-    """Make the inputs, run the child on them, print the figures."""
+def report(folder: Path, inputs: int, size: int, traced: bool = True) -> None:
+    """Make the inputs, run the child on them (and a traced child), print the figures."""
     t = time.perf_counter()
     write_association(folder / "bench_asn.json", make_inputs(folder, inputs, size))
     print(f"{inputs} synthetic _cal inputs of {size}x{size} in "
@@ -244,7 +271,15 @@ def report(folder: Path, inputs: int, size: int) -> None:
                          f"{(v[0] + v[1]) / mib:.0f} = {v[0] / mib:.0f} + {v[1] / mib:.0f}")
               for k, v in dict(got["step_peaks"]).items()))
     print(f"alignment: {got['alignment']}; i2d {int(got['i2d_bytes']) / mib:.0f} MiB; "
-          f"sha256 {str(got['sha256'])[:12]}; catalog {got['catalog']}")
+          f"sha256 {str(got['sha256'])[:12]}; catalog {got['catalog']}", flush=True)
+    if traced:
+        child = subprocess.run([sys.executable, __file__, "--run", str(folder), "--traced"],
+                               check=True, capture_output=True, text=True)
+        tr = json.loads(child.stdout.strip().splitlines()[-1])
+        tpeak = int(tr["traced_peak"])
+        print(f"traced peak (tracemalloc, a second run: {tr['wall']:.1f} s wall with tracing): "
+              f"{tpeak / mib:.1f} MiB; bound {bound / mib:.0f} MiB; ratio {tpeak / bound:.2f} "
+              f"({'met' if tpeak <= bound else 'NOT met'})")
 
 
 def _shape(path: Path) -> int:

@@ -92,7 +92,7 @@ def test_whole_stage3_peak_is_within_output_arrays_plus_two_inputs(tmp_path: Pat
     profile = load_profile("webb_like")
     warm = _inputs(tmp_path / "warm", 2, 128)  # compiled kernels and lazy imports loaded first
     make_mosaic(warm, tmp_path / "warm", profile, "warm")
-    count, n = 4, 640
+    count, n = 4, 1024  # (at this size fixed costs -- the PSF model's grid, the writers -- are small)
     asn = _inputs(tmp_path / "run", count, n)
     tracemalloc.start()
     try:

@@ -192,6 +192,10 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
                            f"{sci.shape}, {err.shape}, {wht.shape}")
     if not wcs.has_celestial:
         raise CatalogError("source catalog: the WCS has no celestial axes")
+    # the PSF model's numbers first: its oversampled grids are made before any image-sized array
+    radii = radius_for_energy(psf, list(opts.energy_fractions))
+    ee = np.asarray(opts.energy_fractions, np.float64)
+    ci_psf = _ci_psf(psf, radii, ee)
     sci, err = _float(sci), _float(err)
     bad = ~(np.isfinite(sci) & np.isfinite(err) & (wht > 0) & (err > 0))
     fwhm = psf.blurred_fwhm_pix
@@ -204,8 +208,6 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     segm = detect_sources(smoothed, threshold, npixels, mask=bad)
     omega_sr = float(proj_plane_pixel_area(wcs.celestial)) * (math.pi / 180.0) ** 2
     to_jy = omega_sr * 1e6
-    radii = radius_for_energy(psf, list(opts.energy_fractions))
-    ee = np.asarray(opts.energy_fractions, np.float64)
     factors = [aperture_variance_factor(bkg.correlation, float(r)) for r in radii]
     meta = _meta(name, psf, opts, radii, ee, factors, bkg, npixels, threshold, omega_sr, wcs)
     if segm is None:
@@ -265,7 +267,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     mag, mag_err = _magnitude(total, total_err)
     table["aper_total_abmag"] = mag
     table["aper_total_abmag_err"] = mag_err
-    ci, ci_err, ci_psf = _concentration(fluxes, errors, ee, psf, radii)
+    ci, ci_err = _concentration(fluxes, errors, ee)
     table["ci_50_90"] = ci
     table["ci_50_90_err"] = ci_err
     extended = np.isfinite(ci) & (ci - ci_psf > np.maximum(opts.point_ci_margin, 3.0 * ci_err))
@@ -328,12 +330,23 @@ def _apertures(data: np.ndarray, error: np.ndarray, bad: np.ndarray, bkg: Backgr
     return fluxes, errors, edge
 
 
-def _concentration(fluxes: list[np.ndarray], errors: list[np.ndarray], ee: np.ndarray,
-                   psf: MosaicPSF, radii: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """ci_50_90 = m(r50) - m(r90) (mag) from the apertures nearest EE 0.5 and 0.9, its error
-    and the PSF's value."""
-    i = int(np.argmin(np.abs(ee - 0.5)))
-    j = len(ee) - 1
+def _ci_pair(ee: np.ndarray) -> tuple[int, int]:
+    """Indices of the apertures nearest EE 0.5 and of the largest (EE 0.9 by default)."""
+    return int(np.argmin(np.abs(ee - 0.5))), len(ee) - 1
+
+
+def _ci_psf(psf: MosaicPSF, radii: np.ndarray, ee: np.ndarray) -> float:
+    """The PSF's own ci_50_90 (mag) between the apertures :func:`_ci_pair` picks."""
+    i, j = _ci_pair(ee)
+    ee_model = encircled_energy(psf, [float(radii[i]), float(radii[j])])
+    return float(2.5 * np.log10(ee_model[1] / ee_model[0]))
+
+
+def _concentration(fluxes: list[np.ndarray], errors: list[np.ndarray], ee: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """ci_50_90 = m(r50) - m(r90) (mag) from the apertures nearest EE 0.5 and 0.9, and its
+    error."""
+    i, j = _ci_pair(ee)
     f1, f2, e1, e2 = fluxes[i], fluxes[j], errors[i], errors[j]
     with np.errstate(divide="ignore", invalid="ignore"):
         ok = (f1 > 0) & (f2 > 0)
@@ -343,8 +356,7 @@ def _concentration(fluxes: list[np.ndarray], errors: list[np.ndarray], ee: np.nd
         ring_e = np.sqrt(np.maximum(e2**2 - e1**2, 0.0))
         ci_err = 2.5 / math.log(10) * np.sqrt((ring_e / np.where(ok, f2, 1.0)) ** 2
                                               + (e1 * ring / np.where(ok, f1 * f2, 1.0)) ** 2)
-    ee_model = encircled_energy(psf, [float(radii[i]), float(radii[j])])
-    return ci, np.where(ok, ci_err, np.nan), float(2.5 * np.log10(ee_model[1] / ee_model[0]))
+    return ci, np.where(ok, ci_err, np.nan)
 
 
 def _low_weight(wht: np.ndarray, bad: np.ndarray, pos: np.ndarray, radius: float,

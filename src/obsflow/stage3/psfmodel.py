@@ -127,8 +127,14 @@ def encircled_energy(psf: MosaicPSF, radii: np.ndarray | list[float]) -> np.ndar
     g = (np.arange(-n, n + 1)) * step
     alpha = _moffat_alpha(psf.fwhm_pix, psf.beta)
     # value x cell area: the Moffat surface brightness (unit total flux) at cell centres
-    prof = (psf.beta - 1.0) / (math.pi * alpha**2) * (
-        1.0 + (g[:, None] ** 2 + g[None, :] ** 2) / alpha**2) ** (-psf.beta) * step**2
+    # (in place, the same operations in the same order as the expression
+    # (beta - 1) / (pi alpha^2) x (1 + (x^2 + y^2) / alpha^2) ^ -beta x step^2)
+    prof = g[:, None] ** 2 + g[None, :] ** 2
+    prof /= alpha**2
+    prof += 1.0
+    prof **= -psf.beta
+    prof *= (psf.beta - 1.0) / (math.pi * alpha**2)
+    prof *= step**2
     # rescale so the flux within the inscribed circle is the analytic one (the cells near the
     # core are the only ones poorly sampled: this spreads their error evenly)
     rr = np.hypot(g[:, None], g[None, :])
@@ -139,10 +145,17 @@ def encircled_energy(psf: MosaicPSF, radii: np.ndarray | list[float]) -> np.ndar
             k = _box_kernel(width, step)
             prof = convolve1d(convolve1d(prof, k, axis=0, mode="constant"), k, axis=1,
                               mode="constant")
+    # (each grid-sized array dropped as soon as it is used: this runs beside a mosaic's arrays)
     order = np.argsort(rr.ravel())
     values = prof.ravel()[order]
-    cum = np.cumsum(values) - 0.5 * values  # a cell counts half at its own radius
-    ee = np.interp(r, rr.ravel()[order], cum)
+    del prof
+    radius = rr.ravel()[order]
+    del rr, order
+    cum = np.cumsum(values)
+    values *= 0.5
+    cum -= values  # a cell counts half at its own radius
+    del values
+    ee = np.interp(r, radius, cum)
     # beyond that circle use the unblurred Moffat (boxes matter little there)
     far = r >= r0
     ee[far] = _moffat_enclosed(r[far], psf.fwhm_pix, psf.beta)
