@@ -2,9 +2,11 @@
 
 :func:`make_mosaic` runs the calwebb_image3 chain on the members of an
 :class:`~obsflow.stage3.association.Association`, reading them from the
-products folder, one member at a time (never the whole stack; the resident
-peak, measured by ``benchmarks/bench_stage3.py``, is still over the issue's
-bound of the output arrays plus two inputs: docs/benchmarks.md):
+products folder, one member at a time (never the whole stack), in bands of
+rows where an image-sized work array would otherwise be made: the peak,
+resident and traced, measured by ``benchmarks/bench_stage3.py`` on 8
+full-frame inputs, is within the issue's bound of the output arrays plus
+two inputs (docs/benchmarks.md; ``tests/stage3/test_memory.py``):
 
 1. **detect** (one member at a time): the stars of each ``_cal``
    (:func:`obsflow.stage3.detect.detect_stars`); only the star lists stay;
@@ -12,8 +14,9 @@ bound of the output arrays plus two inputs: docs/benchmarks.md):
    to the ASTROCAT file when one is given (``absolute``), one correction per
    exposure; too few matches raise ``AlignmentError``;
 3. **skymatch** (:func:`obsflow.stage3.skymatch.match_sky`) on the members'
-   SCI and DQ memory-mapped from their files (pages the kernel can drop,
-   not the Python heap), through the aligned WCSs;
+   SCI and DQ memory-mapped from their files only while a pair using them
+   is compared (pages the kernel can drop, not the Python heap), through
+   the aligned WCSs;
 4. **grid**: :func:`obsflow.stage3.grid.output_grid` over every aligned
    input (or the user's scale, rotation, CRVAL, shape);
 5. **outlier detection** (:func:`obsflow.stage3.outlier.outlier_masks`, the
