@@ -179,9 +179,10 @@ def deep_zoom_tile(product_id: str, level: int, tile: str, request: Request,
 def _deep_zoom_file(request: Request, session: DbSession, viewer: ViewerDep, now: Now,
                     product_id: str, part: str | None, media_type: str) -> Response:
     key = get_deep_zoom(session, check_product_id(product_id), part, viewer, now)
-    store = get_archive(request).settings.store
-    if not store.exists(key):
+    try:  # one read: a missing key is the 404, no separate existence check
+        content = get_archive(request).settings.store.read_bytes(key)
+    except (FileNotFoundError, IsADirectoryError):
         raise ProductNotFoundError(f"product {product_id!r} has no deep zoom "
-                                   f"{'descriptor' if part is None else 'tile ' + part}")
-    return Response(store.read_bytes(key), media_type=media_type,
+                                   f"{'descriptor' if part is None else 'tile ' + part}") from None
+    return Response(content, media_type=media_type,
                     headers={"Cache-Control": "private, max-age=300"})
