@@ -48,78 +48,19 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-
 from obsflow.fileio import sha256_file
-from obsflow.models.dq import DQ
-from obsflow.models.identity import DataId, ProductRef
-from obsflow.models.level2 import CalImage, write_cal
-from obsflow.models.metadata import ExposureMeta
-from obsflow.models.pointing import detector_wcs
-from obsflow.models.provenance import Provenance
 from obsflow.profiles import load_profile
-from obsflow.stage3.association import Association, Member, read_association, write_association
+from obsflow.stage3.association import Association, read_association, write_association
 from obsflow.stage3.mosaic import make_mosaic
 
-RA0, DEC0 = 53.16, -27.79
-
-
-def _meta(k: int, n: int, inst: str, det: str, flt: str) -> ExposureMeta:
-    return ExposureMeta(
-        telescope="OBSFLOW-W", instrument=inst, detector=det, filter=flt, program="01234",
-        observation=1, visit=1, exposure=k + 1, exposure_id=k + 1, pi_name="bench",
-        title="stage 3 benchmark", target="BENCH", target_ra=RA0, target_dec=DEC0,
-        ra_v1=RA0, dec_v1=DEC0, pa_v3=0.0, dither_pattern="BENCH", dither_position=k + 1,
-        dither_npoints=8, readpatt="RAPID", nints=1, ngroups=10, nframes=1, groupgap=0,
-        frame_time=10.7, group_time=10.7, subarray="FULL", substrt1=1, substrt2=1,
-        subsize1=n, subsize2=n, expstart=61000.0 + k * 0.01, expmid=61000.005 + k * 0.01,
-        expend=61000.01 + k * 0.01, exposure_duration=107.0)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the scene lives with the tests
+from tests.stage3.scenes import StarField, star_field_cals  # noqa: E402
 
 
 def make_inputs(folder: Path, count: int, n: int) -> Association:
-    """``count`` synthetic _cal files under ``folder`` and their association."""
-    profile = load_profile("webb_like")
-    inst = profile.instruments[0]
-    det, flt = inst.detectors[0], inst.filters[0]
-    rng = np.random.default_rng(7)
-    half = n * inst.pixel_scale_arcsec / 3600.0 * 0.8
-    count_stars = n // 4  # (~500 stars per full frame: enough to align on)
-    stars_ra = RA0 + rng.uniform(-half, half, count_stars) / np.cos(np.radians(DEC0))
-    stars_dec = DEC0 + rng.uniform(-half, half, count_stars)
-    stars_amp = 10 ** rng.uniform(-0.5, 2.0, count_stars)
-    sigma = inst.psf_fwhm_pix_per_um * flt.pivot_um / 2.3548  # the profile's PSF width
-    members = []
-    for k in range(count):
-        dither = rng.uniform(-3.0, 3.0, 2)  # arcsec
-        pa = rng.uniform(0.0, 1.0)
-        offset = (dither[0], dither[1], det.rotation_deg)  # (the detector on the boresight)
-        frame = (n, n, 1, 1, n, n)
-        true = detector_wcs(RA0, DEC0, pa, offset, inst.pixel_scale_arcsec, frame)
-        err = rng.normal(0.0, 0.030, 2) / 3600.0  # the header's pointing error
-        header = detector_wcs(RA0 + err[0], DEC0 + err[1], pa, offset,
-                              inst.pixel_scale_arcsec, frame)
-        sci = rng.normal(0.3, 0.02, (n, n)).astype(np.float32)
-        x, y = true.world_to_pixel_values(stars_ra, stars_dec)
-        for xs, ys, amp in zip(x, y, stars_amp, strict=True):
-            if 6 <= xs < n - 6 and 6 <= ys < n - 6:
-                i0, j0 = int(xs), int(ys)
-                yy, xx = np.mgrid[j0 - 5:j0 + 6, i0 - 5:i0 + 6]
-                sci[j0 - 5:j0 + 6, i0 - 5:i0 + 6] += amp * np.exp(
-                    -((xx - xs) ** 2 + (yy - ys) ** 2) / (2 * sigma**2))
-        vr = np.full((n, n), 4e-4, np.float32)
-        vp = (np.abs(sci) * 1e-3).astype(np.float32)
-        dq = np.zeros((n, n), np.uint32)
-        bad = rng.random((n, n)) < 0.01
-        dq[bad] = DQ.DO_NOT_USE
-        sci[bad] = np.nan
-        meta = _meta(k, n, inst.name, det.name, flt.name)
-        ref = ProductRef("cal", DataId("01234", 1, 1, k + 1, det.name), "bench")
-        cal = CalImage(sci, np.sqrt(vr + vp + (0.005 * sci) ** 2).astype(np.float32), dq, vp, vr,
-                       meta, ref, Provenance(run="bench", software="bench"), {}, header)
-        path = folder / ref.relpath()
-        written = write_cal(path, cal)
-        members.append(Member(ref, f"{meta.basename}_cal_v1", 1, ref.relpath(), written.sha256))
-    return Association("01234", 1, "BENCH", flt.name, inst.name, tuple(members))
+    """``count`` synthetic _cal files under ``folder`` and their association (the shared
+    star-field scene: ~n/4 stars, dithers of +/-3 arcsec, 30 mas pointing errors)."""
+    return star_field_cals(folder, count, n, StarField(seed=7, label="bench"))
 
 
 STEPS = ("detect", "align", "skymatch", "outlier", "resample", "catalog", "write")
