@@ -174,6 +174,9 @@ def test_streamed_rateints_equal_one_piece(tmp_path: Path) -> None:
 _TWO_PROCESS_PROBE = """
 import hashlib, io, sys
 sys.path.insert(0, sys.argv[1])
+if sys.argv[2] == "uncached":  # asdf's own schema loading, as without obsflow's cache
+    import asdf.schema
+    asdf.schema._make_schema_loader.obsflow_cached = True
 from tests.models.test_asdf_extension import META, WCS
 from obsflow.models.asdfmeta import asdf_bytes, meta_tree
 from astropy.io import fits
@@ -197,8 +200,8 @@ def test_the_asdf_tree_is_the_same_bytes_in_every_process() -> None:
 
     root = str(Path(__file__).resolve().parents[2])
     digests = set()
-    for seed in ("1", "2", "3"):
-        run = subprocess.run([sys.executable, "-c", _TWO_PROCESS_PROBE, root], check=True,
+    for seed, schemas in (("1", "cached"), ("2", "cached"), ("3", "cached"), ("1", "uncached")):
+        run = subprocess.run([sys.executable, "-c", _TWO_PROCESS_PROBE, root, schemas], check=True,
                              capture_output=True, text=True, timeout=120,
                              env=dict(os.environ, PYTHONHASHSEED=seed))
         digests.add(run.stdout.strip().splitlines()[-1])
@@ -209,3 +212,23 @@ def test_the_asdf_tree_is_the_same_bytes_in_every_process() -> None:
         used = [(str(e.get("extension_uri", "")), str(e.get("extension_class", "")))
                 for e in af.tree["history"]["extensions"]]
     assert len(used) >= 3 and used == sorted(used)  # core, gwcs, astropy: one sorted list
+
+
+def test_cached_schemas_still_validate_every_write() -> None:
+    """The referenced schemas are parsed once per process (obsflow's loader cache), and a
+    write still validates: a tree breaking a schema is refused on the second write too."""
+    import asdf
+    import asdf.schema
+
+    from obsflow.models.asdfmeta import asdf_bytes
+
+    good = {"meta": {"wcs": WCS}}
+    first = asdf_bytes(good)
+    assert getattr(asdf.schema._make_schema_loader, "obsflow_cached", False)
+    assert asdf.schema._make_schema_loader() is asdf.schema._make_schema_loader()  # one cache
+    assert asdf_bytes(good) == first
+    bad = asdf.tagged.TaggedDict({"source": 0, "shape": "not a shape", "datatype": "float32"},
+                                 "tag:stsci.edu:asdf/core/ndarray-1.1.0")
+    for _ in range(2):
+        with pytest.raises(asdf.ValidationError):
+            asdf_bytes({"meta": {"wcs": WCS}, "data": bad})

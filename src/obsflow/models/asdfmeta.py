@@ -132,6 +132,8 @@ def _sorted_history_file() -> type:
 
     from obsflow.exceptions import DataModelError
 
+    _cache_referenced_schemas()
+
     class ByUri(set):  # type: ignore[type-arg]
         """A set of asdf extension proxies that iterates sorted by URI and class name."""
 
@@ -151,6 +153,33 @@ def _sorted_history_file() -> type:
             return context
 
     return SortedHistoryFile
+
+
+def _cache_referenced_schemas() -> None:
+    """Parse each ASDF schema a validation refers to (``$ref``) once per process.
+
+    asdf validates a tree on every write; the schemas its validator reaches
+    through ``$ref`` (the gwcs and transform schemas refer to about 35) are
+    read from asdf's resource manager and parsed as YAML again on every write
+    (asdf 3 to 6: its ``_make_schema_loader`` caches only schemas found by URL
+    on disk).  That parsing is about a third of an ASDF extension's cost
+    (0.016 of 0.045 s per product).  The loader is wrapped so that a URL's
+    parsed schema is kept, as asdf already keeps the schemas it finds by tag
+    (shared, never mutated by the validator).  Without that private function
+    (another asdf) nothing is changed: writes are then only slower.
+    """
+    from asdf import schema
+
+    make = getattr(schema, "_make_schema_loader", None)
+    if make is None or getattr(make, "obsflow_cached", False):
+        return
+    loader = functools.lru_cache(maxsize=None)(make())
+
+    def cached_loader() -> Any:
+        return loader
+
+    cached_loader.obsflow_cached = True  # type: ignore[attr-defined]
+    schema._make_schema_loader = cached_loader
 
 
 _USED_ATTRIBUTE = "_SerializationContext__extensions_used"
