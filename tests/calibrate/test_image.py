@@ -29,7 +29,9 @@ def _samples() -> dict[str, np.ndarray]:
     return {"gaussian sky": sky, "sky with sources": stars, "crowded, heavy tail": crowded,
             "two levels": np.concatenate([rng.normal(0, 1, 60_000), rng.normal(8, 1, 40_000)]),
             "few values": rng.normal(5, 2, 7), "constant": np.full(1000, 2.5),
-            "large offset": rng.normal(1e4, 1.0, 100_000)}
+            "large offset": rng.normal(1e4, 1.0, 100_000),
+            # a few saturated cores 1e5-1e6 sigma out: their moments are taken away again
+            "saturated cores": np.concatenate([sky, rng.uniform(5e3, 5e4, 300)])}
 
 
 @pytest.mark.parametrize("name", list(_samples()))
