@@ -169,7 +169,8 @@ def write_fits_hashed(hdul: fits.HDUList | Iterable[fits.PrimaryHDU | fits.Image
     product never holds two copies of all its arrays).
 
     Image HDUs (plain arrays) are converted to their big-endian disk form
-    once; that one buffer gives DATASUM (:class:`obsflow.fitschecksum.DataSum`),
+    once, summed in the same compiled pass for DATASUM
+    (:func:`obsflow.fitschecksum.disk_form_and_sum`); that one buffer
     feeds the sha256 and is written, so a product is converted, summed and
     hashed in one pass, by its writer.  Other HDUs (tables) are serialized
     by astropy.  The bytes are those astropy's ``writeto`` writes after
@@ -193,7 +194,7 @@ def _hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, stamp: s
     import numpy as np
     from astropy.io import fits
 
-    from obsflow.fitschecksum import DataSum, disk_form, set_checksum
+    from obsflow.fitschecksum import datasum_of, disk_form_and_sum, set_checksum
 
     if isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU):
         data = hdu.data
@@ -204,10 +205,8 @@ def _hdu_bytes(hdu: fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU, stamp: s
         bzero = 1 << (8 * data.dtype.itemsize - 1) if unsigned else 0
         if type(data) is np.ndarray and hdu.header.get("BSCALE", 1) == 1 \
                 and hdu.header.get("BZERO", 0) == bzero:
-            raw = disk_form(data).reshape(-1).view(np.uint8)
-            total = DataSum()
-            total.update(raw)
-            set_checksum(hdu.header, total.value, stamp)
+            raw, words = disk_form_and_sum(data)
+            set_checksum(hdu.header, datasum_of(words), stamp)
             return [hdu.header.tostring().encode("ascii"), raw.data, bytes(-raw.size % 2880)]
     hdu.add_checksum(when=stamp)  # a table (or a scaled image): astropy serializes it
     buffer = io.BytesIO()

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["DataSum", "checksum_of", "disk_form", "set_checksum"]
+__all__ = ["DataSum", "checksum_of", "disk_form", "datasum_of", "disk_form_and_sum",
+           "set_checksum"]
 
 _MASK = 0xFFFFFFFF
 _EXCLUDE = frozenset(range(0x3A, 0x41)) | frozenset(range(0x5B, 0x61))
@@ -64,6 +65,15 @@ class DataSum:
         if whole:
             self._total += int(np.sum(raw[:whole].view(">u4"), dtype=np.uint64))
 
+    def add_words(self, total: int) -> None:
+        """Add the plain sum ``total`` of the next whole 32-bit words of the data unit (as
+        :func:`disk_form_and_sum` sums them), in place of feeding their bytes."""
+        if self._carry:
+            from obsflow.exceptions import DataModelError
+
+            raise DataModelError("DataSum.add_words after a block that ended inside a word")
+        self._total += int(total)
+
     @property
     def value(self) -> int:
         """The 32-bit DATASUM of everything fed so far (as if zero-padded)."""
@@ -82,6 +92,38 @@ def disk_form(values: np.ndarray) -> np.ndarray:
         flip = native.dtype.type(1 << (8 * values.dtype.itemsize - 1))
         values = (native ^ flip).view(f"i{values.dtype.itemsize}")
     return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder(">"))
+
+
+def disk_form_and_sum(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """``values`` in their FITS disk form as bytes (:func:`disk_form`) and the plain sum of
+    their 32-bit words (:func:`datasum_of` folds it into the DATASUM; :meth:`DataSum.add_words`
+    adds it to a running one).
+
+    Arrays of 4-byte native values (float32, int32, uint32: most of a
+    product) are swapped and summed in one compiled pass
+    (:func:`obsflow.fitswords.swapped_words_sum`); others go through
+    :func:`disk_form` and :class:`DataSum`.
+    """
+    native = values.dtype.byteorder in ("=", "|") or (
+        values.dtype.byteorder == "<" and np.little_endian)
+    if values.dtype.itemsize == 4 and values.dtype.kind in "fiu" and native \
+            and values.flags.c_contiguous:
+        from obsflow.fitswords import swapped_words_sum
+
+        words = values.reshape(-1).view(np.uint32)
+        out = np.empty(words.size, np.uint32)
+        flip = np.uint32(0x80000000 if values.dtype.kind == "u" else 0)
+        return out.view(np.uint8), int(swapped_words_sum(words, flip, out))
+    raw = disk_form(values).reshape(-1).view(np.uint8)
+    total = DataSum()
+    total.update(raw)
+    return raw, total.value
+
+
+def datasum_of(total: int) -> int:
+    """The 32-bit DATASUM of a whole data unit whose words sum to ``total``
+    (:func:`disk_form_and_sum`'s second value)."""
+    return _fold(total)
 
 
 def _encode(value: int) -> str:

@@ -25,6 +25,7 @@ CALIBRATION_KERNELS = (
     "calibrate/ramps.py",
     "calibrate/refpix.py",
     "calibrate/regions.py",
+    "fitswords.py",
     "telemetry/crc.py",
     "telemetry/decode.py",
 )

@@ -15,7 +15,9 @@ _PROBE = textwrap.dedent("""
     import numpy as np
     from astropy.io import fits
 
+    from obsflow import fitswords
     from obsflow.calibrate import corrections, image, jumps, ramps, refpix, regions
+    from obsflow.fitschecksum import disk_form_and_sum
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
 
@@ -29,7 +31,8 @@ _PROBE = textwrap.dedent("""
                "_flat_rows": image._flat_rows, "_scale_rows": image._scale_rows,
                "_centred_moments": image._centred_moments,
                "_sorted_float32": image._sorted_float32,
-               "_first_at_least": image._first_at_least, "_first_above": image._first_above}
+               "_first_at_least": image._first_at_least, "_first_above": image._first_above,
+               "swapped_words_sum": fitswords.swapped_words_sum}
 
     def signatures():
         return {name: [str(s) for s in k.signatures] for name, k in KERNELS.items()}
@@ -85,6 +88,8 @@ _PROBE = textwrap.dedent("""
                                 fit.dq | pixeldq)  # steps.Work.set_fit
         img = image.apply_photom(image.apply_flat(img, ref("flat")), 0.37)
         image.estimate_background(img.sci, img.dq)
+        for array in (img.sci, img.err, img.dq):  # as the products' writers pass them
+            disk_form_and_sum(array)
         found += int((groupdq != 0).sum())
         finite = finite and bool(np.isfinite(fit.slope).all())
     print(json.dumps({"before": before, "warmed": warmed, "after": signatures(),

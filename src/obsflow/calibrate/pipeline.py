@@ -578,7 +578,8 @@ def warm_up() -> None:
     does not pay for it.  Runs saturation, dark, reference pixels, linearity, jumps, large-event regions
     and the fit on a tiny synthetic ramp with the array types real data has
     (float32 cube, uint8 DQ, float32 maps), then the stage-2 flat field,
-    photometric scaling and background statistics on its rates.
+    photometric scaling and background statistics on its rates, and the products' compiled
+    byte swap and checksum pass on them.
     """
     from obsflow.calibrate.corrections import (
         correct_linearity_inplace,
@@ -590,6 +591,7 @@ def warm_up() -> None:
     from obsflow.calibrate.ramps import fit_ramps
     from obsflow.calibrate.refpix import correct_reference_pixels_inplace, reference_layout
     from obsflow.calibrate.regions import flag_disks_inplace, large_regions
+    from obsflow.fitschecksum import disk_form_and_sum
     from obsflow.models.dq import DQ
 
     shape = (1, 6, 4, 4)
@@ -612,3 +614,5 @@ def warm_up() -> None:
     image = ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise, pixeldq)
     image = apply_photom(apply_flat(image, plane + np.float32(1.0)), 1.0)
     estimate_background(image.sci, image.dq)
+    for array in (image.sci, image.dq):  # the products' writers: float32 and uint32 arrays
+        disk_form_and_sum(array)

@@ -36,7 +36,7 @@ from astropy.wcs import WCS
 
 from obsflow.exceptions import DataModelError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
-from obsflow.fitschecksum import DataSum, set_checksum
+from obsflow.fitschecksum import DataSum, disk_form_and_sum, set_checksum
 from obsflow.models.asdfmeta import asdf_hdu, product_tree, with_asdf
 from obsflow.models.fitsfile import BLOCK_BYTES
 from obsflow.models.gwcsmodel import gwcs_from_fits
@@ -175,7 +175,6 @@ def _write(path: Path, product: _Level2) -> Written:
     return write_fits_hashed(with_asdf(hdus, gwcs), Path(path))
 
 
-_DISK = {"dq": np.dtype(">u4")}
 """On-disk dtype of each array (float32 big-endian but DQ: uint32 as int32 with BZERO 2**31,
 i.e. the top bit flipped)."""
 
@@ -248,14 +247,11 @@ class RateIntsWriter:
             if final and start != self._done[name]:
                 raise DataModelError(f"{self.path.name}: {name} integrations from {start} "
                                      f"written out of order (next is {self._done[name]})")
-            if name == "dq":
-                disk = (values ^ np.uint32(0x80000000)).astype(_DISK["dq"])
-            else:
-                disk = values.astype(np.dtype(">f4"))
-            os.pwrite(self._fd, disk.data.cast("B"),
-                      self._offsets[name] + start * self._plane)
+            native = np.ascontiguousarray(values, np.uint32 if name == "dq" else np.float32)
+            disk, words = disk_form_and_sum(native)  # swapped and summed in one pass
+            os.pwrite(self._fd, disk.data, self._offsets[name] + start * self._plane)
             if final:
-                self._sums[name].update(values)  # the values: DataSum knows FITS's disk form
+                self._sums[name].add_words(words)
                 self._done[name] += values.shape[0]
 
     def read(self, name: str, start: int, stop: int) -> np.ndarray:
