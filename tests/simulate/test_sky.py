@@ -30,3 +30,27 @@ def test_star_flux_and_centroid(mag: float) -> None:
     assert np.average(xx[core], weights=image[core]) == pytest.approx(99.3, abs=0.05)
     assert np.average(yy[core], weights=image[core]) == pytest.approx(100.6, abs=0.05)
     assert background_e_s(filt, inst.pixel_scale_arcsec) > 0
+
+
+@pytest.mark.parametrize("fwhm", [1.03, 2.37])  # webb_like F150W (undersampled), smallsat K
+def test_faint_stars_put_the_exact_psfs_light_in_small_apertures(fwhm: float) -> None:
+    """Faint stars (core exact, wings from one convolution of a bilinear deposit) put within
+    0.3% of an exactly integrated Moffat's light in a 2 FWHM aperture, at any pixel phase
+    (measured: +0.10% +- 0.04% at FWHM 1.03 px), so the catalog's flux pulls are not the
+    renderer's."""
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    from obsflow.simulate.sky import _add_stamp, _faint_points, moffat_stamp
+
+    rng = np.random.default_rng(5)
+    n = 64
+    ratios = []
+    for x, y in rng.uniform(24, 40, (24, 2)):
+        faint, exact = np.zeros((n, n)), np.zeros((n, n))
+        _faint_points(faint, np.array([x]), np.array([y]), np.array([1.0]), fwhm)
+        x0, y0 = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        _add_stamp(exact, moffat_stamp(x - x0, y - y0, 20, fwhm), x0, y0)
+        aperture = CircularAperture([(x, y)], 2.0 * max(fwhm, 1.05))
+        ratios.append(aperture_photometry(faint, aperture)["aperture_sum"][0]
+                      / aperture_photometry(exact, aperture)["aperture_sum"][0])
+    assert np.abs(np.asarray(ratios) - 1.0).max() < 0.003, ratios

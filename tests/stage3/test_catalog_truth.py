@@ -116,9 +116,9 @@ KNOWN_GAPS = {
     ("smallsat", "flux pulls"): "median 0.30, spread 0.43: the noise correlation measured on "
                                 "a sky full of bright-star halos (0.8 at 2 px) inflates the errors",
     ("webb_like", "flux pulls"): "median 0.13, spread 1.21 (S/N 50-200: 0.16, 1.32; above 200: "
-                                 "0.02, 0.91): the simulator's faint stars (< 300 e-/s) have "
-                                 "exact cores but wings from a bilinear deposit from 1.5 px "
-                                 "out, inside the 90% aperture (2.1 px)",
+                                 "0.02, 0.91): the faint stars' renderer adds only +0.1% in the "
+                                 "aperture (~0.1 of the median at S/N 100); the spread's cause "
+                                 "is not found yet",
 }
 
 
