@@ -31,16 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.stats import SigmaClip, mad_std
 from astropy.utils.exceptions import AstropyUserWarning
-from photutils.aperture import CircularAperture
+from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.background import Background2D, MedianBackground, StdBackgroundRMS
 from photutils.segmentation import detect_sources, make_2dgaussian_kernel
-from scipy.ndimage import distance_transform_edt
+from scipy.ndimage import distance_transform_edt, maximum_filter
 from scipy.signal import fftconvolve
 
 from obsflow.exceptions import CatalogError
 
-__all__ = ["BackgroundMap", "aperture_variance_factor", "dilated_source_mask", "estimate_background",
-           "noise_correlation", "smooth", "smoothing_kernel"]
+__all__ = ["BackgroundMap", "aperture_variance_factor", "dilated_source_mask",
+           "empty_aperture_factor", "estimate_background", "noise_correlation", "smooth",
+           "smoothing_kernel"]
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,52 @@ def aperture_variance_factor(correlation: np.ndarray, radius: float) -> float:
     c = auto.shape[0] // 2
     window = auto[c - L:c + L + 1, c - L:c + L + 1]
     return float(max(np.sum(correlation * window) / w.sum(), 1e-3))
+
+
+def empty_aperture_factor(data: np.ndarray, error: np.ndarray, masked: np.ndarray,
+                          radius: float, *, min_apertures: int = 50,
+                          max_apertures: int = 3000) -> tuple[float, int] | None:
+    """Variance of empty-aperture sums over what ERR predicts for them, and how many.
+
+    Circular apertures of ``radius`` pixels on a grid ``radius`` + 1 apart
+    (neighbours overlap a little: more of them fit between the sources, and
+    the variance is still the aperture's) are kept where no pixel within
+    ``radius`` + 1 of their centre is ``masked`` (no data, or a source's
+    dilated segment); at most ``max_apertures`` of them (a fixed random
+    draw).  Their sums of
+    ``data`` (background-subtracted) scatter by what an aperture of that
+    size really varies on this image: correlated noise at every lag, the
+    background level's own error, and whatever the propagated ERR misses.
+    The factor is that scatter squared (1.4826 x the median absolute
+    deviation, robust to a faint source left in the sky) over the median of
+    the apertures' ERR-summed variances.  None when fewer than
+    ``min_apertures`` fit.
+    """
+    half = int(math.ceil(radius)) + 1
+    step = int(math.ceil(radius + 1))
+    ny, nx = data.shape
+    if ny <= 2 * half or nx <= 2 * half:
+        return None
+    offsets = np.arange(-half, half + 1)
+    disk = np.hypot(offsets[:, None], offsets[None, :]) <= radius + 1
+    blocked = maximum_filter(masked, footprint=disk, mode="constant", cval=True)
+    ys, xs = np.mgrid[half:ny - half:step, half:nx - half:step]
+    free = ~blocked[ys, xs]
+    del blocked
+    pos = np.column_stack([xs[free], ys[free]]).astype(np.float64)
+    if pos.shape[0] < min_apertures:
+        return None
+    if pos.shape[0] > max_apertures:
+        pos = pos[np.sort(np.random.default_rng(0).choice(pos.shape[0], max_apertures,
+                                                          replace=False))]
+    phot = aperture_photometry(data, CircularAperture(pos, radius), error=error, method="exact")
+    sums = np.asarray(phot["aperture_sum"], np.float64)
+    predicted = np.asarray(phot["aperture_sum_err"], np.float64) ** 2
+    scatter = 1.4826 * float(np.median(np.abs(sums - np.median(sums))))
+    expected = float(np.median(predicted))
+    if not (expected > 0 and np.isfinite(scatter)):
+        return None
+    return scatter**2 / expected, int(pos.shape[0])
 
 
 def estimate_background(sci: np.ndarray, bad: np.ndarray, fwhm_pix: float, *,

@@ -51,6 +51,7 @@ from obsflow.models.provenance import Provenance
 from obsflow.stage3.background import (
     BackgroundMap,
     aperture_variance_factor,
+    empty_aperture_factor,
     estimate_background,
     smooth,
     smoothing_kernel,
@@ -217,6 +218,12 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     deblended = _deblended(segm)
     data = _subtracted(sci, bkg.level, bad)
     error = np.where(bad, 0.0, err).astype(sci.dtype, copy=False)
+    factors, measured = _noise_factors(data, error, bad | bkg.source_mask, radii, factors)
+    apertures: list[dict[str, object]] = meta["apertures"]  # type: ignore[assignment]
+    for entry, factor, found in zip(apertures, factors, measured, strict=True):
+        entry["noise_variance_factor"] = float(factor)
+        entry["noise_from"] = (f"{found} empty apertures" if found else
+                               "noise correlation model + background level error")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)  # NaN shapes of tiny segments
         cat = SourceCatalog(data, segm, convolved_data=smoothed, error=error, mask=bad, wcs=wcs)
@@ -249,7 +256,8 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     table["isophotal_flux_err"] = shapes["segment_flux_err"].astype(np.float64) * to_jy
     positions = np.column_stack([x, y])
     safe = np.where(np.isfinite(positions), positions, 0.0)
-    fluxes, errors, edge = _apertures(data, error, bad, bkg, safe, radii, factors)
+    fluxes, errors, edge = _apertures(data, error, bad, bkg, safe, radii, factors,
+                                      [found == 0 for found in measured])
     fluxes = [f * to_jy for f in fluxes]
     errors = [e * to_jy for e in errors]
     del data, error
@@ -307,22 +315,44 @@ def _over_noise(data: np.ndarray, rms: np.ndarray) -> np.ndarray:
     return data
 
 
+def _noise_factors(data: np.ndarray, error: np.ndarray, masked: np.ndarray, radii: np.ndarray,
+                   modelled: list[float]) -> tuple[list[float], list[int]]:
+    """Per aperture radius, the factor by which an aperture sum's variance exceeds what ERR
+    gives, and from how many empty apertures it was measured (0: too few fit, the
+    correlation model's factor ``modelled`` is kept).
+
+    Measured on empty apertures (:func:`obsflow.stage3.background.empty_aperture_factor`)
+    wherever enough fit between the sources: the standard check of a drizzled image's
+    noise, at every lag and including what ERR's propagation misses, where the
+    correlation model reaches only lags up to ``max_lag`` and is measured on every quiet
+    pixel, faint halos included.
+    """
+    factors, counts = [], []
+    for r, model in zip(radii, modelled, strict=True):
+        found = empty_aperture_factor(data, error, masked, float(r))
+        factors.append(found[0] if found else model)
+        counts.append(found[1] if found else 0)
+    return factors, counts
+
+
 def _apertures(data: np.ndarray, error: np.ndarray, bad: np.ndarray, bkg: BackgroundMap,
-               pos: np.ndarray, radii: np.ndarray, factors: list[float]
-               ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+               pos: np.ndarray, radii: np.ndarray, factors: list[float],
+               with_level: list[bool]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Per radius the aperture sums of ``data`` at ``pos`` ((n, 2) x, y), their errors (ERR
-    times the correlated-noise ``factors``, plus the background level's own error over the
-    aperture: the aperture sum of ``rms`` times ``level_err_factor``), in image units x
-    pixels, and the EDGE flag (bad pixels cover more than 1e-3 of an aperture)."""
+    times the noise ``factors``, plus, where ``with_level`` (a modelled factor), the
+    background level's own error over the aperture: the aperture sum of ``rms`` times
+    ``level_err_factor``; an empty-aperture factor holds that error already), in image
+    units x pixels, and the EDGE flag (bad pixels cover more than 1e-3 of an aperture)."""
     fluxes, errors, edge = [], [], np.zeros(pos.shape[0], bool)
     bad_f = bad.astype(data.dtype)
-    for r, factor in zip(radii, factors, strict=True):
+    for r, factor, level in zip(radii, factors, with_level, strict=True):
         ap = CircularAperture(pos, float(r))
         phot = aperture_photometry(data, ap, error=error, method="exact")
         nbad = aperture_photometry(bad_f, ap, method="exact")["aperture_sum"]
         area = float(ap.area)
         level_err = bkg.level_err_factor * np.asarray(
-            aperture_photometry(bkg.rms, ap, method="exact")["aperture_sum"], np.float64)
+            aperture_photometry(bkg.rms, ap, method="exact")["aperture_sum"], np.float64) \
+            if level else 0.0
         var = factor * np.asarray(phot["aperture_sum_err"], np.float64) ** 2 + level_err ** 2
         fluxes.append(np.asarray(phot["aperture_sum"], np.float64))
         errors.append(np.sqrt(var))
