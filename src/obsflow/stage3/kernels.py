@@ -12,7 +12,7 @@ square    the input pixel shrunk by ``pixfrac`` about its centre, its four
           area x the input weight (so one input pixel hands out its weight
           once in total).  Boxes of 2x2 or 3x3 output pixels (the usual
           case): areas from branch-free quadrant sums
-          (``_edge_quadrant``); larger boxes: signed areas accumulated
+          (``_edge2``, ``_edge3``); larger boxes: signed areas accumulated
           edge by edge (``_edge_cells``).
 point     all of the pixel at its centre's nearest output pixel, ``dow`` =
           input weight.
@@ -145,32 +145,33 @@ def _edge_cells(ov, xa, ya, xb, yb, ii0, ii1, jj0, jj1):  # type: ignore[no-unty
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _above(w1, p, q):  # type: ignore[no-untyped-def]
-    """Mean of max(v, 0) x ``w1`` for v linear from ``p`` to ``q`` along a segment of width ``w1``."""
+def _above(w1, p, q, inv):  # type: ignore[no-untyped-def]
+    """Integral of max(v, 0) over a segment of width ``w1`` along which v runs linearly from ``p``
+    to ``q``; ``inv`` = |dx/dv| of the segment's line (so a crossing part's triangle,
+    0.5 x max(p, q)^2 / |q - p| x w1, needs no division)."""
     lo = min(p, q)
     hi = max(p, q)
     a = max(hi, 0.0)
     b = max(lo, 0.0)
-    cross = (lo < 0.0) and (hi > 0.0)  # (then hi - lo >= hi > 0: well conditioned)
-    den = hi - lo if cross else 1.0
-    return w1 * (0.5 * a * a / den if cross else 0.5 * (a + b))
+    cross = (lo < 0.0) and (hi > 0.0)
+    return 0.5 * a * a * inv if cross else w1 * (0.5 * (a + b))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _edge_quadrant(g, xa, ya, xb, yb, n):  # type: ignore[no-untyped-def]
-    """Add one polygon edge's share of G(U, V) to ``g[U, V]`` for U, V = 1..n.
+def _edge_col(a, xl, vl, xh, vh, m):  # type: ignore[no-untyped-def]
+    """(w1, vc, i1) of one edge cut at the box line u = ``a``: the width of its part left of
+    the line, v where it is cut (or at its right end) and the trapezoid's area below it."""
+    xc = min(max(float(a), xl), xh)
+    w1 = xc - xl
+    vc = vh if xc == xh else vl + m * w1
+    i1 = 0.5 * w1 * (vl + vc)
+    return w1, vc, i1
 
-    G(U, V) is the signed area of the polygon inside the quadrant u < U,
-    v < V, in box coordinates (the box's lower-left corner at 0, output
-    pixel boundaries at the integers, the polygon inside [0, n]^2).  By
-    Green's theorem it is the sum over the edges of the integral of
-    min(v, V) dx along the part of the edge with u < U (dx signed: the
-    edges running towards +x add, the others subtract).  Each term is a
-    trapezoid less the part of it above V (``_above``): no data-dependent
-    branch, unlike cell-by-cell clipping.  A clipped end at the edge's own
-    end takes the end's exact value, so lines beyond the polygon give
-    bit-identical G and the cells there exactly 0.
-    """
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge_ends(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
+    """(sign, xl, vl, xh, vh, slope dv/dx, |dx/dv|) of an edge, its ends ordered by x; one
+    division for both ratios (0 for both where dx or dv is 0)."""
     fwd = xb >= xa
     sgn = 1.0 if fwd else -1.0
     xl = xa if fwd else xb
@@ -178,15 +179,46 @@ def _edge_quadrant(g, xa, ya, xb, yb, n):  # type: ignore[no-untyped-def]
     xh = xb if fwd else xa
     vh = yb if fwd else ya
     dx = xh - xl
-    m = (vh - vl) / dx if dx > 0.0 else 0.0
-    for a in range(1, n + 1):
-        xc = min(max(float(a), xl), xh)
-        w1 = xc - xl
-        vc = vh if xc == xh else vl + m * w1
-        i1 = 0.5 * w1 * (vl + vc)
-        g[a, n] += sgn * i1
-        for b in range(1, n):
-            g[a, b] += sgn * (i1 - _above(w1, vl - b, vc - b))
+    dv = vh - vl
+    p = dx * dv
+    r = 1.0 / p if p != 0.0 else 0.0
+    return sgn, xl, vl, xh, vh, dv * dv * r, abs(dx * dx * r)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge2(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
+    """One polygon edge's share of G(U, V) for U, V = 1, 2: (G11, G12, G21, G22).
+
+    G(U, V) is the signed area of the polygon inside the quadrant u < U, v < V, in box
+    coordinates (the box's lower-left corner at 0, output pixel boundaries at the integers,
+    the polygon inside [0, n]^2).  By Green's theorem it is the sum over the edges of the
+    integral of min(v, V) dx along the part of the edge with u < U (dx signed: the edges
+    running towards +x add, the others subtract).  Each term is a trapezoid less the part of
+    it above V (``_above``): no data-dependent branch, unlike cell-by-cell clipping.  A
+    clipped end at the edge's own end takes the end's exact value, so lines beyond the
+    polygon give the same G and the cells there 0 (to rounding; see the tolerance in
+    ``_square``).
+    """
+    sgn, xl, vl, xh, vh, m, inv = _edge_ends(xa, ya, xb, yb)
+    w1, vc, i1 = _edge_col(1, xl, vl, xh, vh, m)
+    w2, vc2, i2 = _edge_col(2, xl, vl, xh, vh, m)
+    return (sgn * (i1 - _above(w1, vl - 1, vc - 1, inv)), sgn * i1,
+            sgn * (i2 - _above(w2, vl - 1, vc2 - 1, inv)), sgn * i2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge3(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
+    """:func:`_edge2` for U, V = 1..3: one edge's nine G(U, V) terms, U-major."""
+    sgn, xl, vl, xh, vh, m, inv = _edge_ends(xa, ya, xb, yb)
+    w1, vc1, i1 = _edge_col(1, xl, vl, xh, vh, m)
+    w2, vc2, i2 = _edge_col(2, xl, vl, xh, vh, m)
+    w3, vc3, i3 = _edge_col(3, xl, vl, xh, vh, m)
+    return (sgn * (i1 - _above(w1, vl - 1, vc1 - 1, inv)),
+            sgn * (i1 - _above(w1, vl - 2, vc1 - 2, inv)), sgn * i1,
+            sgn * (i2 - _above(w2, vl - 1, vc2 - 1, inv)),
+            sgn * (i2 - _above(w2, vl - 2, vc2 - 2, inv)), sgn * i2,
+            sgn * (i3 - _above(w3, vl - 1, vc3 - 1, inv)),
+            sgn * (i3 - _above(w3, vl - 2, vc3 - 2, inv)), sgn * i3)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -245,7 +277,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
     band = 16
     lat = np.empty((band + 1, nx + 1, 2))
     ov = np.empty((_BOX, _BOX))
-    g = np.zeros((4, 4))  # G(U, V) of a box, U, V = 0..3 (row and column 0 stay 0)
+    cells = np.empty(9)  # overlaps of a 2x2 or 3x3 box, cells[3 * row + column]
     for j0 in range(row0, row1, band):
         j1 = min(j0 + band, row1)
         if shared:
@@ -295,29 +327,83 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                     n = 2 if (ib - ia <= 1 and jb - ja <= 1) else 3
                     ox = ia - 0.5
                     oy = ja - 0.5
-                    for a in range(1, n + 1):
-                        for b in range(1, n + 1):
-                            g[a, b] = 0.0
+                    # G(U, V) in scalars (kept in registers, not a scratch array)
                     if n == 2:
-                        _edge_quadrant(g, x0 - ox, y0 - oy, x1 - ox, y1 - oy, 2)
-                        _edge_quadrant(g, x1 - ox, y1 - oy, x2 - ox, y2 - oy, 2)
-                        _edge_quadrant(g, x2 - ox, y2 - oy, x3 - ox, y3 - oy, 2)
-                        _edge_quadrant(g, x3 - ox, y3 - oy, x0 - ox, y0 - oy, 2)
+                        e = _edge2(x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+                        g11, g12, g21, g22 = e
+                        e = _edge2(x1 - ox, y1 - oy, x2 - ox, y2 - oy)
+                        g11 += e[0]
+                        g12 += e[1]
+                        g21 += e[2]
+                        g22 += e[3]
+                        e = _edge2(x2 - ox, y2 - oy, x3 - ox, y3 - oy)
+                        g11 += e[0]
+                        g12 += e[1]
+                        g21 += e[2]
+                        g22 += e[3]
+                        e = _edge2(x3 - ox, y3 - oy, x0 - ox, y0 - oy)
+                        g11 += e[0]
+                        g12 += e[1]
+                        g21 += e[2]
+                        g22 += e[3]
+                        cells[0] = g11
+                        cells[1] = g21 - g11
+                        cells[3] = g12 - g11
+                        cells[4] = (g22 - g12) - (g21 - g11)
+                        tol = 1e-12 * abs(g22)
                     else:
-                        _edge_quadrant(g, x0 - ox, y0 - oy, x1 - ox, y1 - oy, 3)
-                        _edge_quadrant(g, x1 - ox, y1 - oy, x2 - ox, y2 - oy, 3)
-                        _edge_quadrant(g, x2 - ox, y2 - oy, x3 - ox, y3 - oy, 3)
-                        _edge_quadrant(g, x3 - ox, y3 - oy, x0 - ox, y0 - oy, 3)
+                        f = _edge3(x0 - ox, y0 - oy, x1 - ox, y1 - oy)
+                        h11, h12, h13, h21, h22, h23, h31, h32, h33 = f
+                        f = _edge3(x1 - ox, y1 - oy, x2 - ox, y2 - oy)
+                        h11 += f[0]
+                        h12 += f[1]
+                        h13 += f[2]
+                        h21 += f[3]
+                        h22 += f[4]
+                        h23 += f[5]
+                        h31 += f[6]
+                        h32 += f[7]
+                        h33 += f[8]
+                        f = _edge3(x2 - ox, y2 - oy, x3 - ox, y3 - oy)
+                        h11 += f[0]
+                        h12 += f[1]
+                        h13 += f[2]
+                        h21 += f[3]
+                        h22 += f[4]
+                        h23 += f[5]
+                        h31 += f[6]
+                        h32 += f[7]
+                        h33 += f[8]
+                        f = _edge3(x3 - ox, y3 - oy, x0 - ox, y0 - oy)
+                        h11 += f[0]
+                        h12 += f[1]
+                        h13 += f[2]
+                        h21 += f[3]
+                        h22 += f[4]
+                        h23 += f[5]
+                        h31 += f[6]
+                        h32 += f[7]
+                        h33 += f[8]
+                        # cells[3 b + a] = (G[a+1, b+1] - G[a, b+1]) - (G[a+1, b] - G[a, b])
+                        cells[0] = h11
+                        cells[1] = h21 - h11
+                        cells[2] = h31 - h21
+                        cells[3] = h12 - h11
+                        cells[4] = (h22 - h12) - (h21 - h11)
+                        cells[5] = (h32 - h22) - (h31 - h21)
+                        cells[6] = h13 - h12
+                        cells[7] = (h23 - h13) - (h22 - h12)
+                        cells[8] = (h33 - h23) - (h32 - h22)
+                        tol = 1e-12 * abs(h33)
                     # an empty cell's area is a rounding residue of a difference of G values:
                     # anything below 1e-12 of the pixel's area is no overlap
-                    tol = 1e-12 * abs(g[n, n])
                     for b in range(n):
                         jj = ja + b
                         if jj < 0 or jj >= ony:
                             continue
                         for a in range(n):
                             ii = ia + a
-                            dover = (g[a + 1, b + 1] - g[a, b + 1]) - (g[a + 1, b] - g[a, b])
+                            dover = cells[3 * b + a]
                             if abs(dover) > tol and 0 <= ii < onx:
                                 dow = np.float32(dover * w)
                                 if dow != 0.0:
@@ -349,83 +435,193 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                                 _deposit(acc, con, plane, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _centre(data, weight, pixmap, j, i):  # type: ignore[no-untyped-def]
+    """(ok, value, x, y) of input pixel (j, i): ok when its weight is positive and its value
+    and mapped centre finite."""
+    w = weight[j, i]
+    d = data[j, i]
+    ox = pixmap[j, i, 0]
+    oy = pixmap[j, i, 1]
+    ok = w > 0.0 and math.isfinite(d) and math.isfinite(ox) and math.isfinite(oy)
+    return ok, d, ox, oy
+
+
 @njit(cache=True, nogil=True)
-def _centred(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, code, lut,  # type: ignore[no-untyped-def]
-             acc, con, plane, bit, row0, row1):
-    """Kernels placed on the mapped pixel centre: point (1), turbo (2), gaussian (3), lanczos (4)."""
-    ny, nx = data.shape
+def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-def]
+           acc, con, plane, bit, row0, row1):
+    """Point kernel: all of each input pixel at its centre's nearest output pixel."""
+    nx = data.shape[1]
     ony = acc.shape[0]
     onx = acc.shape[1]
     iscale2 = iscale * iscale
-    # turbo
-    pfo_t = pixfrac / ratio / 2.0
-    scale_t = ratio * ratio / (pixfrac * pixfrac)
-    # gaussian
-    pfo_g = max(2.5 * pixfrac / 2.3548 / ratio, 1.2 / ratio)
-    efac = (2.3548 * 2.3548) * ratio * ratio / (pixfrac * pixfrac) / 2.0
-    es = efac / math.pi
-    # lanczos
-    order = 3.0
-    pfo_l = order / ratio
-    sdp = ratio / LUT_DELTA
-    nlut = lut.shape[0]
     for j in range(row0, row1):
         for i in range(nx):
+            ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
+            if not ok:
+                continue
+            ii = _nint(ox)
+            jj = _nint(oy)
+            if 0 <= ii < onx and 0 <= jj < ony:
+                _deposit(acc, con, plane, bit, ii, jj, d * iscale, vp[j, i] * iscale2,
+                         vr[j, i] * iscale2, vf[j, i] * iscale2, np.float32(weight[j, i]))
+
+
+@njit(cache=True, nogil=True)
+def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
+           acc, con, plane, bit, row0, row1):
+    """Turbo kernel: an output-axis-aligned square of side ``pixfrac / ratio`` output pixels.
+
+    The overlap of the square with output column ii (row jj) is computed once per column
+    (row), not once per output pixel: dow = dx[ii] x dy[jj] x ratio^2 / pixfrac^2 x weight,
+    the same product in the same order as per pixel.
+    """
+    nx = data.shape[1]
+    ony = acc.shape[0]
+    onx = acc.shape[1]
+    iscale2 = iscale * iscale
+    pfo = pixfrac / ratio / 2.0
+    scale = ratio * ratio / (pixfrac * pixfrac)
+    span = int(math.ceil(2.0 * pfo)) + 2
+    dxs = np.empty(span)
+    dys = np.empty(span)
+    for j in range(row0, row1):
+        for i in range(nx):
+            ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
+            if not ok:
+                continue
             w = weight[j, i]
-            if not w > 0.0:
+            xxi = ox - pfo
+            xxa = ox + pfo
+            yyi = oy - pfo
+            yya = oy + pfo
+            ia = max(_nint(xxi), 0)
+            ib = min(_nint(xxa), onx - 1)
+            ja = max(_nint(yyi), 0)
+            jb = min(_nint(yya), ony - 1)
+            if ib < ia or jb < ja:
                 continue
-            d = data[j, i]
-            ox = pixmap[j, i, 0]
-            oy = pixmap[j, i, 1]
-            if not (math.isfinite(d) and math.isfinite(ox) and math.isfinite(oy)):
-                continue
+            for ii in range(ia, ib + 1):
+                dxs[ii - ia] = min(xxa, ii + 0.5) - max(xxi, ii - 0.5)
+            for jj in range(ja, jb + 1):
+                dys[jj - ja] = min(yya, jj + 0.5) - max(yyi, jj - 0.5)
             d = d * iscale
             v0 = vp[j, i] * iscale2
             v1 = vr[j, i] * iscale2
             v2 = vf[j, i] * iscale2
-            if code == 1:
-                ii = _nint(ox)
-                jj = _nint(oy)
-                if 0 <= ii < onx and 0 <= jj < ony:
-                    _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, np.float32(w))
-            elif code == 2:
-                xxi = ox - pfo_t
-                xxa = ox + pfo_t
-                yyi = oy - pfo_t
-                yya = oy + pfo_t
-                for jj in range(max(_nint(yyi), 0), min(_nint(yya), ony - 1) + 1):
-                    dy = min(yya, jj + 0.5) - max(yyi, jj - 0.5)
-                    if dy <= 0.0:
-                        continue
-                    for ii in range(max(_nint(xxi), 0), min(_nint(xxa), onx - 1) + 1):
-                        dx = min(xxa, ii + 0.5) - max(xxi, ii - 0.5)
-                        if dx > 0.0:
-                            dow = np.float32(dx * dy * scale_t * w)
-                            if dow != 0.0:
-                                _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
-            elif code == 3:
-                for jj in range(max(_nint(oy - pfo_g), 0), min(_nint(oy + pfo_g), ony - 1) + 1):
-                    ddy = oy - jj
-                    for ii in range(max(_nint(ox - pfo_g), 0), min(_nint(ox + pfo_g), onx - 1) + 1):
-                        ddx = ox - ii
-                        dover = es * math.exp(-(ddx * ddx + ddy * ddy) * efac)
-                        dow = np.float32(np.float32(dover) * w)
+            for jj in range(ja, jb + 1):
+                dy = dys[jj - ja]
+                if dy <= 0.0:
+                    continue
+                for ii in range(ia, ib + 1):
+                    dx = dxs[ii - ia]
+                    if dx > 0.0:
+                        dow = np.float32(dx * dy * scale * w)
                         if dow != 0.0:
                             _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
-            else:
-                for jj in range(max(int(math.floor(oy - pfo_l)) + 1, 0),
-                                min(int(math.floor(oy + pfo_l)), ony - 1) + 1):
-                    iy = _nint(abs((oy - jj) * sdp))
-                    if iy >= nlut:
+
+
+@njit(cache=True, nogil=True)
+def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
+              acc, con, plane, bit, row0, row1):
+    """Gaussian kernel of FWHM ``pixfrac / ratio`` output pixels, truncated at 2.5 FWHM/2.3548
+    (at least 1.2/ratio) output pixels.
+
+    exp(-(dx^2 + dy^2) efac) = exp(-dx^2 efac) x exp(-dy^2 efac): one exponential per output
+    column and row the kernel reaches, not per output pixel (the products differ from
+    drizzle's single exponential by a few units of the last float64 bit, far below the float32
+    rounding of ``dow``).
+    """
+    nx = data.shape[1]
+    ony = acc.shape[0]
+    onx = acc.shape[1]
+    iscale2 = iscale * iscale
+    pfo = max(2.5 * pixfrac / 2.3548 / ratio, 1.2 / ratio)
+    efac = (2.3548 * 2.3548) * ratio * ratio / (pixfrac * pixfrac) / 2.0
+    es = efac / math.pi
+    span = int(math.ceil(2.0 * pfo)) + 2
+    exs = np.empty(span)
+    eys = np.empty(span)
+    for j in range(row0, row1):
+        for i in range(nx):
+            ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
+            if not ok:
+                continue
+            w = weight[j, i]
+            ia = max(_nint(ox - pfo), 0)
+            ib = min(_nint(ox + pfo), onx - 1)
+            ja = max(_nint(oy - pfo), 0)
+            jb = min(_nint(oy + pfo), ony - 1)
+            if ib < ia or jb < ja:
+                continue
+            for ii in range(ia, ib + 1):
+                ddx = ox - ii
+                exs[ii - ia] = math.exp(-(ddx * ddx) * efac)
+            for jj in range(ja, jb + 1):
+                ddy = oy - jj
+                eys[jj - ja] = es * math.exp(-(ddy * ddy) * efac)
+            d = d * iscale
+            v0 = vp[j, i] * iscale2
+            v1 = vr[j, i] * iscale2
+            v2 = vf[j, i] * iscale2
+            for jj in range(ja, jb + 1):
+                ey = eys[jj - ja]
+                for ii in range(ia, ib + 1):
+                    dow = np.float32(np.float32(ey * exs[ii - ia]) * w)
+                    if dow != 0.0:
+                        _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+
+
+@njit(cache=True, nogil=True)
+def _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, lut,  # type: ignore[no-untyped-def]
+             acc, con, plane, bit, row0, row1):
+    """Separable Lanczos-3 of the output-pixel offsets x ratio from the look-up table; the
+    table entry of each output column and row the kernel reaches is looked up once."""
+    nx = data.shape[1]
+    ony = acc.shape[0]
+    onx = acc.shape[1]
+    iscale2 = iscale * iscale
+    order = 3.0
+    pfo = order / ratio
+    sdp = ratio / LUT_DELTA
+    nlut = lut.shape[0]
+    span = int(math.ceil(2.0 * pfo)) + 2
+    lxs = np.empty(span)
+    lys = np.empty(span)
+    for j in range(row0, row1):
+        for i in range(nx):
+            ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
+            if not ok:
+                continue
+            w = weight[j, i]
+            ia = max(int(math.floor(ox - pfo)) + 1, 0)
+            ib = min(int(math.floor(ox + pfo)), onx - 1)
+            ja = max(int(math.floor(oy - pfo)) + 1, 0)
+            jb = min(int(math.floor(oy + pfo)), ony - 1)
+            if ib < ia or jb < ja:
+                continue
+            # an offset past the table's end is no overlap (NaN: skipped below)
+            for ii in range(ia, ib + 1):
+                ix = _nint(abs((ox - ii) * sdp))
+                lxs[ii - ia] = lut[ix] if ix < nlut else np.nan
+            for jj in range(ja, jb + 1):
+                iy = _nint(abs((oy - jj) * sdp))
+                lys[jj - ja] = lut[iy] if iy < nlut else np.nan
+            d = d * iscale
+            v0 = vp[j, i] * iscale2
+            v1 = vr[j, i] * iscale2
+            v2 = vf[j, i] * iscale2
+            for jj in range(ja, jb + 1):
+                ly = lys[jj - ja]
+                if math.isnan(ly):
+                    continue
+                for ii in range(ia, ib + 1):
+                    lx = lxs[ii - ia]
+                    if math.isnan(lx):
                         continue
-                    for ii in range(max(int(math.floor(ox - pfo_l)) + 1, 0),
-                                    min(int(math.floor(ox + pfo_l)), onx - 1) + 1):
-                        ix = _nint(abs((ox - ii) * sdp))
-                        if ix >= nlut:
-                            continue
-                        dow = np.float32(lut[ix] * lut[iy] * w)
-                        if dow != 0.0:
-                            _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                    dow = np.float32(lx * ly * w)
+                    if dow != 0.0:
+                        _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
 
 
 _LUT3 = lanczos_lut(3)
@@ -463,7 +659,14 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
     if kernel == "square":
         _square(data, weight, *variances, pixmap, float(pixfrac), iscale,
                 acc, con, plane, bit32, row0, row1)
+    elif kernel == "point":
+        _point(data, weight, *variances, pixmap, iscale, acc, con, plane, bit32, row0, row1)
+    elif kernel == "turbo":
+        _turbo(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
+               acc, con, plane, bit32, row0, row1)
+    elif kernel == "gaussian":
+        _gaussian(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
+                  acc, con, plane, bit32, row0, row1)
     else:
-        code = KERNELS.index(kernel)
-        _centred(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
-                 code, _LUT3, acc, con, plane, bit32, row0, row1)
+        _lanczos(data, weight, *variances, pixmap, iscale, ratio, _LUT3,
+                 acc, con, plane, bit32, row0, row1)
