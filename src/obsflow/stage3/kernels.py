@@ -35,7 +35,9 @@ Accumulators, float32, side by side per output pixel in ``acc`` (oy, ox, 5)
 so that one overlap touches one cache line:
 
 * ``num`` += dow x value, ``wht`` += dow, ``var[k]`` += dow^2 x variance_k
-  (k = Poisson, read noise, flat),
+  (k = Poisson, read noise, flat), all in float32 arithmetic (value and
+  variances rounded to float32 once: float64 products cost ~15% of the square
+  kernel and a third of the Lanczos one, and agree with drizzle no better),
 * ``con[plane]`` |= bit when dow > 0 (context: one bit per input).
 
 The weighted mean is ``num / wht`` and its variance ``var[k] / wht^2``
@@ -249,12 +251,12 @@ def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
 def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-untyped-def]
     """Add one overlap of weight ``dow`` (float32) to the accumulators."""
     con[plane, jj, ii] |= bit & -np.int32(dow > 0.0)  # (no branch: a mispredicted one costs more)
-    acc[jj, ii, 0] += dow * d
+    acc[jj, ii, 0] += dow * np.float32(d)
     acc[jj, ii, 1] += dow
     dow2 = dow * dow
-    acc[jj, ii, 2] += dow2 * v0
-    acc[jj, ii, 3] += dow2 * v1
-    acc[jj, ii, 4] += dow2 * v2
+    acc[jj, ii, 2] += dow2 * np.float32(v0)
+    acc[jj, ii, 3] += dow2 * np.float32(v1)
+    acc[jj, ii, 4] += dow2 * np.float32(v2)
 
 
 @njit(cache=True, nogil=True)

@@ -67,28 +67,33 @@ def _nodes(n: int, step: int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _fill(gx, gy, coarse, row0, row1, nx):  # type: ignore[no-untyped-def]
     """Bilinear interpolation of the lattice values ``coarse`` (len(gy), len(gx), 2) on input
-    rows [row0, row1)."""
+    rows [row0, row1): per row, the lattice columns are first interpolated to the row
+    (``len(gx)`` values), then each pixel between its two columns (one multiply-add per
+    pixel and coordinate)."""
     out = np.empty((row1 - row0, nx, 2))
+    mx = gx.shape[0]
     ix = np.empty(nx, dtype=np.int64)
     tx = np.empty(nx)
     k = 0
     for i in range(nx):
-        while k < gx.shape[0] - 2 and i > gx[k + 1]:
+        while k < mx - 2 and i > gx[k + 1]:
             k += 1
         ix[i] = k
         tx[i] = (i - gx[k]) / (gx[k + 1] - gx[k])
+    crow = np.empty((mx, 2))
     k = 0
     for j in range(row0, row1):
         while k < gy.shape[0] - 2 and j > gy[k + 1]:
             k += 1
         ty = (j - gy[k]) / (gy[k + 1] - gy[k])
+        for m in range(mx):
+            for c in range(2):
+                crow[m, c] = coarse[k, m, c] + ty * (coarse[k + 1, m, c] - coarse[k, m, c])
         for i in range(nx):
             m = ix[i]
             t = tx[i]
             for c in range(2):
-                lo = coarse[k, m, c] + t * (coarse[k, m + 1, c] - coarse[k, m, c])
-                hi = coarse[k + 1, m, c] + t * (coarse[k + 1, m + 1, c] - coarse[k + 1, m, c])
-                out[j - row0, i, c] = lo + ty * (hi - lo)
+                out[j - row0, i, c] = crow[m, c] + t * (crow[m + 1, c] - crow[m, c])
     return out
 
 
