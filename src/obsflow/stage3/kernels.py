@@ -503,6 +503,26 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
             jb = min(_nint(yya), ony - 1)
             if ib < ia or jb < ja:
                 continue
+            if ib == ia + 1 and jb == ja + 1:
+                # the usual case (output pixels about the input's size): a 2 x 2 box, straight
+                dx0 = min(xxa, ia + 0.5) - max(xxi, ia - 0.5)
+                dx1 = min(xxa, ib + 0.5) - max(xxi, ib - 0.5)
+                dy0 = min(yya, ja + 0.5) - max(yyi, ja - 0.5)
+                dy1 = min(yya, jb + 0.5) - max(yyi, jb - 0.5)
+                if dx0 > 0.0 and dx1 > 0.0 and dy0 > 0.0 and dy1 > 0.0:
+                    d = d * iscale
+                    v0 = vp[j, i] * iscale2
+                    v1 = vr[j, i] * iscale2
+                    v2 = vf[j, i] * iscale2
+                    _deposit(acc, con, plane, bit, ia, ja, d, v0, v1, v2,
+                             np.float32(dx0 * dy0 * scale * w))
+                    _deposit(acc, con, plane, bit, ib, ja, d, v0, v1, v2,
+                             np.float32(dx1 * dy0 * scale * w))
+                    _deposit(acc, con, plane, bit, ia, jb, d, v0, v1, v2,
+                             np.float32(dx0 * dy1 * scale * w))
+                    _deposit(acc, con, plane, bit, ib, jb, d, v0, v1, v2,
+                             np.float32(dx1 * dy1 * scale * w))
+                    continue
             for ii in range(ia, ib + 1):
                 dxs[ii - ia] = min(xxa, ii + 0.5) - max(xxi, ii - 0.5)
             for jj in range(ja, jb + 1):
