@@ -20,16 +20,17 @@ turbo     an output-axis-aligned square of side ``pixfrac / ratio`` output
           pixels, ``dow`` = overlap area x ratio^2 / pixfrac^2 x weight
           (approximate: ignores rotation).
 gaussian  a Gaussian of FWHM ``pixfrac / ratio`` output pixels, truncated
-          at 2.5 FWHM/2.3548 (at least 1.2/ratio) output pixels.
+          at 2.5 FWHM/2.3548 (at least 1.2/ratio) output pixels; one
+          exponential per output column and row (it is separable).
 lanczos3  a separable Lanczos-3 of the output-pixel offsets x ratio, from a
           look-up table spaced 0.003 (``pixfrac`` unused, weights can be
-          negative).
+          negative); one look-up per output column and row.
 ========  =================================================================
 
 ``ratio`` is the pixel-scale ratio, the side of an output pixel in input
 pixels.  These are the definitions of the ``drizzle`` package's kernels
 (v2.x, cdrizzlebox.c), written again here so that results agree with it to
-float32 rounding (tests/test_stage3_resample.py compares them).
+float32 rounding (tests/stage3/test_resample.py compares them).
 
 Accumulators, float32, side by side per output pixel in ``acc`` (oy, ox, 5)
 so that one overlap touches one cache line:
