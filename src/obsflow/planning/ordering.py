@@ -14,7 +14,10 @@ observations of one target (its filters) exactly, by dynamic programming over
 the runs: the wheel's path through a target's filters and the step from one
 target's last filter to the next one's first are optimised together, the
 targets' order (the slew) untouched.  :func:`kick_search` repeats both from
-random "double bridge" kicks (an iterated local search) and keeps the best.
+random "double bridge" kicks (an iterated local search) and keeps the best;
+:func:`anneal` is a stronger search (simulated annealing over the same moves,
+which may take a costlier step to leave a local optimum).  :func:`pareto`
+keeps the plans no other plan beats on every measure.
 :func:`path_lower_bound` bounds from below what any ordering can cost (a
 Held-Karp bound), so a result can be judged against it.
 
@@ -29,6 +32,7 @@ here).  Pure functions of sequences (and cost matrices): no time, no profile.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable, Sequence
 from itertools import permutations
 from random import Random
@@ -36,7 +40,8 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["improve_order", "kick_search", "order_runs", "path_lower_bound", "tour_cost"]
+__all__ = ["anneal", "improve_order", "kick_search", "order_runs", "pareto", "path_lower_bound",
+           "tour_cost"]
 
 T = TypeVar("T")
 
@@ -167,6 +172,110 @@ def kick_search(order: Sequence[T], cost: Callable[[T, T], float],
         if c < best_cost - tol:
             best, best_cost = cand, c
     return best
+
+
+def anneal(order: Sequence[T], cost: Callable[[T, T], float],
+           feasible: Callable[[list[T]], bool], iters: int | None = None, seed: int = 0,
+           spare: Sequence[T] = (), exchangeable: Callable[[T, T], bool] | None = None,
+           tol: float = 1e-9) -> list[T]:
+    """Simulated annealing on the order of ``order``: the cheapest feasible sequence seen.
+
+    Each iteration draws a 2-opt move (reverse a stretch), an or-opt move (a stretch of one
+    to four elements, maybe reversed, moved elsewhere) or, when ``spare`` is given, an
+    exchange (an element of the sequence replaced in place by one of ``spare`` for which
+    ``exchangeable(inside, outside)`` holds; the one taken out becomes spare).  Its change of
+    :func:`tour_cost` is computed from the cost table, and the move is taken when it is
+    cheaper or, with probability ``exp(-change / temperature)``, costlier, *and*
+    ``feasible`` accepts the whole new sequence.  The temperature falls geometrically from
+    a fifth of the mean cost between consecutive elements of ``order`` to a thousandth of
+    that over ``iters`` iterations (default ``1000 n``).  The result has as many elements
+    as ``order``; deterministic for a ``seed``; never costlier than ``order`` (returned
+    unchanged when nothing cheaper was found)."""
+    items = list(order) + list(spare)
+    n = len(order)
+    if n < 4:
+        return list(order)
+    table = [[cost(a, b) for b in items] for a in items]
+    seq = list(range(n))
+    pool = list(range(n, len(items)))
+    swaps = ({i: [j for j in range(len(items)) if j != i and exchangeable(items[i], items[j])]
+              for i in range(len(items))} if exchangeable is not None and pool else {})
+    current = sum(table[a][b] for a, b in zip(seq, seq[1:], strict=False))
+    best, best_cost = list(seq), current
+    t_hot = 0.2 * current / (n - 1)
+    if not t_hot > 0:
+        return list(order)
+    iters = 1000 * n if iters is None else iters
+    cool = 1e-3 ** (1.0 / max(iters, 1))
+    temperature = t_hot
+    rng = Random(seed)
+    p_swap = 0.2 if any(swaps.get(i) for i in range(n)) else 0.0
+
+    def c(s: list[int], i: int, j: int) -> float:
+        return 0.0 if i < 0 or j >= n else table[s[i]][s[j]]
+
+    for _ in range(iters):
+        temperature *= cool
+        r = rng.random()
+        if r < p_swap:  # exchange seq[i] for a spare element
+            i = rng.randrange(n)
+            outs = [j for j in swaps.get(seq[i], ()) if j in pool]
+            if not outs:
+                continue
+            j = outs[rng.randrange(len(outs))]
+            old = seq[i]
+            delta = ((table[seq[i - 1]][j] - table[seq[i - 1]][old] if i > 0 else 0.0)
+                     + (table[j][seq[i + 1]] - table[old][seq[i + 1]] if i + 1 < n else 0.0))
+            kind = 0
+        elif r < p_swap + (1 - p_swap) / 2:  # 2-opt: reverse seq[i..j]
+            i, j = sorted(rng.sample(range(n), 2))
+            delta = c(seq, i - 1, j) + c(seq, i, j + 1) - c(seq, i - 1, i) - c(seq, j, j + 1)
+            kind = 1
+        else:  # or-opt: seq[i:i+m] (reversed or not) before rest[k]
+            m = rng.randint(1, min(4, n - 1))
+            i = rng.randrange(n - m + 1)
+            k = rng.randrange(n - m + 1)
+            if k == i:
+                continue
+            seg = seq[i:i + m][::-1] if m > 1 and rng.random() < 0.5 else seq[i:i + m]
+            rest = seq[:i] + seq[i + m:]
+            gain = c(seq, i - 1, i) + c(seq, i + m - 1, i + m) - c(seq, i - 1, i + m)
+            a = rest[k - 1] if k > 0 else None
+            b = rest[k] if k < len(rest) else None
+            add = ((table[a][seg[0]] if a is not None else 0.0)
+                   + (table[seg[-1]][b] if b is not None else 0.0)
+                   - (table[a][b] if a is not None and b is not None else 0.0))
+            delta = add - gain
+            kind = 2
+        if delta > tol and rng.random() >= math.exp(-delta / temperature):
+            continue
+        if kind == 0:
+            cand = seq[:i] + [j] + seq[i + 1:]
+        elif kind == 1:
+            cand = seq[:i] + seq[i:j + 1][::-1] + seq[j + 1:]
+        else:
+            cand = rest[:k] + seg + rest[k:]
+        if not feasible([items[x] for x in cand]):
+            continue
+        if kind == 0:
+            pool[pool.index(j)] = old
+        seq, current = cand, current + delta
+        if current < best_cost - tol:
+            best, best_cost = list(seq), current
+    return [items[x] for x in best]
+
+
+def pareto(points: Sequence[Sequence[float]]) -> list[int]:
+    """Indices of the points no other point beats: none is at most as large in every
+    coordinate and smaller in one (duplicates: the first is kept)."""
+    keep: list[int] = []
+    for i, p in enumerate(points):
+        beaten = any(all(q_ <= p_ for q_, p_ in zip(q, p, strict=True)) and
+                     (any(q_ < p_ for q_, p_ in zip(q, p, strict=True)) or j < i)
+                     for j, q in enumerate(points) if j != i)
+        if not beaten:
+            keep.append(i)
+    return keep
 
 
 def path_lower_bound(cost: np.ndarray, upper: float, iters: int = 400) -> float:
