@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,21 @@ import numpy as np
 
 from obsflow.exceptions import PlanningError
 from obsflow.fileio import atomic_path
-from obsflow.planning.ordering import improve_order, kick_search, order_runs, tour_cost
+from obsflow.planning.ordering import (
+    anneal,
+    improve_order,
+    kick_search,
+    order_runs,
+    pareto,
+    tour_cost,
+)
 from obsflow.planning.visibility import allowed_pa, nominal_pa_v3, pa_allowed, planning_of, visible
 from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
 
-__all__ = ["KEPT", "STATUSES", "Observation", "Schedule", "Scheduled", "default_cycle",
-           "filter_steps", "observations", "program_info", "reschedule",
+__all__ = ["KEPT", "STATUSES", "WHEEL_WEIGHTS", "Observation", "Schedule", "Scheduled",
+           "balanced", "default_cycle", "filter_steps", "observations", "plan_measures",
+           "program_info", "reschedule",
            "read_schedule", "schedule", "separation_deg", "slew_seconds", "travel_cost",
            "write_schedule"]
 
@@ -91,6 +100,10 @@ class Schedule:
     programs: dict[str, dict[str, Any]] = field(default_factory=dict)
     profile: str = ""
     """The profile's mission name (read from a plan file; written from the profile)."""
+    alternatives: list[list[Scheduled]] = field(default_factory=list)
+    """The other plans the improvement step found that no plan beats on both slew angle and
+    wheel steps (the Pareto frontier, :func:`schedule`), the chosen one excluded; not
+    written to the plan file."""
 
     def report(self) -> dict[str, float]:
         """Scheduled fraction, total slew (deg), filter moves and steps, hours of science,
@@ -284,8 +297,8 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
     out.unscheduled += [(o, "no time left in the plan inside its windows")
                         for o in remaining.values()]
     if improve and len(out.scheduled) > 2:
-        out.scheduled, out.unscheduled = _improved(out.scheduled, out.unscheduled, grid,
-                                                   profile, start, end, wheel_step_cost_s)
+        out.scheduled, out.unscheduled, out.alternatives = _improved(
+            out.scheduled, out.unscheduled, grid, profile, start, end, wheel_step_cost_s)
     return out
 
 
@@ -300,20 +313,22 @@ def travel_cost(plan: Planning, wheel: list[str], a: Observation, b: Observation
 
 
 def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
-              end: float) -> tuple[float, float | None] | None:
+              end: float, exact_pa: bool = True) -> tuple[float, float | None] | None:
     """The earliest start (and its V3 PA) of ``o`` at or after MJD ``ready`` that ends by
     ``end`` inside its visibility, windows and PA constraint (None: there is none).
 
     Feasibility is constant inside a grid cell but for the end sample and the windows, so
     the candidates are ``ready``, then the next window's start while outside its windows,
     else the next grid time where ``o`` is visible.  The PA is computed only for an observation with a ``pa_range`` (the
-    nominal one is always allowed: None is returned for it, see :func:`_timed`)."""
+    nominal one is always allowed: None is returned for it, see :func:`_timed`).  With
+    ``exact_pa=False`` the PA is left to the grid's check (the allowed range overlapping the
+    ``pa_range`` with a degree's margin) and None returned: the fast check of the search."""
     t: float | None = ready
     opens = sorted(a for a, _ in o.windows)
     while t is not None and t + o.duration_s / _DAY_S <= end:
         if grid.feasible(o, t, t + o.duration_s / _DAY_S):
-            pa = None if o.pa_range is None else _choose_pa(profile, o, t)
-            if o.pa_range is None or pa is not None:
+            pa = None if o.pa_range is None or not exact_pa else _choose_pa(profile, o, t)
+            if o.pa_range is None or pa is not None or not exact_pa:
                 return t, pa
         if opens and not any(a <= t < b for a, b in o.windows):
             t = next((a for a in opens if a > t), None)  # outside its windows: the next one
@@ -323,18 +338,20 @@ def _earliest(grid: _Grid, profile: Profile, o: Observation, ready: float,
 
 
 def _timed(order: list[Observation], grid: _Grid, profile: Profile, start: float,
-           end: float) -> list[Scheduled] | None:
-    """``order`` placed as early as possible one after the other from ``start`` (None if one
-    of them no longer fits)."""
+           end: float, prev: Observation | None = None, exact_pa: bool = True
+           ) -> list[Scheduled] | None:
+    """``order`` placed as early as possible one after the other from ``start`` (after
+    ``prev``, if given); None if one of them no longer fits (``exact_pa``: see
+    :func:`_earliest`)."""
     plan = planning_of(profile)
     wheel = [f.name for f in profile.instruments[0].filters]
     out: list[Scheduled] = []
-    t, prev = start, None
+    t = start
     for o in order:
         slew = 0.0 if prev is None else separation_deg(prev.ra, prev.dec, o.ra, o.dec)
         steps = filter_steps(wheel, None if prev is None else prev.filter, o.filter)
         move = max(slew_seconds(plan, slew), steps * plan.filter_step_s)
-        placed = _earliest(grid, profile, o, t + move / _DAY_S, end)
+        placed = _earliest(grid, profile, o, t + move / _DAY_S, end, exact_pa)
         if placed is None:
             return None
         t0, pa = placed
@@ -344,40 +361,188 @@ def _timed(order: list[Observation], grid: _Grid, profile: Profile, start: float
     return out
 
 
+class _Timer:
+    """:func:`_timed` of one sequence after another, re-timing only from the first element
+    that differs from the last sequence that fitted (its timed prefix is kept); the search's
+    fast check (``exact_pa=False``): a plan it keeps is timed again exactly."""
+
+    def __init__(self, grid: _Grid, profile: Profile, start: float, end: float) -> None:
+        self.grid, self.profile, self.start, self.end = grid, profile, start, end
+        self.seq: list[Observation] = []
+        self.timed: list[Scheduled] = []
+
+    def __call__(self, seq: list[Observation]) -> list[Scheduled] | None:
+        k = 0
+        for a, b in zip(seq, self.seq, strict=False):
+            if a is not b:
+                break
+            k += 1
+        prev = seq[k - 1] if k else None
+        t = self.timed[k - 1].end if k else self.start
+        tail = _timed(seq[k:], self.grid, self.profile, t, self.end, prev, exact_pa=False)
+        if tail is None:
+            return None
+        self.seq, self.timed = list(seq), self.timed[:k] + tail
+        return self.timed
+
+    def fits(self, seq: list[Observation]) -> bool:
+        return self(seq) is not None
+
+
+def plan_measures(plan: Planning, wheel: list[str], order: list[Observation]
+                  ) -> dict[str, float]:
+    """A time-ordered sequence's travel: ``slew_deg`` (total angle), ``filter_steps`` (wheel
+    positions stepped) and ``travel_s``, the seconds of both mechanisms added up (each slew
+    with its settle, :func:`slew_seconds`, plus ``filter_step_s`` a step)."""
+    pairs = list(zip(order, order[1:], strict=False))
+    slews = [separation_deg(a.ra, a.dec, b.ra, b.dec) for a, b in pairs]
+    steps = sum(filter_steps(wheel, a.filter, b.filter) for a, b in pairs)
+    return {"slew_deg": sum(slews), "filter_steps": steps,
+            "travel_s": sum(slew_seconds(plan, x) for x in slews) + steps * plan.filter_step_s}
+
+
+def balanced(points: list[tuple[float, float]]) -> int:
+    """Index of the balanced choice among (slew degrees, wheel steps) pairs: the smallest
+    larger relative excess over the best of each, ``max((slew - best slew) / best slew,
+    (steps - best steps) / best steps)`` (best values of at least 1 degree and 1 step), ties
+    to the lower sum of the two excesses, then the first."""
+    s0 = max(min(p[0] for p in points), 1.0)
+    k0 = max(min(p[1] for p in points), 1.0)
+    excess = [((p[0] - s0) / s0, (p[1] - k0) / k0) for p in points]
+    return min(range(len(points)), key=lambda i: (round(max(excess[i]), 12),
+                                                  round(sum(excess[i]), 12), i))
+
+
+ANNEAL_RESTARTS = 2
+"""Annealing runs per search in :func:`_search`, each from the best order so far."""
+
+CAPS = 16
+"""At most this many wheel-step caps searched by :func:`_capped`."""
+
+WHEEL_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+"""The wheel-step costs :func:`schedule` searches with by default, in units of the profile's
+slew settle time (0: the wheel's own ``filter_step_s``)."""
+
+
 def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid: _Grid,
               profile: Profile, start: float, end: float, step_s: float | None = None
-              ) -> tuple[list[Scheduled], list[tuple[Observation, str]]]:
-    """The improvement step: ``greedy``'s plan made cheaper in :func:`travel_cost` without
-    placing fewer observations or changing the priorities of what is placed.
+              ) -> tuple[list[Scheduled], list[tuple[Observation, str]], list[list[Scheduled]]]:
+    """The improvement step: ``greedy``'s plan made to travel less without placing fewer
+    observations or changing the priorities of what is placed.
 
-    1. :func:`~obsflow.planning.ordering.improve_order` reorders the greedy's observations,
-       :func:`~obsflow.planning.ordering.order_runs` puts each target's filters in their
-       cheapest order given the targets' order (the first filter of a visit the last of the
-       previous one where that helps), alternately until neither improves ("polish"); then
-       :func:`~obsflow.planning.ordering.kick_search` polishes again from 30 double-bridge
-       kicks (seeded: the same plan every run) and keeps the cheapest;
-    2. each placed observation may be exchanged for an unplaced one of the same priority
-       (inserted where it costs least) when the plan still fits and gets cheaper, then the
-       order is improved again.
-    Every candidate is re-timed as early as possible (:func:`_timed`) and must end by the
-    greedy plan's last end (the plan may not get longer: a cheaper order that waits days for
-    a window is no better); the greedy plan is returned unchanged unless the result fits and
-    costs less."""
+    For each wheel-step cost (``step_s`` alone if given, else every one of
+    :data:`WHEEL_WEIGHTS`), a search on :func:`travel_cost` with that cost (:func:`_search`)
+    gives a plan; with ``step_s`` the cheapest is returned.  By default the plans no other
+    beats on both slew angle and wheel steps (the Pareto frontier) are kept, those with no
+    more travel time (:func:`plan_measures`) than the greedy plan, and the :func:`balanced`
+    one is returned: slew and wheel travel are both to be small, and neither is worth a
+    fixed amount of the other (the wheel's 10 s a step is hardly time, but its moves are
+    wear), so the plan closest, in proportion, to the best of each is taken.
+    Every candidate is re-timed as early as possible (:func:`_timed`) inside the cycle
+    (it may end later than the greedy plan); the greedy plan is returned unchanged unless a
+    result fits and travels less.  Also returned: the other frontier plans (timed)."""
     plan = planning_of(profile)
     wheel = [f.name for f in profile.instruments[0].filters]
     order = [s.observation for s in greedy]
+    timer = _Timer(grid, profile, start, end)
+    if not timer.fits(order):
+        return greedy, left, []
+    pool = order + [o for o, why in left if why.startswith("no time")]
+    steps_s = ([step_s] if step_s is not None else
+               [w * plan.slew_settle_s or plan.filter_step_s for w in WHEEL_WEIGHTS])
+    found: list[list[Observation]] = []
+    # up the weights and down again, each search from the cheapest plan found so far under
+    # its own cost: what one weight found seeds its neighbours
+    for s in steps_s + steps_s[-2::-1]:
+        def weighted(a: Observation, b: Observation, s: float = s) -> float:
+            return travel_cost(plan, wheel, a, b, s)
 
-    def cost(a: Observation, b: Observation) -> float:
-        return travel_cost(plan, wheel, a, b, step_s)
+        seed = min([order, *found], key=lambda seq: tour_cost(seq, weighted))
+        found.append(_search(seed, pool, timer.fits, weighted))
+    if step_s is not None:
+        def cost(a: Observation, b: Observation) -> float:
+            return travel_cost(plan, wheel, a, b, step_s)
 
-    end = min(end, greedy[-1].end)  # no later than the greedy plan: no idle time added
+        best, others = found[0], []
+        if not tour_cost(best, cost) < tour_cost(order, cost) - 1e-9:
+            return greedy, left, []
+    else:
+        found += _capped(found, pool, timer.fits, plan, wheel)
+        measures = [plan_measures(plan, wheel, seq) for seq in found]
+        limit = plan_measures(plan, wheel, order)["travel_s"] + 1e-6
+        cands = [(m["slew_deg"], m["filter_steps"], m["travel_s"], seq)
+                 for m, seq in zip(measures, found, strict=True) if m["travel_s"] <= limit]
+        if not cands:
+            return greedy, left, []
+        front = [cands[i] for i in pareto([c[:2] for c in cands])]
+        best = front[balanced([(c[0], c[1]) for c in front])][3]
+        others = [c[3] for c in front if c[3] is not best]
+    def exact(seq: list[Observation]) -> list[Scheduled] | None:
+        return _timed(seq, grid, profile, start, end)
 
-    def fits(seq: list[Observation]) -> bool:
-        return _timed(seq, grid, profile, start, end) is not None
+    alternatives = [_with_pa(t, profile) for seq in others if (t := exact(seq)) is not None]
+    timed = None if best == order else exact(best)
+    if timed is None:
+        return greedy, left, alternatives
+    placed = {o.key for o in best}
+    left = [(o, why) for o, why in left if o.key not in placed]
+    left += [(o, "no time left in the plan inside its windows") for o in order
+             if o.key not in placed]
+    return _with_pa(timed, profile), left, alternatives
+
+
+def _with_pa(timed: list[Scheduled], profile: Profile) -> list[Scheduled]:
+    """``timed`` with the PA of each observation without a ``pa_range`` filled in."""
+    return [s if not math.isnan(s.pa_v3) else replace(s, pa_v3=_choose_pa(profile, s.observation,
+                                                                             s.start) or 0.0)
+            for s in timed]
+
+
+def _capped(found: list[list[Observation]], pool: list[Observation],
+            fits: Callable[[list[Observation]], bool], plan: Planning, wheel: list[str],
+            most: int = CAPS) -> list[list[Observation]]:
+    """The least slew for at most K wheel steps (the "epsilon-constraint" method), for up to
+    ``most`` values of K between the fewest and the most steps of the plans ``found``
+    (minimising slew + w x steps finds only the frontier's convex hull; this fills the
+    gaps between).  Each search (:func:`_search` on :func:`travel_cost`, the wheel at its
+    own time) starts from the least-slew plan found with at most K steps and takes only
+    orders with at most K steps."""
+    def steps(seq: list[Observation]) -> int:
+        return sum(filter_steps(wheel, a.filter, b.filter)
+                   for a, b in zip(seq, seq[1:], strict=False))
+
+    def own(a: Observation, b: Observation) -> float:
+        return travel_cost(plan, wheel, a, b)
+
+    counts = sorted({steps(seq) for seq in found})
+    caps = list(range(counts[0] + 1, counts[-1]))
+    if len(caps) > most:
+        caps = [caps[round(k * (len(caps) - 1) / (most - 1))] for k in range(most)]
+    out: list[list[Observation]] = []
+    for cap in caps:
+        within = [seq for seq in found + out if steps(seq) <= cap]
+        seed = min(within, key=lambda seq: tour_cost(seq, own))
+        out.append(_search(seed, pool, lambda seq, cap=cap: steps(seq) <= cap and fits(seq),  # type: ignore[misc]
+                           own))
+    return out
+
+
+def _search(order: list[Observation], pool: list[Observation],
+            fits: Callable[[list[Observation]], bool],
+            cost: Callable[[Observation, Observation], float]) -> list[Observation]:
+    """A cheaper feasible sequence than ``order`` under ``cost`` (never costlier), of as many
+    observations of the same priorities, drawn from ``pool`` (``order``'s and others):
+
+    1. "polish": :func:`~obsflow.planning.ordering.improve_order` (2-opt, or-opt) alternated
+       with :func:`~obsflow.planning.ordering.order_runs` (each target's filters in their
+       cheapest order given the targets' order) until neither improves;
+    2. :data:`ANNEAL_RESTARTS` times :func:`~obsflow.planning.ordering.anneal` (simulated
+       annealing, seeded: the same plan every run) from the best order so far, polished
+       again; its moves include exchanging a placed observation for an unplaced one of the
+       same priority from ``pool`` (which observations run, where time is short);
+    3. :func:`~obsflow.planning.ordering.kick_search` (double-bridge kicks, each polished)."""
 
     def polish(seq: list[Observation]) -> list[Observation]:
-        """Local search on the order, then each target's filters in their best order, until
-        neither improves (each step feasible, never costlier)."""
         seq = improve_order(seq, cost, fits)
         while True:
             runs = order_runs(seq, lambda o: (o.ra, o.dec), cost)
@@ -385,38 +550,17 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
                 return seq
             seq = improve_order(runs, cost, fits)
 
-    if not fits(order):
-        return greedy, left
-    best = kick_search(polish(order), cost, fits, polish)
-    spare = [o for o, why in left if why.startswith("no time")]
-    for out_o in list(best):
-        for in_o in [o for o in spare if o.priority == out_o.priority]:
-            rest = [o for o in best if o is not out_o]
-            here = tour_cost(best, cost)
-            tries = sorted(range(len(rest) + 1),
-                           key=lambda k: tour_cost(rest[max(k - 1, 0):k] + [in_o] + rest[k:k + 1],
-                                                   cost))
-            for k in tries[:3]:
-                cand = rest[:k] + [in_o] + rest[k:]
-                if tour_cost(cand, cost) < here and fits(cand):
-                    best = polish(cand)
-                    spare = [o for o in spare if o is not in_o] + [out_o]
-                    break
-            else:
-                continue
-            break
-    if tour_cost(best, cost) >= tour_cost(order, cost):
-        return greedy, left
-    timed = _timed(best, grid, profile, start, end)
-    if timed is None:
-        return greedy, left
-    placed = {o.key for o in best}
-    left = [(o, why) for o, why in left if o.key not in placed]
-    left += [(o, "no time left in the plan inside its windows") for o in order
-             if o.key not in placed]
-    return [s if not math.isnan(s.pa_v3) else replace(s, pa_v3=_choose_pa(profile, s.observation,
-                                                                             s.start) or 0.0)
-            for s in timed], left
+    def unplaced(seq: list[Observation]) -> list[Observation]:
+        placed = {o.key for o in seq}
+        return [o for o in pool if o.key not in placed]
+
+    best = polish(order)
+    for seed in range(ANNEAL_RESTARTS):
+        annealed = polish(anneal(best, cost, fits, seed=seed, spare=unplaced(best),
+                                 exchangeable=lambda a, b: a.priority == b.priority))
+        if tour_cost(annealed, cost) < tour_cost(best, cost) - 1e-9:
+            best = annealed
+    return kick_search(best, cost, fits, polish, kicks=10)
 
 
 def write_schedule(path: Path, sched: Schedule, profile: Profile) -> Path:
