@@ -12,15 +12,18 @@ from hypothesis import strategies as st
 
 from obsflow.exceptions import PlanningError
 from obsflow.planning.ordering import (
+    anneal,
     improve_order,
     kick_search,
     order_runs,
+    pareto,
     path_lower_bound,
     tour_cost,
 )
 from obsflow.planning.scheduler import (
     Observation,
     Schedule,
+    balanced,
     filter_steps,
     observations,
     read_schedule,
@@ -175,8 +178,10 @@ def _travel(sched: Schedule) -> float:
 @given(programs())
 def test_the_improvement_step_never_costs_more_nor_breaks_a_window(progs: list[Program]) -> None:
     """Against the greedy plan it starts from: the same number of observations with the same
-    priorities, travel (slew + wheel seconds) never higher, ending no later, and every
-    observation inside its visibility, windows and PA constraints."""
+    priorities, travel (slew + wheel seconds) never higher, and every observation inside its
+    visibility, windows and PA constraints and the cycle (it may end later than the greedy
+    plan); so is every alternative plan of the frontier, none of which beats the chosen one
+    on both slew and wheel steps."""
     end = START + 10.0
     obs = observations(progs, PROFILE)
     greedy = schedule(obs, PROFILE, START, end, improve=False)
@@ -185,9 +190,23 @@ def test_the_improvement_step_never_costs_more_nor_breaks_a_window(progs: list[P
         s.observation.priority for s in greedy.scheduled)
     assert len(better.scheduled) + len(better.unscheduled) == len(obs)
     assert _travel(better) <= _travel(greedy) + 1e-6
-    if greedy.scheduled:
-        assert better.scheduled[-1].end <= greedy.scheduled[-1].end + 1e-9
     _check_constraints(better.scheduled, end)
+    chosen = _slew_steps(better.scheduled)
+    for alt in better.alternatives:
+        assert sorted(s.observation.priority for s in alt) == sorted(
+            s.observation.priority for s in greedy.scheduled)
+        assert len({s.observation.key for s in alt}) == len(alt)
+        _check_constraints(alt, end)
+        slew, steps = _slew_steps(alt)
+        assert not (slew <= chosen[0] + 1e-9 and steps <= chosen[1]
+                    and (slew < chosen[0] - 1e-9 or steps < chosen[1])), (chosen, slew, steps)
+
+
+def _slew_steps(plan: list) -> tuple[float, int]:  # type: ignore[type-arg]
+    order = [s.observation for s in plan]
+    pairs = list(zip(order, order[1:], strict=False))
+    return (sum(separation_deg(a.ra, a.dec, b.ra, b.dec) for a, b in pairs),
+            sum(filter_steps(WHEEL, a.filter, b.filter) for a, b in pairs))
 
 
 def test_the_improvement_step_shortens_a_zigzag() -> None:
@@ -325,3 +344,88 @@ def test_path_lower_bound_never_exceeds_the_optimum() -> None:
         assert bound <= best + 1e-6
         gaps.append(1 - bound / best if best else 0.0)
     assert np.median(gaps) < 0.05
+
+
+def _plane(n: int, seed: int) -> tuple[list[int], object]:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 10, (n, 2))
+    return list(range(n)), lambda a, b: float(np.hypot(*(xy[a] - xy[b])))
+
+
+def test_anneal_finds_the_brute_force_optimum_and_keeps_every_constraint() -> None:
+    """Random points in a plane, some orders forbidden (element 2 before element 0): the
+    annealed order is never costlier than its start, always allowed, reproducible for a
+    seed, and on these small cases as cheap as the best allowed order (brute force)."""
+    from itertools import permutations
+
+    def ok(seq: list[int]) -> bool:
+        return seq.index(2) < seq.index(0)
+
+    hits = 0
+    for seed in range(6):
+        items, cost = _plane(7, seed)
+        start = [2, 0, 1, 3, 4, 5, 6]
+        found = anneal(start, cost, ok, iters=20000, seed=seed)
+        assert sorted(found) == items and ok(found)
+        assert tour_cost(found, cost) <= tour_cost(start, cost) + 1e-9
+        assert found == anneal(start, cost, ok, iters=20000, seed=seed)
+        best = min(tour_cost(p, cost) for p in permutations(items) if ok(list(p)))
+        hits += tour_cost(found, cost) <= best + 1e-9
+    assert hits >= 5, hits
+
+
+def test_anneal_exchanges_only_exchangeable_elements() -> None:
+    """Eight points in a sequence and four spare ones, exchangeable only within a "priority"
+    class: the result has eight distinct elements from both, the same classes, and costs
+    less when a spare point shortens the path (the far points of class 0 are replaced by the
+    spare near ones)."""
+    pts = {k: (float(k), 0.0) for k in range(8)}
+    pts.update({8: (1.5, 0.2), 9: (2.5, 0.2), 10: (3.5, 50.0), 11: (4.5, 60.0)})
+    pts[1], pts[3] = (1.0, 40.0), (3.0, -40.0)  # two far detours of class 0
+    cls = {k: 0 if k in (1, 3, 8, 9) else 1 for k in pts}
+
+    def cost(a: int, b: int) -> float:
+        return float(np.hypot(pts[a][0] - pts[b][0], pts[a][1] - pts[b][1]))
+
+    start = list(range(8))
+    found = anneal(start, cost, lambda seq: True, iters=20000, seed=1, spare=[8, 9, 10, 11],
+                   exchangeable=lambda a, b: cls[a] == cls[b])
+    assert len(found) == 8 and len(set(found)) == 8
+    assert sorted(cls[k] for k in found) == sorted(cls[k] for k in start)
+    assert {8, 9} <= set(found) and not {1, 3, 10, 11} & set(found)
+    assert tour_cost(found, cost) < tour_cost(start, cost)
+
+
+def test_pareto_and_balanced() -> None:
+    pts = [(10.0, 5.0), (12.0, 3.0), (11.0, 6.0), (20.0, 1.0), (10.0, 5.0), (30.0, 1.0)]
+    assert pareto(pts) == [0, 1, 3]
+    # relative excess over the best slew (10) and steps (1): (0, 4), (0.2, 2), (1.0, 0)
+    assert balanced([pts[i] for i in (0, 1, 3)]) == 2
+    # best slew 10, best steps 2: (0, 2), (0.1, 0.5), (1.0, 0)
+    assert balanced([(10.0, 6.0), (11.0, 3.0), (20.0, 2.0)]) == 1
+    assert balanced([(5.0, 0.0)]) == 0
+
+
+def test_the_default_offers_a_frontier_and_picks_the_balanced_plan() -> None:
+    """Six targets a few degrees apart in two far-apart filters (F150W, F277W), priorities
+    that make the greedy pass observe every target in F150W, then every one in F277W, and
+    zigzag: the improvement step offers plans from least slew to fewest wheel steps, none
+    beaten on both by another, the chosen one the balanced one, no more travel time than
+    the greedy plan, and with fewer wheel steps than the least-travel-time plan (the wheel
+    at its own 10 s a step)."""
+    ras = [0, 8, 2, 6, 4, 10]
+    obs = [_obs(f"z{k}{f}", 270.0 + ra, 66.56, f, 1 + 3 * (f == "F277W") + k // 2, 0.5)
+           for k, ra in enumerate(ras) for f in ("F150W", "F277W")]
+    greedy = schedule(obs, PROFILE, START, START + 1, improve=False)
+    sched = schedule(obs, PROFILE, START, START + 1)
+    least = schedule(obs, PROFILE, START, START + 1,
+                     wheel_step_cost_s=PROFILE.planning.filter_step_s)
+    plans = [sched.scheduled, *sched.alternatives]
+    assert all(len(p) == 12 for p in plans) and len(least.scheduled) == 12
+    points = [_slew_steps(p) for p in plans]
+    assert sched.alternatives and len(pareto(points)) == len(points)
+    assert balanced(points) == 0
+    assert _slew_steps(sched.scheduled)[1] < _slew_steps(least.scheduled)[1]
+    assert _travel(sched) <= _travel(greedy) + 1e-6
+    for p in plans:
+        _check_constraints(p, START + 1)
