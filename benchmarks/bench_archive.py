@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -47,10 +47,22 @@ SIZE = 512 << 20
 LATER = datetime(2031, 1, 1)
 
 
-def build_catalog(db: Path, n: int = N,
-                  footprints: Callable[[np.ndarray, np.ndarray], list[Footprint]] | None = None
-                  ) -> float:
-    """Bulk-insert ``n`` exposures (uniform on the sky) and a product each; returns seconds.
+EXPOSURE_COLUMNS = ("id", "obs_id", "program", "observation", "visit", "exposure", "detector",
+                    "facility_name", "instrument_name", "filter", "readpatt", "subarray",
+                    "target_name", "s_ra", "s_dec", "cx", "cy", "cz", "hpx", "s_fov", "s_region",
+                    "t_min", "t_max", "t_exptime", "release_date")
+PRODUCT_COLUMNS = ("id", "product_id", "exposure_id", "kind", "level", "calib_level",
+                   "dataproduct_type", "version", "is_latest", "filename", "path", "size",
+                   "sha256", "content_type", "created", "software_version", "recipe",
+                   "reference_files", "uuid", "run", "provenance")
+_WHEN = "2026-01-01 00:00:00.000000"
+Rows = list[tuple[object, ...]]
+
+
+def catalog_chunks(n: int, footprints: Callable[[np.ndarray, np.ndarray], list[Footprint]]
+                   | None = None, chunk: int = 50_000) -> Iterator[tuple[Rows, Rows, Rows]]:
+    """``n`` exposures uniform on the sky, in chunks of (exposure rows, footprint-cell rows,
+    product rows), every column of :data:`EXPOSURE_COLUMNS` / :data:`PRODUCT_COLUMNS`.
 
     ``footprints`` (RA, Dec arrays of a chunk, degrees -> their footprints)
     gives each exposure its ``s_region``, field of view and HEALPix cells; by
@@ -62,40 +74,84 @@ def build_catalog(db: Path, n: int = N,
     hpx = healpix_index(ra, dec)
     a, d = np.radians(ra), np.radians(dec)
     cx, cy, cz = np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        shapes = footprints(ra[lo:hi], dec[lo:hi]) if footprints else None
+        rows: Rows = []
+        cells: Rows = []
+        for i in range(lo, hi):
+            fov, region = (shapes[i - lo].fov, shapes[i - lo].s_region) if shapes else (0.018, "")
+            rows.append((i + 1, f"b{i:07d}", "B1", 1, 1, i, "D1", "OBSFLOW-W", "WIRCAM", "F150W",
+                         "RAPID", "FULL", f"T{i % 1000}", float(ra[i]), float(dec[i]),
+                         float(cx[i]), float(cy[i]), float(cz[i]), int(hpx[i]), fov, region,
+                         61000.0, 61000.01, 864.0, _WHEN))
+            if shapes:
+                cells.extend((i + 1, c) for c in coverage_cells(shapes[i - lo]))
+        products: Rows = [
+            (r[0], f"b{int(r[0]) - 1:07d}_cal_v1", r[0], "cal", "2b", 2, "image", 1, True,
+             "f.fits", "f.fits", 1, "", "application/fits", _WHEN, "", "", "[]",
+             f"{int(r[0]) - 1:032x}", "bench", "{}") for r in rows]
+        yield rows, cells, products
+
+
+def build_catalog(db: Path | str, n: int = N,
+                  footprints: Callable[[np.ndarray, np.ndarray], list[Footprint]] | None = None
+                  ) -> float:
+    """Bulk-insert ``n`` exposures (uniform on the sky) and a product each; returns seconds.
+
+    ``db`` is the SQLite file of a site, or the SQLAlchemy URL of a PostgreSQL
+    database whose schema ``init_site`` made (there rows go in by ``COPY``);
+    ``footprints`` as :func:`catalog_chunks`.
+    """
     start = time.perf_counter()
+    if isinstance(db, str) and db.startswith("postgresql"):
+        _build_postgres(db, catalog_chunks(n, footprints))
+    else:
+        _build_sqlite(Path(db), catalog_chunks(n, footprints))
+    return time.perf_counter() - start
+
+
+def _insert(table: str, columns: tuple[str, ...], mark: str = "?") -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+            f"({', '.join([mark] * len(columns))})")
+
+
+def _build_sqlite(db: Path, chunks: Iterator[tuple[Rows, Rows, Rows]]) -> None:
     con = sqlite3.connect(db)
     con.execute("PRAGMA synchronous=OFF")
     con.execute("INSERT INTO programs VALUES ('B1', 'PI', 'bench', 0, '2026-01-01 00:00:00')")
     con.execute("INSERT INTO runs VALUES ('bench', 'manual', '2026-01-01 00:00:00', '')")
-    for lo in range(0, n, 50_000):
-        hi = min(lo + 50_000, n)
-        shapes = footprints(ra[lo:hi], dec[lo:hi]) if footprints else None
-        rows, cells = [], []
-        for i in range(lo, hi):
-            fov, region = (shapes[i - lo].fov, shapes[i - lo].s_region) if shapes else (0.018, "")
-            rows.append((i + 1, f"b{i:07d}", i, f"T{i % 1000}", float(ra[i]), float(dec[i]),
-                         float(cx[i]), float(cy[i]), float(cz[i]), int(hpx[i]), fov, region))
-            if shapes:
-                cells.extend((i + 1, c) for c in coverage_cells(shapes[i - lo]))
-        con.executemany(
-            "INSERT INTO exposures (id, obs_id, program, observation, visit, exposure, detector, "
-            "facility_name, instrument_name, filter, readpatt, subarray, target_name, s_ra, "
-            "s_dec, cx, cy, cz, hpx, s_fov, s_region, t_min, t_max, t_exptime, release_date) "
-            "VALUES (?, ?, 'B1', 1, 1, ?, 'D1', 'OBSFLOW-W', 'WIRCAM', 'F150W', 'RAPID', 'FULL',"
-            " ?, ?, ?, ?, ?, ?, ?, ?, ?, 61000.0, 61000.01, 864.0, "
-            "'2026-01-01 00:00:00.000000')", rows)
+    for rows, cells, products in chunks:
+        con.executemany(_insert("exposures", EXPOSURE_COLUMNS), rows)
         con.executemany("INSERT INTO footprint_cells (exposure_id, cell) VALUES (?, ?)", cells)
-        con.executemany(
-            "INSERT INTO products (id, product_id, exposure_id, kind, level, calib_level, "
-            "dataproduct_type, version, is_latest, filename, path, size, sha256, content_type, "
-            "created, software_version, recipe, reference_files, uuid, run, provenance) VALUES "
-            "(?, ?, ?, 'cal', '2b', 2, 'image', 1, 1, 'f.fits', 'f.fits', 1, '', "
-            "'application/fits', '2026-01-01 00:00:00.000000', '', '', '[]', ?, 'bench', '{}')",
-            [(r[0], f"b{r[0] - 1:07d}_cal_v1", r[0], f"{r[0] - 1:032x}") for r in rows])
+        con.executemany(_insert("products", PRODUCT_COLUMNS), products)
         con.commit()
     con.execute("ANALYZE")
     con.close()
-    return time.perf_counter() - start
+
+
+def _build_postgres(url: str, chunks: Iterator[tuple[Rows, Rows, Rows]]) -> None:
+    """The same rows into PostgreSQL with ``COPY ... FROM STDIN``, one transaction per chunk,
+    then ``VACUUM ANALYZE`` (statistics and the visibility map of index-only scans)."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo) as con:
+        con.execute("INSERT INTO programs VALUES ('B1', 'PI', 'bench', 0, '2026-01-01')")
+        con.execute("INSERT INTO runs VALUES ('bench', 'manual', '2026-01-01', '')")
+        con.commit()
+        for rows, cells, products in chunks:
+            with con.cursor() as cur:
+                for table, columns, data in (("exposures", EXPOSURE_COLUMNS, rows),
+                                             ("footprint_cells", ("exposure_id", "cell"), cells),
+                                             ("products", PRODUCT_COLUMNS, products)):
+                    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                        for row in data:
+                            copy.write_row(row)
+            con.commit()
+        con.autocommit = True
+        con.execute("VACUUM ANALYZE")
 
 
 def cone_latencies(archive: Archive, cones: list[Cone]) -> np.ndarray:

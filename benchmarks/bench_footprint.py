@@ -1,10 +1,10 @@
-"""Benchmark the footprint search: SIA2 POS and cone searches over many exposures (SQLite).
+"""Benchmark the footprint search: SIA2 POS and cone searches over many exposures (SQLite or PostgreSQL).
 
 1. ``N`` exposures (default 1,000,000; env ``BENCH_N``), uniform on the sky,
    each a square footprint of 0.02-0.1 deg at a random position angle (its
    ``s_region`` polygon, counter-clockwise, as registration stores it) with its
    HEALPix cells from :func:`obsflow.archive.footprints.coverage_cells`, and
-   one product each, are bulk-inserted into a site's SQLite database.
+   one product each, are bulk-inserted into a site's database.
 2. ``obsflow serve`` (a separate process) serves it on 127.0.0.1; one
    keep-alive httpx client sends, for 200 random cones (radius 0.05-0.5 deg):
    * SIA2 ``POS=CIRCLE ra dec r`` (footprint overlap), ``POS=POLYGON`` (the
@@ -20,15 +20,22 @@
    every row's ratio to the anchor, and the load average before and after.
    p50/p95 latency, end to end.
 
-Run with ``.venv/bin/python benchmarks/bench_footprint.py``.
+On PostgreSQL (``--database-url`` or env ``BENCH_DATABASE_URL``, a database
+with pg_sphere): the site's schema is made in a fresh schema of that
+database (dropped at the end; ``--schema NAME --keep`` builds it once and
+reuses it), the rows go in by ``COPY``, and ``obsflow serve`` runs on it.
+
+Run with ``.venv/bin/python benchmarks/bench_footprint.py [--database-url URL]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -154,25 +161,76 @@ def run(client: httpx.Client, cones: list[Cone3]) -> None:
         print(f"  {name}: {p50 / anchor[0]:.2f} x anchor at p50, {p95 / anchor[1]:.2f} x at p95")
 
 
+def _postgres_schema(base: str, schema: str | None) -> tuple[str, str, bool]:
+    """A schema of the PostgreSQL database at ``base`` for the benchmark (a fresh one, or
+    ``schema`` when it exists): (URL with it first on the search path, its name, whether it
+    still needs its rows)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = schema or f"bench_footprint_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM information_schema.schemata WHERE "
+                                   "schema_name = :s"), {"s": name}).first() is not None
+        if not exists:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+    admin.dispose()
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={name},public"})
+    return url.render_as_string(hide_password=False), name, not exists
+
+
+def _drop_schema(base: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+    admin.dispose()
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = init_site(Path(tmp) / "site", profile="webb_like")
-        Archive.from_site(cfg).close()
-        seconds = build_catalog(Path(cfg.database_url.removeprefix("sqlite:///")), N,
-                                footprints=_footprints)
-        print(f"bulk insert of {N:,} exposures with footprints and cells + products: "
-              f"{seconds:.1f} s")
-        rng = np.random.default_rng(4)
-        cones = [(float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-1, 1)))),
-                  float(rng.uniform(0.05, 0.5))) for _ in range(CONES)]
-        port = int(os.environ.get("BENCH_PORT", "18767"))
-        proc = serve(cfg.root, port)
-        try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                run(client, cones)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"),
+                        help="a PostgreSQL (with pg_sphere) database to run on, as a "
+                             "SQLAlchemy URL (env BENCH_DATABASE_URL); default SQLite")
+    parser.add_argument("--schema", help="PostgreSQL: reuse this schema (kept) if it exists, "
+                                         "else build it under this name")
+    parser.add_argument("--keep", action="store_true",
+                        help="PostgreSQL: keep the schema after the run (for --schema)")
+    args = parser.parse_args()
+    env: dict[str, str] = {}
+    schema, build, keep = None, True, args.keep or bool(args.schema)
+    if args.database_url:
+        url, schema, build = _postgres_schema(args.database_url, args.schema)
+        env = {"OBSFLOW_DATABASE__URL": url}
+        print(f"PostgreSQL schema {schema} ({'new' if build else 'reused'})")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ.update(env)  # the site and `obsflow serve` (a child) use the database
+            cfg = init_site(Path(tmp) / "site", profile="webb_like")
+            Archive.from_site(cfg).close()
+            if build:
+                db = env.get("OBSFLOW_DATABASE__URL") or Path(
+                    cfg.database_url.removeprefix("sqlite:///"))
+                seconds = build_catalog(db, N, footprints=_footprints)
+                print(f"bulk insert of {N:,} exposures with footprints and cells + products: "
+                      f"{seconds:.1f} s")
+            rng = np.random.default_rng(4)
+            cones = [(float(rng.uniform(0, 360)),
+                      float(np.degrees(np.arcsin(rng.uniform(-1, 1)))),
+                      float(rng.uniform(0.05, 0.5))) for _ in range(CONES)]
+            port = int(os.environ.get("BENCH_PORT", "18767"))
+            proc = serve(cfg.root, port)
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                    run(client, cones)
+            finally:
+                proc.terminate()
+                proc.wait(10)
+    finally:
+        if schema is not None and not keep:
+            _drop_schema(args.database_url, schema)
 
 
 if __name__ == "__main__":
