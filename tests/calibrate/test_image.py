@@ -117,6 +117,27 @@ def test_photom_scales_science_and_variances(byteorder: str) -> None:
         apply_photom(img, -1.0)
 
 
+@pytest.mark.parametrize("byteorder", ["=", ">"])
+def test_photom_divides_by_the_relative_pixel_area(byteorder: str) -> None:
+    """With an area map (a distorted detector's pixels, read-only, possibly big-endian) SCI
+    and ERR scale by photmjsr / area and the variances by its square: the numpy formula in
+    float32, bit for bit."""
+    rng = np.random.default_rng(7)
+    img = _image(rng, (30, 20))
+    area = rng.uniform(0.97, 1.04, (30, 20)).astype(np.float32).astype(
+        np.dtype(np.float32).newbyteorder(byteorder))
+    area.flags.writeable = False
+    got = apply_photom(img, 0.37, area)
+    q = np.float32(0.37) / area.astype(np.float32)
+    for name in ("sci", "err"):
+        assert np.array_equal(getattr(got, name), getattr(img, name) * q)
+    for name in ("var_poisson", "var_rnoise"):
+        assert np.array_equal(getattr(got, name), getattr(img, name) * q * q)
+    assert np.array_equal(got.dq, img.dq)
+    with pytest.raises(CalibrationError, match=r"pixel-area map of shape \(20, 30\)"):
+        apply_photom(img, 0.37, np.ones((20, 30), np.float32))
+
+
 def test_background_uses_good_pixels_only() -> None:
     rng = np.random.default_rng(3)
     sci = rng.normal(1.0, 0.1, (64, 64)).astype(np.float32)

@@ -20,6 +20,8 @@ _PROBE = textwrap.dedent("""
     from obsflow.fitschecksum import disk_form_and_sum
     from obsflow.calibrate.pipeline import warm_up
     from obsflow.calibrate.steps import QUANTIZATION_VAR
+    from obsflow.models.pointing import relative_pixel_area
+    from obsflow.profiles import Distortion
 
     KERNELS = {"_jump_pools": jumps._jump_pools, "_fit_rows": ramps._fit_rows,
                "_horner_inplace": corrections._horner_inplace,
@@ -29,6 +31,7 @@ _PROBE = textwrap.dedent("""
                "_large_regions": regions._large_regions,
                "flag_disks_inplace": regions.flag_disks_inplace,
                "_flat_rows": image._flat_rows, "_scale_rows": image._scale_rows,
+               "_scale_area_rows": image._scale_area_rows,
                "_centred_moments": image._centred_moments,
                "_sorted_float32": image._sorted_float32,
                "_first_at_least": image._first_at_least, "_first_above": image._first_above,
@@ -87,6 +90,8 @@ _PROBE = textwrap.dedent("""
         img = image.ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise,
                                 fit.dq | pixeldq)  # steps.Work.set_fit
         img = image.apply_photom(image.apply_flat(img, ref("flat")), 0.37)
+        area = relative_pixel_area(Distortion(a={"3_0": 1e-7}), (64, 64, 9, 9, 16, 16))
+        img = image.apply_photom(img, 0.37, area)  # steps._photom on a distorted detector
         image.estimate_background(img.sci, img.dq)
         for array in (img.sci, img.err, img.dq):  # as the products' writers pass them
             disk_form_and_sum(array)

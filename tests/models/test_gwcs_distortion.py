@@ -14,10 +14,8 @@ from obsflow.models.gwcsmodel import gwcs_from_fits
 from obsflow.models.pointing import detector_wcs, wcs_header
 from obsflow.profiles import load_profile
 
-PROFILES = ("webb_like",)
-"""Profiles with a distortion model (smallsat has none: its 1.5" pixels would need a
-pixel-area correction, which the flux-conservation budget of the mosaic tests does not
-leave room for)."""
+PROFILES = ("smallsat", "webb_like")
+"""Profiles with a distortion model (every built-in one)."""
 
 
 def _detectors(profile: str) -> list[tuple[WCS, WCS]]:

@@ -44,16 +44,30 @@ def apply_flat(img: ImageArrays, flat: np.ndarray) -> ImageArrays:
     return ImageArrays(sci, err, vp, vr, dq)
 
 
-def apply_photom(img: ImageArrays, photmjsr: float) -> ImageArrays:
-    """Convert DN/s to MJy/sr by ``photmjsr`` (MJy/sr per DN/s); new arrays.
+def apply_photom(img: ImageArrays, photmjsr: float, area: np.ndarray | None = None
+                 ) -> ImageArrays:
+    """Convert DN/s to MJy/sr by ``photmjsr`` (MJy/sr per DN/s of a nominal pixel) and the
+    relative pixel area ``area``; new arrays.
 
-    SCI and ERR scale by ``photmjsr`` and the variances by its square, in
-    float32, in one compiled pass (:func:`_scale_rows`).
+    SCI and ERR scale by ``photmjsr / area`` and the variances by its square,
+    in float32, in one compiled pass (:func:`_scale_rows`, or
+    :func:`_scale_area_rows` with an area map): a pixel of larger solid angle
+    collected more of a uniform sky, and holds the same surface brightness.
+    ``area`` (ny, nx) is each pixel's solid angle over the nominal one
+    (:func:`obsflow.models.pointing.relative_pixel_area`); None means 1
+    everywhere (no distortion).
     """
     if not (np.isfinite(photmjsr) and photmjsr > 0):
         raise CalibrationError(f"PHOTMJSR must be a positive number, got {photmjsr}")
-    sci, err, vp, vr = _scale_rows(_f32(img.sci), _f32(img.err), _f32(img.var_poisson),
-                                   _f32(img.var_rnoise), np.float32(photmjsr))
+    p = np.float32(photmjsr)
+    arrays = (_f32(img.sci), _f32(img.err), _f32(img.var_poisson), _f32(img.var_rnoise))
+    if area is None:
+        sci, err, vp, vr = _scale_rows(*arrays, p)
+    else:
+        if area.shape != img.sci.shape:
+            raise CalibrationError(f"pixel-area map of shape {area.shape} for an image of "
+                                   f"shape {img.sci.shape}")
+        sci, err, vp, vr = _scale_area_rows(*arrays, p, _f32(_native(area)))
     return replace(img, sci=sci, err=err, var_poisson=vp, var_rnoise=vr)
 
 
@@ -108,6 +122,24 @@ def _scale_rows(sci: np.ndarray, err: np.ndarray, vp: np.ndarray, vr: np.ndarray
             o_err[y, x] = err[y, x] * p
             o_vp[y, x] = vp[y, x] * p * p
             o_vr[y, x] = vr[y, x] * p * p
+    return o_sci, o_err, o_vp, o_vr
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _scale_area_rows(sci: np.ndarray, err: np.ndarray, vp: np.ndarray, vr: np.ndarray,
+                     p: np.float32, area: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_scale_rows` with ``p / area`` per pixel (see :func:`apply_photom`)."""
+    ny, nx = sci.shape
+    o_sci, o_err = np.empty_like(sci), np.empty_like(err)
+    o_vp, o_vr = np.empty_like(vp), np.empty_like(vr)
+    for y in range(ny):
+        for x in range(nx):
+            q = p / area[y, x]
+            o_sci[y, x] = sci[y, x] * q
+            o_err[y, x] = err[y, x] * q
+            o_vp[y, x] = vp[y, x] * q * q
+            o_vr[y, x] = vr[y, x] * q * q
     return o_sci, o_err, o_vp, o_vr
 
 

@@ -578,8 +578,8 @@ def warm_up() -> None:
     does not pay for it.  Runs saturation, dark, reference pixels, linearity, jumps, large-event regions
     and the fit on a tiny synthetic ramp with the array types real data has
     (float32 cube, uint8 DQ, float32 maps), then the stage-2 flat field,
-    photometric scaling and background statistics on its rates, and the products' compiled
-    byte swap and checksum pass on them.
+    photometric scaling (with and without a pixel-area map) and background statistics on
+    its rates, and the products' compiled byte swap and checksum pass on them.
     """
     from obsflow.calibrate.corrections import (
         correct_linearity_inplace,
@@ -613,6 +613,9 @@ def warm_up() -> None:
                     group_time=10.0, nframes=1, groupgap=0)
     image = ImageArrays(fit.slope, fit.err, fit.var_poisson, fit.var_rnoise, pixeldq)
     image = apply_photom(apply_flat(image, plane + np.float32(1.0)), 1.0)
+    area = plane + np.float32(1.0)
+    area.flags.writeable = False  # as relative_pixel_area keeps its maps
+    image = apply_photom(image, 1.0, area)  # the kernel of distorted detectors
     estimate_background(image.sci, image.dq)
     for array in (image.sci, image.dq):  # the products' writers: float32 and uint32 arrays
         disk_form_and_sum(array)

@@ -24,7 +24,7 @@ from obsflow.calibrate.refpix import (
     reference_layout,
 )
 from obsflow.models.metadata import ExposureMeta
-from obsflow.models.pointing import detector_wcs
+from obsflow.models.pointing import detector_wcs, relative_pixel_area
 from obsflow.models.reffiles import read_photom, read_reference_array
 from obsflow.profiles import Instrument
 from obsflow.refdata.validate import RefRecord
@@ -205,7 +205,10 @@ def _photom(w: Work, p: dict[str, Any]) -> str:
     assert w.image is not None
     rec = w.refs["PHOTOM"]
     photmjsr = read_photom(rec.path).photmjsr_for(w.meta.filter, rec.name)
-    w.image = apply_photom(w.image, photmjsr)
+    m, det = w.meta, w.instrument.detector(w.meta.detector)
+    area = relative_pixel_area(det.distortion, (det.nx, det.ny, m.substrt1, m.substrt2,
+                                                m.subsize1, m.subsize2))
+    w.image = apply_photom(w.image, photmjsr, area)
     w.header["PHOTMJSR"] = (photmjsr, "[MJy/sr / (DN/s)] flux conversion applied")
     w.header["BUNIT"] = "MJy/sr"
     return "COMPLETE"

@@ -158,7 +158,8 @@ def _simulate_exposure(ctx: _Context, meta: ExposureMeta, catalog: Table,
                        (spec.nx, spec.ny, meta.substrt1, meta.substrt2, meta.subsize1, meta.subsize2),
                        spec.distortion)
     sky = render_scene(catalog, wcs, (meta.subsize2, meta.subsize1),
-                       ctx.inst.filter(meta.filter), ctx.inst)
+                       ctx.inst.filter(meta.filter), ctx.inst,
+                       (ctx.options.scene or SceneOptions()).sky_gradient)
     timing = ReadoutTiming(meta.ngroups, meta.nframes, meta.groupgap, meta.frame_time)
     scene = _tso_scene(ctx, meta, wcs, sky, timing) if ctx.options.tso is not None else None
     inputs, rate = _exposure_inputs(ctx, meta, sky if scene is None else scene.nominal())

@@ -3,7 +3,11 @@
 Stars are point sources with a Moffat PSF (beta = 2.5, FWHM from the
 filter's pivot wavelength); galaxies are Sersic profiles blurred by a
 Gaussian of the PSF's FWHM; the zodiacal background is the filter's
-surface brightness with a gentle gradient.  Fluxes are AB magnitudes turned
+surface brightness with a gentle gradient, collected by each pixel in
+proportion to its true solid angle (:func:`pixel_solid_angle`: a distorted
+detector's pixels differ by a few percent; sources land by their true
+positions through the same WCS, and a point source's light is the same
+whatever the pixels' sizes).  Fluxes are AB magnitudes turned
 into electrons per second with the filter's zero point (the AB magnitude
 giving 1 e-/s).  Images are in e-/s per pixel, *before* the flat field.
 """
@@ -15,12 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
+from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import gaussian_filter
 from scipy.signal import fftconvolve
 
 from obsflow.profiles import Filter, Instrument
 
-__all__ = ["SceneOptions", "background_e_s", "make_catalog", "moffat_stamp", "render_scene"]
+__all__ = ["SceneOptions", "background_e_s", "make_catalog", "moffat_stamp", "pixel_solid_angle",
+           "render_scene"]
 
 _MOFFAT_BETA = 2.5
 _OVERSAMPLE = 3
@@ -39,6 +45,9 @@ class SceneOptions:
     galaxy_mag: tuple[float, float] = (20.0, 27.5)
     cluster_stars: int = 0
     cluster_core_arcsec: float = 20.0
+    sky_gradient: tuple[float, float] = (0.02, 0.01)
+    """Relative change of the background's surface brightness across the frame, along x
+    and y ((0, 0): a uniform sky)."""
 
 
 def background_e_s(filt: Filter, scale_arcsec: float) -> float:
@@ -212,19 +221,76 @@ def _faint_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndar
                              minlength=ny * nx).reshape(ny, nx)
 
 
+def pixel_solid_angle(wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
+    """Each pixel's solid angle over the nominal ``|det CD|``, float64 (ny, nx), read-only.
+
+    The truth the simulator collects the sky with, measured on the sky rather
+    than from the distortion polynomials: the pixel corners through astropy's
+    full WCS (SIP and gnomonic projection), each pixel the quadrilateral
+    between them (half the cross product of its diagonals, unit vectors; exact
+    to ~1e-9 for arcsecond pixels), on a grid of pixels (:data:`_AREA_STEP`)
+    interpolated to every pixel.  Kept per (CRPIX, ``|det CD|``, SIP,
+    shape): solid angles do not change with CRVAL or a rotation of CD.
+    """
+    if wcs.sip is None:
+        return np.ones(shape)
+    key = (tuple(wcs.wcs.crpix), float(abs(np.linalg.det(wcs.pixel_scale_matrix))),
+           np.asarray(wcs.sip.a).tobytes(), np.asarray(wcs.sip.b).tobytes(), shape)
+    if key not in _SOLID_ANGLES:
+        if len(_SOLID_ANGLES) >= 16:
+            _SOLID_ANGLES.clear()
+        _SOLID_ANGLES[key] = _solid_angle(wcs, shape)
+    return _SOLID_ANGLES[key]
+
+
+_SOLID_ANGLES: dict[tuple[object, ...], np.ndarray] = {}
+
+
+_AREA_STEP = 16
+"""Solid angles are measured on every 16th pixel (and the last) of each axis (at least 5
+per axis) and interpolated by a bicubic spline: the distortion's are polynomials of low
+degree (the spline's worst error, < 1e-7, is tested)."""
+
+
+def _solid_angle(wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
+    ny, nx = shape
+    xs, ys = (np.unique(np.r_[np.arange(0, n, max(1, min(_AREA_STEP, (n - 1) // 4))), n - 1]
+                        ).astype(np.float64) for n in (nx, ny))
+    cx, cy = np.meshgrid(xs, ys)
+    corners = [(cx + dx, cy + dy) for dx, dy in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5),
+                                                  (-0.5, 0.5))]
+    p = []
+    for x, y in corners:
+        ra, dec = (np.radians(c) for c in wcs.all_pix2world(x, y, 0))
+        p.append(np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)],
+                          axis=-1))
+    omega = 0.5 * np.linalg.norm(np.cross(p[2] - p[0], p[3] - p[1]), axis=-1)
+    sampled = omega / (abs(np.linalg.det(wcs.pixel_scale_matrix)) * (np.pi / 180.0) ** 2)
+    k = min(3, xs.size - 1, ys.size - 1)
+    out = RectBivariateSpline(ys, xs, sampled, kx=k, ky=k)(np.arange(ny), np.arange(nx))
+    out.flags.writeable = False
+    return out
+
+
 def render_scene(catalog: Table, wcs: WCS, shape: tuple[int, int], filt: Filter,
-                 instrument: Instrument) -> np.ndarray:
+                 instrument: Instrument, sky_gradient: tuple[float, float] = (0.02, 0.01)
+                 ) -> np.ndarray:
     """Image of ``catalog`` plus background in e-/s per pixel, float32, shape (ny, nx).
 
-    Bright stars and resolved galaxies get their own oversampled stamps; faint
-    stars and unresolved galaxies are deposited together and convolved once.
+    The background is the filter's surface brightness times ``1 + gx (x / nx -
+    0.5) + gy (y / ny - 0.5)`` (``sky_gradient`` = (gx, gy)) over each pixel's
+    true solid angle (:func:`pixel_solid_angle`).  Bright stars and resolved
+    galaxies get their own oversampled stamps; faint stars and unresolved
+    galaxies are deposited together and convolved once.
     """
     ny, nx = shape
     scale = instrument.pixel_scale_arcsec
     fwhm = instrument.psf_fwhm_pix_per_um * filt.pivot_um
     yy, xx = np.mgrid[0:ny, 0:nx]
     bkg = background_e_s(filt, scale)
-    image = (bkg * (1 + 0.02 * (xx / nx - 0.5) + 0.01 * (yy / ny - 0.5))).astype(np.float64)
+    gx, gy = sky_gradient
+    image = bkg * (1 + gx * (xx / nx - 0.5) + gy * (yy / ny - 0.5)) * pixel_solid_angle(wcs,
+                                                                                     shape)
     x, y = wcs.world_to_pixel_values(np.asarray(catalog["ra"]), np.asarray(catalog["dec"]))
     flux = 10 ** (-0.4 * (np.asarray(catalog[f"mag_{filt.name}"]) - filt.zeropoint_ab))
     margin = 40
