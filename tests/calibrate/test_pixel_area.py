@@ -5,8 +5,8 @@ and the flats are the pixels' response alone (uniform light on the focal
 plane), so stage 2's photom divides by the relative pixel area: a uniform
 sky comes out flat in MJy/sr, and a point source's total flux is the sum of
 SB x true pixel solid angle.  The solid angles here are measured on the sky
-through astropy's WCS (the Jacobian of pixel -> unit vector at each pixel
-centre), independently of both the simulator's and the calibration's.
+through astropy's WCS (:func:`tests.sky_area.solid_angle_sr`), independently
+of both the simulator's and the calibration's.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAnnulus, CircularAperture, aperture_photometry
+from tests.sky_area import solid_angle_sr
 
 from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product
 from obsflow.models.level2 import CalImage, read_cal
@@ -30,21 +31,6 @@ from obsflow.simulate.sky import SceneOptions, pixel_solid_angle
 from obsflow.simulate.truth import read_truth
 
 _RAD_PER_DEG = np.pi / 180.0
-
-
-def solid_angle_sr(wcs: WCS, shape: tuple[int, int]) -> np.ndarray:
-    """Each pixel's solid angle, sr (ny, nx): |d p / dx x d p / dy| at its centre, ``p`` the
-    unit vector of astropy's ``all_pix2world`` (central differences of +/-0.5 px)."""
-    ny, nx = shape
-    y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
-
-    def unit(xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
-        ra, dec = (np.radians(c) for c in wcs.all_pix2world(xx, yy, 0))
-        return np.stack([np.cos(dec) * np.cos(ra), np.cos(dec) * np.sin(ra), np.sin(dec)], -1)
-
-    dx = unit(x + 0.5, y) - unit(x - 0.5, y)
-    dy = unit(x, y + 0.5) - unit(x, y - 0.5)
-    return np.linalg.norm(np.cross(dx, dy), axis=-1)
 
 
 def _nominal_sr(wcs: WCS) -> float:

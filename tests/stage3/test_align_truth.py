@@ -163,9 +163,12 @@ def test_truth_stars_through_both_wcs_forms(field: Field, tmp_path: Path) -> Non
     """Truth stars through an aligned product's WCS, read back both as the SIP header cards
     (astropy.wcs) and as the gwcs of its ASDF extension (stdatamodels), land where the
     simulator put them (its true, distorted WCS): the distortion model of the products is
-    the simulator's; what is left is the alignment's own error: measured RMS 0.001-0.010 px
-    (max 0.012) on webb_like (distorted by ~2 px at the corners); the two forms agree to
-    1e-6 px."""
+    the simulator's; what is left is the alignment's own error (a shift common to all stars,
+    limited by the astrometric catalog's errors), RMS within the issue's 0.02 px: measured
+    RMS 0.009-0.012 px (max 0.013) on smallsat (distorted by 1.3-1.9 px at the corners) and
+    0.013-0.018 px (max 0.020) on webb_like (~2 px; 0.009-0.010, max 0.012, on the
+    realization before the simulator collected the sky by pixel solid angle); the two forms
+    agree to 1e-6 px."""
     import warnings
 
     from astropy.io import fits
@@ -190,10 +193,12 @@ def test_truth_stars_through_both_wcs_forms(field: Field, tmp_path: Path) -> Non
             with datamodels.open(path) as model:
                 g_sky = model.meta.wcs(tx, ty)
         sip_sky = sip.pixel_to_world_values(tx, ty)
-        for sky in (sip_sky, g_sky):
+        for form, sky in (("SIP", sip_sky), ("gwcs", g_sky)):
             x, y = true.world_to_pixel_values(*sky)
             err = np.hypot(x - tx, y - ty)
-            assert err.size > 50 and np.sqrt(np.mean(err**2)) < 0.03 and err.max() < 0.05
+            print(f"{field.profile.mission.name} {cal.meta.basename} {form}: {err.size} stars, "
+                  f"RMS {np.sqrt(np.mean(err**2)):.4f} px, max {err.max():.4f} px")
+            assert err.size > 50 and np.sqrt(np.mean(err**2)) < 0.02 and err.max() < 0.03
         # the two forms agree with each other to numerical precision
         gx, gy = true.world_to_pixel_values(*g_sky)
         sx, sy = true.world_to_pixel_values(*sip_sky)

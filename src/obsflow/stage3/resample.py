@@ -41,10 +41,10 @@ sum_out(SB_out Omega_out) = sum_in(SB_in x J_in x Omega_out) =
 sum_in(SB_in Omega_in), J_in the input pixel's area in output pixels: the
 total flux is conserved exactly whatever the two pixel scales (and with
 several inputs the result is their weighted mean).  This holds when SB_in
-was calibrated with each input pixel's true solid angle; the simulator's
-detectors have none of the distortion that made JWST mosaics ~3% bright
-(jwst issue 7290), and a distorted detector needs its pixel-area map applied
-in stage 2, not here.  Point, turbo, Gaussian and Lanczos kernels do not
+was calibrated with each input pixel's true solid angle, as stage 2's photom
+does on distorted detectors (it divides by the relative pixel area, the
+correction whose absence made JWST mosaics ~3% bright, jwst issue 7290): not
+here.  Point, turbo, Gaussian and Lanczos kernels do not
 follow the pixel's shape and conserve flux only approximately (drizzle
 warns about the last two).
 """
