@@ -18,7 +18,8 @@
    over the same cones, the centre-only cone test.  Every kind runs on one
    cone before the next cone (the shared machine's drift falls on all alike);
    every row's ratio to the anchor, and the load average before and after.
-   p50/p95 latency, end to end.
+   p50/p95 latency, end to end; the CPU time of ``obsflow serve`` (and, on
+   PostgreSQL, of its database backends) per request beside the wall time.
 
 On PostgreSQL (``--database-url`` or env ``BENCH_DATABASE_URL``, a database
 with pg_sphere): the site's schema is made in a fresh schema of that
@@ -35,6 +36,7 @@ import math
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -129,7 +131,34 @@ def _summary(name: str, results: list[tuple[float, int]]) -> tuple[float, float]
 ANCHOR = "anchor, TAP CONTAINS(POINT(s_ra, s_dec), CIRCLE) centre-only"
 
 
-def run(client: httpx.Client, cones: list[Cone3]) -> None:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds so far of the processes ``pids`` (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(base: str | None) -> list[int]:
+    """The PostgreSQL backends serving the benchmark (application_name ``bench_footprint``)."""
+    if base is None:
+        return []
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(base)
+    with admin.connect() as conn:
+        pids = [int(r[0]) for r in conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'bench_footprint'"))]
+    admin.dispose()
+    return pids
+
+
+def run(client: httpx.Client, cones: list[Cone3], server: int = 0,
+        database: str | None = None) -> None:
     """Every kind of search for one cone, then the next cone: the machine's drift (it is
     shared) falls on every row alike, and each row's ratio to the anchor is fair."""
     kinds: dict[str, tuple[Callable[[Cone3], Send], Callable[[httpx.Response], int]]] = {
@@ -150,11 +179,19 @@ def run(client: httpx.Client, cones: list[Cone3]) -> None:
         for make, count in kinds.values():
             _timed(client, make(c), count)
     print(f"load average before: {os.getloadavg()}")
+    pids = [server, *_backends(database)] if server else []
+    cpu0, wall0 = _cpu_seconds(pids), time.perf_counter()
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in kinds}
     for c in cones:
         for name, (make, count) in kinds.items():
             results[name].append(_timed(client, make(c), count))
+    wall, requests = time.perf_counter() - wall0, len(cones) * len(kinds)
     print(f"load average after: {os.getloadavg()}")
+    if pids:
+        cpu = _cpu_seconds(pids) - cpu0
+        print(f"CPU of the server{' and its PostgreSQL backends' if database else ''}: "
+              f"{cpu / requests * 1e3:.1f} ms per request (all kinds), wall "
+              f"{wall / requests * 1e3:.1f} ms per request")
     anchor = _summary(ANCHOR, results.pop(ANCHOR))
     ratios = [(name, *_summary(name, got)) for name, got in results.items()]
     for name, p50, p95 in ratios:
@@ -176,7 +213,8 @@ def _postgres_schema(base: str, schema: str | None) -> tuple[str, str, bool]:
         if not exists:
             conn.execute(text(f"CREATE SCHEMA {name}"))
     admin.dispose()
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={name},public"})
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={name},public",
+                                            "application_name": "bench_footprint"})
     return url.render_as_string(hide_password=False), name, not exists
 
 
@@ -224,7 +262,7 @@ def main() -> None:
             proc = serve(cfg.root, port)
             try:
                 with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-                    run(client, cones)
+                    run(client, cones, proc.pid, args.database_url)
             finally:
                 proc.terminate()
                 proc.wait(10)
