@@ -5,7 +5,10 @@ One file per (detector, type) — and per filter for flats — named
 one reference-file writer (:func:`obsflow.models.reffiles.write_reference_file`,
 which defines the layout: keywords, extensions, dtypes).  Headers say
 SUBARRAY 'FULL', PEDIGREE 'SIMULATION', AUTHOR 'obsflow simulate'.  Arrays
-are full frame; a subarray product uses the window at SUBSTRT1/2.
+are full frame; a subarray product uses the window at SUBSTRT1/2.  Flats are
+the pixels' response alone (as a lamp uniform on the focal plane measures
+it), with no pixel-area term: photom divides by the relative pixel area
+(docs/calibration.md, "Pixel area").
 
 An early-mission delivery can be simulated (``dark_error`` > 0): the dark is
 then "measured with errors" (:func:`dark_measurement_error`, an additive
