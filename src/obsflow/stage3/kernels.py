@@ -225,6 +225,32 @@ def _edge3(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _quad2(x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-def]
+    """G(U, V) for U, V = 1, 2 of the quadrilateral (x0, y0) ... (x3, y3) in box coordinates:
+    its four edges' :func:`_edge2` terms summed (edge by edge, in order), as scalars."""
+    a = _edge2(x0, y0, x1, y1)
+    b = _edge2(x1, y1, x2, y2)
+    c = _edge2(x2, y2, x3, y3)
+    d = _edge2(x3, y3, x0, y0)
+    return (((a[0] + b[0]) + c[0]) + d[0], ((a[1] + b[1]) + c[1]) + d[1],
+            ((a[2] + b[2]) + c[2]) + d[2], ((a[3] + b[3]) + c[3]) + d[3])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _quad3(x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-def]
+    """:func:`_quad2` for U, V = 1..3 (:func:`_edge3`'s nine terms, U-major)."""
+    a = _edge3(x0, y0, x1, y1)
+    b = _edge3(x1, y1, x2, y2)
+    c = _edge3(x2, y2, x3, y3)
+    d = _edge3(x3, y3, x0, y0)
+    return (((a[0] + b[0]) + c[0]) + d[0], ((a[1] + b[1]) + c[1]) + d[1],
+            ((a[2] + b[2]) + c[2]) + d[2], ((a[3] + b[3]) + c[3]) + d[3],
+            ((a[4] + b[4]) + c[4]) + d[4], ((a[5] + b[5]) + c[5]) + d[5],
+            ((a[6] + b[6]) + c[6]) + d[6], ((a[7] + b[7]) + c[7]) + d[7],
+            ((a[8] + b[8]) + c[8]) + d[8])
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
     """Bilinear interpolation (linear extrapolation past the edges) of the pixel map."""
     ny = pixmap.shape[0]
@@ -332,61 +358,17 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                     oy = ja - 0.5
                     # G(U, V) in scalars (kept in registers, not a scratch array)
                     if n == 2:
-                        e = _edge2(x0 - ox, y0 - oy, x1 - ox, y1 - oy)
-                        g11, g12, g21, g22 = e
-                        e = _edge2(x1 - ox, y1 - oy, x2 - ox, y2 - oy)
-                        g11 += e[0]
-                        g12 += e[1]
-                        g21 += e[2]
-                        g22 += e[3]
-                        e = _edge2(x2 - ox, y2 - oy, x3 - ox, y3 - oy)
-                        g11 += e[0]
-                        g12 += e[1]
-                        g21 += e[2]
-                        g22 += e[3]
-                        e = _edge2(x3 - ox, y3 - oy, x0 - ox, y0 - oy)
-                        g11 += e[0]
-                        g12 += e[1]
-                        g21 += e[2]
-                        g22 += e[3]
+                        g11, g12, g21, g22 = _quad2(x0 - ox, y0 - oy, x1 - ox, y1 - oy,
+                                                    x2 - ox, y2 - oy, x3 - ox, y3 - oy)
                         cells[0] = g11
                         cells[1] = g21 - g11
                         cells[3] = g12 - g11
                         cells[4] = (g22 - g12) - (g21 - g11)
                         tol = 1e-12 * abs(g22)
                     else:
-                        f = _edge3(x0 - ox, y0 - oy, x1 - ox, y1 - oy)
-                        h11, h12, h13, h21, h22, h23, h31, h32, h33 = f
-                        f = _edge3(x1 - ox, y1 - oy, x2 - ox, y2 - oy)
-                        h11 += f[0]
-                        h12 += f[1]
-                        h13 += f[2]
-                        h21 += f[3]
-                        h22 += f[4]
-                        h23 += f[5]
-                        h31 += f[6]
-                        h32 += f[7]
-                        h33 += f[8]
-                        f = _edge3(x2 - ox, y2 - oy, x3 - ox, y3 - oy)
-                        h11 += f[0]
-                        h12 += f[1]
-                        h13 += f[2]
-                        h21 += f[3]
-                        h22 += f[4]
-                        h23 += f[5]
-                        h31 += f[6]
-                        h32 += f[7]
-                        h33 += f[8]
-                        f = _edge3(x3 - ox, y3 - oy, x0 - ox, y0 - oy)
-                        h11 += f[0]
-                        h12 += f[1]
-                        h13 += f[2]
-                        h21 += f[3]
-                        h22 += f[4]
-                        h23 += f[5]
-                        h31 += f[6]
-                        h32 += f[7]
-                        h33 += f[8]
+                        h11, h12, h13, h21, h22, h23, h31, h32, h33 = _quad3(
+                            x0 - ox, y0 - oy, x1 - ox, y1 - oy, x2 - ox, y2 - oy, x3 - ox,
+                            y3 - oy)
                         # cells[3 b + a] = (G[a+1, b+1] - G[a, b+1]) - (G[a+1, b] - G[a, b])
                         cells[0] = h11
                         cells[1] = h21 - h11
