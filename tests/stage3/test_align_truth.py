@@ -3,8 +3,7 @@
 Both profiles (webb_like on a subarray, smallsat full frame); the header
 WCS of every product starts off by the simulated pointing error (about a
 pixel), the aligned WCS must agree with the true one to < 0.05 pixel and
-bright isolated stars must land on their true positions to < 0.05 pixel RMS
-(0.06 on one field, see the test).
+bright isolated stars must land on their true positions to < 0.05 pixel RMS.
 """
 
 from __future__ import annotations
@@ -97,18 +96,11 @@ def test_bright_isolated_stars_land_on_their_true_positions(field: Field, progra
     assert errors.shape[0] >= 10
     rms = float(np.sqrt(np.mean(np.sum(errors**2, axis=1))))
     print(f"{field.profile.mission.name} {program}: {errors.shape[0]} stars, RMS {rms:.4f} px")
-    # The issue asks < 0.05 px; measured 0.026-0.048 px on three fields and 0.057 px on
-    # webb_like's second (12 catalog stars, up to 2.5 mas each: ~0.02 px of absolute error;
-    # Gaussian centroids of a 1-pixel Moffat: ~0.04 px per star).  The aligned WCS itself
-    # is within 0.05 px everywhere (test_aligned_wcs_matches_the_true_pointing).
-    name = field.profile.mission.name
-    if (name, program) == ("webb_like", "01234") and 0.05 <= rms < 0.06:
-        # known gap (docs/stage3.md): since the simulator draws faint stars at their exact
-        # sub-pixel positions and webb_like has its distortion, measured 0.055 px; the
-        # aligned WCS itself stays within 0.05 px (the test above)
-        pytest.xfail(f"webb_like {program}: RMS {rms:.4f} px of Gaussian centroids on "
-                     "undersampled exact stars (known gap)")
-    assert rms < (0.05 if (name, program) != ("webb_like", "02345") else 0.06)
+    # The issue asks < 0.05 px.  Measured with centroids from a fit of the pixel-integrated
+    # PSF model (2026-12-02): webb_like 0.019 / 0.031 px, smallsat 0.027 / 0.025 px (the
+    # Gaussian centroids before gave 0.055 px on webb_like's first program: their
+    # pixel-phase bias on a one-pixel-FWHM Moffat alone is 0.025 px RMS).
+    assert rms < 0.05
 
 
 def test_aligned_product_records_the_correction(field: Field, tmp_path: Path) -> None:
@@ -165,10 +157,10 @@ def test_truth_stars_through_both_wcs_forms(field: Field, tmp_path: Path) -> Non
     simulator put them (its true, distorted WCS): the distortion model of the products is
     the simulator's; what is left is the alignment's own error (a shift common to all stars,
     limited by the astrometric catalog's errors), RMS within the issue's 0.02 px: measured
-    RMS 0.009-0.012 px (max 0.013) on smallsat (distorted by 1.3-1.9 px at the corners) and
-    0.013-0.018 px (max 0.020) on webb_like (~2 px; 0.009-0.010, max 0.012, on the
-    realization before the simulator collected the sky by pixel solid angle); the two forms
-    agree to 1e-6 px."""
+    RMS 0.007-0.010 px (max 0.011) on smallsat (distorted by 1.3-1.9 px at the corners) and
+    0.009 px (max 0.011) on webb_like (~2 px), with centroids from the PSF-model fit
+    (0.013-0.018 px, max 0.020, on webb_like with Gaussian centroids); the two forms agree
+    to 1e-6 px."""
     import warnings
 
     from astropy.io import fits
