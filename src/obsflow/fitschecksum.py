@@ -102,7 +102,8 @@ def disk_form_and_sum(values: np.ndarray) -> tuple[np.ndarray, int]:
     Arrays of 4-byte native values (float32, int32, uint32: most of a
     product) are swapped and summed in one compiled pass
     (:func:`obsflow.fitswords.swapped_words_sum`); others go through
-    :func:`disk_form` and :class:`DataSum`.
+    :func:`disk_form` and :class:`DataSum`, whose sum comes back already folded
+    (equal modulo 2**32 - 1, so it folds and adds up the same).
     """
     native = values.dtype.byteorder in ("=", "|") or (
         values.dtype.byteorder == "<" and np.little_endian)

@@ -175,10 +175,6 @@ def _write(path: Path, product: _Level2) -> Written:
     return write_fits_hashed(with_asdf(hdus, gwcs), Path(path))
 
 
-"""On-disk dtype of each array (float32 big-endian but DQ: uint32 as int32 with BZERO 2**31,
-i.e. the top bit flipped)."""
-
-
 class RateIntsWriter:
     """Writes a ``_rateints`` product straight into its file, a block of integrations at a time.
 
