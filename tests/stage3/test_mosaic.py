@@ -134,6 +134,23 @@ def test_bright_isolated_stars_land_on_their_true_positions_in_the_mosaic(
           f"against the true-WCS mosaic; Gaussian centroids against the true positions: "
           f"{np.sqrt(np.mean(np.sum(raw**2, axis=1))):.4f} px")
     assert rms < 0.05
+    # the catalog's point sources are placed from PSF fits on the aligned _crf inputs: its
+    # positions of these stars against the truth (not the true-WCS mosaic) within 0.05 px
+    cat = Table.read(beside(made.mosaic.path, "cat.ecsv"), format="ascii.ecsv")
+    n = np.asarray(cat["pos_inputs"])
+    point = ~np.asarray(cat["is_extended"])
+    assert (n[~point] == 0).all() and 0 < n.max() <= len(made.crfs)
+    assert (n[point] > 0).mean() > 0.8
+    cx, cy = image.wcs.world_to_pixel_values(np.asarray(cat["ra"]), np.asarray(cat["dec"]))
+    assert np.allclose(cx, cat["x_centroid"], atol=1e-6)
+    assert np.allclose(cy, cat["y_centroid"], atol=1e-6)
+    d_cat, row = cKDTree(np.column_stack([cx, cy])).query(np.column_stack([tx, ty])[k][keep])
+    placed = (d_cat < 0.5) & (n[np.minimum(row, len(cat) - 1)] > 0)
+    assert placed.sum() >= 0.8 * keep.sum()
+    cat_rms = float(np.sqrt(np.mean(d_cat[placed] ** 2)))
+    print(f"  catalog positions from the inputs: {placed.sum()} of these stars, RMS {cat_rms:.4f} "
+          f"px against the truth")
+    assert cat_rms < 0.05
     assert image.header["S_TWEAKR"] == "COMPLETE"
     assert image.header["R_ASTROC"] == field.astrocat_path.name
     for c in made.crfs:  # the aligned WCS itself, in output pixels

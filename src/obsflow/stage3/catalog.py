@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +57,12 @@ from obsflow.stage3.background import (
     smooth,
     smoothing_kernel,
 )
+from obsflow.stage3.positions import OUTLIER_PIX, InputPositions
 from obsflow.stage3.psfmodel import MosaicPSF, encircled_energy, radius_for_energy
 
-__all__ = ["FLAGS", "SEGM_DATAMODEL", "CatalogOptions", "SourceCatalogResult", "source_catalog",
-           "write_catalog", "write_segmentation"]
+__all__ = ["FLAGS", "SEGM_DATAMODEL", "CatalogOptions", "SourceCatalogResult",
+           "point_positions_from_inputs", "source_catalog", "write_catalog",
+           "write_segmentation"]
 
 AB_ZERO_JY = 3631.0
 
@@ -247,6 +250,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     table["y_centroid"] = y
     table["ra"] = np.asarray(ra, np.float64)
     table["dec"] = np.asarray(dec, np.float64)
+    table["pos_inputs"] = np.zeros(len(labels), np.int16)
     table["area"] = shapes["area"].astype(np.float64)
     for k in ("semimajor_axis", "semiminor_axis", "fwhm"):
         table[k] = shapes[k].astype(np.float64)
@@ -291,6 +295,38 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     table.meta.update(meta)
     out = np.asarray(segm.data).astype(np.int32, copy=False)
     return SourceCatalogResult(table, out, bkg, meta)
+
+
+def point_positions_from_inputs(table: Table, grid: WCS,
+                                inputs: Iterable[tuple[np.ndarray, np.ndarray, WCS, float]]
+                                ) -> int:
+    """Replace the positions of ``table``'s point sources (``is_extended`` False) by the mean
+    of their PSF-fit positions on the mosaic's inputs (:mod:`obsflow.stage3.positions`), in
+    place: ``x_centroid``, ``y_centroid`` (pixels of ``grid``, the mosaic's WCS), ``ra``,
+    ``dec`` and ``pos_inputs``; a source no input measured keeps its windowed centroid.
+    ``inputs`` yields (SCI, DQ, aligned WCS, PSF FWHM in that input's pixels), one input at a
+    time.  Returns how many sources got input positions."""
+    point = ~np.asarray(table["is_extended"], bool) & np.isfinite(np.asarray(table["ra"]))
+    rows = np.flatnonzero(point)
+    measure = InputPositions(np.asarray(table["ra"])[rows], np.asarray(table["dec"])[rows], grid)
+    for sci, dq, wcs, fwhm_pix in inputs:
+        if rows.size:
+            measure.add(sci, dq, wcs, fwhm_pix)
+    x, y, used = measure.finish()
+    ok = used > 0
+    rows, x, y, used = rows[ok], x[ok], y[ok], used[ok]
+    ra, dec = grid.celestial.pixel_to_world_values(x, y)
+    table["x_centroid"][rows] = x
+    table["y_centroid"][rows] = y
+    table["ra"][rows] = np.asarray(ra, np.float64)
+    table["dec"][rows] = np.asarray(dec, np.float64)
+    table["pos_inputs"][rows] = used.astype(np.int16)
+    table.meta["point_positions"] = (
+        "point sources: the mean, in the mosaic grid, of PSF-fit positions (pixel-integrated "
+        "Moffat) on each aligned input holding them unmasked, through that input's aligned WCS "
+        f"(inputs more than {OUTLIER_PIX} px from the median of three or more left out); "
+        f"{rows.size} of {len(table)} sources")
+    return int(rows.size)
 
 
 def _float(a: np.ndarray) -> np.ndarray:
@@ -420,10 +456,13 @@ _UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": "deg", "
 
 _DESCRIPTIONS = {
     "label": "segment number in the _segm.fits image",
-    "x_centroid": "windowed centroid, 0-based pixel column",
-    "y_centroid": "windowed centroid, 0-based pixel row",
-    "ra": "right ascension of the centroid (ICRS)",
-    "dec": "declination of the centroid (ICRS)",
+    "x_centroid": "0-based pixel column: windowed centroid, or (pos_inputs > 0) the mean of "
+                  "the inputs' PSF-fit positions",
+    "y_centroid": "0-based pixel row (as x_centroid)",
+    "ra": "right ascension of the position (ICRS)",
+    "dec": "declination of the position (ICRS)",
+    "pos_inputs": "inputs whose PSF-fit positions were averaged (0: the windowed centroid on "
+                  "the mosaic)",
     "area": "segment area",
     "semimajor_axis": "1-sigma semimajor axis of the segment's light",
     "semiminor_axis": "1-sigma semiminor axis of the segment's light",
@@ -454,14 +493,14 @@ def _units(table: Table) -> None:
 
 
 def _empty_table(opts: CatalogOptions, meta: dict[str, object]) -> Table:
-    names = ["label", "x_centroid", "y_centroid", "ra", "dec", "area", "semimajor_axis",
-             "semiminor_axis", "fwhm", "orientation", "ellipticity", "isophotal_flux",
+    names = ["label", "x_centroid", "y_centroid", "ra", "dec", "pos_inputs", "area",
+             "semimajor_axis", "semiminor_axis", "fwhm", "orientation", "ellipticity", "isophotal_flux",
              "isophotal_flux_err"]
     for f in opts.energy_fractions:
         names += [f"aper{_ee_label(f)}_flux", f"aper{_ee_label(f)}_flux_err"]
     names += ["aper_total_flux", "aper_total_flux_err", "aper_total_abmag", "aper_total_abmag_err",
               "ci_50_90", "ci_50_90_err", "is_extended", "flags"]
-    dtypes = {"label": np.int32, "is_extended": bool, "flags": np.int32}
+    dtypes = {"label": np.int32, "pos_inputs": np.int16, "is_extended": bool, "flags": np.int32}
     table = Table({n: np.zeros(0, dtypes.get(n, np.float64)) for n in names})
     _units(table)
     table.meta.update(meta)

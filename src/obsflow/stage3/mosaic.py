@@ -31,7 +31,9 @@ two inputs (docs/benchmarks.md; ``tests/stage3/test_memory.py``):
 6. the association file (``<basename>_asn.json``), the source catalog of
    the mosaic (:func:`obsflow.stage3.catalog.source_catalog`:
    ``<basename>_cat.ecsv`` and ``<basename>_segm.fits``; a mosaic it cannot
-   measure records ``source_catalog`` ``SKIPPED: <why>``) and then the
+   measure records ``source_catalog`` ``SKIPPED: <why>``; point sources'
+   positions measured on the ``_crf`` products, memory-mapped one at a time:
+   :mod:`obsflow.stage3.positions`) and then the
    ``_i2d`` (:func:`obsflow.stage3.product.write_i2d`) are written, each
    atomically.
 
@@ -49,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +80,7 @@ from obsflow.stage3.align import (
 from obsflow.stage3.association import ASN_RULE, Association, write_association
 from obsflow.stage3.catalog import (
     CatalogOptions,
+    point_positions_from_inputs,
     source_catalog,
     write_catalog,
     write_segmentation,
@@ -220,11 +224,16 @@ def catalog_refs(asn: Association, run: str) -> tuple[ProductRef, ProductRef]:
 
 def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: ExposureMeta,
                    opts: Image3Options, extra: dict[str, Any], prov: Provenance,
-                   refs: tuple[ProductRef, ProductRef]) -> tuple[str, tuple[Made, ...]]:
+                   refs: tuple[ProductRef, ProductRef],
+                   inputs: Iterable[tuple[np.ndarray, np.ndarray, WCS, float]],
+                   seconds: dict[str, float]) -> tuple[str, tuple[Made, ...]]:
     """The mosaic's source catalog, ``_cat.ecsv`` and ``_segm.fits`` beside it (before the
     ``_i2d``: a mosaic on disk has them), products of their own whose inputs are the mosaic
     (``prov.inputs[0]``) and its ``_crf`` products; the ``source_catalog`` step's status and
-    the two products."""
+    the two products.  Point sources' positions come from ``inputs`` (the ``_crf`` products'
+    SCI, DQ, aligned WCS and PSF FWHM, one at a time: see
+    :func:`obsflow.stage3.catalog.point_positions_from_inputs`; their seconds go to
+    ``seconds["positions"]``)."""
     psf = MosaicPSF.for_image(profile, meta.instrument, meta.filter,
                               pixel_scale_arcsec(arrays.wcs), opts.pixfrac)
     try:
@@ -232,6 +241,9 @@ def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: Exposu
                                name=path.name)
     except CatalogError as exc:
         return f"SKIPPED: {exc}", ()
+    t0 = time.perf_counter()
+    point_positions_from_inputs(found.table, arrays.wcs, inputs)
+    seconds["positions"] = time.perf_counter() - t0
     cat_ref, segm_ref = refs
     step = StepRecord("source_catalog", "COMPLETE", {
         "mosaic": path.name, "sources": len(found.table),
@@ -450,8 +462,12 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     t3 = time.perf_counter()
     mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
     catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
+    inputs = ((sky.sci, sky.dq, sky.wcs, _fwhm_pix(profile, meta)) for sky, meta in
+              zip((_MappedSky(m.path, w) for m, w in zip(crfs, aligned, strict=True)), metas,
+                  strict=True))
     catalog_note, catalog_made = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
-                                                catalog_prov, catalog_refs(asn, run))
+                                                catalog_prov, catalog_refs(asn, run), inputs,
+                                                seconds)
     seconds["catalog"] = time.perf_counter() - t3
     prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
         "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,

@@ -1,0 +1,125 @@
+"""Sky positions of a mosaic's point sources measured on its inputs.
+
+A star of about one pixel FWHM drizzled from a few dithers is not symmetric
+about its centre in the mosaic: each input samples it at its own pixel
+phase, and drizzle spreads those samples by its kernel.  A centroid measured
+on the mosaic (windowed, or a fit of any one symmetric model) scatters by
+~0.05 px per star on the Webb-like profile's undersampled subarrays.  The
+inputs do not have that problem: on each, a fit of the pixel-integrated PSF
+(:func:`obsflow.stage3.detect.refine_centroids`, the model alignment uses)
+is free of pixel-phase bias.  So a point source's position is measured on
+every aligned input that holds it unmasked, taken to the sky through that
+input's aligned WCS and averaged in the mosaic's own (tangent-plane) pixel
+grid; what remains is the alignment's error and the noise of the fits.
+
+Pure functions of arrays and WCSs; :class:`InputPositions` accumulates one
+input at a time (a caller reads each input, adds it and drops it).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from astropy.wcs import WCS
+
+from obsflow.models.dq import DQ
+from obsflow.stage3.detect import refine_centroids
+
+__all__ = ["InputPositions", "measure_on_input", "combine_in_grid"]
+
+OUTLIER_PIX = 0.5
+"""An input's position farther than this from the median of three or more inputs
+(mosaic pixels) is left out of the mean: a fit pulled by something the outlier
+step did not flag."""
+
+_BAND_ROWS = 256
+
+
+def measure_on_input(sci: np.ndarray, dq: np.ndarray, wcs: WCS, ra: np.ndarray,
+                     dec: np.ndarray, fwhm_pix: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sky positions (degrees) of the sources near (``ra``, ``dec``) degrees measured on one
+    input: its SCI (any flux unit; a local pedestal is fitted), its DQ (DO_NOT_USE pixels
+    masked) and its aligned WCS; ``fwhm_pix`` the PSF's FWHM in the input's pixels.  NaN for
+    a source outside the input, within 2 FWHM of its edge, with a masked pixel in its
+    stamp, or whose fit did not converge."""
+    ra = np.asarray(ra, np.float64)
+    dec = np.asarray(dec, np.float64)
+    out_ra = np.full(ra.shape, np.nan)
+    out_dec = np.full(dec.shape, np.nan)
+    if ra.size == 0:
+        return out_ra, out_dec
+    x, y = wcs.world_to_pixel_values(ra, dec)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ny, nx = sci.shape
+    edge = 2.0 * max(fwhm_pix, 1.0)
+    inside = (np.isfinite(x) & np.isfinite(y) & (x > edge) & (x < nx - 1 - edge)
+              & (y > edge) & (y < ny - 1 - edge))
+    if not inside.any():
+        return out_ra, out_dec
+    # (no input-sized copy of SCI or DQ: the fit gathers its stamps, a stamp with a masked
+    # pixel is lost; the mask is made in row bands, one byte per pixel)
+    bad = np.empty(sci.shape, bool)
+    for r0 in range(0, ny, _BAND_ROWS):
+        band = slice(r0, min(ny, r0 + _BAND_ROWS))
+        np.not_equal(np.asarray(dq[band]) & DQ.DO_NOT_USE, 0, out=bad[band])
+        bad[band] |= ~np.isfinite(sci[band])
+    fx, fy = refine_centroids(sci, bad, x[inside], y[inside], fwhm_pix)
+    ok = np.isfinite(fx) & np.isfinite(fy)
+    sky_ra, sky_dec = wcs.pixel_to_world_values(np.where(ok, fx, 0.0), np.where(ok, fy, 0.0))
+    idx = np.flatnonzero(inside)[ok]
+    out_ra[idx] = np.asarray(sky_ra)[ok]
+    out_dec[idx] = np.asarray(sky_dec)[ok]
+    return out_ra, out_dec
+
+
+def combine_in_grid(x_each: np.ndarray, y_each: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each source's mean of its inputs' positions ``x_each``, ``y_each`` ((inputs, sources)
+    mosaic pixels, NaN where an input did not measure it), leaving out inputs farther than
+    :data:`OUTLIER_PIX` from the median when three or more measured it: (x, y, inputs used),
+    NaN and 0 where none did."""
+    x_each = np.asarray(x_each, np.float64)
+    y_each = np.asarray(y_each, np.float64)
+    good = np.isfinite(x_each) & np.isfinite(y_each)
+    count = good.sum(axis=0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": no input measured it
+        xm = np.nanmedian(np.where(good, x_each, np.nan), axis=0)
+        ym = np.nanmedian(np.where(good, y_each, np.nan), axis=0)
+        far = np.hypot(x_each - xm, y_each - ym) > OUTLIER_PIX
+    good &= ~(far & (count >= 3)[None, :])
+    used = good.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.where(good, x_each, 0.0).sum(axis=0) / used
+        y = np.where(good, y_each, 0.0).sum(axis=0) / used
+    return np.where(used > 0, x, np.nan), np.where(used > 0, y, np.nan), used
+
+
+class InputPositions:
+    """Positions of sources at (``ra``, ``dec``) degrees measured input by input
+    (:meth:`add`) and combined in the mosaic grid ``grid`` (:meth:`finish`)."""
+
+    def __init__(self, ra: np.ndarray, dec: np.ndarray, grid: WCS) -> None:
+        self.ra = np.asarray(ra, np.float64)
+        self.dec = np.asarray(dec, np.float64)
+        self.grid = grid
+        self._x: list[np.ndarray] = []
+        self._y: list[np.ndarray] = []
+
+    def add(self, sci: np.ndarray, dq: np.ndarray, wcs: WCS, fwhm_pix: float) -> None:
+        """Measure the sources on one input (see :func:`measure_on_input`)."""
+        ra, dec = measure_on_input(sci, dq, wcs, self.ra, self.dec, fwhm_pix)
+        ok = np.isfinite(ra)
+        x, y = self.grid.world_to_pixel_values(np.where(ok, ra, self.ra),
+                                               np.where(ok, dec, self.dec))
+        self._x.append(np.where(ok, x, np.nan))
+        self._y.append(np.where(ok, y, np.nan))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y) in the grid's 0-based pixels and the number of inputs used per source
+        (NaN, NaN, 0 where no input measured it)."""
+        if not self._x:
+            nan = np.full(self.ra.shape, np.nan)
+            return nan, nan.copy(), np.zeros(self.ra.shape, np.int64)
+        return combine_in_grid(np.array(self._x), np.array(self._y))
