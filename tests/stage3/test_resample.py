@@ -370,3 +370,68 @@ def test_lattice_map_bands_and_shift_equal_the_whole_map() -> None:
     with pytest.raises(ResampleError, match="band_rows"):
         Resampler(grid).add_mapped(np.zeros((61, 70), np.float32),
                                    np.ones((61, 70), np.float32), mapper, band_rows=0)
+
+
+def _clip_area(poly: list[tuple[float, float]], x0: float, x1: float, y0: float, y1: float) -> float:
+    """Area of a polygon inside the rectangle [x0, x1] x [y0, y1]: Sutherland-Hodgman clipping
+    against its four sides, then the shoelace formula (|area|; written here as the truth)."""
+    def clip(pts: list[tuple[float, float]], inside, cut) -> list[tuple[float, float]]:  # type: ignore[no-untyped-def]
+        out: list[tuple[float, float]] = []
+        for k, cur in enumerate(pts):
+            prev = pts[k - 1]
+            if inside(cur):
+                if not inside(prev):
+                    out.append(cut(prev, cur))
+                out.append(cur)
+            elif inside(prev):
+                out.append(cut(prev, cur))
+        return out
+
+    def at_x(x: float):  # type: ignore[no-untyped-def]
+        return lambda a, b: (x, a[1] + (b[1] - a[1]) * (x - a[0]) / (b[0] - a[0]))
+
+    def at_y(y: float):  # type: ignore[no-untyped-def]
+        return lambda a, b: (a[0] + (b[0] - a[0]) * (y - a[1]) / (b[1] - a[1]), y)
+
+    pts = list(poly)
+    for inside, cut in ((lambda p: p[0] >= x0, at_x(x0)), (lambda p: p[0] <= x1, at_x(x1)),
+                        (lambda p: p[1] >= y0, at_y(y0)), (lambda p: p[1] <= y1, at_y(y1))):
+        pts = clip(pts, inside, cut)
+        if not pts:
+            return 0.0
+    return abs(0.5 * sum(a[0] * b[1] - a[1] * b[0] for a, b in zip(pts, pts[1:] + pts[:1], strict=True)))
+
+
+def test_square_kernel_2x2_cells_equal_clipped_areas() -> None:
+    """The square kernel's overlaps with a 2x2 box of output pixels (the shoelace sums about the
+    box centre) against polygon clipping, for quadrilaterals in every configuration: one corner
+    per cell, split by one line, inside one cell, corners and edges on the lines, mirrored."""
+    from obsflow.stage3.kernels import _cells2
+
+    rng = np.random.default_rng(5)
+    quads = []
+    for _ in range(400):  # distorted, rotated squares of side 0.3-1.0 (corners within 0.78 side)
+        side = rng.uniform(0.3, 1.0)
+        ang = rng.uniform(0, 2 * np.pi)
+        c = rng.uniform(-1 + 0.8 * side, 1 - 0.8 * side, 2)
+        base = np.array([[-1, 1], [1, 1], [1, -1], [-1, -1]]) * side / 2  # clockwise
+        base = base + rng.uniform(-0.05, 0.05, (4, 2)) * side
+        rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+        quads.append(base @ rot.T + c)
+    quads.append(np.array([[-0.4, 0.5], [0.5, 0.5], [0.5, -0.4], [-0.4, -0.4]]))  # one per cell
+    quads.append(np.array([[0.0, 0.5], [0.5, 0.5], [0.5, -0.4], [0.0, -0.4]]))  # edge on u = 0
+    quads.append(np.array([[-0.4, 0.5], [0.5, 0.0], [0.0, -0.4], [-0.5, 0.1]]))  # corners on axes
+    quads.append(np.array([[-0.5, 0.5], [0.5, -0.5], [0.4, -0.6], [-0.6, 0.4]]))  # through centre
+    quads.append(np.array([[0.1, 0.9], [0.9, 0.9], [0.9, 0.1], [0.1, 0.1]]))  # inside one cell
+    cells = np.empty(9)
+    configurations = set()
+    for q in quads:
+        for corners in (q, q[::-1]):  # clockwise (positive areas) and mirrored (negative)
+            _cells2(cells, *corners.ravel())
+            sign = 1.0 if corners is q else -1.0
+            for col, row in ((0, 0), (1, 0), (0, 1), (1, 1)):
+                truth = _clip_area([tuple(p) for p in corners], col - 1.0, col, row - 1.0, row)
+                assert abs(sign * cells[col + 3 * row] - truth) < 1e-13, (corners, col, row)
+        configurations.add(sum(_clip_area([tuple(p) for p in q], c - 1.0, c, r - 1.0, r) > 0
+                               for c in (0, 1) for r in (0, 1)))
+    assert configurations == {1, 2, 3, 4}  # quadrilaterals over 1, 2, 3 and 4 cells all tested
