@@ -208,7 +208,7 @@ def anneal(order: Sequence[T], cost: Callable[[T, T], float],
     iters = 1000 * n if iters is None else iters
     cool = 1e-3 ** (1.0 / max(iters, 1))
     temperature = t_hot
-    rng = Random(seed)
+    uniform = Random(seed).random  # integers drawn as int(uniform() * k): randrange is slow
     p_swap = 0.2 if any(swaps.get(i) for i in range(n)) else 0.0
 
     def c(s: list[int], i: int, j: int) -> float:
@@ -216,28 +216,29 @@ def anneal(order: Sequence[T], cost: Callable[[T, T], float],
 
     for _ in range(iters):
         temperature *= cool
-        r = rng.random()
+        r = uniform()
         if r < p_swap:  # exchange seq[i] for a spare element
-            i = rng.randrange(n)
+            i = int(uniform() * n)
             outs = [j for j in swaps.get(seq[i], ()) if j in pool]
             if not outs:
                 continue
-            j = outs[rng.randrange(len(outs))]
+            j = outs[int(uniform() * len(outs))]
             old = seq[i]
             delta = ((table[seq[i - 1]][j] - table[seq[i - 1]][old] if i > 0 else 0.0)
                      + (table[j][seq[i + 1]] - table[old][seq[i + 1]] if i + 1 < n else 0.0))
             kind = 0
         elif r < p_swap + (1 - p_swap) / 2:  # 2-opt: reverse seq[i..j]
-            i, j = sorted(rng.sample(range(n), 2))
+            i, j = int(uniform() * n), int(uniform() * (n - 1))
+            i, j = (i, j + (j >= i)) if j >= i else (j, i)
             delta = c(seq, i - 1, j) + c(seq, i, j + 1) - c(seq, i - 1, i) - c(seq, j, j + 1)
             kind = 1
         else:  # or-opt: seq[i:i+m] (reversed or not) before rest[k]
-            m = rng.randint(1, min(4, n - 1))
-            i = rng.randrange(n - m + 1)
-            k = rng.randrange(n - m + 1)
+            m = 1 + int(uniform() * min(4, n - 1))
+            i = int(uniform() * (n - m + 1))
+            k = int(uniform() * (n - m + 1))
             if k == i:
                 continue
-            seg = seq[i:i + m][::-1] if m > 1 and rng.random() < 0.5 else seq[i:i + m]
+            seg = seq[i:i + m][::-1] if m > 1 and uniform() < 0.5 else seq[i:i + m]
             rest = seq[:i] + seq[i + m:]
             gain = c(seq, i - 1, i) + c(seq, i + m - 1, i + m) - c(seq, i - 1, i + m)
             a = rest[k - 1] if k > 0 else None
@@ -247,7 +248,7 @@ def anneal(order: Sequence[T], cost: Callable[[T, T], float],
                    - (table[a][b] if a is not None and b is not None else 0.0))
             delta = add - gain
             kind = 2
-        if delta > tol and rng.random() >= math.exp(-delta / temperature):
+        if delta > tol and uniform() >= math.exp(-delta / temperature):
             continue
         if kind == 0:
             cand = seq[:i] + [j] + seq[i + 1:]

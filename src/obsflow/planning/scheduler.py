@@ -283,8 +283,8 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
                     best = (key, o, t0, t1, slew, steps)
         if best is not None:
             _, o, t0, t1, slew, steps = best
-            pa = _choose_pa(profile, o, t0)
-            if pa is not None:
+            pa = math.nan if o.pa_range is None else _choose_pa(profile, o, t0)
+            if pa is not None:  # nan: the nominal PA, filled in for the whole plan below
                 out.scheduled.append(Scheduled(o, t0, t1, pa, slew, steps,
                                                (t0 - state.t) * _DAY_S))
                 state = _State(t1, o.ra, o.dec, o.filter)
@@ -296,6 +296,7 @@ def schedule(obs: list[Observation], profile: Profile, start: float, end: float,
         state = _State(min(nexts), state.ra, state.dec, state.filter)
     out.unscheduled += [(o, "no time left in the plan inside its windows")
                         for o in remaining.values()]
+    out.scheduled = _with_pa(out.scheduled, profile)
     if improve and len(out.scheduled) > 2:
         out.scheduled, out.unscheduled, out.alternatives = _improved(
             out.scheduled, out.unscheduled, grid, profile, start, end, wheel_step_cost_s)
@@ -370,6 +371,7 @@ class _Timer:
         self.grid, self.profile, self.start, self.end = grid, profile, start, end
         self.seq: list[Observation] = []
         self.timed: list[Scheduled] = []
+        self.known: dict[tuple[str, ...], bool] = {}
 
     def __call__(self, seq: list[Observation]) -> list[Scheduled] | None:
         k = 0
@@ -386,7 +388,14 @@ class _Timer:
         return self.timed
 
     def fits(self, seq: list[Observation]) -> bool:
-        return self(seq) is not None
+        """Whether ``seq`` fits, remembered by its keys: the searches propose the same
+        sequence again and again (a rejected move drawn anew, the same start searched at
+        another cost), and whether it fits depends on the sequence alone."""
+        key = tuple(o.key for o in seq)
+        known = self.known.get(key)
+        if known is None:
+            known = self.known[key] = self(seq) is not None
+        return known
 
 
 def plan_measures(plan: Planning, wheel: list[str], order: list[Observation]
@@ -448,26 +457,23 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
     if not timer.fits(order):
         return greedy, left, []
     pool = order + [o for o, why in left if why.startswith("no time")]
+    travel = _Travel(pool, plan, wheel)
     steps_s = ([step_s] if step_s is not None else
                [w * plan.slew_settle_s or plan.filter_step_s for w in WHEEL_WEIGHTS])
     found: list[list[Observation]] = []
     # up the weights and down again, each search from the cheapest plan found so far under
     # its own cost: what one weight found seeds its neighbours
     for s in steps_s + steps_s[-2::-1]:
-        def weighted(a: Observation, b: Observation, s: float = s) -> float:
-            return travel_cost(plan, wheel, a, b, s)
-
+        weighted = travel.cost(s)
         seed = min([order, *found], key=lambda seq: tour_cost(seq, weighted))
-        found.append(_search(seed, pool, timer.fits, weighted))
+        found.append(travel.search(seed, s, None, timer.fits))
     if step_s is not None:
-        def cost(a: Observation, b: Observation) -> float:
-            return travel_cost(plan, wheel, a, b, step_s)
-
+        cost = travel.cost(step_s)
         best, others = found[0], []
         if not tour_cost(best, cost) < tour_cost(order, cost) - 1e-9:
             return greedy, left, []
     else:
-        found += _capped(found, pool, timer.fits, plan, wheel)
+        found += _capped(found, travel, timer.fits)
         measures = [plan_measures(plan, wheel, seq) for seq in found]
         limit = plan_measures(plan, wheel, order)["travel_s"] + 1e-6
         cands = [(m["slew_deg"], m["filter_steps"], m["travel_s"], seq)
@@ -492,28 +498,72 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
 
 
 def _with_pa(timed: list[Scheduled], profile: Profile) -> list[Scheduled]:
-    """``timed`` with the PA of each observation without a ``pa_range`` filled in."""
-    return [s if not math.isnan(s.pa_v3) else replace(s, pa_v3=_choose_pa(profile, s.observation,
-                                                                             s.start) or 0.0)
-            for s in timed]
+    """``timed`` with the PA of each observation without a ``pa_range`` filled in: the
+    nominal V3 PA at its start (what :func:`_choose_pa` gives it), the Sun's positions of all
+    of them computed at once."""
+    todo = [k for k, s in enumerate(timed) if math.isnan(s.pa_v3)]
+    if not todo:
+        return timed
+    tol = planning_of(profile).roll_tolerance_deg
+    pas = np.zeros(len(todo))
+    if tol < 180.0:
+        picked = [timed[k] for k in todo]
+        nominal = nominal_pa_v3(np.array([s.observation.ra for s in picked]),
+                                np.array([s.observation.dec for s in picked]),
+                                np.array([s.start for s in picked]))
+        low = (nominal - tol) % 360.0  # allowed_pa's range, and _choose_pa's middle of it
+        pas = (low + (low + 2 * tol)) / 2.0 % 360.0
+    out = list(timed)
+    for k, pa in zip(todo, pas, strict=True):
+        out[k] = replace(timed[k], pa_v3=float(pa))
+    return out
 
 
-def _capped(found: list[list[Observation]], pool: list[Observation],
-            fits: Callable[[list[Observation]], bool], plan: Planning, wheel: list[str],
-            most: int = CAPS) -> list[list[Observation]]:
+class _Travel:
+    """:func:`travel_cost` between every two observations of ``pool``, computed once (each
+    pair's slew seconds and wheel steps), and the searches on it remembered: a search from
+    the same sequence at the same wheel-step cost and cap gives the same plan
+    (:func:`_search` is deterministic), so it is run once."""
+
+    def __init__(self, pool: list[Observation], plan: Planning, wheel: list[str]) -> None:
+        self.pool, self.step_s = pool, plan.filter_step_s
+        self.slew_s = {(a.key, b.key): slew_seconds(plan, separation_deg(a.ra, a.dec, b.ra, b.dec))
+                       for a in pool for b in pool}
+        self.wheel = {(a.key, b.key): filter_steps(wheel, a.filter, b.filter)
+                      for a in pool for b in pool}
+        self.searched: dict[tuple[Any, ...], list[Observation]] = {}
+
+    def cost(self, step_s: float | None = None) -> Callable[[Observation, Observation], float]:
+        """:func:`travel_cost` with ``step_s`` seconds a wheel step (default the profile's)."""
+        step = self.step_s if step_s is None else step_s
+        table = {k: v + self.wheel[k] * step for k, v in self.slew_s.items()}
+        return lambda a, b: table[a.key, b.key]
+
+    def steps(self, seq: list[Observation]) -> int:
+        """Wheel steps along ``seq``."""
+        return sum(self.wheel[a.key, b.key] for a, b in zip(seq, seq[1:], strict=False))
+
+    def search(self, seed: list[Observation], step_s: float | None, cap: int | None,
+               fits: Callable[[list[Observation]], bool]) -> list[Observation]:
+        """:func:`_search` from ``seed`` on :meth:`cost` (``step_s``), taking only orders of
+        at most ``cap`` wheel steps if given (``fits`` must be the same for every call)."""
+        key = (tuple(o.key for o in seed), step_s, cap)
+        if key not in self.searched:
+            ok = fits if cap is None else (lambda seq: self.steps(seq) <= cap and fits(seq))
+            self.searched[key] = _search(seed, self.pool, ok, self.cost(step_s))
+        return self.searched[key]
+
+
+def _capped(found: list[list[Observation]], travel: _Travel,
+            fits: Callable[[list[Observation]], bool], most: int = CAPS
+            ) -> list[list[Observation]]:
     """The least slew for at most K wheel steps (the "epsilon-constraint" method), for up to
     ``most`` values of K between the fewest and the most steps of the plans ``found``
     (minimising slew + w x steps finds only the frontier's convex hull; this fills the
     gaps between).  Each search (:func:`_search` on :func:`travel_cost`, the wheel at its
     own time) starts from the least-slew plan found with at most K steps and takes only
     orders with at most K steps."""
-    def steps(seq: list[Observation]) -> int:
-        return sum(filter_steps(wheel, a.filter, b.filter)
-                   for a, b in zip(seq, seq[1:], strict=False))
-
-    def own(a: Observation, b: Observation) -> float:
-        return travel_cost(plan, wheel, a, b)
-
+    steps, own = travel.steps, travel.cost()
     counts = sorted({steps(seq) for seq in found})
     caps = list(range(counts[0] + 1, counts[-1]))
     if len(caps) > most:
@@ -522,8 +572,7 @@ def _capped(found: list[list[Observation]], pool: list[Observation],
     for cap in caps:
         within = [seq for seq in found + out if steps(seq) <= cap]
         seed = min(within, key=lambda seq: tour_cost(seq, own))
-        out.append(_search(seed, pool, lambda seq, cap=cap: steps(seq) <= cap and fits(seq),  # type: ignore[misc]
-                           own))
+        out.append(travel.search(seed, None, cap, fits))
     return out
 
 

@@ -117,8 +117,10 @@ def windows(profile: Profile, ra: float, dec: float, start: float, end: float,
                                                                       strict=True)]
 
 
-def nominal_pa_v3(ra: float, dec: float, mjd: np.ndarray) -> np.ndarray:
-    """The Sun-fixed V3 position angle at (ra, dec): the Sun's position angle + 180, degrees."""
+def nominal_pa_v3(ra: float | np.ndarray, dec: float | np.ndarray, mjd: np.ndarray
+                  ) -> np.ndarray:
+    """The Sun-fixed V3 position angle at (ra, dec): the Sun's position angle + 180, degrees
+    (``ra``, ``dec`` one position, or one per time)."""
     sun = _body_xyz("sun", np.atleast_1d(np.asarray(mjd, np.float64)))
     sra = np.arctan2(sun[:, 1], sun[:, 0])
     sdec = np.arcsin(sun[:, 2] / np.linalg.norm(sun, axis=1))
