@@ -87,6 +87,8 @@ def _check_constraints(sched_obs: list, end: float) -> None:  # type: ignore[typ
             assert any(a <= s.start and s.end <= b for a, b in o.windows), o.key
         lo, hi = allowed_pa(PROFILE, o.ra, o.dec, s.start)
         assert pa_allowed(lo, hi, s.pa_v3), (o.key, s.pa_v3, lo, hi)
+        if o.pa_range is None:  # the nominal PA, the middle of the allowed range at its start
+            assert s.pa_v3 == pytest.approx((lo + hi) / 2.0 % 360.0, abs=1e-9), o.key
         if o.pa_range is not None:
             a, b = o.pa_range
             assert pa_allowed(a, a + (b - a) % 360.0, s.pa_v3), (o.key, s.pa_v3, o.pa_range)
@@ -429,3 +431,36 @@ def test_the_default_offers_a_frontier_and_picks_the_balanced_plan() -> None:
     assert _travel(sched) <= _travel(greedy) + 1e-6
     for p in plans:
         _check_constraints(p, START + 1)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.randoms(use_true_random=False))
+def test_remembered_fits_and_costs_equal_fresh_ones(progs: list[Program], rng) -> None:  # type: ignore[no-untyped-def]
+    """The search's memory changes nothing: whether a sequence fits, asked again in any order
+    after others, is what a fresh re-timing of it from the cycle's start says; each pair's
+    remembered travel cost equals :func:`travel_cost`; a search asked twice is run once."""
+    from obsflow.planning.scheduler import _Grid, _timed, _Timer, _Travel
+
+    end = START + 10.0
+    obs = observations(progs, PROFILE)
+    grid = _Grid(obs, PROFILE, START, end, 0.25)
+    timer = _Timer(grid, PROFILE, START, end)
+    seqs = [rng.sample(obs, len(obs)) for _ in range(5)]
+    for seq in [*seqs, *seqs[::-1], *seqs]:
+        fresh = _timed(seq, grid, PROFILE, START, end, exact_pa=False) is not None
+        assert timer.fits(seq) == fresh
+    plan = PROFILE.planning
+    assert plan is not None
+    travel = _Travel(obs, plan, WHEEL)
+    for step in (None, 600.0):
+        cost = travel.cost(step)
+        for a in obs:
+            for b in obs:
+                assert cost(a, b) == travel_cost(plan, WHEEL, a, b, step)
+    calls = []
+    def fits(seq: list[Observation]) -> bool:
+        calls.append(1)
+        return timer.fits(seq)
+    first = travel.search(seqs[0], 300.0, None, fits)
+    n = len(calls)
+    assert travel.search(list(seqs[0]), 300.0, None, fits) is first and len(calls) == n

@@ -425,6 +425,14 @@ def balanced(points: list[tuple[float, float]]) -> int:
 ANNEAL_RESTARTS = 2
 """Annealing runs per search in :func:`_search`, each from the best order so far."""
 
+ANNEAL_MOVES = 300
+"""Annealing moves per observation of each run (``anneal``'s ``iters`` = this x n; 1000 before
+the CPU was measured: 300 gives frontiers as good, within the searches' seed-to-seed
+scatter, in a third of the time, docs/benchmarks.md)."""
+
+KICKS = 4
+"""Double-bridge kicks at the end of each search (:func:`_search`; 10 before, same)."""
+
 CAPS = 16
 """At most this many wheel-step caps searched by :func:`_capped`."""
 
@@ -550,7 +558,8 @@ class _Travel:
         key = (tuple(o.key for o in seed), step_s, cap)
         if key not in self.searched:
             ok = fits if cap is None else (lambda seq: self.steps(seq) <= cap and fits(seq))
-            self.searched[key] = _search(seed, self.pool, ok, self.cost(step_s))
+            self.searched[key] = _search(seed, self.pool, ok, self.cost(step_s),
+                                         stream=len(self.searched))
         return self.searched[key]
 
 
@@ -578,7 +587,8 @@ def _capped(found: list[list[Observation]], travel: _Travel,
 
 def _search(order: list[Observation], pool: list[Observation],
             fits: Callable[[list[Observation]], bool],
-            cost: Callable[[Observation, Observation], float]) -> list[Observation]:
+            cost: Callable[[Observation, Observation], float], stream: int = 0
+            ) -> list[Observation]:
     """A cheaper feasible sequence than ``order`` under ``cost`` (never costlier), of as many
     observations of the same priorities, drawn from ``pool`` (``order``'s and others):
 
@@ -586,7 +596,8 @@ def _search(order: list[Observation], pool: list[Observation],
        with :func:`~obsflow.planning.ordering.order_runs` (each target's filters in their
        cheapest order given the targets' order) until neither improves;
     2. :data:`ANNEAL_RESTARTS` times :func:`~obsflow.planning.ordering.anneal` (simulated
-       annealing, seeded: the same plan every run) from the best order so far, polished
+       annealing of :data:`ANNEAL_MOVES` x n moves, seeded from ``stream``: the same plan every
+       run, other random draws for each search of a schedule) from the best order so far, polished
        again; its moves include exchanging a placed observation for an unplaced one of the
        same priority from ``pool`` (which observations run, where time is short);
     3. :func:`~obsflow.planning.ordering.kick_search` (double-bridge kicks, each polished)."""
@@ -604,12 +615,14 @@ def _search(order: list[Observation], pool: list[Observation],
         return [o for o in pool if o.key not in placed]
 
     best = polish(order)
-    for seed in range(ANNEAL_RESTARTS):
-        annealed = polish(anneal(best, cost, fits, seed=seed, spare=unplaced(best),
+    for run in range(ANNEAL_RESTARTS):
+        seed = stream * ANNEAL_RESTARTS + run
+        annealed = polish(anneal(best, cost, fits, iters=ANNEAL_MOVES * len(best), seed=seed,
+                                 spare=unplaced(best),
                                  exchangeable=lambda a, b: a.priority == b.priority))
         if tour_cost(annealed, cost) < tour_cost(best, cost) - 1e-9:
             best = annealed
-    return kick_search(best, cost, fits, polish, kicks=10)
+    return kick_search(best, cost, fits, polish, kicks=KICKS, seed=stream)
 
 
 def write_schedule(path: Path, sched: Schedule, profile: Profile) -> Path:
