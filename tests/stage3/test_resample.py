@@ -240,6 +240,9 @@ def test_exptime_and_ivm_weights() -> None:
     assert w[2, 2] == w[3, 3] == 4.0 and w[0, 0] == 0.0 and w[1, 1] == 0.0  # median of good pixels
     w = input_weight(sci, dq, None, "exptime", exptime=42.5)
     assert w[2, 2] == 42.5 and w[1, 1] == 0.0 and w.dtype == np.float32
+    # a reference pixel holds no sky (~0 after the reference-pixel correction): kept out
+    dq[0, 3] = DQ.REFERENCE_PIXEL
+    assert input_weight(sci, dq, None, "exptime", exptime=42.5)[0, 3] == 0.0
     with pytest.raises(ResampleError, match="VAR_RNOISE"):
         input_weight(sci, dq, None, "ivm")
     with pytest.raises(ResampleError, match="weight type"):

@@ -147,8 +147,8 @@ class OutlierOptions:
         robust.
     bad_bits
         DQ bits that keep an input pixel out (never flagged either): the
-        resample's DO_NOT_USE and NON_SCIENCE, plus REFERENCE_PIXEL (the
-        simulated ``_cal`` border columns hold ~0 without DO_NOT_USE).
+        resample's (DO_NOT_USE, NON_SCIENCE, REFERENCE_PIXEL: the simulated
+        ``_cal`` border columns hold ~0 without DO_NOT_USE).
     keep_bits
         DQ bits of pixels that are used but never flagged: SATURATED (the
         cores of the brightest stars, valued from their first groups; their
@@ -185,7 +185,7 @@ class OutlierOptions:
     maskpt: float = 0.7
     grow: int = 1
     min_exposures: int = 2
-    bad_bits: int = BAD_BITS | int(DQ.REFERENCE_PIXEL)
+    bad_bits: int = BAD_BITS
     keep_bits: int = int(DQ.SATURATED)
     section_mb: float = 8.0
     tmpdir: Path | None = None

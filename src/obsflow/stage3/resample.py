@@ -27,7 +27,7 @@ but a star's core, whose read-noise variance is larger because fewer groups
 were fitted before saturation, is not down-weighted against its wings,
 which with an undersampled PSF loses flux: about 4.5% on bright webb_like
 stars with ``"ivm"``), ``"exptime"`` = the exposure time; 0 for pixels
-with a bad DQ bit (DO_NOT_USE, NON_SCIENCE by default), a non-finite value
+with a bad DQ bit (DO_NOT_USE, NON_SCIENCE, REFERENCE_PIXEL by default), a non-finite value
 or a non-positive read-noise variance.  Output pixels no input reaches have
 WHT = 0, CON = 0 and NaN in SCI, ERR and the variances.
 
@@ -65,8 +65,9 @@ from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
 __all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
 
-BAD_BITS = int(DQ.DO_NOT_USE | DQ.NON_SCIENCE)
-"""DQ bits that exclude an input pixel from the mosaic (the JWST default good_bits complement)."""
+BAD_BITS = int(DQ.DO_NOT_USE | DQ.NON_SCIENCE | DQ.REFERENCE_PIXEL)
+"""DQ bits that exclude an input pixel from the mosaic: the JWST default good_bits complement,
+and the reference pixels (their SCI is not sky: ~0 after the reference-pixel correction)."""
 
 WEIGHT_TYPES = ("ivm", "ivm-med", "exptime")
 
