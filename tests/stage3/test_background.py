@@ -85,3 +85,42 @@ def test_empty_aperture_factor_equals_the_exact_variance_of_correlated_noise(
     assert factor == pytest.approx(exact, rel=0.12), (factor, exact)
     assert background.empty_aperture_factor(data[:20, :20], np.ones((20, 20), np.float32),
                                             masked[:20, :20], radius) is None  # too few
+
+
+def _correlated_noise(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n x n noise of unit pixel sigma, correlated like a drizzled image (2 x 2 box)."""
+    k = np.full((2, 2), 0.25)
+    raw = fftconvolve(rng.normal(0.0, 1.0, (n + 20, n + 20)), k, mode="same")[10:-10, 10:-10]
+    return (raw / np.sqrt(np.sum(k**2))).astype(np.float32)
+
+
+def test_background_level_is_not_pulled_down_by_masking_noise_peaks() -> None:
+    """Noise of mean 0 plus bright sources with halos: the level under the sources' mask
+    is 0.  A mask of every segment above the low threshold (``peak_nsigma`` equal to
+    ``mask_nsigma``) takes positive noise out of the boxes and the level comes out low;
+    segments masked only when their peak is a source's leave the noise whole."""
+    rng = np.random.default_rng(5)
+    n = 600
+    data = _correlated_noise(rng, n)
+    yy, xx = np.mgrid[0:n, 0:n]
+    for cx, cy in rng.uniform(30, n - 30, (15, 2)):
+        data += (300.0 * (1 + ((xx - cx) ** 2 + (yy - cy) ** 2) / 4.0) ** -2.5).astype(np.float32)
+    bad = np.zeros(data.shape, bool)
+    ours = background.estimate_background(data, bad, 2.0)
+    every = background.estimate_background(data, bad, 2.0, peak_nsigma=2.0)
+    # the level's own error: ~1.25 / sqrt(600^2 / 3 correlated pixels) = 0.004 sigma
+    print(f"level {ours.level.mean():+.4f} sigma (every segment masked: "
+          f"{every.level.mean():+.4f}); rms {np.median(ours.rms):.3f} ({np.median(every.rms):.3f})")
+    assert abs(float(ours.level.mean())) < 0.02
+    assert float(every.level.mean()) < -0.05  # measured -0.09
+    assert float(np.median(ours.rms)) == pytest.approx(1.0, abs=0.03)
+    assert ours.source_mask.mean() < every.source_mask.mean()
+
+
+def test_significant_segments_keeps_the_segments_whose_peak_reaches_the_level() -> None:
+    labels = np.array([[1, 1, 0, 2], [0, 3, 3, 2]], np.int32)
+    smoothed = np.array([[1.0, 6.0, 9.0, 2.0], [0.0, 4.9, 5.0, 3.0]], np.float32)
+    out = background.significant_segments(labels, smoothed, 5.0)
+    assert out.tolist() == [[1, 1, 0, 0], [0, 3, 3, 0]]
+    assert not background.significant_segments(np.zeros((2, 2), np.int32), smoothed[:, :2],
+                                               5.0).any()

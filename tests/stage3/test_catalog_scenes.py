@@ -140,6 +140,34 @@ def test_crowded_field(profile: str, filt: str) -> None:
     assert deblended > 0
 
 
+def test_no_detections_in_pure_noise_whose_depth_changes() -> None:
+    """Correlated noise whose sigma ERR gives: 1 over most of the image, 2 in a strip only one
+    dither covers, 3 in a band of rows.  The background's RMS comes from boxes and misses
+    such seams; the detection threshold follows ERR's (``relative_noise``), so nothing is
+    found (with one threshold for the whole image: 31 detections, all in the band)."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(8)
+    n = 400
+    k = np.full((2, 2), 0.25)
+    noise = fftconvolve(rng.normal(0.0, 1.0, (n + 20, n + 20)), k, mode="same")[10:-10, 10:-10]
+    err = np.ones((n, n), np.float32)
+    err[:, 300:] = 2.0
+    err[150:170, :] = 3.0
+    sci = (noise / np.sqrt(np.sum(k**2)) * err).astype(np.float32)
+    wcs = detector_wcs(RA, DEC, 0.0, (0.0, 0.0, 0.0), 0.1, (n, n, 1, 1, n, n))
+    res = source_catalog(sci, err, np.ones((n, n), np.float32), wcs, MosaicPSF(2.0))
+    assert len(res.table) == 0, res.table["x_centroid", "y_centroid"]
+    # a real source in the noisy band is still found
+    yy, xx = np.mgrid[0:n, 0:n]
+    star = 400.0 * (1 + ((xx - 200.3) ** 2 + (yy - 160.6) ** 2) / 3.1**2) ** -2.5
+    res = source_catalog((sci + star).astype(np.float32), err, np.ones((n, n), np.float32), wcs,
+                         MosaicPSF(2.0))
+    assert len(res.table) == 1
+    assert abs(res.table["x_centroid"][0] - 200.3) < 0.3
+    assert abs(res.table["y_centroid"][0] - 160.6) < 0.3
+
+
 def test_encircled_energy_model() -> None:
     # no boxes: the analytic Moffat
     psf = MosaicPSF(2.0, ())

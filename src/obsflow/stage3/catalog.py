@@ -41,6 +41,7 @@ from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_area
 from photutils.aperture import CircularAperture, aperture_photometry
 from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sources, detect_sources
+from photutils.utils.exceptions import NoDetectionsWarning
 
 from obsflow.exceptions import CatalogError
 from obsflow.fileio import Written, atomic_path, sha256_file, write_fits_hashed
@@ -54,6 +55,7 @@ from obsflow.stage3.background import (
     aperture_variance_factor,
     empty_aperture_factor,
     estimate_background,
+    relative_noise,
     smooth,
     smoothing_kernel,
 )
@@ -204,12 +206,17 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     bad = ~(np.isfinite(sci) & np.isfinite(err) & (wht > 0) & (err > 0))
     fwhm = psf.blurred_fwhm_pix
     bkg = estimate_background(sci, bad, fwhm, box_pix=opts.box_pix, mask_nsigma=opts.mask_nsigma,
-                              dilate=opts.mask_dilate)
-    smoothed = smooth(_over_noise(_subtracted(sci, bkg.level, bad), bkg.rms),
-                      smoothing_kernel(fwhm))
+                              peak_nsigma=opts.nsigma, dilate=opts.mask_dilate)
+    kernel = smoothing_kernel(fwhm)
+    smoothed = smooth(_over_noise(_subtracted(sci, bkg.level, bad), bkg.rms), kernel)
     npixels = opts.npixels or max(3, int(round(math.pi * (fwhm / 2.0) ** 2)))
     threshold = opts.nsigma * bkg.smooth_ratio
-    segm = detect_sources(smoothed, threshold, npixels, mask=bad)
+    local = relative_noise(err, bkg.rms, ~bad & ~bkg.source_mask, kernel)
+    local *= np.float32(threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoDetectionsWarning)  # (None: the empty catalog below)
+        segm = detect_sources(smoothed, local, npixels, mask=bad)
+    del local
     omega_sr = float(proj_plane_pixel_area(wcs.celestial)) * (math.pi / 180.0) ** 2
     to_jy = omega_sr * 1e6
     factors = [aperture_variance_factor(bkg.correlation, float(r)) for r in radii]
