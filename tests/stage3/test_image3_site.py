@@ -339,7 +339,12 @@ def test_the_catalog_and_segmentation_map_are_products_of_the_mosaic(site: Site)
                 assert labels.shape == fits.getdata(path, "SCI").shape
                 assert set(np.unique(labels)) - {0} == set(table["label"])
                 assert hdul[0].header["PRODUUID"] == segm.uuid
-    assert sources > 0  # (a SUB64 mosaic may hold no source; alice's holds some)
+    # the SUB64 fields hold nothing detectable (alice's one true source is a 26 mag galaxy,
+    # no mosaic pixel above 2.9 sigma): the catalogs are empty.  Until 2026-12-02 alice's had
+    # two detections, both noise at the mosaic's low-weight edges (flags EDGE, LOW_WEIGHT),
+    # which the catalog of that day (hysteresis mask, threshold following ERR) no longer
+    # makes on the same mosaic (docs/stage3.md)
+    assert sources == 0
     mosaic, segm, cat, _ = next(f for f in found if f[0].product_id.startswith(site.program))
     page = site.get(f"/products/{mosaic.product_id}", member=True).text
     assert f'data-sibling="{segm.product_id}"' in page
@@ -431,7 +436,7 @@ def test_the_archive_tour_notebook_runs_against_the_live_site(site: Site,
     assert rows is not None and rows > len(site.i2d_ids)
     assert f"rows found: {rows}\n" in printed
     assert (int(mosaic.group(2)), int(mosaic.group(3))) == shape
-    assert f"catalog sources: {len(catalog)}\n" in printed and len(catalog) > 0
+    assert f"catalog sources: {len(catalog)}\n" in printed  # (0 here: see above)
     plots = [out for cell in notebook.cells for out in cell.get("outputs", [])
              if "image/png" in out.get("data", {})]
     assert len(plots) == 1
