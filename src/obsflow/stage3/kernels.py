@@ -637,16 +637,42 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
                             _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gauss_axis(out, o, a, b, efac, scale, chain):  # type: ignore[no-untyped-def]
+    """``out[k]`` = scale x exp(-(o - a - k)^2 efac) for output columns (rows) a..b.
+
+    ``chain``: two exponentials, the first term and the ratio of the next to it, then the
+    ratios' own ratio exp(-2 efac) (``r2``, given) as a chain of products,
+    exp(-(t-k-1)^2 e) = exp(-(t-k)^2 e) x exp((2(t-k) - 1) e), t = o - a; else one exponential
+    per entry.  The chain's relative error is a few float64 units, far below the float32
+    rounding of the weights; the caller uses it only where no factor can underflow or overflow.
+    """
+    t = o - a
+    if chain != 0.0:
+        e = scale * math.exp(-(t * t) * efac)
+        r = math.exp((2.0 * t - 1.0) * efac)
+        for k in range(b - a + 1):
+            out[k] = e
+            e *= r
+            r *= chain
+    else:
+        for k in range(b - a + 1):
+            dd = t - k
+            out[k] = scale * math.exp(-(dd * dd) * efac)
+
+
 @njit(cache=True, nogil=True)
 def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
               acc, con, plane, bit, row0, row1):
     """Gaussian kernel of FWHM ``pixfrac / ratio`` output pixels, truncated at 2.5 FWHM/2.3548
     (at least 1.2/ratio) output pixels.
 
-    exp(-(dx^2 + dy^2) efac) = exp(-dx^2 efac) x exp(-dy^2 efac): one exponential per output
-    column and row the kernel reaches, not per output pixel (the products differ from
-    drizzle's single exponential by a few units of the last float64 bit, far below the float32
-    rounding of ``dow``).
+    exp(-(dx^2 + dy^2) efac) = exp(-dx^2 efac) x exp(-dy^2 efac): the factors of the output
+    columns and rows the kernel reaches, not one exponential per output pixel, each axis's
+    factors from two exponentials and a chain of products (:func:`_gauss_axis`; the products
+    differ from drizzle's single exponential by a few units of the last float64 bit, far below
+    the float32 rounding of ``dow``).  The accumulators of the footprint's top row (the output
+    row an input row reaches first) are prefetched AHEAD input pixels ahead.
     """
     nx = data.shape[1]
     ony = acc.shape[0]
@@ -656,10 +682,21 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
     efac = (2.3548 * 2.3548) * ratio * ratio / (pixfrac * pixfrac) / 2.0
     es = efac / math.pi
     span = int(math.ceil(2.0 * pfo)) + 2
+    # the chain's factors stay within exp(+-efac (span + 1)^2): far from float64's range ends
+    chain = math.exp(-2.0 * efac) if efac * (span + 1) * (span + 1) < 300.0 else 0.0
     exs = np.empty(span)
     eys = np.empty(span)
     for j in range(row0, row1):
         for i in range(nx):
+            ia = i + AHEAD
+            if ia < nx:
+                xs = pixmap[j, ia, 0]
+                ys = pixmap[j, ia, 1] + pfo + 0.5
+                if pfo - 0.5 < xs < onx - pfo - 0.5 and 0.0 < ys < ony:
+                    jt = int(ys)
+                    prefetch_write(acc, jt, int(xs - pfo + 0.5), 0)
+                    prefetch_write(acc, jt, int(xs + pfo + 0.5), 4)
+                    prefetch_write(con, plane, jt, int(xs + pfo + 0.5))
             ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
             if not ok:
                 continue
@@ -670,12 +707,8 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
             jb = min(_nint(oy + pfo), ony - 1)
             if ib < ia or jb < ja:
                 continue
-            for ii in range(ia, ib + 1):
-                ddx = ox - ii
-                exs[ii - ia] = math.exp(-(ddx * ddx) * efac)
-            for jj in range(ja, jb + 1):
-                ddy = oy - jj
-                eys[jj - ja] = es * math.exp(-(ddy * ddy) * efac)
+            _gauss_axis(exs, ox, ia, ib, efac, 1.0, chain)
+            _gauss_axis(eys, oy, ja, jb, efac, es, chain)
             d = d * iscale
             v0 = vp[j, i] * iscale2
             v1 = vr[j, i] * iscale2
