@@ -570,7 +570,8 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
 
     The overlap of the square with output column ii (row jj) is computed once per column
     (row), not once per output pixel: dow = dx[ii] x dy[jj] x ratio^2 / pixfrac^2 x weight,
-    the same product in the same order as per pixel.
+    the same product in the same order as per pixel.  The accumulators of the 2 x 2 output
+    pixels about the centre AHEAD input pixels ahead are prefetched (the square kernel's).
     """
     nx = data.shape[1]
     ony = acc.shape[0]
@@ -583,6 +584,7 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
     dys = np.empty(span)
     for j in range(row0, row1):
         for i in range(nx):
+            _prefetch_ahead(pixmap, j, i, acc, con, plane, 2)
             ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
             if not ok:
                 continue
