@@ -21,8 +21,9 @@ turbo     an output-axis-aligned square of side ``pixfrac / ratio`` output
           pixels, ``dow`` = overlap area x ratio^2 / pixfrac^2 x weight
           (approximate: ignores rotation).
 gaussian  a Gaussian of FWHM ``pixfrac / ratio`` output pixels, truncated
-          at 2.5 FWHM/2.3548 (at least 1.2/ratio) output pixels; one
-          exponential per output column and row (it is separable).
+          at 2.5 FWHM/2.3548 (at least 1.2/ratio) output pixels; separable:
+          factors per output column and row, two exponentials per axis
+          and a chain of products (``_gauss_axis``).
 lanczos3  a separable Lanczos-3 of the output-pixel offsets x ratio, from a
           look-up table spaced 0.003 (``pixfrac`` unused, weights can be
           negative); one look-up per output column and row.
