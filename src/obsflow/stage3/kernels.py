@@ -675,8 +675,8 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
     factors from two exponentials and a chain of products (:func:`_gauss_axis`; the products
     differ from drizzle's single exponential by a few units of the last float64 bit, far below
     the float32 rounding of ``dow``).  The accumulators of the footprint's top row (the output
-    row an input row reaches first) are prefetched AHEAD input pixels ahead.
-    """
+    row an input row reaches first) are prefetched AHEAD input pixels ahead, both ends of it
+    (CON too: 7-9% slower, not kept)."""
     nx = data.shape[1]
     ony = acc.shape[0]
     onx = acc.shape[1]
@@ -699,7 +699,6 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
                     jt = int(ys)
                     prefetch_write(acc, jt, int(xs - pfo + 0.5), 0)
                     prefetch_write(acc, jt, int(xs + pfo + 0.5), 4)
-                    prefetch_write(con, plane, jt, int(xs + pfo + 0.5))
             ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
             if not ok:
                 continue
