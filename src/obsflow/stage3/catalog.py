@@ -316,8 +316,8 @@ def point_positions_from_inputs(table: Table, grid: WCS,
     point = ~np.asarray(table["is_extended"], bool) & np.isfinite(np.asarray(table["ra"]))
     rows = np.flatnonzero(point)
     measure = InputPositions(np.asarray(table["ra"])[rows], np.asarray(table["dec"])[rows], grid)
-    for sci, dq, wcs, fwhm_pix in inputs:
-        if rows.size:
+    if rows.size:  # (else no input is opened)
+        for sci, dq, wcs, fwhm_pix in inputs:
             measure.add(sci, dq, wcs, fwhm_pix)
     x, y, used = measure.finish()
     ok = used > 0
