@@ -39,7 +39,14 @@ from obsflow.planning.ordering import (
     pareto,
     tour_cost,
 )
-from obsflow.planning.visibility import allowed_pa, nominal_pa_v3, pa_allowed, planning_of, visible
+from obsflow.planning.visibility import (
+    allowed_pa,
+    allowed_pa_ranges,
+    nominal_pa_v3,
+    pa_allowed,
+    planning_of,
+    visible,
+)
 from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
 
@@ -224,10 +231,16 @@ def _overlap(lo: float, hi: float, wanted: tuple[float, float]) -> bool:
     return pa_allowed(lo, hi, a) or pa_allowed(a, a + width, lo)
 
 
+def _middle(lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
+    """The nominal PA of :func:`allowed_pa` ranges: their middle, 0 when any roll is allowed
+    (degrees)."""
+    return np.where(np.asarray(hi) - lo < 360, (np.asarray(lo) + hi) / 2.0 % 360.0, 0.0)
+
+
 def _choose_pa(profile: Profile, o: Observation, mjd: float) -> float | None:
     """The V3 PA for ``o`` at ``mjd``: the nominal one, or nearest to it within ``pa_range``."""
     lo, hi = allowed_pa(profile, o.ra, o.dec, mjd)
-    nominal = (lo + hi) / 2.0 % 360.0 if hi - lo < 360 else 0.0
+    nominal = float(_middle(lo, hi))
     if o.pa_range is None:
         return nominal
     a, b = o.pa_range
@@ -512,15 +525,10 @@ def _with_pa(timed: list[Scheduled], profile: Profile) -> list[Scheduled]:
     todo = [k for k, s in enumerate(timed) if math.isnan(s.pa_v3)]
     if not todo:
         return timed
-    tol = planning_of(profile).roll_tolerance_deg
-    pas = np.zeros(len(todo))
-    if tol < 180.0:
-        picked = [timed[k] for k in todo]
-        nominal = nominal_pa_v3(np.array([s.observation.ra for s in picked]),
-                                np.array([s.observation.dec for s in picked]),
-                                np.array([s.start for s in picked]))
-        low = (nominal - tol) % 360.0  # allowed_pa's range, and _choose_pa's middle of it
-        pas = (low + (low + 2 * tol)) / 2.0 % 360.0
+    picked = [timed[k] for k in todo]
+    pas = _middle(*allowed_pa_ranges(profile, np.array([s.observation.ra for s in picked]),
+                                     np.array([s.observation.dec for s in picked]),
+                                     np.array([s.start for s in picked])))
     out = list(timed)
     for k, pa in zip(todo, pas, strict=True):
         out[k] = replace(timed[k], pa_v3=float(pa))

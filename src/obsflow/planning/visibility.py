@@ -31,7 +31,7 @@ from obsflow.models.missiontime import mission_seconds
 from obsflow.profiles import Planning, Profile
 from obsflow.simulate.environment import orbit_position_km
 
-__all__ = ["Window", "allowed_pa", "nominal_pa_v3", "planning_of", "sun_angle", "visible",
+__all__ = ["Window", "allowed_pa", "allowed_pa_ranges", "nominal_pa_v3", "planning_of", "sun_angle", "visible",
            "windows"]
 
 _EARTH_RADIUS_KM = 6378.137
@@ -135,11 +135,19 @@ def allowed_pa(profile: Profile, ra: float, dec: float, mjd: float) -> tuple[flo
 
     The range may wrap through 0 (``high`` > 360); (0, 360) when any roll is allowed.
     """
+    low, high = allowed_pa_ranges(profile, ra, dec, np.array([mjd]))
+    return float(low[0]), float(high[0])
+
+
+def allowed_pa_ranges(profile: Profile, ra: float | np.ndarray, dec: float | np.ndarray,
+                      mjd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`allowed_pa` at every time of ``mjd`` (``ra``, ``dec`` one position, or one per
+    time), the Sun's positions computed at once: (low, high) arrays, degrees."""
+    mjd = np.atleast_1d(np.asarray(mjd, np.float64))
     tol = planning_of(profile).roll_tolerance_deg
     if tol >= 180.0:
-        return 0.0, 360.0
-    nominal = float(nominal_pa_v3(ra, dec, np.array([mjd]))[0])
-    low = (nominal - tol) % 360.0
+        return np.zeros(mjd.shape), np.full(mjd.shape, 360.0)
+    low = (nominal_pa_v3(ra, dec, mjd) - tol) % 360.0
     return low, low + 2 * tol
 
 
