@@ -342,7 +342,7 @@ def _map_rows(pixmap, yin, rows, k):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _prefetch_ahead(pixmap, j, i, acc, con, plane, rows):  # type: ignore[no-untyped-def]
+def _prefetch_ahead(pixmap, j, i, acc, rows):  # type: ignore[no-untyped-def]
     """Prefetch the accumulators of input pixel (j, i + AHEAD), when inside the output:
     ``rows`` = 1, of the output pixel nearest its mapped centre (the point kernel's); 2, of
     the lower-left pixel of the 2x2 output pixels around the centre and the one above it
@@ -409,7 +409,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                 _map_rows(pixmap, j + dh, rows, 0)
                 _map_rows(pixmap, j - dh, rows, 1)
             for i in range(nx):
-                _prefetch_ahead(pixmap, j, i, acc, con, plane, 2)
+                _prefetch_ahead(pixmap, j, i, acc, 2)
                 w_in = weight[j, i]
                 if not w_in > 0.0:
                     continue
@@ -551,7 +551,7 @@ def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-
     iscale2 = iscale * iscale
     for j in range(row0, row1):
         for i in range(nx):
-            _prefetch_ahead(pixmap, j, i, acc, con, plane, 1)
+            _prefetch_ahead(pixmap, j, i, acc, 1)
             w = weight[j, i]
             xs = pixmap[j, i, 0] + 0.5
             ys = pixmap[j, i, 1] + 0.5
@@ -585,7 +585,7 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
     dys = np.empty(span)
     for j in range(row0, row1):
         for i in range(nx):
-            _prefetch_ahead(pixmap, j, i, acc, con, plane, 2)
+            _prefetch_ahead(pixmap, j, i, acc, 2)
             ok, d, ox, oy = _centre(data, weight, pixmap, j, i)
             if not ok:
                 continue
