@@ -60,7 +60,7 @@ class Mosaic:
         self.grid: WCS = grid
         meta = cals[0].meta
         self.psf = MosaicPSF.for_image(field.profile, meta.instrument, meta.filter,
-                                       pixel_scale_arcsec(grid), 1.0)
+                                       pixel_scale_arcsec(grid), 1.0, inputs=len(cals))
         self.result: SourceCatalogResult = source_catalog(
             np.ascontiguousarray(self.i2d.sci), np.ascontiguousarray(self.i2d.err),
             np.ascontiguousarray(self.i2d.wht), grid, self.psf, name="field_i2d.fits")

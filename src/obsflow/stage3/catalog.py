@@ -18,7 +18,10 @@ Pure array functions (:func:`source_catalog`) and two small writers
    variance factor of the mosaic's correlated noise, plus the background
    level's own error over the aperture's area;
 5. total flux of the largest aperture divided by its encircled energy
-   (the aperture correction), AB magnitudes, concentration indices against
+   (the aperture correction; its error adds the relative scatter of that
+   correction with a source's pixel phases,
+   :func:`obsflow.stage3.psfmodel.aperture_correction_error`, times the
+   flux), AB magnitudes, concentration indices against
    the PSF's own, a point/extended flag and quality flags.
 
 Fluxes: a pixel of surface brightness SB (MJy/sr) and solid angle Omega
@@ -60,7 +63,12 @@ from obsflow.stage3.background import (
     smoothing_kernel,
 )
 from obsflow.stage3.positions import OUTLIER_PIX, InputPositions
-from obsflow.stage3.psfmodel import MosaicPSF, encircled_energy, radius_for_energy
+from obsflow.stage3.psfmodel import (
+    MosaicPSF,
+    aperture_correction_error,
+    encircled_energy,
+    radius_for_energy,
+)
 
 __all__ = ["FLAGS", "SEGM_DATAMODEL", "CatalogOptions", "SourceCatalogResult",
            "point_positions_from_inputs", "source_catalog", "write_catalog",
@@ -202,6 +210,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     radii = radius_for_energy(psf, list(opts.energy_fractions))
     ee = np.asarray(opts.energy_fractions, np.float64)
     ci_psf = _ci_psf(psf, radii, ee)
+    apcorr_err = aperture_correction_error(psf, float(radii[-1]))
     sci, err = _float(sci), _float(err)
     bad = ~(np.isfinite(sci) & np.isfinite(err) & (wht > 0) & (err > 0))
     fwhm = psf.blurred_fwhm_pix
@@ -221,6 +230,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     to_jy = omega_sr * 1e6
     factors = [aperture_variance_factor(bkg.correlation, float(r)) for r in radii]
     meta = _meta(name, psf, opts, radii, ee, factors, bkg, npixels, threshold, omega_sr, wcs)
+    meta["aperture_correction_rel_err"] = apcorr_err
     if segm is None:
         return SourceCatalogResult(_empty_table(opts, meta), np.zeros(sci.shape, np.int32), bkg,
                                    meta)
@@ -280,7 +290,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
         table[f"aper{tag}_flux"] = flux
         table[f"aper{tag}_flux_err"] = e
     total = fluxes[-1] / ee[-1]
-    total_err = errors[-1] / ee[-1]
+    total_err = np.hypot(errors[-1] / ee[-1], apcorr_err * total)
     table["aper_total_flux"] = total
     table["aper_total_flux_err"] = total_err
     mag, mag_err = _magnitude(total, total_err)
@@ -530,7 +540,8 @@ def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee
         "pixel_area_sr": omega_sr,
         "pixel_scale_arcsec": scale,
         "psf": {"model": "Moffat", "beta": psf.beta, "fwhm_pix": psf.fwhm_pix,
-                "boxes_pix": list(psf.boxes_pix), "blurred_fwhm_pix": psf.blurred_fwhm_pix},
+                "boxes_pix": list(psf.boxes_pix), "blurred_fwhm_pix": psf.blurred_fwhm_pix,
+                "inputs": psf.inputs},
         "apertures": [{"name": f"aper{_ee_label(f)}", "encircled_energy": float(f),
                        "radius_pix": float(r), "radius_arcsec": float(r) * scale,
                        "aperture_correction": float(1.0 / f), "noise_variance_factor": float(v)}

@@ -235,7 +235,8 @@ def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: Exposu
     :func:`obsflow.stage3.catalog.point_positions_from_inputs`; their seconds go to
     ``seconds["positions"]``)."""
     psf = MosaicPSF.for_image(profile, meta.instrument, meta.filter,
-                              pixel_scale_arcsec(arrays.wcs), opts.pixfrac)
+                              pixel_scale_arcsec(arrays.wcs), opts.pixfrac,
+                              inputs=int(extra["NEXPOSUR"][0]))  # (a source: one detector per exposure)
     try:
         found = source_catalog(arrays.sci, arrays.err, arrays.wht, arrays.wcs, psf,
                                name=path.name)
