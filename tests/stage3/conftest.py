@@ -81,9 +81,16 @@ class Field:
         return float(inst.psf_fwhm_pix_per_um * inst.filter(cal.meta.filter).pivot_um)
 
 
-def _make_field(root: Path, name: str) -> Field:
+FIRST_POINTINGS = {"webb_like": 4, "smallsat": 4}
+"""Pointings enough for the first program's (01234) dithers: the planner's first ones (3 or 4
+of them are that program's, as the seed's schedule has it)."""
+
+
+def _make_field(root: Path, name: str, seed: int = 11, exposures: int | None = None) -> Field:
+    """The field of profile ``name`` simulated with ``seed`` and calibrated; ``exposures``
+    (default: the field's own) can keep just the first program's dithers."""
     spec = FIELDS[name]
-    simulate(root, SimOptions(seed=11, profile=name, exposures=spec["exposures"],
+    simulate(root, SimOptions(seed=seed, profile=name, exposures=exposures or spec["exposures"],
                               subarray=spec["subarray"], level1=True, scene=spec["scene"]))
     profile = load_profile(name)
     refs = FolderRefs(root / "refs", profile)

@@ -18,7 +18,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAperture, aperture_photometry
 from scipy.spatial import cKDTree
-from tests.stage3.conftest import Field
+from tests.stage3.conftest import FIRST_POINTINGS, Field, _make_field
 
 from obsflow.fileio import sha256_file
 from obsflow.models.provenance import RefFileUse
@@ -121,12 +121,12 @@ _MOSAICS: dict[str, Mosaic] = {}
 
 KNOWN_GAPS = {
     # (profile, check): what was measured when the gap was recorded (docs/stage3.md)
-    ("smallsat", "flux pulls"): "median 0.11, spread 1.35 over 49 stars: the median is met "
-                                "within its standard error (0.24); the errors are now too "
-                                "small (empty apertures measure the background's noise "
-                                "factor, 1.7 for the total aperture, right on noise alone)",
-    ("webb_like", "flux pulls"): "median 0.14, spread 1.01 over 54 stars: the spread is met, "
-                                 "the median misses by 0.04 (its standard error is 0.17)",
+    ("smallsat", "flux pulls"): "median 0.150, spread 1.081 over 333 stars in 8 fields: the "
+                                "spread is met, the median misses by 0.05 (standard error "
+                                "0.07; 0.172 over 487 stars in 12 full fields); against "
+                                "noiseless truth mosaics the excess is in the calibrated "
+                                "stars' own apertures (+0.10 sigma mean, data minus truth), "
+                                "not the background (-0.01) nor the positions",
 }
 
 
@@ -211,19 +211,41 @@ def test_completeness_and_spurious_detections(mosaic: Mosaic) -> None:
     _check(m, "completeness", completeness >= 0.90, f"{completeness:.3f} of {target.sum()}")
 
 
-def test_isolated_star_fluxes_against_truth(mosaic: Mosaic) -> None:
-    m = mosaic
+REALIZATIONS = {"webb_like": 4, "smallsat": 8}
+"""Simulated fields the flux pulls are pooled over (seeds 11, 12, ...; 11 is the shared
+field): one field's ~40-55 isolated stars give the median pull a standard error of
+~0.17-0.24 and the MAD spread ~0.15, which cannot decide +-0.1 and 10%; pooled, ~175
+(webb_like) and ~330 (smallsat) stars give 0.07-0.1."""
+
+
+def _pulls(m: Mosaic) -> np.ndarray:
+    """(total flux - true flux) / error of the isolated stars with 10 <= S/N <= 2000."""
     t = m.result.table
     index, rows, snr = _isolated_stars(m)
     pull = np.asarray((t["aper_total_flux"][rows] - m.flux_jy[index])
                       / t["aper_total_flux_err"][rows])
-    pull = pull[(snr >= 10) & (snr <= 2000)]
+    return pull[(snr >= 10) & (snr <= 2000)]
+
+
+def test_isolated_star_fluxes_against_truth(mosaic: Mosaic,
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    m = mosaic
+    pulls = [_pulls(m)]
+    for seed in range(12, 11 + REALIZATIONS[m.profile]):
+        # the same scene statistics, another realization (stars, noise, rays, pointing
+        # errors); only the first pointings are simulated (FIRST_POINTINGS)
+        root = tmp_path_factory.mktemp(f"pulls_{m.profile}_{seed}")
+        other = _make_field(root, m.profile, seed, FIRST_POINTINGS[m.profile])
+        pulls.append(_pulls(Mosaic(other)))
+    pull = np.concatenate(pulls)
     med = float(np.median(pull))
     spread = float(1.4826 * np.median(np.abs(pull - med)))
-    print(f"{m.psf}: {pull.size} isolated stars, median pull {med:.3f}, spread (MAD) {spread:.3f}")
-    assert pull.size >= 10
+    print(f"{m.psf}: {pull.size} isolated stars in {len(pulls)} fields "
+          f"({', '.join(str(p.size) for p in pulls)}), median pull {med:.3f}, "
+          f"spread (MAD) {spread:.3f}")
+    assert min(p.size for p in pulls) >= 10
     _check(m, "flux pulls", abs(med) <= 0.1 and 0.9 <= spread <= 1.1,
-           f"median {med:.3f}, spread {spread:.3f} over {pull.size} stars")
+           f"median {med:.3f}, spread {spread:.3f} over {pull.size} stars in {len(pulls)} fields")
 
 
 def test_bright_isolated_star_positions(mosaic: Mosaic) -> None:
