@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["DQ"]
+import numpy as np
+
+from obsflow.exceptions import DataModelError
+
+__all__ = ["DQ", "NO_SCIENCE", "flagged"]
 
 
 class DQ(enum.IntFlag):
@@ -49,3 +53,29 @@ class DQ(enum.IntFlag):
     MSA_FAILED_OPEN = 1 << 29
     OTHER_BAD_PIXEL = 1 << 30
     REFERENCE_PIXEL = 1 << 31
+
+
+NO_SCIENCE = DQ.DO_NOT_USE | DQ.NON_SCIENCE | DQ.REFERENCE_PIXEL
+"""Pixels that hold no usable sky: what resampling, sky matching and source finding leave
+out (a reference pixel is ~0 and, without DO_NOT_USE, would otherwise read as dark sky)."""
+
+_TOP = 1 << 31
+
+
+def flagged(dq: np.ndarray, bits: int) -> np.ndarray:
+    """True where ``dq`` has any of ``bits`` set.
+
+    ``dq`` is either the flags themselves (unsigned) or a DQ array as a FITS file stores it
+    and a memory map without scaling reads it (``int32`` with ``BZERO`` = 2^31: the stored
+    number is the flags minus 2^31, i.e. their top bit flipped and every other bit as is), so
+    a signed array is taken to be that stored form: its top flag is set where it is >= 0.
+    """
+    a = np.asarray(dq)
+    if a.dtype.kind == "u":
+        return np.asarray((a & a.dtype.type(bits)) != 0)
+    if a.dtype.kind != "i" or a.dtype.itemsize != 4:
+        raise DataModelError(f"DQ must be an unsigned or a stored int32 array, got {a.dtype}")
+    out = np.asarray((a & np.int32(bits & (_TOP - 1))) != 0)
+    if bits & _TOP:
+        out |= a >= 0
+    return out

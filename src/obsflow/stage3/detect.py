@@ -1,7 +1,7 @@
 """Point sources in a calibrated image, for alignment: positions, fluxes, signal-to-noise.
 
 Pure array functions: the caller passes SCI, ERR and DQ arrays of a
-``_cal`` (or any image).  Pixels flagged DO_NOT_USE are masked, the
+``_cal`` (or any image).  NO_SCIENCE pixels (models.dq) are masked, the
 background is the sigma-clipped median, and stars are found with
 photutils' :class:`~photutils.detection.DAOStarFinder` (a Gaussian kernel of
 the PSF's FWHM, sharpness and roundness limits that reject cosmic-ray
@@ -19,7 +19,7 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from photutils.detection import DAOStarFinder
 
-from obsflow.models.dq import DQ
+from obsflow.models.dq import NO_SCIENCE, flagged
 
 __all__ = ["Sources", "detect_stars", "refine_centroids"]
 
@@ -57,7 +57,8 @@ def detect_stars(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, fwhm_pix: flo
     sci, err : numpy.ndarray
         (ny, nx) image and its 1-sigma error (same units; NaN allowed).
     dq : numpy.ndarray
-        (ny, nx) uint32 JWST DQ; DO_NOT_USE pixels are ignored.
+        (ny, nx) uint32 JWST DQ; NO_SCIENCE pixels (DO_NOT_USE, NON_SCIENCE, REFERENCE_PIXEL)
+        are ignored.
     fwhm_pix : float
         PSF full width at half maximum, pixels.
     threshold_sigma : float
@@ -72,7 +73,7 @@ def detect_stars(sci: np.ndarray, err: np.ndarray, dq: np.ndarray, fwhm_pix: flo
     -------
     Sources
     """
-    bad = ((dq & DQ.DO_NOT_USE) != 0) | ~np.isfinite(sci) | ~np.isfinite(err)
+    bad = flagged(dq, NO_SCIENCE) | ~np.isfinite(sci) | ~np.isfinite(err)
     empty = Sources(*(np.zeros(0) for _ in range(4)))
     if bad.all():
         return empty

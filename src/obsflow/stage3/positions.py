@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 from astropy.wcs import WCS
 
-from obsflow.models.dq import DQ
+from obsflow.models.dq import NO_SCIENCE, flagged
 from obsflow.stage3.detect import refine_centroids
 
 __all__ = ["InputPositions", "measure_on_input", "combine_in_grid"]
@@ -39,7 +39,7 @@ _BAND_ROWS = 256
 def measure_on_input(sci: np.ndarray, dq: np.ndarray, wcs: WCS, ra: np.ndarray,
                      dec: np.ndarray, fwhm_pix: float) -> tuple[np.ndarray, np.ndarray]:
     """Sky positions (degrees) of the sources near (``ra``, ``dec``) degrees measured on one
-    input: its SCI (any flux unit; a local pedestal is fitted), its DQ (DO_NOT_USE pixels
+    input: its SCI (any flux unit; a local pedestal is fitted), its DQ (NO_SCIENCE pixels
     masked) and its aligned WCS; ``fwhm_pix`` the PSF's FWHM in the input's pixels.  NaN for
     a source outside the input, within 2 FWHM of its edge, with a masked pixel in its
     stamp, or whose fit did not converge."""
@@ -62,7 +62,7 @@ def measure_on_input(sci: np.ndarray, dq: np.ndarray, wcs: WCS, ra: np.ndarray,
     bad = np.empty(sci.shape, bool)
     for r0 in range(0, ny, _BAND_ROWS):
         band = slice(r0, min(ny, r0 + _BAND_ROWS))
-        np.not_equal(np.asarray(dq[band]) & DQ.DO_NOT_USE, 0, out=bad[band])
+        bad[band] = flagged(dq[band], NO_SCIENCE)
         bad[band] |= ~np.isfinite(sci[band])
     fx, fy = refine_centroids(sci, bad, x[inside], y[inside], fwhm_pix)
     ok = np.isfinite(fx) & np.isfinite(fy)

@@ -59,13 +59,13 @@ import numpy as np
 from astropy.wcs import WCS
 
 from obsflow.exceptions import ResampleError
-from obsflow.models.dq import DQ
+from obsflow.models.dq import NO_SCIENCE
 from obsflow.stage3.kernels import KERNELS, add_image, reach
 from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
 __all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
 
-BAD_BITS = int(DQ.DO_NOT_USE | DQ.NON_SCIENCE | DQ.REFERENCE_PIXEL)
+BAD_BITS = int(NO_SCIENCE)
 """DQ bits that exclude an input pixel from the mosaic: the JWST default good_bits complement,
 and the reference pixels (their SCI is not sky: ~0 after the reference-pixel correction)."""
 

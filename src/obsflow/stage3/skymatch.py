@@ -38,13 +38,12 @@ from astropy.wcs import WCS
 
 from obsflow.calibrate.image import clipped_stats
 from obsflow.exceptions import ConfigError
-from obsflow.models.dq import DQ
+from obsflow.models.dq import NO_SCIENCE, flagged
 
 __all__ = ["METHODS", "SkyImage", "SkyMatch", "SkySource", "match_sky", "pair_difference", "sky_keywords"]
 
 METHODS = ("match", "global", "global+match")
 
-_BAD = int(DQ.DO_NOT_USE)
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class SkySource(Protocol):
 
 
 def _good(sci: np.ndarray, dq: np.ndarray) -> np.ndarray:
-    return np.isfinite(sci) & ((dq & _BAD) == 0)
+    return np.isfinite(sci) & ~flagged(dq, NO_SCIENCE)
 
 
 def pair_difference(a: SkySource, b: SkySource, step: int = 2, sigma: float = 3.0,
