@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,26 @@ class _Grid:
         if k0 < 0 or k1 >= self.mjd.size:
             return False
         return bool(self.ok[o.key][k0:k1 + 1].all())
+
+    def starts(self, o: Observation, end: float) -> list[tuple[float, float]]:
+        """Every start time (MJD) at which ``o`` is :meth:`feasible` and ends by ``end``, as
+        disjoint intervals ``(lo, hi)`` in time order: feasibility changes only where the start
+        or the end crosses a grid time or a window's edge, so each stretch between two such
+        times is tested once (at its middle; an interval's own ends may differ, which a
+        caller rounding inwards need not know)."""
+        d = o.duration_s / _DAY_S
+        cuts = {*self.mjd, *(self.mjd - d), *(a for a, _ in o.windows), *(b - d for _, b in o.windows)}
+        lo, hi = self.start, end - d
+        edges = sorted({lo, hi, *(c for c in cuts if lo < c < hi)})
+        out: list[tuple[float, float]] = []
+        for a, b in zip(edges, edges[1:], strict=False):
+            if not self.feasible(o, (a + b) / 2, (a + b) / 2 + d):
+                continue
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        return out
 
     def next_start(self, o: Observation, after: float) -> float | None:
         """The first grid time after ``after`` from which ``o`` may be feasible (None: never)."""
@@ -494,16 +514,22 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
         if not tour_cost(best, cost) < tour_cost(order, cost) - 1e-9:
             return greedy, left, []
     else:
-        found += _capped(found, travel, timer.fits)
-        measures = [plan_measures(plan, wheel, seq) for seq in found]
         limit = plan_measures(plan, wheel, order)["travel_s"] + 1e-6
-        cands = [(m["slew_deg"], m["filter_steps"], m["travel_s"], seq)
-                 for m, seq in zip(measures, found, strict=True) if m["travel_s"] <= limit]
-        if not cands:
+
+        def frontier() -> list[tuple[float, int, list[Observation]]]:
+            measures = [plan_measures(plan, wheel, seq) for seq in found]
+            cands = [(m["slew_deg"], int(m["filter_steps"]), seq)
+                     for m, seq in zip(measures, found, strict=True) if m["travel_s"] <= limit]
+            return [cands[i] for i in pareto([c[:2] for c in cands])]
+
+        found += _capped(found, travel, timer.fits)
+        if not (front := frontier()):
             return greedy, left, []
-        front = [cands[i] for i in pareto([c[:2] for c in cands])]
-        best = front[balanced([(c[0], c[1]) for c in front])][3]
-        others = [c[3] for c in front if c[3] is not best]
+        caps = range(min(c[1] for c in front), max(c[1] for c in front) + 1)
+        found += _exact(found, travel, grid, plan, start, end, timer.fits, caps)
+        front = frontier()
+        best = front[balanced([(c[0], c[1]) for c in front])][2]
+        others = [c[2] for c in front if c[2] is not best]
     def exact(seq: list[Observation]) -> list[Scheduled] | None:
         return _timed(seq, grid, profile, start, end)
 
@@ -543,10 +569,11 @@ class _Travel:
 
     def __init__(self, pool: list[Observation], plan: Planning, wheel: list[str]) -> None:
         self.pool, self.step_s = pool, plan.filter_step_s
-        self.slew_s = {(a.key, b.key): slew_seconds(plan, separation_deg(a.ra, a.dec, b.ra, b.dec))
-                       for a in pool for b in pool}
         self.wheel = {(a.key, b.key): filter_steps(wheel, a.filter, b.filter)
                       for a in pool for b in pool}
+        self.sep = {(a.key, b.key): separation_deg(a.ra, a.dec, b.ra, b.dec)
+                    for a in pool for b in pool}
+        self.slew_s = {k: slew_seconds(plan, v) for k, v in self.sep.items()}
         self.searched: dict[tuple[Any, ...], list[Observation]] = {}
 
     def cost(self, step_s: float | None = None) -> Callable[[Observation, Observation], float]:
@@ -590,6 +617,63 @@ def _capped(found: list[list[Observation]], travel: _Travel,
         within = [seq for seq in found + out if steps(seq) <= cap]
         seed = min(within, key=lambda seq: tour_cost(seq, own))
         out.append(travel.search(seed, None, cap, fits))
+    return out
+
+
+EXACT_WORK = 1.0
+"""CP-SAT's deterministic time limit (its own unit of work) for each wheel-step cap
+searched by :func:`_exact`."""
+
+
+EXACT_MAX_NODES = 40
+""":func:`_exact` is skipped for a larger pool of observations (its model grows as the square
+of their number: on the 79 of the benchmark's 30-target case CP-SAT found no solution,
+not even its hint's, within :data:`EXACT_WORK`)."""
+
+
+def _exact(found: list[list[Observation]], travel: _Travel, grid: _Grid, plan: Planning,
+           start: float, end: float, fits: Callable[[list[Observation]], bool],
+           caps: Sequence[int], most: int = CAPS) -> list[list[Observation]]:
+    """The least slew angle for at most K wheel steps, for up to ``most`` values K of
+    ``caps`` (evenly spread), each by CP-SAT
+    (:func:`obsflow.planning.exact.best_path`) from the least-slew plan found with at
+    most K steps as its hint: the order (and, as the searches do, exchanges of unplaced
+    observations of ``travel``'s pool of the same priority) as a travelling-salesman
+    problem with time windows, every observation inside its allowed start times
+    (:meth:`_Grid.starts`), after the previous one's end and the move (the slew or the
+    wheel, the longer).  Times in whole seconds, rounded so that a solution fits the
+    scheduler's own timing; each result is checked by ``fits`` all the same."""
+    from obsflow.planning.exact import best_path
+
+    pool = travel.pool
+    if len(pool) > EXACT_MAX_NODES:
+        return []
+    keys = [o.key for o in pool]
+    cost = np.array([[round(100.0 * travel.sep[a, b]) for b in keys] for a in keys])
+    steps = np.array([[travel.wheel[a, b] for b in keys] for a in keys])
+    move = np.array([[max(travel.slew_s[a, b], travel.wheel[a, b] * plan.filter_step_s)
+                      for b in keys] for a in keys])
+    gap = np.ceil(np.array([o.duration_s for o in pool]))[:, None] + np.ceil(move) + 1.0
+    starts = [[(math.ceil((lo - start) * _DAY_S) + 1, math.floor((hi - start) * _DAY_S) - 1)
+               for lo, hi in grid.starts(o, end)] for o in pool]
+    starts = [[(lo, hi) for lo, hi in s if lo <= hi] for s in starts]
+    index = {k: i for i, k in enumerate(keys)}
+    groups = [o.priority for o in pool]
+    caps = list(caps)
+    if len(caps) > most:
+        caps = [caps[round(k * (len(caps) - 1) / (most - 1))] for k in range(most)]
+    out: list[list[Observation]] = []
+    for cap in caps:
+        within = [seq for seq in found + out if travel.steps(seq) <= cap]
+        if not within:
+            continue
+        hint = min(within, key=lambda seq: sum(travel.sep[a.key, b.key]
+                                               for a, b in zip(seq, seq[1:], strict=False)))
+        got = best_path(cost, steps, gap, starts, [index[o.key] for o in hint], groups=groups,
+                        max_steps=cap, work=EXACT_WORK, seed=cap)
+        seq = [pool[i] for i in got.order]
+        if seq != hint and fits(seq):
+            out.append(seq)
     return out
 
 
