@@ -165,6 +165,8 @@ def _pole_program() -> list:  # type: ignore[type-arg]
 
 
 def test_the_exact_stage_returns_fitting_plans_under_each_cap_with_less_slew() -> None:
+    """Each plan of the scheduler's CP-SAT stage keeps the observations and the cap, travels
+    less than the hint, fits when re-timed exactly from scratch, and is the same every run."""
     from obsflow.planning.scheduler import _exact, _timed, _Timer, _Travel, plan_measures
     from obsflow.planning.visibility import planning_of
 
@@ -181,6 +183,9 @@ def test_the_exact_stage_returns_fitting_plans_under_each_cap_with_less_slew() -
     caps = range(int(before["filter_steps"]) - 2, int(before["filter_steps"]) + 1)
     got = _exact([order], travel, grid, plan, START, end, timer.fits, caps)
     assert got  # the greedy order is not the least slew under every cap
+    again = _exact([order], _Travel(order, plan, wheel), grid, plan, START, end,
+                   _Timer(grid, PROFILE, START, end).fits, caps)
+    assert [[o.key for o in seq] for seq in again] == [[o.key for o in seq] for seq in got]
     for seq in got:
         m = plan_measures(plan, wheel, seq)
         assert sorted(o.key for o in seq) == sorted(o.key for o in order)

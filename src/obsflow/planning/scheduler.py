@@ -482,7 +482,9 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
 
     For each wheel-step cost (``step_s`` alone if given, else every one of
     :data:`WHEEL_WEIGHTS`), a search on :func:`travel_cost` with that cost (:func:`_search`)
-    gives a plan; with ``step_s`` the cheapest is returned.  By default the plans no other
+    gives a plan; with ``step_s`` the cheapest is returned.  By default the least slew for
+    each wheel-step cap is searched too, by annealing (:func:`_capped`) and then by CP-SAT
+    across the frontier's caps (:func:`_exact`), and the plans no other
     beats on both slew angle and wheel steps (the Pareto frontier) are kept, those with no
     more travel time (:func:`plan_measures`) than the greedy plan, and the :func:`balanced`
     one is returned: slew and wheel travel are both to be small, and neither is worth a
