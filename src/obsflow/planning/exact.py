@@ -35,8 +35,6 @@ from obsflow.exceptions import PlanningError
 
 __all__ = ["PathResult", "best_path"]
 
-_PARAMS: dict = {}
-
 
 @dataclass(frozen=True)
 class PathResult:
@@ -156,8 +154,6 @@ def best_path(arc_cost: np.ndarray, arc_steps: np.ndarray, gap_s: np.ndarray,
     solver.parameters.num_workers = 1
     solver.parameters.random_seed = seed
     solver.parameters.max_deterministic_time = work
-    for k, v in _PARAMS.items():
-        setattr(solver.parameters, k, v)
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return PathResult(hint, hint_cost, False, float("-inf"))
