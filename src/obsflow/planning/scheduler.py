@@ -671,6 +671,8 @@ def _exact(found: list[list[Observation]], travel: _Travel, grid: _Grid, plan: P
             continue
         hint = min(within, key=lambda seq: sum(travel.sep[a.key, b.key]
                                                for a, b in zip(seq, seq[1:], strict=False)))
+        if not all(starts[index[o.key]] for o in hint):
+            continue  # a start interval shorter than the rounding: not for whole seconds
         got = best_path(cost, steps, gap, starts, [index[o.key] for o in hint], groups=groups,
                         max_steps=cap, work=EXACT_WORK, seed=cap)
         seq = [pool[i] for i in got.order]
