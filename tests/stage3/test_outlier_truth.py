@@ -26,7 +26,7 @@ from obsflow.stage3.align import AlignOptions, align_products, aligned_cal
 from obsflow.stage3.grid import output_grid
 from obsflow.stage3.outlier import OutlierInput, crf_dq, outlier_masks
 from obsflow.stage3.pixmap import pixel_map
-from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
+from obsflow.stage3.resample import BAD_BITS, I2DArrays, Resampler, input_weight
 
 PROGRAM = "01234"  # one visit: 3 (webb_like) or 4 (smallsat) dithers
 
@@ -39,7 +39,7 @@ class Case:
     cals: list[CalImage]
     hit: list[CalImage]
     rays: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (y, x, amplitude / ERR)
-    truth_hits: list[np.ndarray]  # bool (ny, nx): pixels a simulated cosmic ray touched
+    truth_hits: list[np.ndarray]  # bool (ny, nx): pixels a simulated ray left > 2 ERR in
 
 
 def _aligned(field: Field) -> list[CalImage]:
@@ -51,21 +51,24 @@ def _aligned(field: Field) -> list[CalImage]:
     return [aligned_cal(c, alignment) for c in cals]
 
 
-@pytest.fixture(scope="module")
-def case(field: Field) -> Case:
-    rng = np.random.default_rng(23)
-    cals = _aligned(field)
+def make_case(field: Field, seed: int = 23, cals: list[CalImage] | None = None) -> Case:
+    """The field's aligned products (``cals``, by default aligned here) with 30 rays of
+    10-1000 ERR injected on the sky of each (positions and amplitudes drawn from ``seed``)."""
+    rng = np.random.default_rng(seed)
+    cals = _aligned(field) if cals is None else cals
     hit, rays, truth_hits = [], [], []
     for cal in cals:
         truth = read_truth(field.out / "truth" / f"{cal.meta.basename}_truth.fits")
         hits = np.zeros(cal.sci.shape, bool)
         hits[np.asarray(truth.hits["Y"]), np.asarray(truth.hits["X"])] = True
-        truth_hits.append(hits)
         # the sky: the true (noiseless) rate within 1 ERR of its median, 8 px from the edges
         gain = np.nanmedian(cal.sci) / np.median(truth.rate)
         expected = truth.rate * gain
         with np.errstate(invalid="ignore"):
             sky = (np.abs(expected - np.median(expected)) < cal.err) & (cal.dq == 0) & ~hits
+            # a hit that left less than 2 ERR (a few electrons on a bright star) is no ray to find
+            # (leaving those pixels out of the clean mosaic moved star cores by > 5 sigma)
+            truth_hits.append(hits & (cal.sci - expected > 2 * cal.err))
         sky[:8], sky[-8:], sky[:, :8], sky[:, -8:] = False, False, False, False
         pick = rng.choice(np.flatnonzero(sky), size=30, replace=False)
         cy, cx = np.unravel_index(pick, sky.shape)
@@ -77,7 +80,12 @@ def case(field: Field) -> Case:
     return Case(field, cals, hit, rays, truth_hits)
 
 
-def _grid(cals: list[CalImage]):
+@pytest.fixture(scope="module")
+def case(field: Field) -> Case:
+    return make_case(field)
+
+
+def mosaic_grid(cals: list[CalImage]):
     return output_grid([c.wcs for c in cals], [c.sci.shape for c in cals])  # type: ignore[misc]
 
 
@@ -92,12 +100,14 @@ def _mosaic(cals: list[CalImage], dqs: list[np.ndarray], grid) -> I2DArrays:
 
 @pytest.fixture(scope="module")
 def masks(case: Case) -> list[np.ndarray]:
-    return outlier_masks([OutlierInput.from_cal(c) for c in case.hit], _grid(case.hit))
+    return outlier_masks([OutlierInput.from_cal(c) for c in case.hit], mosaic_grid(case.hit))
 
 
-def test_injected_cosmic_rays_are_flagged(case: Case, masks: list[np.ndarray]) -> None:
-    n = len(case.hit)
+def injected_flagged(case: Case, masks: list[np.ndarray]) -> tuple[int, int, list[float]]:
+    """Injected rays flagged, injected rays another exposure covers (tested), and the
+    amplitudes (ERR) of the tested ones of 15 ERR or more left unflagged."""
     flagged = total = 0
+    strong_missed: list[float] = []
     for k, mask in enumerate(masks):
         cy, cx, amp = case.rays[k]
         ra, dec = case.hit[k].wcs.pixel_to_world_values(cx, cy)  # type: ignore[union-attr]
@@ -111,79 +121,128 @@ def test_injected_cosmic_rays_are_flagged(case: Case, masks: list[np.ndarray]) -
         tested = others >= 1  # another exposure covers the ray (2 or more: tested)
         flagged += int(mask[cy, cx][tested].sum())
         total += int(tested.sum())
-        strong = tested & (amp >= 15.0)
-        assert mask[cy, cx][strong].all(), (case.hit[k].meta.basename, amp[strong & ~mask[cy, cx]])
+        strong_missed += [float(a) for a in amp[tested & (amp >= 15.0) & ~mask[cy, cx]]]
+    return flagged, total, strong_missed
+
+
+def test_injected_cosmic_rays_are_flagged(case: Case, masks: list[np.ndarray]) -> None:
+    n = len(case.hit)
+    flagged, total, strong_missed = injected_flagged(case, masks)
     print(f"{case.field.profile.mission.name}: {flagged}/{total} injected rays flagged ({n} inputs)")
+    assert not strong_missed
     assert total >= 20 * n
     # measured: all on webb_like, all but one of 13 sigma on smallsat
     assert flagged >= 0.98 * total
 
 
-def test_no_bright_star_peak_flagged(case: Case, masks: list[np.ndarray]) -> None:
+def bright_peaks(case: Case, masks: list[np.ndarray]) -> tuple[int, list[tuple[str, int, int]]]:
+    """Peaks (brightest pixel near a true star position, S/N >= 20) checked, and those whose 3x3
+    holds a flagged pixel (product, y, x)."""
     stars = case.field.stars(case.cals[0].meta.target)
-    checked = 0
+    checked, flagged = 0, []
     for cal, mask in zip(case.cals, masks, strict=True):
         x, y = case.field.true_wcs(cal).world_to_pixel_values(np.asarray(stars["ra"]),
                                                               np.asarray(stars["dec"]))
         ix, iy = np.round(x).astype(int), np.round(y).astype(int)
         ny, nx = cal.sci.shape
         inside = (ix >= 2) & (ix < nx - 2) & (iy >= 2) & (iy < ny - 2)
+        background = np.nanmedian(cal.sci)
         for i, j in zip(ix[inside], iy[inside], strict=True):
             box = cal.sci[j - 1:j + 2, i - 1:i + 2]
             if not np.all(np.isfinite(box)):
                 continue
             peak = np.unravel_index(np.argmax(box), box.shape)
             py, px = j - 1 + peak[0], i - 1 + peak[1]
-            background = np.nanmedian(cal.sci)
             if (cal.sci[py, px] - background) / cal.err[py, px] < 20:
                 continue
             checked += 1
-            assert not mask[py - 1:py + 2, px - 1:px + 2].any(), (cal.meta.basename, py, px)
-    print(f"{case.field.profile.mission.name}: {checked} bright star peaks, none flagged")
+            if mask[py - 1:py + 2, px - 1:px + 2].any():
+                flagged.append((cal.meta.basename, int(py), int(px)))
+    return checked, flagged
+
+
+def test_no_bright_star_peak_flagged(case: Case, masks: list[np.ndarray]) -> None:
+    checked, flagged = bright_peaks(case, masks)
+    print(f"{case.field.profile.mission.name}: {checked} bright star peaks, {len(flagged)} flagged")
+    assert not flagged
     assert checked >= 15
 
 
-def test_residual_cosmic_rays_in_the_mosaic(case: Case, masks: list[np.ndarray]) -> None:
-    """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels covered by 2+ inputs.
+def residuals(case: Case, masks: list[np.ndarray]) -> tuple[int, int, int]:
+    """Residual ray groups above 5 sigma in the mosaic (before, after outlier detection) and the
+    pixels counted (3 px inside the area 2 or more inputs cover).
 
     Reference: the mosaic of the products without injected rays and without
-    the pixels a simulated ray touched that stage 1 did not flag as a jump
-    (truth CRHITS), so a clean one.
+    the pixels a simulated ray left more than 2 ERR in that stage 1 did not
+    flag as a jump (truth CRHITS), so a clean one.
     """
-    grid = _grid(case.hit)
+    grid = mosaic_grid(case.hit)
     after = _mosaic(case.hit, [crf_dq(c.dq, m) for c, m in zip(case.hit, masks, strict=True)], grid)
     before = _mosaic(case.hit, [c.dq for c in case.hit], grid)
-    # simulated rays stage 1 did not flag as jumps (a flagged jump's slope is clean)
-    missed = [h & ((c.dq & DQ.JUMP_DET) == 0) for c, h in zip(case.cals, case.truth_hits, strict=True)]
     clean = _mosaic(case.cals, [c.dq | np.where(m, np.uint32(DQ.DO_NOT_USE), np.uint32(0))
-                                for c, m in zip(case.cals, missed, strict=True)], grid)
-    n = len(case.hit)
-    count = sum(((clean.con[0] >> k) & 1) for k in range(n))
+                                for c, m in zip(case.cals, _missed(case), strict=True)], grid)
+    count = sum(((clean.con[0] >> k) & 1) for k in range(len(case.hit)))
     # at least 2 inputs, 3 pixels (lanczos reach, cubic blot) inside the edge of that area
     area = ndimage.binary_erosion((count >= 2) & (clean.wht > 0), np.ones((7, 7), bool))
     n_before, n_after = residual_groups(after, before, clean, area)
-    per_1e5 = n_after / area.sum() * 1e5
+    return n_before, n_after, int(area.sum())
+
+
+def _missed(case: Case) -> list[np.ndarray]:
+    """Simulated rays stage 1 did not flag as jumps (a flagged jump's slope is clean)."""
+    return [h & ((c.dq & DQ.JUMP_DET) == 0) for c, h in zip(case.cals, case.truth_hits, strict=True)]
+
+
+def false_flags(case: Case, masks: list[np.ndarray]) -> tuple[int, int]:
+    """Flagged pixels that are neither an injected ray nor a simulated ray's residue (truth), and
+    the good pixels (no bad or SATURATED DQ bit, finite) of all inputs."""
+    false = good = 0
+    for k, (cal, mask, ray) in enumerate(zip(case.hit, masks, _missed(case), strict=True)):
+        cy, cx, _ = case.rays[k]
+        ray[cy, cx] = True
+        ok = ((cal.dq & (BAD_BITS | DQ.SATURATED)) == 0) & np.isfinite(cal.sci)
+        false += int(np.count_nonzero(mask & ~ray))
+        good += int(np.count_nonzero(ok & ~ray))
+    return false, good
+
+
+def test_residual_cosmic_rays_in_the_mosaic(case: Case, masks: list[np.ndarray]) -> None:
+    """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels covered by 2+ inputs."""
+    n_before, n_after, area = residuals(case, masks)
+    n = len(case.hit)
     print(f"{case.field.profile.mission.name}: {n_before} ray groups above 5 sigma in the mosaic "
-          f"before, {n_after} after, {per_1e5:.2f} per 1e5 of {area.sum()} pixels")
+          f"before, {n_after} after, {n_after / area * 1e5:.2f} per 1e5 of {area} pixels")
     assert n_before >= 20 * n
-    # measured: 0 on smallsat (62,803 px); 1 on webb_like (97,436 px: 1.03 per 1e5) until
-    # the simulator drew faint stars at their exact sub-pixel positions and webb_like got its
-    # distortion, then 2 (97,731 px): both at the cores of 16.5 and 17.9 mag stars (within
-    # 0.75 px), 10% above the clean mosaic: a flagged core pixel of a star too faint for
-    # test_no_bright_star_peak_flagged (peak S/N < 20), not a ray.  Since the simulator
-    # collects the sky by pixel solid angle (new realizations of both fields): webb_like 1
-    # (97,729 px, within the target); smallsat 2 (63,498 px): single pixels 1.9 and 3.1 px
-    # from 15.4 and 15.7 mag stars, a simulated ray stage 1 did not flag and an injected one
-    # of 13 ERR, neither flagged by outlier detection (its threshold grows with the median's
-    # gradient beside a star); a known gap (docs/stage3.md) until 2026-12-02, when reference
-    # pixels left the mosaics (as they had left the single resamples): smallsat 1 (59,483 px),
-    # webb_like 1 (95,223 px)
-    gaps: dict[str, str] = {}
-    ok = n_after <= max(1.0, area.sum() / 1e5)
-    name = case.field.profile.mission.name
-    if name in gaps:
-        if ok:
-            pytest.fail(f"{name} now meets the target ({n_after} residuals): remove the gap")
-        pytest.xfail(f"{name}: {n_after} residuals above 5 sigma in {area.sum()} px, "
-                     f"{gaps[name]} (known gap)")
-    assert ok
+    # the issue's rule (none in < 1e5 px).  Measured: 0 on both (smallsat 59,483 px, webb_like
+    # 95,223); 1 and 0 before the fixes of 2026-12-02 (docs/stage3.md, outlier detection)
+    assert n_after <= area / 1e5
+
+
+def test_residual_rate_over_more_ray_draws(case: Case, masks: list[np.ndarray]) -> None:
+    """The same rule over four draws of injected rays on the field (its stars, bad pixels and
+    simulated rays stay): more ray placements beside stars and bad pixels, within the time
+    budget (a new realization of the field costs 10-30 s of simulation; the measurement over
+    six realizations is benchmarks/bench_outlier_truth.py)."""
+    n_after, area = residuals(case, masks)[1:]
+    for seed in (24, 25, 26):
+        draw = make_case(case.field, seed, case.cals)
+        draw_masks = outlier_masks([OutlierInput.from_cal(c) for c in draw.hit],
+                                   mosaic_grid(draw.hit))
+        after, pixels = residuals(draw, draw_masks)[1:]
+        n_after += after
+        area += pixels
+        false, good = false_flags(draw, draw_masks)
+        print(f"{case.field.profile.mission.name} ray draw {seed}: {after} residuals in {pixels} "
+              f"px; {false} false flags of {good} good pixels")
+        assert false <= 2e-5 * good
+    print(f"{case.field.profile.mission.name}: {n_after} residuals in {area} px over 4 draws")
+    assert n_after <= area / 1e5
+
+
+def test_few_false_flags(case: Case, masks: list[np.ndarray]) -> None:
+    """Flagged pixels that are neither rays nor simulated rays' residues: at most 2 per 1e5
+    good input pixels (measured 0 of 239,264 smallsat, 0 of 269,278 webb_like; over six
+    realizations 0.2 and 0.6 per 1e5, docs/stage3.md)."""
+    false, good = false_flags(case, masks)
+    print(f"{case.field.profile.mission.name}: {false} false flags of {good} good input pixels")
+    assert false <= 2e-5 * good

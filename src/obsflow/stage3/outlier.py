@@ -3,11 +3,15 @@
 Method
 ------
 1. Each input is resampled alone (:class:`~obsflow.stage3.resample.Resampler`,
-   same kernel and weights as the mosaic) onto the part of the common grid
-   its pixels reach; output pixels whose weight is below ``maskpt`` x the
-   median positive weight of that resample (edges, bad pixels) are left out.
-   The resamples go to float32 temporary memory maps (a temporary folder
-   removed at the end), never all in RAM.
+   ``lanczos3``, uniform weights) onto the part of the common grid its
+   pixels reach; output pixels whose weight is below ``maskpt`` x the median
+   positive weight of that resample (edges, bad pixels) are left out, and
+   so are their neighbours next to the footprint's edge; next to a hole
+   inside the footprint (a bad input pixel) the ``square`` kernel's value
+   stands in (the lanczos lobes no longer balance there, and leaving them
+   out made holes in the median where rays beside static bad pixels went
+   untested).  The resamples go to float32 temporary memory maps (a
+   temporary folder removed at the end), never all in RAM.
 2. The median image is computed in row sections of the grid: for every
    output pixel the *lower* median of the inputs that cover it (for an odd
    count the median; for an even count the lower of the two middle values),
@@ -16,22 +20,27 @@ Method
    mean and would copy half of a cosmic ray into the clean exposure (which
    would then be flagged too); cosmic rays and hot pixels are positive, so
    the lower value of a pair is the clean one.
-3. The median is blotted back to each input: bilinear interpolation of the
-   median image at each input pixel's pixel-map position (NaN where any of
-   the four grid pixels around it is NaN: not tested).
+3. The median is blotted back to each input: cubic convolution of the
+   median image at each input pixel's pixel-map position (NaN where one of
+   the 2 x 2 grid pixels around it is NaN: not tested).
 4. An input pixel is an outlier where
    ``data - blot > snr1 * err + scale1 * deriv`` (``|data - blot|`` with
-   ``low=True``) (``deriv`` the largest
-   absolute difference between the blot and its four neighbours, the
-   blot's local derivative, in SCI units per pixel), or where it passes the
-   lower ``snr2, scale2`` thresholds and lies within ``grow`` pixels of a
-   pixel of the first kind.  The derivative term keeps real, undersampled
-   point-source cores from being flagged: the median of dithered resamples
-   is smoother than any one sampling of a sharp star, by an amount that
-   scales with the local slope (jwst issue 9989).
+   ``low=True``) (``deriv`` the largest absolute difference between the
+   blot and its eight neighbours, in SCI units per pixel), or where it
+   passes the lower ``snr2, scale2`` thresholds and lies within ``grow``
+   pixels of a pixel of the first kind.  The derivative term keeps real,
+   undersampled point-source cores from being flagged: the median of
+   dithered resamples is smoother than any one sampling of a sharp star, by
+   an amount that scales with the local slope (jwst issue 9989).  That
+   full allowance applies within ``core_radius`` of a core (a local maximum
+   of the blot, a SATURATED pixel, the input's outer edge, a grid pixel
+   whose median is the lower of a pair); on a star's wings and the sky the
+   smaller ``wing_scale`` does (the full one let rays of 14 ERR through on
+   steep wings).
 
 Memory: one input (with its pixel map and one single resample's
-accumulators) at a time, the median image (one float32 per grid pixel), a
+accumulators) at a time, the median image (one float32 per grid pixel) and
+where it is the lower of a pair (one bool per grid pixel), a
 row section of the memory-mapped resamples (``section_mb``) and one boolean
 mask per input.  Inputs can be given as loaders (zero-argument callables
 returning an :class:`OutlierInput`), called once per pass, so the caller
@@ -69,6 +78,7 @@ __all__ = [
     "abs_deriv",
     "blot",
     "blot_mapped",
+    "cores",
     "crf_dq",
     "flag_outliers",
     "lower_median",
@@ -120,7 +130,18 @@ class OutlierOptions:
     snr
         (first, second) thresholds in units of the input's ERR.
     scale
-        (first, second) multiples of the blot's local derivative added to them.
+        (first, second) multiples of the blot's local derivative added to them
+        within ``core_radius`` pixels of a peak (:func:`cores`: a local
+        maximum of the blot, or a SATURATED pixel), where the median of
+        dithered resamples cannot follow an undersampled star.
+    wing_scale
+        The same multiples elsewhere (a star's wings, galaxies, the sky):
+        there the blot follows the data far better (measured on both
+        simulated profiles, ray-free: real pixels 2 or more pixels from a
+        core needed at most 0.51 derivatives above 5 ERR, cores 0.93), and
+        the full allowance let 14-ERR rays on steep wings through.
+    core_radius
+        Radius (pixels, square) around a core where ``scale`` applies.
     kernel, pixfrac, weight
         The single resamples' drizzle kernel, pixfrac and weight type
         (``ivm`` or ``exptime``), as in :class:`~obsflow.stage3.resample.Resampler`.
@@ -179,6 +200,8 @@ class OutlierOptions:
 
     snr: tuple[float, float] = (5.0, 4.0)
     scale: tuple[float, float] = (1.2, 0.7)
+    wing_scale: tuple[float, float] = (0.6, 0.35)
+    core_radius: int = 1
     kernel: str = "lanczos3"
     pixfrac: float = 1.0
     weight: str = "exptime"
@@ -194,7 +217,7 @@ class OutlierOptions:
     low: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("snr", "scale"):
+        for name in ("snr", "scale", "wing_scale"):
             pair = getattr(self, name)
             if len(pair) != 2 or not all(math.isfinite(v) and v >= 0 for v in pair):
                 raise OutlierError(f"outlier option {name} must be two non-negative numbers "
@@ -207,6 +230,9 @@ class OutlierOptions:
             raise OutlierError(f"outlier option pixfrac must be in (0, 1], got {self.pixfrac}")
         if not 0.0 <= self.maskpt <= 1.0:
             raise OutlierError(f"outlier option maskpt must be in [0, 1], got {self.maskpt}")
+        if self.core_radius < 0:
+            raise OutlierError(f"outlier option core_radius must be >= 0 pixels, got "
+                               f"{self.core_radius}")
         if self.grow < 0:
             raise OutlierError(f"outlier option grow must be >= 0 pixels, got {self.grow}")
         if self.min_exposures < 2:
@@ -318,28 +344,62 @@ def abs_deriv(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def cores(blotted: np.ndarray, radius: int = 1, extra: np.ndarray | None = None) -> np.ndarray:
+    """Input pixels within ``radius`` pixels (square) of a local peak, bool (ny, nx).
+
+    A peak is a local maximum of the blot (not below any of its eight
+    neighbours; NaN ignored) -- a star's core however faint, a galaxy's, or a
+    noise bump of the sky -- or an ``extra`` pixel (the input's SATURATED
+    ones).  A star's wing falls monotonically: no peak there.
+    """
+    b = np.where(np.isfinite(blotted), blotted, -np.inf).astype(np.float32)
+    peak = (b == ndimage.maximum_filter(b, size=3)) & np.isfinite(blotted)
+    if extra is not None:
+        peak |= extra
+    if radius == 0 or not peak.any():
+        return peak
+    return ndimage.binary_dilation(peak, np.ones((2 * radius + 1, 2 * radius + 1), bool))
+
+
 def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
-                  snr: tuple[float, float] = (5.0, 4.0), scale: tuple[float, float] = (1.2, 0.7),
-                  grow: int = 1, low: bool = False) -> np.ndarray:
+                  options: OutlierOptions | None = None,
+                  extra_cores: np.ndarray | None = None) -> np.ndarray:
     """Boolean outlier mask of one input from its blotted median (see the module docstring).
 
     ``usable``: input pixels that may be tested (good DQ, finite values);
     pixels where the blot is NaN are not tested.  Only pixels above the blot
-    are outliers unless ``low`` (then ``|data - blot|``).
+    are outliers unless ``options.low`` (then ``|data - blot|``).  The
+    derivative's multiple is ``options.scale`` within ``options.core_radius``
+    of a core (:func:`cores`; ``extra_cores`` pixels count as cores: the
+    input's SATURATED ones, those whose median is the lower of a pair; so do
+    the outermost usable pixels, beside the image's edge or unusable pixels
+    joined to it) and
+    ``options.wing_scale`` elsewhere.
     """
+    opts = options or OutlierOptions()
     deriv = abs_deriv(blotted)
     with np.errstate(invalid="ignore"):
         diff = sci - blotted
-        if low:
+        if opts.low:
             np.abs(diff, out=diff)
         tested = usable & np.isfinite(diff) & np.isfinite(err)
         e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
-        first = tested & (diff > snr[0] * e + scale[0] * deriv)
-        if grow == 0 or not first.any():
+        # a peak just beyond the input's edge is not in its blot: the edge counts as a core
+        edge = ndimage.binary_dilation(~ndimage.binary_fill_holes(np.pad(usable, 1)),
+                                       np.ones((3, 3), bool))[1:-1, 1:-1]
+        core = cores(blotted, opts.core_radius, edge if extra_cores is None else edge | extra_cores)
+
+        def above(level: int) -> np.ndarray:
+            scale = np.where(core, np.float32(opts.scale[level]),
+                             np.float32(opts.wing_scale[level]))
+            return tested & (diff > opts.snr[level] * e + scale * deriv)
+
+        first = above(0)
+        if opts.grow == 0 or not first.any():
             return first
-        second = tested & (diff > snr[1] * e + scale[1] * deriv)
-    near = ndimage.binary_dilation(first, structure=np.ones((2 * grow + 1, 2 * grow + 1), bool))
-    return first | (second & near)
+        second = above(1)
+    size = 2 * opts.grow + 1
+    return first | (second & ndimage.binary_dilation(first, structure=np.ones((size, size), bool)))
 
 
 def crf_dq(dq: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -424,13 +484,37 @@ def _box(mapper: LatticeMap, grid_shape: tuple[int, int], pad: int
 def blot_mapped(median: np.ndarray, mapper: LatticeMap, band_rows: int = 256) -> np.ndarray:
     """:func:`blot` with the pixel map made ``band_rows`` rows at a time by ``mapper`` (the
     same values; 16 bytes per pixel of one band, not of the whole input)."""
+    return _blot_bands(median, None, mapper, band_rows)[0]
+
+
+def _blot_bands(median: np.ndarray, grid_mask: np.ndarray | None, mapper: LatticeMap,
+                band_rows: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`blot_mapped`, and ``grid_mask`` (bool, the grid's shape) at each input pixel's
+    nearest grid pixel (False off the grid), from the same bands of the pixel map."""
     med = np.ascontiguousarray(median, dtype=np.float32)
     ny, nx = mapper.shape
     out = np.empty((ny, nx), np.float32)
+    sampled = None if grid_mask is None else np.zeros((ny, nx), bool)
     for r0 in range(0, ny, band_rows):
         r1 = min(ny, r0 + band_rows)
-        out[r0:r1] = blot(med, mapper.rows(r0, r1))
-    return out
+        pmap = mapper.rows(r0, r1)
+        out[r0:r1] = blot(med, pmap)
+        if grid_mask is not None and sampled is not None:
+            with np.errstate(invalid="ignore"):
+                ix = np.rint(pmap[..., 0])
+                iy = np.rint(pmap[..., 1])
+                on = ((ix >= 0) & (ix < grid_mask.shape[1]) & (iy >= 0)
+                      & (iy < grid_mask.shape[0]))
+            sampled[r0:r1][on] = grid_mask[iy[on].astype(np.intp), ix[on].astype(np.intp)]
+    return out, sampled
+
+
+def _low_weight(wht: np.ndarray, maskpt: float) -> np.ndarray:
+    """Output pixels of a single resample left out: weight not above 0 or below ``maskpt`` x
+    the median positive weight."""
+    positive = wht[wht > 0]
+    threshold = maskpt * float(np.median(positive)) if positive.size else np.inf
+    return ~(wht >= threshold) | (wht <= 0)
 
 
 def _sub_grid(grid: WCS, box: tuple[int, int, int, int]) -> WCS:
@@ -473,26 +557,32 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     rs.add_mapped(sci, weight, pmap, ratio=ratio)
     i2d = rs.finish()
     wht = i2d.wht
-    positive = wht[wht > 0]
-    threshold = opts.maskpt * float(np.median(positive)) if positive.size else np.inf
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(y1 - y0, x1 - x0))
     np.copyto(mm, i2d.sci)
-    missing = ~(wht >= threshold) | (wht <= 0)
-    del i2d, rs, wht, positive
+    missing = _low_weight(wht, opts.maskpt)
+    del i2d, rs, wht
     if opts.kernel == "lanczos3":
-        # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
         square = Resampler(sub, kernel="square", threads=opts.threads)
         square.add_mapped(sci, weight, pmap, ratio=ratio)
-        low = square.finish().sci
+        compact = square.finish()
         del square, pmap, weight, sci
+        low = compact.sci
+        # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
         floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
-        del low
         floor[~np.isfinite(floor)] = -np.inf
         with np.errstate(invalid="ignore"):
             np.maximum(mm, floor, out=mm)
         del floor
-        # next to a missing input pixel the lanczos lobes no longer balance: unreliable
-        missing = ndimage.binary_dilation(missing, np.ones((3, 3), bool))
+        # next to a missing pixel the lanczos lobes no longer balance: beside a hole inside
+        # the footprint (a bad input pixel) the square kernel's value instead (missing only
+        # where that one is missing too); beside the footprint's edge missing
+        square3 = np.ones((3, 3), bool)
+        hole = missing & ndimage.binary_fill_holes(~missing)
+        edge = ndimage.binary_dilation(missing & ~hole, square3)
+        near = ndimage.binary_dilation(hole, square3) & ~edge
+        missing = edge | _low_weight(compact.wht, opts.maskpt)
+        mm[near] = low[near]
+        del compact, low, near, hole, edge
     mm[missing] = np.nan
     del missing
     mm.flush()
@@ -500,12 +590,15 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     return _Single(y0, y1, x0, x1, path)
 
 
-def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions) -> np.ndarray:
-    """The lower-median image of the single resamples, read in row sections."""
+def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The lower-median image of the single resamples, read in row sections, and where it is
+    the lower of a pair (bool: exactly two singles there)."""
     ny, nx = grid_shape
     n = len(singles)
     rows = max(1, int(opts.section_mb * 2**20 // (4 * nx * max(n, 1))))
     median = np.full(grid_shape, np.nan, dtype=np.float32)
+    pair = np.zeros(grid_shape, dtype=bool)
     maps = [np.load(s.path, mmap_mode="r") if s.path is not None else None for s in singles]
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
@@ -517,10 +610,11 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
         for k, (s, m) in enumerate(live):
             a, b = max(r0, s.y0), min(r1, s.y1)
             stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
+        pair[r0:r1] = np.count_nonzero(np.isfinite(stack), axis=0) == 2
         median[r0:r1] = lower_median_inplace(stack, opts.min_exposures)
         del stack
     del maps
-    return median
+    return median, pair
 
 
 def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
@@ -586,16 +680,21 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                                             None if previous is None or previous_median is None
                                             else (previous[k], previous_median)))
         del previous_median
-        median = _median(singles, grid_shape, opts)
+        median, pair = _median(singles, grid_shape, opts)
     masks, shapes = [], []
     for k, item in enumerate(inputs):
         inp = _load(item, k)
         label = _check(inp, k)
-        blotted = blot_mapped(median, LatticeMap(inp.wcs, inp.sci.shape, grid))  # type: ignore[arg-type]
+        mapper = LatticeMap(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
+        blotted, in_pair = _blot_bands(median, pair, mapper)
         with np.errstate(invalid="ignore"):
             usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
-        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts.snr, opts.scale, opts.grow,
-                             opts.low)
+        # cores as well: SATURATED pixels, and where the median is the lower of a pair (which
+        # takes up a single's lanczos ringing beside a bright core)
+        extra = (inp.dq & opts.keep_bits) != 0
+        if in_pair is not None:
+            extra |= in_pair
+        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra)
         if previous is not None:
             mask |= unpack_mask(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
@@ -603,5 +702,5 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                  int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
         masks.append(np.packbits(mask))
         shapes.append(mask.shape)
-        del inp, blotted, mask, usable
+        del inp, blotted, mask, usable, extra, in_pair, mapper
     return masks, shapes, median
