@@ -344,6 +344,20 @@ def abs_deriv(image: np.ndarray) -> np.ndarray:
     return out
 
 
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` dilated by a (2 radius + 1) square (a maximum filter of its bytes: the same as
+    ``binary_dilation`` with that structure, in half the time)."""
+    return ndimage.maximum_filter(np.ascontiguousarray(mask).view(np.uint8),
+                                  size=2 * radius + 1).view(bool)
+
+
+def _joined_to_edge(mask: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` joined (8-connected) to the image's edge through ``mask``."""
+    labels, _ = ndimage.label(mask, np.ones((3, 3), bool))
+    rim = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, rim[rim > 0])
+
+
 def cores(blotted: np.ndarray, radius: int = 1, extra: np.ndarray | None = None) -> np.ndarray:
     """Input pixels within ``radius`` pixels (square) of a local peak, bool (ny, nx).
 
@@ -352,13 +366,15 @@ def cores(blotted: np.ndarray, radius: int = 1, extra: np.ndarray | None = None)
     noise bump of the sky -- or an ``extra`` pixel (the input's SATURATED
     ones).  A star's wing falls monotonically: no peak there.
     """
-    b = np.where(np.isfinite(blotted), blotted, -np.inf).astype(np.float32)
-    peak = (b == ndimage.maximum_filter(b, size=3)) & np.isfinite(blotted)
+    finite = np.isfinite(blotted)
+    b = np.where(finite, blotted, np.float32(-np.inf))
+    peak = (b == ndimage.maximum_filter(b, size=3)) & finite
+    del b
     if extra is not None:
         peak |= extra
     if radius == 0 or not peak.any():
         return peak
-    return ndimage.binary_dilation(peak, np.ones((2 * radius + 1, 2 * radius + 1), bool))
+    return _grow(peak, radius)
 
 
 def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
@@ -377,6 +393,12 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
     ``options.wing_scale`` elsewhere.
     """
     opts = options or OutlierOptions()
+    # a peak just beyond the input's edge is not in its blot: the edge counts as a core
+    edge = _grow(_joined_to_edge(np.pad(~usable, 1, constant_values=True)), 1)[1:-1, 1:-1]
+    if extra_cores is not None:
+        edge |= extra_cores
+    core = cores(blotted, opts.core_radius, edge)
+    del edge
     deriv = abs_deriv(blotted)
     with np.errstate(invalid="ignore"):
         diff = sci - blotted
@@ -384,22 +406,18 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
             np.abs(diff, out=diff)
         tested = usable & np.isfinite(diff) & np.isfinite(err)
         e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
-        # a peak just beyond the input's edge is not in its blot: the edge counts as a core
-        edge = ndimage.binary_dilation(~ndimage.binary_fill_holes(np.pad(usable, 1)),
-                                       np.ones((3, 3), bool))[1:-1, 1:-1]
-        core = cores(blotted, opts.core_radius, edge if extra_cores is None else edge | extra_cores)
 
         def above(level: int) -> np.ndarray:
-            scale = np.where(core, np.float32(opts.scale[level]),
-                             np.float32(opts.wing_scale[level]))
-            return tested & (diff > opts.snr[level] * e + scale * deriv)
+            limit = deriv * np.float32(opts.wing_scale[level])
+            np.multiply(deriv, np.float32(opts.scale[level]), out=limit, where=core)
+            limit += np.float32(opts.snr[level]) * e
+            return tested & (diff > limit)
 
         first = above(0)
         if opts.grow == 0 or not first.any():
             return first
         second = above(1)
-    size = 2 * opts.grow + 1
-    return first | (second & ndimage.binary_dilation(first, structure=np.ones((size, size), bool)))
+    return first | (second & _grow(first, opts.grow))
 
 
 def crf_dq(dq: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -500,11 +518,10 @@ def _blot_bands(median: np.ndarray, grid_mask: np.ndarray | None, mapper: Lattic
         pmap = mapper.rows(r0, r1)
         out[r0:r1] = blot(med, pmap)
         if grid_mask is not None and sampled is not None:
-            with np.errstate(invalid="ignore"):
-                ix = np.rint(pmap[..., 0])
-                iy = np.rint(pmap[..., 1])
-                on = ((ix >= 0) & (ix < grid_mask.shape[1]) & (iy >= 0)
-                      & (iy < grid_mask.shape[0]))
+            with np.errstate(invalid="ignore"):  # NaN positions: off the grid
+                ix = np.floor(pmap[..., 0] + 0.5)
+                iy = np.floor(pmap[..., 1] + 0.5)
+                on = (ix >= 0) & (ix < grid_mask.shape[1]) & (iy >= 0) & (iy < grid_mask.shape[0])
             sampled[r0:r1][on] = grid_mask[iy[on].astype(np.intp), ix[on].astype(np.intp)]
     return out, sampled
 
@@ -565,8 +582,8 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
         square = Resampler(sub, kernel="square", threads=opts.threads)
         square.add_mapped(sci, weight, pmap, ratio=ratio)
         compact = square.finish()
-        del square, pmap, weight, sci
-        low = compact.sci
+        low, low_missing = compact.sci, _low_weight(compact.wht, opts.maskpt)
+        del compact, square, pmap, weight, sci  # (its ERR and CON planes)
         # anti-ringing: no value below the least of the square kernel's 3x3 neighbourhood
         floor = ndimage.minimum_filter(np.where(np.isfinite(low), low, np.inf), size=3)
         floor[~np.isfinite(floor)] = -np.inf
@@ -576,13 +593,12 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
         # next to a missing pixel the lanczos lobes no longer balance: beside a hole inside
         # the footprint (a bad input pixel) the square kernel's value instead (missing only
         # where that one is missing too); beside the footprint's edge missing
-        square3 = np.ones((3, 3), bool)
-        hole = missing & ndimage.binary_fill_holes(~missing)
-        edge = ndimage.binary_dilation(missing & ~hole, square3)
-        near = ndimage.binary_dilation(hole, square3) & ~edge
-        missing = edge | _low_weight(compact.wht, opts.maskpt)
+        outside = _joined_to_edge(missing)
+        edge = _grow(outside, 1)
+        near = _grow(missing & ~outside, 1) & ~edge
+        missing = edge | low_missing
         mm[near] = low[near]
-        del compact, low, near, hole, edge
+        del low, low_missing, near, outside, edge
     mm[missing] = np.nan
     del missing
     mm.flush()
@@ -694,7 +710,9 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         extra = (inp.dq & opts.keep_bits) != 0
         if in_pair is not None:
             extra |= in_pair
+        del in_pair
         mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra)
+        del extra
         if previous is not None:
             mask |= unpack_mask(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
@@ -702,5 +720,5 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                  int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
         masks.append(np.packbits(mask))
         shapes.append(mask.shape)
-        del inp, blotted, mask, usable, extra, in_pair, mapper
+        del inp, blotted, mask, usable, mapper
     return masks, shapes, median
