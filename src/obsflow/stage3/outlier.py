@@ -137,9 +137,11 @@ class OutlierOptions:
     wing_scale
         The same multiples elsewhere (a star's wings, galaxies, the sky):
         there the blot follows the data far better (measured on both
-        simulated profiles, ray-free: real pixels 2 or more pixels from a
-        core needed at most 0.51 derivatives above 5 ERR, cores 0.93), and
-        the full allowance let 14-ERR rays on steep wings through.
+        simulated profiles, two realizations each, ray-free: real pixels
+        more than 5 ERR above the blot and 2 or more pixels from a core
+        needed at most 0.37 derivatives above 5 ERR, but two pixels by a
+        subarray's edge rows that are flagged with 1.2 too; at a core 0.93),
+        and the full allowance let 14-ERR rays on steep wings through.
     core_radius
         Radius (pixels, square) around a core where ``scale`` applies.
     kernel, pixfrac, weight
