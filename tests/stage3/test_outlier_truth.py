@@ -213,7 +213,7 @@ def test_residual_cosmic_rays_in_the_mosaic(case: Case, masks: list[np.ndarray])
     print(f"{case.field.profile.mission.name}: {n_before} ray groups above 5 sigma in the mosaic "
           f"before, {n_after} after, {n_after / area * 1e5:.2f} per 1e5 of {area} pixels")
     assert n_before >= 20 * n
-    # the rule (none in < 1e5 px).  Measured: 0 on both (smallsat 59,483 px, webb_like
+    # the rule (none in < 1e5 px).  Measured: 0 on both (smallsat 59,482 px, webb_like
     # 95,223); 1 and 0 before the fixes of 2026-12-02 (docs/stage3.md, outlier detection)
     assert n_after <= area / 1e5
 
