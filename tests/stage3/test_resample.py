@@ -341,36 +341,46 @@ def test_threads_give_the_same_mosaic(kernel: str) -> None:
     inputs = _inputs(2, ny=300, nx=120)
     grid = output_grid([i["wcs"] for i in inputs], [(300, 120)] * 2, pixel_scale=SCALE * 0.8, rotation=37.0)
     out = []
-    for threads in (1, 2):
+    for threads, mapped in ((1, False), (2, False), (2, True)):
         rs = Resampler(grid, kernel=kernel, threads=threads)
         for item in inputs:
-            rs.add(item["sci"], input_weight(item["sci"], item["dq"], item["vr"]),
-                   pixel_map(item["wcs"], (300, 120), grid), var_rnoise=item["vr"])
+            wt = input_weight(item["sci"], item["dq"], item["vr"])
+            if mapped:  # the map made from the lattice inside each thread's band
+                rs.add_mapped(item["sci"], wt, LatticeMap(item["wcs"], (300, 120), grid),
+                              var_rnoise=item["vr"], band_rows=300)
+            else:
+                rs.add(item["sci"], wt, pixel_map(item["wcs"], (300, 120), grid),
+                       var_rnoise=item["vr"])
         out.append(rs.finish())
-    one, two = out
-    assert np.array_equal(one.con, two.con)
+    one = out[0]
     good = one.wht > 0.1 * np.median(one.wht[one.wht > 0])
-    np.testing.assert_allclose(two.sci[good], one.sci[good], rtol=1e-5)
-    np.testing.assert_allclose(two.wht[good], one.wht[good], rtol=1e-5)
+    for two in out[1:]:
+        assert np.array_equal(one.con, two.con)
+        np.testing.assert_allclose(two.sci[good], one.sci[good], rtol=1e-5)
+        np.testing.assert_allclose(two.wht[good], one.wht[good], rtol=1e-5)
 
 
 @pytest.mark.parametrize(("kernel", "pixfrac"), [("square", 1.0), ("square", 0.6), ("point", 1.0),
                                                  ("turbo", 0.8), ("gaussian", 0.8),
                                                  ("lanczos3", 1.0)])
 def test_banded_pixel_maps_give_the_same_sums_bit_for_bit(kernel: str, pixfrac: float) -> None:
-    """add_mapped (the map made 17 rows at a time, never whole) == add with the whole map."""
+    """add_mapped (the map made from the lattice CHUNK = 16 rows at a time inside bands of 17
+    or 256 input rows, never whole) == add with the whole map."""
     inputs = _inputs(3)
     grid = output_grid([i["wcs"] for i in inputs], [i["sci"].shape for i in inputs])
-    whole, banded = Resampler(grid, kernel, pixfrac), Resampler(grid, kernel, pixfrac)
+    whole = Resampler(grid, kernel, pixfrac)
+    banded = {rows: Resampler(grid, kernel, pixfrac) for rows in (17, 256)}
     for item in inputs:
         wt = input_weight(item["sci"], item["dq"], item["vr"], "ivm")
         whole.add(item["sci"], wt, pixel_map(item["wcs"], item["sci"].shape, grid),
                   var_poisson=item["vp"], var_rnoise=item["vr"])
-        banded.add_mapped(item["sci"], wt, LatticeMap(item["wcs"], item["sci"].shape, grid),
-                          var_poisson=item["vp"], var_rnoise=item["vr"], band_rows=17)
-    a, b = whole.finish(), banded.finish()
-    for name in ("sci", "wht", "var_poisson", "var_rnoise", "var_flat", "err", "con"):
-        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
+        for rows, rs in banded.items():
+            rs.add_mapped(item["sci"], wt, LatticeMap(item["wcs"], item["sci"].shape, grid),
+                          var_poisson=item["vp"], var_rnoise=item["vr"], band_rows=rows)
+    a = whole.finish()
+    for b in (rs.finish() for rs in banded.values()):
+        for name in ("sci", "wht", "var_poisson", "var_rnoise", "var_flat", "err", "con"):
+            assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
     assert np.isfinite(a.sci).sum() > 0.5 * a.sci.size
 
 

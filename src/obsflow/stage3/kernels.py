@@ -56,6 +56,7 @@ import math
 import numpy as np
 from numba import njit
 
+from obsflow.stage3.pixmap import fill_rows
 from obsflow.stage3.prefetch import prefetch_write
 
 __all__ = ["KERNELS", "add_image", "lanczos_lut", "reach"]
@@ -71,6 +72,10 @@ AHEAD = 32
 """Input pixels ahead of the one being added whose output accumulators are prefetched
 (:func:`obsflow.stage3.prefetch.prefetch_write`; 16 -> 32 -> 64: 17.8, 16.1, 16.4 ns per
 point-kernel pixel in one run, 27 ns without)."""
+
+CHUNK = 16
+"""Input rows whose pixel map :func:`add_image` makes at a time from a lattice (a buffer of
+16 x 2048 x 16 bytes = 512 KiB, within the processor's L2 cache)."""
 
 LUT_DELTA = 0.003
 """Spacing of the Lanczos look-up table, in units of input pixels."""
@@ -787,19 +792,60 @@ def reach(kernel: str, pixfrac: float, ratio: float) -> float:
     return 0.75 / ratio + 1.0  # half the diagonal of a pixel, and the rounding to whole pixels
 
 
+@njit(cache=True, nogil=True)
+def _run(code, data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
+         acc, con, plane, bit, row0, row1):
+    """The kernel ``KERNELS[code]`` on input rows [row0, row1)."""
+    if code == 0:
+        _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, acc, con, plane, bit, row0, row1)
+    elif code == 1:
+        _point(data, weight, vp, vr, vf, pixmap, iscale, acc, con, plane, bit, row0, row1)
+    elif code == 2:
+        _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, con, plane, bit,
+               row0, row1)
+    elif code == 3:
+        _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, con, plane, bit,
+                  row0, row1)
+    else:
+        _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, _LUT3, acc, con, plane, bit,
+                 row0, row1)
+
+
+@njit(cache=True, nogil=True)
+def _run_lattice(code, data, weight, vp, vr, vf, lattice, first, pixfrac,  # type: ignore[no-untyped-def]
+                 iscale, ratio, acc, con, plane, bit, row0, row1):
+    """:func:`_run` with the pixel map of these rows (row 0 of the arrays being input row
+    ``first``) made from ``lattice`` (:func:`obsflow.stage3.pixmap.fill_rows`) ``CHUNK`` rows
+    at a time into one buffer that stays in cache.  The square kernel's chunks get one map row
+    above and below (where the arrays have them), so its corner interpolation sees the rows it
+    sees in the whole map: the same sums bit for bit as :func:`_run` on the whole map."""
+    ny = data.shape[0]
+    margin = 1 if code == 0 else 0
+    buf = np.empty((CHUNK + 2 * margin, data.shape[1], 2))
+    for r0 in range(row0, row1, CHUNK):
+        r1 = min(row1, r0 + CHUNK)
+        lo = max(0, r0 - margin)
+        hi = min(ny, r1 + margin)
+        fill_rows(lattice, first + lo, first + hi, buf)
+        _run(code, data[lo:hi], weight[lo:hi], vp[lo:hi], vr[lo:hi], vf[lo:hi], buf[:hi - lo],
+             pixfrac, iscale, ratio, acc, con, plane, bit, r0 - lo, r1 - lo)
+
+
 def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
-              variances: tuple[np.ndarray, np.ndarray, np.ndarray], pixmap: np.ndarray,
-              pixfrac: float, iscale: float, ratio: float,
-              acc: np.ndarray, con: np.ndarray, plane: int, bit: int,
-              rows: tuple[int, int] | None = None) -> None:
+              variances: tuple[np.ndarray, np.ndarray, np.ndarray],
+              positions: np.ndarray | tuple[object, ...], pixfrac: float, iscale: float,
+              ratio: float, acc: np.ndarray, con: np.ndarray, plane: int, bit: int,
+              rows: tuple[int, int] | None = None, first: int | None = None) -> None:
     """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
     ``data``, ``weight`` (ny, nx) float32; ``variances`` three (ny, nx) float32
     arrays (VAR_POISSON, VAR_RNOISE, VAR_FLAT; zeros for absent ones);
-    ``pixmap`` (ny, nx, 2) float64 output (x, y) of each input pixel centre;
-    ``acc`` (oy, ox, 5) float32 (num, wht, three variance sums); ``con``
-    (planes, oy, ox) int32; ``bit`` this input's context bit (0 to 2^31).
-    Arguments are checked by the caller (:class:`obsflow.stage3.resample.Resampler`).
+    ``positions`` the pixel map, (ny, nx, 2) float64 output (x, y) of each input pixel centre, or, with
+    ``first`` given, a :attr:`obsflow.stage3.pixmap.LatticeMap.lattice` from which the map
+    of these rows (the arrays' row 0 being input row ``first``) is made a few rows at a time,
+    never whole (the same sums bit for bit); ``acc`` (oy, ox, 5) float32 (num, wht, three
+    variance sums); ``con`` (planes, oy, ox) int32; ``bit`` this input's context bit (0 to
+    2^31).  Arguments are checked by the caller (:class:`obsflow.stage3.resample.Resampler`).
     Releases the GIL: row bands whose outputs do not overlap can run in threads.
     """
     bit32 = np.int32(np.uint32(bit).view(np.int32))
@@ -807,17 +853,10 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
     iscale = float(np.float32(iscale))
     ratio = float(np.float32(ratio))
     row0, row1 = (0, data.shape[0]) if rows is None else rows
-    if kernel == "square":
-        _square(data, weight, *variances, pixmap, float(pixfrac), iscale,
-                acc, con, plane, bit32, row0, row1)
-    elif kernel == "point":
-        _point(data, weight, *variances, pixmap, iscale, acc, con, plane, bit32, row0, row1)
-    elif kernel == "turbo":
-        _turbo(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
-               acc, con, plane, bit32, row0, row1)
-    elif kernel == "gaussian":
-        _gaussian(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
-                  acc, con, plane, bit32, row0, row1)
+    code = KERNELS.index(kernel)
+    if first is None:
+        _run(code, data, weight, *variances, positions, float(pixfrac), iscale, ratio, acc, con,
+             plane, bit32, row0, row1)
     else:
-        _lanczos(data, weight, *variances, pixmap, iscale, ratio, _LUT3,
-                 acc, con, plane, bit32, row0, row1)
+        _run_lattice(code, data, weight, *variances, positions, int(first), float(pixfrac), iscale,
+                     ratio, acc, con, plane, bit32, row0, row1)

@@ -30,7 +30,8 @@ from numba import njit
 
 from obsflow.exceptions import ResampleError
 
-__all__ = ["DEFAULT_STEP", "LatticeMap", "exact_pixel_map", "max_map_error", "pixel_map", "scale_ratio"]
+__all__ = ["DEFAULT_STEP", "LatticeMap", "exact_pixel_map", "fill_rows", "max_map_error", "pixel_map",
+           "scale_ratio"]
 
 DEFAULT_STEP = 32
 """Lattice spacing of :func:`pixel_map`, input pixels."""
@@ -65,36 +66,48 @@ def _nodes(n: int, step: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _fill(gx, gy, coarse, row0, row1, nx):  # type: ignore[no-untyped-def]
-    """Bilinear interpolation of the lattice values ``coarse`` (len(gy), len(gx), 2) on input
-    rows [row0, row1): per row, the lattice columns are first interpolated to the row
-    (``len(gx)`` values), then each pixel between its two columns (one multiply-add per
-    pixel and coordinate)."""
-    out = np.empty((row1 - row0, nx, 2))
-    mx = gx.shape[0]
-    ix = np.empty(nx, dtype=np.int64)
-    tx = np.empty(nx)
+def _cells(g, n):  # type: ignore[no-untyped-def]
+    """For pixels 0..n-1 of one axis with lattice nodes ``g``: the lattice interval ``k`` of
+    each (``g[k] <= p <= g[k + 1]``) and its fraction ``(p - g[k]) / (g[k + 1] - g[k])`` of the
+    way across (int64 and float64 arrays of n)."""
+    m = g.shape[0]
+    cell = np.empty(n, dtype=np.int64)
+    frac = np.empty(n)
     k = 0
-    for i in range(nx):
-        while k < mx - 2 and i > gx[k + 1]:
+    for p in range(n):
+        while k < m - 2 and p > g[k + 1]:
             k += 1
-        ix[i] = k
-        tx[i] = (i - gx[k]) / (gx[k + 1] - gx[k])
+        cell[p] = k
+        frac[p] = (p - g[k]) / (g[k + 1] - g[k])
+    return cell, frac
+
+
+@njit(cache=True, nogil=True)
+def fill_rows(lattice, row0, row1, out):  # type: ignore[no-untyped-def]
+    """``out[r]`` = the output (x, y) of input row ``row0 + r`` for rows [row0, row1), by
+    bilinear interpolation of a :attr:`LatticeMap.lattice` (``out`` at least (row1 - row0,
+    nx, 2) float64): per row the lattice columns are interpolated to the row (``len(gx)``
+    values) and their differences taken once, then each pixel is one multiply-add per
+    coordinate between its two columns, less the lattice's offset."""
+    iy, ty, coarse, ix, tx, x0, y0 = lattice
+    mx = coarse.shape[1]
     crow = np.empty((mx, 2))
-    k = 0
+    drow = np.empty((mx, 2))
     for j in range(row0, row1):
-        while k < gy.shape[0] - 2 and j > gy[k + 1]:
-            k += 1
-        ty = (j - gy[k]) / (gy[k + 1] - gy[k])
+        k = iy[j]
+        t = ty[j]
         for m in range(mx):
             for c in range(2):
-                crow[m, c] = coarse[k, m, c] + ty * (coarse[k + 1, m, c] - coarse[k, m, c])
-        for i in range(nx):
-            m = ix[i]
-            t = tx[i]
+                crow[m, c] = coarse[k, m, c] + t * (coarse[k + 1, m, c] - coarse[k, m, c])
+        for m in range(mx - 1):
             for c in range(2):
-                out[j - row0, i, c] = crow[m, c] + t * (crow[m + 1, c] - crow[m, c])
-    return out
+                drow[m, c] = crow[m + 1, c] - crow[m, c]
+        r = j - row0
+        for i in range(ix.shape[0]):
+            m = ix[i]
+            s = tx[i]
+            out[r, i, 0] = crow[m, 0] + s * drow[m, 0] - x0
+            out[r, i, 1] = crow[m, 1] + s * drow[m, 1] - y0
 
 
 class LatticeMap:
@@ -122,18 +135,21 @@ class LatticeMap:
         if step < 1:
             raise ResampleError(f"pixel map lattice step must be >= 1 pixel, got {step}")
         self.shape = (ny, nx)
-        self._gx, self._gy = _nodes(nx, step), _nodes(ny, step)
-        yy, xx = np.meshgrid(self._gy, self._gx, indexing="ij")
+        gx, gy = _nodes(nx, step), _nodes(ny, step)
+        yy, xx = np.meshgrid(gy, gx, indexing="ij")
         ox, oy = _transform(wcs_in, wcs_out, xx.ravel(), yy.ravel())
-        self._coarse = np.dstack([ox.reshape(xx.shape), oy.reshape(xx.shape)])
-        self._offset = (0, 0)
+        coarse = np.dstack([ox.reshape(xx.shape), oy.reshape(xx.shape)])
+        self.lattice = (*_cells(gy, ny), coarse, *_cells(gx, nx), 0.0, 0.0)
+        """What :func:`fill_rows` interpolates: (the lattice row interval of each input row,
+        its fraction, the exact (x, y) at the lattice nodes (len(gy), len(gx), 2), the lattice
+        column interval of each input column, its fraction, x and y offset subtracted)."""
 
     def shifted(self, x0: int, y0: int) -> LatticeMap:
         """This map with (x0, y0) subtracted from every position (onto a sub-grid whose pixel
         (0, 0) is this grid's (x0, y0)), after the interpolation: the same values as
         ``pmap[..., 0] -= x0; pmap[..., 1] -= y0`` on the whole map."""
         out = copy.copy(self)
-        out._offset = (int(x0), int(y0))
+        out.lattice = (*self.lattice[:5], float(int(x0)), float(int(y0)))
         return out
 
     def bounds(self, band_rows: int = 256) -> tuple[float, float, float, float] | None:
@@ -155,10 +171,8 @@ class LatticeMap:
         ny, nx = self.shape
         if not 0 <= row0 < row1 <= ny:
             raise ResampleError(f"pixel map rows [{row0}, {row1}) outside the input's 0..{ny}")
-        out: np.ndarray = _fill(self._gx, self._gy, self._coarse, row0, row1, nx)
-        if self._offset != (0, 0):
-            out[..., 0] -= self._offset[0]
-            out[..., 1] -= self._offset[1]
+        out = np.empty((row1 - row0, nx, 2))
+        fill_rows(self.lattice, row0, row1, out)
         return out
 
     def scale_ratio(self) -> float:

@@ -237,14 +237,14 @@ class Resampler:
         if ratio is None:
             ratio = mapper.scale_ratio()
         ny = shape[0]
+        zero = np.zeros((min(ny, band_rows + 2), shape[1]), np.float32)
         for r0 in range(0, ny, band_rows):
             r1 = min(ny, r0 + band_rows)
             lo, hi = max(0, r0 - 1), min(ny, r1 + 1)
-            zero = np.zeros((hi - lo, shape[1]), np.float32)
-            bands = tuple(zero if v is None else np.ascontiguousarray(v[lo:hi], np.float32)
+            bands = tuple(zero[:hi - lo] if v is None else np.ascontiguousarray(v[lo:hi], np.float32)
                           for v in given)
-            self._add_block(sci[lo:hi], weight[lo:hi], bands, mapper.rows(lo, hi), iscale,
-                            ratio, (r0 - lo, r1 - lo))
+            self._add_block(sci[lo:hi], weight[lo:hi], bands, mapper.lattice, iscale, ratio,
+                            (r0 - lo, r1 - lo), first=lo)
         self.n_inputs += 1
 
     @staticmethod
@@ -256,9 +256,11 @@ class Resampler:
                                for name, v in zip(VARIANCES, given, strict=True)))
 
     def _add_block(self, sci: np.ndarray, weight: np.ndarray,
-                   variances: tuple[np.ndarray, ...], pixmap: np.ndarray, iscale: float,
-                   ratio: float, rows: tuple[int, int]) -> None:
-        """Rows ``rows`` of these arrays into the accumulators as input ``self.n_inputs``."""
+                   variances: tuple[np.ndarray, ...], positions: np.ndarray | tuple[object, ...],
+                   iscale: float, ratio: float, rows: tuple[int, int],
+                   first: int | None = None) -> None:
+        """Rows ``rows`` of these arrays into the accumulators as input ``self.n_inputs``
+        (``positions`` and ``first`` as in :func:`obsflow.stage3.kernels.add_image`)."""
         if self._acc is None:
             raise ResampleError("resampler already finished; make a new one")
         index = self.n_inputs
@@ -268,19 +270,19 @@ class Resampler:
         args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
                 np.ascontiguousarray(weight, dtype=np.float32),
                 (variances[0], variances[1], variances[2]),
-                np.ascontiguousarray(pixmap, dtype=np.float64), self.pixfrac, iscale, ratio,
-                self._acc, self.con, plane, 1 << bit)
+                positions if first is not None else np.ascontiguousarray(positions, dtype=np.float64),
+                self.pixfrac, iscale, ratio, self._acc, self.con, plane, 1 << bit)
         row0, row1 = rows
         # input rows between two bands that run at once: twice the kernel's reach, in input
         # pixels (ratio of them per output pixel), with room for distortion
         height = max(32, math.ceil(3.0 * reach(self.kernel, self.pixfrac, ratio) * ratio) + 2)
         if self.threads == 1 or row1 - row0 < 4 * height:
-            add_image(*args, rows=rows)
+            add_image(*args, rows=rows, first=first)
         else:
             bands = [(r, min(r + height, row1)) for r in range(row0, row1, height)]
             with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="drizzle") as pool:
                 for parity in (0, 1):
-                    list(pool.map(lambda rows: add_image(*args, rows=rows), bands[parity::2]))
+                    list(pool.map(lambda rows: add_image(*args, rows=rows, first=first), bands[parity::2]))
 
     def finish(self) -> I2DArrays:
         """The mosaic arrays (in place in the accumulators; the resampler cannot be added to after)."""
