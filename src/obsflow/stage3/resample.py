@@ -212,14 +212,17 @@ class Resampler:
                    var_poisson: np.ndarray | None = None, var_rnoise: np.ndarray | None = None,
                    var_flat: np.ndarray | None = None, iscale: float = 1.0,
                    ratio: float | None = None, band_rows: int = BAND_ROWS) -> None:
-        """:meth:`add` with the pixel map made ``band_rows`` input rows at a time by ``mapper``
-        (:class:`~obsflow.stage3.pixmap.LatticeMap`), never whole: the same sums bit for bit
-        (each band is given one row of the map above and below, so the square kernel's corner
-        interpolation sees the rows it sees in the whole map), with 16 bytes per pixel of one
-        band instead of the whole input's 64 MiB map (2048 x 2048).  Absent variances are
-        zero bands, not zero images, and arrays not in native float32 (a FITS file's big-endian
-        ``>f4``) are converted a band at a time, not copied whole.  ``ratio``: as in
-        :meth:`add` (default ``mapper.scale_ratio()``).
+        """:meth:`add` with the pixel map made from ``mapper``'s lattice
+        (:class:`~obsflow.stage3.pixmap.LatticeMap`), never whole: the input is walked
+        ``band_rows`` input rows at a time (each band with one row above and below), and within
+        a band the compiled kernel call makes the map of ``kernels.CHUNK`` rows at a time into
+        one buffer that stays in cache (the square kernel's chunks with one map row above and
+        below, so its corner interpolation sees the rows it sees in the whole map): the same
+        sums bit for bit as :meth:`add` with :func:`~obsflow.stage3.pixmap.pixel_map`, with no
+        map array per band (the whole input's would be 64 MiB at 2048 x 2048).  Absent
+        variances are zero bands, not zero images, and arrays not in native float32 (a FITS
+        file's big-endian ``>f4``) are converted a band at a time, not copied whole.
+        ``ratio``: as in :meth:`add` (default ``mapper.scale_ratio()``).
         """
         if self._acc is None:
             raise ResampleError("resampler already finished; make a new one")
