@@ -35,14 +35,12 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from scipy.ndimage import uniform_filter
 from scipy.spatial import cKDTree
 
-from obsflow.fileio import sha256_file
 from obsflow.models.pointing import relative_pixel_area
-from obsflow.models.provenance import RefFileUse
 from obsflow.models.reffiles import read_photom
 from obsflow.simulate.sky import background_e_s, pixel_solid_angle
 from obsflow.simulate.truth import read_truth
-from obsflow.stage3.align import AlignOptions, align_products, aligned_cal
 from obsflow.stage3.pixmap import pixel_map
+from obsflow.stage3.psfmodel import _moffat_alpha
 from obsflow.stage3.resample import Resampler, input_weight
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the field lives with the tests
@@ -51,17 +49,13 @@ from tests.stage3.conftest import FIELDS, Field, _make_field  # noqa: E402
 
 
 def _noiseless(field: Field, m: truth.Mosaic) -> tuple[np.ndarray, np.ndarray]:
-    """(sources, background) of the truth, drizzled like the data, MJy/sr."""
-    cals = field.program(truth.PROGRAM)
-    mode = "rshift" if cals[0].meta.subarray == "FULL" else "shift"
-    use = RefFileUse("ASTROCAT", field.astrocat_path.name, sha256_file(field.astrocat_path))
-    alignment = align_products(cals, field.astrocat, field.profile,
-                               AlignOptions(fit_mode=mode, abs_fit_mode=mode), use)
+    """(sources, background) of the truth, drizzled like the data (the mosaic's aligned
+    inputs, pixel maps and weights), MJy/sr."""
     sources, background = Resampler(m.grid), Resampler(m.grid)
     gx, gy = FIELDS[m.profile]["scene"].sky_gradient
     photom = read_photom(next((field.out / "refs").glob("*photom*.fits")))
-    for cal in cals:
-        a, meta = aligned_cal(cal, alignment), cal.meta
+    for a in m.aligned:
+        meta = a.meta
         inst = field.profile.instrument(meta.instrument)
         det = inst.detector(meta.detector)
         sky = read_truth(field.out / "truth" / f"{meta.basename}_truth.fits").sky
@@ -69,7 +63,7 @@ def _noiseless(field: Field, m: truth.Mosaic) -> tuple[np.ndarray, np.ndarray]:
         yy, xx = np.mgrid[0:ny, 0:nx]
         bkg = (background_e_s(inst.filter(meta.filter), inst.pixel_scale_arcsec)
                * (1 + gx * (xx / nx - 0.5) + gy * (yy / ny - 0.5))
-               * pixel_solid_angle(field.true_wcs(cal), (ny, nx)))
+               * pixel_solid_angle(field.true_wcs(a), (ny, nx)))
         area = relative_pixel_area(det.distortion, (det.nx, det.ny, meta.substrt1,
                                                     meta.substrt2, meta.subsize1, meta.subsize2))
         to_mjysr = photom.photmjsr_for(meta.filter) / det.gain_e_per_dn / area
@@ -83,7 +77,7 @@ def _noiseless(field: Field, m: truth.Mosaic) -> tuple[np.ndarray, np.ndarray]:
 def _neighbour_light(m: truth.Mosaic, index: np.ndarray, radius: float) -> np.ndarray:
     """Light of the other true sources within ``radius`` px of each star, Jy."""
     fwhm = m.psf.blurred_fwhm_pix
-    alpha = fwhm / (2 * np.sqrt(2 ** (1 / m.psf.beta) - 1))
+    alpha = _moffat_alpha(fwhm, m.psf.beta)
     g = np.arange(-radius, radius + 0.05, 0.05)
     gx, gy = np.meshgrid(g, g)
     inside = np.hypot(gx, gy) <= radius

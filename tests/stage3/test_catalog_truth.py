@@ -21,6 +21,7 @@ from scipy.spatial import cKDTree
 from tests.stage3.conftest import FIRST_POINTINGS, Field, _make_field
 
 from obsflow.fileio import sha256_file
+from obsflow.models.level2 import CalImage
 from obsflow.models.provenance import RefFileUse
 from obsflow.stage3.align import AlignOptions, align_products, aligned_cal
 from obsflow.stage3.catalog import (
@@ -58,6 +59,7 @@ class Mosaic:
                           var_poisson=cal.var_poisson, var_rnoise=cal.var_rnoise)
         self.i2d: I2DArrays = resampler.finish()
         self.grid: WCS = grid
+        self.aligned: list[CalImage] = aligned  # (the inputs, their WCS aligned)
         meta = cals[0].meta
         self.psf = MosaicPSF.for_image(field.profile, meta.instrument, meta.filter,
                                        pixel_scale_arcsec(grid), 1.0, inputs=len(cals))

@@ -23,9 +23,10 @@ That correction is the average over where a source falls within the
 pixels; one source's own pixel phases move its aperture's share of the
 light about that average (an undersampled PSF most).
 :func:`aperture_correction_error` is that scatter, relative, from the same
-model: the star pixelised on an input lattice and averaged onto the output
-grid at random phases, the input part averaging down over the dithered
-inputs (``MosaicPSF.inputs``).
+model: the star pixelised at random phases on the image's own pixels, on
+one input's lattice drizzled onto the output grid, or (several dithered
+inputs, ``MosaicPSF.inputs``) with the input pixelisation averaged and only
+the output grid's phase random.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ class MosaicPSF:
         Moffat index.
     inputs : int
         Dithered inputs a source's light comes from (1 for a single
-        image): their independent pixel phases average the input
-        pixelisation's part of :func:`aperture_correction_error`.
+        image): with more than one, :func:`aperture_correction_error`
+        takes the input pixelisation as averaged by the dither pattern.
     """
 
     fwhm_pix: float
@@ -192,7 +193,6 @@ def radius_for_energy(psf: MosaicPSF, fractions: np.ndarray | list[float]) -> np
     grid = np.linspace(0.0, float(r_hi.max()), 2000)
     ee = encircled_energy(psf, grid)
     return np.interp(f, ee, grid)
-
 
 
 _PHASES = 256
