@@ -11,7 +11,7 @@ import pytest
 
 from obsflow.exceptions import PlanningError
 from obsflow.planning.exact import best_path
-from obsflow.planning.scheduler import _Grid, observations, schedule
+from obsflow.planning.scheduler import Observation, _Grid, observations, schedule
 from obsflow.planning.visibility import visible
 from obsflow.profiles import load_profile
 from obsflow.proposals.program import Program
@@ -181,10 +181,17 @@ def test_the_exact_stage_returns_fitting_plans_under_each_cap_with_less_slew() -
     travel = _Travel(order, plan, wheel)
     before = plan_measures(plan, wheel, order)
     caps = range(int(before["filter_steps"]) - 2, int(before["filter_steps"]) + 1)
-    got = _exact([order], travel, grid, plan, START, end, timer.fits, caps)
+    asked: list[set[int]] = []
+
+    def next_cap(seqs: list[list[Observation]], solved: set[int]) -> int | None:
+        asked.append(set(solved))
+        return next((k for k in caps if k not in solved), None)
+
+    got = _exact([order], travel, grid, plan, START, end, timer.fits, next_cap)
     assert got  # the greedy order is not the least slew under every cap
+    assert asked == [set(caps[:k]) for k in range(len(caps) + 1)]  # each cap once
     again = _exact([order], _Travel(order, plan, wheel), grid, plan, START, end,
-                   _Timer(grid, PROFILE, START, end).fits, caps)
+                   _Timer(grid, PROFILE, START, end).fits, next_cap)
     assert [[o.key for o in seq] for seq in again] == [[o.key for o in seq] for seq in got]
     for seq in got:
         m = plan_measures(plan, wheel, seq)

@@ -25,6 +25,7 @@ from obsflow.planning.scheduler import (
     Schedule,
     balanced,
     filter_steps,
+    next_exact_cap,
     observations,
     read_schedule,
     reschedule,
@@ -406,6 +407,47 @@ def test_pareto_and_balanced() -> None:
     # best slew 10, best steps 2: (0, 2), (0.1, 0.5), (1.0, 0)
     assert balanced([(10.0, 6.0), (11.0, 3.0), (20.0, 2.0)]) == 1
     assert balanced([(5.0, 0.0)]) == 0
+
+
+def _offered(points: list[tuple[float, int]]) -> list[int]:
+    """The caps :func:`next_exact_cap` offers, one after the other, the frontier unchanged."""
+    solved: list[int] = []
+    while (cap := next_exact_cap(points, set(solved))) is not None:
+        solved.append(cap)
+    return solved
+
+
+def test_next_exact_cap_on_a_known_frontier() -> None:
+    # seed 1's annealing frontier: best slew 287, fewest steps 12; the balanced plan is
+    # 365/15 (excesses 0.272 and 0.25), so caps 12-15 and the one above it, 16 (its step
+    # excess 0.333 alone exceeds 0.272), smallest first; 17-19 never
+    points = [(287.0, 19), (312.0, 17), (365.0, 15), (369.0, 14), (419.0, 13), (424.0, 12)]
+    assert _offered(points) == [12, 13, 14, 15, 16]
+    # a slew-limited choice: 40/6 (excesses 1.0 and 0.2) opens every cap up to 10 (step
+    # excess 1.0), not 11 or 12
+    assert _offered([(20.0, 12), (40.0, 6), (100.0, 5)]) == [5, 6, 7, 8, 9, 10]
+    assert _offered([(5.0, 3)]) == [3] and next_exact_cap([], set()) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(1.0, 1000.0), st.integers(0, 30)), min_size=1,
+                max_size=12),
+       st.integers(0, 40), st.floats(0.0, 2000.0))
+def test_caps_not_offered_cannot_change_the_balanced_choice(
+        raw: list[tuple[float, int]], cap: int, slew: float) -> None:
+    """A plan of K steps, K a cap :func:`next_exact_cap` does not offer (inside the
+    frontier's range), with no less slew than the frontier's best, is never the balanced
+    choice and does not change it; every cap up to the choice's own is offered."""
+    points = [raw[i] for i in pareto([(x, float(k)) for x, k in raw])]
+    offered = _offered(points)
+    assert len(offered) == len(set(offered)) and offered == sorted(offered)
+    pick = balanced([(x, float(k)) for x, k in points])
+    lo, hi = min(k for _, k in points), max(k for _, k in points)
+    assert set(range(lo, points[pick][1] + 1)) <= set(offered) <= set(range(lo, hi + 1))
+    if lo <= cap <= hi and cap not in offered:
+        extra = (max(slew, min(x for x, _ in points)), cap)
+        grown = [(x, float(k)) for x, k in [*points, extra]]
+        assert grown[balanced(grown)] == (points[pick][0], float(points[pick][1]))
 
 
 def test_the_default_offers_a_frontier_and_picks_the_balanced_plan() -> None:

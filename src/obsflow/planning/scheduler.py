@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,8 @@ from obsflow.profiles import Planning, Profile
 from obsflow.proposals.program import Program
 
 __all__ = ["KEPT", "STATUSES", "WHEEL_WEIGHTS", "Observation", "Schedule", "Scheduled",
-           "balanced", "default_cycle", "filter_steps", "observations", "plan_measures",
+           "balanced", "default_cycle", "filter_steps", "next_exact_cap", "observations",
+           "plan_measures",
            "program_info", "reschedule",
            "read_schedule", "schedule", "separation_deg", "slew_seconds", "travel_cost",
            "write_schedule"]
@@ -448,11 +449,38 @@ def balanced(points: list[tuple[float, float]]) -> int:
     larger relative excess over the best of each, ``max((slew - best slew) / best slew,
     (steps - best steps) / best steps)`` (best values of at least 1 degree and 1 step), ties
     to the lower sum of the two excesses, then the first."""
-    s0 = max(min(p[0] for p in points), 1.0)
-    k0 = max(min(p[1] for p in points), 1.0)
-    excess = [((p[0] - s0) / s0, (p[1] - k0) / k0) for p in points]
+    excess = _excess(points)
     return min(range(len(points)), key=lambda i: (round(max(excess[i]), 12),
                                                   round(sum(excess[i]), 12), i))
+
+
+def _excess(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Each (slew, steps) pair's relative excess over the best slew and the best steps of
+    ``points`` (:func:`balanced`)."""
+    s0 = max(min(p[0] for p in points), 1.0)
+    k0 = max(min(p[1] for p in points), 1.0)
+    return [((p[0] - s0) / s0, (p[1] - k0) / k0) for p in points]
+
+
+def next_exact_cap(points: list[tuple[float, int]], solved: set[int]) -> int | None:
+    """The next wheel-step cap for the CP-SAT stage (:func:`_exact`), given the frontier's
+    (slew degrees, wheel steps) ``points`` so far and the caps already ``solved``: the
+    smallest cap K not solved yet, between the frontier's fewest and most steps, that can
+    change the :func:`balanced` choice or is its own: K's step excess ``(K - k0) / k0`` at
+    most the choice's larger excess ``v`` (a plan of at most K steps with less slew could
+    be chosen; every cap up to the choice's own is one), or the cap just above the
+    choice's (a search under a cap often ends under it).  None when none is left: a plan
+    of more steps is never the balanced choice while its step excess alone exceeds
+    ``v`` (nor does it change the best slew or steps the excesses are measured from,
+    unless it had less slew than every plan found), so those caps are not searched."""
+    if not points:
+        return None
+    pick = balanced([(p[0], float(p[1])) for p in points])
+    v = max(_excess([(p[0], float(p[1])) for p in points])[pick])
+    k0 = max(min(p[1] for p in points), 1)
+    wanted = [k for k in range(min(p[1] for p in points), max(p[1] for p in points) + 1)
+              if k not in solved and ((k - k0) / k0 <= v + 1e-12 or k == points[pick][1] + 1)]
+    return min(wanted) if wanted else None
 
 
 ANNEAL_RESTARTS = 2
@@ -484,7 +512,8 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
     :data:`WHEEL_WEIGHTS`), a search on :func:`travel_cost` with that cost (:func:`_search`)
     gives a plan; with ``step_s`` the cheapest is returned.  By default the least slew for
     each wheel-step cap is searched too, by annealing (:func:`_capped`) and then by CP-SAT
-    across the frontier's caps (:func:`_exact`), and the plans no other
+    on the caps that can change the balanced choice (:func:`_exact`,
+    :func:`next_exact_cap`), and the plans no other
     beats on both slew angle and wheel steps (the Pareto frontier) are kept, those with no
     more travel time (:func:`plan_measures`) than the greedy plan, and the :func:`balanced`
     one is returned: slew and wheel travel are both to be small, and neither is worth a
@@ -518,18 +547,20 @@ def _improved(greedy: list[Scheduled], left: list[tuple[Observation, str]], grid
     else:
         limit = plan_measures(plan, wheel, order)["travel_s"] + 1e-6
 
-        def frontier() -> list[tuple[float, int, list[Observation]]]:
-            measures = [plan_measures(plan, wheel, seq) for seq in found]
+        def frontier(seqs: list[list[Observation]]) -> list[tuple[float, int, list[Observation]]]:
+            measures = [plan_measures(plan, wheel, seq) for seq in seqs]
             cands = [(m["slew_deg"], int(m["filter_steps"]), seq)
-                     for m, seq in zip(measures, found, strict=True) if m["travel_s"] <= limit]
+                     for m, seq in zip(measures, seqs, strict=True) if m["travel_s"] <= limit]
             return [cands[i] for i in pareto([c[:2] for c in cands])]
 
+        def next_cap(seqs: list[list[Observation]], solved: set[int]) -> int | None:
+            return next_exact_cap([(c[0], c[1]) for c in frontier(seqs)], solved)
+
         found += _capped(found, travel, timer.fits)
-        if not (front := frontier()):
+        if not (front := frontier(found)):
             return greedy, left, []
-        caps = range(min(c[1] for c in front), max(c[1] for c in front) + 1)
-        found += _exact(found, travel, grid, plan, start, end, timer.fits, caps)
-        front = frontier()
+        found += _exact(found, travel, grid, plan, start, end, timer.fits, next_cap)
+        front = frontier(found)
         best = front[balanced([(c[0], c[1]) for c in front])][2]
         others = [c[2] for c in front if c[2] is not best]
     def exact(seq: list[Observation]) -> list[Scheduled] | None:
@@ -635,9 +666,11 @@ not even its hint's, within :data:`EXACT_WORK`)."""
 
 def _exact(found: list[list[Observation]], travel: _Travel, grid: _Grid, plan: Planning,
            start: float, end: float, fits: Callable[[list[Observation]], bool],
-           caps: Sequence[int], most: int = CAPS) -> list[list[Observation]]:
-    """The least slew angle for at most K wheel steps, for up to ``most`` values K of
-    ``caps`` (evenly spread), each by CP-SAT
+           next_cap: Callable[[list[list[Observation]], set[int]], int | None]
+           ) -> list[list[Observation]]:
+    """The least slew angle for at most K wheel steps, for each cap K that ``next_cap``
+    gives (from the plans so far, ``found`` and this stage's, and the caps already solved:
+    :func:`next_exact_cap` in the scheduler) until it gives None, each by CP-SAT
     (:func:`obsflow.planning.exact.best_path`) from the least-slew plan found with at
     most K steps as its hint: the order (and, as the searches do, exchanges of unplaced
     observations of ``travel``'s pool of the same priority) as a travelling-salesman
@@ -661,11 +694,10 @@ def _exact(found: list[list[Observation]], travel: _Travel, grid: _Grid, plan: P
     starts = [[(lo, hi) for lo, hi in s if lo <= hi] for s in starts]
     index = {k: i for i, k in enumerate(keys)}
     groups = [o.priority for o in pool]
-    caps = list(caps)
-    if len(caps) > most:
-        caps = [caps[round(k * (len(caps) - 1) / (most - 1))] for k in range(most)]
     out: list[list[Observation]] = []
-    for cap in caps:
+    solved: set[int] = set()
+    while (cap := next_cap(found + out, solved)) is not None:
+        solved.add(cap)
         within = [seq for seq in found + out if travel.steps(seq) <= cap]
         if not within:
             continue
