@@ -9,7 +9,8 @@ variances, 1% DO_NOT_USE pixels; each file's header WCS is off its true one
 by a random pointing error of 30 mas per axis (so alignment has work to do).
 
 Then a child process (``--run FOLDER``) reads the association, loads the
-compiled kernels on a small warm-up mosaic, resets its resident peak
+compiled kernels on a small warm-up mosaic, gives glibc's freed-but-kept
+heap back (``malloc_trim``), resets its resident peak
 (``/proc/self/clear_refs``), notes its resident set (the baseline: Python,
 numpy, astropy, numba and the compiled kernels) and runs ``make_mosaic``
 exactly as the ``image3`` job does (detect, relative alignment — no ASTROCAT
@@ -38,6 +39,7 @@ glibc's not-yet-returned free pages or memory-mapped file pages.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import shutil
 import subprocess
@@ -130,6 +132,17 @@ def run_traced(folder: Path) -> dict[str, object]:
     return {"wall": wall, "traced_peak": peak, "out_px": _shape(made.mosaic.path)}
 
 
+def _release_freed_heap() -> None:
+    """Give the memory glibc keeps after frees (the warm-up's) back to the system
+    (``malloc_trim``), so the baseline is what the process holds and the stage cannot
+    reuse kept pages unseen: without it the baseline moved by hundreds of MiB between runs
+    and the stage's resident peak with it."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing kept to give back this way
+        pass
+
+
 def run_child(folder: Path) -> dict[str, object]:
     """``make_mosaic`` on ``folder``'s association, measured in this process (module docstring)."""
     profile = load_profile("webb_like")
@@ -137,6 +150,7 @@ def run_child(folder: Path) -> dict[str, object]:
     make_mosaic(warm, folder / "warm", profile, "warmup", None)
     shutil.rmtree(folder / "warm")
     asn = read_association(folder / "bench_asn.json")
+    _release_freed_heap()
     Path("/proc/self/clear_refs").write_text("5")  # the resident peak starts again here
     start = _status("VmRSS", "RssAnon", "RssFile")
     base = start["VmRSS"]

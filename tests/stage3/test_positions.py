@@ -9,12 +9,15 @@ mosaic grid of another scale and orientation.
 from __future__ import annotations
 
 import numpy as np
+from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+import obsflow.stage3.positions as positions
 from obsflow.models.dq import DQ
 from obsflow.simulate.sky import _add_stamp, moffat_stamp
 from obsflow.stage3.catalog import point_positions_from_inputs
+from obsflow.stage3.mosaic import _position_inputs
 from obsflow.stage3.positions import OUTLIER_PIX, InputPositions, combine_in_grid
 
 FWHM = 1.03  # pixels: webb_like F150W, undersampled
@@ -127,3 +130,34 @@ def test_the_catalog_places_only_point_sources_from_the_inputs() -> None:
     assert np.allclose(x, table["x_centroid"], atol=1e-6)
     assert np.allclose(y, table["y_centroid"], atol=1e-6)
     assert "point sources" in table.meta["point_positions"]
+
+
+def test_file_sections_read_in_bands_give_the_whole_arrays_result(tmp_path, monkeypatch) -> None:
+    """The mosaic reads each ``_crf`` as sections of a file opened without a memory map, a band
+    of rows at a time (the stamps' margin across band edges): the same positions bit for bit
+    as the whole arrays in memory, DQ as stored (uint32 written as int32 with BZERO) included,
+    and no input's data loaded whole."""
+    ra, dec = _stars()
+    paths, arrays = [], []
+    for k, wcs in enumerate(INPUTS):
+        sci, dq = _input(wcs, ra, dec)
+        x, y = wcs.world_to_pixel_values(ra[k], dec[k])
+        dq[int(round(float(y))) - 1, int(round(float(x)))] = DQ.DO_NOT_USE | DQ.OUTLIER
+        path = tmp_path / f"in{k}.fits"
+        fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(sci.astype(">f4"), name="SCI"),
+                      fits.ImageHDU(dq, name="DQ")]).writeto(path)
+        paths.append(path)
+        arrays.append((sci, dq))
+    whole = [positions.measure_on_input(sci, dq, w, ra, dec, FWHM)
+             for (sci, dq), w in zip(arrays, INPUTS, strict=True)]
+    monkeypatch.setattr(positions, "_BAND_ROWS", 7)  # many band edges through the stamps
+    banded = []
+    for sci, dq, w, fwhm in _position_inputs(paths, INPUTS, [FWHM] * 3):
+        assert isinstance(sci, fits.Section) and isinstance(dq, fits.Section)
+        banded.append(positions.measure_on_input(sci, dq, w, ra, dec, fwhm))
+        assert not sci.hdu._data_loaded and not dq.hdu._data_loaded  # bands only, never whole
+    for k, (a, b) in enumerate(zip(whole, banded, strict=True)):
+        assert np.isnan(a[0][k]) and np.isnan(b[0][k])  # the flagged pixel loses star k
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        assert np.isfinite(b[0]).sum() == ra.size - 1

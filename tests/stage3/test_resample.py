@@ -22,7 +22,7 @@ from obsflow.stage3.pixmap import (
     pixel_map,
     scale_ratio,
 )
-from obsflow.stage3.resample import Resampler, input_weight
+from obsflow.stage3.resample import TINY_WHT, Resampler, input_weight, spill_planes
 
 SCALE = 0.031  # arcsec, the webb-like profile's
 
@@ -103,6 +103,32 @@ def test_gaussian_kernel_matches_drizzle_on_either_path(scale_factor: float, pix
     for mine, theirs in zip((i2d.var_poisson, i2d.var_rnoise, i2d.var_flat), dz.out_img2, strict=True):
         assert _rel(mine[good], theirs[good]) < 1e-5
     assert np.array_equal(i2d.con, dz.out_ctx)
+
+
+def test_a_narrow_gaussians_faint_tail_keeps_its_variances_or_says_nan() -> None:
+    """Gaussian at pixfrac 0.4 and 0.55: the coverage's edge holds pixels of weight 1e-37 to
+    1e-18 (the kernel's far tail).  Their variances match drizzle's (which keeps them as
+    running means) wherever they are given; below TINY_WHT the squared weights underflowed
+    float32, and the variances and ERR are NaN (never a variance rounded to 0 or a 0/0), SCI
+    still drizzle's; a variance whose sum of w² var is subnormal is NaN too."""
+    inputs = _inputs(3)
+    grid = output_grid([i["wcs"] for i in inputs], [i["sci"].shape for i in inputs],
+                       pixel_scale=SCALE * 0.9, rotation=20.0)
+    for pixfrac in (0.4, 0.55):
+        i2d, dz = _both(inputs, "gaussian", pixfrac, grid)
+        covered = dz.out_wht > 0
+        assert np.array_equal(covered, i2d.wht > 0)
+        assert _rel(i2d.sci[covered], dz.out_img[covered]) < 1e-5
+        faint = covered & (i2d.wht < TINY_WHT)
+        for mine, theirs in zip((i2d.var_poisson, i2d.var_rnoise, i2d.var_flat), dz.out_img2,
+                                strict=True):
+            given = covered & np.isfinite(mine)
+            assert not (faint & given).any()
+            assert (i2d.wht[given] < 1e-12).sum() > 10  # the far tail itself is checked
+            assert given.sum() > 0.98 * covered.sum()
+            assert _rel(mine[given], theirs[given]) < 1e-5
+        assert np.isnan(i2d.err[faint]).all()
+        assert faint.sum() > (10 if pixfrac == 0.4 else -1)
 
 
 @pytest.mark.parametrize(("kernel", "pixfrac"), [("square", 1.0), ("square", 0.8), ("square", 0.5),
@@ -473,3 +499,23 @@ def test_square_kernel_2x2_cells_equal_clipped_areas() -> None:
         configurations.add(sum(_clip_area([tuple(p) for p in q], c - 1.0, c, r - 1.0, r) > 0
                                for c in (0, 1) for r in (0, 1)))
     assert configurations == {1, 2, 3, 4}  # quadrilaterals over 1, 2, 3 and 4 cells all tested
+
+
+def test_spilled_planes_equal_the_resampled_ones_and_leave_the_accumulator(tmp_path) -> None:
+    """Before the catalog, stage 3 writes the variances and CON to disk and maps them back:
+    the same values bit for bit; SCI and WHT own their memory (the accumulator block they
+    were views of can be freed), the spilled planes are read-only memory maps."""
+    inputs = _inputs(2)
+    grid = output_grid([i["wcs"] for i in inputs], [i["sci"].shape for i in inputs],
+                       pixel_scale=SCALE, rotation=10.0)
+    i2d, _ = _both(inputs, "square", 0.8, grid)
+    out = spill_planes(i2d, tmp_path)
+    for name in ("sci", "err", "wht", "con", "var_poisson", "var_rnoise", "var_flat"):
+        np.testing.assert_array_equal(getattr(out, name), getattr(i2d, name))
+    for name in ("con", "var_poisson", "var_rnoise", "var_flat"):
+        plane = getattr(out, name)
+        assert isinstance(plane, np.memmap) and not plane.flags.writeable
+        assert (tmp_path / f"{name}.npy").exists()
+    assert not np.shares_memory(out.sci, i2d.sci) and not np.shares_memory(out.wht, i2d.wht)
+    assert out.sci.flags.c_contiguous and out.wht.flags.c_contiguous
+    assert out.err is i2d.err and out.wcs is i2d.wcs and out.n_inputs == i2d.n_inputs

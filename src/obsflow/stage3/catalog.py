@@ -62,7 +62,7 @@ from obsflow.stage3.background import (
     smooth,
     smoothing_kernel,
 )
-from obsflow.stage3.positions import OUTLIER_PIX, InputPositions
+from obsflow.stage3.positions import OUTLIER_PIX, InputPositions, RowBands
 from obsflow.stage3.psfmodel import (
     MosaicPSF,
     aperture_correction_error,
@@ -315,7 +315,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
 
 
 def point_positions_from_inputs(table: Table, grid: WCS,
-                                inputs: Iterable[tuple[np.ndarray, np.ndarray, WCS, float]]
+                                inputs: Iterable[tuple[RowBands, RowBands, WCS, float]]
                                 ) -> int:
     """Replace the positions of ``table``'s point sources (``is_extended`` False) by the mean
     of their PSF-fit positions on the mosaic's inputs (:mod:`obsflow.stage3.positions`), in

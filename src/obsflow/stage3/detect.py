@@ -21,7 +21,7 @@ from photutils.detection import DAOStarFinder
 
 from obsflow.models.dq import NO_SCIENCE, flagged
 
-__all__ = ["Sources", "detect_stars", "refine_centroids"]
+__all__ = ["Sources", "detect_stars", "refine_centroids", "stamp_half"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,20 @@ def _pixel_moffat(grid: np.ndarray, cx: np.ndarray, cy: np.ndarray, alpha: float
     return (pixels(value), pixels(slope * dx[:, None, :]), pixels(slope * dy[:, :, None]))
 
 
+FIT_ITERATIONS = 15
+"""At most this many Gauss-Newton iterations of :func:`refine_centroids`."""
+
+FIT_TOLERANCE = 1e-6
+"""A star's fit stops once its centre moved less than this (pixels, each axis) and its
+amplitude less than 1e-7 of itself in an iteration (most take 3-5)."""
+
+
+def stamp_half(fwhm_pix: float) -> int:
+    """Half-size (pixels) of :func:`refine_centroids`' stamps for a PSF of FWHM ``fwhm_pix``
+    pixels: the stamp is (2h+1)^2 pixels."""
+    return max(2, int(np.ceil(fwhm_pix)))
+
+
 def refine_centroids(data: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.ndarray,
                      fwhm_pix: float) -> tuple[np.ndarray, np.ndarray]:
     """Centroids from a least-squares fit of the PSF model to each star.
@@ -149,13 +163,14 @@ def refine_centroids(data: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.nda
     mismatched shape gives: a pixel-integrated Gaussian of free width, fitted
     to the same noiseless Moffat stars, was off by 0.025 px RMS (0.036 at most)
     at FWHM 1.03 px, 0.017 at 1.37 px.  ``data`` is background-subtracted;
-    the stamp is (2h+1)^2 pixels with ``h = max(2, ceil(fwhm))``.
-    Gauss-Newton iterations run on all stamps at once; a star whose fit moves
+    the stamp is (2h+1)^2 pixels with ``h =`` :func:`stamp_half`.
+    Gauss-Newton iterations run on all stamps at once, each star until it stops moving
+    (:data:`FIT_TOLERANCE`, at most :data:`FIT_ITERATIONS`); a star whose fit moves
     more than one pixel, or that has a masked pixel in its stamp, gets NaN.
     """
     from obsflow.stage3.psfmodel import MOFFAT_BETA
 
-    half = max(2, int(np.ceil(fwhm_pix)))
+    half = stamp_half(fwhm_pix)
     n = x.size
     if n == 0:
         return x, y
@@ -175,18 +190,25 @@ def refine_centroids(data: np.ndarray, bad: np.ndarray, x: np.ndarray, y: np.nda
     p = np.column_stack([np.zeros(n), x - x0, y - y0, np.zeros(n)])
     shape = _pixel_moffat(grid, p[:, 1], p[:, 2], alpha, beta)[0]
     p[:, 0] = stamp.reshape(n, -1).max(axis=1) / np.maximum(shape.reshape(n, -1).max(1), 1e-6)
-    for _ in range(15):
-        amp, cx, cy, ped = p.T
+    active = np.arange(n)  # the stars still moving
+    for _ in range(FIT_ITERATIONS):
+        amp, cx, cy, ped = p[active].T
+        m = active.size
         shape, d_cx, d_cy = _pixel_moffat(grid, cx, cy, alpha, beta)
         model = amp[:, None, None] * shape + ped[:, None, None]
         a = amp[:, None, None]
         jac = np.stack([shape, a * d_cx, a * d_cy, np.ones_like(shape)],
-                       axis=3).reshape(n, size * size, 4)
-        resid = (stamp - model).reshape(n, -1)
+                       axis=3).reshape(m, size * size, 4)
+        resid = (stamp[active] - model).reshape(m, -1)
         jtj = np.einsum("nki,nkj->nij", jac, jac) + 1e-9 * np.eye(4)[None]
         jtr = np.einsum("nki,nk->ni", jac, resid)
         step = np.linalg.solve(jtj, jtr[..., None])[..., 0]
         step[:, 1:3] = np.clip(step[:, 1:3], -0.5, 0.5)
-        p = p + step
+        p[active] += step
+        moving = ((np.abs(step[:, 1:3]) > FIT_TOLERANCE).any(axis=1)
+                  | ~(np.abs(step[:, 0]) <= 1e-7 * np.abs(p[active, 0])))
+        active = active[moving]
+        if active.size == 0:
+            break
     lost = masked | (np.abs(p[:, 1]) > 1.0) | (np.abs(p[:, 2]) > 1.0) | ~(p[:, 0] > 0)
     return (np.where(lost, np.nan, x0 + p[:, 1]), np.where(lost, np.nan, y0 + p[:, 2]))

@@ -28,11 +28,13 @@ two inputs (docs/benchmarks.md; ``tests/stage3/test_memory.py``):
    the ``_cal`` as its one input) is written, then resampled (SCI minus its
    sky level, weights ``ivm`` or ``exptime``, an interpolated pixel map)
    into one :class:`~obsflow.stage3.resample.Resampler`;
-6. the association file (``<basename>_asn.json``), the source catalog of
+6. the mosaic's variances and CON wait on disk while the catalog runs
+   (:func:`~obsflow.stage3.resample.spill_planes`); the association file
+   (``<basename>_asn.json``), the source catalog of
    the mosaic (:func:`obsflow.stage3.catalog.source_catalog`:
    ``<basename>_cat.ecsv`` and ``<basename>_segm.fits``; a mosaic it cannot
    measure records ``source_catalog`` ``SKIPPED: <why>``; point sources'
-   positions measured on the ``_crf`` products, memory-mapped one at a time:
+   positions measured on the ``_crf`` products, one at a time and in bands of rows:
    :mod:`obsflow.stage3.positions`) and then the
    ``_i2d`` (:func:`obsflow.stage3.product.write_i2d`) are written, each
    atomically.
@@ -50,8 +52,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,9 +98,10 @@ from obsflow.stage3.outlier import (
     unpack_mask,
 )
 from obsflow.stage3.pixmap import LatticeMap
+from obsflow.stage3.positions import RowBands
 from obsflow.stage3.product import write_i2d
 from obsflow.stage3.psfmodel import MosaicPSF
-from obsflow.stage3.resample import I2DArrays, Resampler, input_weight
+from obsflow.stage3.resample import I2DArrays, Resampler, input_weight, spill_planes
 from obsflow.stage3.skymatch import match_sky, sky_keywords
 
 __all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "beside",
@@ -225,7 +229,7 @@ def catalog_refs(asn: Association, run: str) -> tuple[ProductRef, ProductRef]:
 def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: ExposureMeta,
                    opts: Image3Options, extra: dict[str, Any], prov: Provenance,
                    refs: tuple[ProductRef, ProductRef],
-                   inputs: Iterable[tuple[np.ndarray, np.ndarray, WCS, float]],
+                   inputs: Iterable[tuple[RowBands, RowBands, WCS, float]],
                    seconds: dict[str, float]) -> tuple[str, tuple[Made, ...]]:
     """The mosaic's source catalog, ``_cat.ecsv`` and ``_segm.fits`` beside it (before the
     ``_i2d``: a mosaic on disk has them), products of their own whose inputs are the mosaic
@@ -309,6 +313,18 @@ class _MappedSky:
         with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
             data: np.ndarray = hdul[name].data
         return data
+
+
+def _position_inputs(paths: Sequence[Path], wcss: Sequence[WCS], fwhms: Sequence[float]
+                     ) -> Iterator[tuple[RowBands, RowBands, WCS, float]]:
+    """The ``_crf`` products for point-source positions, one at a time: SCI and DQ as
+    sections of the file opened without a memory map (read a band of rows when sliced: the
+    fits hold a few bands in memory, never a whole input or its file pages), the aligned WCS
+    and the PSF FWHM in its pixels (DQ as stored: see :class:`_MappedSky`)."""
+    for path, wcs, fwhm in zip(paths, wcss, fwhms, strict=True):
+        with fits.open(path, memmap=False, lazy_load_hdus=True,
+                       do_not_scale_image_data=True) as hdul:
+            yield hdul["SCI"].section, hdul["DQ"].section, wcs, fwhm
 
 
 def _var_flat_inplace(err: np.ndarray, var_poisson: np.ndarray,
@@ -454,7 +470,21 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
                                                         crf.var_rnoise))
         del cal, crf, weight, sci
     arrays = resampler.finish()
+    del resampler  # (it holds CON)
     seconds["resample"] = time.perf_counter() - t2
+    with tempfile.TemporaryDirectory(prefix="obsflow-i2d-", dir=products_dir) as tmp:
+        arrays = spill_planes(arrays, Path(tmp))  # the catalog reads SCI, ERR and WHT only
+        return _finish_products(asn, products_dir, profile, run, opts, arrays, crfs, metas,
+                                aligned, alignment, notes, levels, grid, seconds, t0)
+
+
+def _finish_products(asn: Association, products_dir: Path, profile: Profile, run: str,
+                     opts: Image3Options, arrays: I2DArrays, crfs: list[Made],
+                     metas: list[ExposureMeta], aligned: list[WCS],
+                     alignment: Alignment | None, notes: list[str], levels: list[float], grid: WCS,
+                     seconds: dict[str, float], t0: float) -> MosaicProduct:
+    """Step 6 of :func:`make_mosaic`: the association file, the catalog products, the
+    ``_i2d``; the mosaic product."""
     ref = mosaic_ref(asn, run)
     prov = _provenance(ref, crfs, alignment, notes, opts, levels, grid)
     path = products_dir / ref.relpath()
@@ -463,9 +493,8 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     t3 = time.perf_counter()
     mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
     catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
-    inputs = ((sky.sci, sky.dq, sky.wcs, _fwhm_pix(profile, meta)) for sky, meta in
-              zip((_MappedSky(m.path, w) for m, w in zip(crfs, aligned, strict=True)), metas,
-                  strict=True))
+    inputs = _position_inputs([m.path for m in crfs], aligned,
+                              [_fwhm_pix(profile, meta) for meta in metas])
     catalog_note, catalog_made = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
                                                 catalog_prov, catalog_refs(asn, run), inputs,
                                                 seconds)

@@ -19,12 +19,13 @@ input at a time (a caller reads each input, adds it and drops it).
 from __future__ import annotations
 
 import warnings
+from typing import Any, Protocol
 
 import numpy as np
 from astropy.wcs import WCS
 
 from obsflow.models.dq import NO_SCIENCE, flagged
-from obsflow.stage3.detect import refine_centroids
+from obsflow.stage3.detect import refine_centroids, stamp_half
 
 __all__ = ["InputPositions", "measure_on_input", "combine_in_grid"]
 
@@ -34,15 +35,30 @@ OUTLIER_PIX = 0.5
 step did not flag."""
 
 _BAND_ROWS = 256
+"""Rows of an input read at a time (plus the stamps' margin)."""
 
 
-def measure_on_input(sci: np.ndarray, dq: np.ndarray, wcs: WCS, ra: np.ndarray,
+class RowBands(Protocol):
+    """A 2-d image read a band of rows at a time: ``shape`` and ``[r0:r1]`` slicing."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, rows: slice) -> Any: ...
+
+
+def measure_on_input(sci: RowBands, dq: RowBands, wcs: WCS, ra: np.ndarray,
                      dec: np.ndarray, fwhm_pix: float) -> tuple[np.ndarray, np.ndarray]:
     """Sky positions (degrees) of the sources near (``ra``, ``dec``) degrees measured on one
     input: its SCI (any flux unit; a local pedestal is fitted), its DQ (NO_SCIENCE pixels
     masked) and its aligned WCS; ``fwhm_pix`` the PSF's FWHM in the input's pixels.  NaN for
     a source outside the input, within 2 FWHM of its edge, with a masked pixel in its
-    stamp, or whose fit did not converge."""
+    stamp, or whose fit did not converge.
+
+    ``sci`` and ``dq`` are 2-d arrays or anything that reads a band of rows when sliced
+    ``[r0:r1]`` (an astropy ``Section`` of a file opened without a memory map): only the
+    bands :data:`_BAND_ROWS` rows tall holding sources are read, one at a time, with the
+    stamps' margin above and below, so an input's file is never held whole."""
     ra = np.asarray(ra, np.float64)
     dec = np.asarray(dec, np.float64)
     out_ra = np.full(ra.shape, np.nan)
@@ -55,21 +71,24 @@ def measure_on_input(sci: np.ndarray, dq: np.ndarray, wcs: WCS, ra: np.ndarray,
     edge = 2.0 * max(fwhm_pix, 1.0)
     inside = (np.isfinite(x) & np.isfinite(y) & (x > edge) & (x < nx - 1 - edge)
               & (y > edge) & (y < ny - 1 - edge))
-    if not inside.any():
-        return out_ra, out_dec
-    # (no input-sized copy of SCI or DQ: the fit gathers its stamps, a stamp with a masked
-    # pixel is lost; the mask is made in row bands, one byte per pixel)
-    bad = np.empty(sci.shape, bool)
-    for r0 in range(0, ny, _BAND_ROWS):
-        band = slice(r0, min(ny, r0 + _BAND_ROWS))
-        bad[band] = flagged(dq[band], NO_SCIENCE)
-        bad[band] |= ~np.isfinite(sci[band])
-    fx, fy = refine_centroids(sci, bad, x[inside], y[inside], fwhm_pix)
+    fx = np.full(ra.shape, np.nan)
+    fy = np.full(ra.shape, np.nan)
+    margin = stamp_half(fwhm_pix)
+    band_of = np.where(inside, np.rint(np.where(inside, y, 0.0)), -1).astype(np.int64) \
+        // _BAND_ROWS
+    for band in np.unique(band_of[inside]):
+        these = np.flatnonzero(band_of == band)
+        lo = max(0, int(band) * _BAND_ROWS - margin)
+        hi = min(ny, (int(band) + 1) * _BAND_ROWS + margin)
+        rows = np.asarray(sci[lo:hi])
+        bad = flagged(np.asarray(dq[lo:hi]), NO_SCIENCE)
+        bad |= ~np.isfinite(rows)
+        bx, by = refine_centroids(rows, bad, x[these], y[these] - lo, fwhm_pix)
+        fx[these], fy[these] = bx, by + lo
     ok = np.isfinite(fx) & np.isfinite(fy)
     sky_ra, sky_dec = wcs.pixel_to_world_values(np.where(ok, fx, 0.0), np.where(ok, fy, 0.0))
-    idx = np.flatnonzero(inside)[ok]
-    out_ra[idx] = np.asarray(sky_ra)[ok]
-    out_dec[idx] = np.asarray(sky_dec)[ok]
+    out_ra[ok] = np.asarray(sky_ra)[ok]
+    out_dec[ok] = np.asarray(sky_dec)[ok]
     return out_ra, out_dec
 
 
@@ -107,7 +126,7 @@ class InputPositions:
         self._x: list[np.ndarray] = []
         self._y: list[np.ndarray] = []
 
-    def add(self, sci: np.ndarray, dq: np.ndarray, wcs: WCS, fwhm_pix: float) -> None:
+    def add(self, sci: RowBands, dq: RowBands, wcs: WCS, fwhm_pix: float) -> None:
         """Measure the sources on one input (see :func:`measure_on_input`)."""
         ra, dec = measure_on_input(sci, dq, wcs, self.ra, self.dec, fwhm_pix)
         ok = np.isfinite(ra)

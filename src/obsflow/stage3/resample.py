@@ -51,9 +51,11 @@ warns about the last two).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from astropy.wcs import WCS
@@ -63,7 +65,7 @@ from obsflow.models.dq import NO_SCIENCE
 from obsflow.stage3.kernels import KERNELS, add_image, reach
 from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
-__all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight"]
+__all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight", "spill_planes"]
 
 BAD_BITS = int(NO_SCIENCE)
 """DQ bits that exclude an input pixel from the mosaic: the JWST default good_bits complement,
@@ -142,6 +144,31 @@ class I2DArrays:
     var_flat: np.ndarray
     wcs: WCS
     n_inputs: int
+
+
+def spill_planes(arrays: I2DArrays, folder: Path) -> I2DArrays:
+    """``arrays`` with its three variances and CON written to ``.npy`` files in ``folder`` and
+    memory-mapped back (read-only), SCI and WHT as contiguous copies and ERR as it is: once
+    the caller drops ``arrays`` (and the resampler, which holds CON), the accumulator block
+    and CON are freed, 4 of the mosaic's 7 image-sized arrays (what the source catalog
+    does not read) wait on disk until the ``_i2d`` is written.  Values are unchanged."""
+    spilled = {}
+    for name in ("var_poisson", "var_rnoise", "var_flat", "con"):
+        path = folder / f"{name}.npy"
+        np.save(path, getattr(arrays, name))  # (a strided view is written in chunks, not copied)
+        spilled[name] = np.load(path, mmap_mode="r")
+    return dataclasses.replace(arrays, sci=np.ascontiguousarray(arrays.sci),
+                               wht=np.ascontiguousarray(arrays.wht), **spilled)
+
+
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+
+TINY_WHT = float(np.sqrt(_FLOAT32_TINY))
+"""Below this output weight (~1.1e-19) the squared weights summed for the variances fall
+under float32's smallest normal number: such a pixel (the far tail of a narrow gaussian
+kernel, weight ~1e-20 of its neighbours') keeps its SCI and WHT but gets NaN variances
+and ERR, not a variance rounded to zero; so does a variance whose sum of w² var is
+subnormal (digits lost) at a larger weight."""
 
 
 class Resampler:
@@ -294,12 +321,14 @@ class Resampler:
         acc, self._acc = self._acc, None
         wht = acc[..., 1]
         covered = wht > 0
+        faint = covered & (wht < TINY_WHT)
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(acc[..., 0], wht, out=acc[..., 0])
-            w2 = np.square(wht, dtype=np.float32)
-            for k in (2, 3, 4):
-                np.divide(acc[..., k], w2, out=acc[..., k])
-            del w2
+            for k in (2, 3, 4):  # sum(w² var) / WHT / WHT: no WHT² to underflow, no temporary
+                lost = faint | ((acc[..., k] > 0) & (acc[..., k] < _FLOAT32_TINY))
+                np.divide(acc[..., k], wht, out=acc[..., k])
+                np.divide(acc[..., k], wht, out=acc[..., k])
+                acc[..., k][lost] = np.nan
         for k in (0, 2, 3, 4):
             acc[..., k][~covered] = np.nan
         err = np.sqrt(acc[..., 2] + acc[..., 3] + acc[..., 4])
