@@ -13,7 +13,9 @@ the derivative allowance of cores on the wings too):
 * injected rays flagged / tested;
 * false flags: flagged pixels that are neither an injected ray nor a
   simulated ray's residue, per 1e5 good input pixels;
-* bright star peaks (S/N >= 20) with a flagged pixel in their 3x3.
+* bright star peaks (S/N >= 20) with a flagged pixel in their 3x3;
+* true stars of S/N >= 100 (and >= 20) with a flagged pixel in their core
+  (max(2, 1.5 FWHM) px of the true position), rays' pixels left out.
 
     .venv/bin/python benchmarks/bench_outlier_truth.py [--seeds 11 12 ...] [--keep DIR]
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the fields li
 from tests.stage3.conftest import FIELDS, Field, _make_field  # noqa: E402
 from tests.stage3.test_outlier_truth import (  # noqa: E402
     bright_peaks,
+    star_cores,
     false_flags,
     injected_flagged,
     make_case,
@@ -61,8 +64,12 @@ def measure(field: Field, options: OutlierOptions) -> dict[str, float]:
     flagged, tested, _ = injected_flagged(case, masks)
     false, good = false_flags(case, masks)
     peaks, peaks_flagged = bright_peaks(case, masks)
+    cores100, flagged100 = star_cores(case, masks, 100.0)
+    cores20, flagged20 = star_cores(case, masks, 20.0)
     return dict(before=n_before, after=n_after, area=area, flagged=flagged, tested=tested,
                 false=false, good=good, peaks=peaks, peaks_flagged=len(peaks_flagged),
+                cores100=cores100, cores100_flagged=len({f[:3] for f in flagged100}),
+                cores20=cores20, cores20_flagged=len({f[:3] for f in flagged20}),
                 seconds=seconds)
 
 
@@ -70,7 +77,9 @@ def _line(label: str, m: dict[str, float]) -> str:
     return (f"{label:<26} residuals {m['after']:>3.0f} of {m['before']:>4.0f} in {m['area']:>9,.0f} px "
             f"({m['after'] / m['area'] * 1e5:4.2f} /1e5) | rays {m['flagged']:.0f}/{m['tested']:.0f} | "
             f"false {m['false']:>3.0f} of {m['good']:>10,.0f} ({m['false'] / m['good'] * 1e5:4.2f} /1e5)"
-            f" | peaks flagged {m['peaks_flagged']:.0f}/{m['peaks']:.0f} | {m['seconds']:.1f} s")
+            f" | peaks flagged {m['peaks_flagged']:.0f}/{m['peaks']:.0f}"
+            f" | core px flagged S/N>=100 {m['cores100_flagged']:.0f} ({m['cores100']:.0f} cores),"
+            f" >=20 {m['cores20_flagged']:.0f} ({m['cores20']:.0f}) | {m['seconds']:.1f} s")
 
 
 def main() -> None:
@@ -86,7 +95,9 @@ def main() -> None:
         root = args.keep or Path(tmp)
         for name in args.profiles:
             totals = {v: dict.fromkeys(("before", "after", "area", "flagged", "tested", "false",
-                                        "good", "peaks", "peaks_flagged", "seconds"), 0.0)
+                                        "good", "peaks", "peaks_flagged", "cores100",
+                                        "cores100_flagged", "cores20", "cores20_flagged",
+                                        "seconds"), 0.0)
                       for v in variants}
             for seed in args.seeds:
                 field = _field(root, name, seed)

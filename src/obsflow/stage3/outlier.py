@@ -381,7 +381,8 @@ def cores(blotted: np.ndarray, radius: int = 1, extra: np.ndarray | None = None)
 
 def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
                   options: OutlierOptions | None = None,
-                  extra_cores: np.ndarray | None = None) -> np.ndarray:
+                  extra_cores: np.ndarray | None = None, *,
+                  untested: np.ndarray | None = None) -> np.ndarray:
     """Boolean outlier mask of one input from its blotted median (see the module docstring).
 
     ``usable``: input pixels that may be tested (good DQ, finite values);
@@ -392,7 +393,9 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
     input's SATURATED ones, those whose median is the lower of a pair; so do
     the outermost usable pixels, beside the image's edge or unusable pixels
     joined to it) and
-    ``options.wing_scale`` elsewhere.
+    ``options.wing_scale`` elsewhere.  ``untested`` pixels (where the median
+    had fewer than ``min_exposures`` inputs) are not tested, but their blot
+    counts in the derivative and the cores of the pixels beside them.
     """
     opts = options or OutlierOptions()
     # a peak just beyond the input's edge is not in its blot: the edge counts as a core
@@ -407,6 +410,8 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
         if opts.low:
             np.abs(diff, out=diff)
         tested = usable & np.isfinite(diff) & np.isfinite(err)
+        if untested is not None:
+            tested &= ~untested
         e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
 
         def above(level: int) -> np.ndarray:
@@ -508,24 +513,30 @@ def blot_mapped(median: np.ndarray, mapper: LatticeMap, band_rows: int = 256) ->
 
 
 def _blot_bands(median: np.ndarray, grid_mask: np.ndarray | None, mapper: LatticeMap,
-                band_rows: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`blot_mapped`, and ``grid_mask`` (bool, the grid's shape) at each input pixel's
-    nearest grid pixel (False off the grid), from the same bands of the pixel map."""
+                band_rows: int = 256, corner_mask: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`blot_mapped`; ``grid_mask`` (bool, the grid's shape) at each input pixel's
+    nearest grid pixel, and ``corner_mask`` at the grid pixel below and left of it (the first
+    of the 2 x 2 around the position), both False off the grid, from the same bands of the
+    pixel map."""
     med = np.ascontiguousarray(median, dtype=np.float32)
     ny, nx = mapper.shape
     out = np.empty((ny, nx), np.float32)
     sampled = None if grid_mask is None else np.zeros((ny, nx), bool)
+    cornered = None if corner_mask is None else np.zeros((ny, nx), bool)
     for r0 in range(0, ny, band_rows):
         r1 = min(ny, r0 + band_rows)
         pmap = mapper.rows(r0, r1)
         out[r0:r1] = blot(med, pmap)
-        if grid_mask is not None and sampled is not None:
+        for mask, into, half in ((grid_mask, sampled, 0.5), (corner_mask, cornered, 0.0)):
+            if mask is None or into is None:
+                continue
             with np.errstate(invalid="ignore"):  # NaN positions: off the grid
-                ix = np.floor(pmap[..., 0] + 0.5)
-                iy = np.floor(pmap[..., 1] + 0.5)
-                on = (ix >= 0) & (ix < grid_mask.shape[1]) & (iy >= 0) & (iy < grid_mask.shape[0])
-            sampled[r0:r1][on] = grid_mask[iy[on].astype(np.intp), ix[on].astype(np.intp)]
-    return out, sampled
+                ix = np.floor(pmap[..., 0] + half)
+                iy = np.floor(pmap[..., 1] + half)
+                on = (ix >= 0) & (ix < mask.shape[1]) & (iy >= 0) & (iy < mask.shape[0])
+            into[r0:r1][on] = mask[iy[on].astype(np.intp), ix[on].astype(np.intp)]
+    return out, sampled, cornered
 
 
 def _low_weight(wht: np.ndarray, maskpt: float) -> np.ndarray:
@@ -609,30 +620,36 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
 
 
 def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """The lower-median image of the single resamples, read in row sections, and where it is
-    the lower of a pair (bool: exactly two singles there)."""
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lower-median image of the single resamples, read in row sections; where it is the
+    lower of a pair (bool: exactly two singles there); and where it is *thin* (bool: fewer than
+    ``min_exposures`` singles, at least one).  Thin pixels hold the lower median of the singles
+    there (not tested: :func:`_one_pass` takes only the blot's slope and peaks from them)."""
     ny, nx = grid_shape
     n = len(singles)
     rows = max(1, int(opts.section_mb * 2**20 // (4 * nx * max(n, 1))))
     median = np.full(grid_shape, np.nan, dtype=np.float32)
     pair = np.zeros(grid_shape, dtype=bool)
+    thin = np.zeros(grid_shape, dtype=bool)
     maps = [np.load(s.path, mmap_mode="r") if s.path is not None else None for s in singles]
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
         live = [(s, m) for s, m in zip(singles, maps, strict=True)
                 if m is not None and s.y0 < r1 and s.y1 > r0]
-        if len(live) < opts.min_exposures:
+        if not live:
             continue
         stack = np.full((len(live), r1 - r0, nx), np.nan, dtype=np.float32)
         for k, (s, m) in enumerate(live):
             a, b = max(r0, s.y0), min(r1, s.y1)
             stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
-        pair[r0:r1] = np.count_nonzero(np.isfinite(stack), axis=0) == 2
-        median[r0:r1] = lower_median_inplace(stack, opts.min_exposures)
+        count = np.count_nonzero(np.isfinite(stack), axis=0)
+        pair[r0:r1] = count == 2
+        thin[r0:r1] = (count >= 1) & (count < opts.min_exposures)
+        del count
+        median[r0:r1] = lower_median_inplace(stack, 1)
         del stack
     del maps
-    return median, pair
+    return median, pair, thin
 
 
 def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
@@ -698,13 +715,17 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                                             None if previous is None or previous_median is None
                                             else (previous[k], previous_median)))
         del previous_median
-        median, pair = _median(singles, grid_shape, opts)
+        median, pair, thin = _median(singles, grid_shape, opts)
+    # an input pixel whose 2 x 2 nearest grid pixels include a thin one (fewer than
+    # min_exposures singles) is not tested; the thin pixels still give the blot its slope and
+    # its peaks beside it (a star whose core only one single covers)
+    thin[:-1, :-1] |= thin[1:, :-1] | thin[:-1, 1:] | thin[1:, 1:]
     masks, shapes = [], []
     for k, item in enumerate(inputs):
         inp = _load(item, k)
         label = _check(inp, k)
         mapper = LatticeMap(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
-        blotted, in_pair = _blot_bands(median, pair, mapper)
+        blotted, in_pair, untested = _blot_bands(median, pair, mapper, corner_mask=thin)
         with np.errstate(invalid="ignore"):
             usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
         # cores as well: SATURATED pixels, and where the median is the lower of a pair (which
@@ -713,11 +734,11 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         if in_pair is not None:
             extra |= in_pair
         del in_pair
-        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra)
+        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra, untested=untested)
         del extra
         if previous is not None:
             mask |= unpack_mask(previous[k], mask.shape)
-        tested = int(np.count_nonzero(usable & np.isfinite(blotted)))
+        tested = int(np.count_nonzero(usable & np.isfinite(blotted) & ~untested))  # type: ignore[operator]
         log.info("%s: pass %d: %d outlier pixels flagged of %d tested (%.3f%%)", label, step,
                  int(mask.sum()), tested, 100.0 * mask.sum() / max(tested, 1))
         masks.append(np.packbits(mask))
