@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the fields li
 from tests.stage3.conftest import FIELDS, Field, _make_field  # noqa: E402
 from tests.stage3.test_outlier_truth import (  # noqa: E402
     bright_peaks,
-    star_cores,
     false_flags,
     injected_flagged,
     make_case,
     mosaic_grid,
     residuals,
+    star_cores,
 )
 
 

@@ -99,6 +99,19 @@ def _make_field(root: Path, name: str, seed: int = 11, exposures: int | None = N
     return Field(root, profile)
 
 
+_REALIZATIONS: dict[tuple[str, int], Field] = {}
+
+
+def realization(factory: pytest.TempPathFactory, name: str, seed: int) -> Field:
+    """The field of profile ``name`` simulated with ``seed`` (its first pointings only,
+    ``FIRST_POINTINGS``), made once a session however many tests ask for it."""
+    key = (name, seed)
+    if key not in _REALIZATIONS:
+        _REALIZATIONS[key] = _make_field(factory.mktemp(f"field_{name}_{seed}"), name, seed,
+                                         FIRST_POINTINGS[name])
+    return _REALIZATIONS[key]
+
+
 @pytest.fixture(scope="session", params=sorted(FIELDS))
 def field(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Field:
     return _make_field(tmp_path_factory.mktemp(f"field_{request.param}"), request.param)

@@ -18,7 +18,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from photutils.aperture import CircularAperture, aperture_photometry
 from scipy.spatial import cKDTree
-from tests.stage3.conftest import FIRST_POINTINGS, Field, _make_field
+from tests.stage3.conftest import Field, realization
 
 from obsflow.fileio import sha256_file
 from obsflow.models.level2 import CalImage
@@ -236,8 +236,7 @@ def test_isolated_star_fluxes_against_truth(mosaic: Mosaic,
     for seed in range(12, 11 + REALIZATIONS[m.profile]):
         # the same scene statistics, another realization (stars, noise, rays, pointing
         # errors); only the first pointings are simulated (FIRST_POINTINGS)
-        root = tmp_path_factory.mktemp(f"pulls_{m.profile}_{seed}")
-        other = _make_field(root, m.profile, seed, FIRST_POINTINGS[m.profile])
+        other = realization(tmp_path_factory, m.profile, seed)
         pulls.append(_pulls(Mosaic(other)))
     pull = np.concatenate(pulls)
     med = float(np.median(pull))

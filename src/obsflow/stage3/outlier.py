@@ -15,14 +15,19 @@ Method
 2. The median image is computed in row sections of the grid: for every
    output pixel the *lower* median of the inputs that cover it (for an odd
    count the median; for an even count the lower of the two middle values),
-   where at least ``min_exposures`` inputs cover it, NaN elsewhere.  The
+   where at least ``min_exposures`` inputs cover it.  Where fewer (but at
+   least one) cover it the grid pixel is *thin*: it keeps the lower median
+   of those, for the blot's slope and peaks only (a star whose core only one
+   single covers still gives its derivative to the tested pixels beside it);
+   NaN where none does.  The
    lower median is the minimum of a pair: a two-value median is the pair's
    mean and would copy half of a cosmic ray into the clean exposure (which
    would then be flagged too); cosmic rays and hot pixels are positive, so
    the lower value of a pair is the clean one.
 3. The median is blotted back to each input: cubic convolution of the
    median image at each input pixel's pixel-map position (NaN where one of
-   the 2 x 2 grid pixels around it is NaN: not tested).
+   the 2 x 2 grid pixels around it is NaN; not tested where one is NaN or
+   thin).
 4. An input pixel is an outlier where
    ``data - blot > snr1 * err + scale1 * deriv`` (``|data - blot|`` with
    ``low=True``) (``deriv`` the largest absolute difference between the
@@ -40,7 +45,7 @@ Method
 
 Memory: one input (with its pixel map and one single resample's
 accumulators) at a time, the median image (one float32 per grid pixel) and
-where it is the lower of a pair (one bool per grid pixel), a
+its kind (the lower of a pair, thin: one byte per grid pixel), a
 row section of the memory-mapped resamples (``section_mb``) and one boolean
 mask per input.  Inputs can be given as loaders (zero-argument callables
 returning an :class:`OutlierInput`), called once per pass, so the caller
@@ -411,7 +416,7 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
             np.abs(diff, out=diff)
         tested = usable & np.isfinite(diff) & np.isfinite(err)
         if untested is not None:
-            tested &= ~untested
+            np.greater(tested, untested, out=tested)  # tested and not untested, no temporary
         e = np.where(np.isfinite(err), err, 0.0).astype(np.float32)
 
         def above(level: int) -> np.ndarray:
@@ -512,31 +517,29 @@ def blot_mapped(median: np.ndarray, mapper: LatticeMap, band_rows: int = 256) ->
     return _blot_bands(median, None, mapper, band_rows)[0]
 
 
-def _blot_bands(median: np.ndarray, grid_mask: np.ndarray | None, mapper: LatticeMap,
-                band_rows: int = 256, corner_mask: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """:func:`blot_mapped`; ``grid_mask`` (bool, the grid's shape) at each input pixel's
-    nearest grid pixel, and ``corner_mask`` at the grid pixel below and left of it (the first
-    of the 2 x 2 around the position), both False off the grid, from the same bands of the
-    pixel map."""
+def _blot_bands(median: np.ndarray, kinds: np.ndarray | None, mapper: LatticeMap,
+                band_rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`blot_mapped`, and the median's kind map (:func:`_median`, after
+    :func:`_spread_thin`) at each input pixel (uint8, 0 off the grid; an empty array without
+    ``kinds``): ``_PAIR`` from its nearest grid pixel, ``_THIN`` from the first of the 2 x 2
+    around its position, from the same bands of the pixel map."""
     med = np.ascontiguousarray(median, dtype=np.float32)
     ny, nx = mapper.shape
     out = np.empty((ny, nx), np.float32)
-    sampled = None if grid_mask is None else np.zeros((ny, nx), bool)
-    cornered = None if corner_mask is None else np.zeros((ny, nx), bool)
+    sampled = np.zeros((0, 0) if kinds is None else (ny, nx), np.uint8)
     for r0 in range(0, ny, band_rows):
         r1 = min(ny, r0 + band_rows)
         pmap = mapper.rows(r0, r1)
         out[r0:r1] = blot(med, pmap)
-        for mask, into, half in ((grid_mask, sampled, 0.5), (corner_mask, cornered, 0.0)):
-            if mask is None or into is None:
-                continue
+        if kinds is None:
+            continue
+        for bit, half in ((_PAIR, 0.5), (_THIN, 0.0)):
             with np.errstate(invalid="ignore"):  # NaN positions: off the grid
                 ix = np.floor(pmap[..., 0] + half)
                 iy = np.floor(pmap[..., 1] + half)
-                on = (ix >= 0) & (ix < mask.shape[1]) & (iy >= 0) & (iy < mask.shape[0])
-            into[r0:r1][on] = mask[iy[on].astype(np.intp), ix[on].astype(np.intp)]
-    return out, sampled, cornered
+                on = (ix >= 0) & (ix < kinds.shape[1]) & (iy >= 0) & (iy < kinds.shape[0])
+            sampled[r0:r1][on] |= kinds[iy[on].astype(np.intp), ix[on].astype(np.intp)] & bit
+    return out, sampled
 
 
 def _low_weight(wht: np.ndarray, maskpt: float) -> np.ndarray:
@@ -619,18 +622,22 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     return _Single(y0, y1, x0, x1, path)
 
 
+_PAIR, _THIN = np.uint8(1), np.uint8(2)
+"""Bits of the median's kind map: the lower of exactly two singles; fewer than ``min_exposures``."""
+
+
 def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The lower-median image of the single resamples, read in row sections; where it is the
-    lower of a pair (bool: exactly two singles there); and where it is *thin* (bool: fewer than
-    ``min_exposures`` singles, at least one).  Thin pixels hold the lower median of the singles
-    there (not tested: :func:`_one_pass` takes only the blot's slope and peaks from them)."""
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The lower-median image of the single resamples, read in row sections, and its kind map
+    (uint8, the grid's shape): ``_PAIR`` where it is the lower of exactly two singles, ``_THIN``
+    where fewer than ``min_exposures`` singles (at least one) cover the grid pixel.  Thin pixels
+    hold the lower median of the singles there; :func:`_one_pass` does not test input pixels
+    next to them but takes the blot's slope and peaks from them."""
     ny, nx = grid_shape
     n = len(singles)
     rows = max(1, int(opts.section_mb * 2**20 // (4 * nx * max(n, 1))))
     median = np.full(grid_shape, np.nan, dtype=np.float32)
-    pair = np.zeros(grid_shape, dtype=bool)
-    thin = np.zeros(grid_shape, dtype=bool)
+    kinds = np.zeros(grid_shape, dtype=np.uint8)
     maps = [np.load(s.path, mmap_mode="r") if s.path is not None else None for s in singles]
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
@@ -643,13 +650,25 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
             a, b = max(r0, s.y0), min(r1, s.y1)
             stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
         count = np.count_nonzero(np.isfinite(stack), axis=0)
-        pair[r0:r1] = count == 2
-        thin[r0:r1] = (count >= 1) & (count < opts.min_exposures)
+        kinds[r0:r1][count == 2] = _PAIR
+        kinds[r0:r1][(count >= 1) & (count < opts.min_exposures)] |= _THIN
         del count
         median[r0:r1] = lower_median_inplace(stack, 1)
         del stack
     del maps
-    return median, pair, thin
+    return median, kinds
+
+
+def _spread_thin(kinds: np.ndarray, band_rows: int = 512) -> None:
+    """Set ``_THIN`` in ``kinds`` (in place) where any of the 2 x 2 grid pixels from it up and
+    right is thin, so that sampling it at an input pixel's floored position tells whether one
+    of its four nearest grid pixels is (row bands: no grid-sized temporaries; the last row and
+    column keep their own: the blot is NaN there)."""
+    ny = kinds.shape[0]
+    for r0 in range(0, ny - 1, band_rows):
+        r1 = min(ny - 1, r0 + band_rows)
+        t = kinds[r0:r1 + 1] & _THIN
+        kinds[r0:r1, :-1] |= t[:-1, :-1] | t[1:, :-1] | t[:-1, 1:] | t[1:, 1:]
 
 
 def outlier_masks(inputs: Sequence[InputLike], grid: WCS,
@@ -715,25 +734,26 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
                                             None if previous is None or previous_median is None
                                             else (previous[k], previous_median)))
         del previous_median
-        median, pair, thin = _median(singles, grid_shape, opts)
+        median, kinds = _median(singles, grid_shape, opts)
     # an input pixel whose 2 x 2 nearest grid pixels include a thin one (fewer than
     # min_exposures singles) is not tested; the thin pixels still give the blot its slope and
     # its peaks beside it (a star whose core only one single covers)
-    thin[:-1, :-1] |= thin[1:, :-1] | thin[:-1, 1:] | thin[1:, 1:]
+    _spread_thin(kinds)
     masks, shapes = [], []
     for k, item in enumerate(inputs):
         inp = _load(item, k)
         label = _check(inp, k)
         mapper = LatticeMap(inp.wcs, inp.sci.shape, grid)  # type: ignore[arg-type]
-        blotted, in_pair, untested = _blot_bands(median, pair, mapper, corner_mask=thin)
+        blotted, kinds_at = _blot_bands(median, kinds, mapper)
         with np.errstate(invalid="ignore"):
             usable = ((inp.dq & (opts.bad_bits | opts.keep_bits)) == 0) & np.isfinite(inp.sci)
         # cores as well: SATURATED pixels, and where the median is the lower of a pair (which
         # takes up a single's lanczos ringing beside a bright core)
         extra = (inp.dq & opts.keep_bits) != 0
-        if in_pair is not None:
-            extra |= in_pair
-        del in_pair
+        extra |= (kinds_at & _PAIR).view(bool)
+        np.right_shift(kinds_at, 1, out=kinds_at)  # _THIN -> 1: the untested pixels
+        untested = kinds_at.view(bool)
+        del kinds_at
         mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra, untested=untested)
         del extra
         if previous is not None:
