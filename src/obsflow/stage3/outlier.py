@@ -169,8 +169,9 @@ class OutlierOptions:
         pixels above the second threshold are flagged too (1: the 3x3
         neighbours, the JWST rule).
     min_exposures
-        Output pixels covered by fewer inputs get no median: their input
-        pixels are not tested.  2 (the lower median of a pair is its minimum,
+        Output pixels covered by fewer inputs are not compared with: their
+        input pixels are not tested (their values still give the blot its
+        slope and peaks, see the module docstring).  2 (the lower median of a pair is its minimum,
         see the module docstring); the JWST pipeline's median needs 3 to be
         robust.
     bad_bits
