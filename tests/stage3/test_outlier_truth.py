@@ -220,9 +220,9 @@ def test_no_pixel_of_a_bright_star_core_flagged(case: Case, masks: list[np.ndarr
 def test_star_cores_beside_the_tested_area_on_another_realization(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """webb_like seed 12: a star of S/N ~100 on the first usable row of one dither, whose core
-    the other dithers' single resamples cover only once (not tested there); the pixel 1.9 px
-    from it, 11.9 ERR above a blot whose neighbours were all untested, was flagged until the
-    blot's slope came from those once-covered grid pixels too (docs/stage3.md)."""
+    the single resamples cover only once (not tested there); the pixel 1.9 px from it, 11.9
+    ERR above a blot five of whose eight neighbours (the star's side) were NaN, was flagged
+    until the blot's slope came from those once-covered grid pixels too (docs/stage3.md)."""
     field = realization(tmp_path_factory, "webb_like", 12)
     case = make_case(field)
     masks = outlier_masks([OutlierInput.from_cal(c) for c in case.hit], mosaic_grid(case.hit))
