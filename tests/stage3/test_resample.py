@@ -22,6 +22,7 @@ from obsflow.stage3.pixmap import (
     pixel_map,
     scale_ratio,
 )
+from obsflow.stage3.product import _read_if_mapped
 from obsflow.stage3.resample import TINY_WHT, Resampler, input_weight, spill_planes
 
 SCALE = 0.031  # arcsec, the webb-like profile's
@@ -516,6 +517,9 @@ def test_spilled_planes_equal_the_resampled_ones_and_leave_the_accumulator(tmp_p
         plane = getattr(out, name)
         assert isinstance(plane, np.memmap) and not plane.flags.writeable
         assert (tmp_path / f"{name}.npy").exists()
+        read = _read_if_mapped(plane)  # (what the _i2d writer takes: a plain read, not the map)
+        assert not isinstance(read, np.memmap) and read.flags.writeable
+        np.testing.assert_array_equal(read, getattr(i2d, name))
     assert not np.shares_memory(out.sci, i2d.sci) and not np.shares_memory(out.wht, i2d.wht)
     assert out.sci.flags.c_contiguous and out.wht.flags.c_contiguous
     assert out.err is i2d.err and out.wcs is i2d.wcs and out.n_inputs == i2d.n_inputs

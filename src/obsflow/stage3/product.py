@@ -71,13 +71,24 @@ class MosaicImage(I2DArrays):
     header: fits.Header = field(default_factory=fits.Header)
 
 
+def _read_if_mapped(data: np.ndarray) -> np.ndarray:
+    """A memory-mapped array (a plane spilled while the catalog ran:
+    :func:`obsflow.stage3.resample.spill_planes`) read from its file with a plain read, its
+    mapping never touched: its pages do not stay resident beside the next plane's; any
+    other array as it is."""
+    if isinstance(data, np.memmap) and data.filename is not None:
+        return np.fromfile(data.filename, dtype=data.dtype, count=data.size,
+                           offset=data.offset).reshape(data.shape)
+    return data
+
+
 def _hdus(arrays: I2DArrays, meta: ExposureMeta, ref: ProductRef, provenance: Provenance,
           header_extra: dict[str, Any]) -> Iterator[fits.PrimaryHDU | fits.ImageHDU
                                                     | fits.BinTableHDU]:
     yield product_primary(I2D_DATAMODEL, meta, ref, provenance, header_extra)
     wcs_header = arrays.wcs.to_header()
     for name in I2D_ARRAYS:
-        data = getattr(arrays, name)
+        data = _read_if_mapped(getattr(arrays, name))
         dtype = np.int32 if name == "con" else np.float32
         hdu = fits.ImageHDU(np.ascontiguousarray(data, dtype=dtype), name=name.upper())
         if name in _UNITS:
