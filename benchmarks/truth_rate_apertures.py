@@ -1,0 +1,143 @@
+"""Stage 1 against the simulator's truth: star-aperture sums of each exposure's rate.
+
+Accuracy, not speed.  Each exposure of the smallsat stage-3 truth field
+(tests/stage3/conftest.py), over seeds, goes through obsflow's stage 1; the
+corrected ramps (after jump detection, before the ramp fit) are kept and
+fitted three ways: obsflow's ``fit_ramps``, stcal's OLS_C (the JWST
+pipeline's, through ``tests/calibrate/stcal_oracle.py``) and a plain
+unweighted least-squares slope (weights that do not depend on the data).
+Around every true star peak (truth RATE, 20 ERR above the sky, 16 px from
+the edges) the sum of (slope - true rate) in a 3-px aperture holding no
+flagged pixel, over the aperture's error from ERR, is averaged per S/N bin
+(no background is subtracted: the truth has the same sky).  A bias of the
+ramp fit, the jump detection or the simulator's ramps in the stars' pixels
+shows here, per exposure, before any stage-2 or stage-3 step.
+
+Usage: ``PYTHONPATH=src:. .venv/bin/python benchmarks/truth_rate_apertures.py
+--seeds 11-30`` (figures in docs/benchmarks.md, "Smallsat flux pulls").
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from photutils.aperture import CircularAperture, aperture_photometry
+from scipy.ndimage import maximum_filter
+
+from obsflow.calibrate import steps
+from obsflow.calibrate.pipeline import CalibrationOptions, beside, calibrate_product
+from obsflow.calibrate.ramps import fit_ramps
+from obsflow.refdata import FolderRefs
+from obsflow.simulate.run import SimOptions, simulate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the field lives with the tests
+from tests.calibrate.stcal_oracle import stcal_ramp_fit  # noqa: E402
+from tests.stage3.conftest import FIELDS  # noqa: E402
+
+FITS = ("obsflow", "stcal", "ols")
+
+
+def _keep_ramps(kept: dict[str, Any]) -> None:
+    """Make the pipeline's ramp_fit step keep a copy of what it is given in ``kept``."""
+    spec = steps.STEPS["ramp_fit"]
+
+    def run(w: steps.Work, p: dict[str, Any]) -> str:
+        assert w.groupdq is not None
+        m = w.meta
+        kept.update(data=w.data.copy(), gdq=w.groupdq.copy(), rn=np.array(w.read_noise()),
+                    gain=np.array(w.ref("GAIN")),
+                    readout={"frame_time": m.frame_time, "group_time": m.group_time,
+                             "nframes": m.nframes, "groupgap": m.groupgap})
+        return spec.run(w, p)
+
+    steps.STEPS["ramp_fit"] = dataclasses.replace(spec, run=run)
+
+
+def _slopes(k: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The three slopes (DN/s), obsflow's ERR and the pixels to leave out."""
+    ours = fit_ramps(k["data"], k["gdq"], read_noise=k["rn"], gain=k["gain"], **k["readout"])
+    theirs = np.asarray(stcal_ramp_fit(k["data"], k["gdq"], k["rn"], k["gain"],
+                                       k["readout"])["slope"], float)
+    ng = k["data"].shape[1]
+    t = np.arange(ng) - (ng - 1) / 2.0
+    ols = np.tensordot(t / (t * t).sum() / k["readout"]["group_time"],
+                       k["data"][0].astype(float), axes=(0, 0))
+    bad = (ours.dq != 0) | ~np.isfinite(theirs) | (k["gdq"][0] != 0).any(axis=0)
+    return ({"obsflow": ours.slope.astype(float), "stcal": theirs, "ols": ols},
+            ours.err.astype(float), bad)
+
+
+def exposure_terms(slopes: dict[str, np.ndarray], err: np.ndarray, bad: np.ndarray,
+                   true: np.ndarray) -> dict[str, np.ndarray]:
+    """Per star aperture: its S/N and each fit's (sum of slope - truth) / error."""
+    sky = np.median(true[true > 0])
+    peak = (true == maximum_filter(true, 15)) & (true > sky + 20 * np.median(err[err > 0]))
+    yy, xx = np.nonzero(peak)
+    ny, nx = true.shape
+    inner = (xx > 15) & (xx < nx - 16) & (yy > 15) & (yy < ny - 16)
+    aperture = CircularAperture(np.column_stack([xx[inner], yy[inner]]).astype(float), 3.0)
+
+    def total(img: np.ndarray) -> np.ndarray:
+        return np.asarray(aperture_photometry(np.where(bad, 0.0, img), aperture)["aperture_sum"])
+
+    clean = total(bad.astype(float)) == 0
+    e = np.sqrt(total(err**2))[clean]
+    out = {"snr": total(true)[clean] / e}
+    for name, slope in slopes.items():
+        out[name] = total(slope - true)[clean] / e
+    return out
+
+
+def field_terms(root: Path, seed: int) -> list[dict[str, np.ndarray]]:
+    """Simulate the smallsat field of ``seed``, run each exposure's stage 1, fit three ways."""
+    spec = FIELDS["smallsat"]
+    simulate(root, SimOptions(seed=seed, profile="smallsat", exposures=spec["exposures"],
+                              subarray=spec["subarray"], level1=True, scene=spec["scene"]))
+    from obsflow.profiles import load_profile
+
+    profile = load_profile("smallsat")
+    refs = FolderRefs(root / "refs", profile)
+    kept: dict[str, Any] = {}
+    _keep_ramps(kept)
+    out = []
+    for uncal in sorted((root / "level1").glob("*_uncal.fits")):
+        calibrate_product(uncal, refs, profile, CalibrationOptions(place=beside(root / "cal")))
+        base = uncal.name.replace("_uncal.fits", "")
+        true = fits.getdata(root / "truth" / f"{base}_truth.fits", "RATE").astype(float)
+        out.append(exposure_terms(*_slopes(kept), true))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", default="11-18", help="a seed or a range, e.g. 11-30")
+    args = ap.parse_args()
+    lo, _, hi = args.seeds.partition("-")
+    seeds = list(range(int(lo), int(hi or lo) + 1))
+    warnings.simplefilter("ignore")
+    terms: list[dict[str, np.ndarray]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            terms += field_terms(Path(tmp) / str(seed), seed)
+            print(f"seed {seed}: {sum(t['snr'].size for t in terms)} apertures so far", flush=True)
+    cols = {k: np.concatenate([t[k] for t in terms]) for k in terms[0]}
+    snr = cols["snr"]
+    print(f"{snr.size} star apertures (3 px, no flagged pixel) in {len(terms)} exposures of "
+          f"{len(seeds)} fields: (sum of slope - true rate) / error, mean (standard error)")
+    for a, b in ((5, 30), (30, 100), (100, 300), (300, 1e5), (5, 1e5)):
+        k = (snr >= a) & (snr < b)
+        print(f"S/N {a:>5.0f}-{b:<6.0f} {k.sum():>6d} " + "  ".join(
+            f"{n} {cols[n][k].mean():+.3f} ({cols[n][k].std() / np.sqrt(k.sum()):.3f})"
+            for n in FITS))
+
+
+if __name__ == "__main__":
+    main()
