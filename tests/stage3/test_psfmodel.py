@@ -88,3 +88,34 @@ def test_bad_radius_is_a_clear_error() -> None:
         aperture_correction_error(MosaicPSF(1.0), 0.0)
     with pytest.raises(CatalogError, match="at least 1 input"):
         MosaicPSF(1.0, inputs=0)
+
+
+def test_drizzled_stars_hold_the_models_encircled_energy() -> None:
+    # the simulator's exact stars, three dithered inputs at random phases drizzled (square,
+    # pixfrac 1) onto an undistorted grid of the same scale with the Resampler: their mean
+    # light within the model's r90 is the model's 0.9 within 0.15% (measured 0.90065 +-
+    # 0.00036 over 150 stars at FWHM 1.035; the 3x3 midpoint stars of the simulator before
+    # 2026-12-03 gave 0.90209)
+    fwhm = 1.035
+    psf = MosaicPSF(fwhm, (1.0, 1.0, 1.0, 1.0), inputs=3)
+    radius = float(radius_for_energy(psf, [0.9])[0])
+    rng = np.random.default_rng(8)
+    n = 2 * HALF + 1
+    grid = _tan(n + 2)
+    sums = []
+    for _ in range(60):
+        dx, dy = rng.uniform(-0.5, 0.5, 2)
+        resampler = Resampler(grid)
+        for ex, ey in rng.uniform(-0.5, 0.5, (3, 2)):
+            # the input's pixels shifted by (ex, ey): the star lies (ex, ey) further along
+            stamp = moffat_stamp(dx + ex, dy + ey, HALF, fwhm).astype(np.float32)
+            resampler.add(stamp, np.ones_like(stamp),
+                          exact_pixel_map(_tan(n, (ex, ey)), stamp.shape, grid))
+        out = np.nan_to_num(resampler.finish().sci)
+        mask = CircularAperture((HALF + dx + 1.0, HALF + dy + 1.0), radius).to_mask(
+            method="exact")
+        sums.append(float(mask.get_values(out).sum()))
+    mean = float(np.mean(sums))
+    print(f"3-input drizzle, fwhm {fwhm}: {mean:.5f} +- {np.std(sums) / np.sqrt(60):.5f} "
+          f"within r90 {radius:.3f}")
+    assert abs(mean / 0.9 - 1) < 0.0015
