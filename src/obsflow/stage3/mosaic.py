@@ -474,39 +474,28 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     seconds["resample"] = time.perf_counter() - t2
     with tempfile.TemporaryDirectory(prefix="obsflow-i2d-", dir=products_dir) as tmp:
         arrays = spill_planes(arrays, Path(tmp))  # the catalog reads SCI, ERR and WHT only
-        return _finish_products(asn, products_dir, profile, run, opts, arrays, crfs, metas,
-                                aligned, alignment, notes, levels, grid, seconds, t0)
-
-
-def _finish_products(asn: Association, products_dir: Path, profile: Profile, run: str,
-                     opts: Image3Options, arrays: I2DArrays, crfs: list[Made],
-                     metas: list[ExposureMeta], aligned: list[WCS],
-                     alignment: Alignment | None, notes: list[str], levels: list[float], grid: WCS,
-                     seconds: dict[str, float], t0: float) -> MosaicProduct:
-    """Step 6 of :func:`make_mosaic`: the association file, the catalog products, the
-    ``_i2d``; the mosaic product."""
-    ref = mosaic_ref(asn, run)
-    prov = _provenance(ref, crfs, alignment, notes, opts, levels, grid)
-    path = products_dir / ref.relpath()
-    write_association(asn_path(path), asn)  # first: a mosaic on disk always has its association
-    extra = _keywords(asn, metas, opts, grid)
-    t3 = time.perf_counter()
-    mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
-    catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
-    inputs = _position_inputs([m.path for m in crfs], aligned,
-                              [_fwhm_pix(profile, meta) for meta in metas])
-    catalog_note, catalog_made = _write_catalog(path, arrays, profile, mosaic_meta, opts, extra,
-                                                catalog_prov, catalog_refs(asn, run), inputs,
-                                                seconds)
-    seconds["catalog"] = time.perf_counter() - t3
-    prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
-        "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,
-                                          "segmentation": beside(path, "segm.fits").name})))
-    written = write_i2d(path, arrays, mosaic_meta, ref, prov, extra)
-    seconds["total"] = time.perf_counter() - t0
-    return MosaicProduct(tuple(crfs), Made(ref, written.path, written.sha256, written.size,
-                                           prov), asn_path(path), alignment, tuple(levels),
-                         {k: round(v, 3) for k, v in seconds.items()}, catalog_made)
+        ref = mosaic_ref(asn, run)
+        prov = _provenance(ref, crfs, alignment, notes, opts, levels, grid)
+        path = products_dir / ref.relpath()
+        write_association(asn_path(path), asn)  # first: a mosaic on disk has its association
+        extra = _keywords(asn, metas, opts, grid)
+        t3 = time.perf_counter()
+        mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
+        catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
+        inputs = _position_inputs([m.path for m in crfs], aligned,
+                                  [_fwhm_pix(profile, meta) for meta in metas])
+        catalog_note, catalog_made = _write_catalog(
+            path, arrays, profile, mosaic_meta, opts, extra, catalog_prov, catalog_refs(asn, run),
+            inputs, seconds)
+        seconds["catalog"] = time.perf_counter() - t3
+        prov = dataclasses.replace(prov, steps=(*prov.steps, StepRecord(
+            "source_catalog", catalog_note, {"catalog": beside(path, "cat.ecsv").name,
+                                              "segmentation": beside(path, "segm.fits").name})))
+        written = write_i2d(path, arrays, mosaic_meta, ref, prov, extra)
+        seconds["total"] = time.perf_counter() - t0
+        return MosaicProduct(tuple(crfs), Made(ref, written.path, written.sha256, written.size,
+                                               prov), asn_path(path), alignment, tuple(levels),
+                             {k: round(v, 3) for k, v in seconds.items()}, catalog_made)
 
 
 def _keywords(asn: Association, metas: list[ExposureMeta], opts: Image3Options,

@@ -74,8 +74,8 @@ def measure_on_input(sci: RowBands, dq: RowBands, wcs: WCS, ra: np.ndarray,
     fx = np.full(ra.shape, np.nan)
     fy = np.full(ra.shape, np.nan)
     margin = stamp_half(fwhm_pix)
-    band_of = np.where(inside, np.rint(np.where(inside, y, 0.0)), -1).astype(np.int64) \
-        // _BAND_ROWS
+    band_of = np.full(ra.shape, -1, np.int64)  # the band of each source's stamp centre row
+    band_of[inside] = np.rint(y[inside]).astype(np.int64) // _BAND_ROWS
     for band in np.unique(band_of[inside]):
         these = np.flatnonzero(band_of == band)
         lo = max(0, int(band) * _BAND_ROWS - margin)
