@@ -7,8 +7,9 @@ fitted three ways: obsflow's ``fit_ramps``, stcal's OLS_C (the JWST
 pipeline's, through ``tests/calibrate/stcal_oracle.py``) and a plain
 unweighted least-squares slope (weights that do not depend on the data).
 Around every true star peak (truth RATE, 20 ERR above the sky, 16 px from
-the edges) the sum of (slope - true rate) in a 3-px aperture holding no
-flagged pixel, over the aperture's error from ERR, is averaged per S/N bin
+the edges) the sum of (slope - true rate) in a 3-px aperture, over the
+aperture's error from ERR, is averaged per S/N bin, apart for apertures
+with a flagged pixel (jump, saturation: their slopes from part of the ramp)
 (no background is subtracted: the truth has the same sky).  A bias of the
 ramp fit, the jump detection or the simulator's ramps in the stars' pixels
 shows here, per exposure, before any stage-2 or stage-3 step.
@@ -86,24 +87,25 @@ def exposure_terms(slopes: dict[str, np.ndarray], err: np.ndarray, bad: np.ndarr
     aperture = CircularAperture(np.column_stack([xx[inner], yy[inner]]).astype(float), 3.0)
 
     def total(img: np.ndarray) -> np.ndarray:
-        return np.asarray(aperture_photometry(np.where(bad, 0.0, img), aperture)["aperture_sum"])
+        return np.asarray(aperture_photometry(img, aperture)["aperture_sum"])
 
-    clean = total(bad.astype(float)) == 0
-    e = np.sqrt(total(err**2))[clean]
-    out = {"snr": total(true)[clean] / e}
+    flagged = total(bad.astype(float)) > 0
+    e = np.sqrt(total(np.where(np.isfinite(err), err, 0.0) ** 2))
+    out = {"snr": total(true) / e, "flagged": flagged.astype(float)}
     for name, slope in slopes.items():
-        out[name] = total(slope - true)[clean] / e
+        out[name] = total(slope - true) / e
     return out
 
 
-def field_terms(root: Path, seed: int) -> list[dict[str, np.ndarray]]:
-    """Simulate the smallsat field of ``seed``, run each exposure's stage 1, fit three ways."""
-    spec = FIELDS["smallsat"]
-    simulate(root, SimOptions(seed=seed, profile="smallsat", exposures=spec["exposures"],
+def field_terms(root: Path, seed: int, name: str = "smallsat") -> list[dict[str, np.ndarray]]:
+    """Simulate the field of profile ``name`` and ``seed``, run each exposure's stage 1, fit
+    three ways."""
+    spec = FIELDS[name]
+    simulate(root, SimOptions(seed=seed, profile=name, exposures=spec["exposures"],
                               subarray=spec["subarray"], level1=True, scene=spec["scene"]))
     from obsflow.profiles import load_profile
 
-    profile = load_profile("smallsat")
+    profile = load_profile(name)
     refs = FolderRefs(root / "refs", profile)
     kept: dict[str, Any] = {}
     _keep_ramps(kept)
@@ -119,6 +121,7 @@ def field_terms(root: Path, seed: int) -> list[dict[str, np.ndarray]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="11-18", help="a seed or a range, e.g. 11-30")
+    ap.add_argument("--profile", choices=sorted(FIELDS), default="smallsat")
     args = ap.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
@@ -126,17 +129,23 @@ def main() -> None:
     terms: list[dict[str, np.ndarray]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            terms += field_terms(Path(tmp) / str(seed), seed)
+            terms += field_terms(Path(tmp) / str(seed), seed, args.profile)
             print(f"seed {seed}: {sum(t['snr'].size for t in terms)} apertures so far", flush=True)
     cols = {k: np.concatenate([t[k] for t in terms]) for k in terms[0]}
+    fitted = np.all([np.isfinite(cols[n]) for n in FITS], axis=0)  # (a pixel with no slope: out)
+    cols = {k: v[fitted] for k, v in cols.items()}
     snr = cols["snr"]
-    print(f"{snr.size} star apertures (3 px, no flagged pixel) in {len(terms)} exposures of "
-          f"{len(seeds)} fields: (sum of slope - true rate) / error, mean (standard error)")
-    for a, b in ((5, 30), (30, 100), (100, 300), (300, 1e5), (5, 1e5)):
-        k = (snr >= a) & (snr < b)
-        print(f"S/N {a:>5.0f}-{b:<6.0f} {k.sum():>6d} " + "  ".join(
-            f"{n} {cols[n][k].mean():+.3f} ({cols[n][k].std() / np.sqrt(k.sum()):.3f})"
-            for n in FITS))
+    flagged = cols["flagged"] > 0
+    print(f"{snr.size} star apertures (3 px) in {len(terms)} exposures of {len(seeds)} "
+          f"{args.profile} fields: (sum of slope - true rate) / error, mean (standard error); "
+          "apertures with no flagged pixel, then those with one (ERR of their unflagged pixels)")
+    for label, rows in (("clean", ~flagged), ("flagged", flagged)):
+        for a, b in ((5, 30), (30, 100), (100, 300), (300, 1e5), (5, 1e5)):
+            k = rows & (snr >= a) & (snr < b)
+            if k.any():
+                print(f"{label:8s} S/N {a:>5.0f}-{b:<6.0f} {k.sum():>6d} " + "  ".join(
+                    f"{n} {cols[n][k].mean():+.3f} ({cols[n][k].std() / np.sqrt(k.sum()):.3f})"
+                    for n in FITS))
 
 
 if __name__ == "__main__":

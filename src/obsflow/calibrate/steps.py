@@ -123,9 +123,17 @@ def _dq_init(w: Work, p: dict[str, Any]) -> str:
     return "COMPLETE"
 
 
+SATURATION_MARGIN = 5.0
+"""Groups within this many sigma of a group's read noise below SATURATION are flagged too."""
+
+
 def _saturation(w: Work, p: dict[str, Any]) -> str:
+    """Flag groups from SATURATION less ``noise_margin`` x a group's read noise on
+    (:func:`obsflow.calibrate.corrections.saturation_threshold`)."""
     assert w.groupdq is not None and w.pixeldq is not None
-    w.groupdq, w.pixeldq = cor.flag_saturation(w.data, w.groupdq, w.ref("SATURATION"), w.pixeldq)
+    level = cor.saturation_threshold(w.ref("SATURATION"), w.ref("READNOISE"), w.meta.nframes,
+                                     float(p["noise_margin"]))
+    w.groupdq, w.pixeldq = cor.flag_saturation(w.data, w.groupdq, level, w.pixeldq)
     return "COMPLETE"
 
 
@@ -240,7 +248,8 @@ _JUMP_DEFAULTS: dict[str, Any] = {"threshold": 4.0, "threshold_3": 5.0, "thresho
 
 STEPS: dict[str, StepSpec] = {
     "dq_init": StepSpec(_dq_init, {}, ("MASK",)),
-    "saturation": StepSpec(_saturation, {}, ("SATURATION",)),
+    "saturation": StepSpec(_saturation, {"noise_margin": SATURATION_MARGIN},
+                           ("SATURATION", "READNOISE")),
     "superbias": StepSpec(_superbias, {}, ("SUPERBIAS",)),
     "refpix": StepSpec(_refpix, {"odd_even": True, "side_smoothing": 11}),
     "linearity": StepSpec(_linearity, {}, ("LINEARITY",)),
