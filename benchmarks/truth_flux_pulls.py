@@ -102,11 +102,12 @@ def field_terms(field: Field) -> dict[str, np.ndarray]:
     index, rows, snr = truth._isolated_stars(m)
     t = m.result.table
     ap = t.meta["apertures"][-1]
-    to_jy = t.meta["pixel_area_sr"] * 1e6 / ap["encircled_energy"]
+    # each star's own share of its light in the aperture (catalog column aper_total_ee)
+    to_jy = t.meta["pixel_area_sr"] * 1e6 / np.asarray(t["aper_total_ee"][rows])
     good = m.i2d.wht > 0
     data = np.where(good, np.nan_to_num(m.i2d.sci), 0.0)
     level = m.result.background.level
-    pos = np.column_stack([np.asarray(t["x_centroid"][rows]), np.asarray(t["y_centroid"][rows])])
+    pos = np.column_stack([np.asarray(t["x_aperture"][rows]), np.asarray(t["y_aperture"][rows])])
     aperture = CircularAperture(pos, ap["radius_pix"])
 
     def total(img: np.ndarray) -> np.ndarray:

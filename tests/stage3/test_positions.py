@@ -16,9 +16,10 @@ from astropy.wcs import WCS
 import obsflow.stage3.positions as positions
 from obsflow.models.dq import DQ
 from obsflow.simulate.sky import _add_stamp, moffat_stamp
-from obsflow.stage3.catalog import point_positions_from_inputs
+from obsflow.stage3.catalog import point_sources_from_inputs
 from obsflow.stage3.mosaic import _position_inputs
 from obsflow.stage3.positions import OUTLIER_PIX, InputPositions, combine_in_grid
+from obsflow.stage3.psfmodel import MosaicPSF
 
 FWHM = 1.03  # pixels: webb_like F150W, undersampled
 RA0, DEC0 = 150.0, 2.0
@@ -113,12 +114,22 @@ def test_the_catalog_places_only_point_sources_from_the_inputs() -> None:
     ra, dec = _stars()
     tx, ty = GRID.world_to_pixel_values(ra, dec)
     off = 0.3  # the mosaic's own (windowed) positions, off by 0.3 px
+    n = ra.size
+    ones = np.ones(n)
     table = Table({"x_centroid": tx + off, "y_centroid": ty.copy(),
-                   "is_extended": np.arange(ra.size) % 5 == 0,
-                   "pos_inputs": np.zeros(ra.size, np.int16)})
+                   "x_aperture": tx + off, "y_aperture": ty.copy(),
+                   "is_extended": np.arange(n) % 5 == 0,
+                   "pos_inputs": np.zeros(n, np.int16),
+                   "aper90_flux": ones, "aper90_flux_err": 0.01 * ones,
+                   "aper_total_ee": 0.9 * ones, "aper_total_flux": ones / 0.9,
+                   "aper_total_flux_err": 0.01 * ones / 0.9, "aper_total_abmag": 9.0 * ones,
+                   "aper_total_abmag_err": 0.01 * ones})
+    table.meta["apertures"] = [{"radius_pix": 2.4, "encircled_energy": 0.9}]
+    table.meta["total_flux_aperture"] = "aper90"
     table["ra"], table["dec"] = GRID.pixel_to_world_values(tx + off, ty)
-    placed = point_positions_from_inputs(
-        table, GRID, ((*_input(w, ra, dec), w, FWHM) for w in INPUTS))
+    psf = MosaicPSF(FWHM / 0.7, (1 / 0.7, 1 / 0.7, 1.0, 1.0), inputs=3)
+    placed = point_sources_from_inputs(
+        table, GRID, ((*_input(w, ra, dec), w, FWHM, 1.0) for w in INPUTS), psf)
     point = ~np.asarray(table["is_extended"])
     assert placed == point.sum()
     assert (np.asarray(table["pos_inputs"])[point] == 3).all()
@@ -130,6 +141,11 @@ def test_the_catalog_places_only_point_sources_from_the_inputs() -> None:
     assert np.allclose(x, table["x_centroid"], atol=1e-6)
     assert np.allclose(y, table["y_centroid"], atol=1e-6)
     assert "point sources" in table.meta["point_positions"]
+    # own shares for point sources only (each its phases; totals follow), the others kept
+    ee = np.asarray(table["aper_total_ee"])
+    assert (ee[~point] == 0.9).all() and (np.abs(ee[point] - 0.9) > 1e-5).all()
+    assert np.allclose(np.asarray(table["aper_total_flux"]) * ee, 1.0)
+    assert np.allclose(np.asarray(table["aper_total_flux_err"]) * ee, 0.01)
 
 
 def test_file_sections_read_in_bands_give_the_whole_arrays_result(tmp_path, monkeypatch) -> None:
@@ -152,7 +168,7 @@ def test_file_sections_read_in_bands_give_the_whole_arrays_result(tmp_path, monk
              for (sci, dq), w in zip(arrays, INPUTS, strict=True)]
     monkeypatch.setattr(positions, "_BAND_ROWS", 7)  # many band edges through the stamps
     banded = []
-    for sci, dq, w, fwhm in _position_inputs(paths, INPUTS, [FWHM] * 3):
+    for sci, dq, w, fwhm, _ in _position_inputs(paths, INPUTS, [FWHM] * 3, [1.0] * 3):
         assert isinstance(sci, fits.Section) and isinstance(dq, fits.Section)
         banded.append(positions.measure_on_input(sci, dq, w, ra, dec, fwhm))
         assert not sci.hdu._data_loaded and not dq.hdu._data_loaded  # bands only, never whole

@@ -22,7 +22,11 @@ Pure array functions (:func:`source_catalog`) and two small writers
    correction with a source's pixel phases,
    :func:`obsflow.stage3.psfmodel.aperture_correction_error`, times the
    flux), AB magnitudes, concentration indices against
-   the PSF's own, a point/extended flag and quality flags.
+   the PSF's own, a point/extended flag and quality flags;
+6. (:func:`point_sources_from_inputs`, given the mosaic's inputs) point
+   sources' positions from PSF fits on the inputs and their own encircled
+   energy from their pixel phases there (:mod:`obsflow.stage3.apcorr`),
+   which replaces the phase average and its scatter term.
 
 Fluxes: a pixel of surface brightness SB (MJy/sr) and solid angle Omega
 (sr) holds SB x Omega x 1e6 Jy; AB = -2.5 log10(F / 3631 Jy).
@@ -53,6 +57,7 @@ from obsflow.models.identity import ProductRef
 from obsflow.models.level2 import product_primary
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import Provenance
+from obsflow.stage3.apcorr import own_encircled_energy, stamp_half
 from obsflow.stage3.background import (
     BackgroundMap,
     aperture_variance_factor,
@@ -71,7 +76,7 @@ from obsflow.stage3.psfmodel import (
 )
 
 __all__ = ["FLAGS", "SEGM_DATAMODEL", "CatalogOptions", "SourceCatalogResult",
-           "point_positions_from_inputs", "source_catalog", "write_catalog",
+           "PositionInput", "point_sources_from_inputs", "source_catalog", "write_catalog",
            "write_segmentation"]
 
 AB_ZERO_JY = 3631.0
@@ -268,6 +273,8 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     table["ra"] = np.asarray(ra, np.float64)
     table["dec"] = np.asarray(dec, np.float64)
     table["pos_inputs"] = np.zeros(len(labels), np.int16)
+    table["x_aperture"] = x.copy()
+    table["y_aperture"] = y.copy()
     table["area"] = shapes["area"].astype(np.float64)
     for k in ("semimajor_axis", "semiminor_axis", "fwhm"):
         table[k] = shapes[k].astype(np.float64)
@@ -291,6 +298,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
         table[f"aper{tag}_flux_err"] = e
     total = fluxes[-1] / ee[-1]
     total_err = np.hypot(errors[-1] / ee[-1], apcorr_err * total)
+    table["aper_total_ee"] = np.full(len(labels), float(ee[-1]))
     table["aper_total_flux"] = total
     table["aper_total_flux_err"] = total_err
     mag, mag_err = _magnitude(total, total_err)
@@ -314,22 +322,48 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     return SourceCatalogResult(table, out, bkg, meta)
 
 
-def point_positions_from_inputs(table: Table, grid: WCS,
-                                inputs: Iterable[tuple[RowBands, RowBands, WCS, float]]
-                                ) -> int:
-    """Replace the positions of ``table``'s point sources (``is_extended`` False) by the mean
-    of their PSF-fit positions on the mosaic's inputs (:mod:`obsflow.stage3.positions`), in
-    place: ``x_centroid``, ``y_centroid`` (pixels of ``grid``, the mosaic's WCS), ``ra``,
-    ``dec`` and ``pos_inputs``; a source no input measured keeps its windowed centroid.
-    ``inputs`` yields (SCI, DQ, aligned WCS, PSF FWHM in that input's pixels), one input at a
-    time.  Returns how many sources got input positions."""
+PositionInput = tuple[RowBands, RowBands, WCS, float, float]
+"""One input of :func:`point_sources_from_inputs`: its SCI and DQ (arrays or row bands), its
+aligned WCS, the PSF FWHM in its pixels and its drizzle weight."""
+
+
+def point_sources_from_inputs(table: Table, grid: WCS, inputs: Iterable[PositionInput],
+                              psf: MosaicPSF, kernel: str = "square", pixfrac: float = 1.0
+                              ) -> int:
+    """Measure ``table``'s point sources (``is_extended`` False) on the mosaic's inputs, in
+    place: their positions and their own aperture corrections.
+
+    * Positions: the mean of their PSF-fit positions on the inputs
+      (:mod:`obsflow.stage3.positions`) in ``grid`` (the mosaic's WCS): ``x_centroid``,
+      ``y_centroid``, ``ra``, ``dec`` and ``pos_inputs``; a source no input measured keeps
+      its windowed centroid.
+    * Total flux: the largest aperture's flux (measured about ``x_aperture``, ``y_aperture``) over
+      the source's own share of its light in that aperture, from where its inputs' pixels
+      fell on it (:func:`obsflow.stage3.apcorr.own_encircled_energy`: the PSF model ``psf``
+      drizzled with ``kernel`` and ``pixfrac`` through the pixels and weights the mosaic
+      used): ``aper_total_ee``, ``aper_total_flux`` and its error (no phase scatter term),
+      the AB magnitude.
+
+    ``inputs`` yields (SCI, DQ, aligned WCS, PSF FWHM in that input's pixels, drizzle
+    weight), one input at a time.  Returns how many sources got input positions."""
     point = ~np.asarray(table["is_extended"], bool) & np.isfinite(np.asarray(table["ra"]))
     rows = np.flatnonzero(point)
-    measure = InputPositions(np.asarray(table["ra"])[rows], np.asarray(table["dec"])[rows], grid)
+    ap = table.meta["apertures"][-1]
+    radius = float(ap["radius_pix"])
+    measure = InputPositions(np.asarray(table["ra"])[rows], np.asarray(table["dec"])[rows], grid,
+                             stamp_half(radius, kernel, pixfrac, psf.boxes_pix[0]
+                                        if len(psf.boxes_pix) >= 4 else 1.0))
     if rows.size:  # (else no input is opened)
-        for sci, dq, wcs, fwhm_pix in inputs:
-            measure.add(sci, dq, wcs, fwhm_pix)
+        for sci, dq, wcs, fwhm_pix, weight in inputs:
+            measure.add(sci, dq, wcs, fwhm_pix, weight)
     x, y, used = measure.finish()
+    aperture = np.column_stack([np.asarray(table["x_aperture"])[rows],
+                                np.asarray(table["y_aperture"])[rows]])
+    centre = np.column_stack([np.where(used > 0, x, aperture[:, 0]),
+                              np.where(used > 0, y, aperture[:, 1])])
+    share = own_encircled_energy(grid, centre, aperture, radius, psf.fwhm_pix, measure.samplings,
+                                 kernel, pixfrac)
+    _own_total(table, rows, share)
     ok = used > 0
     rows, x, y, used = rows[ok], x[ok], y[ok], used[ok]
     ra, dec = grid.celestial.pixel_to_world_values(x, y)
@@ -344,6 +378,27 @@ def point_positions_from_inputs(table: Table, grid: WCS,
         f"(inputs more than {OUTLIER_PIX} px from the median of three or more left out); "
         f"{rows.size} of {len(table)} sources")
     return int(rows.size)
+
+
+def _own_total(table: Table, rows: np.ndarray, share: np.ndarray) -> None:
+    """``aper_total_*`` of ``table``'s ``rows`` from their own shares of light in the largest
+    aperture (``share``; NaN: the PSF model's average kept)."""
+    ok = np.isfinite(share) & (share > 0)
+    rows, share = rows[ok], share[ok]
+    name = table.meta["total_flux_aperture"]
+    flux = np.asarray(table[f"{name}_flux"])[rows]
+    err = np.asarray(table[f"{name}_flux_err"])[rows]
+    total, total_err = flux / share, err / share
+    table["aper_total_ee"][rows] = share
+    table["aper_total_flux"][rows] = total
+    table["aper_total_flux_err"][rows] = total_err
+    mag, mag_err = _magnitude(total, total_err)
+    table["aper_total_abmag"][rows] = mag
+    table["aper_total_abmag_err"][rows] = mag_err
+    table.meta["own_aperture_correction"] = (
+        f"{rows.size} point sources: aper_total_ee is their own share of light in "
+        f"{name} from their pixel phases on their inputs (the PSF model drizzled through the "
+        "mosaic's kernel, pixels and weights), and aper_total_flux_err has no phase scatter term")
 
 
 def _float(a: np.ndarray) -> np.ndarray:
@@ -465,7 +520,7 @@ def _deblended(segm: SegmentationImage) -> np.ndarray:
     return np.isin(np.asarray(segm.labels), np.concatenate(split) if split else np.zeros(0, int))
 
 
-_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "ra": "deg", "dec": "deg", "area": "pix2",
+_UNITS = {"x_centroid": "pix", "y_centroid": "pix", "x_aperture": "pix", "y_aperture": "pix", "ra": "deg", "dec": "deg", "area": "pix2",
           "semimajor_axis": "pix", "semiminor_axis": "pix", "fwhm": "pix",
           "orientation": "deg", "isophotal_flux": "Jy", "isophotal_flux_err": "Jy",
           "aper_total_flux": "Jy", "aper_total_flux_err": "Jy", "aper_total_abmag": "mag",
@@ -480,6 +535,8 @@ _DESCRIPTIONS = {
     "dec": "declination of the position (ICRS)",
     "pos_inputs": "inputs whose PSF-fit positions were averaged (0: the windowed centroid on "
                   "the mosaic)",
+    "x_aperture": "0-based pixel column of the apertures' centre (the windowed centroid)",
+    "y_aperture": "0-based pixel row of the apertures' centre",
     "area": "segment area",
     "semimajor_axis": "1-sigma semimajor axis of the segment's light",
     "semiminor_axis": "1-sigma semiminor axis of the segment's light",
@@ -487,7 +544,10 @@ _DESCRIPTIONS = {
     "orientation": "angle of the semimajor axis from +x, counterclockwise",
     "ellipticity": "1 - semiminor/semimajor",
     "isophotal_flux": "flux within the segment (no aperture correction)",
-    "aper_total_flux": "largest aperture's flux divided by its PSF encircled energy",
+    "aper_total_ee": "share of a point source's light in the largest aperture: the source's own "
+                     "from its pixel phases on its inputs (point sources measured on them), "
+                     "else the PSF model's average",
+    "aper_total_flux": "largest aperture's flux divided by aper_total_ee",
     "aper_total_abmag": "AB magnitude of aper_total_flux",
     "ci_50_90": "concentration index m(r50) - m(r90)",
     "is_extended": "ci_50_90 above the PSF's by the margin and 3 sigma",
@@ -510,12 +570,13 @@ def _units(table: Table) -> None:
 
 
 def _empty_table(opts: CatalogOptions, meta: dict[str, object]) -> Table:
-    names = ["label", "x_centroid", "y_centroid", "ra", "dec", "pos_inputs", "area",
+    names = ["label", "x_centroid", "y_centroid", "ra", "dec", "pos_inputs", "x_aperture",
+             "y_aperture", "area",
              "semimajor_axis", "semiminor_axis", "fwhm", "orientation", "ellipticity", "isophotal_flux",
              "isophotal_flux_err"]
     for f in opts.energy_fractions:
         names += [f"aper{_ee_label(f)}_flux", f"aper{_ee_label(f)}_flux_err"]
-    names += ["aper_total_flux", "aper_total_flux_err", "aper_total_abmag", "aper_total_abmag_err",
+    names += ["aper_total_ee", "aper_total_flux", "aper_total_flux_err", "aper_total_abmag", "aper_total_abmag_err",
               "ci_50_90", "ci_50_90_err", "is_extended", "flags"]
     dtypes = {"label": np.int32, "pos_inputs": np.int16, "is_extended": bool, "flags": np.int32}
     table = Table({n: np.zeros(0, dtypes.get(n, np.float64)) for n in names})
@@ -536,7 +597,9 @@ def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee
                    "PSF FWHM; centroids, shapes, sky positions: photutils SourceCatalog "
                    "(windowed centroids); photometry: circular apertures holding fixed "
                    "fractions of a point source's light in the PSF model; total flux: largest "
-                   "aperture / its encircled energy; AB = -2.5 log10(F / 3631 Jy)"),
+                   "aperture / its encircled energy (aper_total_ee: a point source's own share "
+                   "from its pixel phases on the inputs when measured there, else the model's "
+                   "phase average); AB = -2.5 log10(F / 3631 Jy)"),
         "pixel_area_sr": omega_sr,
         "pixel_scale_arcsec": scale,
         "psf": {"model": "Moffat", "beta": psf.beta, "fwhm_pix": psf.fwhm_pix,

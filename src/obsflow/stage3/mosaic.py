@@ -83,7 +83,8 @@ from obsflow.stage3.align import (
 from obsflow.stage3.association import ASN_RULE, Association, write_association
 from obsflow.stage3.catalog import (
     CatalogOptions,
-    point_positions_from_inputs,
+    PositionInput,
+    point_sources_from_inputs,
     source_catalog,
     write_catalog,
     write_segmentation,
@@ -98,10 +99,15 @@ from obsflow.stage3.outlier import (
     unpack_mask,
 )
 from obsflow.stage3.pixmap import LatticeMap
-from obsflow.stage3.positions import RowBands
 from obsflow.stage3.product import write_i2d
 from obsflow.stage3.psfmodel import MosaicPSF
-from obsflow.stage3.resample import I2DArrays, Resampler, input_weight, spill_planes
+from obsflow.stage3.resample import (
+    I2DArrays,
+    Resampler,
+    input_weight,
+    spill_planes,
+    weight_level,
+)
 from obsflow.stage3.skymatch import match_sky, sky_keywords
 
 __all__ = ["IMAGE3_RECIPE", "Image3Options", "Made", "MosaicProduct", "asn_path", "beside",
@@ -229,15 +235,15 @@ def catalog_refs(asn: Association, run: str) -> tuple[ProductRef, ProductRef]:
 def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: ExposureMeta,
                    opts: Image3Options, extra: dict[str, Any], prov: Provenance,
                    refs: tuple[ProductRef, ProductRef],
-                   inputs: Iterable[tuple[RowBands, RowBands, WCS, float]],
+                   inputs: Iterable[PositionInput],
                    seconds: dict[str, float]) -> tuple[str, tuple[Made, ...]]:
     """The mosaic's source catalog, ``_cat.ecsv`` and ``_segm.fits`` beside it (before the
     ``_i2d``: a mosaic on disk has them), products of their own whose inputs are the mosaic
     (``prov.inputs[0]``) and its ``_crf`` products; the ``source_catalog`` step's status and
-    the two products.  Point sources' positions come from ``inputs`` (the ``_crf`` products'
-    SCI, DQ, aligned WCS and PSF FWHM, one at a time: see
-    :func:`obsflow.stage3.catalog.point_positions_from_inputs`; their seconds go to
-    ``seconds["positions"]``)."""
+    the two products.  Point sources' positions and own aperture corrections come from
+    ``inputs`` (the ``_crf`` products' SCI, DQ, aligned WCS, PSF FWHM and drizzle weight, one
+    at a time: see :func:`obsflow.stage3.catalog.point_sources_from_inputs`; their seconds go
+    to ``seconds["positions"]``)."""
     psf = MosaicPSF.for_image(profile, meta.instrument, meta.filter,
                               pixel_scale_arcsec(arrays.wcs), opts.pixfrac,
                               inputs=int(extra["NEXPOSUR"][0]))  # (a source: one detector per exposure)
@@ -247,7 +253,7 @@ def _write_catalog(path: Path, arrays: I2DArrays, profile: Profile, meta: Exposu
     except CatalogError as exc:
         return f"SKIPPED: {exc}", ()
     t0 = time.perf_counter()
-    point_positions_from_inputs(found.table, arrays.wcs, inputs)
+    point_sources_from_inputs(found.table, arrays.wcs, inputs, psf, opts.kernel, opts.pixfrac)
     seconds["positions"] = time.perf_counter() - t0
     cat_ref, segm_ref = refs
     step = StepRecord("source_catalog", "COMPLETE", {
@@ -315,16 +321,17 @@ class _MappedSky:
         return data
 
 
-def _position_inputs(paths: Sequence[Path], wcss: Sequence[WCS], fwhms: Sequence[float]
-                     ) -> Iterator[tuple[RowBands, RowBands, WCS, float]]:
+def _position_inputs(paths: Sequence[Path], wcss: Sequence[WCS], fwhms: Sequence[float],
+                     weights: Sequence[float]) -> Iterator[PositionInput]:
     """The ``_crf`` products for point-source positions, one at a time: SCI and DQ as
     sections of the file opened without a memory map (read a band of rows when sliced: the
     fits hold a few bands in memory, never a whole input or its file pages), the aligned WCS
-    and the PSF FWHM in its pixels (DQ as stored: see :class:`_MappedSky`)."""
-    for path, wcs, fwhm in zip(paths, wcss, fwhms, strict=True):
+    the PSF FWHM in its pixels (DQ as stored: see :class:`_MappedSky`) and its drizzle
+    weight."""
+    for path, wcs, fwhm, weight in zip(paths, wcss, fwhms, weights, strict=True):
         with fits.open(path, memmap=False, lazy_load_hdus=True,
                        do_not_scale_image_data=True) as hdul:
-            yield hdul["SCI"].section, hdul["DQ"].section, wcs, fwhm
+            yield hdul["SCI"].section, hdul["DQ"].section, wcs, fwhm, weight
 
 
 def _var_flat_inplace(err: np.ndarray, var_poisson: np.ndarray,
@@ -451,6 +458,7 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
     seconds["outlier"] = time.perf_counter() - t_out
     resampler = Resampler(grid, opts.kernel, opts.pixfrac, opts.threads)
     crfs = []
+    weights = []  # each input's drizzle weight level (the catalog models its stars with them)
     for k, member in enumerate(asn.members):  # 5. crf, then resample, one member at a time
         cal = _read_member(products_dir, asn, k)
         crf = _crf(cal, alignment, notes, crf_ref(member.ref, asn, run), levels[k], opts,
@@ -461,6 +469,7 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
         level = levels[k] if opts.subtract_sky else 0.0
         weight = input_weight(crf.sci, crf.dq, crf.var_rnoise, opts.weight,
                               crf.meta.exposure_duration)
+        weights.append(weight_level(weight))
         assert crf.wcs is not None
         sci = crf.sci  # (written: its SCI may now lose the sky level in place, its ERR become
         sci -= np.float32(level)  # VAR_FLAT)
@@ -483,7 +492,7 @@ def make_mosaic(asn: Association, products_dir: Path, profile: Profile, run: str
         mosaic_meta = _mosaic_meta(asn, metas, arrays.sci.shape)
         catalog_prov = dataclasses.replace(prov, inputs=(ref, *prov.inputs))
         inputs = _position_inputs([m.path for m in crfs], aligned,
-                                  [_fwhm_pix(profile, meta) for meta in metas])
+                                  [_fwhm_pix(profile, meta) for meta in metas], weights)
         catalog_note, catalog_made = _write_catalog(
             path, arrays, profile, mosaic_meta, opts, extra, catalog_prov, catalog_refs(asn, run),
             inputs, seconds)

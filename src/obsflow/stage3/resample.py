@@ -65,7 +65,7 @@ from obsflow.models.dq import NO_SCIENCE
 from obsflow.stage3.kernels import KERNELS, add_image, reach
 from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
-__all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight", "spill_planes"]
+__all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight", "spill_planes", "weight_level"]
 
 BAD_BITS = int(NO_SCIENCE)
 """DQ bits that exclude an input pixel from the mosaic: the JWST default good_bits complement,
@@ -112,6 +112,17 @@ def input_weight(sci: np.ndarray, dq: np.ndarray | None, var_rnoise: np.ndarray 
             raise ResampleError(f"DQ shape {dq.shape} differs from SCI shape {sci.shape}")
         w[(dq & bad_bits) != 0] = 0.0
     return w
+
+
+def weight_level(weight: np.ndarray) -> float:
+    """An input's typical drizzle weight: the median of its positive weights on every fourth
+    pixel of every fourth row (exact for ``ivm-med`` and ``exptime`` weights, which are one
+    level wherever positive); 0 for an input with none."""
+    sample = weight[::4, ::4]
+    positive = sample[sample > 0]
+    if positive.size == 0:
+        positive = weight[weight > 0]
+    return float(np.median(positive)) if positive.size else 0.0
 
 
 VARIANCES = ("VAR_POISSON", "VAR_RNOISE", "VAR_FLAT")
