@@ -23,7 +23,16 @@ Method
    lower median is the minimum of a pair: a two-value median is the pair's
    mean and would copy half of a cosmic ray into the clean exposure (which
    would then be flagged too); cosmic rays and hot pixels are positive, so
-   the lower value of a pair is the clean one.
+   the lower value of a pair is the clean one.  From the second pass on,
+   the pixels flagged so far say where values are high: where more inputs
+   have a flagged pixel within ``coincidence_radius`` of a grid pixel than
+   its lower median stands (two of three: rays of two inputs on one sky
+   pixel, where the median is itself a ray), the median there drops that
+   many highest values; where exactly as many as it stands, one more (the
+   weaker ray of such a pair often goes unflagged in the first pass: the
+   median it is compared with is its own spike), but only where the lowest
+   value shows no source (:func:`lower_median`'s ``high``).  Those grid
+   pixels count as the lower of a pair for the cores below.
 3. The median is blotted back to each input: cubic convolution of the
    median image at each input pixel's pixel-map position (NaN where one of
    the 2 x 2 grid pixels around it is NaN; not tested where one is NaN or
@@ -86,6 +95,7 @@ __all__ = [
     "cores",
     "crf_dq",
     "flag_outliers",
+    "flagged_inputs",
     "lower_median",
     "lower_median_inplace",
     "outlier_masks",
@@ -196,6 +206,15 @@ class OutlierOptions:
         lanczos kernel, which the lower median of a pair picks up, no longer
         raises the derivative term around it and its weaker neighbours are
         found) and adds what it finds.
+    coincidence_radius, coincidence_contrast
+        From the second pass: radius (grid pixels, square) around an input's
+        flagged pixels within which its value counts as high for the median,
+        and the contrast by which the median must exceed the lowest single
+        above its local floor before one more value than the flagged ones is
+        dropped (:func:`lower_median`).  Rays of two inputs on the same sky
+        pixel (~3e-5 per pixel with three inputs at 1e-3 rays per pixel
+        each) otherwise make the lower median of three a ray; 2 px covers a
+        ray's side neighbours and the single resample's spread of them.
     low
         Also flag pixels *below* the blot by the thresholds (the JWST step
         flags both signs).  Off by default: cosmic rays, hot pixels and
@@ -223,6 +242,8 @@ class OutlierOptions:
     threads: int = 1
     passes: int = 2
     low: bool = False
+    coincidence_radius: int = 2
+    coincidence_contrast: float = 3.0
 
     def __post_init__(self) -> None:
         for name in ("snr", "scale", "wing_scale"):
@@ -241,6 +262,12 @@ class OutlierOptions:
         if self.core_radius < 0:
             raise OutlierError(f"outlier option core_radius must be >= 0 pixels, got "
                                f"{self.core_radius}")
+        if self.coincidence_radius < 0:
+            raise OutlierError(f"outlier option coincidence_radius must be >= 0 pixels, got "
+                               f"{self.coincidence_radius}")
+        if not (math.isfinite(self.coincidence_contrast) and self.coincidence_contrast > 0):
+            raise OutlierError(f"outlier option coincidence_contrast must be > 0, got "
+                               f"{self.coincidence_contrast}")
         if self.grow < 0:
             raise OutlierError(f"outlier option grow must be >= 0 pixels, got {self.grow}")
         if self.min_exposures < 2:
@@ -257,23 +284,60 @@ class OutlierOptions:
 # --- pure array functions ------------------------------------------------------------------
 
 
-def lower_median(stack: np.ndarray, min_count: int) -> np.ndarray:
+def lower_median(stack: np.ndarray, min_count: int, high: np.ndarray | None = None,
+                 contrast: float = 3.0) -> np.ndarray:
     """Lower median over axis 0 of ``stack`` ignoring NaN; NaN where fewer than ``min_count`` finite.
 
     For n finite values the ((n - 1) // 2)-th smallest: the median for odd n,
-    the lower middle value for even n (the minimum of a pair).
+    the lower middle value for even n (the minimum of a pair).  It stands
+    s = n - 1 - (n - 1) // 2 high values (outliers are high: one of three).
+
+    ``high`` (integer, the shape of one plane of ``stack``, which is then a
+    stack of images (n, ny, nx)): how many of the values at each pixel are
+    known to be high (the inputs flagged nearby).  Where that is more than s,
+    the result is the lower median of the values left once that many highest
+    are dropped (the lowest when none is left).  Where it is exactly s, one
+    more high value not yet known (a weaker ray of another input, hidden
+    because the median there was itself a ray) would break the median: there
+    one more is dropped, but only where the lowest value shows no source --
+    (median - lowest) > ``contrast`` x (lowest - the least lowest value in
+    its 5 x 5 neighbourhood): a real source is in every input, so its lowest
+    value stands above the local floor by a fair share of the median's; a
+    ray in the median leaves the lowest value at the floor.
     """
-    return lower_median_inplace(np.array(stack, copy=True), min_count)
+    return lower_median_inplace(np.array(stack, copy=True), min_count, high, contrast)
 
 
-def lower_median_inplace(stack: np.ndarray, min_count: int) -> np.ndarray:
+def lower_median_inplace(stack: np.ndarray, min_count: int, high: np.ndarray | None = None,
+                         contrast: float = 3.0) -> np.ndarray:
     """:func:`lower_median`, sorting ``stack`` itself along axis 0 (no copy of it)."""
+    return _ranked_inplace(stack, min_count, high, contrast)[0]
+
+
+def _ranked_inplace(stack: np.ndarray, min_count: int, high: np.ndarray | None,
+                    contrast: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`lower_median_inplace` and where ``high`` lowered its rank (None without ``high``)."""
     count = np.count_nonzero(np.isfinite(stack), axis=0)
     stack.sort(axis=0)  # NaN sort last
     index = np.maximum((count - 1) // 2, 0)
     out = np.take_along_axis(stack, index[None], axis=0)[0]
+    lowered = None
+    if high is not None:
+        if high.shape != out.shape:
+            raise OutlierError(f"lower median: high must have the shape of one plane "
+                               f"{out.shape}, got {high.shape}")
+        known = high.astype(np.intp)
+        stands = count - 1 - index
+        lowest = stack[0]
+        with np.errstate(invalid="ignore"):
+            floor = ndimage.minimum_filter(np.where(np.isfinite(lowest), lowest, np.inf), size=5)
+            edge = (known == stands) & ((out - lowest) > np.float32(contrast) * (lowest - floor))
+        del floor
+        lowered = ((known > stands) | edge) & (index > 0)  # where the rank can go down
+        index = np.maximum((count - known - edge - 1) // 2, 0)
+        out[lowered] = np.take_along_axis(stack, index[None], axis=0)[0][lowered]
     out[count < min_count] = np.nan
-    return out
+    return out, lowered
 
 
 @njit(cache=True, nogil=True)
@@ -457,6 +521,8 @@ class _Single:
     x0: int
     x1: int
     path: Path | None
+    flags: np.ndarray | None = None
+    """(2, m) int: grid (x, y) nearest each of its pixels flagged so far (pass 2 on), or None."""
 
 
 def _load(item: InputLike, k: int) -> OutlierInput:
@@ -574,10 +640,15 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     sci, wcs = inp.sci, inp.wcs
     del inp
     mapper = LatticeMap(wcs, sci.shape, grid)  # type: ignore[arg-type]
+    flags = None
     if repair is not None:
         flagged = unpack_mask(repair[0], sci.shape)
         if flagged.any():
             sci = np.where(flagged, blot_mapped(repair[1], mapper), sci)
+            fy, fx = np.nonzero(flagged)
+            ra, dec = wcs.pixel_to_world_values(fx, fy)  # type: ignore[union-attr]
+            gx, gy = grid.world_to_pixel_values(ra, dec)
+            flags = np.floor(np.vstack([gx, gy]) + 0.5).astype(np.intp)
         del flagged
     ratio = mapper.scale_ratio()
     box = _box(mapper, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
@@ -620,11 +691,37 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     del missing
     mm.flush()
     del mm
-    return _Single(y0, y1, x0, x1, path)
+    return _Single(y0, y1, x0, x1, path, flags)
 
 
 _PAIR, _THIN = np.uint8(1), np.uint8(2)
-"""Bits of the median's kind map: the lower of exactly two singles; fewer than ``min_exposures``."""
+"""Bits of the median's kind map: the lowest of its singles (the lower of exactly two, or a rank
+lowered by :func:`lower_median`'s ``high``); fewer than ``min_exposures``."""
+
+
+def flagged_inputs(flags: Sequence[np.ndarray | None], grid_shape: tuple[int, int],
+                   radius: int) -> np.ndarray:
+    """How many inputs have a flagged pixel within ``radius`` grid pixels (square) of each grid
+    pixel, (grid_shape) uint8 (uint16 for more than 255 inputs).
+
+    ``flags``: per input, (2, m) integer grid (x, y) of its flagged pixels (the grid pixel
+    nearest each one's centre; off the grid ignored), or None.
+    """
+    ny, nx = grid_shape
+    out = np.zeros(grid_shape, np.uint8 if len(flags) < 256 else np.uint16)
+    for xy in flags:
+        if xy is None:
+            continue
+        on = (xy[0] >= 0) & (xy[0] < nx) & (xy[1] >= 0) & (xy[1] < ny)
+        if not on.any():
+            continue
+        x, y = xy[0][on], xy[1][on]
+        x0, x1 = max(0, int(x.min()) - radius), min(nx, int(x.max()) + radius + 1)
+        y0, y1 = max(0, int(y.min()) - radius), min(ny, int(y.max()) + radius + 1)
+        box = np.zeros((y1 - y0, x1 - x0), bool)
+        box[y - y0, x - x0] = True
+        out[y0:y1, x0:x1] += _grow(box, radius) if radius else box
+    return out
 
 
 def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions
@@ -640,23 +737,33 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
     median = np.full(grid_shape, np.nan, dtype=np.float32)
     kinds = np.zeros(grid_shape, dtype=np.uint8)
     maps = [np.load(s.path, mmap_mode="r") if s.path is not None else None for s in singles]
+    high = None
+    if any(s.flags is not None for s in singles):
+        high = flagged_inputs([s.flags for s in singles], grid_shape, opts.coincidence_radius)
+    halo = 0 if high is None else 2  # rows above and below a section: the 5 x 5 floor
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
+        h0, h1 = max(0, r0 - halo), min(ny, r1 + halo)
         live = [(s, m) for s, m in zip(singles, maps, strict=True)
-                if m is not None and s.y0 < r1 and s.y1 > r0]
+                if m is not None and s.y0 < h1 and s.y1 > h0]
         if not live:
             continue
-        stack = np.full((len(live), r1 - r0, nx), np.nan, dtype=np.float32)
+        stack = np.full((len(live), h1 - h0, nx), np.nan, dtype=np.float32)
         for k, (s, m) in enumerate(live):
-            a, b = max(r0, s.y0), min(r1, s.y1)
-            stack[k, a - r0:b - r0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
-        count = np.count_nonzero(np.isfinite(stack), axis=0)
+            a, b = max(h0, s.y0), min(h1, s.y1)
+            stack[k, a - h0:b - h0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
+        inner = slice(r0 - h0, r1 - h0)
+        count = np.count_nonzero(np.isfinite(stack[:, inner]), axis=0)
         kinds[r0:r1][count == 2] = _PAIR
         kinds[r0:r1][(count >= 1) & (count < opts.min_exposures)] |= _THIN
         del count
-        median[r0:r1] = lower_median_inplace(stack, 1)
-        del stack
-    del maps
+        value, lowered = _ranked_inplace(stack, 1, None if high is None else high[h0:h1],
+                                         opts.coincidence_contrast)
+        median[r0:r1] = value[inner]
+        if lowered is not None:
+            kinds[r0:r1][lowered[inner]] |= _PAIR
+        del stack, lowered, value
+    del maps, high
     return median, kinds
 
 
