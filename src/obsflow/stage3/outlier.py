@@ -741,6 +741,7 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
     if any(s.flags is not None for s in singles):
         high = flagged_inputs([s.flags for s in singles], grid_shape, opts.coincidence_radius)
     halo = 0 if high is None else 2  # rows above and below a section: the 5 x 5 floor
+    n_lowered = 0
     for r0 in range(0, ny, rows):
         r1 = min(ny, r0 + rows)
         h0, h1 = max(0, r0 - halo), min(ny, r1 + halo)
@@ -762,7 +763,11 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
         median[r0:r1] = value[inner]
         if lowered is not None:
             kinds[r0:r1][lowered[inner]] |= _PAIR
+            n_lowered += int(np.count_nonzero(lowered[inner]))
         del stack, lowered, value
+    if high is not None:
+        log.info("median: %d grid pixels where inputs flagged so far lowered its rank",
+                 n_lowered)
     del maps, high
     return median, kinds
 
