@@ -597,8 +597,8 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
             sci = np.where(flagged, blot_mapped(repair[1], mapper), sci)
             fy, fx = np.nonzero(flagged)
             ra, dec = wcs.pixel_to_world_values(fx, fy)  # type: ignore[union-attr]
-            gx, gy = grid.world_to_pixel_values(ra, dec)
-            flags = np.floor(np.vstack([gx, gy]) + 0.5).astype(np.intp)
+            gxy = np.vstack(grid.world_to_pixel_values(ra, dec))
+            flags = np.floor(gxy[:, np.isfinite(gxy).all(axis=0)] + 0.5).astype(np.intp)
         del flagged
     ratio = mapper.scale_ratio()
     box = _box(mapper, grid_shape, int(math.ceil(reach(opts.kernel, opts.pixfrac, ratio))) + 1)
@@ -655,7 +655,10 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
     (uint8, the grid's shape): ``_PAIR`` where it is the lower of exactly two singles, ``_THIN``
     where fewer than ``min_exposures`` singles (at least one) cover the grid pixel.  Thin pixels
     hold the lower median of the singles there; :func:`_one_pass` does not test input pixels
-    next to them but takes the blot's slope and peaks from them."""
+    next to them but takes the blot's slope and peaks from them.  Singles carrying the grid
+    positions of their pixels flagged so far (``flags``, from the second pass) count as high
+    within ``coincidence_radius`` of them (:func:`lower_median`'s ``high``); where that lowers
+    the rank the kind is ``_PAIR`` too."""
     ny, nx = grid_shape
     n = len(singles)
     rows = max(1, int(opts.section_mb * 2**20 // (4 * nx * max(n, 1))))
@@ -683,8 +686,8 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
         kinds[r0:r1][count == 2] = _PAIR
         kinds[r0:r1][(count >= 1) & (count < opts.min_exposures)] |= _THIN
         del count
-        value, lowered = ranked_lower_median_inplace(stack, 1, None if high is None else high[h0:h1],
-                                         opts.coincidence_contrast)
+        value, lowered = ranked_lower_median_inplace(
+            stack, 1, None if high is None else high[h0:h1], opts.coincidence_contrast)
         median[r0:r1] = value[inner]
         if lowered is not None:
             kinds[r0:r1][lowered[inner]] |= _PAIR
