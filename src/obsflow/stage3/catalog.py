@@ -103,6 +103,14 @@ class CatalogOptions:
         circle of radius FWHM/2 of the blurred PSF, rounded).
     deblend_levels, deblend_contrast :
         photutils ``deblend_sources`` ``n_levels`` and ``contrast``.
+    deblend_npixels : int or None
+        Connected pixels a branch must have above the level at which it
+        separates from its neighbour (``deblend_sources`` ``n_pixels``);
+        default max(1, the area of a circle of radius FWHM/4 of the blurred
+        PSF, rounded): a companion on a brighter source's wing separates at
+        the saddle between them, and only its tip lies above it (a quarter
+        of the detection's area; 1 pixel up to FWHM ~2.5 px).  Which branch
+        is a source is the contrast criterion's decision.
     energy_fractions : tuple of float
         Encircled-energy fractions that set the aperture radii, ascending;
         the last one's flux, aperture-corrected, is the total flux.
@@ -121,6 +129,7 @@ class CatalogOptions:
     npixels: int | None = None
     deblend_levels: int = 32
     deblend_contrast: float = 0.005
+    deblend_npixels: int | None = None
     energy_fractions: tuple[float, ...] = (0.5, 0.7, 0.9)
     box_pix: int | None = None
     mask_nsigma: float = 2.0
@@ -134,8 +143,10 @@ class CatalogOptions:
             raise CatalogError(f"energy_fractions must be >= 2 ascending values in (0, 1), got {ef}")
         if not self.nsigma > 0:
             raise CatalogError(f"nsigma must be > 0, got {self.nsigma}")
-        if self.npixels is not None and self.npixels < 1:
-            raise CatalogError(f"npixels must be >= 1, got {self.npixels}")
+        for name in ("npixels", "deblend_npixels"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise CatalogError(f"{name} must be >= 1, got {value}")
 
 
 @dataclass
@@ -224,6 +235,7 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     kernel = smoothing_kernel(fwhm)
     smoothed = smooth(_over_noise(_subtracted(sci, bkg.level, bad), bkg.rms), kernel)
     npixels = opts.npixels or max(3, int(round(math.pi * (fwhm / 2.0) ** 2)))
+    deblend_npixels = opts.deblend_npixels or max(1, int(round(math.pi * (fwhm / 4.0) ** 2)))
     threshold = opts.nsigma * bkg.smooth_ratio
     local = relative_noise(err, bkg.rms, ~bad & ~bkg.source_mask, kernel)
     local *= np.float32(threshold)
@@ -234,12 +246,13 @@ def source_catalog(sci: np.ndarray, err: np.ndarray, wht: np.ndarray, wcs: WCS, 
     omega_sr = float(proj_plane_pixel_area(wcs.celestial)) * (math.pi / 180.0) ** 2
     to_jy = omega_sr * 1e6
     factors = [aperture_variance_factor(bkg.correlation, float(r)) for r in radii]
-    meta = _meta(name, psf, opts, radii, ee, factors, bkg, npixels, threshold, omega_sr, wcs)
+    meta = _meta(name, psf, opts, radii, ee, factors, bkg, (npixels, deblend_npixels), threshold,
+                 omega_sr, wcs)
     meta["aperture_correction_rel_err"] = apcorr_err
     if segm is None:
         return SourceCatalogResult(_empty_table(opts, meta), np.zeros(sci.shape, np.int32), bkg,
                                    meta)
-    segm = _deblend(smoothed, segm, npixels, opts)
+    segm = _deblend(smoothed, segm, deblend_npixels, opts)
     deblended = _deblended(segm)
     data = _subtracted(sci, bkg.level, bad)
     error = np.where(bad, 0.0, err).astype(sci.dtype, copy=False)
@@ -586,8 +599,9 @@ def _empty_table(opts: CatalogOptions, meta: dict[str, object]) -> Table:
 
 
 def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee: np.ndarray,
-          factors: list[float], bkg: BackgroundMap, npixels: int, threshold: float,
+          factors: list[float], bkg: BackgroundMap, npixels: tuple[int, int], threshold: float,
           omega_sr: float, wcs: WCS) -> dict[str, object]:
+    """The catalog's meta block; ``npixels`` is (detection's, deblending's)."""
     scale = math.sqrt(omega_sr) * 206264.80624709636
     return {
         "mosaic": name,
@@ -611,8 +625,8 @@ def _meta(name: str, psf: MosaicPSF, opts: CatalogOptions, radii: np.ndarray, ee
                       for f, r, v in zip(ee, radii, factors, strict=True)],
         "total_flux_aperture": f"aper{_ee_label(float(ee[-1]))}",
         "detection": {"nsigma": opts.nsigma, "threshold_smoothed": threshold,
-                      "smooth_ratio": bkg.smooth_ratio, "npixels": npixels,
-                      "deblend_levels": opts.deblend_levels,
+                      "smooth_ratio": bkg.smooth_ratio, "npixels": npixels[0],
+                      "deblend_npixels": npixels[1], "deblend_levels": opts.deblend_levels,
                       "deblend_contrast": opts.deblend_contrast},
         "background": {"box_pix": bkg.box_pix, "mask_nsigma": opts.mask_nsigma,
                        "mask_dilate": opts.mask_dilate,
