@@ -10,7 +10,9 @@ Around every true star peak (truth RATE, 20 ERR above the sky, 16 px from
 the edges) the sum of (slope - true rate) in a 3-px aperture, over the
 aperture's error from ERR, is averaged per S/N bin, apart for apertures
 with a flagged pixel (jump, saturation: their slopes from part of the ramp)
-(no background is subtracted: the truth has the same sky).  A bias of the
+(no background is subtracted: the truth has the same sky), and apart again for those that no
+cosmic ray hit (the truth's CRHITS: a selection that does not depend on the data), with the
+standard error taken over fields.  A bias of the
 ramp fit, the jump detection or the simulator's ramps in the stars' pixels
 shows here, per exposure, before any stage-2 or stage-3 step.
 
@@ -77,8 +79,9 @@ def _slopes(k: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray, np.nd
 
 
 def exposure_terms(slopes: dict[str, np.ndarray], err: np.ndarray, bad: np.ndarray,
-                   true: np.ndarray) -> dict[str, np.ndarray]:
-    """Per star aperture: its S/N and each fit's (sum of slope - truth) / error."""
+                   true: np.ndarray, hit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per star aperture: its S/N, each fit's (sum of slope - truth) / error, whether a pixel
+    is flagged (``bad``) and whether a cosmic ray hit one (``hit``, from the truth)."""
     sky = np.median(true[true > 0])
     peak = (true == maximum_filter(true, 15)) & (true > sky + 20 * np.median(err[err > 0]))
     yy, xx = np.nonzero(peak)
@@ -91,7 +94,9 @@ def exposure_terms(slopes: dict[str, np.ndarray], err: np.ndarray, bad: np.ndarr
 
     flagged = total(bad.astype(float)) > 0
     e = np.sqrt(total(np.where(np.isfinite(err), err, 0.0) ** 2))
-    out = {"snr": total(true) / e, "flagged": flagged.astype(float)}
+    out = {"snr": total(true) / e, "flagged": flagged.astype(float),
+           "hit": (total(hit.astype(float)) > 0).astype(float) if hit is not None
+           else np.zeros_like(e)}
     for name, slope in slopes.items():
         out[name] = total(slope - true) / e
     return out
@@ -113,8 +118,14 @@ def field_terms(root: Path, seed: int, name: str = "smallsat") -> list[dict[str,
     for uncal in sorted((root / "level1").glob("*_uncal.fits")):
         calibrate_product(uncal, refs, profile, CalibrationOptions(place=beside(root / "cal")))
         base = uncal.name.replace("_uncal.fits", "")
-        true = fits.getdata(root / "truth" / f"{base}_truth.fits", "RATE").astype(float)
-        out.append(exposure_terms(*_slopes(kept), true))
+        truth = root / "truth" / f"{base}_truth.fits"
+        true = fits.getdata(truth, "RATE").astype(float)
+        rays = fits.getdata(truth, "CRHITS")
+        hit = np.zeros(true.shape, bool)
+        hit[np.asarray(rays["Y"]), np.asarray(rays["X"])] = True
+        terms = exposure_terms(*_slopes(kept), true, hit)
+        terms["field"] = np.full(terms["snr"].shape, float(seed))
+        out.append(terms)
     return out
 
 
@@ -122,6 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="11-18", help="a seed or a range, e.g. 11-30")
     ap.add_argument("--profile", choices=sorted(FIELDS), default="smallsat")
+    ap.add_argument("--save", type=Path, help="write the per-aperture columns to this .npz")
     args = ap.parse_args()
     lo, _, hi = args.seeds.partition("-")
     seeds = list(range(int(lo), int(hi or lo) + 1))
@@ -134,18 +146,34 @@ def main() -> None:
     cols = {k: np.concatenate([t[k] for t in terms]) for k in terms[0]}
     fitted = np.all([np.isfinite(cols[n]) for n in FITS], axis=0)  # (a pixel with no slope: out)
     cols = {k: v[fitted] for k, v in cols.items()}
+    if args.save:
+        np.savez(args.save, **cols)
     snr = cols["snr"]
     flagged = cols["flagged"] > 0
     print(f"{snr.size} star apertures (3 px) in {len(terms)} exposures of {len(seeds)} "
           f"{args.profile} fields: (sum of slope - true rate) / error, mean (standard error); "
           "apertures with no flagged pixel, then those with one (ERR of their unflagged pixels)")
     for label, rows in (("clean", ~flagged), ("flagged", flagged)):
-        for a, b in ((5, 30), (30, 100), (100, 300), (300, 1e5), (5, 1e5)):
+        for a, b in ((5, 30), (30, 100), (100, 200), (200, 300), (300, 600), (600, 1000),
+                     (1000, 1e5), (5, 1e5)):
             k = rows & (snr >= a) & (snr < b)
             if k.any():
                 print(f"{label:8s} S/N {a:>5.0f}-{b:<6.0f} {k.sum():>6d} " + "  ".join(
                     f"{n} {cols[n][k].mean():+.3f} ({cols[n][k].std() / np.sqrt(k.sum()):.3f})"
                     for n in FITS))
+    for label, rows in (("clean", ~flagged), ("clean, no ray", ~flagged & (cols["hit"] == 0))):
+        k = rows & (snr >= 30)
+        print(f"{label} S/N 30+: {k.sum()} apertures, " + "  ".join(
+            f"{n} {cols[n][k].mean():+.3f} (s.e. by field {_field_se(cols[n][k], cols['field'][k]):.3f})"
+            for n in FITS))
+
+
+def _field_se(pull: np.ndarray, field: np.ndarray) -> float:
+    """Standard error of the mean of ``pull`` with the fields as the independent units (their
+    apertures share a detector realization and stars)."""
+    mean = pull.mean()
+    dev = np.array([np.sum(pull[field == f] - mean) for f in np.unique(field)])
+    return float(np.sqrt(np.sum(dev**2)) / pull.size)
 
 
 if __name__ == "__main__":
