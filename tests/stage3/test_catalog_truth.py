@@ -129,10 +129,11 @@ KNOWN_GAPS = {
                                  "each point source has its own aperture correction and "
                                  "saturated groups are flagged with a noise margin "
                                  "(2026-12-03; -0.312, 0.983 before: the phase average's "
-                                 "skewed scatter); over 12 fields -0.129 (s.e. 0.054), "
-                                 "spread 1.012: the data's own star light is 0.08-0.12 sigma "
-                                 "under the noiseless truth (stage 1 per exposure -0.036 +- "
-                                 "0.027 sigma, stcal the same)",
+                                 "skewed scatter); over seeds 11-22 -0.129 (s.e. 0.054), "
+                                 "spread 1.012, the data's star light 0.08-0.12 sigma under "
+                                 "the noiseless truth; on fresh fields 23-34 +0.020 (s.e. "
+                                 "0.050), spread 0.974 over 593 stars, and new noise draws of "
+                                 "the same fields do not repeat the deficit: a low draw",
     ("smallsat", "flux pulls"): "median 0.129, spread 0.943 over 332 stars in 8 fields since "
                                 "each point source has its own aperture correction (2026-12-03; "
                                 "0.083, 0.993 with the phase average, whose skew offset the "
