@@ -164,16 +164,20 @@ def test_file_sections_read_in_bands_give_the_whole_arrays_result(tmp_path, monk
                       fits.ImageHDU(dq, name="DQ")]).writeto(path)
         paths.append(path)
         arrays.append((sci, dq))
-    whole = [positions.measure_on_input(sci, dq, w, ra, dec, FWHM)
+    whole = [positions.measure_on_input(sci, dq, w, ra, dec, FWHM, half=5)
              for (sci, dq), w in zip(arrays, INPUTS, strict=True)]
     monkeypatch.setattr(positions, "_BAND_ROWS", 7)  # many band edges through the stamps
     banded = []
     for sci, dq, w, fwhm, _ in _position_inputs(paths, INPUTS, [FWHM] * 3, [1.0] * 3):
         assert isinstance(sci, fits.Section) and isinstance(dq, fits.Section)
-        banded.append(positions.measure_on_input(sci, dq, w, ra, dec, fwhm))
+        banded.append(positions.measure_on_input(sci, dq, w, ra, dec, fwhm, half=5))
         assert not sci.hdu._data_loaded and not dq.hdu._data_loaded  # bands only, never whole
     for k, (a, b) in enumerate(zip(whole, banded, strict=True)):
         assert np.isnan(a[0][k]) and np.isnan(b[0][k])  # the flagged pixel loses star k
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+        # the stamps of used pixels (for the own aperture corrections) across band edges too
+        np.testing.assert_array_equal(a.origin, b.origin)
+        np.testing.assert_array_equal(a.good, b.good)
+        assert a.good.shape == (ra.size, 11, 11) and not a.good.all() and a.good.sum() > 0.9 * a.good.size
         assert np.isfinite(b[0]).sum() == ra.size - 1
