@@ -20,7 +20,7 @@ from tests.stage3.test_positions import FWHM, GRID, INPUTS, _input, _stars
 
 from obsflow.exceptions import CatalogError
 from obsflow.models.dq import DQ
-from obsflow.stage3.apcorr import InputSampling, own_encircled_energy, pixel_light, stamp_half
+from obsflow.stage3.apcorr import InputSampling, own_encircled_energy, pixel_light, sampling_half
 from obsflow.stage3.catalog import CatalogOptions, point_sources_from_inputs, source_catalog
 from obsflow.stage3.pixmap import exact_pixel_map
 from obsflow.stage3.positions import measure_on_input
@@ -64,7 +64,7 @@ def _drizzle(scene: list[tuple[np.ndarray, np.ndarray]], kernel: str, pixfrac: f
 def _samplings(scene: list[tuple[np.ndarray, np.ndarray]], kernel: str, pixfrac: float,
                weights: tuple[float, ...] = (1.0, 1.0, 1.0)) -> list[InputSampling]:
     ra, dec = _stars()
-    half = stamp_half(RADIUS, kernel, pixfrac, OUT_PER_IN)
+    half = sampling_half(RADIUS, kernel, pixfrac, OUT_PER_IN)
     out = []
     for (sci, dq), wcs, w in zip(scene, INPUTS, weights, strict=True):
         found = measure_on_input(sci, dq, wcs, ra, dec, FWHM, half)

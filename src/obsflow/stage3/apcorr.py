@@ -39,7 +39,7 @@ from obsflow.exceptions import CatalogError
 from obsflow.stage3.kernels import KERNELS, add_image, reach
 from obsflow.stage3.psfmodel import MOFFAT_BETA, _moffat_alpha
 
-__all__ = ["NODES", "InputSampling", "own_encircled_energy", "pixel_light", "stamp_half"]
+__all__ = ["NODES", "InputSampling", "own_encircled_energy", "pixel_light", "sampling_half"]
 
 NODES = 6
 """Gauss-Legendre nodes per pixel axis of the pixel-integrated Moffat (its pixel integrals
@@ -71,7 +71,7 @@ class InputSampling:
     good: np.ndarray
 
 
-def stamp_half(radius: float, kernel: str, pixfrac: float, out_per_in: float) -> int:
+def sampling_half(radius: float, kernel: str, pixfrac: float, out_per_in: float) -> int:
     """Half-size (input pixels) of a stamp whose drizzled light covers an aperture of
     ``radius`` mosaic pixels about its centre, for ``kernel`` at ``pixfrac`` and an input
     pixel of ``out_per_in`` mosaic pixels (its light beyond that never reaches the

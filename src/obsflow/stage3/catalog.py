@@ -57,7 +57,7 @@ from obsflow.models.identity import ProductRef
 from obsflow.models.level2 import product_primary
 from obsflow.models.metadata import ExposureMeta
 from obsflow.models.provenance import Provenance
-from obsflow.stage3.apcorr import own_encircled_energy, stamp_half
+from obsflow.stage3.apcorr import own_encircled_energy, sampling_half
 from obsflow.stage3.background import (
     BackgroundMap,
     aperture_variance_factor,
@@ -363,9 +363,9 @@ def point_sources_from_inputs(table: Table, grid: WCS, inputs: Iterable[Position
     rows = np.flatnonzero(point)
     ap = table.meta["apertures"][-1]
     radius = float(ap["radius_pix"])
+    out_per_in = psf.boxes_pix[0] if len(psf.boxes_pix) >= 4 else 1.0  # (input px, mosaic px)
     measure = InputPositions(np.asarray(table["ra"])[rows], np.asarray(table["dec"])[rows], grid,
-                             stamp_half(radius, kernel, pixfrac, psf.boxes_pix[0]
-                                        if len(psf.boxes_pix) >= 4 else 1.0))
+                             sampling_half(radius, kernel, pixfrac, out_per_in))
     if rows.size:  # (else no input is opened)
         for sci, dq, wcs, fwhm_pix, weight in inputs:
             measure.add(sci, dq, wcs, fwhm_pix, weight)
