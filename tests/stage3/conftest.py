@@ -11,6 +11,9 @@ visit, another target), each run through ingest-free calibration to ``_cal``.
 from __future__ import annotations
 
 import functools
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +113,21 @@ def realization(factory: pytest.TempPathFactory, name: str, seed: int) -> Field:
         _REALIZATIONS[key] = _make_field(factory.mktemp(f"field_{name}_{seed}"), name, seed,
                                          FIRST_POINTINGS[name])
     return _REALIZATIONS[key]
+
+
+@contextmanager
+def scratch_realization(factory: pytest.TempPathFactory, name: str, seed: int) -> Iterator[Field]:
+    """:func:`realization`'s field if a test already made it, else one made for this use only
+    and removed after it (tests that pool many fields keep neither their files nor their
+    arrays)."""
+    if (name, seed) in _REALIZATIONS:
+        yield _REALIZATIONS[(name, seed)]
+        return
+    root = factory.mktemp(f"scratch_{name}_{seed}")
+    try:
+        yield _make_field(root, name, seed, FIRST_POINTINGS[name])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", params=sorted(FIELDS))
