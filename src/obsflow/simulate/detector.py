@@ -59,7 +59,9 @@ class DetectorModel:
         reference pixels (they see no light, the flat is not applied there).
         """
         ny, nx = self.response.shape
-        yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float32)
+        # a row and a column broadcast, not two whole-frame index grids (same values)
+        xx = np.arange(nx, dtype=np.float32)[None, :]
+        yy = np.arange(ny, dtype=np.float32)[:, None]
         angle = 0.7 * filter_index + filt.pivot_um
         tilt = 1 + 0.01 * (np.cos(angle) * (xx / nx - 0.5) + np.sin(angle) * (yy / ny - 0.5))
         flat = (self.response * tilt).astype(np.float32)
