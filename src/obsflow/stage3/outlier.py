@@ -105,6 +105,7 @@ __all__ = [
     "lower_median",
     "lower_median_inplace",
     "outlier_masks",
+    "ray_sides",
     "unpack_mask",
 ]
 
@@ -402,7 +403,8 @@ def cores(blotted: np.ndarray, radius: int = 1, extra: np.ndarray | None = None)
 def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable: np.ndarray,
                   options: OutlierOptions | None = None,
                   extra_cores: np.ndarray | None = None, *,
-                  untested: np.ndarray | None = None) -> np.ndarray:
+                  untested: np.ndarray | None = None,
+                  sides_at: np.ndarray | None = None) -> np.ndarray:
     """Boolean outlier mask of one input from its blotted median (see the module docstring).
 
     ``usable``: input pixels that may be tested (good DQ, finite values);
@@ -416,6 +418,12 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
     ``options.wing_scale`` elsewhere.  ``untested`` pixels (where the median
     had fewer than ``min_exposures`` inputs) are not tested, but their blot
     counts in the derivative and the cores of the pixels beside them.
+
+    ``sides_at`` (bool, the input's shape): where a first-threshold outlier's four side
+    neighbours are flagged too when three of them stand above the blot by ``snr[1]`` ERR
+    (:func:`ray_sides`; the pixels whose median is that of exactly two inputs, where the
+    derivative allowance of a pair's cores hides a ray's side neighbours).  Only ``usable``
+    sides are flagged (untested ones too: a ray's charge does not stop at the tested area).
     """
     opts = options or OutlierOptions()
     # a peak just beyond the input's edge is not in its blot: the edge counts as a core
@@ -441,10 +449,59 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
             return tested & (diff > limit)
 
         first = above(0)
-        if opts.grow == 0 or not first.any():
+        if not first.any():
             return first
+        out = first.copy()
+        if sides_at is not None:
+            out |= ray_sides(diff, e, first & sides_at, opts.snr[1], usable)
+        if opts.grow == 0:
+            return out
         second = above(1)
-    return first | (second & _grow(first, opts.grow))
+    return out | (second & _grow(first, opts.grow))
+
+
+def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: float,
+              valid: np.ndarray | None = None) -> np.ndarray:
+    """The four side neighbours of each ``centres`` pixel where at least three of them stand
+    more than ``snr`` x their ``err`` above the blot, bool (ny, nx).
+
+    ``excess``: data - blot (SCI units; NaN where unknown: it does not count as above);
+    ``err``: the same units; ``centres``: bool, the outliers whose sides are looked at;
+    ``valid`` (bool): the only pixels that count as sides and are returned (all without).  A
+    cosmic ray deposits charge in all four side neighbours of the pixel it hits (the charge
+    spreads before collection, and interpixel capacitance couples the sides), so its sides
+    stand above the blot together; a source the blot does not follow (an undersampled star at
+    another sub-pixel phase, a slope) puts its excess on one side, and the opposite side falls
+    below the blot.  Requiring three of four (the second smallest of the four excesses above
+    ``snr`` ERR) keeps the one a noise draw pulls down without taking a shifted star's sides.
+    """
+    if excess.shape != err.shape or excess.shape != centres.shape:
+        raise OutlierError(f"ray_sides: excess {excess.shape}, err {err.shape} and centres "
+                           f"{centres.shape} must have one shape")
+    ny, nx = excess.shape
+    cy, cx = np.nonzero(centres)
+    out = np.zeros(excess.shape, bool)
+    if cy.size == 0:
+        return out
+    above = np.zeros(cy.size, np.intp)
+    sides = ((0, 1), (0, -1), (1, 0), (-1, 0))
+    for dy, dx in sides:
+        y, x = cy + dy, cx + dx
+        on = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        y, x = y[on], x[on]
+        with np.errstate(invalid="ignore"):
+            up = excess[y, x] > np.float32(snr) * err[y, x]
+        if valid is not None:
+            up &= valid[y, x]
+        above[on] += up
+    keep = above >= 3
+    for dy, dx in sides:
+        y, x = cy[keep] + dy, cx[keep] + dx
+        on = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
+        out[y[on], x[on]] = True
+    if valid is not None:
+        out &= valid
+    return out
 
 
 def crf_dq(dq: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -538,7 +595,7 @@ def _blot_bands(median: np.ndarray, kinds: np.ndarray | None, mapper: LatticeMap
                 band_rows: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """:func:`blot_mapped`, and the median's kind map (:func:`_median`, after
     :func:`_spread_thin`) at each input pixel (uint8, 0 off the grid; an empty array without
-    ``kinds``): ``_PAIR`` from its nearest grid pixel, ``_THIN`` from the first of the 2 x 2
+    ``kinds``): ``_PAIR`` and ``_TWO`` from its nearest grid pixel, ``_THIN`` from the first of the 2 x 2
     around its position, from the same bands of the pixel map."""
     med = np.ascontiguousarray(median, dtype=np.float32)
     ny, nx = mapper.shape
@@ -550,7 +607,7 @@ def _blot_bands(median: np.ndarray, kinds: np.ndarray | None, mapper: LatticeMap
         out[r0:r1] = blot(med, pmap)
         if kinds is None:
             continue
-        for bit, half in ((_PAIR, 0.5), (_THIN, 0.0)):
+        for bit, half in ((_PAIR | _TWO, 0.5), (_THIN, 0.0)):
             with np.errstate(invalid="ignore"):  # NaN positions: off the grid
                 ix = np.floor(pmap[..., 0] + half)
                 iy = np.floor(pmap[..., 1] + half)
@@ -644,9 +701,10 @@ def _single_resample(item: InputLike, k: int, grid: WCS, grid_shape: tuple[int, 
     return _Single(y0, y1, x0, x1, path, flags)
 
 
-_PAIR, _THIN = np.uint8(1), np.uint8(2)
+_PAIR, _THIN, _TWO = np.uint8(1), np.uint8(2), np.uint8(4)
 """Bits of the median's kind map: the lowest of its singles (the lower of exactly two, or a rank
-lowered by :func:`lower_median`'s ``high``); fewer than ``min_exposures``."""
+lowered by :func:`lower_median`'s ``high``); fewer than ``min_exposures``; exactly two singles
+(where :func:`ray_sides` applies)."""
 
 
 def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOptions
@@ -683,7 +741,7 @@ def _median(singles: list[_Single], grid_shape: tuple[int, int], opts: OutlierOp
             stack[k, a - h0:b - h0, s.x0:s.x1] = m[a - s.y0:b - s.y0]
         inner = slice(r0 - h0, r1 - h0)
         count = np.count_nonzero(np.isfinite(stack[:, inner]), axis=0)
-        kinds[r0:r1][count == 2] = _PAIR
+        kinds[r0:r1][count == 2] = _PAIR | _TWO
         kinds[r0:r1][(count >= 1) & (count < opts.min_exposures)] |= _THIN
         del count
         value, lowered = ranked_lower_median_inplace(
@@ -792,11 +850,14 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         # takes up a single's lanczos ringing beside a bright core)
         extra = (inp.dq & opts.keep_bits) != 0
         extra |= (kinds_at & _PAIR).view(bool)
+        two = (kinds_at & _TWO) != 0  # the median of exactly two singles: ray_sides applies
+        np.bitwise_and(kinds_at, _THIN, out=kinds_at)
         np.right_shift(kinds_at, 1, out=kinds_at)  # _THIN -> 1: the untested pixels
         untested = kinds_at.view(bool)
         del kinds_at
-        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra, untested=untested)
-        del extra
+        mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra, untested=untested,
+                             sides_at=two)
+        del extra, two
         if previous is not None:
             mask |= unpack_mask(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted) & ~untested))  # type: ignore[operator]
