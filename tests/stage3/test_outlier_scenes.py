@@ -282,13 +282,16 @@ KNOWN_GAPS: dict[int, str] = {}
 """Inputs (n) whose residual-ray rate is a known gap: what was measured (docs/stage3.md)."""
 
 
-@pytest.mark.parametrize(("n", "limit"), [(2, 15.0), (3, 1.0), (4, 1.0)])
+@pytest.mark.parametrize(("n", "limit"), [(2, 1.0), (3, 1.0), (4, 1.0)])
 def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float) -> None:
-    """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels from 3 inputs on.
+    """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels.
 
-    A pair falls short on this crowded field (measured 7.3 per 1e5: the 5%
-    side neighbours of rays of > 100 sigma next to stars, 5.1-5.3 sigma in
-    the mosaic, where the derivative of a two-image blot is high).  Three
+    A pair: met since 2026-12-03 (branch pair3; 2.43 per 1e5 before, limit
+    15): the 5% side neighbours of rays of > 100 sigma, 5.1-5.8 sigma in the
+    mosaic, stayed under the derivative allowance every pixel of a pair's
+    median has; the side-neighbour rule of a two-input median
+    (:func:`obsflow.stage3.outlier.ray_sides`) flags them; pooled over seeds
+    14-19, 0 residuals in 246,683 px (main 7, 2.84 per 1e5).  Three
     inputs: met since 2026-12-03 (a known gap before: rays of two inputs on
     one sky pixel made the median a ray; see
     :func:`test_two_rays_on_one_sky_pixel_in_two_of_three_inputs`); pooled
