@@ -282,8 +282,9 @@ KNOWN_GAPS: dict[int, str] = {}
 """Inputs (n) whose residual-ray rate is a known gap: what was measured (docs/stage3.md)."""
 
 
-@pytest.mark.parametrize(("n", "limit"), [(2, 1.0), (3, 1.0), (4, 1.0)])
-def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float) -> None:
+@pytest.mark.parametrize(("n", "limit", "seed"), [(2, 1.0, 13), (3, 1.0, 14), (4, 1.0, 15),
+                                                   (3, 1.0, 18)])
+def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float, seed: int) -> None:
     """At most 1 residual ray above 5 sigma per 1e5 mosaic pixels.
 
     A pair: met since 2026-12-03 (branch pair3; 2.43 per 1e5 before, limit
@@ -296,11 +297,13 @@ def test_residual_cosmic_rays_in_the_mosaic(n: int, limit: float) -> None:
     one sky pixel made the median a ray; see
     :func:`test_two_rays_on_one_sky_pixel_in_two_of_three_inputs`); pooled
     over seeds 14-19, 1 residual in 248,920 px (0.40 per 1e5; main 6, 2.41),
-    a ray's side neighbour where only its own input covers the grid.  A
+    a ray's side neighbour where only its own input covers the grid (seed
+    18: 2.38 per 1e5), flagged since branch pair3 (the rule of a pair's
+    median applies beside untested pixels too): 0.  A
     known gap (:data:`KNOWN_GAPS`) is expected to fail, and fails loudly
     once it passes.
     """
-    scene = make_scene(n, size=200, crs=40, seed=11 + n)
+    scene = make_scene(n, size=200, crs=40, seed=seed)
     grid = _grid(scene.inputs)
     masks = outlier_masks(scene.inputs, grid)
     mosaic = _mosaic(scene.inputs, grid, masks)

@@ -65,6 +65,11 @@ def test_a_rays_sides_are_flagged_when_three_of_four_stand_above() -> None:
     assert not ray_sides(excess, err * 2.0, centre, 4.0).any()  # 2.5 ERR: none above
     excess[5, 4] = 3.5
     assert not ray_sides(excess, err, centre, 4.0).any()
+    # a side above the centre is no spread of a ray hitting the centre: it does not count
+    excess[5, 4] = 120.0
+    assert not ray_sides(excess, err, centre, 4.0).any()
+    excess[5, 4] = 99.0
+    assert np.array_equal(ray_sides(excess, err, centre, 4.0), sides)
     # a side that may not be used neither counts nor is returned
     excess[5, 4] = 5.0
     valid = np.ones((9, 9), bool)

@@ -420,10 +420,11 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
     counts in the derivative and the cores of the pixels beside them.
 
     ``sides_at`` (bool, the input's shape): where a first-threshold outlier's four side
-    neighbours are flagged too when three of them stand above the blot by ``snr[1]`` ERR
-    (:func:`ray_sides`; the pixels whose median is that of exactly two inputs, where the
-    derivative allowance of a pair's cores hides a ray's side neighbours).  Only ``usable``
-    sides are flagged (untested ones too: a ray's charge does not stop at the tested area).
+    neighbours are flagged too when three of them stand above the blot by ``snr[1]`` ERR and
+    below the outlier (:func:`ray_sides`; :func:`outlier_masks` gives the pixels whose median
+    is that of exactly two inputs, where the derivative allowance of a pair's cores hides a
+    ray's side neighbours, and those beside ``untested`` pixels).  Only ``usable`` sides are
+    flagged (untested ones too: a ray's charge does not stop at the tested area).
     """
     opts = options or OutlierOptions()
     # a peak just beyond the input's edge is not in its blot: the edge counts as a core
@@ -463,7 +464,8 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
 def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: float,
               valid: np.ndarray | None = None) -> np.ndarray:
     """The four side neighbours of each ``centres`` pixel where at least three of them stand
-    more than ``snr`` x their ``err`` above the blot, bool (ny, nx).
+    more than ``snr`` x their ``err`` above the blot, and less than the centre does, bool
+    (ny, nx).
 
     ``excess``: data - blot (SCI units; NaN where unknown: it does not count as above);
     ``err``: the same units; ``centres``: bool, the outliers whose sides are looked at;
@@ -474,6 +476,8 @@ def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: flo
     another sub-pixel phase, a slope) puts its excess on one side, and the opposite side falls
     below the blot.  Requiring three of four (the second smallest of the four excesses above
     ``snr`` ERR) keeps the one a noise draw pulls down without taking a shifted star's sides.
+    A side standing higher than the centre is no spread of a ray hitting the centre (a star
+    the blot does not follow: its light peaks elsewhere) and does not count.
     """
     if excess.shape != err.shape or excess.shape != centres.shape:
         raise OutlierError(f"ray_sides: excess {excess.shape}, err {err.shape} and centres "
@@ -484,13 +488,15 @@ def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: flo
     if cy.size == 0:
         return out
     above = np.zeros(cy.size, np.intp)
+    peak = excess[cy, cx]
     sides = ((0, 1), (0, -1), (1, 0), (-1, 0))
     for dy, dx in sides:
         y, x = cy + dy, cx + dx
         on = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
         y, x = y[on], x[on]
         with np.errstate(invalid="ignore"):
-            up = excess[y, x] > np.float32(snr) * err[y, x]
+            side = excess[y, x]
+            up = (side > np.float32(snr) * err[y, x]) & (side < peak[on])
         if valid is not None:
             up &= valid[y, x]
         above[on] += up
@@ -850,14 +856,17 @@ def _one_pass(inputs: Sequence[InputLike], grid: WCS, grid_shape: tuple[int, int
         # takes up a single's lanczos ringing beside a bright core)
         extra = (inp.dq & opts.keep_bits) != 0
         extra |= (kinds_at & _PAIR).view(bool)
-        two = (kinds_at & _TWO) != 0  # the median of exactly two singles: ray_sides applies
+        # ray_sides applies where the median is that of exactly two singles, and beside the
+        # untested pixels (a ray's side there is never compared with a median)
+        sides_at = (kinds_at & _TWO) != 0
         np.bitwise_and(kinds_at, _THIN, out=kinds_at)
         np.right_shift(kinds_at, 1, out=kinds_at)  # _THIN -> 1: the untested pixels
         untested = kinds_at.view(bool)
         del kinds_at
+        sides_at |= _grow(untested, 1)
         mask = flag_outliers(inp.sci, inp.err, blotted, usable, opts, extra, untested=untested,
-                             sides_at=two)
-        del extra, two
+                             sides_at=sides_at)
+        del extra, sides_at
         if previous is not None:
             mask |= unpack_mask(previous[k], mask.shape)
         tested = int(np.count_nonzero(usable & np.isfinite(blotted) & ~untested))  # type: ignore[operator]
