@@ -452,13 +452,20 @@ def flag_outliers(sci: np.ndarray, err: np.ndarray, blotted: np.ndarray, usable:
         first = above(0)
         if not first.any():
             return first
-        out = first.copy()
-        if sides_at is not None:
-            out |= ray_sides(diff, e, first & sides_at, opts.snr[1], usable)
+        sides: tuple[np.ndarray, np.ndarray] | None = None
+        if sides_at is not None:  # (row, column) arrays: no image-sized temporaries
+            cy, cx = np.nonzero(first)
+            at = sides_at[cy, cx]
+            sides = _ray_side_pixels(diff, e, cy[at], cx[at], opts.snr[1], usable)
+            del cy, cx, at
         if opts.grow == 0:
-            return out
-        second = above(1)
-    return out | (second & _grow(first, opts.grow))
+            out = first
+        else:
+            second = above(1)
+            out = first | (second & _grow(first, opts.grow))
+    if sides is not None:
+        out[sides] = True
+    return out
 
 
 def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: float,
@@ -482,11 +489,19 @@ def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: flo
     if excess.shape != err.shape or excess.shape != centres.shape:
         raise OutlierError(f"ray_sides: excess {excess.shape}, err {err.shape} and centres "
                            f"{centres.shape} must have one shape")
-    ny, nx = excess.shape
+    if valid is not None and valid.shape != excess.shape:
+        raise OutlierError(f"ray_sides: valid {valid.shape} must have the shape of excess "
+                           f"{excess.shape}")
     cy, cx = np.nonzero(centres)
     out = np.zeros(excess.shape, bool)
-    if cy.size == 0:
-        return out
+    out[_ray_side_pixels(excess, err, cy, cx, snr, valid)] = True
+    return out
+
+
+def _ray_side_pixels(excess: np.ndarray, err: np.ndarray, cy: np.ndarray, cx: np.ndarray,
+                     snr: float, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ray_sides` of the centres (``cy``, ``cx``) as (row, column) arrays of the sides."""
+    ny, nx = excess.shape
     above = np.zeros(cy.size, np.intp)
     peak = excess[cy, cx]
     sides = ((0, 1), (0, -1), (1, 0), (-1, 0))
@@ -501,13 +516,16 @@ def ray_sides(excess: np.ndarray, err: np.ndarray, centres: np.ndarray, snr: flo
             up &= valid[y, x]
         above[on] += up
     keep = above >= 3
+    ys, xs = [], []
     for dy, dx in sides:
         y, x = cy[keep] + dy, cx[keep] + dx
         on = (y >= 0) & (y < ny) & (x >= 0) & (x < nx)
-        out[y[on], x[on]] = True
-    if valid is not None:
-        out &= valid
-    return out
+        y, x = y[on], x[on]
+        if valid is not None:
+            y, x = y[valid[y, x]], x[valid[y, x]]
+        ys.append(y)
+        xs.append(x)
+    return np.concatenate(ys), np.concatenate(xs)
 
 
 def crf_dq(dq: np.ndarray, mask: np.ndarray) -> np.ndarray:
