@@ -50,7 +50,11 @@ Method
    of the blot, a SATURATED pixel, the input's outer edge, a grid pixel
    whose median is the lower of a pair); on a star's wings and the sky the
    smaller ``wing_scale`` does (the full one let rays of 14 ERR through on
-   steep wings).
+   steep wings).  Where the median is that of exactly two singles (or beside
+   an untested pixel) the four side neighbours of a first-threshold outlier
+   are flagged too when three of them stand more than ``snr2`` ERR above the
+   blot and below the outlier (:func:`ray_sides`: a ray's charge spreads to
+   all four sides; a pair's full derivative allowance hides them otherwise).
 
 Memory: one input (with its pixel map and one single resample's
 accumulators) at a time, the median image (one float32 per grid pixel) and
