@@ -36,7 +36,7 @@ from astropy.wcs import WCS
 from photutils.aperture import CircularAperture, aperture_photometry
 
 from obsflow.exceptions import CatalogError
-from obsflow.stage3.kernels import KERNELS, add_image, reach
+from obsflow.stage3.kernels import KERNELS, SLOTS, add_image, reach
 from obsflow.stage3.psfmodel import MOFFAT_BETA, _moffat_alpha
 
 __all__ = ["NODES", "InputSampling", "own_encircled_energy", "pixel_light", "sampling_half"]
@@ -208,8 +208,7 @@ def own_encircled_energy(grid: WCS, centre: np.ndarray, aperture: np.ndarray, ra
     base = np.rint(centre).astype(np.int64) - block // 2  # grid pixel of each block's [0, 0]
     base[~np.isfinite(centre).all(axis=1)] = 0
     shift = np.column_stack([-base[:, 0], -base[:, 1] + block * np.arange(n)]).astype(np.float64)
-    acc = np.zeros((n * block, block, 5), np.float32)
-    con = np.zeros((1, n * block, block), np.int32)
+    acc = np.zeros((n * block, block, SLOTS), np.float32)
     # stamps drawn one pixel wider on every side with no weight there: the square kernel
     # interpolates the pixel map between neighbouring rows for its drops' corners, and a
     # stamp's own (affine) map must be on both sides of each used pixel
@@ -243,7 +242,7 @@ def own_encircled_energy(grid: WCS, centre: np.ndarray, aperture: np.ndarray, ra
         ratio = 1.0 / math.sqrt(float(np.median(area[ok])))
         add_image(kernel, data.reshape(n * wide, wide), weight.reshape(n * wide, wide),
                   (zeros, zeros, zeros), pmap.reshape(n * wide, wide, 2), pixfrac, 1.0, ratio,
-                  acc, con, 0, 1)
+                  acc, 1)
     wht = acc[..., 1]
     image = np.zeros(wht.shape, np.float64)
     np.divide(acc[..., 0], wht, out=image, where=wht > 0)

@@ -34,14 +34,18 @@ pixels.  These are the definitions of the ``drizzle`` package's kernels
 (v2.x, cdrizzlebox.c), written again here so that results agree with it to
 float32 rounding (tests/stage3/test_resample.py compares them).
 
-Accumulators, float32, side by side per output pixel in ``acc`` (oy, ox, 5)
-so that one overlap touches one cache line:
+Accumulators, side by side per output pixel in ``acc`` (oy, ox, 6) float32 so
+that one overlap touches one cache line, the context word included:
 
 * ``num`` += dow x value, ``wht`` += dow, ``var[k]`` += dow^2 x variance_k
   (k = Poisson, read noise, flat), all in float32 arithmetic (value and
   variances rounded to float32 once: float64 products cost ~15% of the square
   kernel and a third of the Lanczos one, and agree with drizzle no better),
-* ``con[plane]`` |= bit when dow > 0 (context: one bit per input).
+* the context word, slot ``CTX`` read as int32 (``acc.view(np.int32)``), |= bit
+  when dow > 0: one bit per input of the 32 whose plane is being added (the
+  caller keeps the other planes).  In an int32 plane of its own it cost a second
+  cache line per overlap: point 12.4 -> 9.0 and turbo 0.8 34.6 -> 26.8 ns per
+  input pixel without it, in one process (docs/benchmarks.md).
 
 The weighted mean is ``num / wht`` and its variance ``var[k] / wht^2``
 (:func:`obsflow.stage3.resample.Resampler.finish`), the same numbers drizzle's
@@ -59,10 +63,16 @@ from numba import njit
 from obsflow.stage3.pixmap import fill_rows
 from obsflow.stage3.prefetch import prefetch_write
 
-__all__ = ["KERNELS", "add_image", "lanczos_lut", "reach"]
+__all__ = ["CTX", "KERNELS", "SLOTS", "add_image", "lanczos_lut", "reach"]
 
 KERNELS = ("square", "point", "turbo", "gaussian", "lanczos3")
 """Kernel names, in the order of their numeric codes."""
+
+SLOTS = 6
+"""Accumulator slots per output pixel: num, wht, the three variance sums and the context word."""
+
+CTX = 5
+"""The slot of the context word (int32 bits in the float32 block)."""
 
 _BOX = 8
 """Initial size (per side) of the square kernel's scratch box of output pixels; it grows when an
@@ -366,9 +376,9 @@ def _prefetch_ahead(pixmap, j, i, acc):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-untyped-def]
+def _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-untyped-def]
     """Add one overlap of weight ``dow`` (float32) to the accumulators."""
-    con[plane, jj, ii] |= bit & -np.int32(dow > 0.0)  # (no branch: a mispredicted one costs more)
+    ctx[jj, ii, CTX] |= bit & -np.int32(dow > 0.0)  # (no branch: a mispredicted one costs more)
     acc[jj, ii, 0] += dow * np.float32(d)
     acc[jj, ii, 1] += dow
     dow2 = dow * dow
@@ -379,7 +389,7 @@ def _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[
 
 @njit(cache=True, nogil=True)
 def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
-            acc, con, plane, bit, row0, row1, off):
+            acc, ctx, bit, row0, row1, off):
     """Square kernel on input rows [row0, row1) (of these arrays, whose row 0 is the input's
     row ``off``).
 
@@ -502,7 +512,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                             if abs(dover) > tol and 0 <= ii < onx:
                                 dow = np.float32(dover * w)
                                 if dow != 0.0:
-                                    _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                                    _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
                     continue
                 jj0 = max(ja, 0)
                 jj1 = min(jb, ony - 1)
@@ -527,7 +537,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                         if dover != 0.0:
                             dow = np.float32(dover * w)
                             if dow != 0.0:
-                                _deposit(acc, con, plane, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
+                                _deposit(acc, ctx, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -544,7 +554,7 @@ def _centre(data, weight, pixmap, j, i):  # type: ignore[no-untyped-def]
 
 @njit(cache=True, nogil=True)
 def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-def]
-           acc, con, plane, bit, row0, row1):
+           acc, ctx, bit, row0, row1):
     """Point kernel: all of each input pixel at its centre's nearest output pixel.
 
     The nearest pixel ``_nint(x)`` is inside the output exactly when ``0 < x + 0.5 < onx``
@@ -581,23 +591,23 @@ def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-
             d = data[j, i]
             if not math.isfinite(d):
                 continue
-            _deposit(acc, con, plane, bit, ii, dest_y[i], d * iscale, vp[j, i] * iscale2,
+            _deposit(acc, ctx, bit, ii, dest_y[i], d * iscale, vp[j, i] * iscale2,
                      vr[j, i] * iscale2, vf[j, i] * iscale2, np.float32(weight[j, i]))
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _turbo_cell(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dx, dy, scale, w):  # type: ignore[no-untyped-def]
+def _turbo_cell(acc, ctx, bit, ii, jj, d, v0, v1, v2, dx, dy, scale, w):  # type: ignore[no-untyped-def]
     """One output pixel of the turbo kernel's box: its overlap ``dx`` x ``dy`` (output pixels)
     when both are positive, the same product and tests as the general loop."""
     if dx > 0.0 and dy > 0.0:
         dow = np.float32(dx * dy * scale * w)
         if dow != 0.0:
-            _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+            _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
 @njit(cache=True, nogil=True)
 def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
-           acc, con, plane, bit, row0, row1):
+           acc, ctx, bit, row0, row1):
     """Turbo kernel: an output-axis-aligned square of side ``pixfrac / ratio`` output pixels.
 
     The overlap of the square with output column ii (row jj) is computed once per column
@@ -642,10 +652,10 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
                 v0 = vp[j, i] * iscale2
                 v1 = vr[j, i] * iscale2
                 v2 = vf[j, i] * iscale2
-                _turbo_cell(acc, con, plane, bit, ia, ja, d, v0, v1, v2, dx0, dy0, scale, w)
-                _turbo_cell(acc, con, plane, bit, ib, ja, d, v0, v1, v2, dx1, dy0, scale, w)
-                _turbo_cell(acc, con, plane, bit, ia, jb, d, v0, v1, v2, dx0, dy1, scale, w)
-                _turbo_cell(acc, con, plane, bit, ib, jb, d, v0, v1, v2, dx1, dy1, scale, w)
+                _turbo_cell(acc, ctx, bit, ia, ja, d, v0, v1, v2, dx0, dy0, scale, w)
+                _turbo_cell(acc, ctx, bit, ib, ja, d, v0, v1, v2, dx1, dy0, scale, w)
+                _turbo_cell(acc, ctx, bit, ia, jb, d, v0, v1, v2, dx0, dy1, scale, w)
+                _turbo_cell(acc, ctx, bit, ib, jb, d, v0, v1, v2, dx1, dy1, scale, w)
                 continue
             for ii in range(ia, ib + 1):
                 dxs[ii - ia] = min(xxa, ii + 0.5) - max(xxi, ii - 0.5)
@@ -664,7 +674,7 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
                     if dx > 0.0:
                         dow = np.float32(dx * dy * scale * w)
                         if dow != 0.0:
-                            _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                            _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -693,7 +703,7 @@ def _gauss_axis(out, o, a, b, efac, scale, chain):  # type: ignore[no-untyped-de
 
 @njit(cache=True, nogil=True)
 def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
-              acc, con, plane, bit, row0, row1):
+              acc, ctx, bit, row0, row1):
     """Gaussian kernel of FWHM ``pixfrac / ratio`` output pixels, truncated at 2.5 FWHM/2.3548
     (at least 1.2/ratio) output pixels.
 
@@ -747,12 +757,12 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
                 for ii in range(ia, ib + 1):
                     dow = np.float32(np.float32(ey * exs[ii - ia]) * w)
                     if dow != 0.0:
-                        _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                        _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
 @njit(cache=True, nogil=True)
 def _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, lut,  # type: ignore[no-untyped-def]
-             acc, con, plane, bit, row0, row1):
+             acc, ctx, bit, row0, row1):
     """Separable Lanczos-3 of the output-pixel offsets x ratio from the look-up table; the
     table entry of each output column and row the kernel reaches is looked up once."""
     nx = data.shape[1]
@@ -799,7 +809,7 @@ def _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, lut,  # type: igno
                         continue
                     dow = np.float32(lx * ly * w)
                     if dow != 0.0:
-                        _deposit(acc, con, plane, bit, ii, jj, d, v0, v1, v2, dow)
+                        _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
 _LUT3 = lanczos_lut(3)
@@ -816,30 +826,30 @@ def reach(kernel: str, pixfrac: float, ratio: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _run(code, data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
-         acc, con, plane, bit, row0, row1, off):
+         acc, ctx, bit, row0, row1, off):
     """The kernel ``KERNELS[code]`` on input rows [row0, row1), for :func:`_run_lattice`.
     (:func:`add_image` given a whole map calls the kernels from Python: called through this
     compiled dispatch, whose five inlined kernels LLVM optimises as one function, the point
     kernel took 11.8 ns per input pixel against 10.2, measured in one process.)"""
     if code == 0:
-        _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, acc, con, plane, bit, row0, row1,
+        _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, acc, ctx, bit, row0, row1,
                 off)
     elif code == 1:
-        _point(data, weight, vp, vr, vf, pixmap, iscale, acc, con, plane, bit, row0, row1)
+        _point(data, weight, vp, vr, vf, pixmap, iscale, acc, ctx, bit, row0, row1)
     elif code == 2:
-        _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, con, plane, bit,
+        _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, ctx, bit,
                row0, row1)
     elif code == 3:
-        _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, con, plane, bit,
+        _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio, acc, ctx, bit,
                   row0, row1)
     else:
-        _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, _LUT3, acc, con, plane, bit,
+        _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, _LUT3, acc, ctx, bit,
                  row0, row1)
 
 
 @njit(cache=True, nogil=True)
 def _run_lattice(code, data, weight, vp, vr, vf, lattice, first, pixfrac,  # type: ignore[no-untyped-def]
-                 iscale, ratio, acc, con, plane, bit, row0, row1):
+                 iscale, ratio, acc, ctx, bit, row0, row1):
     """:func:`_run` with the pixel map of these rows (row 0 of the arrays being input row
     ``first``) made from ``lattice`` (:func:`obsflow.stage3.pixmap.fill_rows`) ``CHUNK`` rows
     at a time into one buffer that stays in cache.  The square kernel's chunks get one map row
@@ -854,14 +864,13 @@ def _run_lattice(code, data, weight, vp, vr, vf, lattice, first, pixfrac,  # typ
         hi = min(ny, r1 + margin)
         fill_rows(lattice, first + lo, first + hi, buf)
         _run(code, data[lo:hi], weight[lo:hi], vp[lo:hi], vr[lo:hi], vf[lo:hi], buf[:hi - lo],
-             pixfrac, iscale, ratio, acc, con, plane, bit, r0 - lo, r1 - lo, first + lo)
+             pixfrac, iscale, ratio, acc, ctx, bit, r0 - lo, r1 - lo, first + lo)
 
 
 def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
               variances: tuple[np.ndarray, np.ndarray, np.ndarray],
               positions: np.ndarray | tuple[object, ...], pixfrac: float, iscale: float,
-              ratio: float, acc: np.ndarray, con: np.ndarray, plane: int, bit: int,
-              rows: tuple[int, int] | None = None, first: int | None = None) -> None:
+              ratio: float, acc: np.ndarray, bit: int, rows: tuple[int, int] | None = None, first: int | None = None) -> None:
     """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
     ``data``, ``weight`` (ny, nx) float32; ``variances`` three (ny, nx) float32
@@ -869,12 +878,13 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
     ``positions`` the pixel map, (ny, nx, 2) float64 output (x, y) of each input pixel centre, or, with
     ``first`` given, a :attr:`obsflow.stage3.pixmap.LatticeMap.lattice` from which the map
     of these rows (the arrays' row 0 being input row ``first``) is made a few rows at a time,
-    never whole (the same sums bit for bit); ``acc`` (oy, ox, 5) float32 (num, wht, three
-    variance sums); ``con`` (planes, oy, ox) int32; ``bit`` this input's context bit (0 to
-    2^31).  Arguments are checked by the caller (:class:`obsflow.stage3.resample.Resampler`).
+    never whole (the same sums bit for bit); ``acc`` (oy, ox, ``SLOTS``) float32, C-contiguous
+    (num, wht, three variance sums, the context word); ``bit`` this input's context bit (1 to
+    2^31) in that word.  Arguments are checked by the caller (:class:`obsflow.stage3.resample.Resampler`).
     Releases the GIL: row bands whose outputs do not overlap can run in threads.
     """
     bit32 = np.int32(np.uint32(bit).view(np.int32))
+    ctx = acc.view(np.int32)
     # drizzle keeps iscale and the scale ratio as C floats: round them the same way
     iscale = float(np.float32(iscale))
     ratio = float(np.float32(ratio))
@@ -884,18 +894,18 @@ def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
         pixmap = positions
         if kernel == "square":
             _square(data, weight, *variances, pixmap, float(pixfrac), iscale,
-                    acc, con, plane, bit32, row0, row1, 0)
+                    acc, ctx, bit32, row0, row1, 0)
         elif kernel == "point":
-            _point(data, weight, *variances, pixmap, iscale, acc, con, plane, bit32, row0, row1)
+            _point(data, weight, *variances, pixmap, iscale, acc, ctx, bit32, row0, row1)
         elif kernel == "turbo":
             _turbo(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
-                   acc, con, plane, bit32, row0, row1)
+                   acc, ctx, bit32, row0, row1)
         elif kernel == "gaussian":
             _gaussian(data, weight, *variances, pixmap, float(pixfrac), iscale, ratio,
-                      acc, con, plane, bit32, row0, row1)
+                      acc, ctx, bit32, row0, row1)
         else:
             _lanczos(data, weight, *variances, pixmap, iscale, ratio, _LUT3,
-                     acc, con, plane, bit32, row0, row1)
+                     acc, ctx, bit32, row0, row1)
     else:
         _run_lattice(code, data, weight, *variances, positions, int(first), float(pixfrac), iscale,
-                     ratio, acc, con, plane, bit32, row0, row1)
+                     ratio, acc, ctx, bit32, row0, row1)

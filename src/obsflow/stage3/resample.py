@@ -62,7 +62,7 @@ from astropy.wcs import WCS
 
 from obsflow.exceptions import ResampleError
 from obsflow.models.dq import NO_SCIENCE
-from obsflow.stage3.kernels import KERNELS, add_image, reach
+from obsflow.stage3.kernels import CTX, KERNELS, SLOTS, add_image, reach
 from obsflow.stage3.pixmap import LatticeMap, scale_ratio
 
 __all__ = ["BAD_BITS", "I2DArrays", "Resampler", "input_weight", "spill_planes", "weight_level"]
@@ -141,9 +141,9 @@ def _variance(name: str, v: np.ndarray | None, shape: tuple[int, ...]) -> np.nda
 class I2DArrays:
     """The arrays of an ``_i2d`` mosaic (all (ny, nx); SCI, ERR MJy/sr, variances (MJy/sr)^2).
 
-    SCI, WHT and the variances are views into the resampler's accumulator
-    block (not contiguous); ``np.ascontiguousarray`` them one at a time to
-    write.
+    SCI, WHT, the variances and, up to 32 inputs, CON are views into the
+    resampler's accumulator block (not contiguous); ``np.ascontiguousarray``
+    them one at a time to write.
     """
 
     sci: np.ndarray
@@ -160,8 +160,8 @@ class I2DArrays:
 def spill_planes(arrays: I2DArrays, folder: Path) -> I2DArrays:
     """``arrays`` with its three variances and CON written to ``.npy`` files in ``folder`` and
     memory-mapped back (read-only), SCI and WHT as contiguous copies and ERR as it is: once
-    the caller drops ``arrays`` (and the resampler, which holds CON), the accumulator block
-    and CON are freed, 4 of the mosaic's 7 image-sized arrays (what the source catalog
+    the caller drops ``arrays`` (and the resampler), the accumulator block (which holds
+    CON's last plane) is freed, 4 of the mosaic's 7 image-sized arrays (what the source catalog
     does not read) wait on disk until the ``_i2d`` is written.  Values are unchanged."""
     spilled = {}
     for name in ("var_poisson", "var_rnoise", "var_flat", "con"):
@@ -218,9 +218,11 @@ class Resampler:
         if threads < 1:
             raise ResampleError(f"resample threads must be >= 1, got {threads}")
         self.threads = int(threads)
-        # num, wht, var_poisson, var_rnoise, var_flat per output pixel, side by side
-        self._acc: np.ndarray | None = np.zeros(self.shape + (5,), dtype=np.float32)
-        self.con = np.zeros((1,) + self.shape, dtype=np.int32)
+        # num, wht, var_poisson, var_rnoise, var_flat and the context word of the 32 inputs
+        # being added (int32 bits) per output pixel, side by side: one cache line per overlap
+        self._acc: np.ndarray | None = np.zeros(self.shape + (SLOTS,), dtype=np.float32)
+        self._planes: list[np.ndarray] = []
+        """CON planes of the inputs before the current 32, int32 (ny, nx) each."""
         self.n_inputs = 0
 
     def add(self, sci: np.ndarray, weight: np.ndarray, pixmap: np.ndarray, *,
@@ -304,15 +306,16 @@ class Resampler:
         (``positions`` and ``first`` as in :func:`obsflow.stage3.kernels.add_image`)."""
         if self._acc is None:
             raise ResampleError("resampler already finished; make a new one")
-        index = self.n_inputs
-        plane, bit = divmod(index, 32)
-        if plane >= self.con.shape[0]:
-            self.con = np.concatenate([self.con, np.zeros((1,) + self.shape, dtype=np.int32)])
+        plane, bit = divmod(self.n_inputs, 32)
+        while len(self._planes) < plane:  # a new 32 inputs: their plane's word starts at 0
+            ctx = self._acc.view(np.int32)[..., CTX]
+            self._planes.append(ctx.copy())
+            ctx[...] = 0
         args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
                 np.ascontiguousarray(weight, dtype=np.float32),
                 (variances[0], variances[1], variances[2]),
                 positions if first is not None else np.ascontiguousarray(positions, dtype=np.float64),
-                self.pixfrac, iscale, ratio, self._acc, self.con, plane, 1 << bit)
+                self.pixfrac, iscale, ratio, self._acc, 1 << bit)
         row0, row1 = rows
         # input rows between two bands that run at once: twice the kernel's reach, in input
         # pixels (ratio of them per output pixel), with room for distortion
@@ -343,6 +346,9 @@ class Resampler:
         for k in (0, 2, 3, 4):
             acc[..., k][~covered] = np.nan
         err = np.sqrt(acc[..., 2] + acc[..., 3] + acc[..., 4])
-        return I2DArrays(sci=acc[..., 0], err=err, wht=wht, con=self.con,
+        last = acc.view(np.int32)[..., CTX]
+        con = np.stack(self._planes + [last]) if self._planes else last[np.newaxis]
+        self._planes = []
+        return I2DArrays(sci=acc[..., 0], err=err, wht=wht, con=con,
                          var_poisson=acc[..., 2], var_rnoise=acc[..., 3], var_flat=acc[..., 4],
                          wcs=self.grid, n_inputs=self.n_inputs)
