@@ -1,6 +1,6 @@
 """Drizzle kernels: one input image added into the output accumulators.
 
-Compiled with numba (``@njit(cache=True, nogil=True)``).  Each kernel walks
+Compiled with numba (``@njit(cache=True, nogil=True, error_model="numpy")``).  Each kernel walks
 the input pixels once and spreads every pixel's value over the output pixels
 its footprint touches, with a per-overlap weight ``dow``:
 
@@ -104,7 +104,7 @@ def lanczos_lut(order: int) -> np.ndarray:
     return lut
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _nint(x: float) -> int:
     """Round half away from zero (C's round())."""
     if x >= 0.0:
@@ -112,7 +112,7 @@ def _nint(x: float) -> int:
     return -int(math.floor(0.5 - x))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _edge_cells(ov, xa, ya, xb, yb, ii0, ii1, jj0, jj1):  # type: ignore[no-untyped-def]
     """Add one polygon edge's signed areas under it to the cells of a box of output pixels.
 
@@ -171,7 +171,7 @@ def _edge_cells(ov, xa, ya, xb, yb, ii0, ii1, jj0, jj1):  # type: ignore[no-unty
             ov[jj - jj0, col] += sgn * width * mean
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _above(w1, p, q, inv):  # type: ignore[no-untyped-def]
     """Integral of max(v, 0) over a segment of width ``w1`` along which v runs linearly from ``p``
     to ``q``; ``inv`` = |dx/dv| of the segment's line (so a crossing part's triangle,
@@ -184,7 +184,7 @@ def _above(w1, p, q, inv):  # type: ignore[no-untyped-def]
     return 0.5 * a * a * inv if cross else w1 * (0.5 * (a + b))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _edge_col(a, xl, vl, xh, vh, m):  # type: ignore[no-untyped-def]
     """(w1, vc, i1) of one edge cut at the box line u = ``a``: the width of its part left of
     the line, v where it is cut (or at its right end) and the trapezoid's area below it."""
@@ -195,7 +195,7 @@ def _edge_col(a, xl, vl, xh, vh, m):  # type: ignore[no-untyped-def]
     return w1, vc, i1
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _edge_ends(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
     """(sign, xl, vl, xh, vh, slope dv/dx, |dx/dv|) of an edge, its ends ordered by x; one
     division for both ratios (0 for both where dx or dv is 0)."""
@@ -212,7 +212,7 @@ def _edge_ends(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
     return sgn, xl, vl, xh, vh, dv * dv * r, abs(dx * dx * r)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _edge3(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
     """One polygon edge's share of G(U, V) for U, V = 1..3: its nine terms, U-major.
 
@@ -238,7 +238,7 @@ def _edge3(xa, ya, xb, yb):  # type: ignore[no-untyped-def]
             sgn * (i3 - _above(w3, vl - 2, vc3 - 2, inv)), sgn * i3)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _quad3(x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-def]
     """G(U, V) for U, V = 1..3 of the quadrilateral (x0, y0) ... (x3, y3) in box coordinates:
     its four edges' :func:`_edge3` terms summed (edge by edge, in order), as scalars, U-major."""
@@ -253,7 +253,7 @@ def _quad3(x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-def]
             ((a[8] + b[8]) + c[8]) + d[8])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _pieces(cells, ax, ay, bx, by):  # type: ignore[no-untyped-def]
     """Add one polygon edge a -> b to the 2x2 box's shoelace sums ``cells[col + 3 row]``.
 
@@ -292,7 +292,7 @@ def _pieces(cells, ax, ay, bx, by):  # type: ignore[no-untyped-def]
         cells[qb] += ev * by
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _cells2(cells, x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-def]
     """Overlaps of the quadrilateral with the cells of a 2x2 box: ``cells[0, 1, 3, 4]``
     (column + 3 row), corners relative to the box centre.
@@ -318,7 +318,7 @@ def _cells2(cells, x0, y0, x1, y1, x2, y2, x3, y3):  # type: ignore[no-untyped-d
     cells[4] *= -0.5
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
     """Bilinear interpolation (linear extrapolation past the edges) of the pixel map."""
     ny = pixmap.shape[0]
@@ -342,7 +342,7 @@ def _interp(pixmap: np.ndarray, xin: float, yin: float) -> tuple[float, float]:
     return xo, yo
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _map_rows(pixmap, yin, off, rows, k):  # type: ignore[no-untyped-def]
     """``rows[k]`` = the pixel map linearly interpolated in y to input row ``yin`` (extrapolated
     past the edges, from the same two rows as :func:`_interp`): the first half of its bilinear
@@ -359,7 +359,7 @@ def _map_rows(pixmap, yin, off, rows, k):  # type: ignore[no-untyped-def]
         rows[k, i, 1] = pixmap[j0, i, 1] * gy + pixmap[j0 + 1, i, 1] * fy
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _prefetch_ahead(pixmap, j, i, acc):  # type: ignore[no-untyped-def]
     """Prefetch the accumulators of input pixel (j, i + AHEAD), when inside the output: of
     the lower-left pixel of the 2x2 output pixels around its mapped centre and the one above
@@ -375,7 +375,7 @@ def _prefetch_ahead(pixmap, j, i, acc):  # type: ignore[no-untyped-def]
             prefetch_write(acc, jj + 1, ii, 0)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-untyped-def]
     """Add one overlap of weight ``dow`` (float32) to the accumulators."""
     ctx[jj, ii, CTX] |= bit & -np.int32(dow > 0.0)  # (no branch: a mispredicted one costs more)
@@ -387,7 +387,7 @@ def _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow):  # type: ignore[no-unty
     acc[jj, ii, 4] += dow2 * np.float32(v2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[no-untyped-def]
             acc, ctx, bit, row0, row1, off):
     """Square kernel on input rows [row0, row1) (of these arrays, whose row 0 is the input's
@@ -540,7 +540,7 @@ def _square(data, weight, vp, vr, vf, pixmap, pixfrac, iscale,  # type: ignore[n
                                 _deposit(acc, ctx, bit, ii0 + c2, jj0 + r2, d, v0, v1, v2, dow)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _centre(data, weight, pixmap, j, i):  # type: ignore[no-untyped-def]
     """(ok, value, x, y) of input pixel (j, i): ok when its weight is positive and its value
     and mapped centre finite."""
@@ -552,7 +552,7 @@ def _centre(data, weight, pixmap, j, i):  # type: ignore[no-untyped-def]
     return ok, d, ox, oy
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-def]
            acc, ctx, bit, row0, row1):
     """Point kernel: all of each input pixel at its centre's nearest output pixel.
@@ -595,7 +595,7 @@ def _point(data, weight, vp, vr, vf, pixmap, iscale,  # type: ignore[no-untyped-
                      vr[j, i] * iscale2, vf[j, i] * iscale2, np.float32(weight[j, i]))
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _turbo_cell(acc, ctx, bit, ii, jj, d, v0, v1, v2, dx, dy, scale, w):  # type: ignore[no-untyped-def]
     """One output pixel of the turbo kernel's box: its overlap ``dx`` x ``dy`` (output pixels)
     when both are positive, the same product and tests as the general loop."""
@@ -605,7 +605,7 @@ def _turbo_cell(acc, ctx, bit, ii, jj, d, v0, v1, v2, dx, dy, scale, w):  # type
             _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
            acc, ctx, bit, row0, row1):
     """Turbo kernel: an output-axis-aligned square of side ``pixfrac / ratio`` output pixels.
@@ -677,7 +677,7 @@ def _turbo(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ig
                             _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _gauss_axis(out, o, a, b, efac, scale, chain):  # type: ignore[no-untyped-def]
     """``out[k]`` = scale x exp(-(o - a - k)^2 efac) for output columns (rows) a..b.
 
@@ -701,7 +701,7 @@ def _gauss_axis(out, o, a, b, efac, scale, chain):  # type: ignore[no-untyped-de
             out[k] = scale * math.exp(-(dd * dd) * efac)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
               acc, ctx, bit, row0, row1):
     """Gaussian kernel of FWHM ``pixfrac / ratio`` output pixels, truncated at 2.5 FWHM/2.3548
@@ -760,7 +760,7 @@ def _gaussian(data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type:
                         _deposit(acc, ctx, bit, ii, jj, d, v0, v1, v2, dow)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lanczos(data, weight, vp, vr, vf, pixmap, iscale, ratio, lut,  # type: ignore[no-untyped-def]
              acc, ctx, bit, row0, row1):
     """Separable Lanczos-3 of the output-pixel offsets x ratio from the look-up table; the
@@ -824,7 +824,7 @@ def reach(kernel: str, pixfrac: float, ratio: float) -> float:
     return 0.75 / ratio + 1.0  # half the diagonal of a pixel, and the rounding to whole pixels
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _run(code, data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type: ignore[no-untyped-def]
          acc, ctx, bit, row0, row1, off):
     """The kernel ``KERNELS[code]`` on input rows [row0, row1), for :func:`_run_lattice`.
@@ -847,7 +847,7 @@ def _run(code, data, weight, vp, vr, vf, pixmap, pixfrac, iscale, ratio,  # type
                  row0, row1)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _run_lattice(code, data, weight, vp, vr, vf, lattice, first, pixfrac,  # type: ignore[no-untyped-def]
                  iscale, ratio, acc, ctx, bit, row0, row1):
     """:func:`_run` with the pixel map of these rows (row 0 of the arrays being input row
