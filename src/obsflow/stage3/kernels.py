@@ -44,8 +44,9 @@ that one overlap touches one cache line, the context word included:
 * the context word, slot ``CTX`` read as int32 (``acc.view(np.int32)``), |= bit
   when dow > 0: one bit per input of the 32 whose plane is being added (the
   caller keeps the other planes).  In an int32 plane of its own it cost a second
-  cache line per overlap: point 12.4 -> 9.0 and turbo 0.8 34.6 -> 26.8 ns per
-  input pixel without it, in one process (docs/benchmarks.md).
+  cache line per overlap (dropping the context altogether, as an ablation: point
+  12.8 -> 9.5, turbo 0.8 30.5 -> 28.5 ns per input pixel in one process; the
+  word in the block: 11.9 and 30.8 in that run, docs/benchmarks.md).
 
 The weighted mean is ``num / wht`` and its variance ``var[k] / wht^2``
 (:func:`obsflow.stage3.resample.Resampler.finish`), the same numbers drizzle's
