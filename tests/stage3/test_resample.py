@@ -369,13 +369,15 @@ def test_threads_give_the_same_mosaic(kernel: str) -> None:
     inputs = _inputs(2, ny=300, nx=120)
     grid = output_grid([i["wcs"] for i in inputs], [(300, 120)] * 2, pixel_scale=SCALE * 0.8, rotation=37.0)
     out = []
-    for threads, mapped in ((1, False), (2, False), (2, True)):
+    # add_mapped with one band of 300 rows cut into thread bands inside it, and with five
+    # bands of 60 rows that themselves run two at a time (even ones, then odd ones)
+    for threads, band_rows in ((1, 0), (2, 0), (2, 300), (2, 60)):
         rs = Resampler(grid, kernel=kernel, threads=threads)
         for item in inputs:
             wt = input_weight(item["sci"], item["dq"], item["vr"])
-            if mapped:  # the map made from the lattice inside each thread's band
+            if band_rows:  # the map made from the lattice inside each thread's band
                 rs.add_mapped(item["sci"], wt, LatticeMap(item["wcs"], (300, 120), grid),
-                              var_rnoise=item["vr"], band_rows=300)
+                              var_rnoise=item["vr"], band_rows=band_rows)
             else:
                 rs.add(item["sci"], wt, pixel_map(item["wcs"], (300, 120), grid),
                        var_rnoise=item["vr"])

@@ -245,7 +245,8 @@ class Resampler:
         variances = self._variances(shape, var_poisson, var_rnoise, var_flat)
         if ratio is None:
             ratio = scale_ratio(pixmap)
-        self._add_block(sci, weight, variances, pixmap, iscale, ratio, (0, shape[0]))
+        self._add_block(sci, weight, variances, pixmap, iscale, ratio, (0, shape[0]),
+                        bit=self._context_bit())
         self.n_inputs += 1
 
     def add_mapped(self, sci: np.ndarray, weight: np.ndarray, mapper: LatticeMap, *,
@@ -281,13 +282,29 @@ class Resampler:
             ratio = mapper.scale_ratio()
         ny = shape[0]
         zero = np.zeros((min(ny, band_rows + 2), shape[1]), np.float32)
-        for r0 in range(0, ny, band_rows):
+        bit = self._context_bit()
+        starts = range(0, ny, band_rows)
+        # with threads, the bands themselves run side by side (even ones, then odd ones) when
+        # they are tall enough that bands two apart never reach one output pixel: one pool per
+        # input, not one per band (whose start and barriers cost more than the kernel's time
+        # on a 256-row band), each thread converting only its own band
+        banded = self.threads > 1 and len(starts) >= 4 and band_rows >= self._band_height(ratio)
+
+        def one(r0: int) -> None:
             r1 = min(ny, r0 + band_rows)
             lo, hi = max(0, r0 - 1), min(ny, r1 + 1)
             bands = tuple(zero[:hi - lo] if v is None else np.ascontiguousarray(v[lo:hi], np.float32)
                           for v in given)
             self._add_block(sci[lo:hi], weight[lo:hi], bands, mapper.lattice, iscale, ratio,
-                            (r0 - lo, r1 - lo), first=lo)
+                            (r0 - lo, r1 - lo), first=lo, bit=bit, threads=1 if banded else None)
+
+        if banded:
+            with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="drizzle") as pool:
+                for parity in (0, 1):
+                    list(pool.map(one, starts[parity::2]))
+        else:
+            for r0 in starts:
+                one(r0)
         self.n_inputs += 1
 
     @staticmethod
@@ -298,29 +315,41 @@ class Resampler:
                      for v in (_variance(name, v, shape)
                                for name, v in zip(VARIANCES, given, strict=True)))
 
-    def _add_block(self, sci: np.ndarray, weight: np.ndarray,
-                   variances: tuple[np.ndarray, ...], positions: np.ndarray | tuple[object, ...],
-                   iscale: float, ratio: float, rows: tuple[int, int],
-                   first: int | None = None) -> None:
-        """Rows ``rows`` of these arrays into the accumulators as input ``self.n_inputs``
-        (``positions`` and ``first`` as in :func:`obsflow.stage3.kernels.add_image`)."""
+    def _context_bit(self) -> int:
+        """Input ``self.n_inputs``'s bit in the context word (its plane set up: a new 32
+        inputs' plane word starts at 0, the previous plane kept aside).  Called once per input,
+        before any of its rows are added."""
         if self._acc is None:
             raise ResampleError("resampler already finished; make a new one")
         plane, bit = divmod(self.n_inputs, 32)
-        while len(self._planes) < plane:  # a new 32 inputs: their plane's word starts at 0
+        while len(self._planes) < plane:
             ctx = self._acc.view(np.int32)[..., CTX]
             self._planes.append(ctx.copy())
             ctx[...] = 0
+        return 1 << bit
+
+    def _band_height(self, ratio: float) -> int:
+        """Input rows between two bands that may run at once: twice the kernel's reach, in input
+        pixels (``ratio`` of them per output pixel), with room for distortion."""
+        return max(32, math.ceil(3.0 * reach(self.kernel, self.pixfrac, ratio) * ratio) + 2)
+
+    def _add_block(self, sci: np.ndarray, weight: np.ndarray,
+                   variances: tuple[np.ndarray, ...], positions: np.ndarray | tuple[object, ...],
+                   iscale: float, ratio: float, rows: tuple[int, int],
+                   first: int | None = None, *, bit: int, threads: int | None = None) -> None:
+        """Rows ``rows`` of these arrays into the accumulators with context ``bit``
+        (:meth:`_context_bit`; ``positions`` and ``first`` as in
+        :func:`obsflow.stage3.kernels.add_image`), on ``threads`` (default ``self.threads``)."""
+        if self._acc is None:
+            raise ResampleError("resampler already finished; make a new one")
         args = (self.kernel, np.ascontiguousarray(sci, dtype=np.float32),
                 np.ascontiguousarray(weight, dtype=np.float32),
                 (variances[0], variances[1], variances[2]),
                 positions if first is not None else np.ascontiguousarray(positions, dtype=np.float64),
-                self.pixfrac, iscale, ratio, self._acc, 1 << bit)
+                self.pixfrac, iscale, ratio, self._acc, bit)
         row0, row1 = rows
-        # input rows between two bands that run at once: twice the kernel's reach, in input
-        # pixels (ratio of them per output pixel), with room for distortion
-        height = max(32, math.ceil(3.0 * reach(self.kernel, self.pixfrac, ratio) * ratio) + 2)
-        if self.threads == 1 or row1 - row0 < 4 * height:
+        height = self._band_height(ratio)
+        if (threads or self.threads) == 1 or row1 - row0 < 4 * height:
             add_image(*args, rows=rows, first=first)
         else:
             bands = [(r, min(r + height, row1)) for r in range(row0, row1, height)]
