@@ -228,8 +228,10 @@ STARS_PER_FIELD = {"webb_like": 47, "smallsat": 39}
 """Isolated stars with 10 <= S/N <= 2000 in one realization (their first pointings), as measured
 over seeds 11-58 (``benchmarks/truth_flux_pulls.py``: 2,285 and 1,902 stars in 48 fields)."""
 
-REALIZATIONS = {name: math.ceil((math.sqrt(math.pi / 2) / MEDIAN_SE) ** 2 / n)
-                for name, n in STARS_PER_FIELD.items()}
+STARS_NEEDED = (math.sqrt(math.pi / 2) / MEDIAN_SE) ** 2
+"""Pooled stars whose median pull has the standard error MEDIAN_SE (~980)."""
+
+REALIZATIONS = {name: math.ceil(STARS_NEEDED / n) for name, n in STARS_PER_FIELD.items()}
 """Simulated fields the flux pulls are pooled over (seeds 11, 12, ...; 11 is the shared field):
 the median of N unit-spread pulls has a standard error of sqrt(pi/2)/sqrt(N), so MEDIAN_SE
 needs ~980 stars: 21 webb_like and 26 smallsat fields.  (Until 2026-12-03 it was 4 and 8
@@ -263,7 +265,7 @@ def test_isolated_star_fluxes_against_truth(mosaic: Mosaic,
           f"{med:.3f} (s.e. {math.sqrt(math.pi / 2 / pull.size):.3f}), spread (MAD) {spread:.3f}")
     assert min(p.size for p in pulls) >= 10
     # the sample the test was sized for (a scene change that thins the stars fails here first)
-    assert pull.size >= 0.8 * (math.sqrt(math.pi / 2) / MEDIAN_SE) ** 2
+    assert pull.size >= 0.8 * STARS_NEEDED
     _check(m, "flux pulls", abs(med) <= 0.1 and 0.9 <= spread <= 1.1,
            f"median {med:.3f}, spread {spread:.3f} over {pull.size} stars in {len(pulls)} fields")
 

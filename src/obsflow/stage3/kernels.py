@@ -871,7 +871,8 @@ def _run_lattice(code, data, weight, vp, vr, vf, lattice, first, pixfrac,  # typ
 def add_image(kernel: str, data: np.ndarray, weight: np.ndarray,
               variances: tuple[np.ndarray, np.ndarray, np.ndarray],
               positions: np.ndarray | tuple[object, ...], pixfrac: float, iscale: float,
-              ratio: float, acc: np.ndarray, bit: int, rows: tuple[int, int] | None = None, first: int | None = None) -> None:
+              ratio: float, acc: np.ndarray, bit: int, rows: tuple[int, int] | None = None,
+              first: int | None = None) -> None:
     """Add input rows ``rows`` (default all) into the accumulators with the named kernel.
 
     ``data``, ``weight`` (ny, nx) float32; ``variances`` three (ny, nx) float32
